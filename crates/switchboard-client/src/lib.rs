@@ -1,1 +1,209 @@
-//! placeholder until written
+//! A WebSocket client on the switchboard protocol engine, over tokio.
+//!
+//! Used by the test suite, the load generator and Rust programs that talk to a
+//! switchboard server. It speaks `ws://` URLs, offers subprotocols and
+//! permessage-deflate, masks every frame with a fresh random key, answers
+//! pings, and completes the closing handshake. It is one owner of one socket:
+//! `send` queues and writes, `recv` reads until the next event.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use switchboard_proto::connection::State;
+use switchboard_proto::deflate::{client_accept, client_offer, DeflateOptions};
+use switchboard_proto::handshake::ClientHandshake;
+pub use switchboard_proto::{CloseCode, CloseFrame, Config, Event, Message, ProtocolError};
+use switchboard_proto::Connection;
+
+mod error;
+mod url;
+
+pub use error::ClientError;
+pub use url::WsUrl;
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Subprotocols to offer, in order of preference.
+    pub protocols: Vec<String>,
+    /// Offer permessage-deflate with these options (`None`: no compression).
+    pub deflate: Option<DeflateOptions>,
+    /// Extra request headers (e.g. `Origin`, `Cookie`).
+    pub headers: Vec<(String, String)>,
+    /// Frame and message limits for what the server sends.
+    pub limits: Config,
+    /// Time allowed for TCP connect plus handshake. Default 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            protocols: Vec::new(),
+            deflate: None,
+            headers: Vec::new(),
+            limits: Config::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An open WebSocket connection.
+pub struct Client {
+    stream: TcpStream,
+    conn: Connection,
+    buf: BytesMut,
+    protocol: Option<String>,
+}
+
+impl Client {
+    /// Connects with default options.
+    pub async fn connect(url: &str) -> Result<Client, ClientError> {
+        Client::connect_with(url, ClientOptions::default()).await
+    }
+
+    /// Connects, runs the opening handshake and returns the open connection.
+    pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let url = WsUrl::parse(url)?;
+        tokio::time::timeout(options.connect_timeout, Client::open(url, options))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    async fn open(url: WsUrl, options: ClientOptions) -> Result<Client, ClientError> {
+        let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        let _ = stream.set_nodelay(true);
+        let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
+        let offer = options.deflate.as_ref().map(client_offer);
+        let headers: Vec<(&str, &str)> = options.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (handshake, request) =
+            ClientHandshake::new(&url.host_header(), &url.path, &protocols, offer.as_deref(), &headers, rand::random());
+        stream.write_all(&request).await?;
+
+        let mut buf = BytesMut::with_capacity(4096);
+        let (accepted, consumed) = loop {
+            if let Some(done) = handshake.handle_response(&buf)? {
+                break done;
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(ClientError::ConnectionClosed);
+            }
+        };
+        let _ = buf.split_to(consumed);
+        let deflate = match (&accepted.extensions, &options.deflate) {
+            (Some(value), Some(deflate)) => Some((client_accept(value, deflate)?, deflate.level)),
+            (Some(_), None) => return Err(ClientError::UnexpectedExtension),
+            (None, _) => None,
+        };
+        let conn = Connection::client(options.limits, deflate, Box::new(rand::random));
+        Ok(Client { stream, conn, buf, protocol: accepted.protocol })
+    }
+
+    /// The subprotocol the server chose.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// True when permessage-deflate was agreed.
+    pub fn is_compressed(&self) -> bool {
+        self.conn.is_compressed()
+    }
+
+    /// Sends a message and writes it out.
+    pub async fn send(&mut self, message: &Message) -> Result<(), ClientError> {
+        self.conn.send(message).map_err(|_| ClientError::ConnectionClosed)?;
+        self.flush().await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
+        self.send(&Message::text(text)).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), ClientError> {
+        self.send(&Message::binary(data)).await
+    }
+
+    /// Queues a message without writing it; [`Client::flush`] writes every
+    /// queued message in as few system calls as possible.
+    pub fn queue(&mut self, message: &Message) -> Result<(), ClientError> {
+        self.conn.send(message).map_err(|_| ClientError::ConnectionClosed)
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        self.conn.send_ping(payload).map_err(|_| ClientError::ConnectionClosed)?;
+        self.flush().await
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        while self.conn.wants_write() {
+            let written = {
+                let mut slices = [std::io::IoSlice::new(&[]); 64];
+                let n = self.conn.transmit_chunks(&mut slices);
+                self.stream.write_vectored(&slices[..n]).await?
+            };
+            if written == 0 {
+                return Err(ClientError::ConnectionClosed);
+            }
+            self.conn.advance(written);
+        }
+        Ok(())
+    }
+
+    /// Waits for the next event. Pings are answered automatically (and still
+    /// reported). `Ok(None)` means the TCP connection ended.
+    pub async fn recv(&mut self) -> Result<Option<Event>, ClientError> {
+        loop {
+            let event = self.conn.handle_read(&mut self.buf);
+            self.flush().await?;
+            match event {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Protocol(e)),
+            }
+            self.buf.reserve(16 * 1024);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits for the next data message, skipping pings and pongs. A close
+    /// frame or the end of the connection is an error here.
+    pub async fn recv_message(&mut self) -> Result<Message, ClientError> {
+        loop {
+            match self.recv().await? {
+                Some(Event::Message(message)) => return Ok(message),
+                Some(Event::Ping(_) | Event::Pong(_)) => {}
+                Some(Event::Close(frame)) => return Err(ClientError::Closed(frame)),
+                None => return Err(ClientError::ConnectionClosed),
+            }
+        }
+    }
+
+    /// Runs the closing handshake: sends our close frame, waits for the
+    /// server's, then for the server to end the TCP connection. Returns the
+    /// server's close frame.
+    pub async fn close(mut self, code: Option<CloseCode>, reason: &str) -> Result<CloseFrame, ClientError> {
+        self.conn.close(code, reason);
+        self.flush().await?;
+        let mut reply = None;
+        while let Some(event) = self.recv().await? {
+            if let Event::Close(frame) = event {
+                reply = Some(frame);
+            }
+        }
+        reply.ok_or(ClientError::ConnectionClosed)
+    }
+
+    /// True once both close frames were exchanged.
+    pub fn is_closed(&self) -> bool {
+        self.conn.state() == State::Closed
+    }
+}

@@ -20,10 +20,10 @@ pub mod config;
 // pub mod connection;
 // pub mod deflate;
 pub mod error;
-// pub mod frame;
+pub mod frame;
 // pub mod handshake;
-// pub mod mask;
-// pub mod utf8;
+pub mod mask;
+pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};

@@ -1,0 +1,42 @@
+//! Limits and timers of the connection layer, each with its reason.
+
+use std::time::Duration;
+
+use switchboard_proto::deflate::DeflateOptions;
+use switchboard_proto::Config;
+
+/// Settings of the connection layer.
+#[derive(Debug, Clone, Copy)]
+pub struct NetConfig {
+    /// Frame and message size limits of every connection.
+    pub protocol: Config,
+    /// What permessage-deflate we agree to.
+    pub deflate: DeflateOptions,
+    /// Time allowed from accept to a complete request head. Default 10 s:
+    /// generous for slow mobile links, short enough that idle half-open
+    /// sockets do not pile up.
+    pub handshake_timeout: Duration,
+    /// Longest request head. Default 16 KiB, the common limit of HTTP
+    /// servers; cookies beyond that are refused with 431.
+    pub max_head_len: usize,
+    /// How long we wait for the peer's close frame after sending ours, and
+    /// for a blocked write to make progress while closing. Default 5 s.
+    pub close_timeout: Duration,
+    /// Bytes read per system call. Default 16 KiB: one read takes a full
+    /// batch of small pipelined messages; the buffer exists only while bytes
+    /// are being processed (an idle connection holds none).
+    pub read_chunk: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            protocol: Config::default(),
+            deflate: DeflateOptions::default(),
+            handshake_timeout: Duration::from_secs(10),
+            max_head_len: 16 * 1024,
+            close_timeout: Duration::from_secs(5),
+            read_chunk: 16 * 1024,
+        }
+    }
+}

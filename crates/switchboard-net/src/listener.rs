@@ -1,0 +1,148 @@
+//! Accepting sockets and the WebSocket handshake.
+//!
+//! Every accepted socket gets one task. It reads the request head with the
+//! protocol crate's incremental parser (bounded by `handshake_timeout` and
+//! `max_head_len`); an upgrade request is validated and answered here, and the
+//! same task then drives the connection. Anything else goes to the service's
+//! HTTP server with the bytes already read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+use tracing::{debug, warn};
+
+use switchboard_proto::deflate::negotiate_server;
+use switchboard_proto::handshake::{error_response, HandshakeError, RequestHead, UpgradeRequest};
+use switchboard_proto::Connection;
+
+use crate::config::NetConfig;
+use crate::driver::drive;
+use crate::io::PrefixedIo;
+use crate::service::{Service, UpgradeInfo};
+
+/// Tells every connection that the server is stopping. Cloned into each
+/// connection task; connections answer by closing with 1001.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// A shutdown signal and the sender that triggers it (send `true`).
+    pub fn new() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+
+    /// Resolves once shutdown was requested (or the sender is gone).
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    /// True once shutdown was requested.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// Accepts connections until shutdown, then waits (at most `close_timeout`
+/// plus a second) for open connections to finish their closing handshake.
+pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: NetConfig, mut shutdown: Shutdown) {
+    // Every connection task holds a sender; when all are dropped, `recv`
+    // returns None and the drain is complete.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let service = service.clone();
+                    let shutdown = shutdown.clone();
+                    let alive = alive_tx.clone();
+                    tokio::spawn(async move {
+                        handle_socket(stream, peer, &*service, &config, shutdown).await;
+                        drop(alive);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.wait() => break,
+        }
+    }
+    drop(listener);
+    drop(alive_tx);
+    let _ = timeout(config.close_timeout + std::time::Duration::from_secs(1), alive_rx.recv()).await;
+}
+
+async fn handle_socket<S: Service>(mut stream: TcpStream, peer: SocketAddr, service: &S, config: &NetConfig, shutdown: Shutdown) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(1024);
+    let head = match timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, config.max_head_len)).await {
+        Err(_) => {
+            debug!(%peer, "handshake timed out");
+            let _ = stream.write_all(&error_response(408, "request head not received in time")).await;
+            return;
+        }
+        Ok(Err(refused)) => {
+            let _ = stream.write_all(&refused.response()).await;
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Ok(Some(head))) => head,
+    };
+    let (head, consumed) = head;
+    if !head.wants_upgrade() {
+        service.http(PrefixedIo::new(buf.freeze(), stream), peer).await;
+        return;
+    }
+    let request = match UpgradeRequest::from_head(&head) {
+        Ok(request) => request,
+        Err(refused) => {
+            debug!(%peer, reason = %refused.reason, "bad upgrade request");
+            let _ = stream.write_all(&refused.response()).await;
+            return;
+        }
+    };
+    let accept = match service.upgrade(UpgradeInfo { request: &request, head: &head, peer }) {
+        Ok(accept) => accept,
+        Err(refusal) => {
+            let _ = stream.write_all(&error_response(refusal.status, &refusal.reason)).await;
+            return;
+        }
+    };
+    let offers: Vec<&str> = request.extensions.iter().map(String::as_str).collect();
+    let deflate = negotiate_server(&offers, &config.deflate);
+    let response = request.accept_response(accept.protocol.as_deref(), deflate.as_ref().map(|(_, value)| value.as_str()), &[]);
+    if stream.write_all(&response).await.is_err() {
+        return;
+    }
+    let conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| (agreed, config.deflate.level)));
+    buf.advance(consumed);
+    drive(stream, conn, buf, accept.handler, config, shutdown).await;
+}
+
+/// Reads until a whole request head is buffered. `Ok(None)`: the peer closed first.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, max_len: usize) -> Result<Option<(RequestHead, usize)>, HandshakeError> {
+    loop {
+        if let Some(parsed) = RequestHead::parse(buf, max_len)? {
+            return Ok(Some(parsed));
+        }
+        buf.reserve(1024);
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+impl From<watch::Receiver<bool>> for Shutdown {
+    fn from(rx: watch::Receiver<bool>) -> Self {
+        Shutdown(rx)
+    }
+}

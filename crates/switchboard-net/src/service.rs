@@ -1,0 +1,52 @@
+//! The seam between sockets and the application: what an upgrade connects to,
+//! and who serves plain HTTP.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use switchboard_proto::handshake::{RequestHead, UpgradeRequest};
+
+use crate::handler::Handler;
+use crate::io::PrefixedIo;
+
+/// What the service is told about an upgrade request.
+pub struct UpgradeInfo<'a> {
+    /// The validated WebSocket request.
+    pub request: &'a UpgradeRequest,
+    /// The whole request head (cookies, custom headers).
+    pub head: &'a RequestHead,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+}
+
+/// An accepted upgrade.
+pub struct Accept<H> {
+    /// Receives the connection's events.
+    pub handler: H,
+    /// The subprotocol to answer with; must be one the client offered
+    /// (see `UpgradeRequest::select_protocol`).
+    pub protocol: Option<String>,
+}
+
+/// A refused upgrade, answered with an HTTP status before any 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status, e.g. 404 or 403.
+    pub status: u16,
+    /// Human-readable reason, sent as the body.
+    pub reason: String,
+}
+
+/// The application side of a listener.
+pub trait Service: Send + Sync + 'static {
+    /// The handler type of accepted connections.
+    type Handler: Handler;
+
+    /// Decides what a valid upgrade request connects to.
+    fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<Self::Handler>, Refusal>;
+
+    /// Serves a request that is not a WebSocket upgrade. `io` replays the
+    /// bytes already read before reading from the socket.
+    fn http(&self, io: PrefixedIo, peer: SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}

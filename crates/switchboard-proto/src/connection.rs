@@ -1,0 +1,555 @@
+//! One WebSocket connection after the handshake: the sans-IO state machine.
+//!
+//! The caller owns the socket. It appends what it reads to a `BytesMut` and
+//! calls [`Connection::handle_read`] until it returns `Ok(None)`; each call
+//! yields at most one [`Event`]. Whatever must go on the wire (messages the
+//! caller sends, the automatic pong, the close echo, the close frame of a
+//! protocol error) is queued inside the connection and taken with
+//! [`Connection::transmit_chunks`] / [`Connection::advance`], so many frames
+//! leave in one vectored write.
+//!
+//! What this module owns: message assembly from fragments with control frames
+//! interleaved, UTF-8 validation of text as it arrives, permessage-deflate per
+//! message, the per-connection MUSTs (masking by role, RSV bits, continuation
+//! order), the size limits, and the closing handshake state. It does not own
+//! timers: the caller decides how long to wait for a close reply or a pong.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::{Config, Role};
+use crate::deflate::{Compressor, DeflateConfig, Decompressor};
+use crate::error::ProtocolError;
+use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
+use crate::mask::apply_mask;
+use crate::utf8::Utf8Validator;
+
+/// A complete data message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message. The bytes were validated as UTF-8 on receipt.
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// A text message from a string.
+    pub fn text(s: impl Into<String>) -> Message {
+        Message::Text(Bytes::from(s.into()))
+    }
+
+    /// A binary message.
+    pub fn binary(b: impl Into<Bytes>) -> Message {
+        Message::Binary(b.into())
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &Bytes {
+        match self {
+            Message::Text(b) | Message::Binary(b) => b,
+        }
+    }
+
+    /// The text, for a text message. (Validated on receipt; this re-checks
+    /// cheaply rather than trusting an invariant with `unsafe`.)
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(b) => simdutf8::basic::from_utf8(b).ok(),
+            Message::Binary(_) => None,
+        }
+    }
+
+    fn opcode(&self) -> DataOp {
+        match self {
+            Message::Text(_) => DataOp::Text,
+            Message::Binary(_) => DataOp::Binary,
+        }
+    }
+}
+
+/// What the peer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete message.
+    Message(Message),
+    /// A ping; the pong is already queued.
+    Ping(Bytes),
+    /// A pong (solicited or not).
+    Pong(Bytes),
+    /// The peer's close frame. If we had not closed yet, the echo is queued
+    /// and the connection is now [`State::Closed`].
+    Close(CloseFrame),
+}
+
+/// Where the closing handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// Both close frames were exchanged, or the connection failed: flush what
+    /// is queued, then close the TCP connection.
+    Closed,
+}
+
+/// Sending after our close frame went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionClosed;
+
+impl std::fmt::Display for ConnectionClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the connection is closing")
+    }
+}
+
+impl std::error::Error for ConnectionClosed {}
+
+/// Payloads up to this size are copied next to their header so that small
+/// frames coalesce into one buffer; larger ones are queued as their own
+/// `Bytes` and written with the header in one vectored write, without a copy.
+const COPY_THRESHOLD: usize = 1024;
+
+/// Source of client masking keys. Clients must use unpredictable keys
+/// (RFC 6455 §5.3); this crate has no randomness, so the caller provides it.
+pub type MaskSource = Box<dyn FnMut() -> [u8; 4] + Send>;
+
+/// A message being reassembled from fragments.
+struct Partial {
+    opcode: DataOp,
+    compressed: bool,
+    data: BytesMut,
+}
+
+/// The frame whose header was read and whose payload is still arriving.
+struct InFrame {
+    header: FrameHeader,
+    len: usize,
+    /// Payload bytes already unmasked (and, for text, validated).
+    scanned: usize,
+    /// Whether this frame's payload is UTF-8 to validate as it arrives.
+    validate: bool,
+}
+
+/// The protocol state of one connection. See the module docs.
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    frame: Option<InFrame>,
+    partial: Option<Partial>,
+    utf8: Utf8Validator,
+    compressor: Option<Compressor>,
+    decompressor: Option<Decompressor>,
+    mask_source: Option<MaskSource>,
+    /// Small frames being coalesced.
+    pending: BytesMut,
+    /// Frames ready to write, in order.
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+}
+
+impl Connection {
+    /// A server-side connection. `deflate` is what the handshake agreed, if
+    /// anything; `level` is the compression level for our messages.
+    pub fn server(config: Config, deflate: Option<(DeflateConfig, u32)>) -> Connection {
+        Connection::new(Role::Server, config, deflate, None)
+    }
+
+    /// A client-side connection; `mask_source` yields a fresh key per frame.
+    pub fn client(config: Config, deflate: Option<(DeflateConfig, u32)>, mask_source: MaskSource) -> Connection {
+        Connection::new(Role::Client, config, deflate, Some(mask_source))
+    }
+
+    fn new(role: Role, config: Config, deflate: Option<(DeflateConfig, u32)>, mask_source: Option<MaskSource>) -> Connection {
+        let (compressor, decompressor) = match deflate {
+            Some((cfg, level)) => (Some(Compressor::new(&cfg, role, level)), Some(Decompressor::new(&cfg, role))),
+            None => (None, None),
+        };
+        Connection {
+            role,
+            config,
+            state: State::Open,
+            frame: None,
+            partial: None,
+            utf8: Utf8Validator::new(),
+            compressor,
+            decompressor,
+            mask_source,
+            pending: BytesMut::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+        }
+    }
+
+    /// The closing handshake state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// True when permessage-deflate is in use.
+    pub fn is_compressed(&self) -> bool {
+        self.compressor.is_some()
+    }
+
+    /// True while a frame or a fragmented message is partly received: the
+    /// caller must keep its read buffer.
+    pub fn is_mid_message(&self) -> bool {
+        self.frame.is_some() || self.partial.is_some()
+    }
+
+    // ---- input ----
+
+    /// Consumes bytes from `buf` and returns the next event, or `Ok(None)`
+    /// when more bytes are needed. On error the connection is failed: a close
+    /// frame with the error's code is queued, the state is `Closed`, and the
+    /// caller should flush and close the socket. After our side has seen the
+    /// peer's close, further input is discarded.
+    pub fn handle_read(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        if self.state == State::Closed {
+            buf.clear();
+            return Ok(None);
+        }
+        match self.read_frames(buf) {
+            Ok(event) => Ok(event),
+            Err(error) => {
+                self.fail(error);
+                buf.clear();
+                Err(error)
+            }
+        }
+    }
+
+    fn read_frames(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.frame.is_none() {
+                let Some((header, header_len)) = FrameHeader::parse(buf)? else { return Ok(None) };
+                let frame = self.check_header(header)?;
+                buf.advance(header_len);
+                self.frame = Some(frame);
+            }
+            let frame = self.frame.as_mut().expect("set above");
+            let available = buf.len().min(frame.len);
+            if available > frame.scanned {
+                let fresh = &mut buf[frame.scanned..available];
+                if let Some(key) = frame.header.mask {
+                    apply_mask(fresh, key, frame.scanned);
+                }
+                if frame.validate {
+                    self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.scanned = available;
+            }
+            if available < frame.len {
+                return Ok(None);
+            }
+            let frame = self.frame.take().expect("set above");
+            let payload = buf.split_to(frame.len).freeze();
+            if let Some(event) = self.handle_frame(frame.header, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// The MUSTs that depend on this connection's state, checked before any
+    /// payload byte is read so a bad frame fails at once.
+    fn check_header(&self, h: FrameHeader) -> Result<InFrame, ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedServerFrame),
+            _ => {}
+        }
+        if h.rsv23 {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig);
+        }
+        let len = h.payload_len as usize;
+        let validate = match h.opcode {
+            OpCode::Control(_) => {
+                if h.rsv1 {
+                    return Err(if self.decompressor.is_some() { ProtocolError::CompressedContinuation } else { ProtocolError::ReservedBitsSet });
+                }
+                false
+            }
+            OpCode::Data(DataOp::Continuation) => {
+                let Some(partial) = &self.partial else { return Err(ProtocolError::UnexpectedContinuation) };
+                if h.rsv1 {
+                    return Err(if self.decompressor.is_some() { ProtocolError::CompressedContinuation } else { ProtocolError::ReservedBitsSet });
+                }
+                if partial.data.len() + len > self.config.max_message_size {
+                    return Err(ProtocolError::MessageTooBig);
+                }
+                partial.opcode == DataOp::Text && !partial.compressed
+            }
+            OpCode::Data(op) => {
+                if self.partial.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                if h.rsv1 && self.decompressor.is_none() {
+                    return Err(ProtocolError::ReservedBitsSet);
+                }
+                if len > self.config.max_message_size {
+                    return Err(ProtocolError::MessageTooBig);
+                }
+                op == DataOp::Text && !h.rsv1
+            }
+        };
+        Ok(InFrame { header: h, len, scanned: 0, validate })
+    }
+
+    fn handle_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<Option<Event>, ProtocolError> {
+        match h.opcode {
+            OpCode::Control(ControlOp::Ping) => {
+                if self.state == State::Open {
+                    self.queue_frame(OpCode::Control(ControlOp::Pong), false, &payload);
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Control(ControlOp::Pong) => Ok(Some(Event::Pong(payload))),
+            OpCode::Control(ControlOp::Close) => {
+                let frame = CloseFrame::parse(&payload)?;
+                if self.state == State::Open {
+                    // Echo the status code (RFC 6455 §5.5.1); the reason is ours to choose.
+                    self.queue_frame(OpCode::Control(ControlOp::Close), false, &CloseFrame::payload(frame.code, ""));
+                }
+                self.state = State::Closed;
+                self.partial = None;
+                Ok(Some(Event::Close(frame)))
+            }
+            OpCode::Data(DataOp::Continuation) => {
+                let partial = self.partial.as_mut().expect("checked by check_header");
+                partial.data.extend_from_slice(&payload);
+                if !h.fin {
+                    return Ok(None);
+                }
+                let partial = self.partial.take().expect("present");
+                self.finish_message(partial.opcode, partial.compressed, partial.data.freeze()).map(Some)
+            }
+            OpCode::Data(op) => {
+                if h.fin {
+                    return self.finish_message(op, h.rsv1, payload).map(Some);
+                }
+                let mut data = BytesMut::with_capacity(payload.len() * 2);
+                data.extend_from_slice(&payload);
+                self.partial = Some(Partial { opcode: op, compressed: h.rsv1, data });
+                Ok(None)
+            }
+        }
+    }
+
+    fn finish_message(&mut self, op: DataOp, compressed: bool, payload: Bytes) -> Result<Event, ProtocolError> {
+        let payload = if compressed {
+            let decompressor = self.decompressor.as_mut().expect("RSV1 only accepted with deflate");
+            let data = decompressor.decompress(&payload, self.config.max_message_size)?;
+            if op == DataOp::Text && simdutf8::basic::from_utf8(&data).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            data
+        } else {
+            if op == DataOp::Text {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            payload
+        };
+        Ok(Event::Message(match op {
+            DataOp::Text => Message::Text(payload),
+            _ => Message::Binary(payload),
+        }))
+    }
+
+    fn fail(&mut self, error: ProtocolError) {
+        if self.state == State::Open {
+            let payload = CloseFrame::payload(Some(error.close_code()), error.reason());
+            self.queue_frame(OpCode::Control(ControlOp::Close), false, &payload);
+        }
+        self.state = State::Closed;
+        self.frame = None;
+        self.partial = None;
+    }
+
+    // ---- output ----
+
+    /// Queues a message (compressed when permessage-deflate is in use). The
+    /// payload is shared, not copied, when it is large and goes out as is.
+    pub fn send(&mut self, message: &Message) -> Result<(), ConnectionClosed> {
+        if self.state != State::Open {
+            return Err(ConnectionClosed);
+        }
+        let op = OpCode::Data(message.opcode());
+        match self.compressor.as_mut() {
+            Some(compressor) => {
+                let compressed = compressor.compress(message.payload());
+                self.queue_owned(op, true, compressed);
+            }
+            None => self.queue_owned(op, false, message.payload().clone()),
+        }
+        Ok(())
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), ConnectionClosed> {
+        self.send_data(DataOp::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ConnectionClosed> {
+        self.send_data(DataOp::Binary, data)
+    }
+
+    fn send_data(&mut self, op: DataOp, payload: &[u8]) -> Result<(), ConnectionClosed> {
+        if self.state != State::Open {
+            return Err(ConnectionClosed);
+        }
+        match self.compressor.as_mut() {
+            Some(compressor) => {
+                let compressed = compressor.compress(payload);
+                self.queue_owned(OpCode::Data(op), true, compressed);
+            }
+            None => self.queue_frame(OpCode::Data(op), false, payload),
+        }
+        Ok(())
+    }
+
+    /// Queues a frame encoded once for many recipients (see
+    /// [`crate::frame::encode_frame`]). Server role only: client frames are
+    /// masked per frame. An uncompressed frame is valid on a connection that
+    /// negotiated permessage-deflate too (RSV1 clear).
+    pub fn send_prepared(&mut self, frame: Bytes) -> Result<(), ConnectionClosed> {
+        debug_assert_eq!(self.role, Role::Server, "prepared frames are unmasked");
+        if self.state != State::Open {
+            return Err(ConnectionClosed);
+        }
+        self.push_bytes(frame);
+        Ok(())
+    }
+
+    /// Queues a ping. The payload is cut to 125 bytes.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), ConnectionClosed> {
+        if self.state != State::Open {
+            return Err(ConnectionClosed);
+        }
+        let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
+        self.queue_frame(OpCode::Control(ControlOp::Ping), false, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake. `code` `None` sends an empty close frame.
+    /// Does nothing if a close frame was already sent.
+    pub fn close(&mut self, code: Option<CloseCode>, reason: &str) {
+        if self.state != State::Open {
+            return;
+        }
+        let code = code.filter(|c| c.is_sendable());
+        self.queue_frame(OpCode::Control(ControlOp::Close), false, &CloseFrame::payload(code, reason));
+        self.state = State::CloseSent;
+    }
+
+    /// Bytes queued for the wire.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes + self.pending.len()
+    }
+
+    /// True when something is queued for the wire.
+    pub fn wants_write(&self) -> bool {
+        self.queued_bytes() > 0
+    }
+
+    /// Fills `dst` with the queued bytes, in order, and returns how many
+    /// slices were filled. Write them with one vectored write, then call
+    /// [`Connection::advance`] with the number of bytes written.
+    pub fn transmit_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.flush_pending();
+        let mut n = 0;
+        for (slot, chunk) in dst.iter_mut().zip(self.queue.iter()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops `n` written bytes from the front of the queue.
+    pub fn advance(&mut self, mut n: usize) {
+        self.flush_pending();
+        self.queued_bytes -= n;
+        while n > 0 {
+            let front = self.queue.front_mut().expect("advanced past the queued bytes");
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.queue.pop_front();
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let chunk = self.pending.split().freeze();
+            self.queued_bytes += chunk.len();
+            self.queue.push_back(chunk);
+        }
+    }
+
+    fn push_bytes(&mut self, chunk: Bytes) {
+        if chunk.len() <= COPY_THRESHOLD {
+            self.pending.extend_from_slice(&chunk);
+        } else {
+            self.flush_pending();
+            self.queued_bytes += chunk.len();
+            self.queue.push_back(chunk);
+        }
+    }
+
+    /// Queues a frame whose payload is borrowed; copies it.
+    fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8]) {
+        if self.mask_source.is_none() && payload.len() > COPY_THRESHOLD {
+            return self.queue_owned(opcode, rsv1, Bytes::copy_from_slice(payload));
+        }
+        let mask = self.mask_source.as_mut().map(|source| source());
+        let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask, payload_len: payload.len() as u64 };
+        header.encode(&mut self.pending);
+        let start = self.pending.len();
+        self.pending.put_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.pending[start..], key, 0);
+        }
+    }
+
+    /// Queues a frame whose payload is already a `Bytes`: large unmasked
+    /// payloads are queued as they are, without a copy.
+    fn queue_owned(&mut self, opcode: OpCode, rsv1: bool, payload: Bytes) {
+        if self.mask_source.is_some() || payload.len() <= COPY_THRESHOLD {
+            return self.queue_frame(opcode, rsv1, &payload);
+        }
+        let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
+        header.encode(&mut self.pending);
+        self.flush_pending();
+        self.queued_bytes += payload.len();
+        self.queue.push_back(payload);
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("compressed", &self.is_compressed())
+            .field("queued_bytes", &self.queued_bytes())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

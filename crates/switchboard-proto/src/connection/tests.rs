@@ -1,0 +1,505 @@
+//! One test per RFC 6455 rule, fed raw bytes, each input also split at every
+//! offset; and a two-peer harness that runs a client and a server engine
+//! against each other in memory.
+
+use super::*;
+use crate::deflate::{negotiate_server, DeflateOptions};
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// A masked client frame with explicit header bits.
+fn frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push(first_byte);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&KEY);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], KEY, 0);
+    out
+}
+
+fn text(s: &str) -> Vec<u8> {
+    frame(0x81, s.as_bytes())
+}
+
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    events: Vec<Event>,
+    error: Option<ProtocolError>,
+    written: Vec<u8>,
+    state: State,
+}
+
+fn run_chunks(config: Config, chunks: &[&[u8]]) -> Outcome {
+    let mut conn = Connection::server(config, None);
+    run_on(&mut conn, chunks)
+}
+
+fn run_on(conn: &mut Connection, chunks: &[&[u8]]) -> Outcome {
+    let mut buf = BytesMut::new();
+    let mut events = Vec::new();
+    let mut error = None;
+    'outer: for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            match conn.handle_read(&mut buf) {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    Outcome { events, error, written: drain(conn), state: conn.state() }
+}
+
+fn drain(conn: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = conn.transmit_chunks(&mut slices);
+        if n == 0 {
+            return out;
+        }
+        let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+        for s in &slices[..n] {
+            out.extend_from_slice(s);
+        }
+        conn.advance(total);
+    }
+}
+
+/// Feeds `input` whole, then split at every offset, then byte by byte, and
+/// asserts the outcome never depends on how the bytes arrived.
+fn run(input: &[u8]) -> Outcome {
+    run_with(Config::default(), input)
+}
+
+fn run_with(config: Config, input: &[u8]) -> Outcome {
+    let whole = run_chunks(config, &[input]);
+    for at in 0..=input.len() {
+        let split = run_chunks(config, &[&input[..at], &input[at..]]);
+        assert_eq!(split, whole, "split at {at}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run_chunks(config, &bytes), whole, "byte by byte");
+    whole
+}
+
+/// The unmasked server close frame for `code`.
+fn server_close(code: u16) -> Vec<u8> {
+    let mut conn = Connection::server(Config::default(), None);
+    conn.close(CloseCode::new(code), "");
+    drain(&mut conn)[..4].to_vec()
+}
+
+fn assert_failed(outcome: &Outcome, error: ProtocolError, code: u16) {
+    assert_eq!(outcome.error, Some(error));
+    assert_eq!(error.close_code().as_u16(), code);
+    assert_eq!(outcome.state, State::Closed);
+    assert_eq!(outcome.written[0], 0x88, "a close frame is the only thing written");
+    assert_eq!(&outcome.written[2..4], &code.to_be_bytes());
+    let reason_len = outcome.written[1] as usize - 2;
+    assert_eq!(outcome.written.len(), 4 + reason_len);
+}
+
+fn msg(s: &str) -> Event {
+    Event::Message(Message::text(s))
+}
+
+// ---- data frames and fragmentation (RFC 6455 §5.4) ----
+
+#[test]
+fn a_single_text_frame_is_one_message() {
+    let out = run(&text("Hello"));
+    assert_eq!(out.events, vec![msg("Hello")]);
+    assert_eq!(out.error, None);
+    assert!(out.written.is_empty());
+}
+
+#[test]
+fn fragments_are_reassembled_with_control_frames_interleaved() {
+    let mut input = frame(0x01, b"Hel");
+    input.extend(frame(0x89, b"ping"));
+    input.extend(frame(0x00, b"l"));
+    input.extend(frame(0x8a, b"pong"));
+    input.extend(frame(0x80, b"o"));
+    let out = run(&input);
+    assert_eq!(
+        out.events,
+        vec![Event::Ping(Bytes::from_static(b"ping")), Event::Pong(Bytes::from_static(b"pong")), msg("Hello")]
+    );
+    assert_eq!(out.written, vec![0x8a, 0x04, b'p', b'i', b'n', b'g'], "the pong echoes the ping payload");
+}
+
+#[test]
+fn empty_fragments_and_empty_messages_are_valid() {
+    let mut input = frame(0x01, b"");
+    input.extend(frame(0x00, b""));
+    input.extend(frame(0x80, b""));
+    input.extend(frame(0x82, b""));
+    let out = run(&input);
+    assert_eq!(out.events, vec![msg(""), Event::Message(Message::binary(Bytes::new()))]);
+}
+
+#[test]
+fn a_continuation_without_a_message_is_a_protocol_error() {
+    assert_failed(&run(&frame(0x80, b"x")), ProtocolError::UnexpectedContinuation, 1002);
+}
+
+#[test]
+fn a_new_message_inside_a_fragmented_one_is_a_protocol_error() {
+    let mut input = frame(0x01, b"a");
+    input.extend(frame(0x81, b"b"));
+    assert_failed(&run(&input), ProtocolError::ExpectedContinuation, 1002);
+}
+
+// ---- header rules (§5.2) ----
+
+#[test]
+fn client_frames_must_be_masked() {
+    assert_failed(&run(&[0x81, 0x02, b'h', b'i']), ProtocolError::UnmaskedClientFrame, 1002);
+}
+
+#[test]
+fn server_frames_must_not_be_masked() {
+    let mut conn = Connection::client(Config::default(), None, Box::new(|| KEY));
+    let out = run_on(&mut conn, &[&text("hi")]);
+    assert_eq!(out.error, Some(ProtocolError::MaskedServerFrame));
+    assert_eq!(out.written[0], 0x88);
+    assert_eq!(out.written[1] & 0x80, 0x80, "the client's own close frame is masked");
+}
+
+#[test]
+fn reserved_bits_without_an_extension_are_a_protocol_error() {
+    for first in [0xc1, 0xa1, 0x91] {
+        assert_failed(&run(&frame(first, b"x")), ProtocolError::ReservedBitsSet, 1002);
+    }
+}
+
+#[test]
+fn reserved_opcodes_are_a_protocol_error() {
+    for op in [3u8, 7, 0xb, 0xf] {
+        assert_failed(&run(&frame(0x80 | op, b"")), ProtocolError::ReservedOpcode(op), 1002);
+    }
+}
+
+#[test]
+fn control_frames_longer_than_125_bytes_are_a_protocol_error() {
+    assert_failed(&run(&frame(0x89, &[0; 126])), ProtocolError::ControlFrameTooLong, 1002);
+}
+
+#[test]
+fn fragmented_control_frames_are_a_protocol_error() {
+    assert_failed(&run(&frame(0x09, b"x")), ProtocolError::FragmentedControlFrame, 1002);
+}
+
+#[test]
+fn a_64_bit_length_with_the_top_bit_set_is_a_protocol_error() {
+    let input = [0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+    assert_failed(&run(&input), ProtocolError::PayloadLengthOverflow, 1002);
+}
+
+#[test]
+fn a_bad_frame_after_good_ones_still_delivers_the_good_ones_first() {
+    let mut input = text("one");
+    input.extend(text("two"));
+    input.extend(frame(0x83, b""));
+    let out = run(&input);
+    assert_eq!(out.events, vec![msg("one"), msg("two")]);
+    assert_failed(&out, ProtocolError::ReservedOpcode(3), 1002);
+}
+
+// ---- UTF-8 (§8.1) ----
+
+#[test]
+fn invalid_utf8_in_a_text_message_closes_with_1007() {
+    assert_failed(&run(&frame(0x81, &[0xce, 0xba, 0xff])), ProtocolError::InvalidUtf8, 1007);
+}
+
+#[test]
+fn invalid_utf8_fails_before_the_frame_is_complete() {
+    // Only the header and the first bad bytes of a 1000-byte frame arrive.
+    let mut payload = vec![b'a'; 1000];
+    payload[10] = 0xff;
+    let input = frame(0x81, &payload);
+    let out = run_chunks(Config::default(), &[&input[..6 + 11]]);
+    assert_eq!(out.error, Some(ProtocolError::InvalidUtf8));
+}
+
+#[test]
+fn utf8_split_across_fragments_is_valid() {
+    let bytes = "κόσμε".as_bytes();
+    let mut input = frame(0x01, &bytes[..3]);
+    input.extend(frame(0x80, &bytes[3..]));
+    assert_eq!(run(&input).events, vec![msg("κόσμε")]);
+}
+
+#[test]
+fn an_unfinished_character_at_the_end_of_a_message_closes_with_1007() {
+    let mut input = frame(0x01, b"ok");
+    input.extend(frame(0x80, &[0xe2, 0x82]));
+    assert_failed(&run(&input), ProtocolError::InvalidUtf8, 1007);
+}
+
+#[test]
+fn binary_messages_are_not_validated() {
+    let out = run(&frame(0x82, &[0xff, 0xfe]));
+    assert_eq!(out.events, vec![Event::Message(Message::binary(vec![0xff, 0xfe]))]);
+}
+
+// ---- limits ----
+
+#[test]
+fn a_frame_over_max_frame_size_closes_with_1009() {
+    let config = Config { max_frame_size: 100, max_message_size: 1000 };
+    assert_failed(&run_with(config, &frame(0x82, &[0; 101])), ProtocolError::FrameTooBig, 1009);
+}
+
+#[test]
+fn a_message_over_max_message_size_closes_with_1009() {
+    let config = Config { max_frame_size: 100, max_message_size: 150 };
+    let mut input = frame(0x02, &[0; 100]);
+    input.extend(frame(0x80, &[0; 51]));
+    assert_failed(&run_with(config, &input), ProtocolError::MessageTooBig, 1009);
+}
+
+#[test]
+fn many_small_fragments_are_fine_within_the_message_limit() {
+    let mut input = frame(0x02, &[7; 64]);
+    for _ in 0..1000 {
+        input.extend(frame(0x00, &[7; 64]));
+    }
+    input.extend(frame(0x80, &[7; 64]));
+    let out = run_chunks(Config::default(), &[&input]);
+    assert_eq!(out.events, vec![Event::Message(Message::binary(vec![7u8; 64 * 1002]))]);
+}
+
+// ---- closing handshake (§5.5.1, §7.4) ----
+
+#[test]
+fn a_close_frame_is_echoed_with_its_code() {
+    let out = run(&frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e']));
+    assert_eq!(out.events, vec![Event::Close(CloseFrame { code: Some(CloseCode::NORMAL), reason: "bye".into() })]);
+    assert_eq!(out.written, server_close(1000));
+    assert_eq!(out.state, State::Closed);
+}
+
+#[test]
+fn an_empty_close_frame_is_echoed_empty() {
+    let out = run(&frame(0x88, b""));
+    assert_eq!(out.events, vec![Event::Close(CloseFrame { code: None, reason: String::new() })]);
+    assert_eq!(out.written, vec![0x88, 0x00]);
+}
+
+#[test]
+fn input_after_the_close_frame_is_ignored() {
+    let mut input = frame(0x88, b"");
+    input.extend(text("late"));
+    input.extend(frame(0x83, b""));
+    let out = run(&input);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.error, None);
+}
+
+#[test]
+fn a_one_byte_close_payload_is_a_protocol_error() {
+    assert_failed(&run(&frame(0x88, &[0x03])), ProtocolError::CloseFrameTooShort, 1002);
+}
+
+#[test]
+fn invalid_close_codes_are_a_protocol_error() {
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000] {
+        let out = run(&frame(0x88, &code.to_be_bytes()));
+        assert_failed(&out, ProtocolError::InvalidCloseCode(code), 1002);
+    }
+}
+
+#[test]
+fn a_close_reason_must_be_utf8() {
+    assert_failed(&run(&frame(0x88, &[0x03, 0xe8, 0xff])), ProtocolError::InvalidUtf8, 1007);
+}
+
+#[test]
+fn after_our_close_the_peers_close_completes_the_handshake() {
+    let mut conn = Connection::server(Config::default(), None);
+    conn.close(Some(CloseCode::GOING_AWAY), "shutdown");
+    assert_eq!(conn.state(), State::CloseSent);
+    assert_eq!(conn.send_text("late"), Err(ConnectionClosed));
+    let sent = drain(&mut conn);
+    assert_eq!(&sent[..4], &[0x88, 10, 0x03, 0xe9]);
+    // Data may still arrive before the peer's close; it is delivered.
+    let mut input = text("in flight");
+    input.extend(frame(0x88, &[0x03, 0xe9]));
+    let out = run_on(&mut conn, &[&input]);
+    assert_eq!(out.events.len(), 2);
+    assert!(out.written.is_empty(), "no second close frame");
+    assert_eq!(out.state, State::Closed);
+}
+
+#[test]
+fn pings_after_our_close_are_not_answered() {
+    let mut conn = Connection::server(Config::default(), None);
+    conn.close(None, "");
+    drain(&mut conn);
+    let out = run_on(&mut conn, &[&frame(0x89, b"p")]);
+    assert!(out.written.is_empty());
+}
+
+// ---- output ----
+
+#[test]
+fn many_small_replies_coalesce_and_large_ones_are_not_copied() {
+    let mut conn = Connection::server(Config::default(), None);
+    for _ in 0..16 {
+        conn.send_text("twenty bytes of text").unwrap();
+    }
+    let big = Bytes::from(vec![1u8; 64 * 1024]);
+    conn.send(&Message::Binary(big.clone())).unwrap();
+    let mut slices = [IoSlice::new(&[]); 8];
+    let n = conn.transmit_chunks(&mut slices);
+    assert_eq!(n, 2, "one buffer of 16 small frames + header, then the payload itself");
+    assert_eq!(slices[1].as_ptr(), big.as_ptr(), "the large payload is shared, not copied");
+    assert_eq!(conn.queued_bytes(), 16 * 22 + 10 + 64 * 1024);
+}
+
+#[test]
+fn partial_writes_resume_where_they_stopped() {
+    let mut conn = Connection::server(Config::default(), None);
+    conn.send_text("abc").unwrap();
+    conn.send_binary(&[9; 2000]).unwrap();
+    let mut all = Vec::new();
+    while conn.wants_write() {
+        let mut slices = [IoSlice::new(&[]); 4];
+        let n = conn.transmit_chunks(&mut slices);
+        let first = &slices[..n][0];
+        let take = first.len().min(7);
+        all.extend_from_slice(&first[..take]);
+        conn.advance(take);
+    }
+    assert_eq!(&all[..5], &[0x81, 3, b'a', b'b', b'c']);
+    assert_eq!(&all[5..9], &[0x82, 126, 0x07, 0xd0]);
+    assert_eq!(all.len(), 5 + 4 + 2000);
+}
+
+// ---- two peers in memory ----
+
+struct Pair {
+    client: Connection,
+    server: Connection,
+}
+
+impl Pair {
+    fn new(deflate: Option<DeflateConfig>) -> Pair {
+        let mut counter = 0u32;
+        let client = Connection::client(
+            Config::default(),
+            deflate.map(|d| (d, 1)),
+            Box::new(move || {
+                counter = counter.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                counter.to_le_bytes()
+            }),
+        );
+        Pair { client, server: Connection::server(Config::default(), deflate.map(|d| (d, 1))) }
+    }
+
+    fn to_server(&mut self) -> Vec<Event> {
+        let bytes = drain(&mut self.client);
+        let out = run_on(&mut self.server, &[&bytes]);
+        assert_eq!(out.error, None);
+        out.events
+    }
+
+    fn to_client(&mut self) -> Vec<Event> {
+        let bytes = drain(&mut self.server);
+        let out = run_on(&mut self.client, &[&bytes]);
+        assert_eq!(out.error, None);
+        out.events
+    }
+}
+
+fn deflate_config(offer: &str) -> DeflateConfig {
+    negotiate_server(&[offer], &DeflateOptions::default()).expect("offer accepted").0
+}
+
+#[test]
+fn two_peers_exchange_messages_both_ways() {
+    for deflate in [None, Some(deflate_config("permessage-deflate")), Some(deflate_config("permessage-deflate; client_no_context_takeover; server_no_context_takeover"))] {
+        let mut pair = Pair::new(deflate);
+        let texts = ["hello", "hello", "", "κόσμε", &"long text ".repeat(500)];
+        for t in texts {
+            pair.client.send_text(t).unwrap();
+        }
+        pair.client.send_binary(&[0, 1, 2, 255]).unwrap();
+        let got = pair.to_server();
+        assert_eq!(got.len(), texts.len() + 1);
+        for (event, t) in got.iter().zip(texts) {
+            assert_eq!(event, &msg(t));
+            let Event::Message(m) = event else { unreachable!() };
+            pair.server.send(m).unwrap();
+        }
+        assert_eq!(pair.to_client().len(), texts.len());
+
+        pair.client.send_ping(b"are you there").unwrap();
+        assert_eq!(pair.to_server(), vec![Event::Ping(Bytes::from_static(b"are you there"))]);
+        assert_eq!(pair.to_client(), vec![Event::Pong(Bytes::from_static(b"are you there"))]);
+
+        pair.client.close(Some(CloseCode::NORMAL), "done");
+        assert_eq!(pair.to_server(), vec![Event::Close(CloseFrame { code: Some(CloseCode::NORMAL), reason: "done".into() })]);
+        assert_eq!(pair.to_client(), vec![Event::Close(CloseFrame { code: Some(CloseCode::NORMAL), reason: String::new() })]);
+        assert_eq!((pair.client.state(), pair.server.state()), (State::Closed, State::Closed));
+    }
+}
+
+#[test]
+fn compressed_frames_are_smaller_and_marked_rsv1() {
+    let mut pair = Pair::new(Some(deflate_config("permessage-deflate")));
+    pair.server.send_text(&"abc".repeat(1000)).unwrap();
+    let bytes = drain(&mut pair.server);
+    assert_eq!(bytes[0], 0xc1, "FIN + RSV1 + text");
+    assert!(bytes.len() < 100);
+}
+
+#[test]
+fn rsv1_on_a_continuation_is_a_protocol_error_with_deflate() {
+    let mut conn = Connection::server(Config::default(), Some((deflate_config("permessage-deflate"), 1)));
+    let mut input = frame(0x41, &[0xf2, 0x48]);
+    input.extend(frame(0xc0, &[0xcd]));
+    let out = run_on(&mut conn, &[&input]);
+    assert_eq!(out.error, Some(ProtocolError::CompressedContinuation));
+}
+
+#[test]
+fn a_compressed_message_split_over_fragments_inflates() {
+    // RFC 7692 §7.2.3.1 "Hello", in two fragments.
+    let mut conn = Connection::server(Config::default(), Some((deflate_config("permessage-deflate"), 1)));
+    let mut input = frame(0x41, &[0xf2, 0x48, 0xcd]);
+    input.extend(frame(0x80, &[0xc9, 0xc9, 0x07, 0x00]));
+    let out = run_on(&mut conn, &[&input]);
+    assert_eq!(out.events, vec![msg("Hello")]);
+}
+
+#[test]
+fn a_compressed_message_that_inflates_past_the_limit_closes_with_1009() {
+    let cfg = deflate_config("permessage-deflate");
+    let mut compressor = Compressor::new(&cfg, Role::Client, 6);
+    let bomb = compressor.compress(&vec![0u8; 1 << 20]);
+    assert!(bomb.len() < 2048);
+    let mut conn = Connection::server(Config { max_frame_size: 1 << 20, max_message_size: 64 << 10 }, Some((cfg, 1)));
+    let out = run_on(&mut conn, &[&frame(0xc2, &bomb)]);
+    assert_eq!(out.error, Some(ProtocolError::MessageTooBig));
+    assert_eq!(&out.written[2..4], &1009u16.to_be_bytes());
+}

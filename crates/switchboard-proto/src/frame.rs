@@ -1,0 +1,283 @@
+//! Frame headers (RFC 6455 §5.2): parsing, the per-frame MUSTs, and encoding.
+//!
+//! Parsing is incremental: `Ok(None)` means the header is not complete yet and
+//! nothing was consumed. The rules that depend only on the header itself
+//! (reserved opcodes, control frame size and FIN, the 64-bit length's top bit)
+//! are checked here; rules that depend on the connection (masking by role,
+//! RSV1 and negotiated extensions, continuation order, size limits) are
+//! checked by `connection`.
+//!
+//! Encoding writes a header into a caller's buffer. A server frame is not
+//! masked, so one encoded frame (see [`encode_frame`]) can be shared by every
+//! recipient of a broadcast.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::ProtocolError;
+use crate::mask::apply_mask;
+
+/// Opcodes of data frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOp {
+    /// 0x0: continues a fragmented message.
+    Continuation,
+    /// 0x1: the first frame of a text message.
+    Text,
+    /// 0x2: the first frame of a binary message.
+    Binary,
+}
+
+/// Opcodes of control frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlOp {
+    /// 0x8
+    Close,
+    /// 0x9
+    Ping,
+    /// 0xA
+    Pong,
+}
+
+/// A frame opcode; reserved values are not representable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpCode {
+    /// A data frame.
+    Data(DataOp),
+    /// A control frame (≤125 bytes, never fragmented).
+    Control(ControlOp),
+}
+
+impl OpCode {
+    /// Reads the 4-bit opcode.
+    pub fn from_bits(bits: u8) -> Result<OpCode, ProtocolError> {
+        Ok(match bits {
+            0x0 => OpCode::Data(DataOp::Continuation),
+            0x1 => OpCode::Data(DataOp::Text),
+            0x2 => OpCode::Data(DataOp::Binary),
+            0x8 => OpCode::Control(ControlOp::Close),
+            0x9 => OpCode::Control(ControlOp::Ping),
+            0xa => OpCode::Control(ControlOp::Pong),
+            other => return Err(ProtocolError::ReservedOpcode(other)),
+        })
+    }
+
+    /// The 4-bit wire value.
+    pub fn bits(self) -> u8 {
+        match self {
+            OpCode::Data(DataOp::Continuation) => 0x0,
+            OpCode::Data(DataOp::Text) => 0x1,
+            OpCode::Data(DataOp::Binary) => 0x2,
+            OpCode::Control(ControlOp::Close) => 0x8,
+            OpCode::Control(ControlOp::Ping) => 0x9,
+            OpCode::Control(ControlOp::Pong) => 0xa,
+        }
+    }
+}
+
+/// Largest payload of a control frame.
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+/// Largest frame header: 2 bytes, 8 of extended length, 4 of mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Final fragment of a message.
+    pub fin: bool,
+    /// RSV1 (permessage-deflate's "compressed" bit).
+    pub rsv1: bool,
+    /// RSV2 and RSV3, which no supported extension defines.
+    pub rsv23: bool,
+    /// The opcode.
+    pub opcode: OpCode,
+    /// The masking key, present on client frames.
+    pub mask: Option<[u8; 4]>,
+    /// Payload length in bytes.
+    pub payload_len: u64,
+}
+
+impl FrameHeader {
+    /// Parses a header at the start of `buf`. Returns it and its length in
+    /// bytes, or `Ok(None)` when more bytes are needed.
+    pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let (b0, b1) = (buf[0], buf[1]);
+        let opcode = OpCode::from_bits(b0 & 0x0f)?;
+        let fin = b0 & 0x80 != 0;
+        let masked = b1 & 0x80 != 0;
+        let short_len = b1 & 0x7f;
+        if let OpCode::Control(_) = opcode {
+            if !fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if short_len as usize > MAX_CONTROL_PAYLOAD {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+        }
+        let len_bytes = match short_len {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let header_len = 2 + len_bytes + if masked { 4 } else { 0 };
+        if buf.len() < header_len {
+            return Ok(None);
+        }
+        let payload_len = match len_bytes {
+            2 => u16::from_be_bytes([buf[2], buf[3]]) as u64,
+            8 => {
+                let len = u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes"));
+                if len >> 63 != 0 {
+                    return Err(ProtocolError::PayloadLengthOverflow);
+                }
+                len
+            }
+            _ => short_len as u64,
+        };
+        let mask = masked.then(|| {
+            let at = 2 + len_bytes;
+            [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
+        });
+        let header = FrameHeader {
+            fin,
+            rsv1: b0 & 0x40 != 0,
+            rsv23: b0 & 0x30 != 0,
+            opcode,
+            mask,
+            payload_len,
+        };
+        Ok(Some((header, header_len)))
+    }
+
+    /// Appends the encoded header to `dst`, using the shortest length form.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        let mut b0 = self.opcode.bits();
+        if self.fin {
+            b0 |= 0x80;
+        }
+        if self.rsv1 {
+            b0 |= 0x40;
+        }
+        if self.rsv23 {
+            b0 |= 0x30;
+        }
+        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
+        dst.reserve(MAX_HEADER_LEN);
+        dst.put_u8(b0);
+        match self.payload_len {
+            len @ 0..=125 => dst.put_u8(mask_bit | len as u8),
+            len @ 126..=0xffff => {
+                dst.put_u8(mask_bit | 126);
+                dst.put_u16(len as u16);
+            }
+            len => {
+                dst.put_u8(mask_bit | 127);
+                dst.put_u64(len);
+            }
+        }
+        if let Some(key) = self.mask {
+            dst.put_slice(&key);
+        }
+    }
+}
+
+/// Encodes a whole unmasked (server) frame: one `Bytes` that can be written to
+/// any number of connections.
+pub fn encode_frame(opcode: OpCode, rsv1: bool, payload: &[u8]) -> Bytes {
+    let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
+    let mut dst = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
+    header.encode(&mut dst);
+    dst.put_slice(payload);
+    dst.freeze()
+}
+
+/// Encodes a whole masked (client) frame with `key`.
+pub fn encode_masked_frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8], key: [u8; 4], dst: &mut BytesMut) {
+    let header = FrameHeader { fin, rsv1, rsv23: false, opcode, mask: Some(key), payload_len: payload.len() as u64 };
+    header.encode(dst);
+    let start = dst.len();
+    dst.put_slice(payload);
+    apply_mask(&mut dst[start..], key, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+        FrameHeader::parse(bytes)
+    }
+
+    #[test]
+    fn rfc_examples_parse() {
+        // RFC 6455 §5.7: unmasked "Hello", masked "Hello", unmasked ping "Hello".
+        let (h, n) = parse(&[0x81, 0x05, 0x48, 0x65]).unwrap().unwrap();
+        assert_eq!((h.fin, h.opcode, h.mask, h.payload_len, n), (true, OpCode::Data(DataOp::Text), None, 5, 2));
+        let (h, n) = parse(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f]).unwrap().unwrap();
+        assert_eq!((h.mask, h.payload_len, n), (Some([0x37, 0xfa, 0x21, 0x3d]), 5, 6));
+        let (h, _) = parse(&[0x89, 0x05]).unwrap().unwrap();
+        assert_eq!(h.opcode, OpCode::Control(ControlOp::Ping));
+        // 256 bytes binary in one unmasked frame, 64 KiB in one unmasked frame.
+        let (h, n) = parse(&[0x82, 0x7e, 0x01, 0x00]).unwrap().unwrap();
+        assert_eq!((h.payload_len, n), (256, 4));
+        let (h, n) = parse(&[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap().unwrap();
+        assert_eq!((h.payload_len, n), (65536, 10));
+    }
+
+    #[test]
+    fn every_prefix_of_a_header_needs_more_bytes() {
+        let full = [0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4];
+        for end in 0..full.len() {
+            assert_eq!(parse(&full[..end]), Ok(None), "prefix {end}");
+        }
+        assert_eq!(parse(&full).unwrap().unwrap().1, 14);
+    }
+
+    #[test]
+    fn reserved_opcodes_are_rejected() {
+        for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
+            assert_eq!(parse(&[0x80 | op, 0x80]), Err(ProtocolError::ReservedOpcode(op)));
+        }
+    }
+
+    #[test]
+    fn control_frames_must_not_be_fragmented() {
+        assert_eq!(parse(&[0x09, 0x80]), Err(ProtocolError::FragmentedControlFrame));
+    }
+
+    #[test]
+    fn control_frames_must_not_exceed_125_bytes() {
+        assert_eq!(parse(&[0x89, 0xfe, 0x00, 0x7e]), Err(ProtocolError::ControlFrameTooLong));
+        assert!(parse(&[0x89, 0xfd]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_64_bit_length_must_have_its_top_bit_clear() {
+        let bytes = [0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(parse(&bytes), Err(ProtocolError::PayloadLengthOverflow));
+    }
+
+    #[test]
+    fn encoding_uses_the_shortest_length_and_round_trips() {
+        for (len, header_len) in [(0u64, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            for mask in [None, Some([9, 8, 7, 6])] {
+                let h = FrameHeader { fin: true, rsv1: false, rsv23: false, opcode: OpCode::Data(DataOp::Binary), mask, payload_len: len };
+                let mut buf = BytesMut::new();
+                h.encode(&mut buf);
+                let extra = if mask.is_some() { 4 } else { 0 };
+                assert_eq!(buf.len(), header_len + extra);
+                assert_eq!(parse(&buf).unwrap().unwrap(), (h, header_len + extra));
+            }
+        }
+    }
+
+    #[test]
+    fn encode_frame_matches_the_rfc_bytes() {
+        assert_eq!(&encode_frame(OpCode::Data(DataOp::Text), false, b"Hello")[..], &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        let mut dst = BytesMut::new();
+        encode_masked_frame(OpCode::Data(DataOp::Text), true, false, b"Hello", [0x37, 0xfa, 0x21, 0x3d], &mut dst);
+        assert_eq!(&dst[..], &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    }
+}

@@ -1,0 +1,123 @@
+//! Paths to typed routes, parsed once at the edge.
+//!
+//! `ws(s)://host/rooms/{kind}/{id}` connects to room `{id}` of kind `{kind}`.
+//! Room ids are 1–128 characters of `A-Z a-z 0-9 - _ .`: safe in paths, logs
+//! and storage keys without escaping.
+
+/// A built-in room kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomKind {
+    /// Echoes every message unchanged (the conformance target).
+    Echo,
+}
+
+impl RoomKind {
+    fn from_path(segment: &str) -> Option<RoomKind> {
+        match segment {
+            "echo" => Some(RoomKind::Echo),
+            _ => None,
+        }
+    }
+
+    /// Subprotocols this kind speaks, in order of preference.
+    pub fn subprotocols(self) -> &'static [&'static str] {
+        match self {
+            RoomKind::Echo => &["json"],
+        }
+    }
+}
+
+/// A validated room id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomId(String);
+
+/// Longest room id accepted.
+pub const MAX_ROOM_ID_LEN: usize = 128;
+
+impl RoomId {
+    /// Validates a room id.
+    pub fn parse(id: &str) -> Option<RoomId> {
+        let valid = !id.is_empty()
+            && id.len() <= MAX_ROOM_ID_LEN
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        valid.then(|| RoomId(id.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a WebSocket request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A room of a built-in kind.
+    Room {
+        /// The kind.
+        kind: RoomKind,
+        /// The room.
+        id: RoomId,
+    },
+}
+
+/// Why a path has no WebSocket route; becomes the 404 body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// Not under `/rooms/`.
+    NotFound,
+    /// `/rooms/{kind}` with a kind we do not have.
+    UnknownKind(String),
+    /// An id with characters outside the allowed set, empty, or too long.
+    BadRoomId,
+}
+
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteError::NotFound => f.write_str("no WebSocket endpoint at this path; rooms are at /rooms/{kind}/{id}"),
+            RouteError::UnknownKind(kind) => write!(f, "unknown room kind {kind:?}"),
+            RouteError::BadRoomId => write!(f, "room ids are 1-{MAX_ROOM_ID_LEN} characters of A-Z a-z 0-9 - _ ."),
+        }
+    }
+}
+
+impl Route {
+    /// Parses a request target (the query string is ignored here).
+    pub fn parse(target: &str) -> Result<Route, RouteError> {
+        let path = target.split(['?', '#']).next().unwrap_or_default();
+        let mut parts = path.trim_start_matches('/').split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("rooms"), Some(kind), Some(id), None) => {
+                let kind = RoomKind::from_path(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
+                let id = RoomId::parse(id).ok_or(RouteError::BadRoomId)?;
+                Ok(Route::Room { kind, id })
+            }
+            _ => Err(RouteError::NotFound),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_paths_parse() {
+        assert_eq!(
+            Route::parse("/rooms/echo/autobahn?agent=x"),
+            Ok(Route::Room { kind: RoomKind::Echo, id: RoomId("autobahn".into()) })
+        );
+    }
+
+    #[test]
+    fn bad_paths_are_explained() {
+        assert_eq!(Route::parse("/"), Err(RouteError::NotFound));
+        assert_eq!(Route::parse("/rooms/echo"), Err(RouteError::NotFound));
+        assert_eq!(Route::parse("/rooms/echo/a/b"), Err(RouteError::NotFound));
+        assert_eq!(Route::parse("/rooms/nope/x"), Err(RouteError::UnknownKind("nope".into())));
+        assert_eq!(Route::parse("/rooms/echo/"), Err(RouteError::BadRoomId));
+        assert_eq!(Route::parse("/rooms/echo/a%20b"), Err(RouteError::BadRoomId));
+        assert_eq!(Route::parse(&format!("/rooms/echo/{}", "a".repeat(129))), Err(RouteError::BadRoomId));
+    }
+}
