@@ -1,0 +1,61 @@
+//! Starts the real `switchboard` binary on a free loopback port for a test
+//! and stops it (by PID, through the child handle) when the test ends.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running server process.
+pub struct ServerProcess {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl ServerProcess {
+    /// Starts `switchboard serve --listen 127.0.0.1:0` and waits for its address line.
+    pub fn start() -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the switchboard binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the address line");
+        let addr = line
+            .trim()
+            .strip_prefix("switchboard listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        ServerProcess { child, addr }
+    }
+
+    /// `ws://ADDR{path}`
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
