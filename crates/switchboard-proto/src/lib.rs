@@ -25,6 +25,10 @@ pub mod frame;
 pub mod mask;
 pub mod utf8;
 
+/// Fuzz harnesses (see `fuzz/`); built with the `fuzzing` feature and in tests.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
 // pub use connection::{Connection, Event, Message};
