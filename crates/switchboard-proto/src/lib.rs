@@ -21,12 +21,12 @@ pub mod connection;
 pub mod deflate;
 pub mod error;
 pub mod frame;
-// pub mod handshake;
+pub mod handshake;
 pub mod mask;
 pub mod utf8;
 
 /// Fuzz harnesses (see `fuzz/`); built with the `fuzzing` feature and in tests.
-#[cfg(all(any(test, feature = "fuzzing"), any()))]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 
 pub use close::{CloseCode, CloseFrame};

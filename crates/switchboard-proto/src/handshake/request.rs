@@ -1,0 +1,120 @@
+//! Incremental parsing of an HTTP/1.1 request head.
+
+use super::{list_contains, HandshakeError};
+
+/// Most headers accepted in one request head.
+pub const MAX_HEADERS: usize = 100;
+
+/// A parsed request head: method, target, version and headers as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The request target as sent, including any query string.
+    pub path: String,
+    /// 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version_minor: u8,
+    /// Header names and values in order, names as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RequestHead {
+    /// Parses a head at the start of `buf`. `Ok(None)`: incomplete so far.
+    /// `Ok(Some((head, n)))`: the first `n` bytes are the head; the rest is
+    /// the caller's. Errors: malformed (400), too long or too many headers (431).
+    pub fn parse(buf: &[u8], max_head_len: usize) -> Result<Option<(RequestHead, usize)>, HandshakeError> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let status = match req.parse(buf) {
+            Ok(status) => status,
+            Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::new(431, "too many request headers")),
+            Err(e) => return Err(HandshakeError::bad_request(format!("malformed request head: {e}"))),
+        };
+        let len = match status {
+            httparse::Status::Partial if buf.len() > max_head_len => {
+                return Err(HandshakeError::new(431, format!("request head longer than {max_head_len} bytes")))
+            }
+            httparse::Status::Partial => return Ok(None),
+            httparse::Status::Complete(len) if len > max_head_len => {
+                return Err(HandshakeError::new(431, format!("request head longer than {max_head_len} bytes")))
+            }
+            httparse::Status::Complete(len) => len,
+        };
+        let head = RequestHead {
+            method: req.method.unwrap_or_default().to_owned(),
+            path: req.path.unwrap_or_default().to_owned(),
+            version_minor: req.version.unwrap_or(0),
+            headers: req.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
+        };
+        Ok(Some((head, len)))
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    /// True when the request asks for a protocol upgrade to WebSocket (an
+    /// `Upgrade` header naming `websocket`). Such requests are validated as
+    /// WebSocket handshakes; all others are plain HTTP.
+    pub fn wants_upgrade(&self) -> bool {
+        self.header_values("upgrade").any(|v| list_contains(v, "websocket"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUEST: &[u8] = b"GET /rooms/echo/x?t=1 HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn a_request_split_at_every_offset_parses_to_the_same_head_and_leaves_the_rest() {
+        let mut input = REQUEST.to_vec();
+        input.extend_from_slice(&[0x81, 0x85, 1, 2, 3, 4]);
+        let (whole, used) = RequestHead::parse(&input, 16384).unwrap().unwrap();
+        assert_eq!(used, REQUEST.len());
+        assert_eq!(whole.path, "/rooms/echo/x?t=1");
+        for end in 0..REQUEST.len() {
+            assert_eq!(RequestHead::parse(&input[..end], 16384).unwrap(), None, "prefix {end}");
+        }
+        for end in REQUEST.len()..=input.len() {
+            assert_eq!(RequestHead::parse(&input[..end], 16384).unwrap(), Some((whole.clone(), used)));
+        }
+    }
+
+    #[test]
+    fn header_lookup_ignores_case() {
+        let (head, _) = RequestHead::parse(REQUEST, 16384).unwrap().unwrap();
+        assert_eq!(head.header("SEC-WEBSOCKET-VERSION"), Some(&b"13"[..]));
+        assert!(head.wants_upgrade());
+    }
+
+    #[test]
+    fn an_oversized_head_is_431_even_before_it_ends() {
+        let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 20_000));
+        assert_eq!(RequestHead::parse(&big, 16384).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            req.extend(format!("X-{i}: v\r\n").into_bytes());
+        }
+        req.extend(b"\r\n");
+        assert_eq!(RequestHead::parse(&req, 1 << 20).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn garbage_is_400() {
+        assert_eq!(RequestHead::parse(b"\x16\x03\x01\x00\xa5\x01\x00\x00", 16384).unwrap_err().status, 400);
+        assert_eq!(RequestHead::parse(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 16384).unwrap_err().status, 400);
+    }
+}

@@ -1,0 +1,198 @@
+//! Server side: validating an upgrade request and answering it.
+
+use base64::Engine;
+
+use super::{accept_key, list_contains, HandshakeError, RequestHead};
+
+/// A request that passed every check of RFC 6455 §4.2.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    /// The request target, including any query string.
+    pub path: String,
+    /// The `Host` header.
+    pub host: String,
+    /// The `Sec-WebSocket-Key` as sent.
+    pub key: String,
+    /// The `Origin` header, sent by browsers.
+    pub origin: Option<String>,
+    /// Offered subprotocols in the client's order, from every
+    /// `Sec-WebSocket-Protocol` header.
+    pub protocols: Vec<String>,
+    /// The raw `Sec-WebSocket-Extensions` values, in order.
+    pub extensions: Vec<String>,
+}
+
+impl UpgradeRequest {
+    /// Validates a request head as a WebSocket opening handshake: 400 with
+    /// the reason for a bad request, 426 for an unsupported version.
+    pub fn from_head(head: &RequestHead) -> Result<UpgradeRequest, HandshakeError> {
+        if head.method != "GET" {
+            return Err(HandshakeError::bad_request(format!("a WebSocket handshake must be GET, not {}", head.method)));
+        }
+        if head.version_minor < 1 {
+            return Err(HandshakeError::bad_request("a WebSocket handshake needs HTTP/1.1"));
+        }
+        let host = head.header("host").ok_or_else(|| HandshakeError::bad_request("missing Host header"))?;
+        if !head.header_values("upgrade").any(|v| list_contains(v, "websocket")) {
+            return Err(HandshakeError::bad_request("Upgrade header must name websocket"));
+        }
+        if !head.header_values("connection").any(|v| list_contains(v, "upgrade")) {
+            return Err(HandshakeError::bad_request("Connection header must contain upgrade"));
+        }
+        let key = head.header("sec-websocket-key").ok_or_else(|| HandshakeError::bad_request("missing Sec-WebSocket-Key"))?;
+        let key = std::str::from_utf8(key).map(str::trim).unwrap_or("");
+        match base64::engine::general_purpose::STANDARD.decode(key) {
+            Ok(raw) if raw.len() == 16 => {}
+            _ => return Err(HandshakeError::bad_request("Sec-WebSocket-Key must be base64 of 16 bytes")),
+        }
+        match head.header("sec-websocket-version").map(<[u8]>::trim_ascii) {
+            Some(b"13") => {}
+            Some(_) => return Err(HandshakeError::new(426, "unsupported WebSocket version; this server speaks 13")),
+            None => return Err(HandshakeError::bad_request("missing Sec-WebSocket-Version")),
+        }
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        let protocols = head
+            .header_values("sec-websocket-protocol")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|p| text(p.trim_ascii()))
+            .filter(|p| !p.is_empty())
+            .collect();
+        let extensions = head
+            .header_values("sec-websocket-extensions")
+            .filter_map(|v| std::str::from_utf8(v).ok().map(str::to_owned))
+            .collect();
+        Ok(UpgradeRequest {
+            path: head.path.clone(),
+            host: text(host),
+            key: key.to_owned(),
+            origin: head.header("origin").map(text),
+            protocols,
+            extensions,
+        })
+    }
+
+    /// The first of `supported` (the server's order of preference) that the
+    /// client offered. Never a protocol the client did not offer.
+    pub fn select_protocol<'a>(&self, supported: &[&'a str]) -> Option<&'a str> {
+        supported.iter().copied().find(|s| self.protocols.iter().any(|offered| offered == s))
+    }
+
+    /// The `101 Switching Protocols` response.
+    pub fn accept_response(&self, protocol: Option<&str>, extensions: Option<&str>, extra_headers: &[(&str, &str)]) -> Vec<u8> {
+        debug_assert!(protocol.is_none_or(|p| self.protocols.iter().any(|o| o == p)), "answering with a protocol the client did not offer");
+        let mut out = String::with_capacity(160);
+        out.push_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+        out.push_str(&accept_key(&self.key));
+        out.push_str("\r\n");
+        if let Some(protocol) = protocol {
+            out.push_str("Sec-WebSocket-Protocol: ");
+            out.push_str(protocol);
+            out.push_str("\r\n");
+        }
+        if let Some(extensions) = extensions {
+            out.push_str("Sec-WebSocket-Extensions: ");
+            out.push_str(extensions);
+            out.push_str("\r\n");
+        }
+        for (name, value) in extra_headers {
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(value);
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn validate(request: &str) -> Result<UpgradeRequest, HandshakeError> {
+        let (head, _) = RequestHead::parse(request.as_bytes(), 16384).unwrap().unwrap();
+        UpgradeRequest::from_head(&head)
+    }
+
+    fn status_of(request: &str) -> u16 {
+        validate(request).unwrap_err().status
+    }
+
+    #[test]
+    fn the_rfc_example_request_is_accepted() {
+        let req = validate(GOOD).unwrap();
+        assert_eq!(req.protocols, ["chat", "superchat"]);
+        assert_eq!(req.origin.as_deref(), Some("http://example.com"));
+        let response = String::from_utf8(req.accept_response(Some("chat"), None, &[])).unwrap();
+        assert_eq!(
+            response,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn the_method_must_be_get() {
+        assert_eq!(status_of(&GOOD.replacen("GET", "POST", 1)), 400);
+    }
+
+    #[test]
+    fn the_version_must_be_http_1_1() {
+        assert_eq!(status_of(&GOOD.replacen("HTTP/1.1", "HTTP/1.0", 1)), 400);
+    }
+
+    #[test]
+    fn host_is_required() {
+        assert_eq!(status_of(&GOOD.replacen("Host: server.example.com\r\n", "", 1)), 400);
+    }
+
+    #[test]
+    fn upgrade_must_name_websocket() {
+        assert_eq!(status_of(&GOOD.replacen("Upgrade: websocket", "Upgrade: h2c", 1)), 400);
+        assert!(validate(&GOOD.replacen("Upgrade: websocket", "Upgrade: WebSocket", 1)).is_ok());
+    }
+
+    #[test]
+    fn connection_must_contain_upgrade() {
+        assert_eq!(status_of(&GOOD.replacen("Connection: Upgrade", "Connection: keep-alive", 1)), 400);
+        assert!(validate(&GOOD.replacen("Connection: Upgrade", "Connection: keep-alive, Upgrade", 1)).is_ok());
+        assert!(validate(&GOOD.replacen("Connection: Upgrade", "connection: keep-alive\r\nConnection: upgrade", 1)).is_ok());
+    }
+
+    #[test]
+    fn the_key_must_be_base64_of_16_bytes() {
+        for bad in ["", "not base64!", "dGhlIHNhbXBsZQ==", "dGhlIHNhbXBsZSBub25jZXg="] {
+            assert_eq!(status_of(&GOOD.replacen("dGhlIHNhbXBsZSBub25jZQ==", bad, 1)), 400, "{bad:?}");
+        }
+        assert_eq!(status_of(&GOOD.replacen("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 1)), 400);
+    }
+
+    #[test]
+    fn another_version_gets_426_with_the_supported_version() {
+        let err = validate(&GOOD.replacen("Version: 13", "Version: 8", 1)).unwrap_err();
+        assert_eq!(err.status, 426);
+        assert!(String::from_utf8(err.response()).unwrap().contains("Sec-WebSocket-Version: 13\r\n"));
+        assert_eq!(status_of(&GOOD.replacen("Sec-WebSocket-Version: 13\r\n", "", 1)), 400);
+    }
+
+    #[test]
+    fn subprotocols_follow_server_preference_and_only_offered_ones() {
+        let req = validate(&GOOD.replacen("chat, superchat", "xml, json\r\nSec-WebSocket-Protocol: chat", 1)).unwrap();
+        assert_eq!(req.protocols, ["xml", "json", "chat"]);
+        assert_eq!(req.select_protocol(&["chat", "json"]), Some("chat"));
+        assert_eq!(req.select_protocol(&["json", "chat"]), Some("json"));
+        assert_eq!(req.select_protocol(&["mqtt"]), None);
+        let none = validate(&GOOD.replacen("Sec-WebSocket-Protocol: chat, superchat\r\n", "", 1)).unwrap();
+        assert_eq!(none.select_protocol(&["json"]), None);
+    }
+
+    #[test]
+    fn extension_offers_are_kept_raw_and_answered_verbatim() {
+        let req = validate(&GOOD.replacen("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", 1)).unwrap();
+        assert_eq!(req.extensions, ["permessage-deflate; client_max_window_bits"]);
+        let response = String::from_utf8(req.accept_response(None, Some("permessage-deflate"), &[("X-Room", "r1")])).unwrap();
+        assert!(response.contains("\r\nSec-WebSocket-Extensions: permessage-deflate\r\nX-Room: r1\r\n\r\n"));
+        assert!(!response.contains("Sec-WebSocket-Protocol"));
+    }
+}
