@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite fuzzing client against the echo room of the
+# release binary and compares the result with tests/autobahn/expected.json.
+#
+#   scripts/autobahn.sh [full|quick]     (quick skips 9.*, 12.*, 13.*)
+#
+# Needs ../shared/tools/autobahn (beside this repository) and a built
+# target/release/switchboard. The report goes to target/test-reports/autobahn/.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+MODE=${1:-full}
+TOOLS="../shared/tools/autobahn"
+REPORT="target/test-reports/autobahn"
+BIN="target/release/switchboard"
+
+[ -x "$BIN" ] || { echo "autobahn: build the release binary first (cargo build --release -p switchboard)"; exit 2; }
+[ -x "$TOOLS/run.sh" ] || { echo "autobahn: $TOOLS not found (shared/ must sit beside this repository)"; exit 2; }
+"$TOOLS/setup.sh"
+
+rm -rf "$REPORT"
+mkdir -p "$REPORT"
+"$BIN" serve --listen 127.0.0.1:0 > "$REPORT/server.out" 2> "$REPORT/server.log" &
+SERVER_PID=$!
+trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null' EXIT
+ADDR=""
+for _ in $(seq 1 100); do
+  ADDR=$(sed -n 's#^switchboard listening on http://##p' "$REPORT/server.out" | head -n1)
+  [ -n "$ADDR" ] && break
+  sleep 0.1
+done
+[ -n "$ADDR" ] || { echo "autobahn: server did not start"; cat "$REPORT/server.log"; exit 2; }
+
+args=(-o "$REPORT" -a switchboard -t 2400)
+[ "$MODE" = quick ] && args+=(-q)
+status=0
+"$TOOLS/run.sh" "${args[@]}" "ws://$ADDR/rooms/echo/autobahn" || status=$?
+if [ "$status" -eq 2 ]; then
+  echo "autobahn: the run did not complete"
+  exit 2
+fi
+python3 tests/autobahn/check.py "$REPORT" ${MODE:+--mode "$MODE"}
