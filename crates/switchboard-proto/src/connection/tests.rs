@@ -417,12 +417,12 @@ impl Pair {
         Pair { client, server: Connection::server(Config::default(), deflate.map(|d| (d, 1))) }
     }
 
-    fn to_server(&mut self) -> Vec<Event> {
+    fn deliver_to_server(&mut self) -> Vec<Event> {
         let bytes = drain(&mut self.client);
         feed(&mut self.server, &bytes)
     }
 
-    fn to_client(&mut self) -> Vec<Event> {
+    fn deliver_to_client(&mut self) -> Vec<Event> {
         let bytes = drain(&mut self.server);
         feed(&mut self.client, &bytes)
     }
@@ -451,22 +451,22 @@ fn two_peers_exchange_messages_both_ways() {
             pair.client.send_text(t).unwrap();
         }
         pair.client.send_binary(&[0, 1, 2, 255]).unwrap();
-        let got = pair.to_server();
+        let got = pair.deliver_to_server();
         assert_eq!(got.len(), texts.len() + 1);
         for (event, t) in got.iter().zip(texts) {
             assert_eq!(event, &msg(t));
             let Event::Message(m) = event else { unreachable!() };
             pair.server.send(m).unwrap();
         }
-        assert_eq!(pair.to_client().len(), texts.len());
+        assert_eq!(pair.deliver_to_client().len(), texts.len());
 
         pair.client.send_ping(b"are you there").unwrap();
-        assert_eq!(pair.to_server(), vec![Event::Ping(Bytes::from_static(b"are you there"))]);
-        assert_eq!(pair.to_client(), vec![Event::Pong(Bytes::from_static(b"are you there"))]);
+        assert_eq!(pair.deliver_to_server(), vec![Event::Ping(Bytes::from_static(b"are you there"))]);
+        assert_eq!(pair.deliver_to_client(), vec![Event::Pong(Bytes::from_static(b"are you there"))]);
 
         pair.client.close(Some(CloseCode::NORMAL), "done");
-        assert_eq!(pair.to_server(), vec![Event::Close(CloseFrame { code: Some(CloseCode::NORMAL), reason: "done".into() })]);
-        assert_eq!(pair.to_client(), vec![Event::Close(CloseFrame { code: Some(CloseCode::NORMAL), reason: String::new() })]);
+        assert_eq!(pair.deliver_to_server(), vec![Event::Close(CloseFrame { code: Some(CloseCode::NORMAL), reason: "done".into() })]);
+        assert_eq!(pair.deliver_to_client(), vec![Event::Close(CloseFrame { code: Some(CloseCode::NORMAL), reason: String::new() })]);
         assert_eq!((pair.client.state(), pair.server.state()), (State::Closed, State::Closed));
     }
 }
