@@ -1,0 +1,91 @@
+//! In-memory backend: the same contract as SQLite, nothing survives the process.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::{prefix_end, Store, StoreError, StoreResult, Write};
+
+/// A [`Store`] in memory. Lock held only inside each call, never across an await.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    kv: BTreeMap<(String, Vec<u8>), Vec<u8>>,
+    alarms: BTreeMap<(String, String), u64>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Inner>> {
+        self.inner.lock().map_err(|_| StoreError("memory store poisoned".into()))
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.lock()?.kv.get(&(room.to_owned(), key.as_bytes().to_vec())).cloned())
+    }
+
+    fn put(&self, room: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.lock()?.kv.insert((room.to_owned(), key.as_bytes().to_vec()), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, room: &str, key: &str) -> StoreResult<bool> {
+        Ok(self.lock()?.kv.remove(&(room.to_owned(), key.as_bytes().to_vec())).is_some())
+    }
+
+    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let inner = self.lock()?;
+        let start = (room.to_owned(), prefix.as_bytes().to_vec());
+        let end = prefix_end(prefix.as_bytes());
+        Ok(inner
+            .kv
+            .range(start..)
+            .take_while(|((r, k), _)| r == room && end.as_ref().is_none_or(|end| k < end))
+            .take(limit)
+            .map(|((_, k), v)| (String::from_utf8_lossy(k).into_owned(), v.clone()))
+            .collect())
+    }
+
+    fn write_batch(&self, room: &str, writes: &[Write]) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        for write in writes {
+            match write {
+                Write::Put(k, v) => inner.kv.insert((room.to_owned(), k.as_bytes().to_vec()), v.clone()),
+                Write::Delete(k) => inner.kv.remove(&(room.to_owned(), k.as_bytes().to_vec())),
+            };
+        }
+        Ok(())
+    }
+
+    fn set_alarm(&self, room: &str, name: &str, at_ms: u64) -> StoreResult<()> {
+        self.lock()?.alarms.insert((room.to_owned(), name.to_owned()), at_ms);
+        Ok(())
+    }
+
+    fn delete_alarm(&self, room: &str, name: &str) -> StoreResult<bool> {
+        Ok(self.lock()?.alarms.remove(&(room.to_owned(), name.to_owned())).is_some())
+    }
+
+    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
+        let mut all: Vec<_> = self.lock()?.alarms.iter().map(|((r, n), at)| (r.clone(), n.clone(), *at)).collect();
+        all.sort_by_key(|(_, _, at)| *at);
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_store_meets_the_contract() {
+        crate::contract::check(&super::MemoryStore::new());
+    }
+}
