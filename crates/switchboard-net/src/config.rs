@@ -22,6 +22,14 @@ pub struct NetConfig {
     /// How long we wait for the peer's close frame after sending ours, and
     /// for a blocked write to make progress while closing. Default 5 s.
     pub close_timeout: Duration,
+    /// Silence after which the server pings a connection. Any frame from the
+    /// peer counts as a sign of life. Default 30 s: below the idle timeouts
+    /// of common proxies and NATs (60 s and up), so it also keeps paths open.
+    pub ping_interval: Duration,
+    /// How long a pinged peer has to answer (with anything) before the
+    /// connection is dropped as dead. Default 10 s: generous for a
+    /// congested mobile link; a dead peer is noticed within 40 s.
+    pub pong_timeout: Duration,
     /// Bytes read per system call. Default 16 KiB: one read takes a full
     /// batch of small pipelined messages; the buffer exists only while bytes
     /// are being processed (an idle connection holds none).
@@ -36,6 +44,8 @@ impl Default for NetConfig {
             handshake_timeout: Duration::from_secs(10),
             max_head_len: 16 * 1024,
             close_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
             read_chunk: 16 * 1024,
         }
     }

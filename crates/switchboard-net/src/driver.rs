@@ -9,6 +9,10 @@
 //!
 //! The read buffer exists only while bytes are being processed: once every
 //! frame in it is consumed it is released, so an idle connection holds none.
+//!
+//! Heartbeat: after `ping_interval` without a frame from the peer the server
+//! pings; if nothing arrives within `pong_timeout` the peer is dead, the
+//! socket is dropped and the handler gets `on_close` with 1006.
 
 use std::io::{self, IoSlice};
 
@@ -52,6 +56,9 @@ pub(crate) async fn drive<H: Handler>(
 ) {
     let mut ending = Ending { reported: false };
     let mut close_deadline: Option<Instant> = None;
+    let mut heartbeat = Heartbeat::new(config);
+    let beat = tokio::time::sleep(config.ping_interval);
+    tokio::pin!(beat);
     handler.on_open(&mut Outbox::new(&mut conn));
     loop {
         loop {
@@ -103,7 +110,7 @@ pub(crate) async fn drive<H: Handler>(
                         ending.report(&mut handler, Some(CloseCode::ABNORMAL), "connection dropped", false);
                         return;
                     }
-                    Ok(_) => {}
+                    Ok(_) => heartbeat.peer_alive(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => {
                         ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false);
@@ -118,7 +125,64 @@ pub(crate) async fn drive<H: Handler>(
                 ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no close frame from the peer", false);
                 return;
             }
+            () = &mut beat, if conn.state() == State::Open => {
+                match heartbeat.on_deadline(Instant::now()) {
+                    Beat::Ping(next) => {
+                        let _ = conn.send_ping(b"");
+                        beat.as_mut().reset(next);
+                    }
+                    Beat::Wait(next) => beat.as_mut().reset(next),
+                    Beat::Dead => {
+                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no answer to ping", false);
+                        return;
+                    }
+                }
+            }
         }
+    }
+}
+
+/// When to ping and when to give up on a silent peer. A read only records
+/// the time; the timer is re-armed lazily when it fires, so the hot path
+/// never touches the timer wheel.
+struct Heartbeat {
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    last_seen: Instant,
+    ping_sent: Option<Instant>,
+}
+
+enum Beat {
+    /// Send a ping, check again at the instant.
+    Ping(Instant),
+    /// Nothing to do until the instant.
+    Wait(Instant),
+    /// The peer did not answer in time.
+    Dead,
+}
+
+impl Heartbeat {
+    fn new(config: &NetConfig) -> Heartbeat {
+        Heartbeat { interval: config.ping_interval, timeout: config.pong_timeout, last_seen: Instant::now(), ping_sent: None }
+    }
+
+    fn peer_alive(&mut self) {
+        self.last_seen = Instant::now();
+    }
+
+    fn on_deadline(&mut self, now: Instant) -> Beat {
+        if let Some(sent) = self.ping_sent {
+            if self.last_seen < sent {
+                return if now >= sent + self.timeout { Beat::Dead } else { Beat::Wait(sent + self.timeout) };
+            }
+            self.ping_sent = None;
+        }
+        let idle_until = self.last_seen + self.interval;
+        if now < idle_until {
+            return Beat::Wait(idle_until);
+        }
+        self.ping_sent = Some(now);
+        Beat::Ping(now + self.timeout)
     }
 }
 

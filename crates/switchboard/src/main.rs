@@ -1,9 +1,12 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod duration;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchboard_server::{Server, ServerConfig};
@@ -25,6 +28,12 @@ enum Command {
         /// is printed on stdout as `switchboard listening on http://ADDR`.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Ping a connection after this much silence from it (e.g. 30s, 500ms).
+        #[arg(long, default_value = "30s", value_parser = duration::parse_duration)]
+        ping_interval: Duration,
+        /// Drop a pinged connection that sends nothing back within this time.
+        #[arg(long, default_value = "10s", value_parser = duration::parse_duration)]
+        pong_timeout: Duration,
     },
 }
 
@@ -42,12 +51,17 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen } => runtime.block_on(serve(listen)),
+        Command::Serve { listen, ping_interval, pong_timeout } => {
+            let mut config = ServerConfig::default();
+            config.net.ping_interval = ping_interval;
+            config.net.pong_timeout = pong_timeout;
+            runtime.block_on(serve(listen, config))
+        }
     }
 }
 
-async fn serve(listen: SocketAddr) -> ExitCode {
-    let server = match Server::bind(listen, ServerConfig::default()).await {
+async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
+    let server = match Server::bind(listen, config).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("switchboard: cannot listen on {listen}: {e}");

@@ -17,8 +17,14 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `switchboard serve --listen 127.0.0.1:0` and waits for its address line.
     pub fn start() -> ServerProcess {
+        ServerProcess::start_with(&[])
+    }
+
+    /// Starts the server with extra `serve` flags.
+    pub fn start_with(flags: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
