@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS alarms (
 ) WITHOUT ROWID;
 ";
 
+const UPSERT: &str = "INSERT INTO kv (room, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (room, key) DO UPDATE SET value = excluded.value";
+const DELETE: &str = "DELETE FROM kv WHERE room = ?1 AND key = ?2";
+
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -66,7 +69,7 @@ impl Store for SqliteStore {
 
     fn put(&self, room: &str, key: &str, value: &[u8]) -> StoreResult<()> {
         self.conn()?
-            .prepare_cached("INSERT INTO kv (room, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (room, key) DO UPDATE SET value = excluded.value")
+            .prepare_cached(UPSERT)
             .and_then(|mut s| s.execute(params![room, key.as_bytes(), value]))
             .map(|_| ())
             .map_err(err)
@@ -74,7 +77,7 @@ impl Store for SqliteStore {
 
     fn delete(&self, room: &str, key: &str) -> StoreResult<bool> {
         self.conn()?
-            .prepare_cached("DELETE FROM kv WHERE room = ?1 AND key = ?2")
+            .prepare_cached(DELETE)
             .and_then(|mut s| s.execute(params![room, key.as_bytes()]))
             .map(|n| n > 0)
             .map_err(err)
@@ -103,11 +106,8 @@ impl Store for SqliteStore {
         let tx = conn.transaction().map_err(err)?;
         for write in writes {
             match write {
-                Write::Put(k, v) => tx.execute(
-                    "INSERT INTO kv (room, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (room, key) DO UPDATE SET value = excluded.value",
-                    params![room, k.as_bytes(), v],
-                ),
-                Write::Delete(k) => tx.execute("DELETE FROM kv WHERE room = ?1 AND key = ?2", params![room, k.as_bytes()]),
+                Write::Put(k, v) => tx.execute(UPSERT, params![room, k.as_bytes(), v]),
+                Write::Delete(k) => tx.execute(DELETE, params![room, k.as_bytes()]),
             }
             .map_err(err)?;
         }
