@@ -30,6 +30,7 @@ pub(crate) fn check(store: &dyn Store) {
     store.set_alarm("r2", "tock", 100).unwrap();
     store.set_alarm("r1", "tick", 200).unwrap();
     assert_eq!(store.pending_alarms().unwrap(), [("r2".into(), "tock".into(), 100), ("r1".into(), "tick".into(), 200)]);
+    assert_eq!(store.room_alarms("r1").unwrap(), [("tick".into(), 200)]);
     assert!(store.delete_alarm("r2", "tock").unwrap());
     assert!(!store.delete_alarm("r2", "tock").unwrap());
     assert_eq!(store.pending_alarms().unwrap().len(), 1);

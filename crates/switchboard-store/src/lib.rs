@@ -55,6 +55,8 @@ pub trait Store: Send + Sync + 'static {
     fn set_alarm(&self, room: &str, name: &str, at_ms: u64) -> StoreResult<()>;
     /// Cancels an alarm; true if it existed.
     fn delete_alarm(&self, room: &str, name: &str) -> StoreResult<bool>;
+    /// The pending alarms of one room as (name, at_ms), earliest first.
+    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>>;
     /// Every pending alarm as (room, name, at_ms), earliest first. Read at
     /// startup so alarms fire after a restart.
     fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>>;

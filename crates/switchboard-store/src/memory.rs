@@ -75,6 +75,10 @@ impl Store for MemoryStore {
         Ok(self.lock()?.alarms.remove(&(room.to_owned(), name.to_owned())).is_some())
     }
 
+    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
+        Ok(self.pending_alarms()?.into_iter().filter(|(r, _, _)| r == room).map(|(_, n, at)| (n, at)).collect())
+    }
+
     fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
         let mut all: Vec<_> = self.lock()?.alarms.iter().map(|((r, n), at)| (r.clone(), n.clone(), *at)).collect();
         all.sort_by_key(|(_, _, at)| *at);

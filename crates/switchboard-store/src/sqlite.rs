@@ -130,6 +130,13 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
+    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
+        self.conn()?
+            .prepare_cached("SELECT name, at_ms FROM alarms WHERE room = ?1 ORDER BY at_ms")
+            .and_then(|mut s| s.query_map([room], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?.collect())
+            .map_err(err)
+    }
+
     fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
         self.conn()?
             .prepare_cached("SELECT room, name, at_ms FROM alarms ORDER BY at_ms")

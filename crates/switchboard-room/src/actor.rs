@@ -1,0 +1,280 @@
+//! The actor that owns one room: its mailbox, its connections, its alarms,
+//! and the room object that hibernation drops and rebuilds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use switchboard_proto::Message;
+use switchboard_store::Store;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
+use crate::context::{Ctx, RoomStorage};
+use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
+
+/// Settings of room actors.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomConfig {
+    /// Idle time after which the room object is dropped. Default 10 s: long
+    /// enough that a chatty room never pays for rebuilding, short enough
+    /// that thousands of quiet rooms cost only their connection tables.
+    pub hibernate_after: Duration,
+    /// Events queued per room before senders wait. Default 1024: a burst
+    /// from every member of a busy room fits; a flood makes senders (and so
+    /// their sockets' reads) wait instead of growing memory.
+    pub mailbox: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig { hibernate_after: Duration::from_secs(10), mailbox: 1024 }
+    }
+}
+
+/// An input to a room.
+pub enum RoomEvent {
+    /// A connection asks to join; the answer comes before the 101.
+    Connect {
+        /// Who asks.
+        request: ConnectRequest,
+        /// Where the decision goes.
+        reply: oneshot::Sender<Decision>,
+    },
+    /// An accepted connection is open.
+    Open {
+        /// Its id (the one in the `ConnectRequest`).
+        conn: ConnId,
+        /// Its outbound side.
+        sink: Arc<dyn ConnSink>,
+        /// Tags from the decision.
+        tags: Vec<String>,
+        /// Attachment from the decision.
+        attachment: Option<Vec<u8>>,
+    },
+    /// A message from a connection.
+    Message {
+        /// From whom.
+        conn: ConnId,
+        /// What.
+        message: Message,
+    },
+    /// A connection failed.
+    Error {
+        /// Which.
+        conn: ConnId,
+        /// Why.
+        error: String,
+    },
+    /// A connection ended.
+    Close {
+        /// Which.
+        conn: ConnId,
+        /// How.
+        closed: Closed,
+    },
+    /// HTTP to the room.
+    Request {
+        /// The request.
+        request: RoomRequest,
+        /// Where the response goes.
+        reply: oneshot::Sender<RoomResponse>,
+    },
+    /// Reports counters without waking the room.
+    Stats {
+        /// Where they go.
+        reply: oneshot::Sender<RoomStats>,
+    },
+}
+
+/// Counters of one room actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomStats {
+    /// Open connections.
+    pub connections: usize,
+    /// Times the room object was built (first use and every wake-up).
+    pub wakeups: u64,
+    /// Whether the room object is in memory now.
+    pub awake: bool,
+}
+
+/// The mailbox of a room actor.
+#[derive(Clone)]
+pub struct RoomHandle {
+    tx: mpsc::Sender<RoomEvent>,
+}
+
+/// The room actor has stopped (it had no connections, no alarms, no work).
+#[derive(Debug)]
+pub struct RoomGone(pub RoomEvent);
+
+impl std::fmt::Debug for RoomEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            RoomEvent::Connect { .. } => "Connect",
+            RoomEvent::Open { .. } => "Open",
+            RoomEvent::Message { .. } => "Message",
+            RoomEvent::Error { .. } => "Error",
+            RoomEvent::Close { .. } => "Close",
+            RoomEvent::Request { .. } => "Request",
+            RoomEvent::Stats { .. } => "Stats",
+        };
+        f.write_str(name)
+    }
+}
+
+impl RoomHandle {
+    /// Delivers an event, waiting while the mailbox is full.
+    pub async fn send(&self, event: RoomEvent) -> Result<(), RoomGone> {
+        self.tx.send(event).await.map_err(|e| RoomGone(e.0))
+    }
+
+    /// True once the actor stopped; the owner should start a new one.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// The actor's counters.
+    pub async fn stats(&self) -> Option<RoomStats> {
+        let (reply, rx) = oneshot::channel();
+        self.send(RoomEvent::Stats { reply }).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Starts the actor of room `id`, stored under namespace `room` (`kind/id`).
+/// Pending alarms of the room are loaded from the store.
+pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(config.mailbox.max(1));
+    let alarms = match store.room_alarms(&room) {
+        Ok(list) => list.into_iter().map(|(name, at)| (name, UNIX_EPOCH + Duration::from_millis(at))).collect(),
+        Err(e) => {
+            warn!(%room, error = %e, "cannot load alarms");
+            BTreeMap::new()
+        }
+    };
+    let actor = Actor { room, id, factory, store, object: None, conns: BTreeMap::new(), alarms, auto_response: None, wakeups: 0 };
+    tokio::spawn(actor.run(rx, config));
+    RoomHandle { tx }
+}
+
+struct Actor {
+    room: String,
+    id: String,
+    factory: Arc<dyn RoomFactory>,
+    store: Arc<dyn Store>,
+    /// The room object; `None` while hibernating.
+    object: Option<Box<dyn Room>>,
+    conns: BTreeMap<ConnId, ConnRecord>,
+    alarms: BTreeMap<String, SystemTime>,
+    auto_response: Option<(Bytes, Bytes)>,
+    wakeups: u64,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<RoomEvent>, config: RoomConfig) {
+        let idle = tokio::time::sleep(config.hibernate_after);
+        tokio::pin!(idle);
+        loop {
+            let next_alarm = self.alarms.values().min().map(|at| {
+                Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+            });
+            tokio::select! {
+                event = rx.recv() => {
+                    let Some(event) = event else { return };
+                    self.handle(event);
+                    idle.as_mut().reset(Instant::now() + config.hibernate_after);
+                }
+                () = &mut idle, if self.object.is_some() => {
+                    // Hibernate: connections, tags and attachments stay here.
+                    self.object = None;
+                }
+                () = tokio::time::sleep_until(next_alarm.unwrap_or_else(Instant::now)), if next_alarm.is_some() => {
+                    self.fire_due_alarms();
+                    idle.as_mut().reset(Instant::now() + config.hibernate_after);
+                }
+            }
+            if self.object.is_none() && self.conns.is_empty() && self.alarms.is_empty() && rx.is_empty() {
+                // Nothing left to wait for: stop; the owner starts a new actor on demand.
+                return;
+            }
+        }
+    }
+
+    /// Runs `f` with the room object (building it if hibernated) and a context.
+    fn with_room<R>(&mut self, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
+        let Actor { room, id, factory, store, object, conns, alarms, auto_response, wakeups } = self;
+        let object = object.get_or_insert_with(|| {
+            *wakeups += 1;
+            factory.create(id, &RoomStorage { store: &**store, room })
+        });
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response };
+        f(object.as_mut(), &mut ctx)
+    }
+
+    fn handle(&mut self, event: RoomEvent) {
+        match event {
+            RoomEvent::Connect { request, reply } => {
+                let mut decision = self.with_room(|room, ctx| room.on_connect(ctx, &request));
+                if let Decision::Accept { attachment: Some(a), .. } = &decision {
+                    if a.len() > MAX_ATTACHMENT_LEN {
+                        decision = Decision::Reject { status: 500, reason: "room attachment too large".into() };
+                    }
+                }
+                let _ = reply.send(decision);
+            }
+            RoomEvent::Open { conn, sink, tags, attachment } => {
+                if self.auto_response.is_some() {
+                    sink.set_auto_response(self.auto_response.clone());
+                }
+                self.conns.insert(conn, ConnRecord { sink, tags, attachment });
+                self.with_room(|room, ctx| room.on_open(ctx, conn));
+            }
+            RoomEvent::Message { conn, message } => {
+                if self.conns.contains_key(&conn) {
+                    self.with_room(|room, ctx| room.on_message(ctx, conn, message));
+                }
+            }
+            RoomEvent::Error { conn, error } => {
+                if self.conns.contains_key(&conn) {
+                    self.with_room(|room, ctx| room.on_error(ctx, conn, &error));
+                }
+            }
+            RoomEvent::Close { conn, closed } => {
+                if self.conns.remove(&conn).is_some() {
+                    self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));
+                }
+            }
+            RoomEvent::Request { request, reply } => {
+                let response = self.with_room(|room, ctx| room.on_request(ctx, request));
+                let _ = reply.send(response);
+            }
+            RoomEvent::Stats { reply } => {
+                let _ = reply.send(RoomStats { connections: self.conns.len(), wakeups: self.wakeups, awake: self.object.is_some() });
+            }
+        }
+    }
+
+    /// Runs `on_alarm` for every due alarm. An alarm is removed from storage
+    /// after its handler returns (unless the handler set it again), so an
+    /// alarm interrupted by a crash fires again after the restart.
+    fn fire_due_alarms(&mut self) {
+        let now = SystemTime::now();
+        let due: Vec<(String, SystemTime)> = self.alarms.iter().filter(|(_, at)| **at <= now).map(|(n, at)| (n.clone(), *at)).collect();
+        for (name, at) in due {
+            self.with_room(|room, ctx| room.on_alarm(ctx, &name));
+            if self.alarms.get(&name) == Some(&at) {
+                self.alarms.remove(&name);
+                if let Err(e) = self.store.delete_alarm(&self.room, &name) {
+                    warn!(room = %self.room, alarm = %name, error = %e, "cannot delete a fired alarm");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

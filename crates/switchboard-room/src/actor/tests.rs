@@ -1,0 +1,240 @@
+//! The actor driven with a recording fake sink and the in-memory store.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+
+use switchboard_store::MemoryStore;
+
+use super::*;
+
+#[derive(Default, Debug)]
+struct FakeSink {
+    frames: Mutex<Vec<Bytes>>,
+    closed: Mutex<Option<(u16, String)>>,
+    auto: Mutex<Option<(Bytes, Bytes)>>,
+}
+
+impl ConnSink for FakeSink {
+    fn send_frame(&self, frame: &Bytes) -> crate::SendOutcome {
+        self.frames.lock().unwrap().push(frame.clone());
+        crate::SendOutcome::Queued
+    }
+    fn close(&self, code: u16, reason: &str) {
+        *self.closed.lock().unwrap() = Some((code, reason.to_owned()));
+    }
+    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+        *self.auto.lock().unwrap() = pair;
+    }
+    fn last_auto_response(&self) -> Option<SystemTime> {
+        None
+    }
+}
+
+impl FakeSink {
+    /// Payloads of the text frames received (frames here are small and unmasked).
+    fn texts(&self) -> Vec<String> {
+        self.frames.lock().unwrap().iter().map(|f| String::from_utf8(f[2..].to_vec()).unwrap()).collect()
+    }
+}
+
+/// A small room: counts messages in memory, relays, answers commands.
+struct Counter {
+    count: u64,
+}
+
+impl Room for Counter {
+    fn on_connect(&mut self, _ctx: &mut Ctx<'_>, request: &ConnectRequest) -> Decision {
+        match request.query.as_str() {
+            "banned" => Decision::Reject { status: 403, reason: "banned".into() },
+            "huge" => Decision::Accept { tags: vec![], attachment: Some(vec![0; MAX_ATTACHMENT_LEN + 1]) },
+            query => Decision::Accept { tags: vec![query.to_owned()], attachment: Some(format!("user-{}", request.conn.0).into_bytes()) },
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
+        self.count += 1;
+        let text = message.as_text().unwrap_or_default().to_owned();
+        match text.as_str() {
+            "count" => {
+                ctx.send(conn, &Message::text(format!("count={}", self.count)));
+            }
+            "whoami" => {
+                let me = String::from_utf8(ctx.attachment(conn).unwrap_or_default().to_vec()).unwrap();
+                ctx.send(conn, &Message::text(me));
+            }
+            "alarm" => ctx.set_alarm("ring", SystemTime::now() + Duration::from_millis(50)).unwrap(),
+            "auto" => ctx.set_auto_response(Some(("ping", "pong"))),
+            t if t.starts_with("tag:") => {
+                let members: Vec<String> = ctx.connections(Some(&t[4..])).map(|c| c.to_string()).collect();
+                ctx.send(conn, &Message::text(members.join(",")));
+            }
+            _ => {
+                ctx.broadcast(&message, Some(conn));
+            }
+        }
+    }
+
+    fn on_alarm(&mut self, ctx: &mut Ctx<'_>, name: &str) {
+        ctx.storage().put("fired", name.as_bytes()).unwrap();
+        ctx.broadcast(&Message::text(format!("alarm:{name}")), None);
+    }
+}
+
+fn factory() -> Arc<dyn RoomFactory> {
+    Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Counter { count: 0 }) as Box<dyn Room>)
+}
+
+fn config() -> RoomConfig {
+    RoomConfig { hibernate_after: Duration::from_millis(100), mailbox: 16 }
+}
+
+async fn join(room: &RoomHandle, id: u64, query: &str) -> Result<Arc<FakeSink>, Decision> {
+    let (reply, rx) = oneshot::channel();
+    let request = ConnectRequest { conn: ConnId(id), query: query.into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST) };
+    room.send(RoomEvent::Connect { request, reply }).await.unwrap();
+    match rx.await.unwrap() {
+        Decision::Accept { tags, attachment } => {
+            let sink = Arc::new(FakeSink::default());
+            room.send(RoomEvent::Open { conn: ConnId(id), sink: sink.clone(), tags, attachment }).await.unwrap();
+            Ok(sink)
+        }
+        reject => Err(reject),
+    }
+}
+
+async fn say(room: &RoomHandle, id: u64, text: &str) {
+    room.send(RoomEvent::Message { conn: ConnId(id), message: Message::text(text) }).await.unwrap();
+}
+
+/// Waits (bounded) until the room has processed everything sent so far.
+async fn settle(room: &RoomHandle) -> RoomStats {
+    room.stats().await.expect("room alive")
+}
+
+#[tokio::test]
+async fn a_broadcast_skips_the_sender_and_is_encoded_once() {
+    let room = spawn_room("t/a".into(), "a".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "x").await.unwrap();
+    let b = join(&room, 2, "x").await.unwrap();
+    let c = join(&room, 3, "y").await.unwrap();
+    say(&room, 1, "hello").await;
+    settle(&room).await;
+    assert!(a.texts().is_empty());
+    assert_eq!(b.texts(), ["hello"]);
+    assert_eq!(c.texts(), ["hello"]);
+    assert_eq!(b.frames.lock().unwrap()[0].as_ptr(), c.frames.lock().unwrap()[0].as_ptr(), "one encoded frame shared");
+}
+
+#[tokio::test]
+async fn events_are_handled_in_arrival_order() {
+    let room = spawn_room("t/o".into(), "o".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let _a = join(&room, 1, "").await.unwrap();
+    let b = join(&room, 2, "").await.unwrap();
+    for i in 0..200 {
+        say(&room, 1, &format!("m{i}")).await;
+    }
+    settle(&room).await;
+    let expected: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    assert_eq!(b.texts(), expected);
+}
+
+#[tokio::test]
+async fn tags_select_connections() {
+    let room = spawn_room("t/t".into(), "t".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "red").await.unwrap();
+    let _b = join(&room, 2, "blue").await.unwrap();
+    let _c = join(&room, 3, "red").await.unwrap();
+    say(&room, 1, "tag:red").await;
+    settle(&room).await;
+    assert_eq!(a.texts(), ["c1,c3"]);
+}
+
+#[tokio::test]
+async fn rejections_and_oversized_attachments_refuse_the_connection() {
+    let room = spawn_room("t/r".into(), "r".into(), factory(), Arc::new(MemoryStore::new()), config());
+    assert_eq!(join(&room, 1, "banned").await.unwrap_err(), Decision::Reject { status: 403, reason: "banned".into() });
+    assert!(matches!(join(&room, 2, "huge").await.unwrap_err(), Decision::Reject { status: 500, .. }));
+}
+
+#[tokio::test]
+async fn a_hibernated_room_wakes_with_its_connections_and_attachments() {
+    let room = spawn_room("t/h".into(), "h".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 7, "").await.unwrap();
+    say(&room, 7, "x").await;
+    say(&room, 7, "count").await;
+    assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 1, awake: true });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 1, awake: false }, "hibernated, stats did not wake it");
+    say(&room, 7, "whoami").await;
+    say(&room, 7, "count").await;
+    assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 2, awake: true });
+    // In-memory state was dropped (the count restarted); the attachment was kept.
+    assert_eq!(a.texts(), ["count=2", "user-7", "count=2"]);
+}
+
+#[tokio::test]
+async fn alarms_fire_once_and_are_removed_from_storage() {
+    let store = Arc::new(MemoryStore::new());
+    let room = spawn_room("t/al".into(), "al".into(), factory(), store.clone(), config());
+    let a = join(&room, 1, "").await.unwrap();
+    say(&room, 1, "alarm").await;
+    settle(&room).await;
+    assert_eq!(store.room_alarms("t/al").unwrap().len(), 1, "persisted when set");
+    for _ in 0..100 {
+        if !a.texts().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.texts(), ["alarm:ring"]);
+    assert!(store.room_alarms("t/al").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stored_alarm_fires_when_the_room_starts_after_a_restart() {
+    let store = Arc::new(MemoryStore::new());
+    store.set_alarm("t/rs", "cleanup", 1).unwrap();
+    let room = spawn_room("t/rs".into(), "rs".into(), factory(), store.clone(), config());
+    for _ in 0..100 {
+        if store.get("t/rs", "fired").unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.get("t/rs", "fired").unwrap().as_deref(), Some(&b"cleanup"[..]));
+    assert!(store.room_alarms("t/rs").unwrap().is_empty());
+    // With nothing left (no connections, no alarms, asleep) the actor stops.
+    for _ in 0..100 {
+        if room.is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(room.is_closed());
+}
+
+#[tokio::test]
+async fn auto_responses_reach_current_and_future_connections() {
+    let room = spawn_room("t/ar".into(), "ar".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "").await.unwrap();
+    say(&room, 1, "auto").await;
+    settle(&room).await;
+    let b = join(&room, 2, "").await.unwrap();
+    settle(&room).await;
+    for sink in [&a, &b] {
+        let (request, response) = sink.auto.lock().unwrap().clone().unwrap();
+        assert_eq!(&request[..], b"ping");
+        assert_eq!(&response[..], &[0x81, 4, b'p', b'o', b'n', b'g']);
+    }
+}
+
+#[tokio::test]
+async fn a_closed_connection_leaves_the_room() {
+    let room = spawn_room("t/c".into(), "c".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let _a = join(&room, 1, "").await.unwrap();
+    let b = join(&room, 2, "").await.unwrap();
+    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(1000), reason: String::new(), clean: true } }).await.unwrap();
+    say(&room, 1, "ghost").await;
+    assert_eq!(settle(&room).await.connections, 1);
+    assert!(b.texts().is_empty(), "messages from a closed connection are ignored");
+}

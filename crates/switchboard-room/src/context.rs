@@ -1,0 +1,174 @@
+//! What a handler can do: reach connections, broadcast, store, set alarms.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use switchboard_proto::frame::{encode_frame, DataOp, OpCode};
+use switchboard_proto::Message;
+use switchboard_store::{Store, StoreResult, Write};
+
+use crate::conn::{ConnId, ConnRecord, SendOutcome, MAX_ATTACHMENT_LEN};
+
+/// A room's view of its world during one handler call.
+pub struct Ctx<'a> {
+    pub(crate) room: &'a str,
+    pub(crate) conns: &'a mut BTreeMap<ConnId, ConnRecord>,
+    pub(crate) store: &'a dyn Store,
+    pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
+    pub(crate) auto_response: &'a mut Option<(Bytes, Bytes)>,
+}
+
+/// An attachment over [`MAX_ATTACHMENT_LEN`], or for an unknown connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachmentRejected;
+
+fn encode(message: &Message) -> Bytes {
+    let op = match message {
+        Message::Text(_) => DataOp::Text,
+        Message::Binary(_) => DataOp::Binary,
+    };
+    encode_frame(OpCode::Data(op), false, message.payload())
+}
+
+impl Ctx<'_> {
+    /// The room's storage namespace, `kind/id`.
+    pub fn room(&self) -> &str {
+        self.room
+    }
+
+    /// Open connections, all of them or those with `tag`, in id order.
+    pub fn connections<'s>(&'s self, tag: Option<&'s str>) -> impl Iterator<Item = ConnId> + 's {
+        self.conns.iter().filter(move |(_, c)| tag.is_none_or(|t| c.tags.iter().any(|x| x == t))).map(|(id, _)| *id)
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Sends a message to one connection.
+    pub fn send(&mut self, conn: ConnId, message: &Message) -> SendOutcome {
+        match self.conns.get(&conn) {
+            Some(record) => record.sink.send_frame(&encode(message)),
+            None => SendOutcome::Dropped,
+        }
+    }
+
+    /// Sends a message to every connection but `except`. The frame is encoded
+    /// once and shared. Returns how many connections queued it.
+    pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
+        let frame = encode(message);
+        self.conns
+            .iter()
+            .filter(|(id, _)| Some(**id) != except)
+            .filter(|(_, c)| c.sink.send_frame(&frame) != SendOutcome::Dropped)
+            .count()
+    }
+
+    /// Starts closing a connection.
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        if let Some(record) = self.conns.get(&conn) {
+            record.sink.close(code, reason);
+        }
+    }
+
+    /// The tags a connection was accepted with.
+    pub fn tags(&self, conn: ConnId) -> &[String] {
+        self.conns.get(&conn).map_or(&[], |c| c.tags.as_slice())
+    }
+
+    /// The connection's attachment (kept while the room hibernates).
+    pub fn attachment(&self, conn: ConnId) -> Option<&[u8]> {
+        self.conns.get(&conn).and_then(|c| c.attachment.as_deref())
+    }
+
+    /// Replaces the connection's attachment (at most [`MAX_ATTACHMENT_LEN`] bytes).
+    pub fn set_attachment(&mut self, conn: ConnId, value: Option<Vec<u8>>) -> Result<(), AttachmentRejected> {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_ATTACHMENT_LEN) {
+            return Err(AttachmentRejected);
+        }
+        let record = self.conns.get_mut(&conn).ok_or(AttachmentRejected)?;
+        record.attachment = value;
+        Ok(())
+    }
+
+    /// The room's durable storage.
+    pub fn storage(&self) -> RoomStorage<'_> {
+        RoomStorage { store: self.store, room: self.room }
+    }
+
+    /// Sets (or moves) the alarm `name`. It is stored durably and fires
+    /// after a restart too; `on_alarm` runs once it is due.
+    pub fn set_alarm(&mut self, name: &str, at: SystemTime) -> StoreResult<()> {
+        self.store.set_alarm(self.room, name, unix_ms(at))?;
+        self.alarms.insert(name.to_owned(), at);
+        Ok(())
+    }
+
+    /// Cancels an alarm.
+    pub fn delete_alarm(&mut self, name: &str) -> StoreResult<bool> {
+        self.alarms.remove(name);
+        self.store.delete_alarm(self.room, name)
+    }
+
+    /// Pending alarms of this room.
+    pub fn alarms(&self) -> impl Iterator<Item = (&str, SystemTime)> {
+        self.alarms.iter().map(|(n, at)| (n.as_str(), *at))
+    }
+
+    /// Makes the connection layer answer the exact text `request` with
+    /// `response` on every connection of this room, without waking the room
+    /// (e.g. an application-level `ping` → `pong`). `None` turns it off.
+    pub fn set_auto_response(&mut self, pair: Option<(&str, &str)>) {
+        let encoded = pair.map(|(req, resp)| {
+            (Bytes::copy_from_slice(req.as_bytes()), encode_frame(OpCode::Data(DataOp::Text), false, resp.as_bytes()))
+        });
+        for record in self.conns.values() {
+            record.sink.set_auto_response(encoded.clone());
+        }
+        *self.auto_response = encoded;
+    }
+
+    /// When the connection layer last answered an auto-response for `conn`.
+    pub fn last_auto_response(&self, conn: ConnId) -> Option<SystemTime> {
+        self.conns.get(&conn).and_then(|c| c.sink.last_auto_response())
+    }
+}
+
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One room's slice of the store.
+pub struct RoomStorage<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) room: &'a str,
+}
+
+impl RoomStorage<'_> {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.store.get(self.room, key)
+    }
+
+    /// Sets `key`; durable when this returns.
+    pub fn put(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.store.put(self.room, key, value)
+    }
+
+    /// Removes `key`.
+    pub fn delete(&self, key: &str) -> StoreResult<bool> {
+        self.store.delete(self.room, key)
+    }
+
+    /// Keys starting with `prefix`, ascending, at most `limit`.
+    pub fn list(&self, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.store.list(self.room, prefix, limit)
+    }
+
+    /// Applies every write or none (a transaction).
+    pub fn write_batch(&self, writes: &[Write]) -> StoreResult<()> {
+        self.store.write_batch(self.room, writes)
+    }
+}

@@ -1,0 +1,26 @@
+//! Rooms: single-threaded actors with an id, durable storage, alarms and a
+//! set of live connections, in the spirit of a Durable Object with the
+//! WebSocket Hibernation API.
+//!
+//! A room kind is a type implementing [`Room`], built by a [`RoomFactory`].
+//! One actor task per live room handles its events strictly one at a time.
+//! The room reaches its connections only through [`ConnSink`], a trait the
+//! server implements over sockets: this crate knows nothing of sockets, so a
+//! room can be tested with a recording fake.
+//!
+//! Hibernation: after `hibernate_after` without events the actor drops the
+//! room object (its in-memory state); the connections, their tags and
+//! attachments stay with the actor. The next event builds the room again
+//! from its factory (which reloads what it needs from storage) and delivers
+//! the event.
+
+mod actor;
+mod conn;
+mod context;
+mod room;
+
+pub use actor::{spawn_room, RoomConfig, RoomEvent, RoomHandle, RoomStats};
+pub use conn::{ConnId, ConnSink, SendOutcome, MAX_ATTACHMENT_LEN};
+pub use context::{Ctx, RoomStorage};
+pub use room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
+pub use switchboard_proto::Message;

@@ -1,0 +1,132 @@
+//! The trait a room kind implements, and what its handlers receive.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use switchboard_proto::Message;
+
+use crate::conn::ConnId;
+use crate::context::{Ctx, RoomStorage};
+
+/// What the room learns about a connection before accepting it.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    /// The connection's id, if accepted.
+    pub conn: ConnId,
+    /// The query string of the upgrade request (without `?`).
+    pub query: String,
+    /// Request headers (lower-case names) the server passes on.
+    pub headers: Vec<(String, String)>,
+    /// The client's IP (from the socket or a trusted proxy).
+    pub ip: IpAddr,
+}
+
+/// A room's answer to a connection attempt, given before the 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Accept, with tags (for `Ctx::connections`) and an attachment.
+    Accept {
+        /// Tags to find the connection by.
+        tags: Vec<String>,
+        /// Initial attachment (at most `MAX_ATTACHMENT_LEN` bytes).
+        attachment: Option<Vec<u8>>,
+    },
+    /// Refuse with an HTTP status and a reason.
+    Reject {
+        /// HTTP status, e.g. 403 or 503.
+        status: u16,
+        /// Shown to the client as the response body.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// Accept with no tags and no attachment.
+    pub fn accept() -> Decision {
+        Decision::Accept { tags: Vec::new(), attachment: None }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The close code (the peer's, ours on a protocol error, 1006 when the
+    /// TCP connection dropped), `None` when the close frame had no code.
+    pub code: Option<u16>,
+    /// The reason.
+    pub reason: String,
+    /// True when the closing handshake completed.
+    pub clean: bool,
+}
+
+/// An HTTP request to a room (`/api/rooms/{kind}/{id}/...`).
+#[derive(Debug, Clone)]
+pub struct RoomRequest {
+    /// Method, e.g. `POST`.
+    pub method: String,
+    /// The path below the room, e.g. `/events`.
+    pub path: String,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// A room's HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type of the body.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl RoomResponse {
+    /// A 404 for paths the room does not serve.
+    pub fn not_found() -> RoomResponse {
+        RoomResponse { status: 404, content_type: "text/plain; charset=utf-8", body: Bytes::from_static(b"not found\n") }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, body: impl Into<Bytes>) -> RoomResponse {
+        RoomResponse { status, content_type: "application/json", body: body.into() }
+    }
+}
+
+/// A room kind. Handlers run one at a time on the room's actor; they must
+/// not block for long (storage calls are short and synchronous).
+pub trait Room: Send + 'static {
+    /// A connection asks to join. Default: accept.
+    fn on_connect(&mut self, _ctx: &mut Ctx<'_>, _request: &ConnectRequest) -> Decision {
+        Decision::accept()
+    }
+    /// An accepted connection is open.
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId) {}
+    /// A message from a connection.
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message);
+    /// A connection ended; it is no longer in `ctx.connections`.
+    fn on_close(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _closed: &Closed) {}
+    /// A connection failed (protocol error, dead peer). `on_close` follows.
+    fn on_error(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _error: &str) {}
+    /// HTTP to the room, e.g. a backend pushing an event. Default: 404.
+    fn on_request(&mut self, _ctx: &mut Ctx<'_>, _request: RoomRequest) -> RoomResponse {
+        RoomResponse::not_found()
+    }
+    /// A named alarm fired.
+    fn on_alarm(&mut self, _ctx: &mut Ctx<'_>, _name: &str) {}
+}
+
+/// Builds a room of one kind, on first use and after every hibernation.
+pub trait RoomFactory: Send + Sync + 'static {
+    /// A fresh room object for room `id`; load durable state from `storage`.
+    fn create(&self, id: &str, storage: &RoomStorage<'_>) -> Box<dyn Room>;
+}
+
+impl<F> RoomFactory for F
+where
+    F: Fn(&str, &RoomStorage<'_>) -> Box<dyn Room> + Send + Sync + 'static,
+{
+    fn create(&self, id: &str, storage: &RoomStorage<'_>) -> Box<dyn Room> {
+        self(id, storage)
+    }
+}
