@@ -161,6 +161,9 @@ impl Client {
     pub async fn recv(&mut self) -> Result<Option<Event>, ClientError> {
         loop {
             let event = self.conn.handle_read(&mut self.buf);
+            if let Ok(Some(Event::Close(_))) = &event {
+                self.conn.reply_close();
+            }
             self.flush().await?;
             match event {
                 Ok(Some(event)) => return Ok(Some(event)),

@@ -64,7 +64,10 @@ pub(crate) async fn drive<H: Handler>(
         loop {
             match conn.handle_read(&mut buf) {
                 Ok(Some(Event::Message(message))) => handler.on_message(message, &mut Outbox::new(&mut conn)),
-                Ok(Some(Event::Close(frame))) => ending.report(&mut handler, frame.code, &frame.reason, true),
+                Ok(Some(Event::Close(frame))) => {
+                    conn.reply_close();
+                    ending.report(&mut handler, frame.code, &frame.reason, true);
+                }
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
                 Ok(None) => break,
                 Err(error) => {

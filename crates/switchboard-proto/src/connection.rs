@@ -80,8 +80,10 @@ pub enum Event {
     Ping(Bytes),
     /// A pong (solicited or not).
     Pong(Bytes),
-    /// The peer's close frame. If we had not closed yet, the echo is queued
-    /// and the connection is now [`State::Closed`].
+    /// The peer's close frame. If we had not closed yet the connection is now
+    /// [`State::CloseReceived`]: the caller may still send what it must (RFC
+    /// 6455 §5.5.1 lets an endpoint finish its message first), then calls
+    /// [`Connection::reply_close`] to echo the close.
     Close(CloseFrame),
 }
 
@@ -92,6 +94,9 @@ pub enum State {
     Open,
     /// We sent a close frame and wait for the peer's.
     CloseSent,
+    /// The peer sent a close frame; ours is not sent yet. Sending is still
+    /// allowed; input is ignored.
+    CloseReceived,
     /// Both close frames were exchanged, or the connection failed: flush what
     /// is queued, then close the TCP connection.
     Closed,
@@ -146,6 +151,8 @@ pub struct Connection {
     compressor: Option<Compressor>,
     decompressor: Option<Decompressor>,
     mask_source: Option<MaskSource>,
+    /// The code of the peer's close frame, echoed by `reply_close`.
+    peer_close_code: Option<CloseCode>,
     /// Small frames being coalesced.
     pending: BytesMut,
     /// Frames ready to write, in order.
@@ -180,6 +187,7 @@ impl Connection {
             compressor,
             decompressor,
             mask_source,
+            peer_close_code: None,
             pending: BytesMut::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
@@ -215,7 +223,7 @@ impl Connection {
     /// caller should flush and close the socket. After our side has seen the
     /// peer's close, further input is discarded.
     pub fn handle_read(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
-        if self.state == State::Closed {
+        if matches!(self.state, State::Closed | State::CloseReceived) {
             buf.clear();
             return Ok(None);
         }
@@ -319,11 +327,13 @@ impl Connection {
             OpCode::Control(ControlOp::Pong) => Ok(Some(Event::Pong(payload))),
             OpCode::Control(ControlOp::Close) => {
                 let frame = CloseFrame::parse(&payload)?;
-                if self.state == State::Open {
-                    // Echo the status code (RFC 6455 §5.5.1); the reason is ours to choose.
-                    self.queue_frame(OpCode::Control(ControlOp::Close), false, &CloseFrame::payload(frame.code, ""));
-                }
-                self.state = State::Closed;
+                self.state = match self.state {
+                    State::Open => {
+                        self.peer_close_code = frame.code;
+                        State::CloseReceived
+                    }
+                    _ => State::Closed,
+                };
                 self.partial = None;
                 Ok(Some(Event::Close(frame)))
             }
@@ -383,7 +393,7 @@ impl Connection {
     /// Queues a message (compressed when permessage-deflate is in use). The
     /// payload is shared, not copied, when it is large and goes out as is.
     pub fn send(&mut self, message: &Message) -> Result<(), ConnectionClosed> {
-        if self.state != State::Open {
+        if !self.can_send() {
             return Err(ConnectionClosed);
         }
         let op = OpCode::Data(message.opcode());
@@ -408,7 +418,7 @@ impl Connection {
     }
 
     fn send_data(&mut self, op: DataOp, payload: &[u8]) -> Result<(), ConnectionClosed> {
-        if self.state != State::Open {
+        if !self.can_send() {
             return Err(ConnectionClosed);
         }
         match self.compressor.as_mut() {
@@ -427,7 +437,7 @@ impl Connection {
     /// negotiated permessage-deflate too (RSV1 clear).
     pub fn send_prepared(&mut self, frame: Bytes) -> Result<(), ConnectionClosed> {
         debug_assert_eq!(self.role, Role::Server, "prepared frames are unmasked");
-        if self.state != State::Open {
+        if !self.can_send() {
             return Err(ConnectionClosed);
         }
         self.push_bytes(frame);
@@ -444,15 +454,30 @@ impl Connection {
         Ok(())
     }
 
-    /// Starts the closing handshake. `code` `None` sends an empty close frame.
-    /// Does nothing if a close frame was already sent.
+    /// Sends our close frame. From `Open` this starts the closing handshake;
+    /// after the peer's close (`CloseReceived`) it completes it. `code`
+    /// `None` sends an empty close frame. Does nothing once ours was sent.
     pub fn close(&mut self, code: Option<CloseCode>, reason: &str) {
-        if self.state != State::Open {
-            return;
-        }
+        let next = match self.state {
+            State::Open => State::CloseSent,
+            State::CloseReceived => State::Closed,
+            State::CloseSent | State::Closed => return,
+        };
         let code = code.filter(|c| c.is_sendable());
         self.queue_frame(OpCode::Control(ControlOp::Close), false, &CloseFrame::payload(code, reason));
-        self.state = State::CloseSent;
+        self.state = next;
+    }
+
+    /// Answers the peer's close frame with its own status code (RFC 6455
+    /// §5.5.1), completing the closing handshake.
+    pub fn reply_close(&mut self) {
+        if self.state == State::CloseReceived {
+            self.close(self.peer_close_code, "");
+        }
+    }
+
+    fn can_send(&self) -> bool {
+        matches!(self.state, State::Open | State::CloseReceived)
     }
 
     /// Bytes queued for the wire.

@@ -26,8 +26,10 @@ pub fn frame_decoder(data: &[u8]) {
             loop {
                 match conn.handle_read(&mut buf) {
                     Ok(Some(event)) => {
-                        if let Event::Message(m) = &event {
-                            assert!(m.payload().len() <= config.max_message_size);
+                        match &event {
+                            Event::Message(m) => assert!(m.payload().len() <= config.max_message_size),
+                            Event::Close(_) => conn.reply_close(),
+                            _ => {}
                         }
                         events.push(event);
                     }

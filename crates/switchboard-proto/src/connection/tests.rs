@@ -54,7 +54,13 @@ fn run_on(conn: &mut Connection, chunks: &[&[u8]]) -> Outcome {
         buf.extend_from_slice(chunk);
         loop {
             match conn.handle_read(&mut buf) {
-                Ok(Some(event)) => events.push(event),
+                Ok(Some(event)) => {
+                    // As a server does once it has nothing more to send first.
+                    if let Event::Close(_) = event {
+                        conn.reply_close();
+                    }
+                    events.push(event);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     error = Some(e);
@@ -300,6 +306,22 @@ fn a_close_frame_is_echoed_with_its_code() {
 }
 
 #[test]
+fn after_the_peers_close_data_may_still_be_sent_before_the_reply() {
+    let mut conn = Connection::server(Config::default(), None);
+    let mut buf = BytesMut::from(&frame(0x88, &[0x03, 0xe8])[..]);
+    assert!(matches!(conn.handle_read(&mut buf), Ok(Some(Event::Close(_)))));
+    assert_eq!(conn.state(), State::CloseReceived);
+    assert!(drain(&mut conn).is_empty(), "no automatic reply");
+    conn.send_text("last words").unwrap();
+    conn.reply_close();
+    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(conn.send_text("too late"), Err(ConnectionClosed));
+    let out = drain(&mut conn);
+    assert_eq!(&out[..12], &[0x81, 10, b'l', b'a', b's', b't', b' ', b'w', b'o', b'r', b'd', b's']);
+    assert_eq!(&out[12..], &server_close(1000)[..]);
+}
+
+#[test]
 fn an_empty_close_frame_is_echoed_empty() {
     let out = run(&frame(0x88, b""));
     assert_eq!(out.events, vec![Event::Close(CloseFrame { code: None, reason: String::new() })]);
@@ -433,6 +455,9 @@ fn feed(conn: &mut Connection, bytes: &[u8]) -> Vec<Event> {
     let mut buf = BytesMut::from(bytes);
     let mut events = Vec::new();
     while let Some(event) = conn.handle_read(&mut buf).expect("no protocol error") {
+        if let Event::Close(_) = event {
+            conn.reply_close();
+        }
         events.push(event);
     }
     events
