@@ -30,6 +30,15 @@ pub struct NetConfig {
     /// connection is dropped as dead. Default 10 s: generous for a
     /// congested mobile link; a dead peer is noticed within 40 s.
     pub pong_timeout: Duration,
+    /// Bytes other tasks (rooms) may queue for one connection before it is
+    /// cut off with 1008. Default 4 MiB: absorbs a burst of broadcasts to a
+    /// reader on a slow link. The worst case is this times the number of
+    /// stuck readers, so lower it on servers with many connections.
+    pub max_outbound_queue: usize,
+    /// Bytes waiting for the socket above which the connection stops reading
+    /// and stops taking outbound frames. Default 256 KiB: a few socket
+    /// buffers' worth; a peer that reads its replies never reaches it.
+    pub max_pending_write: usize,
     /// Bytes read per system call. Default 16 KiB: one read takes a full
     /// batch of small pipelined messages; the buffer exists only while bytes
     /// are being processed (an idle connection holds none).
@@ -44,6 +53,8 @@ impl Default for NetConfig {
             handshake_timeout: Duration::from_secs(10),
             max_head_len: 16 * 1024,
             close_timeout: Duration::from_secs(5),
+            max_outbound_queue: 4 << 20,
+            max_pending_write: 256 << 10,
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(10),
             read_chunk: 16 * 1024,

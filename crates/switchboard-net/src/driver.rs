@@ -1,47 +1,75 @@
 //! The task that owns one WebSocket connection after its handshake.
 //!
-//! One loop does everything for the socket, in this order: decode every whole
-//! frame buffered, let the handler answer, write all queued frames in
-//! vectored writes, then wait for more bytes, shutdown or the close deadline.
-//! Replies to everything one read brought in leave in one write. While the
-//! peer does not read, writes wait and nothing more is read, so a slow reader
-//! holds its own socket's kernel buffers, not server memory.
+//! One loop does everything for the socket: decode every whole frame
+//! buffered and hand messages to the handler; move frames other tasks queued
+//! on the [`Outbound`] into the protocol engine; write as much as the socket
+//! takes without blocking (vectored, so replies to one read leave in one
+//! write); then wait for whichever comes first: bytes to read, room to
+//! write, outbound frames, shutdown, or a timer.
+//!
+//! Backpressure: while more than `max_pending_write` bytes wait for the
+//! socket, the connection stops reading, so a peer that does not read its
+//! replies stops being served; frames from other tasks wait in the bounded
+//! outbound queue, and a peer that lets that queue overflow is cut off.
 //!
 //! The read buffer exists only while bytes are being processed: once every
 //! frame in it is consumed it is released, so an idle connection holds none.
 //!
 //! Heartbeat: after `ping_interval` without a frame from the peer the server
 //! pings; if nothing arrives within `pong_timeout` the peer is dead, the
-//! socket is dropped and the handler gets `on_close` with 1006.
+//! socket is dropped and the handler learns it with 1006.
 
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
 use switchboard_proto::connection::State;
-use switchboard_proto::{CloseCode, Connection, Event};
+use switchboard_proto::{CloseCode, Connection, Event, Message};
 
 use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox};
 use crate::listener::Shutdown;
+use crate::outbound::Outbound;
 
 /// Slices handed to one `writev`. Linux takes up to 1024; 64 covers a read's
 /// worth of replies without a large array in every connection's future.
 const MAX_WRITE_SLICES: usize = 64;
 
-/// Who ended the connection, for the handler's `on_close`.
+/// How the connection ended, reported to the handler once.
 struct Ending {
     reported: bool,
 }
 
 impl Ending {
-    fn report<H: Handler>(&mut self, handler: &mut H, code: Option<CloseCode>, reason: &str, clean: bool) {
+    async fn report<H: Handler>(&mut self, handler: &mut H, code: Option<CloseCode>, reason: &str, clean: bool) {
         if !self.reported {
             self.reported = true;
-            handler.on_close(code, reason, clean);
+            handler.on_close(code, reason, clean).await;
+        }
+    }
+}
+
+/// The auto-response pair, cached per connection.
+struct AutoResponse {
+    version: u64,
+    pair: Option<(Bytes, Bytes)>,
+}
+
+impl AutoResponse {
+    /// The response frame if `message` is exactly the auto-response request.
+    fn answer(&mut self, outbound: &Outbound, message: &Message) -> Option<Bytes> {
+        let version = outbound.auto_version();
+        if version != self.version {
+            self.version = version;
+            self.pair = outbound.auto_pair();
+        }
+        match (&self.pair, message) {
+            (Some((request, response)), Message::Text(text)) if text == request => Some(response.clone()),
+            _ => None,
         }
     }
 }
@@ -54,24 +82,36 @@ pub(crate) async fn drive<H: Handler>(
     config: &NetConfig,
     mut shutdown: Shutdown,
 ) {
+    let outbound = Arc::new(Outbound::new(config.max_outbound_queue));
     let mut ending = Ending { reported: false };
+    let mut auto = AutoResponse { version: 0, pair: None };
     let mut close_deadline: Option<Instant> = None;
     let mut heartbeat = Heartbeat::new(config);
     let beat = tokio::time::sleep(config.ping_interval);
     tokio::pin!(beat);
-    handler.on_open(&mut Outbox::new(&mut conn));
+    handler.on_open(&mut Outbox::new(&mut conn, &outbound)).await;
+
     loop {
+        // 1. Everything already read.
         loop {
             match conn.handle_read(&mut buf) {
-                Ok(Some(Event::Message(message))) => handler.on_message(message, &mut Outbox::new(&mut conn)),
+                Ok(Some(Event::Message(message))) => match auto.answer(&outbound, &message) {
+                    Some(response) => {
+                        let _ = conn.send_prepared(response);
+                        outbound.record_auto_response();
+                    }
+                    None => handler.on_message(message, &mut Outbox::new(&mut conn, &outbound)).await,
+                },
                 Ok(Some(Event::Close(frame))) => {
+                    // Let the handler queue what must precede our reply, then reply.
+                    ending.report(&mut handler, frame.code, &frame.reason, true).await;
+                    move_outbound(&outbound, &mut conn);
                     conn.reply_close();
-                    ending.report(&mut handler, frame.code, &frame.reason, true);
                 }
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
                 Ok(None) => break,
                 Err(error) => {
-                    ending.report(&mut handler, Some(error.close_code()), error.reason(), false);
+                    ending.report(&mut handler, Some(error.close_code()), error.reason(), false).await;
                     break;
                 }
             }
@@ -80,52 +120,73 @@ pub(crate) async fn drive<H: Handler>(
             buf = BytesMut::new();
         }
 
-        let flushed = if conn.state() == State::Open {
-            flush(&mut stream, &mut conn).await
-        } else {
-            // While closing, a peer that stops reading must not hold the task.
-            timeout(config.close_timeout, flush(&mut stream, &mut conn)).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-        };
-        if flushed.is_err() {
-            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false);
+        // 2. Frames from other tasks, while the engine's queue is short.
+        if conn.queued_bytes() < config.max_pending_write {
+            if let Some(overflowed) = move_outbound(&outbound, &mut conn) {
+                if overflowed {
+                    conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
+                    ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false).await;
+                }
+            }
+        }
+
+        // 3. Write what the socket takes now.
+        if write_ready(&mut stream, &mut conn).is_err() {
+            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false).await;
             return;
         }
 
+        // 4. Closing.
         match conn.state() {
-            State::Closed => {
+            State::Closed if !conn.wants_write() => {
                 // The server closes the TCP connection first (RFC 6455 §7.1.1).
                 let _ = timeout(config.close_timeout, stream.shutdown()).await;
+                outbound.shut();
                 return;
             }
-            State::CloseSent if close_deadline.is_none() => close_deadline = Some(Instant::now() + config.close_timeout),
+            State::Closed | State::CloseSent if close_deadline.is_none() => {
+                close_deadline = Some(Instant::now() + config.close_timeout);
+            }
             _ => {}
         }
 
+        // 5. Wait.
+        let reading = conn.queued_bytes() < config.max_pending_write && !matches!(conn.state(), State::Closed);
         tokio::select! {
-            ready = stream.readable() => {
+            ready = stream.readable(), if reading => {
                 if ready.is_err() {
-                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false);
+                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
                     return;
                 }
                 buf.reserve(config.read_chunk);
                 match stream.try_read_buf(&mut buf) {
                     Ok(0) => {
-                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "connection dropped", false);
+                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "connection dropped", false).await;
+                        outbound.shut();
                         return;
                     }
                     Ok(_) => heartbeat.peer_alive(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => {
-                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false);
+                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
+                        outbound.shut();
                         return;
                     }
                 }
             }
+            ready = stream.writable(), if conn.wants_write() => {
+                if ready.is_err() {
+                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false).await;
+                    return;
+                }
+            }
+            () = outbound.notified() => {}
             _ = shutdown.wait(), if conn.state() == State::Open => {
                 conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
             }
-            _ = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
-                ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no close frame from the peer", false);
+            () = tokio::time::sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
+                ending.report(&mut handler, Some(CloseCode::ABNORMAL), "closing handshake timed out", false).await;
+                outbound.shut();
                 return;
             }
             () = &mut beat, if conn.state() == State::Open => {
@@ -136,13 +197,49 @@ pub(crate) async fn drive<H: Handler>(
                     }
                     Beat::Wait(next) => beat.as_mut().reset(next),
                     Beat::Dead => {
-                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no answer to ping", false);
+                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no answer to ping", false).await;
+                        outbound.shut();
                         return;
                     }
                 }
             }
         }
     }
+}
+
+/// Moves queued frames and a close request from the outbound queue into the
+/// engine. Returns `Some(overflowed)` when anything was taken.
+fn move_outbound(outbound: &Outbound, conn: &mut Connection) -> Option<bool> {
+    let taken = outbound.take();
+    if taken.frames.is_empty() && taken.close.is_none() && !taken.overflowed {
+        return None;
+    }
+    for frame in taken.frames {
+        let _ = conn.send_prepared(frame);
+    }
+    if let Some((code, reason)) = taken.close {
+        conn.close(CloseCode::new(code), &reason);
+    }
+    Some(taken.overflowed)
+}
+
+/// Writes queued bytes until the socket would block. Vectored, so many
+/// frames leave in one system call.
+fn write_ready(stream: &mut TcpStream, conn: &mut Connection) -> io::Result<()> {
+    while conn.wants_write() {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let n = conn.transmit_chunks(&mut slices);
+            match stream.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => written,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        };
+        conn.advance(written);
+    }
+    Ok(())
 }
 
 /// When to ping and when to give up on a silent peer. A read only records
@@ -187,20 +284,4 @@ impl Heartbeat {
         self.ping_sent = Some(now);
         Beat::Ping(now + self.timeout)
     }
-}
-
-/// Writes everything queued, batching frames into vectored writes.
-async fn flush(stream: &mut TcpStream, conn: &mut Connection) -> io::Result<()> {
-    while conn.wants_write() {
-        let written = {
-            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-            let n = conn.transmit_chunks(&mut slices);
-            stream.write_vectored(&slices[..n]).await?
-        };
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        conn.advance(written);
-    }
-    Ok(())
 }

@@ -1,32 +1,46 @@
 //! What a connection's owner calls as messages arrive.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use switchboard_proto::connection::ConnectionClosed;
 use switchboard_proto::{CloseCode, Connection, Message};
 
-/// Receives one connection's events. Called from the task that owns the
-/// socket, one event at a time, in arrival order.
+use crate::outbound::Outbound;
+
+/// Receives one connection's events, from the task that owns the socket,
+/// one at a time, in arrival order. Handlers may await (e.g. a full room
+/// mailbox): while they do, the connection reads nothing more, which is the
+/// backpressure a flooding peer should feel.
 pub trait Handler: Send + 'static {
-    /// The handshake completed. Messages sent here go out right after the 101.
-    fn on_open(&mut self, _out: &mut Outbox<'_>) {}
+    /// The handshake completed. `out.outbound()` is the queue other tasks
+    /// use to reach this connection.
+    fn on_open(&mut self, _out: &mut Outbox<'_>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 
-    /// A complete message arrived. Replies sent through `out` are batched:
+    /// A complete message arrived. Replies queued through `out` are batched:
     /// every reply to the messages of one read leaves in one write.
-    fn on_message(&mut self, message: Message, out: &mut Outbox<'_>);
+    fn on_message(&mut self, message: Message, out: &mut Outbox<'_>) -> impl Future<Output = ()> + Send;
 
-    /// The connection ended. `code` is the peer's close code (`None` when the
-    /// close frame had none), or ours when we failed the connection; `clean`
-    /// is false when the TCP connection dropped without a closing handshake.
-    fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str, _clean: bool) {}
+    /// The connection ended. `clean` means the peer sent a close frame:
+    /// resolve once everything that must precede our close reply is queued
+    /// on the outbound queue. Otherwise `code` says why (1006: dropped or no
+    /// answer to pings; 1002/1007/1009: the peer broke the protocol).
+    fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str, _clean: bool) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Sending side of a connection, lent to a [`Handler`].
 pub struct Outbox<'a> {
     conn: &'a mut Connection,
+    outbound: &'a Arc<Outbound>,
 }
 
 impl<'a> Outbox<'a> {
-    pub(crate) fn new(conn: &'a mut Connection) -> Self {
-        Outbox { conn }
+    pub(crate) fn new(conn: &'a mut Connection, outbound: &'a Arc<Outbound>) -> Self {
+        Outbox { conn, outbound }
     }
 
     /// Queues a message.
@@ -42,5 +56,10 @@ impl<'a> Outbox<'a> {
     /// Starts the closing handshake.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         self.conn.close(Some(code), reason)
+    }
+
+    /// The connection's shared outbound queue, for other tasks.
+    pub fn outbound(&self) -> Arc<Outbound> {
+        self.outbound.clone()
     }
 }

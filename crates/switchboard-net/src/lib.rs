@@ -13,11 +13,13 @@ mod driver;
 mod handler;
 mod io;
 mod listener;
+mod outbound;
 mod service;
 
 pub use config::NetConfig;
 pub use handler::{Handler, Outbox};
 pub use io::PrefixedIo;
 pub use listener::{serve, Shutdown};
+pub use outbound::{Outbound, Push};
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
 pub use switchboard_proto::deflate::DeflateOptions;

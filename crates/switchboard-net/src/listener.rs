@@ -109,7 +109,7 @@ async fn handle_socket<S: Service>(mut stream: TcpStream, peer: SocketAddr, serv
             return;
         }
     };
-    let accept = match service.upgrade(UpgradeInfo { request: &request, head: &head, peer }) {
+    let accept = match service.upgrade(UpgradeInfo { request: &request, head: &head, peer }).await {
         Ok(accept) => accept,
         Err(refusal) => {
             let _ = stream.write_all(&error_response(refusal.status, &refusal.reason)).await;

@@ -43,8 +43,8 @@ pub trait Service: Send + Sync + 'static {
     /// The handler type of accepted connections.
     type Handler: Handler;
 
-    /// Decides what a valid upgrade request connects to.
-    fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<Self::Handler>, Refusal>;
+    /// Decides what a valid upgrade request connects to (may ask the room).
+    fn upgrade(&self, info: UpgradeInfo<'_>) -> impl Future<Output = Result<Accept<Self::Handler>, Refusal>> + Send;
 
     /// Serves a request that is not a WebSocket upgrade. `io` replays the
     /// bytes already read before reading from the socket.

@@ -75,6 +75,9 @@ pub enum RoomEvent {
         conn: ConnId,
         /// How.
         closed: Closed,
+        /// Told once `on_close` returned, i.e. once everything the room sent
+        /// before it is queued on the connection (the close reply waits for it).
+        done: Option<oneshot::Sender<()>>,
     },
     /// HTTP to the room.
     Request {
@@ -243,9 +246,12 @@ impl Actor {
                     self.with_room(|room, ctx| room.on_error(ctx, conn, &error));
                 }
             }
-            RoomEvent::Close { conn, closed } => {
+            RoomEvent::Close { conn, closed, done } => {
                 if self.conns.remove(&conn).is_some() {
                     self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
                 }
             }
             RoomEvent::Request { request, reply } => {

@@ -1,41 +1,63 @@
-//! The switchboard server: joins the connection layer to the applications.
+//! The switchboard server: joins the connection layer to the room layer.
 //!
 //! This crate owns routing (which path reaches which room kind), the plain
-//! HTTP routes, and starting/stopping a listener. Built-in room kinds live in
-//! their own modules; today that is the echo room, the conformance target.
+//! HTTP routes, the registry of live rooms, the adapters between a socket
+//! and a room, the built-in room kinds, and starting/stopping a listener.
 
-mod echo;
 mod http;
+mod kinds;
+mod registry;
+mod room_conn;
 mod routes;
 mod service;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use switchboard_room::{Room, RoomFactory, RoomStorage};
+use switchboard_store::{MemoryStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use routes::{RoomId, RoomKind, Route};
+pub use routes::{ApiRoute, RoomId, RoomKind, Route};
 pub use switchboard_net::NetConfig;
+pub use switchboard_room::RoomConfig;
 
 /// Server settings.
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     /// Connection-layer limits and timers.
     pub net: NetConfig,
+    /// Room actors: hibernation and mailbox size.
+    pub rooms: RoomConfig,
+    /// Directory of the SQLite database (`switchboard.db`); `None` keeps
+    /// room storage in memory (lost at exit).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
+    store: Arc<dyn Store>,
 }
 
+/// The file name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "switchboard.db";
+
 impl Server {
-    /// Binds the listening socket. Port 0 picks a free port; see [`Server::local_addr`].
+    /// Opens the storage and binds the listening socket. Port 0 picks a free
+    /// port; see [`Server::local_addr`].
     pub async fn bind(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Server> {
+        let store: Arc<dyn Store> = match &config.data_dir {
+            Some(dir) => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).map_err(std::io::Error::other)?),
+            None => Arc::new(MemoryStore::new()),
+        };
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server { listener, config })
+        Ok(Server { listener, config, store })
     }
 
     /// The address actually bound.
@@ -46,7 +68,25 @@ impl Server {
     /// Serves until `stop` becomes true, then closes every WebSocket with
     /// 1001 and waits for their closing handshakes (bounded by the close timeout).
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        let service = Arc::new(service::SwitchboardService::new());
+        let registry = registry::Registry::start(built_in_kinds(), self.store, self.config.rooms);
+        let service = Arc::new(service::SwitchboardService {
+            registry,
+            next_conn: AtomicU64::new(1),
+            close_wait: self.config.net.close_timeout,
+        });
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop)).await;
     }
+}
+
+fn built_in_kinds() -> HashMap<RoomKind, Arc<dyn RoomFactory>> {
+    RoomKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let factory: Arc<dyn RoomFactory> = match kind {
+                RoomKind::Echo => Arc::new(|_: &str, _: &RoomStorage<'_>| Box::new(kinds::Echo) as Box<dyn Room>),
+                RoomKind::Broadcast => Arc::new(|_: &str, storage: &RoomStorage<'_>| Box::new(kinds::Broadcast::load(storage)) as Box<dyn Room>),
+            };
+            (kind, factory)
+        })
+        .collect()
 }

@@ -5,24 +5,35 @@
 //! and storage keys without escaping.
 
 /// A built-in room kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoomKind {
     /// Echoes every message unchanged (the conformance target).
     Echo,
+    /// Welcome, visitor count, relay to everyone else.
+    Broadcast,
 }
 
 impl RoomKind {
-    fn from_path(segment: &str) -> Option<RoomKind> {
-        match segment {
-            "echo" => Some(RoomKind::Echo),
-            _ => None,
+    /// Every kind.
+    pub const ALL: [RoomKind; 2] = [RoomKind::Echo, RoomKind::Broadcast];
+
+    /// The kind named in a path.
+    pub fn from_name(segment: &str) -> Option<RoomKind> {
+        RoomKind::ALL.into_iter().find(|k| k.name() == segment)
+    }
+
+    /// The path segment and storage prefix of the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoomKind::Echo => "echo",
+            RoomKind::Broadcast => "broadcast",
         }
     }
 
     /// Subprotocols this kind speaks, in order of preference.
     pub fn subprotocols(self) -> &'static [&'static str] {
         match self {
-            RoomKind::Echo => &["json"],
+            RoomKind::Echo | RoomKind::Broadcast => &["json"],
         }
     }
 }
@@ -49,7 +60,7 @@ impl RoomId {
     }
 }
 
-/// Where a WebSocket request goes.
+/// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// A room of a built-in kind.
@@ -89,12 +100,38 @@ impl Route {
         let mut parts = path.trim_start_matches('/').split('/');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("rooms"), Some(kind), Some(id), None) => {
-                let kind = RoomKind::from_path(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
+                let kind = RoomKind::from_name(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
                 let id = RoomId::parse(id).ok_or(RouteError::BadRoomId)?;
                 Ok(Route::Room { kind, id })
             }
             _ => Err(RouteError::NotFound),
         }
+    }
+}
+
+/// HTTP to a room: `/api/rooms/{kind}/{id}/{rest}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRoute {
+    /// The room's kind.
+    pub kind: RoomKind,
+    /// The room.
+    pub id: RoomId,
+    /// What follows the id, starting with `/` (just `/` when nothing does).
+    pub rest: String,
+}
+
+impl ApiRoute {
+    /// `None` when the path is not under `/api/rooms/`.
+    pub fn parse(path: &str) -> Option<Result<ApiRoute, RouteError>> {
+        let tail = path.strip_prefix("/api/rooms/")?;
+        let mut parts = tail.splitn(3, '/');
+        let (Some(kind), Some(id)) = (parts.next(), parts.next()) else { return Some(Err(RouteError::NotFound)) };
+        let rest = format!("/{}", parts.next().unwrap_or(""));
+        Some((|| {
+            let kind = RoomKind::from_name(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
+            let id = RoomId::parse(id).ok_or(RouteError::BadRoomId)?;
+            Ok(ApiRoute { kind, id, rest })
+        })())
     }
 }
 
@@ -108,6 +145,15 @@ mod tests {
             Route::parse("/rooms/echo/autobahn?agent=x"),
             Ok(Route::Room { kind: RoomKind::Echo, id: RoomId("autobahn".into()) })
         );
+    }
+
+    #[test]
+    fn api_paths_parse() {
+        let route = ApiRoute::parse("/api/rooms/broadcast/r1/events/x").unwrap().unwrap();
+        assert_eq!((route.kind, route.id.as_str(), route.rest.as_str()), (RoomKind::Broadcast, "r1", "/events/x"));
+        assert_eq!(ApiRoute::parse("/api/rooms/echo/r1").unwrap().unwrap().rest, "/");
+        assert_eq!(ApiRoute::parse("/api/rooms/nope/r1"), Some(Err(RouteError::UnknownKind("nope".into()))));
+        assert_eq!(ApiRoute::parse("/healthz"), None);
     }
 
     #[test]

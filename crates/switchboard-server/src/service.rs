@@ -1,38 +1,67 @@
-//! The server's [`Service`]: upgrades routed to room kinds, everything else
-//! to the HTTP routes.
+//! The server's [`Service`]: upgrades go to rooms (the room decides before
+//! the 101), everything else to the HTTP routes.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use switchboard_net::{Accept, PrefixedIo, Refusal, Service, UpgradeInfo};
+use switchboard_room::{ConnId, ConnectRequest, Decision, RoomEvent};
+use tokio::sync::oneshot;
 
-use crate::echo::Echo;
 use crate::http;
-use crate::routes::{RoomKind, Route};
+use crate::registry::Registry;
+use crate::room_conn::RoomConnection;
+use crate::routes::Route;
 
-pub(crate) struct SwitchboardService;
-
-impl SwitchboardService {
-    pub(crate) fn new() -> Self {
-        SwitchboardService
-    }
+pub(crate) struct SwitchboardService {
+    pub(crate) registry: Registry,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) close_wait: Duration,
 }
 
-impl Service for SwitchboardService {
-    type Handler = Echo;
+/// Attempts to reach a room whose actor stopped between lookup and send.
+const ROOM_ATTEMPTS: usize = 3;
 
-    fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<Echo>, Refusal> {
-        let route = Route::parse(&info.request.path).map_err(|e| Refusal { status: 404, reason: e.to_string() })?;
-        match route {
-            Route::Room { kind: kind @ RoomKind::Echo, .. } => {
-                let protocol = info.request.select_protocol(kind.subprotocols()).map(str::to_owned);
-                Ok(Accept { handler: Echo, protocol })
+impl Service for SwitchboardService {
+    type Handler = RoomConnection;
+
+    async fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<RoomConnection>, Refusal> {
+        let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(|e| Refusal { status: 404, reason: e.to_string() })?;
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let request = ConnectRequest {
+            conn,
+            query: info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
+            headers: info
+                .head
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
+            ip: info.peer.ip(),
+        };
+        for _ in 0..ROOM_ATTEMPTS {
+            let Some(room) = self.registry.room(kind, id.clone()).await else { break };
+            let (reply, decision) = oneshot::channel();
+            if room.send(RoomEvent::Connect { request: request.clone(), reply }).await.is_err() {
+                continue;
+            }
+            match decision.await {
+                Ok(Decision::Accept { tags, attachment }) => {
+                    let protocol = info.request.select_protocol(kind.subprotocols()).map(str::to_owned);
+                    let handler = RoomConnection { room, conn, tags, attachment, opened: false, close_wait: self.close_wait };
+                    return Ok(Accept { handler, protocol });
+                }
+                Ok(Decision::Reject { status, reason }) => return Err(Refusal { status, reason }),
+                Err(_) => continue,
             }
         }
+        Err(Refusal { status: 503, reason: "room unavailable, try again".into() })
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer))
+        Box::pin(http::serve_connection(io, peer, self.registry.clone()))
     }
 }

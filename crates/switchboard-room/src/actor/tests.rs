@@ -233,7 +233,7 @@ async fn a_closed_connection_leaves_the_room() {
     let room = spawn_room("t/c".into(), "c".into(), factory(), Arc::new(MemoryStore::new()), config());
     let _a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
-    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(1000), reason: String::new(), clean: true } }).await.unwrap();
+    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(1000), reason: String::new(), clean: true }, done: None }).await.unwrap();
     say(&room, 1, "ghost").await;
     assert_eq!(settle(&room).await.connections, 1);
     assert!(b.texts().is_empty(), "messages from a closed connection are ignored");

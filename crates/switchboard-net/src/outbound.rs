@@ -1,0 +1,181 @@
+//! Frames that other tasks (a room's actor) hand to one connection.
+//!
+//! The queue is bounded in bytes: a peer that stops reading fills it, and
+//! the next frame past `limit` is dropped and the connection is cut off
+//! (closed with 1008) instead of growing server memory. Frames are encoded
+//! once by the sender and shared (`Bytes`), so queueing a broadcast costs a
+//! reference count, a short uncontended lock and a wake-up.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued.
+    Queued,
+    /// Queued, but more than half the limit is waiting: the peer is slow.
+    Backpressure,
+    /// Not queued: the connection is closing or was just cut off.
+    Dropped,
+}
+
+/// The shared outbound side of one connection.
+pub struct Outbound {
+    queue: Mutex<Queue>,
+    notify: Notify,
+    limit: usize,
+    /// Bumped whenever the auto-response pair changes, so the connection's
+    /// task can cache the pair and check it with one atomic load per message.
+    auto_version: AtomicU64,
+    last_auto_ms: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    closing: bool,
+    close: Option<(u16, String)>,
+    overflowed: bool,
+    auto: Option<(Bytes, Bytes)>,
+}
+
+/// What the connection's task takes out in one go.
+pub(crate) struct Taken {
+    pub(crate) frames: VecDeque<Bytes>,
+    pub(crate) close: Option<(u16, String)>,
+    pub(crate) overflowed: bool,
+}
+
+impl Outbound {
+    pub(crate) fn new(limit: usize) -> Outbound {
+        Outbound {
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            limit,
+            auto_version: AtomicU64::new(0),
+            last_auto_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding this lock leaves only plain data behind.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues an encoded (unmasked) frame.
+    pub fn push(&self, frame: Bytes) -> Push {
+        let mut q = self.lock();
+        if q.closing {
+            return Push::Dropped;
+        }
+        if q.bytes + frame.len() > self.limit {
+            q.closing = true;
+            q.overflowed = true;
+            q.frames.clear();
+            q.bytes = 0;
+            drop(q);
+            self.notify.notify_one();
+            return Push::Dropped;
+        }
+        q.bytes += frame.len();
+        q.frames.push_back(frame);
+        let outcome = if q.bytes > self.limit / 2 { Push::Backpressure } else { Push::Queued };
+        let was_empty = q.frames.len() == 1;
+        drop(q);
+        if was_empty {
+            // One wake-up per batch: later frames join the queue the task will drain anyway.
+            self.notify.notify_one();
+        }
+        outcome
+    }
+
+    /// Asks the connection to close after the frames queued so far.
+    pub fn close(&self, code: u16, reason: &str) {
+        let mut q = self.lock();
+        if !q.closing {
+            q.closing = true;
+            q.close = Some((code, reason.to_owned()));
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Sets the exact text request answered by the connection itself with
+    /// the encoded response frame; `None` turns it off.
+    pub fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+        self.lock().auto = pair;
+        self.auto_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// When the connection last answered with the auto-response.
+    pub fn last_auto_response(&self) -> Option<SystemTime> {
+        match self.last_auto_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    pub(crate) fn record_auto_response(&self) {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
+        self.last_auto_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn auto_version(&self) -> u64 {
+        self.auto_version.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn auto_pair(&self) -> Option<(Bytes, Bytes)> {
+        self.lock().auto.clone()
+    }
+
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// Takes everything queued, plus a pending close request.
+    pub(crate) fn take(&self) -> Taken {
+        let mut q = self.lock();
+        q.bytes = 0;
+        Taken { frames: std::mem::take(&mut q.frames), close: q.close.take(), overflowed: std::mem::take(&mut q.overflowed) }
+    }
+
+    /// Refuses further frames (the connection is ending).
+    pub(crate) fn shut(&self) {
+        self.lock().closing = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_queue_until_the_limit_then_the_connection_is_cut_off() {
+        let out = Outbound::new(100);
+        assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Queued);
+        assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Backpressure);
+        assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Dropped);
+        assert_eq!(out.push(Bytes::from_static(&[0; 1])), Push::Dropped, "nothing after the cut-off");
+        let taken = out.take();
+        assert!(taken.overflowed);
+        assert!(taken.frames.is_empty(), "queued frames are released at once");
+    }
+
+    #[test]
+    fn a_close_request_comes_after_the_frames_before_it() {
+        let out = Outbound::new(1000);
+        out.push(Bytes::from_static(b"a"));
+        out.close(1000, "bye");
+        assert_eq!(out.push(Bytes::from_static(b"b")), Push::Dropped);
+        let taken = out.take();
+        assert_eq!(taken.frames.len(), 1);
+        assert_eq!(taken.close, Some((1000, "bye".into())));
+    }
+}

@@ -1,0 +1,103 @@
+//! A WebSocket connection joined to a room: the two small adapters between
+//! the connection layer and the room layer.
+//!
+//! [`RoomConnection`] is the connection's `Handler`: it forwards messages
+//! and the end of the connection to the room's mailbox. [`SocketSink`] is
+//! the room's `ConnSink`: it puts the room's encoded frames on the
+//! connection's outbound queue.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use switchboard_net::{Handler, Outbound, Outbox, Push};
+use switchboard_proto::{CloseCode, Message};
+use switchboard_room::{Closed, ConnId, ConnSink, RoomEvent, RoomHandle, SendOutcome};
+use tokio::sync::oneshot;
+
+/// The room side of a connection's outbound queue.
+pub(crate) struct SocketSink(Arc<Outbound>);
+
+impl ConnSink for SocketSink {
+    fn send_frame(&self, frame: &Bytes) -> SendOutcome {
+        match self.0.push(frame.clone()) {
+            Push::Queued => SendOutcome::Queued,
+            Push::Backpressure => SendOutcome::Backpressure,
+            Push::Dropped => SendOutcome::Dropped,
+        }
+    }
+
+    fn close(&self, code: u16, reason: &str) {
+        self.0.close(code, reason)
+    }
+
+    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+        self.0.set_auto_response(pair)
+    }
+
+    fn last_auto_response(&self) -> Option<SystemTime> {
+        self.0.last_auto_response()
+    }
+}
+
+/// A connection accepted into a room.
+pub(crate) struct RoomConnection {
+    pub(crate) room: RoomHandle,
+    pub(crate) conn: ConnId,
+    pub(crate) tags: Vec<String>,
+    pub(crate) attachment: Option<Vec<u8>>,
+    pub(crate) opened: bool,
+    /// Longest wait for the room to process our close before replying anyway.
+    pub(crate) close_wait: Duration,
+}
+
+impl Handler for RoomConnection {
+    async fn on_open(&mut self, out: &mut Outbox<'_>) {
+        let sink = Arc::new(SocketSink(out.outbound()));
+        let event = RoomEvent::Open { conn: self.conn, sink, tags: std::mem::take(&mut self.tags), attachment: self.attachment.take() };
+        self.opened = self.room.send(event).await.is_ok();
+        if !self.opened {
+            out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
+        }
+    }
+
+    async fn on_message(&mut self, message: Message, out: &mut Outbox<'_>) {
+        if self.room.send(RoomEvent::Message { conn: self.conn, message }).await.is_err() {
+            out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
+        }
+    }
+
+    async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
+        if !self.opened {
+            return;
+        }
+        self.opened = false;
+        if !clean && code != Some(CloseCode::ABNORMAL) {
+            let _ = self.room.send(RoomEvent::Error { conn: self.conn, error: reason.to_owned() }).await;
+        }
+        let closed = Closed { code: code.map(CloseCode::as_u16), reason: reason.to_owned(), clean };
+        let (done, processed) = oneshot::channel();
+        if self.room.send(RoomEvent::Close { conn: self.conn, closed, done: Some(done) }).await.is_ok() && clean {
+            // Replies the room sent before our close must go out before it.
+            let _ = tokio::time::timeout(self.close_wait, processed).await;
+        }
+    }
+}
+
+impl Drop for RoomConnection {
+    fn drop(&mut self) {
+        // The task ended without on_close (it panicked, or the runtime is
+        // stopping): make sure the room forgets the connection.
+        if !self.opened {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let room = self.room.clone();
+            let closed = Closed { code: Some(CloseCode::ABNORMAL.as_u16()), reason: "connection task ended".into(), clean: false };
+            let event = RoomEvent::Close { conn: self.conn, closed, done: None };
+            runtime.spawn(async move {
+                let _ = room.send(event).await;
+            });
+        }
+    }
+}
