@@ -20,7 +20,7 @@ BIN="target/release/switchboard"
 
 rm -rf "$REPORT"
 mkdir -p "$REPORT"
-"$BIN" serve --listen 127.0.0.1:0 > "$REPORT/server.out" 2> "$REPORT/server.log" &
+"$BIN" serve --listen 127.0.0.1:0 --memory > "$REPORT/server.out" 2> "$REPORT/server.log" &
 SERVER_PID=$!
 trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null' EXIT
 ADDR=""

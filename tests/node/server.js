@@ -7,7 +7,7 @@ const path = require('node:path');
 const BINARY = process.env.SWITCHBOARD_BIN || path.join(__dirname, '..', '..', 'target', 'release', 'switchboard');
 
 async function startServer() {
-  const child = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--memory'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const addr = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not print its address within 10 s')), 10_000);
     child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));

@@ -105,7 +105,7 @@ pub(crate) async fn drive<H: Handler>(
                 Ok(Some(Event::Close(frame))) => {
                     // Let the handler queue what must precede our reply, then reply.
                     ending.report(&mut handler, frame.code, &frame.reason, true).await;
-                    move_outbound(&outbound, &mut conn);
+                    move_outbound(&outbound, &mut conn, true);
                     conn.reply_close();
                 }
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
@@ -120,14 +120,12 @@ pub(crate) async fn drive<H: Handler>(
             buf = BytesMut::new();
         }
 
-        // 2. Frames from other tasks, while the engine's queue is short.
-        if conn.queued_bytes() < config.max_pending_write {
-            if let Some(overflowed) = move_outbound(&outbound, &mut conn) {
-                if overflowed {
-                    conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-                    ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false).await;
-                }
-            }
+        // 2. Frames from other tasks while the engine's queue is short; a
+        //    close request or a cut-off in any case.
+        let room_to_write = conn.queued_bytes() < config.max_pending_write;
+        if move_outbound(&outbound, &mut conn, room_to_write) {
+            conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
+            ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false).await;
         }
 
         // 3. Write what the socket takes now.
@@ -207,20 +205,17 @@ pub(crate) async fn drive<H: Handler>(
     }
 }
 
-/// Moves queued frames and a close request from the outbound queue into the
-/// engine. Returns `Some(overflowed)` when anything was taken.
-fn move_outbound(outbound: &Outbound, conn: &mut Connection) -> Option<bool> {
-    let taken = outbound.take();
-    if taken.frames.is_empty() && taken.close.is_none() && !taken.overflowed {
-        return None;
-    }
+/// Moves a close request, and queued frames if `frames`, from the outbound
+/// queue into the engine. Returns true when the queue overflowed.
+fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> bool {
+    let taken = outbound.take(frames);
     for frame in taken.frames {
         let _ = conn.send_prepared(frame);
     }
     if let Some((code, reason)) = taken.close {
         conn.close(CloseCode::new(code), &reason);
     }
-    Some(taken.overflowed)
+    taken.overflowed
 }
 
 /// Writes queued bytes until the socket would block. Vectored, so many

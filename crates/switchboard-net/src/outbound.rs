@@ -139,11 +139,17 @@ impl Outbound {
         self.notify.notified().await
     }
 
-    /// Takes everything queued, plus a pending close request.
-    pub(crate) fn take(&self) -> Taken {
+    /// Takes a pending close request or cut-off, and the queued frames if
+    /// `frames` (the connection leaves them here while its socket is full).
+    pub(crate) fn take(&self, frames: bool) -> Taken {
         let mut q = self.lock();
-        q.bytes = 0;
-        Taken { frames: std::mem::take(&mut q.frames), close: q.close.take(), overflowed: std::mem::take(&mut q.overflowed) }
+        let frames = if frames {
+            q.bytes = 0;
+            std::mem::take(&mut q.frames)
+        } else {
+            VecDeque::new()
+        };
+        Taken { frames, close: q.close.take(), overflowed: std::mem::take(&mut q.overflowed) }
     }
 
     /// Refuses further frames (the connection is ending).
@@ -163,7 +169,7 @@ mod tests {
         assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Backpressure);
         assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Dropped);
         assert_eq!(out.push(Bytes::from_static(&[0; 1])), Push::Dropped, "nothing after the cut-off");
-        let taken = out.take();
+        let taken = out.take(true);
         assert!(taken.overflowed);
         assert!(taken.frames.is_empty(), "queued frames are released at once");
     }
@@ -174,7 +180,7 @@ mod tests {
         out.push(Bytes::from_static(b"a"));
         out.close(1000, "bye");
         assert_eq!(out.push(Bytes::from_static(b"b")), Push::Dropped);
-        let taken = out.take();
+        let taken = out.take(true);
         assert_eq!(taken.frames.len(), 1);
         assert_eq!(taken.close, Some((1000, "bye".into())));
     }

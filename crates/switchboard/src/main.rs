@@ -5,6 +5,7 @@ mod duration;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -34,6 +35,16 @@ enum Command {
         /// Drop a pinged connection that sends nothing back within this time.
         #[arg(long, default_value = "10s", value_parser = duration::parse_duration)]
         pong_timeout: Duration,
+        /// Directory of the room database (SQLite, `switchboard.db`).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Keep room storage in memory only (nothing survives a restart).
+        #[arg(long, conflicts_with = "data_dir")]
+        memory: bool,
+        /// Drop an idle room's in-memory state after this long; its
+        /// connections stay open and the next event rebuilds it.
+        #[arg(long, default_value = "10s", value_parser = duration::parse_duration)]
+        hibernate_after: Duration,
     },
 }
 
@@ -51,10 +62,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, ping_interval, pong_timeout } => {
-            let mut config = ServerConfig::default();
+        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after } => {
+            let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
             config.net.ping_interval = ping_interval;
             config.net.pong_timeout = pong_timeout;
+            config.rooms.hibernate_after = hibernate_after;
             runtime.block_on(serve(listen, config))
         }
     }

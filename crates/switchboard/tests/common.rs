@@ -17,10 +17,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `switchboard serve --listen 127.0.0.1:0` and waits for its address line.
     pub fn start() -> ServerProcess {
-        ServerProcess::start_with(&[])
+        ServerProcess::start_with(&["--memory"])
     }
 
-    /// Starts the server with extra `serve` flags.
+    /// Starts the server with extra `serve` flags (pass `--memory` or a
+    /// `--data-dir`, or it writes to `./data`).
     pub fn start_with(flags: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -43,6 +44,17 @@ impl ServerProcess {
     /// `ws://ADDR{path}`
     pub fn ws(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
+    }
+
+    /// Stops the process with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// The process id, e.g. to read its memory use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.

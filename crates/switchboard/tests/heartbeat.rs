@@ -10,7 +10,7 @@ use switchboard_client::{Client, Event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const FLAGS: &[&str] = &["--ping-interval", "200ms", "--pong-timeout", "300ms"];
+const FLAGS: &[&str] = &["--memory", "--ping-interval", "200ms", "--pong-timeout", "300ms"];
 
 #[tokio::test]
 async fn a_peer_that_never_answers_is_pinged_then_dropped() {
