@@ -60,8 +60,8 @@ async fn route(req: Request<Incoming>, registry: Registry) -> Response<Full<Byte
 /// `GET .../_stats` reports the room actor's counters without waking the
 /// room; every other path is the room's own `on_request`.
 async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry) -> Response<Full<Bytes>> {
-    let Some(room) = registry.room(api.kind, api.id).await else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
+    let Some(room) = registry.room(&api.kind, api.id).await else {
+        return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind));
     };
     if api.rest == "/_stats" && req.method() == Method::GET {
         return match room.stats().await {

@@ -1,8 +1,34 @@
-//! The built-in room kinds, written only against the public room API, like
-//! any user's room: `echo` (the conformance target) and `broadcast` (the
-//! classic WebSocket server: welcome, visitor count, relay).
+//! Room kinds: the table the server routes by, and the built-in kinds,
+//! written only against the public room API like any user's room: `echo`
+//! (the conformance target) and `broadcast` (the classic WebSocket server:
+//! welcome, visitor count, relay).
 
-use switchboard_room::{ConnId, Ctx, Message, Room, RoomStorage};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use switchboard_room::{ConnId, Ctx, Message, Room, RoomFactory, RoomStorage};
+
+/// A room kind as the server knows it.
+#[derive(Clone)]
+pub struct RoomKindSpec {
+    /// Builds the kind's rooms.
+    pub factory: Arc<dyn RoomFactory>,
+    /// Subprotocols the kind speaks, in order of preference.
+    pub subprotocols: Vec<String>,
+}
+
+/// Every kind by name. Fixed once the server runs, then shared read-only.
+pub(crate) type Kinds = HashMap<String, RoomKindSpec>;
+
+pub(crate) fn built_in() -> Kinds {
+    let json = vec!["json".to_owned()];
+    let echo: Arc<dyn RoomFactory> = Arc::new(|_: &str, _: &RoomStorage<'_>| Box::new(Echo) as Box<dyn Room>);
+    let broadcast: Arc<dyn RoomFactory> = Arc::new(|_: &str, storage: &RoomStorage<'_>| Box::new(Broadcast::load(storage)) as Box<dyn Room>);
+    HashMap::from([
+        ("echo".to_owned(), RoomKindSpec { factory: echo, subprotocols: json.clone() }),
+        ("broadcast".to_owned(), RoomKindSpec { factory: broadcast, subprotocols: json }),
+    ])
+}
 
 /// Echoes every message unchanged to its sender.
 pub(crate) struct Echo;

@@ -11,18 +11,18 @@ mod room_conn;
 mod routes;
 mod service;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use switchboard_room::{Room, RoomFactory, RoomStorage};
+use switchboard_room::RoomFactory;
 use switchboard_store::{MemoryStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use routes::{ApiRoute, RoomId, RoomKind, Route};
+pub use kinds::RoomKindSpec;
+pub use routes::{is_kind_name, ApiRoute, RoomId, Route, RouteError};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
 
@@ -43,7 +43,12 @@ pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
     store: Arc<dyn Store>,
+    kinds: kinds::Kinds,
 }
+
+/// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKindName(pub String);
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "switchboard.db";
@@ -57,7 +62,18 @@ impl Server {
             None => Arc::new(MemoryStore::new()),
         };
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server { listener, config, store })
+        Ok(Server { listener, config, store, kinds: kinds::built_in() })
+    }
+
+    /// Registers a room kind (or replaces a built-in one): rooms of it are
+    /// at `/rooms/{name}/{id}`. `subprotocols` are in order of preference.
+    pub fn add_room_kind(&mut self, name: &str, subprotocols: &[&str], factory: Arc<dyn RoomFactory>) -> Result<(), InvalidKindName> {
+        if !is_kind_name(name) {
+            return Err(InvalidKindName(name.to_owned()));
+        }
+        let subprotocols = subprotocols.iter().map(|p| p.to_string()).collect();
+        self.kinds.insert(name.to_owned(), RoomKindSpec { factory, subprotocols });
+        Ok(())
     }
 
     /// The address actually bound.
@@ -68,25 +84,14 @@ impl Server {
     /// Serves until `stop` becomes true, then closes every WebSocket with
     /// 1001 and waits for their closing handshakes (bounded by the close timeout).
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        let registry = registry::Registry::start(built_in_kinds(), self.store, self.config.rooms);
+        let kinds = Arc::new(self.kinds);
+        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
         let service = Arc::new(service::SwitchboardService {
             registry,
+            kinds,
             next_conn: AtomicU64::new(1),
             close_wait: self.config.net.close_timeout,
         });
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop)).await;
     }
-}
-
-fn built_in_kinds() -> HashMap<RoomKind, Arc<dyn RoomFactory>> {
-    RoomKind::ALL
-        .into_iter()
-        .map(|kind| {
-            let factory: Arc<dyn RoomFactory> = match kind {
-                RoomKind::Echo => Arc::new(|_: &str, _: &RoomStorage<'_>| Box::new(kinds::Echo) as Box<dyn Room>),
-                RoomKind::Broadcast => Arc::new(|_: &str, storage: &RoomStorage<'_>| Box::new(kinds::Broadcast::load(storage)) as Box<dyn Room>),
-            };
-            (kind, factory)
-        })
-        .collect()
 }

@@ -5,15 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use switchboard_room::{spawn_room, RoomConfig, RoomFactory, RoomHandle};
+use switchboard_room::{spawn_room, RoomConfig, RoomHandle};
 use switchboard_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::routes::{RoomId, RoomKind};
+use crate::kinds::Kinds;
+use crate::routes::RoomId;
 
 struct Lookup {
-    kind: RoomKind,
+    kind: String,
     id: RoomId,
     reply: oneshot::Sender<RoomHandle>,
 }
@@ -27,7 +28,7 @@ pub(crate) struct Registry {
 impl Registry {
     /// Starts the registry task and revives every room with a stored alarm,
     /// so alarms fire after a restart.
-    pub(crate) fn start(factories: HashMap<RoomKind, Arc<dyn RoomFactory>>, store: Arc<dyn Store>, config: RoomConfig) -> Registry {
+    pub(crate) fn start(kinds: Arc<Kinds>, store: Arc<dyn Store>, config: RoomConfig) -> Registry {
         let (tx, mut rx) = mpsc::channel::<Lookup>(1024);
         let pending = store.pending_alarms().unwrap_or_else(|e| {
             warn!(error = %e, "cannot read pending alarms");
@@ -36,10 +37,12 @@ impl Registry {
         tokio::spawn(async move {
             let mut rooms: HashMap<String, RoomHandle> = HashMap::new();
             while let Some(Lookup { kind, id, reply }) = rx.recv().await {
-                let name = format!("{}/{}", kind.name(), id.as_str());
+                // Unknown kinds get no room; the caller answers 404.
+                let Some(spec) = kinds.get(&kind) else { continue };
+                let name = format!("{kind}/{}", id.as_str());
                 let live = rooms.get(&name).filter(|h| !h.is_closed()).cloned();
                 let handle = live.unwrap_or_else(|| {
-                    let handle = spawn_room(name.clone(), id.as_str().to_owned(), factories[&kind].clone(), store.clone(), config);
+                    let handle = spawn_room(name.clone(), id.as_str().to_owned(), spec.factory.clone(), store.clone(), config);
                     rooms.insert(name, handle.clone());
                     handle
                 });
@@ -53,17 +56,18 @@ impl Registry {
         let registry = Registry { tx };
         for (room, _, _) in pending {
             let Some((kind, id)) = room.split_once('/') else { continue };
-            let (Some(kind), Some(id)) = (RoomKind::from_name(kind), RoomId::parse(id)) else { continue };
-            let registry = registry.clone();
-            tokio::spawn(async move { registry.room(kind, id).await });
+            let Some(id) = RoomId::parse(id) else { continue };
+            let (registry, kind) = (registry.clone(), kind.to_owned());
+            tokio::spawn(async move { registry.room(&kind, id).await });
         }
         registry
     }
 
-    /// The mailbox of a room, starting its actor if needed.
-    pub(crate) async fn room(&self, kind: RoomKind, id: RoomId) -> Option<RoomHandle> {
+    /// The mailbox of a room, starting its actor if needed; `None` for an
+    /// unknown kind (or while the server stops).
+    pub(crate) async fn room(&self, kind: &str, id: RoomId) -> Option<RoomHandle> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Lookup { kind, id, reply }).await.ok()?;
+        self.tx.send(Lookup { kind: kind.to_owned(), id, reply }).await.ok()?;
         rx.await.ok()
     }
 }

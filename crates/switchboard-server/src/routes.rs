@@ -4,38 +4,12 @@
 //! Room ids are 1–128 characters of `A-Z a-z 0-9 - _ .`: safe in paths, logs
 //! and storage keys without escaping.
 
-/// A built-in room kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RoomKind {
-    /// Echoes every message unchanged (the conformance target).
-    Echo,
-    /// Welcome, visitor count, relay to everyone else.
-    Broadcast,
-}
+/// Longest room kind name.
+pub const MAX_KIND_LEN: usize = 32;
 
-impl RoomKind {
-    /// Every kind.
-    pub const ALL: [RoomKind; 2] = [RoomKind::Echo, RoomKind::Broadcast];
-
-    /// The kind named in a path.
-    pub fn from_name(segment: &str) -> Option<RoomKind> {
-        RoomKind::ALL.into_iter().find(|k| k.name() == segment)
-    }
-
-    /// The path segment and storage prefix of the kind.
-    pub fn name(self) -> &'static str {
-        match self {
-            RoomKind::Echo => "echo",
-            RoomKind::Broadcast => "broadcast",
-        }
-    }
-
-    /// Subprotocols this kind speaks, in order of preference.
-    pub fn subprotocols(self) -> &'static [&'static str] {
-        match self {
-            RoomKind::Echo | RoomKind::Broadcast => &["json"],
-        }
-    }
+/// True for a well-formed kind name: 1-32 of `a-z 0-9 - _`.
+pub fn is_kind_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_KIND_LEN && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
 }
 
 /// A validated room id.
@@ -63,10 +37,10 @@ impl RoomId {
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// A room of a built-in kind.
+    /// A room of a kind (whether the kind exists is the server's to say).
     Room {
-        /// The kind.
-        kind: RoomKind,
+        /// The kind's name.
+        kind: String,
         /// The room.
         id: RoomId,
     },
@@ -77,7 +51,7 @@ pub enum Route {
 pub enum RouteError {
     /// Not under `/rooms/`.
     NotFound,
-    /// `/rooms/{kind}` with a kind we do not have.
+    /// `/rooms/{kind}` with a kind the server does not have.
     UnknownKind(String),
     /// An id with characters outside the allowed set, empty, or too long.
     BadRoomId,
@@ -100,9 +74,11 @@ impl Route {
         let mut parts = path.trim_start_matches('/').split('/');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("rooms"), Some(kind), Some(id), None) => {
-                let kind = RoomKind::from_name(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
+                if !is_kind_name(kind) {
+                    return Err(RouteError::UnknownKind(kind.to_owned()));
+                }
                 let id = RoomId::parse(id).ok_or(RouteError::BadRoomId)?;
-                Ok(Route::Room { kind, id })
+                Ok(Route::Room { kind: kind.to_owned(), id })
             }
             _ => Err(RouteError::NotFound),
         }
@@ -113,7 +89,7 @@ impl Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiRoute {
     /// The room's kind.
-    pub kind: RoomKind,
+    pub kind: String,
     /// The room.
     pub id: RoomId,
     /// What follows the id, starting with `/` (just `/` when nothing does).
@@ -128,9 +104,11 @@ impl ApiRoute {
         let (Some(kind), Some(id)) = (parts.next(), parts.next()) else { return Some(Err(RouteError::NotFound)) };
         let rest = format!("/{}", parts.next().unwrap_or(""));
         Some((|| {
-            let kind = RoomKind::from_name(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
+            if !is_kind_name(kind) {
+                return Err(RouteError::UnknownKind(kind.to_owned()));
+            }
             let id = RoomId::parse(id).ok_or(RouteError::BadRoomId)?;
-            Ok(ApiRoute { kind, id, rest })
+            Ok(ApiRoute { kind: kind.to_owned(), id, rest })
         })())
     }
 }
@@ -143,16 +121,16 @@ mod tests {
     fn room_paths_parse() {
         assert_eq!(
             Route::parse("/rooms/echo/autobahn?agent=x"),
-            Ok(Route::Room { kind: RoomKind::Echo, id: RoomId("autobahn".into()) })
+            Ok(Route::Room { kind: "echo".into(), id: RoomId("autobahn".into()) })
         );
     }
 
     #[test]
     fn api_paths_parse() {
         let route = ApiRoute::parse("/api/rooms/broadcast/r1/events/x").unwrap().unwrap();
-        assert_eq!((route.kind, route.id.as_str(), route.rest.as_str()), (RoomKind::Broadcast, "r1", "/events/x"));
+        assert_eq!((route.kind.as_str(), route.id.as_str(), route.rest.as_str()), ("broadcast", "r1", "/events/x"));
         assert_eq!(ApiRoute::parse("/api/rooms/echo/r1").unwrap().unwrap().rest, "/");
-        assert_eq!(ApiRoute::parse("/api/rooms/nope/r1"), Some(Err(RouteError::UnknownKind("nope".into()))));
+        assert_eq!(ApiRoute::parse("/api/rooms/No!/r1"), Some(Err(RouteError::UnknownKind("No!".into()))));
         assert_eq!(ApiRoute::parse("/healthz"), None);
     }
 
@@ -161,7 +139,7 @@ mod tests {
         assert_eq!(Route::parse("/"), Err(RouteError::NotFound));
         assert_eq!(Route::parse("/rooms/echo"), Err(RouteError::NotFound));
         assert_eq!(Route::parse("/rooms/echo/a/b"), Err(RouteError::NotFound));
-        assert_eq!(Route::parse("/rooms/nope/x"), Err(RouteError::UnknownKind("nope".into())));
+        assert_eq!(Route::parse("/rooms/Bad.Kind/x"), Err(RouteError::UnknownKind("Bad.Kind".into())));
         assert_eq!(Route::parse("/rooms/echo/"), Err(RouteError::BadRoomId));
         assert_eq!(Route::parse("/rooms/echo/a%20b"), Err(RouteError::BadRoomId));
         assert_eq!(Route::parse(&format!("/rooms/echo/{}", "a".repeat(129))), Err(RouteError::BadRoomId));

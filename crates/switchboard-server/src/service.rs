@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_net::{Accept, PrefixedIo, Refusal, Service, UpgradeInfo};
@@ -12,12 +13,14 @@ use switchboard_room::{ConnId, ConnectRequest, Decision, RoomEvent};
 use tokio::sync::oneshot;
 
 use crate::http;
+use crate::kinds::Kinds;
 use crate::registry::Registry;
 use crate::room_conn::RoomConnection;
-use crate::routes::Route;
+use crate::routes::{Route, RouteError};
 
 pub(crate) struct SwitchboardService {
     pub(crate) registry: Registry,
+    pub(crate) kinds: Arc<Kinds>,
     pub(crate) next_conn: AtomicU64,
     pub(crate) close_wait: Duration,
 }
@@ -29,7 +32,9 @@ impl Service for SwitchboardService {
     type Handler = RoomConnection;
 
     async fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<RoomConnection>, Refusal> {
-        let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(|e| Refusal { status: 404, reason: e.to_string() })?;
+        let not_found = |e: RouteError| Refusal { status: 404, reason: e.to_string() };
+        let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
+        let spec = self.kinds.get(&kind).ok_or_else(|| not_found(RouteError::UnknownKind(kind.clone())))?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let request = ConnectRequest {
             conn,
@@ -43,14 +48,15 @@ impl Service for SwitchboardService {
             ip: info.peer.ip(),
         };
         for _ in 0..ROOM_ATTEMPTS {
-            let Some(room) = self.registry.room(kind, id.clone()).await else { break };
+            let Some(room) = self.registry.room(&kind, id.clone()).await else { break };
             let (reply, decision) = oneshot::channel();
             if room.send(RoomEvent::Connect { request: request.clone(), reply }).await.is_err() {
                 continue;
             }
             match decision.await {
                 Ok(Decision::Accept { tags, attachment }) => {
-                    let protocol = info.request.select_protocol(kind.subprotocols()).map(str::to_owned);
+                    let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
+                    let protocol = info.request.select_protocol(&supported).map(str::to_owned);
                     let handler = RoomConnection { room, conn, tags, attachment, opened: false, close_wait: self.close_wait };
                     return Ok(Accept { handler, protocol });
                 }
