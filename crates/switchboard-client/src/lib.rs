@@ -161,7 +161,7 @@ impl Client {
     pub async fn recv(&mut self) -> Result<Option<Event>, ClientError> {
         loop {
             let event = self.conn.handle_read(&mut self.buf);
-            if let Ok(Some(Event::Close(_))) = &event {
+            if matches!(event, Ok(Some(Event::Close(_))) | Err(_)) {
                 self.conn.reply_close();
             }
             self.flush().await?;

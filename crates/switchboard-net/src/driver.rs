@@ -111,7 +111,10 @@ pub(crate) async fn drive<H: Handler>(
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
                 Ok(None) => break,
                 Err(error) => {
+                    // Replies to the messages before the error still go first.
                     ending.report(&mut handler, Some(error.close_code()), error.reason(), false).await;
+                    move_outbound(&outbound, &mut conn, true);
+                    conn.reply_close();
                     break;
                 }
             }

@@ -2,7 +2,8 @@
 //!
 //! The queue is bounded in bytes: a peer that stops reading fills it, and
 //! the next frame past `limit` is dropped and the connection is cut off
-//! (closed with 1008) instead of growing server memory. Frames are encoded
+//! (closed with 1008) instead of growing server memory. An empty queue
+//! takes any one frame, so the bound is `limit` plus one message. Frames are encoded
 //! once by the sender and shared (`Bytes`), so queueing a broadcast costs a
 //! reference count, a short uncontended lock and a wake-up.
 
@@ -75,7 +76,9 @@ impl Outbound {
         if q.closing {
             return Push::Dropped;
         }
-        if q.bytes + frame.len() > self.limit {
+        // One frame is always taken into an empty queue, so a single message
+        // larger than the limit (up to the message size limit) still goes out.
+        if q.bytes > 0 && q.bytes + frame.len() > self.limit {
             q.closing = true;
             q.overflowed = true;
             q.frames.clear();
@@ -172,6 +175,13 @@ mod tests {
         let taken = out.take(true);
         assert!(taken.overflowed);
         assert!(taken.frames.is_empty(), "queued frames are released at once");
+    }
+
+    #[test]
+    fn one_frame_larger_than_the_limit_fits_an_empty_queue() {
+        let out = Outbound::new(10);
+        assert_eq!(out.push(Bytes::from(vec![0; 100])), Push::Backpressure);
+        assert_eq!(out.push(Bytes::from_static(&[0])), Push::Dropped);
     }
 
     #[test]

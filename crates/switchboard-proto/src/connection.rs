@@ -94,8 +94,10 @@ pub enum State {
     Open,
     /// We sent a close frame and wait for the peer's.
     CloseSent,
-    /// The peer sent a close frame; ours is not sent yet. Sending is still
-    /// allowed; input is ignored.
+    /// Our close frame is due: the peer sent its close, or broke the
+    /// protocol. Input is ignored; sending is still allowed, so replies to
+    /// earlier messages can go first; [`Connection::reply_close`] then sends
+    /// the close frame (the peer's code echoed, or the error's code).
     CloseReceived,
     /// Both close frames were exchanged, or the connection failed: flush what
     /// is queued, then close the TCP connection.
@@ -151,8 +153,8 @@ pub struct Connection {
     compressor: Option<Compressor>,
     decompressor: Option<Decompressor>,
     mask_source: Option<MaskSource>,
-    /// The code of the peer's close frame, echoed by `reply_close`.
-    peer_close_code: Option<CloseCode>,
+    /// What `reply_close` sends: the peer's code echoed, or our error's.
+    close_reply: (Option<CloseCode>, &'static str),
     /// Small frames being coalesced.
     pending: BytesMut,
     /// Frames ready to write, in order.
@@ -187,7 +189,7 @@ impl Connection {
             compressor,
             decompressor,
             mask_source,
-            peer_close_code: None,
+            close_reply: (None, ""),
             pending: BytesMut::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
@@ -218,10 +220,11 @@ impl Connection {
     // ---- input ----
 
     /// Consumes bytes from `buf` and returns the next event, or `Ok(None)`
-    /// when more bytes are needed. On error the connection is failed: a close
-    /// frame with the error's code is queued, the state is `Closed`, and the
-    /// caller should flush and close the socket. After our side has seen the
-    /// peer's close, further input is discarded.
+    /// when more bytes are needed. On error the connection is failing: the
+    /// state is `CloseReceived` and [`Connection::reply_close`] sends a close
+    /// frame with the error's code (after whatever the caller still sends);
+    /// then the caller flushes and closes the socket. Once our side has seen
+    /// the peer's close or an error, further input is discarded.
     pub fn handle_read(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
         if matches!(self.state, State::Closed | State::CloseReceived) {
             buf.clear();
@@ -329,7 +332,7 @@ impl Connection {
                 let frame = CloseFrame::parse(&payload)?;
                 self.state = match self.state {
                     State::Open => {
-                        self.peer_close_code = frame.code;
+                        self.close_reply = (frame.code, "");
                         State::CloseReceived
                     }
                     _ => State::Closed,
@@ -379,11 +382,13 @@ impl Connection {
     }
 
     fn fail(&mut self, error: ProtocolError) {
-        if self.state == State::Open {
-            let payload = CloseFrame::payload(Some(error.close_code()), error.reason());
-            self.queue_frame(OpCode::Control(ControlOp::Close), false, &payload);
-        }
-        self.state = State::Closed;
+        self.state = match self.state {
+            State::Open => {
+                self.close_reply = (Some(error.close_code()), error.reason());
+                State::CloseReceived
+            }
+            _ => State::Closed,
+        };
         self.frame = None;
         self.partial = None;
     }
@@ -468,11 +473,12 @@ impl Connection {
         self.state = next;
     }
 
-    /// Answers the peer's close frame with its own status code (RFC 6455
-    /// §5.5.1), completing the closing handshake.
+    /// Sends the close frame that is due in `CloseReceived`: the peer's own
+    /// status code (RFC 6455 §5.5.1), or the code of its protocol error.
     pub fn reply_close(&mut self) {
         if self.state == State::CloseReceived {
-            self.close(self.peer_close_code, "");
+            let (code, reason) = self.close_reply;
+            self.close(code, reason);
         }
     }
 

@@ -35,6 +35,8 @@ pub fn frame_decoder(data: &[u8]) {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        assert_eq!(conn.state(), State::CloseReceived);
+                        conn.reply_close();
                         error = Some(e);
                         break 'feed;
                     }

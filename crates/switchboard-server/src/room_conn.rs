@@ -77,8 +77,9 @@ impl Handler for RoomConnection {
         }
         let closed = Closed { code: code.map(CloseCode::as_u16), reason: reason.to_owned(), clean };
         let (done, processed) = oneshot::channel();
-        if self.room.send(RoomEvent::Close { conn: self.conn, closed, done: Some(done) }).await.is_ok() && clean {
-            // Replies the room sent before our close must go out before it.
+        let orderly = clean || code != Some(CloseCode::ABNORMAL);
+        if self.room.send(RoomEvent::Close { conn: self.conn, closed, done: Some(done) }).await.is_ok() && orderly {
+            // Replies the room sent before our close frame must go out before it.
             let _ = tokio::time::timeout(self.close_wait, processed).await;
         }
     }

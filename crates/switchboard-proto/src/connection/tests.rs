@@ -63,6 +63,8 @@ fn run_on(conn: &mut Connection, chunks: &[&[u8]]) -> Outcome {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // As a server does once it has nothing more to send first.
+                    conn.reply_close();
                     error = Some(e);
                     break 'outer;
                 }
@@ -110,6 +112,22 @@ fn server_close(code: u16) -> Vec<u8> {
     let mut conn = Connection::server(Config::default(), None);
     conn.close(CloseCode::new(code), "");
     drain(&mut conn)[..4].to_vec()
+}
+
+#[test]
+fn after_a_protocol_error_replies_may_still_precede_the_close() {
+    let mut conn = Connection::server(Config::default(), None);
+    let mut input = text("valid");
+    input.extend(frame(0x83, b""));
+    let mut buf = BytesMut::from(&input[..]);
+    assert_eq!(conn.handle_read(&mut buf), Ok(Some(msg("valid"))));
+    assert_eq!(conn.handle_read(&mut buf), Err(ProtocolError::ReservedOpcode(3)));
+    assert_eq!(conn.state(), State::CloseReceived);
+    conn.send_text("valid").unwrap();
+    conn.reply_close();
+    let out = drain(&mut conn);
+    assert_eq!(&out[..7], &[0x81, 5, b'v', b'a', b'l', b'i', b'd']);
+    assert_eq!(&out[7..11], &[0x88, out[8], 0x03, 0xea], "then the close with 1002");
 }
 
 fn assert_failed(outcome: &Outcome, error: ProtocolError, code: u16) {
