@@ -4,7 +4,7 @@
 //!
 //! cargo run --release -p switchboard-client --example idle_rss -- \
 //!     --url ws://127.0.0.1:8080 --pid PID [--connections 10000] [--rooms 100] \
-//!     [--kind echo] [--hibernate-wait 12]
+//!     [--kind echo] [--hibernate-wait 12] [--concurrency 64]
 //!
 //! Loopback only; bounded in count and time. Raise the open-file limit of
 //! both processes first (`ulimit -n 20000`).
@@ -21,10 +21,11 @@ struct Args {
     rooms: usize,
     kind: String,
     hibernate_wait: u64,
+    concurrency: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { url: String::new(), pid: 0, connections: 10_000, rooms: 100, kind: "echo".into(), hibernate_wait: 12 };
+    let mut args = Args { url: String::new(), pid: 0, connections: 10_000, rooms: 100, kind: "echo".into(), hibernate_wait: 12, concurrency: 64 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -36,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
             "--rooms" => args.rooms = number()?.max(1) as usize,
             "--kind" => args.kind = value.clone(),
             "--hibernate-wait" => args.hibernate_wait = number()?,
+            "--concurrency" => args.concurrency = number()?.max(1) as usize,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -67,7 +69,7 @@ async fn main() {
     for i in 0..args.connections {
         let url = format!("{}/rooms/{}/idle{}", args.url, args.kind, i % args.rooms);
         pending.spawn(async move { Client::connect(&url).await });
-        if pending.len() >= 256 || i + 1 == args.connections {
+        if pending.len() >= args.concurrency || i + 1 == args.connections {
             while let Some(done) = pending.join_next().await {
                 open.push(done.expect("connect task").expect("connect"));
             }

@@ -50,6 +50,19 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidKindName(pub String);
 
+/// Pending connections the kernel may hold before we accept them. Bursts of
+/// thousands of connects (a reconnect storm after a restart) must not be
+/// dropped and retried after the 1 s SYN timeout. The kernel caps it at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "switchboard.db";
 
@@ -61,7 +74,7 @@ impl Server {
             Some(dir) => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).map_err(std::io::Error::other)?),
             None => Arc::new(MemoryStore::new()),
         };
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr)?;
         Ok(Server { listener, config, store, kinds: kinds::built_in() })
     }
 
