@@ -48,6 +48,10 @@ impl Room for Lab {
                 ctx.set_auto_response(Some(("ping", "pong")));
                 ctx.send(conn, &Message::text("auto set"));
             }
+            (Some("lastauto"), _) => {
+                let answered = ctx.last_auto_response(conn).is_some();
+                ctx.send(conn, &Message::text(answered.to_string()));
+            }
             (Some("tagged"), Some(tag)) => {
                 let ids: Vec<String> = ctx.connections(Some(tag)).map(|c| c.to_string()).collect();
                 ctx.send(conn, &Message::text(ids.len().to_string()));
@@ -58,12 +62,20 @@ impl Room for Lab {
         }
     }
 
+    fn on_error(&mut self, ctx: &mut Ctx<'_>, _conn: ConnId, error: &str) {
+        ctx.storage().put("error", error.as_bytes()).unwrap();
+    }
+
     fn on_alarm(&mut self, ctx: &mut Ctx<'_>, name: &str) {
         ctx.storage().put("fired", name.as_bytes()).unwrap();
     }
 
     fn on_request(&mut self, ctx: &mut Ctx<'_>, request: RoomRequest) -> RoomResponse {
         match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/error") => {
+                let error = ctx.storage().get("error").unwrap().unwrap_or_default();
+                RoomResponse::json(200, format!("{{\"error\":\"{}\"}}", String::from_utf8_lossy(&error)))
+            }
             ("GET", "/fired") => {
                 let fired = ctx.storage().get("fired").unwrap().unwrap_or_default();
                 RoomResponse::json(200, format!("{{\"fired\":\"{}\"}}", String::from_utf8_lossy(&fired)))
@@ -151,7 +163,8 @@ async fn auto_responses_are_answered_without_waking_the_room() {
         assert_eq!(ask(&mut client, "ping").await, "pong");
     }
     assert_eq!(server.stats("auto").await, r#"{"connections":1,"wakeups":1,"awake":false}"#, "still asleep, never woken");
-    assert_eq!(ask(&mut client, "whoami").await, "", "anything else wakes it");
+    assert_eq!(ask(&mut client, "lastauto").await, "true", "the room can see when the connection layer answered");
+    assert_eq!(server.stats("auto").await, r#"{"connections":1,"wakeups":2,"awake":true}"#, "anything else wakes it");
     server.stop().await;
 }
 
@@ -202,5 +215,19 @@ async fn tags_and_rejections() {
         Err(ClientError::Handshake(e)) => assert_eq!(e.status, 403),
         other => panic!("expected a 403 refusal, got {:?}", other.map(|_| ())),
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_protocol_error_reaches_the_room_as_on_error() {
+    let server = Running::start(ServerConfig::default()).await;
+    let mut raw = TcpStream::connect(server.addr).await.unwrap();
+    raw.write_all(b"GET /rooms/lab/err HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+    // An unmasked client frame: the server fails the connection with 1002.
+    raw.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut rest)).await.unwrap().unwrap();
+    let body = server.http("GET", "/api/rooms/lab/err/error", "").await;
+    assert!(body.ends_with(r#"{"error":"client frames must be masked"}"#), "{body}");
     server.stop().await;
 }
