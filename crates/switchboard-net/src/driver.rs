@@ -83,6 +83,8 @@ pub(crate) async fn drive<H: Handler>(
     mut shutdown: Shutdown,
 ) {
     let outbound = Arc::new(Outbound::new(config.max_outbound_queue));
+    // However the loop ends, other tasks stop queueing for this connection.
+    let _shut = ShutOnDrop(&outbound);
     let mut ending = Ending { reported: false };
     let mut auto = AutoResponse { version: 0, pair: None };
     let mut close_deadline: Option<Instant> = None;
@@ -142,7 +144,6 @@ pub(crate) async fn drive<H: Handler>(
             State::Closed if !conn.wants_write() => {
                 // The server closes the TCP connection first (RFC 6455 §7.1.1).
                 let _ = timeout(config.close_timeout, stream.shutdown()).await;
-                outbound.shut();
                 return;
             }
             State::Closed | State::CloseSent if close_deadline.is_none() => {
@@ -163,14 +164,12 @@ pub(crate) async fn drive<H: Handler>(
                 match stream.try_read_buf(&mut buf) {
                     Ok(0) => {
                         ending.report(&mut handler, Some(CloseCode::ABNORMAL), "connection dropped", false).await;
-                        outbound.shut();
                         return;
                     }
                     Ok(_) => heartbeat.peer_alive(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => {
                         ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
-                        outbound.shut();
                         return;
                     }
                 }
@@ -187,7 +186,6 @@ pub(crate) async fn drive<H: Handler>(
             }
             () = tokio::time::sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
                 ending.report(&mut handler, Some(CloseCode::ABNORMAL), "closing handshake timed out", false).await;
-                outbound.shut();
                 return;
             }
             () = &mut beat, if conn.state() == State::Open => {
@@ -199,12 +197,19 @@ pub(crate) async fn drive<H: Handler>(
                     Beat::Wait(next) => beat.as_mut().reset(next),
                     Beat::Dead => {
                         ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no answer to ping", false).await;
-                        outbound.shut();
                         return;
                     }
                 }
             }
         }
+    }
+}
+
+struct ShutOnDrop<'a>(&'a Outbound);
+
+impl Drop for ShutOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.shut();
     }
 }
 

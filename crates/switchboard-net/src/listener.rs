@@ -109,10 +109,16 @@ async fn handle_socket<S: Service>(mut stream: TcpStream, peer: SocketAddr, serv
             return;
         }
     };
-    let accept = match service.upgrade(UpgradeInfo { request: &request, head: &head, peer }).await {
-        Ok(accept) => accept,
-        Err(refusal) => {
+    // The application may have to ask a busy room; that too is bounded.
+    let decision = timeout(config.handshake_timeout, service.upgrade(UpgradeInfo { request: &request, head: &head, peer })).await;
+    let accept = match decision {
+        Ok(Ok(accept)) => accept,
+        Ok(Err(refusal)) => {
             let _ = stream.write_all(&error_response(refusal.status, &refusal.reason)).await;
+            return;
+        }
+        Err(_) => {
+            let _ = stream.write_all(&error_response(503, "the room did not answer in time")).await;
             return;
         }
     };
