@@ -9,6 +9,7 @@
 #   build     release binary target/release/switchboard
 #   rust      unit + integration tests (cargo nextest, or cargo test)
 #   node      node:test files in tests/node/ against the release binary
+#   bench     a one-second run of each load scenario, so the tools keep working
 #   fuzz      each fuzz target for FUZZ_SECONDS (default 60 s; 3 targets)
 #   autobahn  Autobahn|Testsuite fuzzing client against the echo room, all
 #             cases 1.*-13.*, gated by tests/autobahn/expected.json
@@ -39,8 +40,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 npm ci --no-audit --no-fund --loglevel=error || fail "npm ci"
 
-section "build (release binary)"
-if ! cargo build --release --locked -p switchboard; then
+section "build (release binaries)"
+if ! cargo build --release --locked -p switchboard -p switchboard-loadgen; then
   fail "cargo build"
   printf '\ntest suite: %s part(s) failed: %s\n' "${#FAILED[@]}" "${FAILED[*]}"
   exit 1
@@ -55,6 +56,9 @@ fi
 
 section "node tests (independent client: ws)"
 node --test --test-concurrency=1 tests/node/ || fail "node tests"
+
+section "benchmark smoke run (seconds; not a measurement)"
+scripts/bench-smoke.sh || fail "benchmark smoke run"
 
 section "fuzz smoke runs"
 if [ "${SKIP_FUZZ:-0}" = 1 ]; then

@@ -177,6 +177,17 @@ impl Client {
         }
     }
 
+    /// The next event already buffered, without reading from the socket.
+    /// Lets a caller drain a whole read's worth of messages, queue its
+    /// answers, and write them all with one [`Client::flush`].
+    pub fn try_recv(&mut self) -> Result<Option<Event>, ClientError> {
+        let event = self.conn.handle_read(&mut self.buf);
+        if matches!(event, Ok(Some(Event::Close(_))) | Err(_)) {
+            self.conn.reply_close();
+        }
+        event.map_err(ClientError::Protocol)
+    }
+
     /// Waits for the next data message, skipping pings and pongs. A close
     /// frame or the end of the connection is an error here.
     pub async fn recv_message(&mut self) -> Result<Message, ClientError> {

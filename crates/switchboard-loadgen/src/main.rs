@@ -1,0 +1,110 @@
+//! `switchboard-loadgen`: drives a WebSocket server with many connections
+//! from one thread and reports throughput, latency and who was the
+//! bottleneck. It speaks plain RFC 6455, so it measures any server.
+//!
+//! Every run is bounded in time (at most 300 s) and refuses targets outside
+//! 127.0.0.0/8 unless `--allow-remote` is given.
+
+mod broadcast;
+mod cpu;
+mod echo;
+mod report;
+mod target;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load generator for WebSocket servers.
+#[derive(Parser)]
+#[command(name = "switchboard-loadgen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N connections each keep W messages in flight to an echo endpoint.
+    Echo {
+        #[command(flatten)]
+        common: Common,
+        /// Connections.
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+    },
+    /// S subscribers in one room; one publisher keeps W broadcasts not yet
+    /// received by every subscriber. The endpoint must relay each message to
+    /// every other member (switchboard's broadcast room does).
+    Broadcast {
+        #[command(flatten)]
+        common: Common,
+        /// Subscribers.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+    },
+}
+
+/// Options of every scenario.
+#[derive(Args, Clone)]
+pub(crate) struct Common {
+    /// WebSocket URL of the endpoint.
+    #[arg(long)]
+    url: String,
+    /// Messages in flight per connection (echo) or broadcasts not yet
+    /// received by everyone (broadcast).
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    /// Message payload size in bytes.
+    #[arg(long, default_value_t = 20)]
+    size: usize,
+    /// Send binary messages instead of text.
+    #[arg(long)]
+    binary: bool,
+    /// Measurement time in seconds (after connecting), at most 300.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// PID of the server, to report its CPU use next to ours.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Allow a target outside 127.0.0.0/8.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+impl Common {
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.seconds.clamp(1, 300))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let common = match &cli.scenario {
+        Scenario::Echo { common, .. } | Scenario::Broadcast { common, .. } => common.clone(),
+    };
+    if let Err(why) = target::check(&common.url, common.allow_remote) {
+        eprintln!("switchboard-loadgen: {why}");
+        return ExitCode::from(2);
+    }
+    // One thread: the load generator must cost less than what it measures.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, async {
+        match cli.scenario {
+            Scenario::Echo { common, connections } => echo::run(&common, connections).await,
+            Scenario::Broadcast { common, subscribers } => broadcast::run(&common, subscribers).await,
+        }
+    });
+    match result {
+        Ok(report) => {
+            report.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
