@@ -19,6 +19,10 @@
 # fuzz ~5 min (3 x 60 s plus the fuzz build), Autobahn full ~10 min.
 set -uo pipefail
 
+# Everything runs inside main so bash parses the whole file before running
+# it: editing this script during a run cannot break that run.
+main() {
+
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SHARED="$ROOT/../shared"
@@ -80,3 +84,6 @@ if [ ${#FAILED[@]} -eq 0 ]; then
 fi
 echo "test suite: ${#FAILED[@]} part(s) failed: ${FAILED[*]}"
 exit 1
+}
+
+main "$@"
