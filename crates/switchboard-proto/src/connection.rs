@@ -509,7 +509,8 @@ impl Connection {
         n
     }
 
-    /// Drops `n` written bytes from the front of the queue.
+    /// Drops `n` written bytes from the front of the queue. Once everything
+    /// is written the write buffer is released: an idle connection holds none.
     pub fn advance(&mut self, mut n: usize) {
         self.flush_pending();
         self.queued_bytes -= n;
@@ -521,6 +522,10 @@ impl Connection {
             }
             n -= front.len();
             self.queue.pop_front();
+        }
+        if self.queue.is_empty() {
+            self.pending = BytesMut::new();
+            self.queue = VecDeque::new();
         }
     }
 
