@@ -55,7 +55,8 @@ pub(crate) struct Taken {
 }
 
 impl Outbound {
-    pub(crate) fn new(limit: usize) -> Outbound {
+    /// An empty queue that cuts the connection off past `limit` bytes.
+    pub fn new(limit: usize) -> Outbound {
         Outbound {
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
