@@ -45,7 +45,7 @@ for run in $(seq 1 "$RUNS"); do
       pid=$!
       addr=""
       for _ in $(seq 1 100); do
-        addr=$(grep -o 'http://[0-9.:]*' "$OUT/server.out" | head -n1 | sed 's#http://##')
+        addr=$(grep -o 'http://[0-9.:]*' "$OUT/server.out" | head -n1 | sed 's#http://##' || true)
         [ -n "$addr" ] && break
         sleep 0.1
       done

@@ -1,6 +1,6 @@
 //! fastwebsockets peer: echoes every text and binary frame (hyper upgrade).
 
-use fastwebsockets::{upgrade, OpCode, WebSocketError};
+use fastwebsockets::{upgrade, Frame, OpCode, WebSocketError};
 use http_body_util::Empty;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -17,7 +17,9 @@ async fn echo(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
         let frame = ws.read_frame().await?;
         match frame.opcode {
             OpCode::Close => return Ok(()),
-            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+            // A new frame: the received one still carries the client's mask,
+            // and servers must not mask.
+            OpCode::Text | OpCode::Binary => ws.write_frame(Frame::new(true, frame.opcode, None, frame.payload)).await?,
             _ => {}
         }
     }
