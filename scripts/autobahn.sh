@@ -20,16 +20,10 @@ BIN="target/release/switchboard"
 
 rm -rf "$REPORT"
 mkdir -p "$REPORT"
-"$BIN" serve --listen 127.0.0.1:0 --memory > "$REPORT/server.out" 2> "$REPORT/server.log" &
-SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null' EXIT
-ADDR=""
-for _ in $(seq 1 100); do
-  ADDR=$(sed -n 's#^switchboard listening on http://##p' "$REPORT/server.out" | head -n1)
-  [ -n "$ADDR" ] && break
-  sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "autobahn: server did not start"; cat "$REPORT/server.log"; exit 2; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+trap stop_server EXIT
+start_server "$REPORT/server.out" || exit 2
 
 args=(-o "$REPORT" -a switchboard -t 2400)
 [ "$MODE" = quick ] && args+=(-q)

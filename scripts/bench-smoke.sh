@@ -5,19 +5,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=target/release/switchboard
 LOADGEN=target/release/switchboard-loadgen
 [ -x "$LOADGEN" ] || cargo build --release --locked -p switchboard-loadgen
 OUT=$(mktemp)
-"$BIN" serve --listen 127.0.0.1:0 --memory > "$OUT" 2>/dev/null &
-SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; rm -f "$OUT"' EXIT
-ADDR=""
-for _ in $(seq 1 100); do
-  ADDR=$(sed -n 's#^switchboard listening on http://##p' "$OUT" | head -n1)
-  [ -n "$ADDR" ] && break
-  sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "bench-smoke: server did not start"; exit 1; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+trap 'stop_server; rm -f "$OUT" "$OUT.log"' EXIT
+start_server "$OUT"
 "$LOADGEN" echo --url "ws://$ADDR/rooms/echo/smoke" --connections 10 --seconds 1 --server-pid "$SERVER_PID"
 "$LOADGEN" broadcast --url "ws://$ADDR/rooms/broadcast/smoke" --subscribers 50 --seconds 1 --server-pid "$SERVER_PID"
