@@ -95,6 +95,7 @@ pub(crate) async fn drive<H: Handler>(
 
     loop {
         // 1. Everything already read.
+        let mut delivered = false;
         loop {
             match conn.handle_read(&mut buf) {
                 Ok(Some(Event::Message(message))) => match auto.answer(&outbound, &message) {
@@ -102,7 +103,10 @@ pub(crate) async fn drive<H: Handler>(
                         let _ = conn.send_prepared(response);
                         outbound.record_auto_response();
                     }
-                    None => handler.on_message(message, &mut Outbox::new(&mut conn, &outbound)).await,
+                    None => {
+                        handler.on_message(message, &mut Outbox::new(&mut conn, &outbound)).await;
+                        delivered = true;
+                    }
                 },
                 Ok(Some(Event::Close(frame))) => {
                     // Let the handler queue what must precede our reply, then reply.
@@ -111,7 +115,12 @@ pub(crate) async fn drive<H: Handler>(
                     conn.reply_close();
                 }
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
-                Ok(None) => break,
+                Ok(None) => {
+                    if delivered {
+                        handler.on_read_end(&mut Outbox::new(&mut conn, &outbound)).await;
+                    }
+                    break;
+                }
                 Err(error) => {
                     // Replies to the messages before the error still go first.
                     ending.report(&mut handler, Some(error.close_code()), error.reason(), false).await;

@@ -23,6 +23,12 @@ pub trait Handler: Send + 'static {
     /// every reply to the messages of one read leaves in one write.
     fn on_message(&mut self, message: Message, out: &mut Outbox<'_>) -> impl Future<Output = ()> + Send;
 
+    /// Every message of one read has been handed to `on_message`: a handler
+    /// that batches (e.g. one room event per read) sends its batch here.
+    fn on_read_end(&mut self, _out: &mut Outbox<'_>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// The connection ended. `clean` means the peer sent a close frame:
     /// resolve once everything that must precede our close reply is queued
     /// on the outbound queue. Otherwise `code` says why (1006: dropped or no

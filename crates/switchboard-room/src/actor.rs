@@ -62,6 +62,14 @@ pub enum RoomEvent {
         /// What.
         message: Message,
     },
+    /// Several messages from one connection, in order (one read's worth:
+    /// one mailbox slot and one wake-up instead of one per message).
+    Messages {
+        /// From whom.
+        conn: ConnId,
+        /// What, in arrival order.
+        messages: Vec<Message>,
+    },
     /// A connection failed.
     Error {
         /// Which.
@@ -120,6 +128,7 @@ impl std::fmt::Debug for RoomEvent {
             RoomEvent::Connect { .. } => "Connect",
             RoomEvent::Open { .. } => "Open",
             RoomEvent::Message { .. } => "Message",
+            RoomEvent::Messages { .. } => "Messages",
             RoomEvent::Error { .. } => "Error",
             RoomEvent::Close { .. } => "Close",
             RoomEvent::Request { .. } => "Request",
@@ -164,6 +173,10 @@ pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store
     RoomHandle { tx }
 }
 
+/// Events handled per wake-up of the actor: a busy room drains its mailbox
+/// in batches instead of being woken once per event.
+const EVENTS_PER_WAKE: usize = 64;
+
 struct Actor {
     room: String,
     id: String,
@@ -181,14 +194,19 @@ impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<RoomEvent>, config: RoomConfig) {
         let idle = tokio::time::sleep(config.hibernate_after);
         tokio::pin!(idle);
+        let mut batch = Vec::with_capacity(EVENTS_PER_WAKE);
         loop {
             let next_alarm = self.alarms.values().min().map(|at| {
                 Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
             });
             tokio::select! {
-                event = rx.recv() => {
-                    let Some(event) = event else { return };
-                    self.handle(event);
+                received = rx.recv_many(&mut batch, EVENTS_PER_WAKE) => {
+                    if received == 0 {
+                        return;
+                    }
+                    for event in batch.drain(..) {
+                        self.handle(event);
+                    }
                     idle.as_mut().reset(Instant::now() + config.hibernate_after);
                 }
                 () = &mut idle, if self.object.is_some() => {
@@ -239,6 +257,15 @@ impl Actor {
             RoomEvent::Message { conn, message } => {
                 if self.conns.contains_key(&conn) {
                     self.with_room(|room, ctx| room.on_message(ctx, conn, message));
+                }
+            }
+            RoomEvent::Messages { conn, messages } => {
+                if self.conns.contains_key(&conn) {
+                    self.with_room(|room, ctx| {
+                        for message in messages {
+                            room.on_message(ctx, conn, message);
+                        }
+                    });
                 }
             }
             RoomEvent::Error { conn, error } => {

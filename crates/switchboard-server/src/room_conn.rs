@@ -47,6 +47,8 @@ pub(crate) struct RoomConnection {
     pub(crate) tags: Vec<String>,
     pub(crate) attachment: Option<Vec<u8>>,
     pub(crate) opened: bool,
+    /// Messages of the current read, sent to the room as one event.
+    pub(crate) pending: Vec<Message>,
     /// Longest wait for the room to process our close before replying anyway.
     pub(crate) close_wait: Duration,
 }
@@ -62,14 +64,24 @@ impl Handler for RoomConnection {
     }
 
     async fn on_message(&mut self, message: Message, out: &mut Outbox<'_>) {
-        if self.room.send(RoomEvent::Message { conn: self.conn, message }).await.is_err() {
-            out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
+        self.pending.push(message);
+        if self.pending.len() >= MAX_BATCH {
+            self.forward(out).await;
         }
+    }
+
+    async fn on_read_end(&mut self, out: &mut Outbox<'_>) {
+        self.forward(out).await;
     }
 
     async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
         if !self.opened {
             return;
+        }
+        // Messages read before the close or the error reach the room first.
+        if !self.pending.is_empty() {
+            let messages = std::mem::take(&mut self.pending);
+            let _ = self.room.send(RoomEvent::Messages { conn: self.conn, messages }).await;
         }
         self.opened = false;
         if !clean && code != Some(CloseCode::ABNORMAL) {
@@ -81,6 +93,23 @@ impl Handler for RoomConnection {
         if self.room.send(RoomEvent::Close { conn: self.conn, closed, done: Some(done) }).await.is_ok() && orderly {
             // Replies the room sent before our close frame must go out before it.
             let _ = tokio::time::timeout(self.close_wait, processed).await;
+        }
+    }
+}
+
+/// Most messages sent to the room in one event; a longer read is split.
+const MAX_BATCH: usize = 64;
+
+impl RoomConnection {
+    /// Sends the messages of the current read to the room as one event.
+    async fn forward(&mut self, out: &mut Outbox<'_>) {
+        let event = match self.pending.len() {
+            0 => return,
+            1 => RoomEvent::Message { conn: self.conn, message: self.pending.pop().expect("one message") },
+            _ => RoomEvent::Messages { conn: self.conn, messages: std::mem::take(&mut self.pending) },
+        };
+        if self.room.send(event).await.is_err() {
+            out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
         }
     }
 }
