@@ -86,8 +86,16 @@ impl ClientHandshake {
         if !values("connection").any(|v| list_contains(v, "upgrade")) {
             return fail("response lacks Connection: upgrade");
         }
+        // §11.3.3 and §11.3.4: each appears at most once in a response, so a
+        // second copy is a broken server, not a choice between values.
+        if values("sec-websocket-accept").nth(1).is_some() {
+            return fail("more than one Sec-WebSocket-Accept");
+        }
         if values("sec-websocket-accept").next().map(<[u8]>::trim_ascii) != Some(self.expected_accept.as_bytes()) {
             return fail("Sec-WebSocket-Accept does not match our key");
+        }
+        if values("sec-websocket-protocol").nth(1).is_some() {
+            return fail("more than one Sec-WebSocket-Protocol");
         }
         let protocol = match values("sec-websocket-protocol").next() {
             None => None,
@@ -150,6 +158,47 @@ mod tests {
         let mut other = req.clone();
         other.protocols.push("mqtt".into());
         assert!(hs.handle_response(&other.accept_response(Some("mqtt"), None, &[])).is_err());
+    }
+
+    #[test]
+    fn a_protocol_when_we_offered_none_is_rejected() {
+        let (hs, mut req) = request(&[], None);
+        req.protocols.push("json".into());
+        assert!(hs.handle_response(&req.accept_response(Some("json"), None, &[])).is_err());
+    }
+
+    #[test]
+    fn a_second_accept_or_protocol_header_is_rejected() {
+        let (hs, req) = request(&["json"], None);
+        let good = String::from_utf8(req.accept_response(Some("json"), None, &[])).unwrap();
+        assert!(hs.handle_response(good.as_bytes()).unwrap().is_some());
+        let accept = format!("Sec-WebSocket-Accept: {}\r\n", accept_key(&req.key));
+        let two_accepts = good.replacen(&accept, &accept.repeat(2), 1);
+        assert_eq!(hs.handle_response(two_accepts.as_bytes()).unwrap_err().reason, "more than one Sec-WebSocket-Accept");
+        let two_protocols = good.replacen("Sec-WebSocket-Protocol: json\r\n", "Sec-WebSocket-Protocol: json\r\nSec-WebSocket-Protocol: json\r\n", 1);
+        assert_eq!(hs.handle_response(two_protocols.as_bytes()).unwrap_err().reason, "more than one Sec-WebSocket-Protocol");
+    }
+
+    #[test]
+    fn missing_upgrade_or_connection_in_the_answer_is_rejected() {
+        let (hs, req) = request(&[], None);
+        let good = String::from_utf8(req.accept_response(None, None, &[])).unwrap();
+        assert!(hs.handle_response(good.replacen("Upgrade: websocket\r\n", "", 1).as_bytes()).is_err());
+        assert!(hs.handle_response(good.replacen("Connection: Upgrade\r\n", "Connection: keep-alive\r\n", 1).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn extension_answers_split_over_several_headers_are_joined() {
+        let (hs, req) = request(&[], Some("permessage-deflate"));
+        let answer = req.accept_response(None, Some("permessage-deflate"), &[("Sec-WebSocket-Extensions", "x-other")]);
+        let (accepted, _) = hs.handle_response(&answer).unwrap().unwrap();
+        assert_eq!(accepted.extensions.as_deref(), Some("permessage-deflate, x-other"));
+    }
+
+    #[test]
+    fn a_malformed_answer_is_an_error_without_a_status() {
+        let (hs, _) = request(&[], None);
+        assert_eq!(hs.handle_response(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").unwrap_err().status, 0);
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub fn accept_key(key: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeError {
     /// HTTP status: 400 bad request, 426 wrong version, 431 head too large;
-    /// on the client side, the status the server answered with.
+    /// on the client side, the status the server answered with, or 0 when
+    /// its answer was not a well-formed HTTP response head.
     pub status: u16,
     /// What was wrong, for a person.
     pub reason: String,

@@ -103,13 +103,33 @@ mod tests {
     }
 
     #[test]
+    fn a_complete_head_longer_than_the_limit_is_431() {
+        assert_eq!(RequestHead::parse(REQUEST, REQUEST.len()).unwrap().unwrap().1, REQUEST.len());
+        assert_eq!(RequestHead::parse(REQUEST, REQUEST.len() - 1).unwrap_err().status, 431);
+    }
+
+    #[test]
     fn too_many_headers_is_431() {
-        let mut req = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..=MAX_HEADERS {
-            req.extend(format!("X-{i}: v\r\n").into_bytes());
-        }
-        req.extend(b"\r\n");
-        assert_eq!(RequestHead::parse(&req, 1 << 20).unwrap_err().status, 431);
+        let with_headers = |count: usize| {
+            let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+            for i in 0..count {
+                req.extend(format!("X-{i}: v\r\n").into_bytes());
+            }
+            req.extend(b"\r\n");
+            req
+        };
+        let (head, _) = RequestHead::parse(&with_headers(MAX_HEADERS), 1 << 20).unwrap().unwrap();
+        assert_eq!(head.headers.len(), MAX_HEADERS);
+        assert_eq!(RequestHead::parse(&with_headers(MAX_HEADERS + 1), 1 << 20).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn only_an_upgrade_to_websocket_takes_the_websocket_path() {
+        let head = |raw: &[u8]| RequestHead::parse(raw, 16384).unwrap().unwrap().0;
+        assert!(!head(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").wants_upgrade());
+        // What `curl --http2` sends over cleartext: plain HTTP may ignore it.
+        assert!(!head(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n").wants_upgrade());
+        assert!(head(b"GET / HTTP/1.1\r\nHost: h\r\nupgrade: h2c, WebSocket\r\n\r\n").wants_upgrade());
     }
 
     #[test]

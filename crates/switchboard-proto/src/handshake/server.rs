@@ -23,8 +23,10 @@ pub struct UpgradeRequest {
 }
 
 impl UpgradeRequest {
-    /// Validates a request head as a WebSocket opening handshake: 400 with
-    /// the reason for a bad request, 426 for an unsupported version.
+    /// Validates a request head as a WebSocket opening handshake (§4.2.1):
+    /// 400 with the reason for a bad request, 426 for an unsupported version.
+    /// A method other than GET is 400, not 405: the handshake itself is
+    /// malformed, and a 405 would owe an `Allow` header for the resource.
     pub fn from_head(head: &RequestHead) -> Result<UpgradeRequest, HandshakeError> {
         if head.method != "GET" {
             return Err(HandshakeError::bad_request(format!("a WebSocket handshake must be GET, not {}", head.method)));
@@ -40,10 +42,19 @@ impl UpgradeRequest {
             return Err(HandshakeError::bad_request("Connection header must contain upgrade"));
         }
         let key = head.header("sec-websocket-key").ok_or_else(|| HandshakeError::bad_request("missing Sec-WebSocket-Key"))?;
+        // §11.3.1: the key MUST NOT appear more than once; with two, which
+        // one the client will check the accept value against is unknowable.
+        if head.header_values("sec-websocket-key").nth(1).is_some() {
+            return Err(HandshakeError::bad_request("more than one Sec-WebSocket-Key"));
+        }
         let key = std::str::from_utf8(key).map(str::trim).unwrap_or("");
         match base64::engine::general_purpose::STANDARD.decode(key) {
             Ok(raw) if raw.len() == 16 => {}
             _ => return Err(HandshakeError::bad_request("Sec-WebSocket-Key must be base64 of 16 bytes")),
+        }
+        // §11.3.5: one version per request; a retry after 426 sends a new request.
+        if head.header_values("sec-websocket-version").nth(1).is_some() {
+            return Err(HandshakeError::bad_request("more than one Sec-WebSocket-Version"));
         }
         match head.header("sec-websocket-version").map(<[u8]>::trim_ascii) {
             Some(b"13") => {}
@@ -150,6 +161,7 @@ mod tests {
     #[test]
     fn upgrade_must_name_websocket() {
         assert_eq!(status_of(&GOOD.replacen("Upgrade: websocket", "Upgrade: h2c", 1)), 400);
+        assert_eq!(status_of(&GOOD.replacen("Upgrade: websocket\r\n", "", 1)), 400);
         assert!(validate(&GOOD.replacen("Upgrade: websocket", "Upgrade: WebSocket", 1)).is_ok());
     }
 
@@ -166,6 +178,30 @@ mod tests {
             assert_eq!(status_of(&GOOD.replacen("dGhlIHNhbXBsZSBub25jZQ==", bad, 1)), 400, "{bad:?}");
         }
         assert_eq!(status_of(&GOOD.replacen("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 1)), 400);
+    }
+
+    #[test]
+    fn the_key_must_not_appear_twice() {
+        let twice = GOOD.replacen("Sec-WebSocket-Version", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version", 1);
+        assert_eq!(status_of(&twice), 400);
+    }
+
+    #[test]
+    fn the_version_must_not_appear_twice() {
+        assert_eq!(status_of(&GOOD.replacen("Version: 13\r\n", "Version: 13\r\nSec-WebSocket-Version: 13\r\n", 1)), 400);
+    }
+
+    #[test]
+    fn header_names_match_in_any_case() {
+        let shouting = "GET /chat HTTP/1.1\r\nHOST: h\r\nUPGRADE: WEBSOCKET\r\nCONNECTION: UPGRADE\r\nSEC-WEBSOCKET-KEY: dGhlIHNhbXBsZSBub25jZQ==\r\nSEC-WEBSOCKET-VERSION: 13\r\nSEC-WEBSOCKET-PROTOCOL: json\r\nORIGIN: http://h\r\n\r\n";
+        let req = validate(shouting).unwrap();
+        assert_eq!((req.host.as_str(), req.key.as_str()), ("h", "dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!((req.protocols.as_slice(), req.origin.as_deref()), (&["json".to_owned()][..], Some("http://h")));
+        let whispering = shouting.lines().map(|l| match l.split_once(':') {
+            Some((name, value)) => format!("{}:{value}\r\n", name.to_ascii_lowercase()),
+            None => format!("{l}\r\n"),
+        });
+        assert_eq!(validate(&whispering.collect::<String>()).unwrap(), req);
     }
 
     #[test]
