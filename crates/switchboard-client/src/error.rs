@@ -9,6 +9,8 @@ use switchboard_proto::{CloseFrame, ProtocolError};
 pub enum ClientError {
     /// The URL is not a `ws://` URL we can connect to.
     InvalidUrl(String),
+    /// A header or subprotocol in the options cannot be sent as given.
+    InvalidOption(String),
     /// A socket error.
     Io(std::io::Error),
     /// The server refused or botched the opening handshake.
@@ -31,6 +33,7 @@ impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientError::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
+            ClientError::InvalidOption(why) => write!(f, "invalid option: {why}"),
             ClientError::Io(e) => write!(f, "socket error: {e}"),
             ClientError::Handshake(e) => write!(f, "handshake refused: {} {}", e.status, e.reason),
             ClientError::Deflate(e) => write!(f, "permessage-deflate: {e:?}"),

@@ -74,6 +74,10 @@ impl Client {
     }
 
     async fn open(url: WsUrl, options: ClientOptions) -> Result<Client, ClientError> {
+        let forged = |s: &str| s.chars().any(|c| c.is_control());
+        if options.headers.iter().any(|(k, v)| forged(k) || forged(v) || k.contains(':')) || options.protocols.iter().any(|p| forged(p) || p.contains(',')) {
+            return Err(ClientError::InvalidOption("header names, values and subprotocols must not contain control characters".into()));
+        }
         let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
         let _ = stream.set_nodelay(true);
         let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();

@@ -16,7 +16,12 @@ pub struct WsUrl {
 impl WsUrl {
     /// Parses a URL. `wss://` is refused: TLS is not built into this client.
     pub fn parse(url: &str) -> Result<WsUrl, ClientError> {
-        let invalid = |why: &str| ClientError::InvalidUrl(format!("{why}: {url}"));
+        let invalid = |why: &str| ClientError::InvalidUrl(format!("{why}: {url:?}"));
+        // Control characters (CR/LF above all) would end up in the request
+        // head and could forge headers.
+        if url.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(invalid("control characters or spaces in the URL"));
+        }
         let rest = url.strip_prefix("ws://").ok_or_else(|| invalid("only ws:// URLs are supported"))?;
         let (authority, path) = match rest.find(['/', '?']) {
             Some(at) => (&rest[..at], &rest[at..]),
@@ -70,7 +75,7 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_connect_to() {
-        for bad in ["http://x/", "wss://x/", "ws://:80/", "ws://x:notaport/", "ws://[::1/"] {
+        for bad in ["http://x/", "wss://x/", "ws://:80/", "ws://x:notaport/", "ws://[::1/", "ws://x/a\r\nX-Forged: 1", "ws://x/a b"] {
             assert!(WsUrl::parse(bad).is_err(), "{bad}");
         }
     }
