@@ -4,8 +4,11 @@
 #
 #   scripts/autobahn.sh [full|quick]     (quick skips 9.*, 12.*, 13.*)
 #
-# Needs ../shared/tools/autobahn (beside this repository) and a built
-# target/release/switchboard. The report goes to target/test-reports/autobahn/.
+# Needs ../shared/tools/autobahn (shared/ beside this repository) and a built
+# target/release/switchboard. The report goes to target/test-reports/autobahn/
+# (index.html per case, index.json, server.out / server.out.log).
+# Exit status: 0 as expected, 1 a regression against expected.json,
+# 2 could not run or the run is incomplete.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,24 +16,62 @@ MODE=${1:-full}
 TOOLS="../shared/tools/autobahn"
 REPORT="target/test-reports/autobahn"
 BIN="target/release/switchboard"
+# Hard limit for wstest; a full run against our server takes ~4-10 min.
+LIMIT_SECONDS=1800
 
+case "$MODE" in
+  full|quick) ;;
+  *) echo "autobahn: unknown mode '$MODE' (full|quick)"; exit 2 ;;
+esac
 [ -x "$BIN" ] || { echo "autobahn: build the release binary first (cargo build --release -p switchboard)"; exit 2; }
 [ -x "$TOOLS/run.sh" ] || { echo "autobahn: $TOOLS not found (shared/ must sit beside this repository)"; exit 2; }
-"$TOOLS/setup.sh"
+"$TOOLS/setup.sh" || { echo "autobahn: $TOOLS/setup.sh failed"; exit 2; }
 
 rm -rf "$REPORT"
 mkdir -p "$REPORT"
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
-trap stop_server EXIT
+RUN_PID=""
+# run.sh runs wstest under its own `timeout`, which puts wstest in a process
+# group of its own, out of reach of a signal to ours. So run.sh runs under
+# setsid and, if this script is stopped, its children (that
+# `timeout` among them) and then run.sh itself are stopped here, by PID.
+# shellcheck disable=SC2317 # called from the EXIT trap
+cleanup() {
+  if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
+    echo "autobahn: stopping the wstest run (pid $RUN_PID)"
+    local child
+    for child in $(pgrep -P "$RUN_PID" 2>/dev/null); do
+      kill -TERM "$child" 2>/dev/null || true
+    done
+    kill -TERM "$RUN_PID" 2>/dev/null || true
+  fi
+  stop_server
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 start_server "$REPORT/server.out" || exit 2
+echo "autobahn: server pid $SERVER_PID on $ADDR, $MODE run"
 
-args=(-o "$REPORT" -a switchboard -t 2400)
+args=(-o "$REPORT" -a switchboard -t "$LIMIT_SECONDS")
 [ "$MODE" = quick ] && args+=(-q)
 status=0
-"$TOOLS/run.sh" "${args[@]}" "ws://$ADDR/rooms/echo/autobahn" || status=$?
-if [ "$status" -eq 2 ]; then
-  echo "autobahn: the run did not complete"
+setsid "$TOOLS/run.sh" "${args[@]}" "ws://$ADDR/rooms/echo/autobahn" &
+RUN_PID=$!
+wait "$RUN_PID" || status=$?
+RUN_PID=""
+server_died=0
+if ! server_alive; then
+  echo "autobahn: FAILED: the server exited during the run; last lines of its stderr:"
+  tail -n 30 "$REPORT/server.out.log"
+  server_died=1
+fi
+stop_server
+if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
+  echo "autobahn: the run did not complete, run.sh exit status $status (report: $REPORT/)"
   exit 2
 fi
-python3 tests/autobahn/check.py "$REPORT" ${MODE:+--mode "$MODE"}
+check=0
+python3 tests/autobahn/check.py "$REPORT" --mode "$MODE" || check=$?
+[ "$server_died" -eq 0 ] || exit 1
+exit "$check"

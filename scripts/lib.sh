@@ -1,27 +1,46 @@
+# shellcheck shell=bash
 # Shared by the scripts that run the release binary; source it, do not run it.
 
 # start_server OUT_FILE: starts `switchboard serve` on a free loopback port
 # with in-memory storage, its stdout in OUT_FILE (stderr in OUT_FILE.log).
-# Sets SERVER_PID and ADDR (host:port); fails if no address appears in 10 s.
+# Sets SERVER_PID and ADDR (host:port) from the first `http://HOST:PORT` (or
+# bare `127.0.0.1:PORT`) the server prints; fails if the server exits or no
+# address appears within 10 s.
 start_server() {
   local out=$1
   target/release/switchboard serve --listen 127.0.0.1:0 --memory > "$out" 2> "$out.log" &
   SERVER_PID=$!
   ADDR=""
   for _ in $(seq 1 100); do
-    ADDR=$(sed -n 's#^switchboard listening on http://##p' "$out" | head -n1)
+    ADDR=$(grep -m1 -oE '(https?|wss?)://[^/[:space:]]+|127\.0\.0\.1:[0-9]+' "$out" | head -n1 | sed -E 's#^[a-z]+://##' || true)
     [ -n "$ADDR" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1
   done
-  echo "the server did not start; its log:" >&2
+  echo "the server did not print its address; its stderr:" >&2
   cat "$out.log" >&2
+  stop_server
   return 1
 }
 
-# stop_server: stops the server started by start_server, by its PID.
+# server_alive: true while the server started by start_server is running.
+server_alive() {
+  [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null
+}
+
+# stop_server: stops the server started by start_server, by its PID: SIGTERM,
+# then SIGKILL if it is still running after 10 s.
 stop_server() {
-  if [ -n "${SERVER_PID:-}" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+  [ -n "${SERVER_PID:-}" ] || return 0
+  kill "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    server_alive || break
+    sleep 0.1
+  done
+  if server_alive; then
+    echo "the server ignored SIGTERM for 10 s; sending SIGKILL" >&2
+    kill -9 "$SERVER_PID" 2>/dev/null || true
   fi
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
 }

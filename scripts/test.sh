@@ -3,87 +3,210 @@
 # what the tests need, then runs every part and reports each one.
 #
 #   scripts/test.sh
+#   scripts/test.sh --part deps|rust|node     one of the parts written here, alone
 #
-# Parts (each can be skipped or shortened for local iteration):
-#   deps      apt packages if missing, `npm ci`, the Autobahn venv
-#   build     release binary target/release/switchboard
-#   rust      unit + integration tests (cargo nextest, or cargo test)
-#   node      node:test files in tests/node/ against the release binary
+# Parts, in order (docs/testing.md has the details and the time budgets):
+#   deps      apt packages only if missing, `npm ci` (pins ws 8.23.0)
+#   build     release binaries target/release/switchboard{,-loadgen}
+#   rust      unit + integration tests (cargo nextest + doc tests, or cargo test)
+#   node      node:test files tests/node/*.test.js against the release binary
 #   bench     a one-second run of each load scenario, so the tools keep working
-#   fuzz      each fuzz target for FUZZ_SECONDS (default 60 s; 3 targets)
+#   fuzz      each fuzz target for FUZZ_SECONDS (default 60 s x 3 targets = 3 min
+#             of fuzzing, plus the instrumented build)
 #   autobahn  Autobahn|Testsuite fuzzing client against the echo room, all
-#             cases 1.*-13.*, gated by tests/autobahn/expected.json
+#             cases 1.*-13.* (compression included), gated by
+#             tests/autobahn/expected.json; report in target/test-reports/autobahn/
 #
-# Environment: SKIP_FUZZ=1, FUZZ_SECONDS=N, AUTOBAHN=full|quick|skip.
-# Budget on 2 cores (fresh machine): deps ~2 min, build + tests ~6 min,
-# fuzz ~5 min (3 x 60 s plus the fuzz build), Autobahn full ~10 min.
+# Environment: AUTOBAHN=full|quick|skip (default full), SKIP_FUZZ=1,
+# FUZZ_SECONDS=N. Needs a Rust toolchain (rustup, stable >= 1.85) and
+# ../shared/tools/autobahn beside this repository.
+#
+# A failing part does not stop the later ones (except that nothing runs the
+# binary when it did not build); the exit status is non-zero if any part
+# failed. Every part runs under a hard time limit (`timeout`), so a hung test
+# cannot hold CI until its own 90-minute limit.
 set -uo pipefail
 
 # Everything runs inside main so bash parses the whole file before running
 # it: editing this script during a run cannot break that run.
 main() {
+  cd "$(dirname "$0")/.." || exit 2
+  SELF=scripts/test.sh
+  exec </dev/null # nothing may wait for input (CI has no stdin)
+  START=$(date +%s)
+  CURRENT=""
+  trap 'interrupted INT' INT
+  trap 'interrupted TERM' TERM
+  PARTS=()
+  FAILED=()
+  mkdir -p target/test-reports
 
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-SHARED="$ROOT/../shared"
-REPORTS="$ROOT/target/test-reports"
-mkdir -p "$REPORTS"
-FAILED=()
-START=$(date +%s)
+  part deps 900 "$SELF" --part deps
 
-section() { printf '\n=== %s (t+%ss) ===\n' "$1" "$(( $(date +%s) - START ))"; }
-fail() { echo "FAILED: $1"; FAILED+=("$1"); }
+  if part build 2400 cargo build --release --locked -p switchboard -p switchboard-loadgen; then
+    BUILT=1
+  else
+    BUILT=0
+  fi
 
-section "dependencies"
-need_apt=()
-command -v node >/dev/null || need_apt+=(nodejs npm)
-command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
-command -v cc >/dev/null || need_apt+=(build-essential)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" || fail "apt install ${need_apt[*]}"
-fi
-npm ci --no-audit --no-fund --loglevel=error || fail "npm ci"
+  part rust 1800 "$SELF" --part rust
 
-section "build (release binaries)"
-if ! cargo build --release --locked -p switchboard -p switchboard-loadgen; then
-  fail "cargo build"
-  printf '\ntest suite: %s part(s) failed: %s\n' "${#FAILED[@]}" "${FAILED[*]}"
-  exit 1
-fi
+  if [ "$BUILT" = 1 ]; then
+    part node 600 "$SELF" --part node
+    part bench 300 scripts/bench-smoke.sh
+  else
+    skip node "the release binary did not build"
+    skip bench "the release binary did not build"
+  fi
 
-section "rust tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast || fail "rust tests"
-else
-  cargo test --workspace --locked --no-fail-fast || fail "rust tests"
-fi
+  if [ "${SKIP_FUZZ:-0}" = 1 ]; then
+    skip fuzz "SKIP_FUZZ=1"
+  elif ! [[ "${FUZZ_SECONDS:-60}" =~ ^[0-9]+$ ]]; then
+    record fuzz "FAILED (FUZZ_SECONDS='${FUZZ_SECONDS}' is not a number of seconds)"
+    FAILED+=(fuzz)
+  else
+    # FUZZ_SECONDS x 3 targets, plus 20 min for installing cargo-fuzz and the build.
+    part fuzz $(( ${FUZZ_SECONDS:-60} * 3 + 1200 )) scripts/fuzz.sh
+  fi
 
-section "node tests (independent client: ws)"
-node --test --test-concurrency=1 tests/node/ || fail "node tests"
+  case "${AUTOBAHN:-full}" in
+    skip) skip autobahn "AUTOBAHN=skip" ;;
+    full|quick)
+      if [ "$BUILT" = 1 ]; then
+        # run.sh's own limit is 1800 s; setup.sh takes ~1 min on a fresh machine.
+        part autobahn 2400 scripts/autobahn.sh "${AUTOBAHN:-full}"
+      else
+        skip autobahn "the release binary did not build"
+      fi
+      ;;
+    *) record autobahn "FAILED (AUTOBAHN='${AUTOBAHN}'; use full, quick or skip)"; FAILED+=(autobahn) ;;
+  esac
 
-section "benchmark smoke run (seconds; not a measurement)"
-scripts/bench-smoke.sh || fail "benchmark smoke run"
-
-section "fuzz smoke runs"
-if [ "${SKIP_FUZZ:-0}" = 1 ]; then
-  echo "skipped (SKIP_FUZZ=1)"
-else
-  scripts/fuzz.sh || fail "fuzz"
-fi
-
-section "autobahn"
-case "${AUTOBAHN:-full}" in
-  skip) echo "skipped (AUTOBAHN=skip)" ;;
-  *) scripts/autobahn.sh "${AUTOBAHN:-full}" || fail "autobahn" ;;
-esac
-
-section "summary"
-if [ ${#FAILED[@]} -eq 0 ]; then
-  echo "test suite: every part passed in $(( $(date +%s) - START )) s"
-  exit 0
-fi
-echo "test suite: ${#FAILED[@]} part(s) failed: ${FAILED[*]}"
-exit 1
+  summary
 }
 
+# part NAME SECONDS COMMAND...: runs one part under a time limit, with a
+# header, and records its outcome. The parts written in this file run as
+# `scripts/test.sh --part NAME` so that `timeout` bounds them too. `timeout` runs in
+# its own process group (so that on expiry it can stop the part's whole
+# process tree); an interrupt of this script is passed on to it by PID.
+part() {
+  local name=$1 limit=$2 began status
+  shift 2
+  began=$(date +%s)
+  printf '\n=== %s (t+%ss, limit %ss) ===\n' "$name" "$(( began - START ))" "$limit"
+  timeout -k 30 "$limit" "$@" &
+  CURRENT=$!
+  wait "$CURRENT"
+  status=$?
+  CURRENT=""
+  if [ "$status" -eq 0 ]; then
+    record "$name" passed "$began"
+    return 0
+  fi
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "FAILED: $name hit its time limit of ${limit}s"
+    record "$name" "FAILED (time limit ${limit}s)" "$began"
+  else
+    echo "FAILED: $name (exit status $status)"
+    record "$name" "FAILED (exit $status)" "$began"
+  fi
+  FAILED+=("$name")
+  return 1
+}
+
+# shellcheck disable=SC2317 # called from the traps set in main
+interrupted() {
+  echo "test suite: interrupted by SIG$1"
+  if [ -n "${CURRENT:-}" ]; then
+    kill -s TERM "$CURRENT" 2>/dev/null
+    wait "$CURRENT" 2>/dev/null
+  fi
+  exit 130
+}
+
+skip() {
+  printf '\n=== %s: skipped (%s) ===\n' "$1" "$2"
+  record "$1" "skipped ($2)" "$(date +%s)"
+}
+
+record() { PARTS+=("$(printf '%-9s %5ss  %s' "$1" "$(( $(date +%s) - ${3:-$(date +%s)} ))" "$2")"); }
+
+summary() {
+  printf '\n=== summary (t+%ss) ===\n' "$(( $(date +%s) - START ))"
+  printf '%s\n' "${PARTS[@]}"
+  if [ ${#FAILED[@]} -eq 0 ]; then
+    echo "test suite: every part passed in $(( $(date +%s) - START )) s"
+    exit 0
+  fi
+  echo "test suite: ${#FAILED[@]} part(s) failed: ${FAILED[*]}"
+  exit 1
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+deps() {
+  have cargo || { echo "cargo not found: install Rust with rustup (stable >= 1.85; Debian's rustc is too old)"; exit 1; }
+  local apt=()
+  have node || apt+=(nodejs)
+  have npm || apt+=(npm)
+  have python3 || apt+=(python3)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt+=(python3-venv) # Autobahn's venv
+  have c++ || apt+=(build-essential) # libFuzzer, wsaccel, C parts of crates
+  have curl || apt+=(curl ca-certificates)
+  have pgrep || apt+=(procps) # scripts/autobahn.sh stops wstest's process tree
+  # Add a package per line here, e.g. for browser tests:
+  # have chromium || apt+=(chromium)
+  if [ ${#apt[@]} -gt 0 ]; then
+    echo "installing with apt: ${apt[*]}"
+    [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${apt[@]}"
+  else
+    echo "apt: nothing missing"
+  fi
+  echo "node $(node --version), npm $(npm --version), $(python3 --version), $(cargo --version)"
+  npm ci --no-audit --no-fund --loglevel=error
+}
+
+rust_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    local status=0
+    cargo nextest run --workspace --locked --no-fail-fast || status=$?
+    echo "doc tests (nextest does not run them):"
+    cargo test --workspace --locked --doc || status=1
+    exit "$status"
+  fi
+  echo "cargo-nextest not installed; using cargo test"
+  cargo test --workspace --locked --no-fail-fast
+}
+
+node_tests() {
+  shopt -s nullglob
+  local files=(tests/node/*.test.js)
+  if [ ${#files[@]} -eq 0 ]; then
+    echo "no tests/node/*.test.js files"
+    exit 0
+  fi
+  # --test-concurrency (one file at a time: each starts its own server) needs
+  # Node >= 20.10; Debian 12's own nodejs (18) lacks the flag.
+  if node --help | grep -q -- --test-concurrency; then
+    node --test --test-concurrency=1 "${files[@]}"
+  else
+    node --test "${files[@]}"
+  fi
+}
+
+if [ "${1:-}" = --part ]; then
+  cd "$(dirname "$0")/.." || exit 2
+  set -euo pipefail
+  case "${2:-}" in
+    deps) deps ;;
+    rust) rust_tests ;;
+    node) node_tests ;;
+    *) echo "unknown part '${2:-}'"; exit 2 ;;
+  esac
+  exit 0
+fi
 main "$@"

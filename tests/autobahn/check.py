@@ -2,12 +2,21 @@
 """Compares an Autobahn|Testsuite report with the committed expectation.
 
     check.py REPORT_DIR [--mode full|quick]     exit 1 on any regression
-    check.py REPORT_DIR --write                 rewrite expected.json from the report
+    check.py REPORT_DIR --write [--force]       rewrite expected.json from the report
 
-A regression is a case that is FAILED, missing from the report, or worse than
-expected (OK > NON-STRICT > INFORMATIONAL > UNIMPLEMENTED > anything else).
+REPORT_DIR is the directory run.sh wrote (it holds index.json: agent -> case
+id -> {"behavior": ..., "behaviorClose": ..., ...}).
+
+A regression is a case that is FAILED (or any behaviour other than OK,
+NON-STRICT, INFORMATIONAL, UNIMPLEMENTED, e.g. WRONG CODE or UNCLEAN), missing
+from the report, or worse than expected, in the order
+OK > NON-STRICT > INFORMATIONAL > UNIMPLEMENTED > FAILED.
 A case better than expected is reported as an improvement; refresh the
-expectation with --write after checking it. Standard library only.
+expectation with --write after checking it. `--mode quick` only checks the
+cases of a `run.sh -q` run (no 9.*, 12.*, 13.*).
+
+Exit status: 0 as expected, 1 regression, 2 unusable report or arguments.
+Standard library only.
 """
 import argparse
 import json
@@ -15,73 +24,146 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-RANK = {"OK": 4, "NON-STRICT": 3, "INFORMATIONAL": 2, "UNIMPLEMENTED": 1}
+RANK = {"OK": 4, "NON-STRICT": 3, "INFORMATIONAL": 2, "UNIMPLEMENTED": 1, "FAILED": 0}
+COLUMNS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
 QUICK_EXCLUDED_GROUPS = {"9", "12", "13"}
-EXPECTED = Path(__file__).with_name("expected.json")
+DEFAULT_EXPECTED = Path(__file__).with_name("expected.json")
+
+
+def die(message):
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
+def rank(behavior):
+    """Anything the ranking does not know counts as FAILED, as in the HTML report."""
+    return RANK.get(behavior, 0)
 
 
 def case_key(case_id):
-    return tuple(int(part) for part in case_id.split("."))
+    return tuple(int(part) if part.isdigit() else 0 for part in case_id.split("."))
 
 
-def load_report(report_dir):
-    index = json.loads((Path(report_dir) / "index.json").read_text())
-    if len(index) != 1:
-        sys.exit(f"check: expected one agent in {report_dir}/index.json, found {sorted(index)}")
-    (cases,) = index.values()
-    return {case: result["behavior"] for case, result in cases.items()}
+def group_of(case_id):
+    return case_id.split(".")[0]
 
 
-def summary(results):
+def load_report(report_dir, agent):
+    path = Path(report_dir) / "index.json"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        die(f"check: cannot read {path}: {err}")
+    if agent is None:
+        if len(index) != 1:
+            die(f"check: {path} has agents {sorted(index)}; choose one with --agent")
+        (agent,) = index
+    if agent not in index:
+        die(f"check: agent {agent!r} not in {path} (have {sorted(index)})")
+    return {case: result.get("behavior", "MISSING") for case, result in index[agent].items()}
+
+
+def print_summary(results):
     groups = defaultdict(Counter)
     for case, behavior in results.items():
-        groups[case.split(".")[0]][behavior] += 1
-    for group in sorted(groups, key=int):
-        counts = " ".join(f"{b}={n}" for b, n in sorted(groups[group].items()))
-        print(f"check: {group + '.*':<6} {sum(groups[group].values()):>4} cases: {counts}")
+        column = behavior if behavior in RANK else "FAILED"
+        groups[group_of(case)][column] += 1
+    print(f"check: {'group':<6} {'cases':>5}  " + "  ".join(f"{c:>4}" for c in COLUMNS))
+    total = Counter()
+    for group in sorted(groups, key=lambda g: case_key(g)):
+        counts = groups[group]
+        total.update(counts)
+        cells = "  ".join(f"{counts[c]:>{max(len(c), 4)}}" for c in COLUMNS)
+        print(f"check: {group + '.*':<6} {sum(counts.values()):>5}  {cells}")
+    cells = "  ".join(f"{total[c]:>{max(len(c), 4)}}" for c in COLUMNS)
+    print(f"check: {'total':<6} {sum(total.values()):>5}  {cells}")
+
+
+def write_expected(results, expected_path, force):
+    bad = sorted((c for c, b in results.items() if rank(b) == 0), key=case_key)
+    if bad and not force:
+        print(f"check: refusing to write: {len(bad)} cases are not passing: {' '.join(bad[:20])}")
+        print("check: an expectation records a passing server; use --force to write it anyway")
+        return 2
+    if expected_path.exists():
+        old = json.loads(expected_path.read_text(encoding="utf-8"))
+        dropped = sorted(set(old) - set(results), key=case_key)
+        if dropped and not force:
+            print(f"check: refusing to write: the report lacks {len(dropped)} expected cases "
+                  f"(a quick run?): {' '.join(dropped[:20])}; use --force to drop them")
+            return 2
+    ordered = {case: results[case] for case in sorted(results, key=case_key)}
+    expected_path.write_text(json.dumps(ordered, indent=1) + "\n", encoding="utf-8")
+    print(f"check: wrote {len(ordered)} expectations to {expected_path}")
+    return 0
+
+
+def compare(results, expected, report_dir):
+    regressions, improvements = [], []
+    for case in sorted(set(expected) | {c for c, b in results.items() if rank(b) == 0}, key=case_key):
+        want, got = expected.get(case), results.get(case)
+        if got is None:
+            regressions.append(f"{case:<9} missing from the report (expected {want})")
+        elif rank(got) == 0:
+            regressions.append(f"{case:<9} {got} (expected {want or 'no expectation'})")
+        elif want is not None and rank(got) < rank(want):
+            regressions.append(f"{case:<9} {got} (expected {want})")
+        elif want is not None and rank(got) > rank(want):
+            improvements.append(f"{case:<9} {got} (expected {want})")
+    unexpected = sorted((c for c in set(results) - set(expected) if rank(results[c]) > 0), key=case_key)
+
+    for line in improvements:
+        print(f"check: improvement {line}")
+    if improvements:
+        print(f"check: {len(improvements)} improvements; after checking them, refresh the expectation:")
+        print(f"check:     tests/autobahn/check.py {report_dir} --write")
+    if unexpected:
+        shown = " ".join(unexpected[:20]) + (" ..." if len(unexpected) > 20 else "")
+        print(f"check: {len(unexpected)} cases have no expectation (not checked): {shown}")
+    missing = [line for line in regressions if "missing from the report" in line]
+    for line in regressions:
+        if line in missing[20:]:
+            continue
+        print(f"check: REGRESSION {line}")
+    if len(missing) > 20:
+        print(f"check: REGRESSION ... and {len(missing) - 20} more cases missing from the report")
+    checked = len(expected)
+    print(f"check: {checked} expected cases, {len(regressions)} regressions, {len(improvements)} improvements")
+    return 1 if regressions else 0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report_dir")
-    parser.add_argument("--mode", choices=["full", "quick"], default="full")
-    parser.add_argument("--write", action="store_true", help="rewrite expected.json from this report")
+    parser.add_argument("--mode", choices=["full", "quick"], default="full",
+                        help="quick: only the cases of a run.sh -q run are expected")
+    parser.add_argument("--agent", help="agent name in index.json (default: the only one)")
+    parser.add_argument("--expected", type=Path, default=DEFAULT_EXPECTED,
+                        help="expectation file (default: expected.json beside this script)")
+    parser.add_argument("--write", action="store_true", help="rewrite the expectation from this report")
+    parser.add_argument("--force", action="store_true", help="with --write: write even failing or partial reports")
     args = parser.parse_args()
 
-    results = load_report(args.report_dir)
-    summary(results)
+    results = load_report(args.report_dir, args.agent)
+    if not results:
+        print(f"check: no cases in {args.report_dir}/index.json")
+        return 2
+    print_summary(results)
     if args.write:
-        ordered = {case: results[case] for case in sorted(results, key=case_key)}
-        EXPECTED.write_text(json.dumps(ordered, indent=1) + "\n")
-        print(f"check: wrote {len(ordered)} expectations to {EXPECTED}")
-        return 0
+        return write_expected(results, args.expected, args.force)
 
-    expected = json.loads(EXPECTED.read_text())
+    try:
+        expected = json.loads(args.expected.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        print(f"check: cannot read {args.expected}: {err}")
+        return 2
     if not expected:
-        print("check: expected.json is empty; generate it with --write from a full report")
+        print(f"check: {args.expected} is empty; generate it from a full report of a passing run:")
+        print(f"check:     tests/autobahn/check.py {args.report_dir} --write")
         return 1
     if args.mode == "quick":
-        expected = {c: b for c, b in expected.items() if c.split(".")[0] not in QUICK_EXCLUDED_GROUPS}
-
-    regressions, improvements = [], []
-    for case in sorted(expected, key=case_key):
-        want, got = expected[case], results.get(case)
-        if got is None:
-            regressions.append(f"{case}: missing from the report (expected {want})")
-        elif RANK.get(got, 0) < RANK.get(want, 0) or got not in RANK:
-            regressions.append(f"{case}: {got} (expected {want})")
-        elif RANK[got] > RANK.get(want, 0):
-            improvements.append(f"{case}: {got} (expected {want})")
-    unexpected = sorted(set(results) - set(expected), key=case_key)
-    for line in improvements:
-        print(f"check: improvement {line}; refresh with: tests/autobahn/check.py {args.report_dir} --write")
-    if unexpected:
-        print(f"check: {len(unexpected)} cases have no expectation: {' '.join(unexpected[:10])}")
-    for line in regressions:
-        print(f"check: REGRESSION {line}")
-    checked = len(expected)
-    print(f"autobahn: {checked - len(regressions)} passed, {len(regressions)} failed")
-    return 1 if regressions else 0
+        expected = {c: b for c, b in expected.items() if group_of(c) not in QUICK_EXCLUDED_GROUPS}
+    return compare(results, expected, args.report_dir)
 
 
 if __name__ == "__main__":
