@@ -273,8 +273,9 @@ impl Actor {
                     self.with_room(|room, ctx| room.on_error(ctx, conn, &error));
                 }
             }
-            RoomEvent::Close { conn, closed, done } => {
-                if self.conns.remove(&conn).is_some() {
+            RoomEvent::Close { conn, mut closed, done } => {
+                if let Some(record) = self.conns.remove(&conn) {
+                    closed.attachment = record.attachment;
                     self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));
                 }
                 if let Some(done) = done {

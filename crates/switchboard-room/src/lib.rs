@@ -22,5 +22,6 @@ mod room;
 pub use actor::{spawn_room, RoomConfig, RoomEvent, RoomHandle, RoomStats};
 pub use conn::{ConnId, ConnSink, SendOutcome, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, RoomStorage};
-pub use room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
+pub use room::{Closed, ConnectRequest, Decision, Geo, Room, RoomFactory, RoomRequest, RoomResponse};
 pub use switchboard_proto::Message;
+pub use switchboard_store::{StoreError, StoreResult, Write};

@@ -19,6 +19,22 @@ pub struct ConnectRequest {
     pub headers: Vec<(String, String)>,
     /// The client's IP (from the socket or a trusted proxy).
     pub ip: IpAddr,
+    /// Where the IP is, from the server's geo database; `None` without a
+    /// database or for addresses it does not know.
+    pub geo: Option<Geo>,
+}
+
+/// The location of a client IP, as far as the geo database knows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Geo {
+    /// ISO 3166-1 alpha-2 country code, upper case (`"NZ"`).
+    pub country: Option<String>,
+    /// City name (English where the database has several).
+    pub city: Option<String>,
+    /// Latitude in degrees.
+    pub latitude: Option<f64>,
+    /// Longitude in degrees.
+    pub longitude: Option<f64>,
 }
 
 /// A room's answer to a connection attempt, given before the 101.
@@ -57,6 +73,10 @@ pub struct Closed {
     pub reason: String,
     /// True when the closing handshake completed.
     pub clean: bool,
+    /// The connection's attachment when it closed. The room layer fills
+    /// this in (whatever the sender of the event put here is replaced), so
+    /// `on_close` can tell who left even after the room hibernated.
+    pub attachment: Option<Vec<u8>>,
 }
 
 /// An HTTP request to a room (`/api/rooms/{kind}/{id}/...`).

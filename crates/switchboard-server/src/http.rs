@@ -1,5 +1,6 @@
-//! Plain HTTP on the same port, served by hyper: health, HTTP to rooms, and
-//! clear answers for requests that reach a WebSocket path without upgrading.
+//! Plain HTTP on the same port, served by hyper: health, HTTP to rooms, the
+//! embedded pages and client, and clear answers for requests that reach a
+//! WebSocket path without upgrading.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, UPGRADE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use switchboard_room::{RoomEvent, RoomRequest};
@@ -16,6 +17,7 @@ use tracing::debug;
 
 use switchboard_net::PrefixedIo;
 
+use crate::assets::{self, Asset};
 use crate::registry::Registry;
 use crate::routes::{ApiRoute, Route};
 
@@ -42,10 +44,6 @@ async fn route(req: Request<Incoming>, registry: Registry) -> Response<Full<Byte
     }
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/") => text(
-            StatusCode::OK,
-            "switchboard\n\nWebSocket rooms: ws://HOST/rooms/{kind}/{id} (kinds: echo, broadcast)\nTry: new WebSocket('ws://' + location.host + '/rooms/echo/x')\n",
-        ),
         _ if Route::parse(&path).is_ok() => {
             // A WebSocket path reached without an upgrade (or as a second
             // request on a keep-alive connection, which cannot be upgraded).
@@ -53,7 +51,45 @@ async fn route(req: Request<Incoming>, registry: Registry) -> Response<Full<Byte
             response.headers_mut().insert(UPGRADE, HeaderValue::from_static("websocket"));
             response
         }
+        (&Method::GET | &Method::HEAD, _) => match assets::lookup(&path) {
+            Some(asset) => asset_response(asset, &req),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// An embedded file, or 304 when the browser's copy is current. Pages
+/// change with the binary, so browsers must revalidate (`no-cache`); the
+/// ETag makes that a bodiless 304.
+fn asset_response(asset: Asset, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match asset {
+        Asset::Redirect(to) => {
+            let mut response = text(StatusCode::MOVED_PERMANENTLY, format!("moved to {to}\n"));
+            if let Ok(location) = HeaderValue::from_str(&to) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            response
+        }
+        Asset::File { body, content_type, etag } => {
+            let fresh = req.headers().get(IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes());
+            let mut response = if fresh {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                r
+            } else {
+                let mut r = Response::new(Full::new(body));
+                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                r
+            };
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            if let Ok(etag) = HeaderValue::from_str(&etag) {
+                headers.insert(ETAG, etag);
+            }
+            response
+        }
     }
 }
 

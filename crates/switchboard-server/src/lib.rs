@@ -1,9 +1,14 @@
 //! The switchboard server: joins the connection layer to the room layer.
 //!
 //! This crate owns routing (which path reaches which room kind), the plain
-//! HTTP routes, the registry of live rooms, the adapters between a socket
-//! and a room, the built-in room kinds, and starting/stopping a listener.
+//! HTTP routes and embedded pages, the client's IP and location, the
+//! registry of live rooms, the adapters between a socket and a room, and
+//! starting/stopping a listener. The built-in room kinds come from
+//! `switchboard-apps`.
 
+mod assets;
+mod client_ip;
+mod geo;
 mod http;
 mod kinds;
 mod registry;
@@ -21,7 +26,11 @@ use switchboard_store::{MemoryStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use client_ip::TrustedProxies;
+pub use geo::GeoDb;
+pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
+pub use switchboard_apps::{AppsConfig, ChatConfig};
 pub use routes::{is_kind_name, ApiRoute, RoomId, Route, RouteError};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
@@ -36,6 +45,12 @@ pub struct ServerConfig {
     /// Directory of the SQLite database (`switchboard.db`); `None` keeps
     /// room storage in memory (lost at exit).
     pub data_dir: Option<PathBuf>,
+    /// Settings of the built-in room kinds (chat limits).
+    pub apps: AppsConfig,
+    /// Where client IPs are looked up; `None`: every location is unknown.
+    pub geo: Option<Arc<GeoDb>>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A bound, not yet running server.
@@ -75,7 +90,8 @@ impl Server {
             None => Arc::new(MemoryStore::new()),
         };
         let listener = listen(addr)?;
-        Ok(Server { listener, config, store, kinds: kinds::built_in() })
+        let kinds = kinds::built_in(&config.apps);
+        Ok(Server { listener, config, store, kinds })
     }
 
     /// Registers a room kind (or replaces a built-in one): rooms of it are
@@ -104,6 +120,8 @@ impl Server {
             kinds,
             next_conn: AtomicU64::new(1),
             close_wait: self.config.net.close_timeout,
+            geo: self.config.geo,
+            trusted_proxies: self.config.trusted_proxies,
         });
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop)).await;
     }

@@ -87,7 +87,7 @@ impl Handler for RoomConnection {
         if !clean && code != Some(CloseCode::ABNORMAL) {
             let _ = self.room.send(RoomEvent::Error { conn: self.conn, error: reason.to_owned() }).await;
         }
-        let closed = Closed { code: code.map(CloseCode::as_u16), reason: reason.to_owned(), clean };
+        let closed = Closed { code: code.map(CloseCode::as_u16), reason: reason.to_owned(), clean, attachment: None };
         let (done, processed) = oneshot::channel();
         let orderly = clean || code != Some(CloseCode::ABNORMAL);
         if self.room.send(RoomEvent::Close { conn: self.conn, closed, done: Some(done) }).await.is_ok() && orderly {
@@ -123,7 +123,7 @@ impl Drop for RoomConnection {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let room = self.room.clone();
-            let closed = Closed { code: Some(CloseCode::ABNORMAL.as_u16()), reason: "connection task ended".into(), clean: false };
+            let closed = Closed { code: Some(CloseCode::ABNORMAL.as_u16()), reason: "connection task ended".into(), clean: false, attachment: None };
             let event = RoomEvent::Close { conn: self.conn, closed, done: None };
             runtime.spawn(async move {
                 let _ = room.send(event).await;

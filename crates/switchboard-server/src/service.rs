@@ -12,6 +12,8 @@ use switchboard_net::{Accept, PrefixedIo, Refusal, Service, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomEvent};
 use tokio::sync::oneshot;
 
+use crate::client_ip::TrustedProxies;
+use crate::geo::GeoDb;
 use crate::http;
 use crate::kinds::Kinds;
 use crate::registry::Registry;
@@ -23,6 +25,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) kinds: Arc<Kinds>,
     pub(crate) next_conn: AtomicU64,
     pub(crate) close_wait: Duration,
+    pub(crate) geo: Option<Arc<GeoDb>>,
+    pub(crate) trusted_proxies: TrustedProxies,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -36,16 +40,15 @@ impl Service for SwitchboardService {
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
         let spec = self.kinds.get(&kind).ok_or_else(|| not_found(RouteError::UnknownKind(kind.clone())))?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let headers: Vec<(String, String)> =
+            info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
+        let ip = self.trusted_proxies.client_ip(info.peer, &headers);
         let request = ConnectRequest {
             conn,
             query: info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
-            headers: info
-                .head
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned()))
-                .collect(),
-            ip: info.peer.ip(),
+            headers,
+            ip,
+            geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
         };
         for _ in 0..ROOM_ATTEMPTS {
             let Some(room) = self.registry.room(&kind, id.clone()).await else { break };

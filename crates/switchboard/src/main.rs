@@ -16,8 +16,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
-use switchboard_server::{Server, ServerConfig};
+use std::sync::Arc;
+
+use switchboard_server::{ChatConfig, GeoDb, IpNet, Server, ServerConfig, TrustedProxies};
 use tokio::sync::watch;
 
 /// A self-hosted realtime server: WebSocket rooms as durable actors.
@@ -52,7 +55,57 @@ enum Command {
         /// connections stay open and the next event rebuilds it.
         #[arg(long, default_value = "10s", value_parser = duration::parse_duration)]
         hibernate_after: Duration,
+        /// MaxMind-format geo database (GeoLite2/GeoIP2 City or Country,
+        /// DB-IP, ip-location-db) for client countries; without it they are
+        /// unknown. An unreadable file is reported and ignored.
+        #[arg(long, value_name = "PATH")]
+        geo_db: Option<PathBuf>,
+        /// A proxy (address or CIDR network) whose `Forwarded` /
+        /// `X-Forwarded-For` headers name the client; repeatable.
+        #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_network)]
+        trusted_proxies: Vec<IpNet>,
+        #[command(flatten)]
+        chat: ChatArgs,
     },
+}
+
+/// The chat room kind's limits.
+#[derive(clap::Args)]
+struct ChatArgs {
+    /// Users per chat room.
+    #[arg(long, default_value_t = ChatConfig::default().max_users, value_parser = clap::value_parser!(u32).range(1..=100_000).map(|v| v as usize))]
+    chat_max_users: usize,
+    /// Longest chat message, in characters.
+    #[arg(long, default_value_t = ChatConfig::default().max_length, value_parser = clap::value_parser!(u32).range(1..=65_536).map(|v| v as usize))]
+    chat_max_length: usize,
+    /// Chat messages per second per user, sustained.
+    #[arg(long, default_value_t = ChatConfig::default().per_second, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    chat_rate: u32,
+    /// Chat messages a user may send in one burst.
+    #[arg(long, default_value_t = ChatConfig::default().burst, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    chat_burst: u32,
+    /// Chat messages kept per room and sent to newcomers.
+    #[arg(long, default_value_t = ChatConfig::default().history, value_parser = clap::value_parser!(u32).range(0..=10_000).map(|v| v as usize))]
+    chat_history: usize,
+}
+
+impl ChatArgs {
+    fn config(&self) -> ChatConfig {
+        ChatConfig {
+            max_users: self.chat_max_users,
+            max_length: self.chat_max_length,
+            per_second: self.chat_rate,
+            burst: self.chat_burst,
+            history: self.chat_history,
+        }
+    }
+}
+
+/// `10.0.0.0/8`, or a single address (`10.0.0.5`, `::1`).
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network like 10.0.0.0/8"))
 }
 
 fn main() -> ExitCode {
@@ -69,11 +122,23 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after } => {
+        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_db, trusted_proxies, chat } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
             config.net.ping_interval = ping_interval;
             config.net.pong_timeout = pong_timeout;
             config.rooms.hibernate_after = hibernate_after;
+            config.apps.chat = chat.config();
+            config.trusted_proxies = TrustedProxies::new(trusted_proxies);
+            config.geo = geo_db.and_then(|path| match GeoDb::open(&path) {
+                Ok(db) => {
+                    tracing::info!(path = %path.display(), kind = db.database_type(), "geo database loaded");
+                    Some(Arc::new(db))
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; client countries will be unknown");
+                    None
+                }
+            });
             runtime.block_on(serve(listen, config))
         }
     }

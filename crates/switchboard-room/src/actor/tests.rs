@@ -90,7 +90,7 @@ fn config() -> RoomConfig {
 
 async fn join(room: &RoomHandle, id: u64, query: &str) -> Result<Arc<FakeSink>, Decision> {
     let (reply, rx) = oneshot::channel();
-    let request = ConnectRequest { conn: ConnId(id), query: query.into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST) };
+    let request = ConnectRequest { conn: ConnId(id), query: query.into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None };
     room.send(RoomEvent::Connect { request, reply }).await.unwrap();
     match rx.await.unwrap() {
         Decision::Accept { tags, attachment } => {
@@ -233,7 +233,7 @@ async fn a_closed_connection_leaves_the_room() {
     let room = spawn_room("t/c".into(), "c".into(), factory(), Arc::new(MemoryStore::new()), config());
     let _a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
-    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(1000), reason: String::new(), clean: true }, done: None }).await.unwrap();
+    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(1000), reason: String::new(), clean: true, attachment: None }, done: None }).await.unwrap();
     say(&room, 1, "ghost").await;
     assert_eq!(settle(&room).await.connections, 1);
     assert!(b.texts().is_empty(), "messages from a closed connection are ignored");
