@@ -155,8 +155,9 @@ deps() {
   have c++ || apt+=(build-essential) # libFuzzer, wsaccel, C parts of crates
   have curl || apt+=(curl ca-certificates)
   have pgrep || apt+=(procps) # scripts/autobahn.sh stops wstest's process tree
-  # Add a package per line here, e.g. for browser tests:
-  # have chromium || apt+=(chromium)
+  # Browser tests: Debian's Chromium, driven by playwright-core (which never
+  # downloads a browser of its own).
+  [ -x /usr/bin/chromium ] || apt+=(chromium)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }

@@ -2,8 +2,10 @@
 //! (GeoLite2 / GeoIP2 City or Country, DB-IP, or the flat layout of the
 //! `ip-location-db` packages).
 //!
-//! The database is read into memory once at startup. Without one every
-//! location is unknown; a lookup never fails a connection.
+//! Several files may be loaded (the `ip-location-db` packages ship IPv4 and
+//! IPv6 separately); they are asked in order and the first match wins. Files
+//! are read into memory once at startup. Without any, every location is
+//! unknown; a lookup never fails a connection.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,14 +15,16 @@ use maxminddb::Reader;
 use serde::Deserialize;
 use switchboard_room::Geo;
 
-/// A loaded geo database.
+/// The loaded geo database files.
+#[derive(Default)]
 pub struct GeoDb {
-    reader: Reader<Vec<u8>>,
+    readers: Vec<Reader<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeoDb").field("type", &self.reader.metadata().database_type).finish()
+        let types: Vec<&str> = self.readers.iter().map(|r| r.metadata().database_type.as_str()).collect();
+        f.debug_struct("GeoDb").field("types", &types).finish()
     }
 }
 
@@ -59,20 +63,32 @@ fn country_code(code: Option<String>) -> Option<String> {
 }
 
 impl GeoDb {
-    /// Reads the database at `path`.
-    pub fn open(path: &Path) -> Result<GeoDb, String> {
+    /// No files yet: every lookup is `None`.
+    pub fn new() -> GeoDb {
+        GeoDb::default()
+    }
+
+    /// Reads the database file at `path` and asks it after the ones added
+    /// before. Returns its type, e.g. `GeoLite2-City`.
+    pub fn add(&mut self, path: &Path) -> Result<String, String> {
         let reader = Reader::open_readfile(path).map_err(|e| format!("cannot read the geo database {}: {e}", path.display()))?;
-        Ok(GeoDb { reader })
+        let kind = reader.metadata().database_type.clone();
+        self.readers.push(reader);
+        Ok(kind)
     }
 
-    /// The database's type, e.g. `GeoLite2-City`.
-    pub fn database_type(&self) -> &str {
-        &self.reader.metadata().database_type
+    /// True when no file is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.readers.is_empty()
     }
 
-    /// Where `ip` is, or `None` when the database does not know it.
+    /// Where `ip` is, or `None` when no database knows it.
     pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
-        let record: Record = self.reader.lookup(ip).ok()?.decode().ok()??;
+        self.readers.iter().find_map(|reader| GeoDb::lookup_in(reader, ip))
+    }
+
+    fn lookup_in(reader: &Reader<Vec<u8>>, ip: IpAddr) -> Option<Geo> {
+        let record: Record = reader.lookup(ip).ok()?.decode().ok()??;
         let country = record.country.and_then(|c| c.iso_code).or(record.registered_country.and_then(|c| c.iso_code)).or(record.country_code);
         let city = record.city.and_then(|c| match c {
             City::Names { mut names } => names.remove("en").or_else(|| names.into_values().next()),

@@ -56,10 +56,11 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = duration::parse_duration)]
         hibernate_after: Duration,
         /// MaxMind-format geo database (GeoLite2/GeoIP2 City or Country,
-        /// DB-IP, ip-location-db) for client countries; without it they are
-        /// unknown. An unreadable file is reported and ignored.
-        #[arg(long, value_name = "PATH")]
-        geo_db: Option<PathBuf>,
+        /// DB-IP, ip-location-db) for client countries; repeatable (e.g. the
+        /// IPv4 and the IPv6 file), first match wins. Without one countries
+        /// are unknown; an unreadable file is reported and skipped.
+        #[arg(long = "geo-db", value_name = "PATH")]
+        geo_dbs: Vec<PathBuf>,
         /// A proxy (address or CIDR network) whose `Forwarded` /
         /// `X-Forwarded-For` headers name the client; repeatable.
         #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_network)]
@@ -122,26 +123,34 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_db, trusted_proxies, chat } => {
+        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_dbs, trusted_proxies, chat } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
             config.net.ping_interval = ping_interval;
             config.net.pong_timeout = pong_timeout;
             config.rooms.hibernate_after = hibernate_after;
             config.apps.chat = chat.config();
             config.trusted_proxies = TrustedProxies::new(trusted_proxies);
-            config.geo = geo_db.and_then(|path| match GeoDb::open(&path) {
-                Ok(db) => {
-                    tracing::info!(path = %path.display(), kind = db.database_type(), "geo database loaded");
-                    Some(Arc::new(db))
-                }
-                Err(e) => {
-                    tracing::warn!("{e}; client countries will be unknown");
-                    None
-                }
-            });
+            config.geo = load_geo(&geo_dbs);
             runtime.block_on(serve(listen, config))
         }
     }
+}
+
+/// Loads every readable geo database. A missing file must not keep the
+/// server from starting (countries are a nicety), so it is reported loudly
+/// and skipped.
+fn load_geo(paths: &[PathBuf]) -> Option<Arc<GeoDb>> {
+    let mut db = GeoDb::new();
+    for path in paths {
+        match db.add(path) {
+            Ok(kind) => tracing::info!(path = %path.display(), kind, "geo database loaded"),
+            Err(e) => tracing::warn!("{e}; skipped"),
+        }
+    }
+    if db.is_empty() && !paths.is_empty() {
+        tracing::warn!("no geo database could be read: client countries will be unknown");
+    }
+    (!db.is_empty()).then(|| Arc::new(db))
 }
 
 async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {

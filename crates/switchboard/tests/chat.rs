@@ -321,4 +321,7 @@ async fn a_missing_geo_database_means_unknown_countries_not_a_failure() {
     let server = ServerProcess::start_with(&["--memory", "--geo-db", "/nonexistent/geo.mmdb"]);
     let c = join(&server, "nogeo").await;
     assert!(c.country.is_null());
+    // An unreadable file among several is skipped; the others still answer.
+    let (server, _db) = geo_server(&["--geo-db", "/nonexistent/geo-ipv6.mmdb"]);
+    assert_eq!(join(&server, "somegeo").await.country, "NZ");
 }
