@@ -40,10 +40,12 @@ export interface WebSocketLike {
   readonly readyState: number;
   readonly protocol: string;
   binaryType: string;
-  onopen: ((event: any) => void) | null;
-  onmessage: ((event: { data: any }) => void) | null;
-  onerror: ((event: any) => void) | null;
-  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  // The client sets these; it reads event.data, event.error, and
+  // event.code/reason/wasClean from the events it is given.
+  onopen: ((event: any) => any) | null;
+  onmessage: ((event: any) => any) | null;
+  onerror: ((event: any) => any) | null;
+  onclose: ((event: any) => any) | null;
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void;
   close(code?: number, reason?: string): void;
 }
