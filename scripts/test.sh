@@ -3,13 +3,17 @@
 # what the tests need, then runs every part and reports each one.
 #
 #   scripts/test.sh
-#   scripts/test.sh --part deps|rust|node     one of the parts written here, alone
+#   scripts/test.sh --part deps|rust|node|e2e   one of the parts written here, alone
 #
 # Parts, in order (docs/testing.md has the details and the time budgets):
-#   deps      apt packages only if missing, `npm ci` (pins ws 8.23.0)
-#   build     release binaries target/release/switchboard{,-loadgen}
+#   deps      apt packages only if missing (chromium too), `npm ci` (pins ws
+#             8.23.0 and playwright-core 1.65.1)
+#   build     release binaries target/release/switchboard{,-loadgen} and the
+#             geo_fixture example (the browser tests' geo database)
 #   rust      unit + integration tests (cargo nextest + doc tests, or cargo test)
 #   node      node:test files tests/node/*.test.js against the release binary
+#   e2e       tests/e2e/*.test.js: the app pages in headless Chromium against
+#             the release binary; screenshots in target/test-reports/e2e/
 #   bench     a one-second run of each load scenario, so the tools keep working
 #   fuzz      each fuzz target for FUZZ_SECONDS (default 60 s x 3 targets = 3 min
 #             of fuzzing, plus the instrumented build)
@@ -43,7 +47,7 @@ main() {
 
   part deps 900 "$SELF" --part deps
 
-  if part build 2400 cargo build --release --locked -p switchboard -p switchboard-loadgen; then
+  if part build 2400 cargo build --release --locked -p switchboard -p switchboard-loadgen --bins --example geo_fixture; then
     BUILT=1
   else
     BUILT=0
@@ -53,9 +57,11 @@ main() {
 
   if [ "$BUILT" = 1 ]; then
     part node 600 "$SELF" --part node
+    part e2e 900 "$SELF" --part e2e
     part bench 300 scripts/bench-smoke.sh
   else
     skip node "the release binary did not build"
+    skip e2e "the release binary did not build"
     skip bench "the release binary did not build"
   fi
 
@@ -199,6 +205,16 @@ node_tests() {
   fi
 }
 
+e2e_tests() {
+  shopt -s nullglob
+  local files=(tests/e2e/*.test.js)
+  [ ${#files[@]} -gt 0 ] || { echo "no tests/e2e/*.test.js files"; exit 1; }
+  # One file at a time: each launches its own Chromium (~0.7 GB).
+  # helpers.js points TMPDIR at a per-file scratch directory, so Chromium's
+  # profiles never pile up in /tmp.
+  node --test --test-concurrency=1 "${files[@]}"
+}
+
 if [ "${1:-}" = --part ]; then
   cd "$(dirname "$0")/.." || exit 2
   set -euo pipefail
@@ -206,6 +222,7 @@ if [ "${1:-}" = --part ]; then
     deps) deps ;;
     rust) rust_tests ;;
     node) node_tests ;;
+    e2e) e2e_tests ;;
     *) echo "unknown part '${2:-}'"; exit 2 ;;
   esac
   exit 0

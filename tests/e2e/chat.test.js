@@ -1,6 +1,7 @@
 // The built-in apps' pages in headless Chromium against the real server
-// binary (docs/e2e.md): the echo and broadcast pages, then the chat page with
-// two users from the first join through a server restart.
+// binary (docs/e2e.md): the landing page, the echo and broadcast pages, the
+// chat page with two users from the first join through a server restart, and
+// the chat on a server without a geo database.
 //
 //   node --test --test-concurrency=1 tests/e2e/
 //
@@ -292,4 +293,21 @@ step('the server restarts: A shows reconnecting, reconnects by itself and shows 
   await waitFor(chat.a, 'A: a message after the restart acked', hasMessage, { side: 'own', text: 'back again', state: 'sent' }, seen);
   await screenshot(chat.a, 'chat-06-reconnected-A');
   assert.deepEqual(chat.a.errors, []);
+});
+
+// --- chat without a geo database ---
+
+test('chat without a geo database: every user gets the neutral symbol', { timeout: 60_000 }, async () => {
+  const plain = await startServer({ label: 'nogeo' });
+  try {
+    const page = await open(`${plain.url}/apps/chat/?room=${uniqueRoom('nogeo')}`);
+    await waitFor(page, 'one user listed', () => document.querySelectorAll('#users li').length === 1, null, seen);
+    const user = await page.$eval('#users li', (li) => ({ country: li.dataset.country, flag: li.querySelector('.flag').textContent, title: li.querySelector('.flag').title }));
+    assert.deepEqual(user, { country: '', flag: '\u{1F310}', title: 'country unknown' });
+    await screenshot(page, 'chat-nogeo');
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  } finally {
+    await plain.stop();
+  }
 });

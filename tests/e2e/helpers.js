@@ -70,7 +70,7 @@ let serverCount = 0;
 
 /**
  * Starts `switchboard serve` on `listen` (port 0 picks one) with its storage
- * in `dataDir`, and resolves once it prints `switchboard listening on
+ * in `dataDir` (in memory without one), and resolves once it prints `switchboard listening on
  * http://ADDR`. Its stderr goes to target/test-reports/e2e/<label>-N.log.
  * stop() sends SIGTERM to this child's PID and waits for it to exit.
  */
@@ -79,7 +79,8 @@ async function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb }) {
   fs.mkdirSync(REPORTS, { recursive: true });
   const logFile = path.join(REPORTS, `${label}-server-${serverCount}.log`);
   const log = fs.openSync(logFile, 'w');
-  const args = ['serve', '--listen', listen, '--data-dir', dataDir, '--ping-interval', '1s', '--pong-timeout', '2s'];
+  const args = ['serve', '--listen', listen, ...(dataDir ? ['--data-dir', dataDir] : ['--memory']),
+    '--ping-interval', '1s', '--pong-timeout', '2s'];
   if (geoDb) args.push('--geo-db', geoDb);
   const child = spawn(BINARY, args, { cwd: ROOT, stdio: ['ignore', 'pipe', log] });
   fs.closeSync(log);

@@ -37,6 +37,6 @@ pub fn built_in(config: &AppsConfig) -> Vec<KindDef> {
     vec![
         KindDef { name: "echo", subprotocols: &["json"], factory: echo::factory() },
         KindDef { name: "broadcast", subprotocols: &["json"], factory: broadcast::factory() },
-        KindDef { name: "chat", subprotocols: &["json"], factory: chat::factory(config.chat.clone()) },
+        KindDef { name: "chat", subprotocols: &["json"], factory: chat::factory(config.chat) },
     ]
 }

@@ -98,7 +98,7 @@ async fn handle_socket<S: Service>(mut stream: TcpStream, peer: SocketAddr, serv
     };
     let (head, consumed) = head;
     if !head.wants_upgrade() {
-        service.http(PrefixedIo::new(buf.freeze(), stream), peer).await;
+        service.http(PrefixedIo::new(buf.freeze(), stream), peer, shutdown).await;
         return;
     }
     let request = match UpgradeRequest::from_head(&head) {

@@ -9,6 +9,7 @@ use switchboard_proto::handshake::{RequestHead, UpgradeRequest};
 
 use crate::handler::Handler;
 use crate::io::PrefixedIo;
+use crate::listener::Shutdown;
 
 /// What the service is told about an upgrade request.
 pub struct UpgradeInfo<'a> {
@@ -47,6 +48,9 @@ pub trait Service: Send + Sync + 'static {
     fn upgrade(&self, info: UpgradeInfo<'_>) -> impl Future<Output = Result<Accept<Self::Handler>, Refusal>> + Send;
 
     /// Serves a request that is not a WebSocket upgrade. `io` replays the
-    /// bytes already read before reading from the socket.
-    fn http(&self, io: PrefixedIo, peer: SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// bytes already read before reading from the socket. On `shutdown` the
+    /// connection should finish the request in flight and close: the
+    /// listener waits for every connection before the process exits, and a
+    /// browser keeps idle keep-alive connections open indefinitely.
+    fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

@@ -4,18 +4,19 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use switchboard_room::{RoomEvent, RoomRequest};
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use switchboard_net::PrefixedIo;
+use switchboard_net::{PrefixedIo, Shutdown};
 
 use crate::assets::{self, Asset};
 use crate::registry::Registry;
@@ -24,12 +25,30 @@ use crate::routes::{ApiRoute, Route};
 /// Largest request body passed to a room. 1 MiB: events, not uploads.
 const MAX_ROOM_REQUEST_BODY: usize = 1 << 20;
 
-pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry) {
+/// Time a client has to send a request head. 30 s: patient with slow links,
+/// and a connection that sends nothing does not hold a task forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, mut shutdown: Shutdown) {
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
         async move { Ok::<_, Infallible>(route(req, registry).await) }
     });
-    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await {
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = shutdown.wait() => {
+            // Answers the request in flight, then closes; an idle keep-alive
+            // connection closes at once instead of delaying the exit.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         debug!(%peer, error = %e, "http connection ended with an error");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_net::{Accept, PrefixedIo, Refusal, Service, UpgradeInfo};
+use switchboard_net::{Accept, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomEvent};
 use tokio::sync::oneshot;
 
@@ -70,7 +70,7 @@ impl Service for SwitchboardService {
         Err(Refusal { status: 503, reason: "room unavailable, try again".into() })
     }
 
-    fn http(&self, io: PrefixedIo, peer: SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone()))
+    fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(http::serve_connection(io, peer, self.registry.clone(), shutdown))
     }
 }

@@ -92,6 +92,10 @@ fn send_error(ctx: &mut Ctx<'_>, conn: ConnId, code: ErrorCode, message: &str, r
     send(ctx, conn, &ServerMessage::Error { code, message, r#ref });
 }
 
+/// Why a client message was not accepted: the error code, the text shown to
+/// the user, and the client's `ref` to echo so it can mark its message.
+type Refused = (ErrorCode, &'static str, Option<String>);
+
 impl Chat {
     /// Loads the message counter of room `id`.
     pub fn load(id: &str, config: ChatConfig, storage: &RoomStorage<'_>) -> Chat {
@@ -123,7 +127,7 @@ impl Chat {
     }
 
     /// Checks a client message; `Ok` holds the text and ref to accept.
-    fn check(&mut self, conn: ConnId, message: &Message) -> Result<(String, Option<String>), (ErrorCode, &'static str, Option<String>)> {
+    fn check(&mut self, conn: ConnId, message: &Message) -> Result<(String, Option<String>), Refused> {
         let bad = |r| (ErrorCode::BadMessage, "send a JSON object like {\"type\":\"message\",\"text\":\"hello\"}", r);
         let Message::Text(_) = message else { return Err(bad(None)) };
         let Ok(ClientMessage::Message { text, r#ref }) = serde_json::from_slice::<ClientMessage>(message.payload()) else {
