@@ -5,43 +5,94 @@
 # (min-max) table for docs/benchmarks.md.
 #
 #   scripts/bench-matrix.sh [RUNS] [SECONDS]      (defaults 3 and 5)
+#   SCENARIOS="echo-20B-w16 broadcast-1000-w16" SERVERS="switchboard node-ws" \
+#     scripts/bench-matrix.sh 1 2                 (a subset; names as below)
 #
-# Loopback only; every run is bounded by SECONDS. Builds the release
-# binaries and bench/peers (tokio-tungstenite, fastwebsockets) first.
+# Loopback only; every run is bounded by SECONDS plus the scenario's connect
+# allowance. Builds the release binaries and bench/peers (tokio-tungstenite,
+# fastwebsockets) first. The Node peer (bench/peers/node/peer-ws.js) runs
+# when `node` and the `ws` package (`npm ci` at the repository root) are
+# there, and is skipped with a note otherwise.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 SECS=${2:-5}
 OUT=target/bench-matrix
-mkdir -p "$OUT"
-cargo build --release --locked -p switchboard -p switchboard-loadgen
-(cd bench/peers && cargo build --release)
 LOADGEN=target/release/switchboard-loadgen
 
 declare -A SERVER=(
   [switchboard]="target/release/switchboard serve --listen 127.0.0.1:0 --memory"
   [tokio-tungstenite]="bench/peers/target/release/peer-tungstenite 127.0.0.1:0"
   [fastwebsockets]="bench/peers/target/release/peer-fastwebsockets 127.0.0.1:0"
+  [node-ws]="node bench/peers/node/peer-ws.js 127.0.0.1:0"
 )
-# scenario name | loadgen arguments | path | servers that support it
-SCENARIOS=(
-  "echo-20B-w16|echo --connections 100 --in-flight 16 --size 20|/rooms/echo/bench|switchboard tokio-tungstenite fastwebsockets"
-  "echo-20B-w1|echo --connections 100 --in-flight 1 --size 20|/rooms/echo/bench|switchboard tokio-tungstenite fastwebsockets"
-  "echo-16KiB-w16|echo --connections 100 --in-flight 16 --size 16384 --binary|/rooms/echo/bench|switchboard tokio-tungstenite fastwebsockets"
-  "broadcast-1000-w16|broadcast --subscribers 1000 --in-flight 16 --size 32|/rooms/broadcast/bench|switchboard tokio-tungstenite"
-  "broadcast-1000-w1|broadcast --subscribers 1000 --in-flight 1 --size 32|/rooms/broadcast/bench|switchboard tokio-tungstenite"
+ALL_SERVERS="switchboard tokio-tungstenite fastwebsockets node-ws"
+BROADCASTERS="switchboard tokio-tungstenite fastwebsockets node-ws"
+# name | loadgen arguments | path | servers | seconds allowed for connecting.
+# Connecting 10,000 subscribers takes long on switchboard: its broadcast room
+# announces the member count to every member on every join (~50 M frames).
+MATRIX=(
+  "echo-20B-w16|echo --connections 100 --in-flight 16 --size 20|/rooms/echo/bench|$ALL_SERVERS|60"
+  "echo-20B-w1|echo --connections 100 --in-flight 1 --size 20|/rooms/echo/bench|$ALL_SERVERS|60"
+  "echo-16KiB-w16|echo --connections 100 --in-flight 16 --size 16384 --binary|/rooms/echo/bench|$ALL_SERVERS|60"
+  "broadcast-1000-w16|broadcast --subscribers 1000 --in-flight 16 --size 32|/rooms/broadcast/bench|$BROADCASTERS|60"
+  "broadcast-1000-w1|broadcast --subscribers 1000 --in-flight 1 --size 32|/rooms/broadcast/bench|$BROADCASTERS|60"
+  "broadcast-10000-w16|broadcast --subscribers 10000 --in-flight 16 --size 32|/rooms/broadcast/bench|$BROADCASTERS|420"
 )
+
+# Optional filters from the environment; unknown names are an error.
+WANT_SCENARIOS=${SCENARIOS:-}
+WANT_SERVERS=${SERVERS:-}
+known_scenarios=""
+for entry in "${MATRIX[@]}"; do known_scenarios+=" ${entry%%|*}"; done
+for name in $WANT_SCENARIOS; do
+  [[ " $known_scenarios " == *" $name "* ]] || { echo "unknown scenario '$name'; known:$known_scenarios" >&2; exit 2; }
+done
+for name in $WANT_SERVERS; do
+  [[ " $ALL_SERVERS " == *" $name "* ]] || { echo "unknown server '$name'; known: $ALL_SERVERS" >&2; exit 2; }
+done
+wanted() { # wanted LIST NAME: true when LIST is empty or names NAME
+  [ -z "$1" ] || [[ " $1 " == *" $2 "* ]]
+}
+
+# Servers that cannot run here are dropped with a note.
+SKIP=""
+if ! command -v node > /dev/null; then
+  SKIP+=" node-ws"
+  echo "skip node-ws: node is not installed"
+elif ! (cd bench/peers/node && node -e 'require.resolve("ws")' 2> /dev/null); then
+  SKIP+=" node-ws"
+  echo "skip node-ws: the ws package is not installed (run npm ci at the repository root)"
+fi
+
+# The 10,000-subscriber scenario needs that many descriptors in the load
+# generator and in the server (both inherit this limit).
+ulimit -n 20000 2> /dev/null || true
+FDS=$(ulimit -n)
+
+mkdir -p "$OUT"
+cargo build --release --locked -p switchboard -p switchboard-loadgen
+(cd bench/peers && cargo build --release --locked)
 
 RESULTS="$OUT/results.tsv"
 printf 'run\tscenario\tserver\tmsgs_per_s\tp99_us\tloadgen_cpu\tserver_cpu\tverdict\n' > "$RESULTS"
 for run in $(seq 1 "$RUNS"); do
-  for entry in "${SCENARIOS[@]}"; do
-    IFS='|' read -r name args path servers <<< "$entry"
+  for entry in "${MATRIX[@]}"; do
+    IFS='|' read -r name args path servers connect_secs <<< "$entry"
+    wanted "$WANT_SCENARIOS" "$name" || continue
+    conns=$(grep -o -- '--\(connections\|subscribers\) [0-9]*' <<< "$args" | awk '{print $2}' || true)
+    if [ "$FDS" != unlimited ] && [ "$FDS" -lt $((conns + 100)) ]; then
+      echo "skip $name: needs $((conns + 100)) file descriptors, ulimit -n is $FDS"
+      continue
+    fi
     for server in $servers; do
+      wanted "$WANT_SERVERS" "$server" || continue
+      [[ " $SKIP " == *" $server "* ]] && continue
       log="$OUT/$name.$server.$run.log"
+      : > "$OUT/server.out"
       # shellcheck disable=SC2086
-      taskset -c 0 ${SERVER[$server]} > "$OUT/server.out" 2>/dev/null &
+      taskset -c 0 ${SERVER[$server]} > "$OUT/server.out" 2> "$OUT/server.err" &
       pid=$!
       addr=""
       for _ in $(seq 1 100); do
@@ -49,14 +100,23 @@ for run in $(seq 1 "$RUNS"); do
         [ -n "$addr" ] && break
         sleep 0.1
       done
-      # shellcheck disable=SC2086
-      timeout $((SECS + 60)) taskset -c 1 "$LOADGEN" $args --url "ws://$addr$path" --seconds "$SECS" --server-pid "$pid" > "$log" 2>/dev/null || echo "run failed: $log"
-      kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+      failed=""
+      if [ -z "$addr" ]; then
+        failed="server did not start"
+        : > "$log"
+      else
+        # shellcheck disable=SC2086
+        timeout $((SECS + connect_secs)) taskset -c 1 "$LOADGEN" $args --url "ws://$addr$path" --seconds "$SECS" --server-pid "$pid" > "$log" 2> "$log.err" ||
+          failed="run failed (see $log.err)"
+      fi
+      kill "$pid" 2> /dev/null || true
+      wait "$pid" 2> /dev/null || true
       rate=$(awk '/^messages\/s/ {print $2}' "$log")
       p99=$(awk '/^latency us/ {print $6}' "$log")
       lcpu=$(awk '/^loadgen CPU/ {print $3}' "$log")
       scpu=$(awk '/^server CPU/ {print $3}' "$log")
       verdict=$(awk '/^verdict/ {$1=""; print substr($0,2)}' "$log")
+      [ -n "$failed" ] && { rate=""; verdict="$failed"; }
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$server" "${rate:-}" "${p99:-}" "${lcpu:-}" "${scpu:-}" "${verdict:-}" | tee -a "$RESULTS"
     done
   done
@@ -68,11 +128,17 @@ table = {}
 for r in rows:
     if r['msgs_per_s']:
         table.setdefault((r['scenario'], r['server']), []).append(r)
+def med(rs, key):
+    xs = [float(r[key]) for r in rs if r[key]]
+    return statistics.median(xs) if xs else float('nan')
 print('\n| scenario | server | messages/s median (min-max) | p99 latency us median | loadgen CPU % | server CPU % |')
 print('| --- | --- | --- | --- | --- | --- |')
 for (scenario, server), rs in table.items():
     rates = sorted(float(r['msgs_per_s']) for r in rs)
-    p99 = [float(r['p99_us']) for r in rs if r['p99_us']]
-    med = lambda xs: statistics.median(xs) if xs else float('nan')
-    print(f"| {scenario} | {server} | {med(rates):,.0f} ({rates[0]:,.0f}-{rates[-1]:,.0f}) | {med(p99):,.0f} | {med([float(r['loadgen_cpu']) for r in rs]):.0f} | {med([float(r['server_cpu']) for r in rs]):.0f} |")
+    p99 = med(rs, 'p99_us')
+    p99 = '' if p99 != p99 else f'{p99:,.0f}'
+    print(f"| {scenario} | {server} | {statistics.median(rates):,.0f} ({rates[0]:,.0f}-{rates[-1]:,.0f}) | {p99} | {med(rs, 'loadgen_cpu'):.0f} | {med(rs, 'server_cpu'):.0f} |")
+failed = [r for r in rows if not r['msgs_per_s']]
+for r in failed:
+    print(f"failed: run {r['run']} {r['scenario']} {r['server']}: {r['verdict']}")
 PY
