@@ -6,11 +6,12 @@
 //! pings, and completes the closing handshake. It is one owner of one socket:
 //! `send` queues and writes, `recv` reads until the next event.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use switchboard_proto::connection::State;
 use switchboard_proto::deflate::{client_accept, client_offer, DeflateOptions};
@@ -37,6 +38,14 @@ pub struct ClientOptions {
     pub limits: Config,
     /// Time allowed for TCP connect plus handshake. Default 10 s.
     pub connect_timeout: Duration,
+    /// Local address to connect from, with a port the system picks. A load
+    /// generator connecting from 127.0.0.1, 127.0.0.2, … in turn gets a set of
+    /// ephemeral ports per address instead of one set in all. Only the
+    /// server's addresses of the same family are tried. `SO_REUSEADDR` is set
+    /// so that a port whose last connection is in TIME_WAIT can be bound
+    /// again (the kernel still refuses a connection that would reuse the
+    /// exact address pair too early). Default `None`: the system chooses.
+    pub local_addr: Option<IpAddr>,
 }
 
 impl Default for ClientOptions {
@@ -47,6 +56,7 @@ impl Default for ClientOptions {
             headers: Vec::new(),
             limits: Config::default(),
             connect_timeout: Duration::from_secs(10),
+            local_addr: None,
         }
     }
 }
@@ -78,7 +88,7 @@ impl Client {
         if options.headers.iter().any(|(k, v)| forged(k) || forged(v) || k.contains(':')) || options.protocols.iter().any(|p| forged(p) || p.contains(',')) {
             return Err(ClientError::InvalidOption("header names, values and subprotocols must not contain control characters".into()));
         }
-        let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        let mut stream = connect_tcp(&url, options.local_addr).await?;
         let _ = stream.set_nodelay(true);
         let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
         let offer = options.deflate.as_ref().map(client_offer);
@@ -223,5 +233,60 @@ impl Client {
     /// True once both close frames were exchanged.
     pub fn is_closed(&self) -> bool {
         self.conn.state() == State::Closed
+    }
+}
+
+/// Opens the TCP connection, from `local` when given (see
+/// [`ClientOptions::local_addr`]).
+async fn connect_tcp(url: &WsUrl, local: Option<IpAddr>) -> Result<TcpStream, ClientError> {
+    let Some(local) = local else {
+        return Ok(TcpStream::connect((url.host.as_str(), url.port)).await?);
+    };
+    let mut last = None;
+    for server in tokio::net::lookup_host((url.host.as_str(), url.port)).await?.filter(|a| a.is_ipv4() == local.is_ipv4()) {
+        let socket = if local.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(SocketAddr::new(local, 0))?;
+        match socket.connect(server).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => ClientError::Io(e),
+        None => ClientError::InvalidOption(format!("{} has no address of the same family as the local address {local}", url.host)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::net::Ipv4Addr;
+
+    use tokio::net::TcpListener;
+
+    /// The server sees the connection come from the chosen local address.
+    #[tokio::test]
+    async fn connects_from_the_local_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let local = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+        let options = ClientOptions { local_addr: Some(local), ..ClientOptions::default() };
+        let (client, accepted) = tokio::join!(Client::connect_with(&url, options), async {
+            let (socket, peer) = listener.accept().await.unwrap();
+            drop(socket); // no handshake answer: the client sees the end of the connection
+            peer
+        });
+        assert_eq!(accepted.ip(), local);
+        assert!(matches!(client, Err(ClientError::ConnectionClosed)), "{:?}", client.err());
+    }
+
+    /// A local address of the other family cannot reach the server at all.
+    #[tokio::test]
+    async fn refuses_a_local_address_of_the_other_family() {
+        let options = ClientOptions { local_addr: Some("::1".parse().unwrap()), ..ClientOptions::default() };
+        let client = Client::connect_with("ws://127.0.0.1:9/", options).await;
+        assert!(matches!(client, Err(ClientError::InvalidOption(_))), "{:?}", client.err());
     }
 }
