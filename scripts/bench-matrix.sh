@@ -7,6 +7,7 @@
 #   scripts/bench-matrix.sh [RUNS] [SECONDS]      (defaults 3 and 5)
 #   SCENARIOS="echo-20B-w16 broadcast-1000-w16" SERVERS="switchboard node-ws" \
 #     scripts/bench-matrix.sh 1 2                 (a subset; names as below)
+#   BUILD=0 scripts/bench-matrix.sh ...           (reuse the binaries built)
 #
 # Loopback only; every run is bounded by SECONDS plus the scenario's connect
 # allowance. Builds the release binaries and bench/peers (tokio-tungstenite,
@@ -73,8 +74,13 @@ ulimit -n 20000 2> /dev/null || true
 FDS=$(ulimit -n)
 
 mkdir -p "$OUT"
-cargo build --release --locked -p switchboard -p switchboard-loadgen
-(cd bench/peers && cargo build --release --locked)
+if [ "${BUILD:-1}" != 0 ]; then
+  cargo build --release --locked -p switchboard -p switchboard-loadgen
+  (cd bench/peers && cargo build --release --locked)
+fi
+for binary in "$LOADGEN" target/release/switchboard bench/peers/target/release/peer-tungstenite bench/peers/target/release/peer-fastwebsockets; do
+  [ -x "$binary" ] || { echo "missing $binary: run without BUILD=0" >&2; exit 2; }
+done
 
 RESULTS="$OUT/results.tsv"
 printf 'run\tscenario\tserver\tmsgs_per_s\tp99_us\tloadgen_cpu\tserver_cpu\tverdict\twall_s\n' > "$RESULTS"
