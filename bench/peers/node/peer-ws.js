@@ -13,7 +13,7 @@
 // when they are installed; without them ws masks and validates in
 // JavaScript / with `buffer.isUtf8`.
 
-const { WebSocketServer } = require('ws');
+const { WebSocket, WebSocketServer } = require('ws');
 
 const BROADCAST = '/rooms/broadcast/';
 
@@ -45,7 +45,7 @@ wss.on('connection', (ws, req) => {
   room.add(ws);
   ws.on('message', (data, isBinary) => {
     for (const member of room) {
-      if (member !== ws && member.readyState === 1) member.send(data, { binary: isBinary });
+      if (member !== ws && member.readyState === WebSocket.OPEN) member.send(data, { binary: isBinary });
     }
   });
   ws.on('close', () => {
