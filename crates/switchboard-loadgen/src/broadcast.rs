@@ -39,7 +39,7 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
     let latency = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")));
 
     for i in 0..subscribers {
-        let mut client = Client::connect(&common.url).await.map_err(|e| format!("subscriber {i}: {e}"))?;
+        let mut client = Client::connect(&common.target.url).await.map_err(|e| format!("subscriber {i}: {e}"))?;
         let (window, progress, counted, running, failures, latency) =
             (window.clone(), progress.clone(), counted.clone(), running.clone(), failures.clone(), latency.clone());
         tokio::task::spawn_local(async move {
@@ -74,7 +74,7 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
             eprintln!("loadgen: {} / {subscribers} subscribers", i + 1);
         }
     }
-    let mut publisher = Client::connect(&common.url).await.map_err(|e| format!("publisher: {e}"))?;
+    let mut publisher = Client::connect(&common.target.url).await.map_err(|e| format!("publisher: {e}"))?;
     eprintln!("loadgen: {subscribers} subscribers and a publisher open");
     {
         let (window, progress, running, failures) = (window.clone(), progress.clone(), running.clone(), failures.clone());

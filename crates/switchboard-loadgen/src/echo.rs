@@ -20,7 +20,7 @@ pub(crate) async fn run(common: &Common, connections: usize) -> Result<Report, S
     };
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        clients.push(Client::connect(&common.url).await.map_err(|e| format!("connect: {e}"))?);
+        clients.push(Client::connect(&common.target.url).await.map_err(|e| format!("connect: {e}"))?);
     }
     eprintln!("loadgen: {connections} connections open");
     let counted = Rc::new(Cell::new(0u64));
@@ -77,7 +77,7 @@ pub(crate) async fn measure(
     if let Some(h) = &latency {
         h.borrow_mut().reset();
     }
-    let (client_cpu0, server_cpu0) = (cpu::seconds(None), common.server_pid.and_then(|p| cpu::seconds(Some(p))));
+    let (client_cpu0, server_cpu0) = (cpu::seconds(None), common.target.server_pid.and_then(|p| cpu::seconds(Some(p))));
     let mut last = start_count;
     while start.elapsed() < common.duration() {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -102,6 +102,6 @@ pub(crate) async fn measure(
         messages,
         latency_us: latency.map(|h| h.borrow().clone()),
         client_cpu: delta(client_cpu0, None),
-        server_cpu: delta(server_cpu0, common.server_pid),
+        server_cpu: delta(server_cpu0, common.target.server_pid),
     })
 }

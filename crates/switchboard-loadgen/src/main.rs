@@ -6,8 +6,12 @@
 //! 127.0.0.0/8 unless `--allow-remote` is given.
 
 mod broadcast;
+mod churn;
 mod cpu;
 mod echo;
+mod fd_limit;
+mod idle;
+mod proc_stats;
 mod report;
 mod target;
 
@@ -44,14 +48,37 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         subscribers: usize,
     },
+    /// N idle connections spread over R rooms: handshakes per second, and the
+    /// server's memory and open files per connection. The URL names the rooms'
+    /// common prefix: with `ws://HOST:PORT/rooms/echo/idle`, connection i joins
+    /// room `/rooms/echo/idle-{i mod R}`.
+    Idle(idle::Options),
+    /// C loops that each connect, send one message, wait for its echo and
+    /// close cleanly, over and over: connections per second, failures, and
+    /// whether the server's open files and memory come back down afterwards.
+    Churn(churn::Options),
 }
 
-/// Options of every scenario.
+/// Where to connect and which server process to watch.
 #[derive(Args, Clone)]
-pub(crate) struct Common {
+pub(crate) struct Target {
     /// WebSocket URL of the endpoint.
     #[arg(long)]
     url: String,
+    /// PID of the server, to report its CPU use (and memory and open files,
+    /// where the scenario reports them) next to ours.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Allow a target outside 127.0.0.0/8.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+/// Options of the echo and broadcast scenarios.
+#[derive(Args, Clone)]
+pub(crate) struct Common {
+    #[command(flatten)]
+    target: Target,
     /// Messages in flight per connection (echo) or broadcasts not yet
     /// received by everyone (broadcast).
     #[arg(long, default_value_t = 16)]
@@ -65,12 +92,6 @@ pub(crate) struct Common {
     /// Measurement time in seconds (after connecting), at most 300.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// PID of the server, to report its CPU use next to ours.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Allow a target outside 127.0.0.0/8.
-    #[arg(long)]
-    allow_remote: bool,
 }
 
 impl Common {
@@ -81,27 +102,39 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let common = match &cli.scenario {
-        Scenario::Echo { common, .. } | Scenario::Broadcast { common, .. } => common.clone(),
+    let target = match &cli.scenario {
+        Scenario::Echo { common, .. } | Scenario::Broadcast { common, .. } => &common.target,
+        Scenario::Idle(options) => &options.target,
+        Scenario::Churn(options) => &options.target,
     };
-    if let Err(why) = target::check(&common.url, common.allow_remote) {
+    if let Err(why) = target::check(&target.url, target.allow_remote) {
         eprintln!("switchboard-loadgen: {why}");
         return ExitCode::from(2);
     }
+    // Every connection is an open file; the usual soft limit (1024) is far
+    // below what the idle and broadcast scenarios open.
+    fd_limit::raise();
     // One thread: the load generator must cost less than what it measures.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, async {
         match cli.scenario {
-            Scenario::Echo { common, connections } => echo::run(&common, connections).await,
-            Scenario::Broadcast { common, subscribers } => broadcast::run(&common, subscribers).await,
+            Scenario::Echo { common, connections } => echo::run(&common, connections).await.map(|r| r.print()),
+            Scenario::Broadcast { common, subscribers } => broadcast::run(&common, subscribers).await.map(|r| r.print()),
+            // These two print their table even when connections failed or
+            // ended early; the exit status still says so.
+            Scenario::Idle(options) => idle::run(&options).await.and_then(|r| {
+                r.print();
+                r.outcome()
+            }),
+            Scenario::Churn(options) => churn::run(&options).await.and_then(|r| {
+                r.print();
+                r.outcome()
+            }),
         }
     });
     match result {
-        Ok(report) => {
-            report.print();
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard-loadgen: {e}");
             ExitCode::FAILURE

@@ -1,4 +1,5 @@
-//! The final table of a run, with the bottleneck check.
+//! The final table of a run, with the bottleneck check, and the number
+//! formats the tables and progress lines share.
 
 use std::time::Duration;
 
@@ -40,20 +41,58 @@ impl Report {
                 h.max()
             );
         }
-        let share = |cpu: Option<f64>| cpu.map(|c| c / secs * 100.0);
-        if let Some(c) = share(self.client_cpu) {
-            println!("loadgen CPU   {c:.0} % of one core");
+        print_cpu(secs, self.client_cpu, self.server_cpu);
+    }
+}
+
+/// The CPU rows and the verdict, shared by every scenario's table: CPU
+/// seconds used over `secs` of wall time by the load generator and the server.
+pub(crate) fn print_cpu(secs: f64, client_cpu: Option<f64>, server_cpu: Option<f64>) {
+    let share = |cpu: Option<f64>| cpu.map(|c| c / secs * 100.0);
+    if let Some(c) = share(client_cpu) {
+        println!("loadgen CPU   {c:.0} % of one core");
+    }
+    if let Some(s) = share(server_cpu) {
+        println!("server CPU    {s:.0} % of one core");
+    }
+    match (share(client_cpu), share(server_cpu)) {
+        (Some(c), Some(s)) if c >= 90.0 && c > s => {
+            println!("verdict       LOAD-GENERATOR BOUND: this is not a server figure")
         }
-        if let Some(s) = share(self.server_cpu) {
-            println!("server CPU    {s:.0} % of one core");
+        (Some(c), _) if c >= 90.0 => println!("verdict       the load generator was busy too ({c:.0} %); read with care"),
+        (_, Some(_)) => println!("verdict       server bound"),
+        _ => println!("verdict       unknown (pass --server-pid to compare CPU use)"),
+    }
+}
+
+/// `12345678` as `12,345,678`.
+pub(crate) fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
         }
-        match (share(self.client_cpu), share(self.server_cpu)) {
-            (Some(c), Some(s)) if c >= 90.0 && c > s => {
-                println!("verdict       LOAD-GENERATOR BOUND: this is not a server figure")
-            }
-            (Some(c), _) if c >= 90.0 => println!("verdict       the load generator was busy too ({c:.0} %); read with care"),
-            (_, Some(_)) => println!("verdict       server bound"),
-            _ => println!("verdict       unknown (pass --server-pid to compare CPU use)"),
-        }
+        out.push(d);
+    }
+    out
+}
+
+/// KiB as MiB with one decimal, e.g. `61.2 MiB`.
+pub(crate) fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(19_000), "19,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }
