@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Keeps the benchmark tools working: a one-second run of each load scenario
-# against the release binary on loopback. The figures it prints are not
-# benchmarks (too short, machine shared with the rest of the test suite).
+# (for idle, 200 connections over 4 rooms) against the release binary on
+# loopback; any scenario's non-zero exit status fails the script (set -e).
+# The figures it prints are not benchmarks (too short, machine shared with
+# the rest of the test suite).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -14,3 +16,5 @@ trap 'stop_server; rm -f "$OUT" "$OUT.log"' EXIT
 start_server "$OUT"
 "$LOADGEN" echo --url "ws://$ADDR/rooms/echo/smoke" --connections 10 --seconds 1 --server-pid "$SERVER_PID"
 "$LOADGEN" broadcast --url "ws://$ADDR/rooms/broadcast/smoke" --subscribers 50 --seconds 1 --server-pid "$SERVER_PID"
+"$LOADGEN" idle --url "ws://$ADDR/rooms/echo/smoke-idle" --connections 200 --rooms 4 --server-pid "$SERVER_PID"
+"$LOADGEN" churn --url "ws://$ADDR/rooms/echo/smoke-churn" --concurrency 10 --seconds 1 --server-pid "$SERVER_PID"

@@ -27,6 +27,9 @@ use crate::{cpu, fd_limit, Target};
 
 /// Every run ends within this, like the other scenarios.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
+/// Shortest opening whose CPU use is reported: /proc counts CPU time in
+/// 10 ms ticks, too coarse for a shorter window.
+const MIN_CPU_WINDOW: Duration = Duration::from_millis(200);
 /// Pause between the last handshake and the "open" sample, so that the
 /// server has finished joining the last connections to their rooms.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -275,7 +278,11 @@ impl IdleReport {
         if self.lost > 0 {
             println!("lost          {} connections ended early (first: {})", grouped(self.lost as u64), self.first_loss.as_deref().unwrap_or("?"));
         }
-        print_cpu(secs, self.client_cpu, self.server_cpu);
+        if secs >= MIN_CPU_WINDOW.as_secs_f64() {
+            print_cpu(secs, self.client_cpu, self.server_cpu);
+        } else {
+            println!("verdict       CPU not measured: the opening took under {} s", MIN_CPU_WINDOW.as_secs_f64());
+        }
     }
 
     /// Err when connections ended during the run: the figures above count

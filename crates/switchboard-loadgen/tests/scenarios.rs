@@ -1,0 +1,123 @@
+//! The idle and churn scenarios through real sockets: the built load
+//! generator against the real server binary, each test with its own server
+//! on a free loopback port. They check exit statuses and that the final
+//! table has its rows with plausible figures, never how fast anything was.
+//!
+//! The server binary is the `switchboard` beside this package's binary in
+//! the target directory: `cargo test --workspace` and `cargo nextest run
+//! --workspace` build it first (a test cannot depend on another package's
+//! binary on stable Cargo).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The `switchboard` server process of one test, killed (by its own
+/// handle) when the test ends.
+struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    addr: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        let binary = PathBuf::from(env!("CARGO_BIN_EXE_switchboard-loadgen")).with_file_name(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            binary.exists(),
+            "the server binary {} is missing: build it first (`cargo build -p switchboard`), or run the tests with --workspace",
+            binary.display()
+        );
+        let mut child = Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--memory"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the switchboard binary");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read the address line");
+        let addr = line.trim().strip_prefix("switchboard listening on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+        Server { child, addr }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn loadgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard-loadgen")).args(args).output().expect("run switchboard-loadgen")
+}
+
+/// The rest of the table row that starts with `label`.
+fn row<'a>(table: &'a str, label: &str) -> &'a str {
+    table.lines().find_map(|l| l.strip_prefix(label)).unwrap_or_else(|| panic!("no {label:?} row in\n{table}")).trim()
+}
+
+/// The first number in `text`, thousands separators allowed (`19,000`).
+fn number(text: &str) -> u64 {
+    let digits: String = text.chars().skip_while(|c| !c.is_ascii_digit()).take_while(|c| c.is_ascii_digit() || *c == ',').filter(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number in {text:?}"))
+}
+
+fn table(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "exit status {}\nstdout:\n{stdout}\nstderr:\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+#[test]
+fn idle_opens_and_holds_connections_over_rooms() {
+    let server = Server::start();
+    let url = format!("ws://{}/rooms/echo/idle", server.addr);
+    let out = table(&loadgen(&["idle", "--url", &url, "--connections", "200", "--rooms", "4", "--server-pid", &server.pid(), "--hibernate-wait", "1"]));
+    assert_eq!(row(&out, "scenario"), "idle");
+    assert!(row(&out, "connections").starts_with("200 over 4 rooms, from 127.0.0.1-127.0.0.16"), "{out}");
+    assert!(number(row(&out, "handshakes/s")) > 0, "{out}");
+    let fds = row(&out, "server fds");
+    let (before, open) = (number(fds), number(fds.split_once("open").expect("open count").1));
+    assert!(open >= before + 200, "{out}");
+    assert!(row(&out, "server RSS").contains("B per connection"), "{out}");
+    assert!(number(row(&out, "after wait")) == 1, "{out}");
+    assert!(!out.contains("lost"), "{out}");
+}
+
+#[test]
+fn churn_completes_connections_and_finds_no_leak() {
+    let server = Server::start();
+    let url = format!("ws://{}/rooms/echo/churn", server.addr);
+    let out = table(&loadgen(&["churn", "--url", &url, "--concurrency", "4", "--seconds", "1", "--server-pid", &server.pid()]));
+    assert_eq!(row(&out, "scenario"), "churn");
+    assert!(number(row(&out, "completed")) > 0, "{out}");
+    assert!(number(row(&out, "conns/s")) > 0, "{out}");
+    assert_eq!(row(&out, "failures"), "0");
+    assert!(row(&out, "leak check").starts_with("ok"), "{out}");
+    assert!(row(&out, "server CPU").contains("% of one core"), "{out}");
+}
+
+#[test]
+fn churn_fails_when_nothing_answers() {
+    // A port that was free a moment ago: every connect is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("ws://127.0.0.1:{port}/rooms/echo/churn");
+    let output = loadgen(&["churn", "--url", &url, "--concurrency", "2", "--seconds", "1"]);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(number(row(&stdout, "failures")) > 0, "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("connections failed"));
+}
+
+#[test]
+fn idle_refuses_more_connections_than_files_and_says_how_to_go_further() {
+    let output = loadgen(&["idle", "--url", "ws://127.0.0.1:9/rooms/echo/idle", "--connections", "4000000000"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("open files") && stderr.contains("ulimit -Hn"), "{stderr}");
+}
