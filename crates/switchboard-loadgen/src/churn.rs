@@ -9,8 +9,14 @@
 //!
 //! The endpoint must echo (switchboard's echo room does). Each closed
 //! connection leaves a socket in TIME_WAIT for 60 s on the side that ended
-//! the TCP connection first, and a source address has ~28,000 ephemeral
-//! ports, so the loops connect from 127.0.0.1 … 127.0.0.N in turn.
+//! the TCP connection first. Here that is the server (the client waits for
+//! it, RFC 6455 §7.1.1), so this side's ports are free again at once, but
+//! the server keeps one TIME_WAIT entry per client address and port; with
+//! ~28,000 ephemeral ports per source address, thousands of connections a
+//! second would soon reuse a pair still in TIME_WAIT, so the loops connect
+//! from 127.0.0.1 … 127.0.0.N in turn. (A client that ends the TCP
+//! connection first holds the TIME_WAIT itself, and then its own ports run
+//! out.)
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -47,15 +53,16 @@ pub(crate) struct Options {
     /// Loops running at once; each has at most one connection open.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: u32,
-    /// Run time in seconds. At most 280, so that the last connections
-    /// (CYCLE_LIMIT) and the settling (SETTLE_LIMIT) fit within 300 s.
+    /// Run time in seconds. At most 280, so that the last connections (10 s
+    /// at most) and the server's settling (5 s at most) fit within 300 s.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=280))]
     seconds: u64,
     /// Payload of the one message each connection sends, in bytes.
     #[arg(long, default_value_t = 20)]
     size: usize,
     /// Connect from 127.0.0.1 … 127.0.0.N in turn (IPv4 loopback targets
-    /// only), so TIME_WAIT leftovers do not use up one address's ports.
+    /// only), so that address pairs repeat N times less often while their
+    /// last connection may still be in TIME_WAIT.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..))]
     source_addrs: u8,
 }

@@ -48,8 +48,9 @@ pub(crate) struct Options {
     /// and many enough that per-room memory shows.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     rooms: u32,
-    /// Handshakes under way at once; 64 keeps the server's accept queue and
-    /// this process busy without a burst of SYNs the backlog would drop.
+    /// Handshakes under way at once; 64 keeps both processes busy while
+    /// staying far below a listen backlog (switchboard's is 4,096), so no
+    /// connect waits out a SYN retransmit.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     concurrency: u32,
     /// After all are open, wait this many seconds and read the server's
@@ -249,7 +250,7 @@ impl IdleReport {
         let per_connection = |kib: u64, base: u64| (kib as f64 - base as f64) * 1024.0 / n as f64;
         println!("scenario      idle");
         println!("connections   {} over {} rooms, from {}", grouped(n), self.rooms, self.sources);
-        println!("concurrency   {} handshakes at a time", self.concurrency);
+        println!("concurrency   {} handshake{} at a time", self.concurrency, if self.concurrency == 1 { "" } else { "s" });
         println!("open time     {secs:.2} s");
         println!("handshakes/s  {}", grouped((n as f64 / secs) as u64));
         match (self.before, self.open) {
