@@ -48,9 +48,18 @@ impl Shutdown {
     }
 }
 
+/// What every connection task of one listener shares: one pointer per task
+/// instead of a copy of the settings in each.
+struct Listener<S> {
+    service: Arc<S>,
+    config: NetConfig,
+    shutdown: Shutdown,
+}
+
 /// Accepts connections until shutdown, then waits (at most `close_timeout`
 /// plus a second) for open connections to finish their closing handshake.
 pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: NetConfig, mut shutdown: Shutdown) {
+    let shared = Arc::new(Listener { service, config, shutdown: shutdown.clone() });
     // Every connection task holds a sender; when all are dropped, `recv`
     // returns None and the drain is complete.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -58,11 +67,10 @@ pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: N
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let service = service.clone();
-                    let shutdown = shutdown.clone();
+                    let shared = shared.clone();
                     let alive = alive_tx.clone();
                     tokio::spawn(async move {
-                        handle_socket(stream, peer, &*service, &config, shutdown).await;
+                        handle_socket(stream, peer, &shared).await;
                         drop(alive);
                     });
                 }
@@ -80,57 +88,82 @@ pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: N
     let _ = timeout(config.close_timeout + std::time::Duration::from_secs(1), alive_rx.recv()).await;
 }
 
-async fn handle_socket<S: Service>(mut stream: TcpStream, peer: SocketAddr, service: &S, config: &NetConfig, shutdown: Shutdown) {
+/// What the opening of a socket led to. Returned once and moved straight
+/// into the connection's own state, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Opened<H> {
+    /// A WebSocket connection, ready to be driven.
+    Upgraded { stream: TcpStream, conn: Connection, buf: BytesMut, handler: H },
+    /// A plain HTTP request, for the service.
+    Http(PrefixedIo),
+    /// Answered (an error or a refusal) or gone.
+    Done,
+}
+
+/// One socket from accept to end. The handshake runs in its own boxed
+/// future: its state (the request head, the upgrade decision, the timeout)
+/// is much larger than an open connection's and is freed before the
+/// connection is driven, so the task of an open connection stays small.
+async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, shared: &Listener<S>) {
+    match Box::pin(open(stream, peer, shared)).await {
+        Opened::Upgraded { stream, conn, buf, handler } => drive(stream, conn, buf, handler, &shared.config, shared.shutdown.clone()).await,
+        Opened::Http(io) => shared.service.http(io, peer, shared.shutdown.clone()).await,
+        Opened::Done => {}
+    }
+}
+
+/// Reads the request head and answers an upgrade request.
+async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &Listener<S>) -> Opened<S::Handler> {
+    let config = &shared.config;
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
     let head = match timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, config.max_head_len)).await {
         Err(_) => {
             debug!(%peer, "handshake timed out");
             let _ = stream.write_all(&error_response(408, "request head not received in time")).await;
-            return;
+            return Opened::Done;
         }
         Ok(Err(refused)) => {
             let _ = stream.write_all(&refused.response()).await;
-            return;
+            return Opened::Done;
         }
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return Opened::Done,
         Ok(Ok(Some(head))) => head,
     };
     let (head, consumed) = head;
     if !head.wants_upgrade() {
-        service.http(PrefixedIo::new(buf.freeze(), stream), peer, shutdown).await;
-        return;
+        return Opened::Http(PrefixedIo::new(buf.freeze(), stream));
     }
     let request = match UpgradeRequest::from_head(&head) {
         Ok(request) => request,
         Err(refused) => {
             debug!(%peer, reason = %refused.reason, "bad upgrade request");
             let _ = stream.write_all(&refused.response()).await;
-            return;
+            return Opened::Done;
         }
     };
     // The application may have to ask a busy room; that too is bounded.
-    let decision = timeout(config.handshake_timeout, service.upgrade(UpgradeInfo { request: &request, head: &head, peer })).await;
+    let decision = timeout(config.handshake_timeout, shared.service.upgrade(UpgradeInfo { request: &request, head: &head, peer })).await;
     let accept = match decision {
         Ok(Ok(accept)) => accept,
         Ok(Err(refusal)) => {
             let _ = stream.write_all(&error_response(refusal.status, &refusal.reason)).await;
-            return;
+            return Opened::Done;
         }
         Err(_) => {
             let _ = stream.write_all(&error_response(503, "the room did not answer in time")).await;
-            return;
+            return Opened::Done;
         }
     };
     let offers: Vec<&str> = request.extensions.iter().map(String::as_str).collect();
     let deflate = negotiate_server(&offers, &config.deflate);
     let response = request.accept_response(accept.protocol.as_deref(), deflate.as_ref().map(|(_, value)| value.as_str()), &[]);
     if stream.write_all(&response).await.is_err() {
-        return;
+        return Opened::Done;
     }
     let conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| (agreed, config.deflate.level)));
     buf.advance(consumed);
-    drive(stream, conn, buf, accept.handler, config, shutdown).await;
+    Opened::Upgraded { stream, conn, buf, handler: accept.handler }
 }
 
 /// Reads until a whole request head is buffered. `Ok(None)`: the peer closed first.
