@@ -21,14 +21,18 @@ pub struct NetConfig {
     pub max_head_len: usize,
     /// How long we wait for the peer's close frame after sending ours, and
     /// for a blocked write to make progress while closing. Default 5 s.
+    /// Like the heartbeat, checked once per [`NetConfig::timer_tick`].
     pub close_timeout: Duration,
     /// Silence after which the server pings a connection. Any frame from the
     /// peer counts as a sign of life. Default 30 s: below the idle timeouts
     /// of common proxies and NATs (60 s and up), so it also keeps paths open.
+    /// Checked once per [`NetConfig::timer_tick`], so the ping goes out up
+    /// to one tick later than this (never earlier).
     pub ping_interval: Duration,
     /// How long a pinged peer has to answer (with anything) before the
     /// connection is dropped as dead. Default 10 s: generous for a
-    /// congested mobile link; a dead peer is noticed within 40 s.
+    /// congested mobile link; a dead peer is noticed within 40 s (plus up
+    /// to two timer ticks).
     pub pong_timeout: Duration,
     /// Bytes other tasks (rooms) may queue for one connection before it is
     /// cut off with 1008. Default 4 MiB: absorbs a burst of broadcasts to a
@@ -43,6 +47,19 @@ pub struct NetConfig {
     /// batch of small pipelined messages; the buffer exists only while bytes
     /// are being processed (an idle connection holds none).
     pub read_chunk: usize,
+}
+
+impl NetConfig {
+    /// How often the listener checks its connections' deadlines: a quarter
+    /// of the shortest of `ping_interval`, `pong_timeout` and
+    /// `close_timeout`, between 10 ms and 1 s. One sweep per tick replaces
+    /// a timer per connection (see the `timers` module); a second is the
+    /// precision a heartbeat needs, and shorter timers (tests) get
+    /// proportionally finer ticks.
+    pub fn timer_tick(&self) -> Duration {
+        let shortest = self.ping_interval.min(self.pong_timeout).min(self.close_timeout);
+        (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
 }
 
 impl Default for NetConfig {

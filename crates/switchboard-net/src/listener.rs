@@ -24,6 +24,7 @@ use crate::config::NetConfig;
 use crate::driver::drive;
 use crate::io::PrefixedIo;
 use crate::service::{Service, UpgradeInfo};
+use crate::timers::Timers;
 
 /// Tells every connection that the server is stopping. Cloned into each
 /// connection task; connections answer by closing with 1001.
@@ -54,12 +55,16 @@ struct Listener<S> {
     service: Arc<S>,
     config: NetConfig,
     shutdown: Shutdown,
+    timers: Timers,
 }
 
 /// Accepts connections until shutdown, then waits (at most `close_timeout`
 /// plus a second) for open connections to finish their closing handshake.
 pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: NetConfig, mut shutdown: Shutdown) {
-    let shared = Arc::new(Listener { service, config, shutdown: shutdown.clone() });
+    let shared = Arc::new(Listener { service, config, shutdown: shutdown.clone(), timers: Timers::new(config.timer_tick()) });
+    // One task checks the deadlines of every connection, once per tick.
+    let sweeper = shared.clone();
+    let _sweeper = AbortOnDrop(tokio::spawn(async move { sweeper.timers.run().await }));
     // Every connection task holds a sender; when all are dropped, `recv`
     // returns None and the drain is complete.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -84,8 +89,18 @@ pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: N
         }
     }
     drop(listener);
+    shared.timers.stop_all();
     drop(alive_tx);
     let _ = timeout(config.close_timeout + std::time::Duration::from_secs(1), alive_rx.recv()).await;
+}
+
+/// Stops a task when dropped (the sweep, when `serve` returns or is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the opening of a socket led to. Returned once and moved straight
@@ -106,7 +121,7 @@ enum Opened<H> {
 /// connection is driven, so the task of an open connection stays small.
 async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, shared: &Listener<S>) {
     match Box::pin(open(stream, peer, shared)).await {
-        Opened::Upgraded { stream, conn, buf, handler } => drive(stream, conn, buf, handler, &shared.config, shared.shutdown.clone()).await,
+        Opened::Upgraded { stream, conn, buf, handler } => drive(stream, conn, buf, handler, &shared.config, &shared.timers, &shared.shutdown).await,
         Opened::Http(io) => shared.service.http(io, peer, shared.shutdown.clone()).await,
         Opened::Done => {}
     }

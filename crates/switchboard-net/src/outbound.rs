@@ -1,4 +1,4 @@
-//! Frames that other tasks (a room's actor) hand to one connection.
+//! Frames and signals that other tasks hand to one connection.
 //!
 //! The queue is bounded in bytes: a peer that stops reading fills it, and
 //! the next frame past `limit` is dropped and the connection is cut off
@@ -6,14 +6,21 @@
 //! takes any one frame, so the bound is `limit` plus one message. Frames are encoded
 //! once by the sender and shared (`Bytes`), so queueing a broadcast costs a
 //! reference count, a short uncontended lock and a wake-up.
+//!
+//! It is also how the listener's timer sweep and shutdown reach the
+//! connection (see `timers`): the connection publishes its next deadline
+//! here, and the sweep marks it due. Everything that can wake an idle
+//! connection, apart from its socket, goes through this one struct and the
+//! one waker stored in it, so an idle connection's task waits on no future
+//! of its own besides the socket's readiness.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +36,11 @@ pub enum Push {
 /// The shared outbound side of one connection.
 pub struct Outbound {
     queue: Mutex<Queue>,
-    notify: Notify,
     limit: usize,
+    /// The connection's next timer deadline on the `timers::now_ms` clock,
+    /// 0 for none. Written by the connection, read (and cleared when it
+    /// fires) by the listener's sweep without taking the lock.
+    deadline: AtomicU64,
     /// Bumped whenever the auto-response pair changes, so the connection's
     /// task can cache the pair and check it with one atomic load per message.
     auto_version: AtomicU64,
@@ -44,7 +54,13 @@ struct Queue {
     closing: bool,
     close: Option<(u16, String)>,
     overflowed: bool,
+    /// The deadline passed (set by the sweep, taken by the connection).
+    due: bool,
+    /// The server is stopping.
+    stopping: bool,
     auto: Option<(Bytes, Bytes)>,
+    /// The connection's task while it waits.
+    waker: Option<Waker>,
 }
 
 /// What the connection's task takes out in one go.
@@ -52,6 +68,8 @@ pub(crate) struct Taken {
     pub(crate) frames: VecDeque<Bytes>,
     pub(crate) close: Option<(u16, String)>,
     pub(crate) overflowed: bool,
+    pub(crate) due: bool,
+    pub(crate) stopping: bool,
 }
 
 impl Outbound {
@@ -59,8 +77,8 @@ impl Outbound {
     pub fn new(limit: usize) -> Outbound {
         Outbound {
             queue: Mutex::new(Queue::default()),
-            notify: Notify::new(),
             limit,
+            deadline: AtomicU64::new(0),
             auto_version: AtomicU64::new(0),
             last_auto_ms: AtomicU64::new(0),
         }
@@ -82,20 +100,17 @@ impl Outbound {
         if q.bytes > 0 && q.bytes + frame.len() > self.limit {
             q.closing = true;
             q.overflowed = true;
-            q.frames.clear();
+            q.frames = VecDeque::new();
             q.bytes = 0;
-            drop(q);
-            self.notify.notify_one();
+            wake(q);
             return Push::Dropped;
         }
         q.bytes += frame.len();
         q.frames.push_back(frame);
         let outcome = if q.bytes > self.limit / 2 { Push::Backpressure } else { Push::Queued };
-        let was_empty = q.frames.len() == 1;
-        drop(q);
-        if was_empty {
+        if q.frames.len() == 1 {
             // One wake-up per batch: later frames join the queue the task will drain anyway.
-            self.notify.notify_one();
+            wake(q);
         }
         outcome
     }
@@ -107,8 +122,7 @@ impl Outbound {
             q.closing = true;
             q.close = Some((code, reason.to_owned()));
         }
-        drop(q);
-        self.notify.notify_one();
+        wake(q);
     }
 
     /// Sets the exact text request answered by the connection itself with
@@ -139,12 +153,23 @@ impl Outbound {
         self.lock().auto.clone()
     }
 
-    pub(crate) async fn notified(&self) {
-        self.notify.notified().await
+    /// Ready when there is something to take: a close request, a cut-off,
+    /// a due deadline, the server stopping, or frames if `frames`.
+    /// Otherwise the task's waker is kept and woken by the next of these.
+    pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool) -> Poll<()> {
+        let mut q = self.lock();
+        if q.close.is_some() || q.overflowed || q.due || q.stopping || (frames && !q.frames.is_empty()) {
+            return Poll::Ready(());
+        }
+        if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            q.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
-    /// Takes a pending close request or cut-off, and the queued frames if
-    /// `frames` (the connection leaves them here while its socket is full).
+    /// Takes the signals (close request, cut-off, due deadline, stopping),
+    /// and the queued frames if `frames` (the connection leaves them here
+    /// while its socket is full).
     pub(crate) fn take(&self, frames: bool) -> Taken {
         let mut q = self.lock();
         let frames = if frames {
@@ -153,12 +178,55 @@ impl Outbound {
         } else {
             VecDeque::new()
         };
-        Taken { frames, close: q.close.take(), overflowed: std::mem::take(&mut q.overflowed) }
+        Taken {
+            frames,
+            close: q.close.take(),
+            overflowed: std::mem::take(&mut q.overflowed),
+            due: std::mem::take(&mut q.due),
+            stopping: std::mem::take(&mut q.stopping),
+        }
     }
 
     /// Refuses further frames (the connection is ending).
     pub(crate) fn shut(&self) {
         self.lock().closing = true;
+    }
+
+    /// Publishes the connection's next deadline (0: none) for the sweep.
+    pub(crate) fn set_deadline(&self, at_ms: u64) {
+        self.deadline.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// Called by the sweep: marks the connection due and wakes it if its
+    /// deadline is not after `now_ms`. A deadline fires once; the
+    /// connection publishes the next one.
+    pub(crate) fn fire_if_due(&self, now_ms: u64) {
+        let at = self.deadline.load(Ordering::Relaxed);
+        if at == 0 || at > now_ms {
+            return;
+        }
+        // Lost only to the connection publishing a new deadline meanwhile.
+        if self.deadline.compare_exchange(at, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let mut q = self.lock();
+            q.due = true;
+            wake(q);
+        }
+    }
+
+    /// Tells the connection that the server is stopping.
+    pub(crate) fn stop(&self) {
+        let mut q = self.lock();
+        q.stopping = true;
+        wake(q);
+    }
+}
+
+/// Wakes the waiting task, after releasing the lock.
+fn wake(mut q: std::sync::MutexGuard<'_, Queue>) {
+    let waker = q.waker.take();
+    drop(q);
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 

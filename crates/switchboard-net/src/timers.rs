@@ -1,0 +1,130 @@
+//! The connection timers of one listener: one periodic sweep instead of a
+//! timer per connection.
+//!
+//! Every open connection has a deadline (its next heartbeat check, or the
+//! end of its closing handshake) and almost never reaches it before it is
+//! pushed back. A tokio `Sleep` per connection costs over a hundred bytes in
+//! every connection's task, and a wake-up per re-arm. Instead a connection
+//! publishes its next deadline as a number (milliseconds on [`now_ms`]'s
+//! clock) in its [`Outbound`], and one task per listener reads every
+//! connection's deadline once per tick and wakes only those whose deadline
+//! has passed. That costs 8 bytes per connection, in the sweep's list.
+//!
+//! Precision: a deadline fires up to one tick late, never early. The tick
+//! is a quarter of the shortest connection timer, at most one second
+//! ([`NetConfig::timer_tick`](crate::NetConfig)); with the defaults a ping
+//! goes out 30-31 s after the last frame from the peer.
+//!
+//! The same list tells every connection when the server stops.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::listener::Shutdown;
+use crate::outbound::Outbound;
+
+/// Milliseconds since the first call in this process, plus one, so that 0
+/// can mean "no deadline".
+pub(crate) fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// The open connections of one listener and how often their deadlines are
+/// checked.
+pub(crate) struct Timers {
+    tick: Duration,
+    /// Every connection registered since the last sweep; ended ones are
+    /// dropped from the list by the next sweep.
+    conns: Mutex<Vec<Weak<Outbound>>>,
+}
+
+impl Timers {
+    pub(crate) fn new(tick: Duration) -> Timers {
+        Timers { tick, conns: Mutex::new(Vec::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Outbound>>> {
+        // A panic while holding this lock leaves only plain data behind.
+        self.conns.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds an open connection. If the server is already stopping it is
+    /// told at once (`stop_all` may have run before it was in the list).
+    pub(crate) fn register(&self, outbound: &Arc<Outbound>, shutdown: &Shutdown) {
+        self.lock().push(Arc::downgrade(outbound));
+        if shutdown.is_requested() {
+            outbound.stop();
+        }
+    }
+
+    /// Wakes every connection whose deadline has passed, forgets ended ones.
+    pub(crate) fn sweep(&self) {
+        let now = now_ms();
+        self.lock().retain(|conn| match conn.upgrade() {
+            Some(outbound) => {
+                outbound.fire_if_due(now);
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Tells every connection that the server is stopping.
+    pub(crate) fn stop_all(&self) {
+        for outbound in self.lock().iter().filter_map(Weak::upgrade) {
+            outbound.stop();
+        }
+    }
+
+    /// Sweeps once per tick, forever (the listener aborts it).
+    pub(crate) async fn run(&self) {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.sweep();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_fires_once_when_passed_and_not_before() {
+        let timers = Timers::new(Duration::from_secs(1));
+        let (_stop, shutdown) = Shutdown::new();
+        let outbound = Arc::new(Outbound::new(100));
+        timers.register(&outbound, &shutdown);
+        let now = now_ms();
+        outbound.set_deadline(now + 60_000);
+        timers.sweep();
+        assert!(!outbound.take(true).due, "not before the deadline");
+        outbound.set_deadline(now);
+        timers.sweep();
+        assert!(outbound.take(true).due);
+        timers.sweep();
+        assert!(!outbound.take(true).due, "once");
+    }
+
+    #[test]
+    fn ended_connections_leave_the_list_and_stopping_reaches_the_rest() {
+        let timers = Timers::new(Duration::from_secs(1));
+        let (stop, shutdown) = Shutdown::new();
+        let open = Arc::new(Outbound::new(100));
+        timers.register(&open, &shutdown);
+        timers.register(&Arc::new(Outbound::new(100)), &shutdown);
+        timers.sweep();
+        assert_eq!(timers.lock().len(), 1);
+        stop.send(true).unwrap();
+        timers.stop_all();
+        assert!(open.take(true).stopping);
+        let late = Arc::new(Outbound::new(100));
+        timers.register(&late, &shutdown);
+        assert!(late.take(true).stopping, "registered after stop_all, told anyway");
+    }
+}
