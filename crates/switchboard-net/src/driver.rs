@@ -88,160 +88,169 @@ impl AutoResponse {
     }
 }
 
-pub(crate) async fn drive<H: Handler>(
+/// Drives one connection until it ends.
+///
+/// A plain function returning an `async move` block rather than an `async
+/// fn`: an `async fn` keeps each `mut` argument twice in its state (the
+/// argument and the binding it is moved into), which for the protocol
+/// engine alone would cost every connection hundreds of bytes.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn drive<'a, H: Handler>(
     mut stream: TcpStream,
     mut conn: Connection,
     mut buf: BytesMut,
     mut handler: H,
-    config: &NetConfig,
-    timers: &Timers,
-    shutdown: &Shutdown,
-) {
-    let outbound = Arc::new(Outbound::new(config.max_outbound_queue));
-    // However the loop ends, other tasks stop queueing for this connection.
-    let _shut = ShutOnDrop(&outbound);
-    timers.register(&outbound, shutdown);
-    let mut ending = Ending { reported: false };
-    let mut auto = AutoResponse { version: 0, pair: None };
-    let mut heartbeat = Heartbeat::new(now_ms(), config);
-    // Deadlines on the `now_ms` clock; 0: none.
-    let mut close_deadline = 0;
-    let mut published = 0;
-    // Once per connection, boxed like `on_close`.
-    Box::pin(handler.on_open(&mut Outbox::new(&mut conn, &outbound))).await;
+    config: &'a NetConfig,
+    timers: &'a Timers,
+    shutdown: &'a Shutdown,
+) -> impl Future<Output = ()> + Send + 'a {
+    async move {
+        let outbound = Arc::new(Outbound::new(config.max_outbound_queue));
+        // However the loop ends, other tasks stop queueing for this connection.
+        let _shut = ShutOnDrop(&outbound);
+        timers.register(&outbound, shutdown);
+        let mut ending = Ending { reported: false };
+        let mut auto = AutoResponse { version: 0, pair: None };
+        let mut heartbeat = Heartbeat::new(now_ms(), config);
+        // Deadlines on the `now_ms` clock; 0: none.
+        let mut close_deadline = 0;
+        let mut published = 0;
+        // Once per connection, boxed like `on_close`.
+        Box::pin(handler.on_open(&mut Outbox::new(&mut conn, &outbound))).await;
 
-    loop {
-        // 1. Everything already read.
-        let mut delivered = false;
         loop {
-            match conn.handle_read(&mut buf) {
-                Ok(Some(Event::Message(message))) => match auto.answer(&outbound, &message) {
-                    Some(response) => {
-                        let _ = conn.send_prepared(response);
-                        outbound.record_auto_response();
+            // 1. Everything already read.
+            let mut delivered = false;
+            loop {
+                match conn.handle_read(&mut buf) {
+                    Ok(Some(Event::Message(message))) => match auto.answer(&outbound, &message) {
+                        Some(response) => {
+                            let _ = conn.send_prepared(response);
+                            outbound.record_auto_response();
+                        }
+                        None => {
+                            handler.on_message(message, &mut Outbox::new(&mut conn, &outbound)).await;
+                            delivered = true;
+                        }
+                    },
+                    Ok(Some(Event::Close(frame))) => {
+                        // Let the handler queue what must precede our reply, then reply.
+                        ending.report(&mut handler, frame.code, &frame.reason, true).await;
+                        move_outbound(&outbound, &mut conn, true);
+                        conn.reply_close();
                     }
-                    None => {
-                        handler.on_message(message, &mut Outbox::new(&mut conn, &outbound)).await;
-                        delivered = true;
+                    Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
+                    Ok(None) => {
+                        if delivered {
+                            handler.on_read_end(&mut Outbox::new(&mut conn, &outbound)).await;
+                        }
+                        break;
                     }
-                },
-                Ok(Some(Event::Close(frame))) => {
-                    // Let the handler queue what must precede our reply, then reply.
-                    ending.report(&mut handler, frame.code, &frame.reason, true).await;
-                    move_outbound(&outbound, &mut conn, true);
-                    conn.reply_close();
-                }
-                Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
-                Ok(None) => {
-                    if delivered {
-                        handler.on_read_end(&mut Outbox::new(&mut conn, &outbound)).await;
+                    Err(error) => {
+                        // Replies to the messages before the error still go first.
+                        ending.report(&mut handler, Some(error.close_code()), error.reason(), false).await;
+                        move_outbound(&outbound, &mut conn, true);
+                        conn.reply_close();
+                        break;
                     }
-                    break;
-                }
-                Err(error) => {
-                    // Replies to the messages before the error still go first.
-                    ending.report(&mut handler, Some(error.close_code()), error.reason(), false).await;
-                    move_outbound(&outbound, &mut conn, true);
-                    conn.reply_close();
-                    break;
                 }
             }
-        }
-        if buf.is_empty() && !conn.is_mid_message() {
-            buf = BytesMut::new();
-        }
+            if buf.is_empty() && !conn.is_mid_message() {
+                buf = BytesMut::new();
+            }
 
-        // 2. Frames from other tasks while the engine's queue is short; a
-        //    close request, a cut-off, a due deadline or shutdown in any case.
-        let room_to_write = conn.queued_bytes() < config.max_pending_write;
-        let news = move_outbound(&outbound, &mut conn, room_to_write);
-        if news.overflowed {
-            conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-            ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false).await;
-        }
-        if news.stopping && conn.state() == State::Open {
-            conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
-        }
-        if news.due {
-            // The sweep cleared the published deadline when it fired.
-            published = 0;
-            let now = now_ms();
-            if close_deadline != 0 && now >= close_deadline {
-                ending.report(&mut handler, Some(CloseCode::ABNORMAL), "closing handshake timed out", false).await;
-                return;
+            // 2. Frames from other tasks while the engine's queue is short; a
+            //    close request, a cut-off, a due deadline or shutdown in any case.
+            let room_to_write = conn.queued_bytes() < config.max_pending_write;
+            let news = move_outbound(&outbound, &mut conn, room_to_write);
+            if news.overflowed {
+                conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
+                ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false).await;
             }
-            if conn.state() == State::Open {
-                match heartbeat.on_deadline(now) {
-                    Beat::Ping => {
-                        let _ = conn.send_ping(b"");
-                    }
-                    Beat::Wait => {}
-                    Beat::Dead => {
-                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no answer to ping", false).await;
-                        return;
+            if news.stopping && conn.state() == State::Open {
+                conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
+            }
+            if news.due {
+                // The sweep cleared the published deadline when it fired.
+                published = 0;
+                let now = now_ms();
+                if close_deadline != 0 && now >= close_deadline {
+                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "closing handshake timed out", false).await;
+                    return;
+                }
+                if conn.state() == State::Open {
+                    match heartbeat.on_deadline(now) {
+                        Beat::Ping => {
+                            let _ = conn.send_ping(b"");
+                        }
+                        Beat::Wait => {}
+                        Beat::Dead => {
+                            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no answer to ping", false).await;
+                            return;
+                        }
                     }
                 }
             }
-        }
 
-        // 3. Write what the socket takes now.
-        if write_ready(&mut stream, &mut conn).is_err() {
-            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false).await;
-            return;
-        }
-
-        // 4. Closing.
-        match conn.state() {
-            State::Closed if !conn.wants_write() => {
-                // The server closes the TCP connection first (RFC 6455 §7.1.1).
-                // (A TCP shutdown completes at once; it never waits.)
-                let _ = stream.shutdown().await;
-                return;
-            }
-            State::Closed | State::CloseSent if close_deadline == 0 => {
-                close_deadline = now_ms() + config.close_timeout.as_millis() as u64;
-            }
-            _ => {}
-        }
-        let deadline = match conn.state() {
-            State::Open if close_deadline == 0 => heartbeat.check_at,
-            State::Open => heartbeat.check_at.min(close_deadline),
-            _ => close_deadline,
-        };
-        if deadline != published {
-            outbound.set_deadline(deadline);
-            published = deadline;
-        }
-
-        // 5. Wait.
-        let room_to_write = conn.queued_bytes() < config.max_pending_write;
-        let reading = room_to_write && !matches!(conn.state(), State::Closed);
-        let wait = Wait { stream: &stream, outbound: &outbound, read: reading, write: conn.wants_write(), frames: room_to_write };
-        match wait.await {
-            Woken::Readable(Err(_)) => {
-                ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
-                return;
-            }
-            Woken::Readable(Ok(())) => {
-                buf.reserve(config.read_chunk);
-                match stream.try_read_buf(&mut buf) {
-                    Ok(0) => {
-                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "connection dropped", false).await;
-                        return;
-                    }
-                    Ok(_) => heartbeat.peer_alive(now_ms()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
-                        ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
-                        return;
-                    }
-                }
-            }
-            Woken::Writable(Err(_)) => {
+            // 3. Write what the socket takes now.
+            if write_ready(&mut stream, &mut conn).is_err() {
                 ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false).await;
                 return;
             }
-            Woken::Writable(Ok(())) | Woken::News => {}
+
+            // 4. Closing.
+            match conn.state() {
+                State::Closed if !conn.wants_write() => {
+                    // The server closes the TCP connection first (RFC 6455 §7.1.1).
+                    // (A TCP shutdown completes at once; it never waits.)
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                State::Closed | State::CloseSent if close_deadline == 0 => {
+                    close_deadline = now_ms() + config.close_timeout.as_millis() as u64;
+                }
+                _ => {}
+            }
+            let deadline = match conn.state() {
+                State::Open if close_deadline == 0 => heartbeat.check_at,
+                State::Open => heartbeat.check_at.min(close_deadline),
+                _ => close_deadline,
+            };
+            if deadline != published {
+                outbound.set_deadline(deadline);
+                published = deadline;
+            }
+
+            // 5. Wait.
+            let room_to_write = conn.queued_bytes() < config.max_pending_write;
+            let reading = room_to_write && !matches!(conn.state(), State::Closed);
+            let wait = Wait { stream: &stream, outbound: &outbound, read: reading, write: conn.wants_write(), frames: room_to_write };
+            match wait.await {
+                Woken::Readable(Err(_)) => {
+                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
+                    return;
+                }
+                Woken::Readable(Ok(())) => {
+                    buf.reserve(config.read_chunk);
+                    match stream.try_read_buf(&mut buf) {
+                        Ok(0) => {
+                            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "connection dropped", false).await;
+                            return;
+                        }
+                        Ok(_) => heartbeat.peer_alive(now_ms()),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => {
+                            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
+                            return;
+                        }
+                    }
+                }
+                Woken::Writable(Err(_)) => {
+                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false).await;
+                    return;
+                }
+                Woken::Writable(Ok(())) | Woken::News => {}
+            }
         }
     }
 }

@@ -12,6 +12,14 @@ use crate::outbound::Outbound;
 /// one at a time, in arrival order. Handlers may await (e.g. a full room
 /// mailbox): while they do, the connection reads nothing more, which is the
 /// backpressure a flooding peer should feel.
+///
+/// Memory: the handler and the futures of `on_message` and `on_read_end`
+/// are part of every connection's task for the connection's whole life
+/// (the task is as large as its largest state). Keep them to a few dozen
+/// bytes: do the common case without awaiting and box a rare large await
+/// (e.g. `Box::pin(mailbox.send(event)).await` when `try_send` finds the
+/// mailbox full). `on_open` and `on_close` run once and are boxed by the
+/// caller.
 pub trait Handler: Send + 'static {
     /// The handshake completed. `out.outbound()` is the queue other tasks
     /// use to reach this connection.

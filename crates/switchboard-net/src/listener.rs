@@ -6,6 +6,7 @@
 //! same task then drives the connection. Anything else goes to the service's
 //! HTTP server with the bytes already read.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use switchboard_proto::Connection;
 
 use crate::config::NetConfig;
 use crate::driver::drive;
+use crate::handler::Handler;
 use crate::io::PrefixedIo;
 use crate::service::{Service, UpgradeInfo};
 use crate::timers::Timers;
@@ -72,12 +74,7 @@ pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: N
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let shared = shared.clone();
-                    let alive = alive_tx.clone();
-                    tokio::spawn(async move {
-                        handle_socket(stream, peer, &shared).await;
-                        drop(alive);
-                    });
+                    tokio::spawn(handle_socket(stream, peer, shared.clone(), alive_tx.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -103,32 +100,62 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What the opening of a socket led to. Returned once and moved straight
-/// into the connection's own state, so the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
+/// What the opening of a socket led to. Both cases are boxed (and emptied
+/// at once): `handle_socket` keeps this value while it serves the socket,
+/// beside the driver's state.
 enum Opened<H> {
     /// A WebSocket connection, ready to be driven.
-    Upgraded { stream: TcpStream, conn: Connection, buf: BytesMut, handler: H },
-    /// A plain HTTP request, for the service.
-    Http(PrefixedIo),
+    Upgraded(Box<Upgraded<H>>),
+    /// A plain HTTP request from this peer, for the service.
+    Http(Box<(PrefixedIo, SocketAddr)>),
     /// Answered (an error or a refusal) or gone.
     Done,
 }
 
-/// One socket from accept to end. The handshake runs in its own boxed
-/// future: its state (the request head, the upgrade decision, the timeout)
-/// is much larger than an open connection's and is freed before the
-/// connection is driven, so the task of an open connection stays small.
-async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, shared: &Listener<S>) {
-    match Box::pin(open(stream, peer, shared)).await {
-        Opened::Upgraded { stream, conn, buf, handler } => drive(stream, conn, buf, handler, &shared.config, &shared.timers, &shared.shutdown).await,
-        Opened::Http(io) => shared.service.http(io, peer, shared.shutdown.clone()).await,
-        Opened::Done => {}
+/// A socket after a successful handshake.
+struct Upgraded<H> {
+    stream: TcpStream,
+    conn: Connection,
+    buf: BytesMut,
+    handler: H,
+}
+
+impl<H: Handler> Upgraded<H> {
+    /// The connection's driver; the box is freed here, not when the
+    /// connection ends.
+    #[allow(clippy::boxed_local)]
+    fn drive<S>(self: Box<Self>, shared: &Listener<S>) -> impl Future<Output = ()> + Send + '_ {
+        let Upgraded { stream, conn, buf, handler } = *self;
+        drive(stream, conn, buf, handler, &shared.config, &shared.timers, &shared.shutdown)
+    }
+}
+
+/// One socket from accept to end; `alive` is dropped at the end.
+///
+/// The handshake runs in its own boxed future: its state (the request head,
+/// the upgrade decision, the timeout) is much larger than an open
+/// connection's and is freed before the connection is driven, so the task
+/// of an open connection stays small. For the same reason this is a plain
+/// function returning an `async move` block that holds only pointers: an
+/// `async fn` would keep its arguments (the socket among them) in its
+/// state for the connection's whole life, next to the driver's own.
+fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, shared: Arc<Listener<S>>, alive: mpsc::Sender<()>) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(open(stream, peer, shared.clone()));
+    async move {
+        let _alive = alive;
+        match opening.await {
+            Opened::Upgraded(upgraded) => upgraded.drive(&shared).await,
+            Opened::Http(http) => {
+                let (io, peer) = *http;
+                shared.service.http(io, peer, shared.shutdown.clone()).await
+            }
+            Opened::Done => {}
+        }
     }
 }
 
 /// Reads the request head and answers an upgrade request.
-async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &Listener<S>) -> Opened<S::Handler> {
+async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Listener<S>>) -> Opened<S::Handler> {
     let config = &shared.config;
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
@@ -147,7 +174,7 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &List
     };
     let (head, consumed) = head;
     if !head.wants_upgrade() {
-        return Opened::Http(PrefixedIo::new(buf.freeze(), stream));
+        return Opened::Http(Box::new((PrefixedIo::new(buf.freeze(), stream), peer)));
     }
     let request = match UpgradeRequest::from_head(&head) {
         Ok(request) => request,
@@ -178,7 +205,7 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &List
     }
     let conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| (agreed, config.deflate.level)));
     buf.advance(consumed);
-    Opened::Upgraded { stream, conn, buf, handler: accept.handler }
+    Opened::Upgraded(Box::new(Upgraded { stream, conn, buf, handler: accept.handler }))
 }
 
 /// Reads until a whole request head is buffered. `Ok(None)`: the peer closed first.

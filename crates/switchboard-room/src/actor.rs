@@ -122,6 +122,15 @@ pub struct RoomHandle {
 #[derive(Debug)]
 pub struct RoomGone(pub RoomEvent);
 
+/// Why [`RoomHandle::try_send`] did not deliver an event; the event comes back.
+#[derive(Debug)]
+pub enum TrySendError {
+    /// The mailbox is full: wait with [`RoomHandle::send`].
+    Full(RoomEvent),
+    /// The room actor has stopped.
+    Gone(RoomEvent),
+}
+
 impl std::fmt::Debug for RoomEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
@@ -142,6 +151,18 @@ impl RoomHandle {
     /// Delivers an event, waiting while the mailbox is full.
     pub async fn send(&self, event: RoomEvent) -> Result<(), RoomGone> {
         self.tx.send(event).await.map_err(|e| RoomGone(e.0))
+    }
+
+    /// Delivers an event if the mailbox has room now. A sender on a hot
+    /// path tries this first and awaits [`RoomHandle::send`] (whose future
+    /// is several hundred bytes) only when the mailbox is full. The event
+    /// comes back by value in the error, as with tokio's `try_send`.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, event: RoomEvent) -> Result<(), TrySendError> {
+        self.tx.try_send(event).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(event) => TrySendError::Full(event),
+            mpsc::error::TrySendError::Closed(event) => TrySendError::Gone(event),
+        })
     }
 
     /// True once the actor stopped; the owner should start a new one.

@@ -19,7 +19,7 @@ mod conn;
 mod context;
 mod room;
 
-pub use actor::{spawn_room, RoomConfig, RoomEvent, RoomHandle, RoomStats};
+pub use actor::{spawn_room, RoomConfig, RoomEvent, RoomHandle, RoomStats, TrySendError};
 pub use conn::{ConnId, ConnSink, SendOutcome, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, RoomStorage};
 pub use room::{Closed, ConnectRequest, Decision, Geo, Room, RoomFactory, RoomRequest, RoomResponse};

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnSink, RoomEvent, RoomHandle, SendOutcome};
+use switchboard_room::{Closed, ConnId, ConnSink, RoomEvent, RoomHandle, SendOutcome, TrySendError};
 use tokio::sync::oneshot;
 
 /// The room side of a connection's outbound queue.
@@ -41,22 +41,42 @@ impl ConnSink for SocketSink {
 }
 
 /// A connection accepted into a room.
+///
+/// It lives in its connection's task for the connection's whole life, and
+/// so do the futures of `on_message` and `on_read_end`: those are kept to a
+/// few dozen bytes. Events go to the room with `try_send`; only when the
+/// room's mailbox is full does the connection wait, in a boxed future
+/// (`RoomHandle::send`'s future is several hundred bytes).
 pub(crate) struct RoomConnection {
-    pub(crate) room: RoomHandle,
-    pub(crate) conn: ConnId,
-    pub(crate) tags: Vec<String>,
-    pub(crate) attachment: Option<Vec<u8>>,
-    pub(crate) opened: bool,
+    room: RoomHandle,
+    conn: ConnId,
+    /// Tags and attachment from the room's decision, until `on_open` hands
+    /// them to the room (boxed: most connections have neither).
+    joining: Option<Box<Joining>>,
+    opened: bool,
     /// Messages of the current read, sent to the room as one event.
-    pub(crate) pending: Vec<Message>,
+    pending: Vec<Message>,
     /// Longest wait for the room to process our close before replying anyway.
-    pub(crate) close_wait: Duration,
+    close_wait: Duration,
+}
+
+struct Joining {
+    tags: Vec<String>,
+    attachment: Option<Vec<u8>>,
+}
+
+impl RoomConnection {
+    pub(crate) fn new(room: RoomHandle, conn: ConnId, tags: Vec<String>, attachment: Option<Vec<u8>>, close_wait: Duration) -> RoomConnection {
+        let joining = (!tags.is_empty() || attachment.is_some()).then(|| Box::new(Joining { tags, attachment }));
+        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait }
+    }
 }
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, out: &mut Outbox<'_>) {
         let sink = Arc::new(SocketSink(out.outbound()));
-        let event = RoomEvent::Open { conn: self.conn, sink, tags: std::mem::take(&mut self.tags), attachment: self.attachment.take() };
+        let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
+        let event = RoomEvent::Open { conn: self.conn, sink, tags, attachment };
         self.opened = self.room.send(event).await.is_ok();
         if !self.opened {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
@@ -101,14 +121,25 @@ impl Handler for RoomConnection {
 const MAX_BATCH: usize = 64;
 
 impl RoomConnection {
-    /// Sends the messages of the current read to the room as one event.
+    /// Sends the messages of the current read to the room as one event. The
+    /// list goes with the event, so a connection keeps no buffer between reads.
     async fn forward(&mut self, out: &mut Outbox<'_>) {
-        let event = match self.pending.len() {
+        let mut messages = std::mem::take(&mut self.pending);
+        let event = match messages.len() {
             0 => return,
-            1 => RoomEvent::Message { conn: self.conn, message: self.pending.pop().expect("one message") },
-            _ => RoomEvent::Messages { conn: self.conn, messages: std::mem::take(&mut self.pending) },
+            1 => RoomEvent::Message { conn: self.conn, message: messages.pop().expect("one message") },
+            _ => RoomEvent::Messages { conn: self.conn, messages },
         };
-        if self.room.send(event).await.is_err() {
+        let full = match self.room.try_send(event) {
+            Ok(()) => return,
+            Err(TrySendError::Full(event)) => Box::pin(self.room.send(event)),
+            Err(TrySendError::Gone(_)) => {
+                out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
+                return;
+            }
+        };
+        // The mailbox is full: wait, which also stops this connection's reads.
+        if full.await.is_err() {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
         }
     }

@@ -60,7 +60,7 @@ impl Service for SwitchboardService {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection { room, conn, tags, attachment, opened: false, pending: Vec::new(), close_wait: self.close_wait };
+                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait);
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal { status, reason }),
