@@ -142,19 +142,36 @@ struct InFrame {
     validate: bool,
 }
 
+/// The permessage-deflate contexts of a connection that negotiated it.
+struct Deflate {
+    compressor: Compressor,
+    decompressor: Decompressor,
+}
+
+/// What `reply_close` sends.
+#[derive(Debug, Clone, Copy)]
+enum CloseReply {
+    /// The peer's status code, echoed.
+    Echo(Option<CloseCode>),
+    /// The code and reason of the peer's protocol error.
+    Fail(ProtocolError),
+}
+
 /// The protocol state of one connection. See the module docs.
+///
+/// A server keeps one per open connection, idle or not, so what only some
+/// connections or some moments need is boxed: the deflate contexts (over
+/// 300 bytes, only if negotiated) and a fragmented message being assembled.
 pub struct Connection {
     role: Role,
     config: Config,
     state: State,
     frame: Option<InFrame>,
-    partial: Option<Partial>,
+    partial: Option<Box<Partial>>,
     utf8: Utf8Validator,
-    compressor: Option<Compressor>,
-    decompressor: Option<Decompressor>,
+    deflate: Option<Box<Deflate>>,
     mask_source: Option<MaskSource>,
-    /// What `reply_close` sends: the peer's code echoed, or our error's.
-    close_reply: (Option<CloseCode>, &'static str),
+    close_reply: CloseReply,
     /// Small frames being coalesced.
     pending: BytesMut,
     /// Frames ready to write, in order.
@@ -175,10 +192,7 @@ impl Connection {
     }
 
     fn new(role: Role, config: Config, deflate: Option<(DeflateConfig, u32)>, mask_source: Option<MaskSource>) -> Connection {
-        let (compressor, decompressor) = match deflate {
-            Some((cfg, level)) => (Some(Compressor::new(&cfg, role, level)), Some(Decompressor::new(&cfg, role))),
-            None => (None, None),
-        };
+        let deflate = deflate.map(|(cfg, level)| Box::new(Deflate { compressor: Compressor::new(&cfg, role, level), decompressor: Decompressor::new(&cfg, role) }));
         Connection {
             role,
             config,
@@ -186,10 +200,9 @@ impl Connection {
             frame: None,
             partial: None,
             utf8: Utf8Validator::new(),
-            compressor,
-            decompressor,
+            deflate,
             mask_source,
-            close_reply: (None, ""),
+            close_reply: CloseReply::Echo(None),
             pending: BytesMut::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
@@ -208,7 +221,7 @@ impl Connection {
 
     /// True when permessage-deflate is in use.
     pub fn is_compressed(&self) -> bool {
-        self.compressor.is_some()
+        self.deflate.is_some()
     }
 
     /// True while a frame or a fragmented message is partly received: the
@@ -289,14 +302,14 @@ impl Connection {
         let validate = match h.opcode {
             OpCode::Control(_) => {
                 if h.rsv1 {
-                    return Err(if self.decompressor.is_some() { ProtocolError::CompressedContinuation } else { ProtocolError::ReservedBitsSet });
+                    return Err(if self.deflate.is_some() { ProtocolError::CompressedContinuation } else { ProtocolError::ReservedBitsSet });
                 }
                 false
             }
             OpCode::Data(DataOp::Continuation) => {
                 let Some(partial) = &self.partial else { return Err(ProtocolError::UnexpectedContinuation) };
                 if h.rsv1 {
-                    return Err(if self.decompressor.is_some() { ProtocolError::CompressedContinuation } else { ProtocolError::ReservedBitsSet });
+                    return Err(if self.deflate.is_some() { ProtocolError::CompressedContinuation } else { ProtocolError::ReservedBitsSet });
                 }
                 if partial.data.len() + len > self.config.max_message_size {
                     return Err(ProtocolError::MessageTooBig);
@@ -307,7 +320,7 @@ impl Connection {
                 if self.partial.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
-                if h.rsv1 && self.decompressor.is_none() {
+                if h.rsv1 && self.deflate.is_none() {
                     return Err(ProtocolError::ReservedBitsSet);
                 }
                 if len > self.config.max_message_size {
@@ -332,7 +345,7 @@ impl Connection {
                 let frame = CloseFrame::parse(&payload)?;
                 self.state = match self.state {
                     State::Open => {
-                        self.close_reply = (frame.code, "");
+                        self.close_reply = CloseReply::Echo(frame.code);
                         State::CloseReceived
                     }
                     _ => State::Closed,
@@ -355,7 +368,7 @@ impl Connection {
                 }
                 let mut data = BytesMut::with_capacity(payload.len() * 2);
                 data.extend_from_slice(&payload);
-                self.partial = Some(Partial { opcode: op, compressed: h.rsv1, data });
+                self.partial = Some(Box::new(Partial { opcode: op, compressed: h.rsv1, data }));
                 Ok(None)
             }
         }
@@ -363,8 +376,8 @@ impl Connection {
 
     fn finish_message(&mut self, op: DataOp, compressed: bool, payload: Bytes) -> Result<Event, ProtocolError> {
         let payload = if compressed {
-            let decompressor = self.decompressor.as_mut().expect("RSV1 only accepted with deflate");
-            let data = decompressor.decompress(&payload, self.config.max_message_size)?;
+            let deflate = self.deflate.as_mut().expect("RSV1 only accepted with deflate");
+            let data = deflate.decompressor.decompress(&payload, self.config.max_message_size)?;
             if op == DataOp::Text && simdutf8::basic::from_utf8(&data).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
             }
@@ -384,7 +397,7 @@ impl Connection {
     fn fail(&mut self, error: ProtocolError) {
         self.state = match self.state {
             State::Open => {
-                self.close_reply = (Some(error.close_code()), error.reason());
+                self.close_reply = CloseReply::Fail(error);
                 State::CloseReceived
             }
             _ => State::Closed,
@@ -402,9 +415,9 @@ impl Connection {
             return Err(ConnectionClosed);
         }
         let op = OpCode::Data(message.opcode());
-        match self.compressor.as_mut() {
-            Some(compressor) => {
-                let compressed = compressor.compress(message.payload());
+        match self.deflate.as_mut() {
+            Some(deflate) => {
+                let compressed = deflate.compressor.compress(message.payload());
                 self.queue_owned(op, true, compressed);
             }
             None => self.queue_owned(op, false, message.payload().clone()),
@@ -426,9 +439,9 @@ impl Connection {
         if !self.can_send() {
             return Err(ConnectionClosed);
         }
-        match self.compressor.as_mut() {
-            Some(compressor) => {
-                let compressed = compressor.compress(payload);
+        match self.deflate.as_mut() {
+            Some(deflate) => {
+                let compressed = deflate.compressor.compress(payload);
                 self.queue_owned(OpCode::Data(op), true, compressed);
             }
             None => self.queue_frame(OpCode::Data(op), false, payload),
@@ -477,7 +490,10 @@ impl Connection {
     /// status code (RFC 6455 §5.5.1), or the code of its protocol error.
     pub fn reply_close(&mut self) {
         if self.state == State::CloseReceived {
-            let (code, reason) = self.close_reply;
+            let (code, reason) = match self.close_reply {
+                CloseReply::Echo(code) => (code, ""),
+                CloseReply::Fail(error) => (Some(error.close_code()), error.reason()),
+            };
             self.close(code, reason);
         }
     }

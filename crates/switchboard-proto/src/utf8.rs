@@ -17,7 +17,7 @@ pub struct InvalidUtf8;
 #[derive(Debug, Default, Clone)]
 pub struct Utf8Validator {
     partial: [u8; 4],
-    partial_len: usize,
+    partial_len: u8,
 }
 
 impl Utf8Validator {
@@ -29,12 +29,13 @@ impl Utf8Validator {
     /// Checks the next piece. Errors as soon as a sequence cannot be completed.
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), InvalidUtf8> {
         if self.partial_len > 0 {
+            let have = usize::from(self.partial_len);
             let need = char_width(self.partial[0]);
-            let take = (need - self.partial_len).min(data.len());
-            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&data[..take]);
-            self.partial_len += take;
+            let take = (need - have).min(data.len());
+            self.partial[have..have + take].copy_from_slice(&data[..take]);
+            self.partial_len = (have + take) as u8;
             data = &data[take..];
-            match from_utf8(&self.partial[..self.partial_len]) {
+            match from_utf8(&self.partial[..have + take]) {
                 Ok(_) => self.partial_len = 0,
                 Err(e) if e.error_len().is_none() => return Ok(()),
                 Err(_) => return Err(InvalidUtf8),
@@ -44,8 +45,9 @@ impl Utf8Validator {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_none() => {
                 let tail = &data[e.valid_up_to()..];
+                // At most three bytes: the start of an unfinished character.
                 self.partial[..tail.len()].copy_from_slice(tail);
-                self.partial_len = tail.len();
+                self.partial_len = tail.len() as u8;
                 Ok(())
             }
             Err(_) => Err(InvalidUtf8),
