@@ -42,9 +42,9 @@ use switchboard_proto::{CloseCode, Connection, Event, Message};
 
 use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox};
-use crate::listener::Shutdown;
+use crate::listener::Common;
 use crate::outbound::Outbound;
-use crate::timers::{now_ms, Timers};
+use crate::timers::now_ms;
 
 /// Slices handed to one `writev`. Linux takes up to 1024; 64 covers a read's
 /// worth of replies without a large array in every connection's future.
@@ -56,21 +56,25 @@ struct Ending {
 }
 
 impl Ending {
-    /// The handler's `on_close` runs once per connection, boxed: its future
-    /// (a room event, a wait for the room) would otherwise be part of every
-    /// connection's task state for the connection's whole life.
-    async fn report<H: Handler>(&mut self, handler: &mut H, code: Option<CloseCode>, reason: &str, clean: bool) {
-        if !self.reported {
-            self.reported = true;
-            Box::pin(handler.on_close(code, reason, clean)).await;
+    /// The handler's `on_close`, the first time only. Boxed: it runs once per
+    /// connection, and its future (a room event, a wait for the room) would
+    /// otherwise be part of every connection's task state for the
+    /// connection's whole life.
+    fn report<'a, H: Handler>(&mut self, handler: &'a mut H, code: Option<CloseCode>, reason: &'a str, clean: bool) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
+        if self.reported {
+            return None;
         }
+        self.reported = true;
+        Some(Box::pin(handler.on_close(code, reason, clean)))
     }
 }
 
-/// The auto-response pair, cached per connection.
+/// The auto-response pair, cached per connection (a pointer to the pair
+/// the room shares among its connections).
+#[derive(Default)]
 struct AutoResponse {
     version: u64,
-    pair: Option<(Bytes, Bytes)>,
+    pair: Option<Arc<(Bytes, Bytes)>>,
 }
 
 impl AutoResponse {
@@ -81,79 +85,85 @@ impl AutoResponse {
             self.version = version;
             self.pair = outbound.auto_pair();
         }
-        match (&self.pair, message) {
+        match (self.pair.as_deref(), message) {
             (Some((request, response)), Message::Text(text)) if text == request => Some(response.clone()),
             _ => None,
         }
     }
 }
 
+/// The connection's outbound queue; when the connection ends, however it
+/// ends, other tasks can no longer queue on it.
+struct OutboundGuard(Arc<Outbound>);
+
+impl Drop for OutboundGuard {
+    fn drop(&mut self) {
+        self.0.shut();
+    }
+}
+
 /// Drives one connection until it ends.
+///
+/// Its state is what an idle connection costs, so every value that lives
+/// across an `.await` here is weighed: rare paths are boxed (`on_open`,
+/// `on_close`), a handler's future is made where the message is at hand
+/// and awaited after (so the message is not kept beside it), and the
+/// failures that end the connection leave the loop to one report.
 ///
 /// A plain function returning an `async move` block rather than an `async
 /// fn`: an `async fn` keeps each `mut` argument twice in its state (the
-/// argument and the binding it is moved into), which for the protocol
-/// engine alone would cost every connection hundreds of bytes.
+/// argument and the binding it is moved into).
 #[allow(clippy::manual_async_fn)]
-pub(crate) fn drive<'a, H: Handler>(
-    mut stream: TcpStream,
-    mut conn: Connection,
-    mut buf: BytesMut,
-    mut handler: H,
-    config: &'a NetConfig,
-    timers: &'a Timers,
-    shutdown: &'a Shutdown,
-) -> impl Future<Output = ()> + Send + 'a {
+pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection, mut buf: BytesMut, mut handler: H, common: &'a Common) -> impl Future<Output = ()> + Send + 'a {
     async move {
-        let outbound = Arc::new(Outbound::new(config.max_outbound_queue));
-        // However the loop ends, other tasks stop queueing for this connection.
-        let _shut = ShutOnDrop(&outbound);
-        timers.register(&outbound, shutdown);
+        let outbound = OutboundGuard(Arc::new(Outbound::new(common.config.max_outbound_queue)));
+        common.timers.register(&outbound.0, &common.shutdown);
         let mut ending = Ending { reported: false };
-        let mut auto = AutoResponse { version: 0, pair: None };
-        let mut heartbeat = Heartbeat::new(now_ms(), config);
-        // Deadlines on the `now_ms` clock; 0: none.
-        let mut close_deadline = 0;
-        let mut published = 0;
+        let mut auto = AutoResponse::default();
+        let mut clock = Clock::new(now_ms());
         // Once per connection, boxed like `on_close`.
-        Box::pin(handler.on_open(&mut Outbox::new(&mut conn, &outbound))).await;
+        Box::pin(handler.on_open(Outbox::new(&mut conn, &outbound.0))).await;
 
-        loop {
+        let (code, reason): (_, &'static str) = loop {
             // 1. Everything already read.
             let mut delivered = false;
-            loop {
-                match conn.handle_read(&mut buf) {
-                    Ok(Some(Event::Message(message))) => match auto.answer(&outbound, &message) {
-                        Some(response) => {
+            let failed = loop {
+                let delivering = match conn.handle_read(&mut buf) {
+                    Ok(Some(Event::Message(message))) => {
+                        if let Some(response) = auto.answer(&outbound.0, &message) {
                             let _ = conn.send_prepared(response);
-                            outbound.record_auto_response();
+                            outbound.0.record_auto_response();
+                            continue;
                         }
-                        None => {
-                            handler.on_message(message, &mut Outbox::new(&mut conn, &outbound)).await;
-                            delivered = true;
-                        }
-                    },
+                        handler.on_message(message, Outbox::new(&mut conn, &outbound.0))
+                    }
                     Ok(Some(Event::Close(frame))) => {
                         // Let the handler queue what must precede our reply, then reply.
-                        ending.report(&mut handler, frame.code, &frame.reason, true).await;
-                        move_outbound(&outbound, &mut conn, true);
-                        conn.reply_close();
-                    }
-                    Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
-                    Ok(None) => {
-                        if delivered {
-                            handler.on_read_end(&mut Outbox::new(&mut conn, &outbound)).await;
+                        if let Some(closing) = ending.report(&mut handler, frame.code, &frame.reason, true) {
+                            closing.await;
                         }
-                        break;
-                    }
-                    Err(error) => {
-                        // Replies to the messages before the error still go first.
-                        ending.report(&mut handler, Some(error.close_code()), error.reason(), false).await;
-                        move_outbound(&outbound, &mut conn, true);
+                        move_outbound(&outbound.0, &mut conn, true);
                         conn.reply_close();
-                        break;
+                        continue;
                     }
+                    Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
+                    Ok(None) => break None,
+                    Err(error) => break Some(error),
+                };
+                delivering.await;
+                delivered = true;
+            };
+            match failed {
+                Some(error) => {
+                    // Replies to the messages before the error still go first.
+                    if let Some(closing) = ending.report(&mut handler, Some(error.close_code()), error.reason(), false) {
+                        closing.await;
+                    }
+                    move_outbound(&outbound.0, &mut conn, true);
+                    conn.reply_close();
                 }
+                None if delivered => handler.on_read_end(Outbox::new(&mut conn, &outbound.0)).await,
+                None => {}
             }
             if buf.is_empty() && !conn.is_mid_message() {
                 buf = BytesMut::new();
@@ -161,41 +171,37 @@ pub(crate) fn drive<'a, H: Handler>(
 
             // 2. Frames from other tasks while the engine's queue is short; a
             //    close request, a cut-off, a due deadline or shutdown in any case.
-            let room_to_write = conn.queued_bytes() < config.max_pending_write;
-            let news = move_outbound(&outbound, &mut conn, room_to_write);
+            let room_to_write = conn.queued_bytes() < common.config.max_pending_write;
+            let news = move_outbound(&outbound.0, &mut conn, room_to_write);
             if news.overflowed {
                 conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-                ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false).await;
+                if let Some(closing) = ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false) {
+                    closing.await;
+                }
             }
             if news.stopping && conn.state() == State::Open {
                 conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
             }
             if news.due {
-                // The sweep cleared the published deadline when it fired.
-                published = 0;
                 let now = now_ms();
-                if close_deadline != 0 && now >= close_deadline {
-                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "closing handshake timed out", false).await;
-                    return;
-                }
-                if conn.state() == State::Open {
-                    match heartbeat.on_deadline(now) {
+                if clock.closing {
+                    if now >= clock.mark {
+                        break (Some(CloseCode::ABNORMAL), "closing handshake timed out");
+                    }
+                } else if conn.state() == State::Open {
+                    match clock.on_deadline(now, &common.config) {
                         Beat::Ping => {
                             let _ = conn.send_ping(b"");
                         }
                         Beat::Wait => {}
-                        Beat::Dead => {
-                            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "no answer to ping", false).await;
-                            return;
-                        }
+                        Beat::Dead => break (Some(CloseCode::ABNORMAL), "no answer to ping"),
                     }
                 }
             }
 
             // 3. Write what the socket takes now.
             if write_ready(&mut stream, &mut conn).is_err() {
-                ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false).await;
-                return;
+                break (Some(CloseCode::ABNORMAL), "write failed");
             }
 
             // 4. Closing.
@@ -206,51 +212,35 @@ pub(crate) fn drive<'a, H: Handler>(
                     let _ = stream.shutdown().await;
                     return;
                 }
-                State::Closed | State::CloseSent if close_deadline == 0 => {
-                    close_deadline = now_ms() + config.close_timeout.as_millis() as u64;
-                }
+                State::Closed | State::CloseSent if !clock.closing => clock.start_closing(now_ms(), &common.config),
                 _ => {}
             }
-            let deadline = match conn.state() {
-                State::Open if close_deadline == 0 => heartbeat.check_at,
-                State::Open => heartbeat.check_at.min(close_deadline),
-                _ => close_deadline,
-            };
-            if deadline != published {
-                outbound.set_deadline(deadline);
-                published = deadline;
-            }
+            // Published on every pass (a plain store); the sweep clears it when it fires.
+            outbound.0.set_deadline(clock.deadline(&common.config));
 
             // 5. Wait.
-            let room_to_write = conn.queued_bytes() < config.max_pending_write;
+            let room_to_write = conn.queued_bytes() < common.config.max_pending_write;
             let reading = room_to_write && !matches!(conn.state(), State::Closed);
-            let wait = Wait { stream: &stream, outbound: &outbound, read: reading, write: conn.wants_write(), frames: room_to_write };
+            let wait = Wait { stream: &stream, outbound: &outbound.0, read: reading, write: conn.wants_write(), frames: room_to_write };
             match wait.await {
-                Woken::Readable(Err(_)) => {
-                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
-                    return;
-                }
                 Woken::Readable(Ok(())) => {
-                    buf.reserve(config.read_chunk);
+                    buf.reserve(common.config.read_chunk);
                     match stream.try_read_buf(&mut buf) {
-                        Ok(0) => {
-                            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "connection dropped", false).await;
-                            return;
-                        }
-                        Ok(_) => heartbeat.peer_alive(now_ms()),
+                        Ok(0) => break (Some(CloseCode::ABNORMAL), "connection dropped"),
+                        Ok(_) => clock.peer_alive(now_ms()),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => {
-                            ending.report(&mut handler, Some(CloseCode::ABNORMAL), "read failed", false).await;
-                            return;
-                        }
+                        Err(_) => break (Some(CloseCode::ABNORMAL), "read failed"),
                     }
                 }
-                Woken::Writable(Err(_)) => {
-                    ending.report(&mut handler, Some(CloseCode::ABNORMAL), "write failed", false).await;
-                    return;
-                }
+                Woken::Readable(Err(_)) => break (Some(CloseCode::ABNORMAL), "read failed"),
+                Woken::Writable(Err(_)) => break (Some(CloseCode::ABNORMAL), "write failed"),
                 Woken::Writable(Ok(())) | Woken::News => {}
             }
+        };
+        // The socket failed or the peer went silent: the handler learns it
+        // (unless it already heard of the end) and the socket is dropped.
+        if let Some(closing) = ending.report(&mut handler, code, reason, false) {
+            closing.await;
         }
     }
 }
@@ -294,14 +284,6 @@ impl Future for Wait<'_> {
     }
 }
 
-struct ShutOnDrop<'a>(&'a Outbound);
-
-impl Drop for ShutOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.shut();
-    }
-}
-
 /// Signals taken from the outbound queue besides frames and close requests.
 struct News {
     overflowed: bool,
@@ -341,57 +323,64 @@ fn write_ready(stream: &mut TcpStream, conn: &mut Connection) -> io::Result<()> 
     Ok(())
 }
 
-/// When to ping and when to give up on a silent peer, in milliseconds on
-/// the `now_ms` clock. A read only records the time; the deadline is moved
-/// lazily when it is reached, so the hot path never touches the timers.
-struct Heartbeat {
-    interval: u64,
-    timeout: u64,
+/// The connection's timers, in milliseconds on the `now_ms` clock. A read
+/// only records the time; the deadline is derived when the loop publishes
+/// it, so the hot path never touches a timer.
+struct Clock {
     last_seen: u64,
-    /// When the unanswered ping went out; 0: none.
-    ping_sent: u64,
-    /// When `on_deadline` is due next.
-    check_at: u64,
+    /// While open: when the unanswered ping went out (0: none). Once
+    /// closing: when the closing handshake times out.
+    mark: u64,
+    closing: bool,
 }
 
 enum Beat {
     /// Send a ping.
     Ping,
-    /// Nothing to do until `check_at`.
+    /// Nothing to do yet.
     Wait,
     /// The peer did not answer in time.
     Dead,
 }
 
-impl Heartbeat {
-    fn new(now: u64, config: &NetConfig) -> Heartbeat {
-        let interval = config.ping_interval.as_millis() as u64;
-        Heartbeat { interval, timeout: config.pong_timeout.as_millis() as u64, last_seen: now, ping_sent: 0, check_at: now + interval }
+impl Clock {
+    fn new(now: u64) -> Clock {
+        Clock { last_seen: now, mark: 0, closing: false }
     }
 
     fn peer_alive(&mut self, now: u64) {
         self.last_seen = now;
     }
 
-    fn on_deadline(&mut self, now: u64) -> Beat {
-        if self.ping_sent != 0 {
-            // Anything read since the ping (in the same millisecond too) is an answer.
-            if self.last_seen < self.ping_sent {
-                if now >= self.ping_sent + self.timeout {
-                    return Beat::Dead;
-                }
-                self.check_at = self.ping_sent + self.timeout;
-                return Beat::Wait;
-            }
-            self.ping_sent = 0;
+    /// The next deadline: the next heartbeat check while open, the end of
+    /// the closing handshake after that.
+    fn deadline(&self, config: &NetConfig) -> u64 {
+        match (self.closing, self.mark) {
+            (true, end) => end,
+            (false, 0) => self.last_seen + config.ping_interval.as_millis() as u64,
+            (false, ping_sent) => ping_sent + config.pong_timeout.as_millis() as u64,
         }
-        let idle_until = self.last_seen + self.interval;
-        if now < idle_until {
-            self.check_at = idle_until;
+    }
+
+    fn start_closing(&mut self, now: u64, config: &NetConfig) {
+        self.closing = true;
+        self.mark = now + config.close_timeout.as_millis() as u64;
+    }
+
+    /// The heartbeat, when a deadline came while open.
+    fn on_deadline(&mut self, now: u64, config: &NetConfig) -> Beat {
+        let (interval, timeout) = (config.ping_interval.as_millis() as u64, config.pong_timeout.as_millis() as u64);
+        if self.mark != 0 {
+            // Anything read since the ping (in the same millisecond too) is an answer.
+            if self.last_seen < self.mark {
+                return if now >= self.mark + timeout { Beat::Dead } else { Beat::Wait };
+            }
+            self.mark = 0;
+        }
+        if now < self.last_seen + interval {
             return Beat::Wait;
         }
-        self.ping_sent = now;
-        self.check_at = now + self.timeout;
+        self.mark = now;
         Beat::Ping
     }
 }

@@ -16,24 +16,24 @@ use crate::outbound::Outbound;
 /// Memory: the handler and the futures of `on_message` and `on_read_end`
 /// are part of every connection's task for the connection's whole life
 /// (the task is as large as its largest state). Keep them to a few dozen
-/// bytes: do the common case without awaiting and box a rare large await
-/// (e.g. `Box::pin(mailbox.send(event)).await` when `try_send` finds the
-/// mailbox full). `on_open` and `on_close` run once and are boxed by the
-/// caller.
+/// bytes: do the work before making the future (these need not be `async
+/// fn`s) and box a rare large await (e.g. a full room mailbox: `try_send`
+/// first, a boxed `send` only when it is full). `on_open` and `on_close` run
+/// once and are boxed by the caller.
 pub trait Handler: Send + 'static {
     /// The handshake completed. `out.outbound()` is the queue other tasks
     /// use to reach this connection.
-    fn on_open(&mut self, _out: &mut Outbox<'_>) -> impl Future<Output = ()> + Send {
+    fn on_open(&mut self, _out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         async {}
     }
 
     /// A complete message arrived. Replies queued through `out` are batched:
     /// every reply to the messages of one read leaves in one write.
-    fn on_message(&mut self, message: Message, out: &mut Outbox<'_>) -> impl Future<Output = ()> + Send;
+    fn on_message(&mut self, message: Message, out: Outbox<'_>) -> impl Future<Output = ()> + Send;
 
     /// Every message of one read has been handed to `on_message`: a handler
     /// that batches (e.g. one room event per read) sends its batch here.
-    fn on_read_end(&mut self, _out: &mut Outbox<'_>) -> impl Future<Output = ()> + Send {
+    fn on_read_end(&mut self, _out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         async {}
     }
 
@@ -46,7 +46,7 @@ pub trait Handler: Send + 'static {
     }
 }
 
-/// Sending side of a connection, lent to a [`Handler`].
+/// Sending side of a connection, handed to a [`Handler`] for one event.
 pub struct Outbox<'a> {
     conn: &'a mut Connection,
     outbound: &'a Arc<Outbound>,

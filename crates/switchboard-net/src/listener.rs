@@ -8,12 +8,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
@@ -28,8 +29,10 @@ use crate::io::PrefixedIo;
 use crate::service::{Service, UpgradeInfo};
 use crate::timers::Timers;
 
-/// Tells every connection that the server is stopping. Cloned into each
-/// connection task; connections answer by closing with 1001.
+/// Tells every connection that the server is stopping. The listener passes
+/// it on to its WebSocket connections (through its timer list), which
+/// answer by closing with 1001, and hands a clone to each plain HTTP
+/// connection.
 #[derive(Clone)]
 pub struct Shutdown(watch::Receiver<bool>);
 
@@ -55,26 +58,64 @@ impl Shutdown {
 /// instead of a copy of the settings in each.
 struct Listener<S> {
     service: Arc<S>,
-    config: NetConfig,
-    shutdown: Shutdown,
-    timers: Timers,
+    common: Common,
+    /// Connection tasks still running; the drain at shutdown waits for 0.
+    alive: AtomicUsize,
+    drained: Notify,
+}
+
+/// The part of a listener's shared state a connection's driver uses.
+pub(crate) struct Common {
+    pub(crate) config: NetConfig,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) timers: Timers,
+}
+
+/// A running connection task's share of the listener: counted as alive
+/// until dropped.
+struct Alive<S>(Arc<Listener<S>>);
+
+impl<S> Alive<S> {
+    fn new(listener: &Arc<Listener<S>>) -> Alive<S> {
+        listener.alive.fetch_add(1, Ordering::AcqRel);
+        Alive(listener.clone())
+    }
+}
+
+impl<S> Drop for Alive<S> {
+    fn drop(&mut self) {
+        if self.0.alive.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_one();
+        }
+    }
+}
+
+impl<S> Listener<S> {
+    /// Resolves once no connection task runs.
+    async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.alive.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Accepts connections until shutdown, then waits (at most `close_timeout`
 /// plus a second) for open connections to finish their closing handshake.
 pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: NetConfig, mut shutdown: Shutdown) {
-    let shared = Arc::new(Listener { service, config, shutdown: shutdown.clone(), timers: Timers::new(config.timer_tick()) });
+    let common = Common { config, shutdown: shutdown.clone(), timers: Timers::new(config.timer_tick()) };
+    let shared = Arc::new(Listener { service, common, alive: AtomicUsize::new(0), drained: Notify::new() });
     // One task checks the deadlines of every connection, once per tick.
     let sweeper = shared.clone();
-    let _sweeper = AbortOnDrop(tokio::spawn(async move { sweeper.timers.run().await }));
-    // Every connection task holds a sender; when all are dropped, `recv`
-    // returns None and the drain is complete.
-    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let _sweeper = AbortOnDrop(tokio::spawn(async move { sweeper.common.timers.run().await }));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(handle_socket(stream, peer, shared.clone(), alive_tx.clone()));
+                    tokio::spawn(handle_socket(stream, peer, Alive::new(&shared)));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -86,9 +127,8 @@ pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: N
         }
     }
     drop(listener);
-    shared.timers.stop_all();
-    drop(alive_tx);
-    let _ = timeout(config.close_timeout + std::time::Duration::from_secs(1), alive_rx.recv()).await;
+    shared.common.timers.stop_all();
+    let _ = timeout(config.close_timeout + std::time::Duration::from_secs(1), shared.drained()).await;
 }
 
 /// Stops a task when dropped (the sweep, when `serve` returns or is dropped).
@@ -124,30 +164,30 @@ impl<H: Handler> Upgraded<H> {
     /// The connection's driver; the box is freed here, not when the
     /// connection ends.
     #[allow(clippy::boxed_local)]
-    fn drive<S>(self: Box<Self>, shared: &Listener<S>) -> impl Future<Output = ()> + Send + '_ {
+    fn drive(self: Box<Self>, common: &Common) -> impl Future<Output = ()> + Send + '_ {
         let Upgraded { stream, conn, buf, handler } = *self;
-        drive(stream, conn, buf, handler, &shared.config, &shared.timers, &shared.shutdown)
+        drive(stream, conn, buf, handler, common)
     }
 }
 
-/// One socket from accept to end; `alive` is dropped at the end.
+/// One socket from accept to end; the task counts as alive until it ends.
 ///
 /// The handshake runs in its own boxed future: its state (the request head,
 /// the upgrade decision, the timeout) is much larger than an open
 /// connection's and is freed before the connection is driven, so the task
 /// of an open connection stays small. For the same reason this is a plain
-/// function returning an `async move` block that holds only pointers: an
+/// function returning an `async move` block that holds two pointers: an
 /// `async fn` would keep its arguments (the socket among them) in its
 /// state for the connection's whole life, next to the driver's own.
-fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, shared: Arc<Listener<S>>, alive: mpsc::Sender<()>) -> impl Future<Output = ()> + Send {
-    let opening = Box::pin(open(stream, peer, shared.clone()));
+fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<S>) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(open(stream, peer, alive.0.clone()));
     async move {
-        let _alive = alive;
+        let shared = &alive.0;
         match opening.await {
-            Opened::Upgraded(upgraded) => upgraded.drive(&shared).await,
+            Opened::Upgraded(upgraded) => upgraded.drive(&shared.common).await,
             Opened::Http(http) => {
                 let (io, peer) = *http;
-                shared.service.http(io, peer, shared.shutdown.clone()).await
+                shared.service.http(io, peer, shared.common.shutdown.clone()).await
             }
             Opened::Done => {}
         }
@@ -156,7 +196,7 @@ fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, shared: Arc<Li
 
 /// Reads the request head and answers an upgrade request.
 async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Listener<S>>) -> Opened<S::Handler> {
-    let config = &shared.config;
+    let config = &shared.common.config;
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
     let head = match timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, config.max_head_len)).await {

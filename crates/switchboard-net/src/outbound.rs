@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,7 +58,7 @@ struct Queue {
     due: bool,
     /// The server is stopping.
     stopping: bool,
-    auto: Option<(Bytes, Bytes)>,
+    auto: Option<Arc<(Bytes, Bytes)>>,
     /// The connection's task while it waits.
     waker: Option<Waker>,
 }
@@ -126,8 +126,9 @@ impl Outbound {
     }
 
     /// Sets the exact text request answered by the connection itself with
-    /// the encoded response frame; `None` turns it off.
-    pub fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+    /// the encoded response frame; `None` turns it off. Shared, so that a
+    /// room's connections hold one pointer each, not a copy each.
+    pub fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
         self.lock().auto = pair;
         self.auto_version.fetch_add(1, Ordering::Release);
     }
@@ -149,7 +150,7 @@ impl Outbound {
         self.auto_version.load(Ordering::Acquire)
     }
 
-    pub(crate) fn auto_pair(&self) -> Option<(Bytes, Bytes)> {
+    pub(crate) fn auto_pair(&self) -> Option<Arc<(Bytes, Bytes)>> {
         self.lock().auto.clone()
     }
 

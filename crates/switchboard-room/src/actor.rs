@@ -207,7 +207,7 @@ struct Actor {
     object: Option<Box<dyn Room>>,
     conns: BTreeMap<ConnId, ConnRecord>,
     alarms: BTreeMap<String, SystemTime>,
-    auto_response: Option<(Bytes, Bytes)>,
+    auto_response: Option<Arc<(Bytes, Bytes)>>,
     wakeups: u64,
 }
 

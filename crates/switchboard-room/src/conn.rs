@@ -37,8 +37,9 @@ pub trait ConnSink: Send + Sync + 'static {
     /// Starts the closing handshake with `code` and `reason`.
     fn close(&self, code: u16, reason: &str);
     /// Sets the exact text request the connection layer answers by itself,
-    /// with the encoded response frame, without waking the room.
-    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>);
+    /// with the encoded response frame, without waking the room. One pair
+    /// is shared by every connection of the room.
+    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>);
     /// When the connection layer last answered an auto-response request.
     fn last_auto_response(&self) -> Option<SystemTime>;
 }

@@ -1,6 +1,7 @@
 //! What a handler can do: reach connections, broadcast, store, set alarms.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ pub struct Ctx<'a> {
     pub(crate) conns: &'a mut BTreeMap<ConnId, ConnRecord>,
     pub(crate) store: &'a dyn Store,
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
-    pub(crate) auto_response: &'a mut Option<(Bytes, Bytes)>,
+    pub(crate) auto_response: &'a mut Option<Arc<(Bytes, Bytes)>>,
 }
 
 /// An attachment over [`MAX_ATTACHMENT_LEN`], or for an unknown connection.
@@ -122,7 +123,7 @@ impl Ctx<'_> {
     /// (e.g. an application-level `ping` → `pong`). `None` turns it off.
     pub fn set_auto_response(&mut self, pair: Option<(&str, &str)>) {
         let encoded = pair.map(|(req, resp)| {
-            (Bytes::copy_from_slice(req.as_bytes()), encode_frame(OpCode::Data(DataOp::Text), false, resp.as_bytes()))
+            Arc::new((Bytes::copy_from_slice(req.as_bytes()), encode_frame(OpCode::Data(DataOp::Text), false, resp.as_bytes())))
         });
         for record in self.conns.values() {
             record.sink.set_auto_response(encoded.clone());

@@ -6,7 +6,10 @@
 //! the room's `ConnSink`: it puts the room's encoded frames on the
 //! connection's outbound queue.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -31,7 +34,7 @@ impl ConnSink for SocketSink {
         self.0.close(code, reason)
     }
 
-    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
         self.0.set_auto_response(pair)
     }
 
@@ -56,8 +59,9 @@ pub(crate) struct RoomConnection {
     opened: bool,
     /// Messages of the current read, sent to the room as one event.
     pending: Vec<Message>,
-    /// Longest wait for the room to process our close before replying anyway.
-    close_wait: Duration,
+    /// Longest wait in milliseconds for the room to process our close
+    /// before replying anyway (a `u32`: this struct is in every connection).
+    close_wait_ms: u32,
 }
 
 struct Joining {
@@ -68,12 +72,13 @@ struct Joining {
 impl RoomConnection {
     pub(crate) fn new(room: RoomHandle, conn: ConnId, tags: Vec<String>, attachment: Option<Vec<u8>>, close_wait: Duration) -> RoomConnection {
         let joining = (!tags.is_empty() || attachment.is_some()).then(|| Box::new(Joining { tags, attachment }));
-        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait }
+        let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
+        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms }
     }
 }
 
 impl Handler for RoomConnection {
-    async fn on_open(&mut self, out: &mut Outbox<'_>) {
+    async fn on_open(&mut self, mut out: Outbox<'_>) {
         let sink = Arc::new(SocketSink(out.outbound()));
         let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
         let event = RoomEvent::Open { conn: self.conn, sink, tags, attachment };
@@ -83,15 +88,17 @@ impl Handler for RoomConnection {
         }
     }
 
-    async fn on_message(&mut self, message: Message, out: &mut Outbox<'_>) {
+    // Not `async fn`s: the work is done before the future is made, and the
+    // future holds only the rare wait for a full mailbox.
+    fn on_message(&mut self, message: Message, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         self.pending.push(message);
-        if self.pending.len() >= MAX_BATCH {
-            self.forward(out).await;
-        }
+        let waiting = if self.pending.len() >= MAX_BATCH { self.forward(&mut out) } else { None };
+        Delivery { waiting, out }
     }
 
-    async fn on_read_end(&mut self, out: &mut Outbox<'_>) {
-        self.forward(out).await;
+    fn on_read_end(&mut self, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
+        let waiting = self.forward(&mut out);
+        Delivery { waiting, out }
     }
 
     async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
@@ -112,7 +119,7 @@ impl Handler for RoomConnection {
         let orderly = clean || code != Some(CloseCode::ABNORMAL);
         if self.room.send(RoomEvent::Close { conn: self.conn, closed, done: Some(done) }).await.is_ok() && orderly {
             // Replies the room sent before our close frame must go out before it.
-            let _ = tokio::time::timeout(self.close_wait, processed).await;
+            let _ = tokio::time::timeout(Duration::from_millis(self.close_wait_ms.into()), processed).await;
         }
     }
 }
@@ -120,28 +127,55 @@ impl Handler for RoomConnection {
 /// Most messages sent to the room in one event; a longer read is split.
 const MAX_BATCH: usize = 64;
 
+/// A delivery waiting for room in a full mailbox; resolves to false if
+/// the room is gone.
+type Waiting<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
 impl RoomConnection {
-    /// Sends the messages of the current read to the room as one event. The
-    /// list goes with the event, so a connection keeps no buffer between reads.
-    async fn forward(&mut self, out: &mut Outbox<'_>) {
+    /// Sends the messages of the current read to the room as one event, at
+    /// once if the mailbox has room; otherwise returns the wait. The list
+    /// goes with the event, so a connection keeps no buffer between reads.
+    fn forward(&mut self, out: &mut Outbox<'_>) -> Option<Waiting<'_>> {
         let mut messages = std::mem::take(&mut self.pending);
         let event = match messages.len() {
-            0 => return,
+            0 => return None,
             1 => RoomEvent::Message { conn: self.conn, message: messages.pop().expect("one message") },
             _ => RoomEvent::Messages { conn: self.conn, messages },
         };
-        let full = match self.room.try_send(event) {
-            Ok(()) => return,
-            Err(TrySendError::Full(event)) => Box::pin(self.room.send(event)),
+        match self.room.try_send(event) {
+            Ok(()) => None,
+            Err(TrySendError::Full(event)) => {
+                let room = &self.room;
+                Some(Box::pin(async move { room.send(event).await.is_ok() }))
+            }
             Err(TrySendError::Gone(_)) => {
                 out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
-                return;
+                None
             }
-        };
-        // The mailbox is full: wait, which also stops this connection's reads.
-        if full.await.is_err() {
-            out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
         }
+    }
+}
+
+/// The end of a delivery: ready at once, or waiting for room in a full
+/// mailbox (which also stops the connection's reads); closes the
+/// connection if the room is gone. Three pointers, where an `async fn`
+/// would keep its arguments twice.
+struct Delivery<'a, 'o> {
+    waiting: Option<Waiting<'a>>,
+    out: Outbox<'o>,
+}
+
+impl Future for Delivery<'_, '_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(waiting) = self.waiting.as_mut() else { return Poll::Ready(()) };
+        let delivered = std::task::ready!(waiting.as_mut().poll(cx));
+        self.waiting = None;
+        if !delivered {
+            self.out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
+        }
+        Poll::Ready(())
     }
 }
 

@@ -11,7 +11,7 @@ use super::*;
 struct FakeSink {
     frames: Mutex<Vec<Bytes>>,
     closed: Mutex<Option<(u16, String)>>,
-    auto: Mutex<Option<(Bytes, Bytes)>>,
+    auto: Mutex<Option<Arc<(Bytes, Bytes)>>>,
 }
 
 impl ConnSink for FakeSink {
@@ -22,7 +22,7 @@ impl ConnSink for FakeSink {
     fn close(&self, code: u16, reason: &str) {
         *self.closed.lock().unwrap() = Some((code, reason.to_owned()));
     }
-    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
         *self.auto.lock().unwrap() = pair;
     }
     fn last_auto_response(&self) -> Option<SystemTime> {
@@ -222,7 +222,8 @@ async fn auto_responses_reach_current_and_future_connections() {
     let b = join(&room, 2, "").await.unwrap();
     settle(&room).await;
     for sink in [&a, &b] {
-        let (request, response) = sink.auto.lock().unwrap().clone().unwrap();
+        let pair = sink.auto.lock().unwrap().clone().unwrap();
+        let (request, response) = &*pair;
         assert_eq!(&request[..], b"ping");
         assert_eq!(&response[..], &[0x81, 4, b'p', b'o', b'n', b'g']);
     }
