@@ -157,26 +157,53 @@ enum CloseReply {
     Fail(ProtocolError),
 }
 
-/// The protocol state of one connection. See the module docs.
-///
-/// A server keeps one per open connection, idle or not, so what only some
-/// connections or some moments need is boxed: the deflate contexts (over
-/// 300 bytes, only if negotiated) and a fragmented message being assembled.
-pub struct Connection {
-    role: Role,
-    config: Config,
-    state: State,
-    frame: Option<InFrame>,
-    partial: Option<Box<Partial>>,
-    utf8: Utf8Validator,
-    deflate: Option<Box<Deflate>>,
-    mask_source: Option<MaskSource>,
-    close_reply: CloseReply,
+/// Bytes queued for the wire. Exists only while something is queued.
+#[derive(Default)]
+struct Output {
     /// Small frames being coalesced.
     pending: BytesMut,
     /// Frames ready to write, in order.
     queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
     queued_bytes: usize,
+}
+
+impl Output {
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let chunk = self.pending.split().freeze();
+            self.queued_bytes += chunk.len();
+            self.queue.push_back(chunk);
+        }
+    }
+
+    /// Queues a chunk after everything before it, as its own slice.
+    fn push_chunk(&mut self, chunk: Bytes) {
+        self.flush_pending();
+        self.queued_bytes += chunk.len();
+        self.queue.push_back(chunk);
+    }
+}
+
+/// The protocol state of one connection. See the module docs.
+///
+/// A server keeps one per open connection, idle or not, so what only some
+/// connections or some moments need is boxed and exists only then: the
+/// deflate contexts (over 300 bytes, only if negotiated), a frame whose
+/// payload is still arriving, a fragmented message being assembled, the
+/// bytes queued for the wire, a client's source of masking keys. An idle
+/// server connection is about 70 bytes.
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    frame: Option<Box<InFrame>>,
+    partial: Option<Box<Partial>>,
+    utf8: Utf8Validator,
+    deflate: Option<Box<Deflate>>,
+    mask_source: Option<Box<MaskSource>>,
+    close_reply: CloseReply,
+    output: Option<Box<Output>>,
 }
 
 impl Connection {
@@ -201,11 +228,9 @@ impl Connection {
             partial: None,
             utf8: Utf8Validator::new(),
             deflate,
-            mask_source,
+            mask_source: mask_source.map(Box::new),
             close_reply: CloseReply::Echo(None),
-            pending: BytesMut::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            output: None,
         }
     }
 
@@ -255,13 +280,15 @@ impl Connection {
 
     fn read_frames(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
         loop {
-            if self.frame.is_none() {
-                let Some((header, header_len)) = FrameHeader::parse(buf)? else { return Ok(None) };
-                let frame = self.check_header(header)?;
-                buf.advance(header_len);
-                self.frame = Some(frame);
-            }
-            let frame = self.frame.as_mut().expect("set above");
+            let mut frame = match self.frame.take() {
+                Some(frame) => *frame,
+                None => {
+                    let Some((header, header_len)) = FrameHeader::parse(buf)? else { return Ok(None) };
+                    let frame = self.check_header(header)?;
+                    buf.advance(header_len);
+                    frame
+                }
+            };
             let available = buf.len().min(frame.len);
             if available > frame.scanned {
                 let fresh = &mut buf[frame.scanned..available];
@@ -274,9 +301,10 @@ impl Connection {
                 frame.scanned = available;
             }
             if available < frame.len {
+                // The rest of the payload comes with a later read.
+                self.frame = Some(Box::new(frame));
                 return Ok(None);
             }
-            let frame = self.frame.take().expect("set above");
             let payload = buf.split_to(frame.len).freeze();
             if let Some(event) = self.handle_frame(frame.header, payload)? {
                 return Ok(Some(event));
@@ -504,7 +532,7 @@ impl Connection {
 
     /// Bytes queued for the wire.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes + self.pending.len()
+        self.output.as_ref().map_or(0, |out| out.queued_bytes + out.pending.len())
     }
 
     /// True when something is queued for the wire.
@@ -516,9 +544,10 @@ impl Connection {
     /// slices were filled. Write them with one vectored write, then call
     /// [`Connection::advance`] with the number of bytes written.
     pub fn transmit_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
-        self.flush_pending();
+        let Some(out) = self.output.as_mut() else { return 0 };
+        out.flush_pending();
         let mut n = 0;
-        for (slot, chunk) in dst.iter_mut().zip(self.queue.iter()) {
+        for (slot, chunk) in dst.iter_mut().zip(out.queue.iter()) {
             *slot = IoSlice::new(chunk);
             n += 1;
         }
@@ -528,38 +557,39 @@ impl Connection {
     /// Drops `n` written bytes from the front of the queue. Once everything
     /// is written the write buffer is released: an idle connection holds none.
     pub fn advance(&mut self, mut n: usize) {
-        self.flush_pending();
-        self.queued_bytes -= n;
+        if n == 0 {
+            return;
+        }
+        let out = self.output.as_mut().expect("advanced past the queued bytes");
+        out.flush_pending();
+        out.queued_bytes -= n;
         while n > 0 {
-            let front = self.queue.front_mut().expect("advanced past the queued bytes");
+            let front = out.queue.front_mut().expect("advanced past the queued bytes");
             if n < front.len() {
                 front.advance(n);
                 return;
             }
             n -= front.len();
-            self.queue.pop_front();
+            out.queue.pop_front();
         }
-        if self.queue.is_empty() {
-            self.pending = BytesMut::new();
-            self.queue = VecDeque::new();
+        if out.queue.is_empty() {
+            self.output = None;
         }
     }
 
-    fn flush_pending(&mut self) {
-        if !self.pending.is_empty() {
-            let chunk = self.pending.split().freeze();
-            self.queued_bytes += chunk.len();
-            self.queue.push_back(chunk);
-        }
+    /// The write queue, made when the first bytes are queued.
+    fn output(&mut self) -> &mut Output {
+        self.output.get_or_insert_with(Box::default)
     }
 
     fn push_bytes(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
         if chunk.len() <= COPY_THRESHOLD {
-            self.pending.extend_from_slice(&chunk);
+            self.output().pending.extend_from_slice(&chunk);
         } else {
-            self.flush_pending();
-            self.queued_bytes += chunk.len();
-            self.queue.push_back(chunk);
+            self.output().push_chunk(chunk);
         }
     }
 
@@ -570,11 +600,12 @@ impl Connection {
         }
         let mask = self.mask_source.as_mut().map(|source| source());
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask, payload_len: payload.len() as u64 };
-        header.encode(&mut self.pending);
-        let start = self.pending.len();
-        self.pending.put_slice(payload);
+        let pending = &mut self.output().pending;
+        header.encode(pending);
+        let start = pending.len();
+        pending.put_slice(payload);
         if let Some(key) = mask {
-            apply_mask(&mut self.pending[start..], key, 0);
+            apply_mask(&mut pending[start..], key, 0);
         }
     }
 
@@ -585,10 +616,9 @@ impl Connection {
             return self.queue_frame(opcode, rsv1, &payload);
         }
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
-        header.encode(&mut self.pending);
-        self.flush_pending();
-        self.queued_bytes += payload.len();
-        self.queue.push_back(payload);
+        let out = self.output();
+        header.encode(&mut out.pending);
+        out.push_chunk(payload);
     }
 }
 
