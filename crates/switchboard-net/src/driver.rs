@@ -298,8 +298,8 @@ fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Ne
     for frame in taken.frames {
         let _ = conn.send_prepared(frame);
     }
-    if let Some((code, reason)) = taken.close {
-        conn.close(CloseCode::new(code), &reason);
+    if let Some(close) = taken.close {
+        conn.close(CloseCode::new(close.0), &close.1);
     }
     News { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping }
 }

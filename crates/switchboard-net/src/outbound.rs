@@ -14,7 +14,6 @@
 //! one waker stored in it, so an idle connection's task waits on no future
 //! of its own besides the socket's readiness.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -47,12 +46,16 @@ pub struct Outbound {
     last_auto_ms: AtomicU64,
 }
 
+/// 72 bytes; the whole `Outbound` fits a 128-byte allocation with its `Arc`.
 #[derive(Default)]
 struct Queue {
-    frames: VecDeque<Bytes>,
+    /// Taken all at once by the connection, so a `Vec` (no capacity while
+    /// empty).
+    frames: Vec<Bytes>,
     bytes: usize,
     closing: bool,
-    close: Option<(u16, String)>,
+    /// Boxed: rare.
+    close: Option<Box<(u16, String)>>,
     overflowed: bool,
     /// The deadline passed (set by the sweep, taken by the connection).
     due: bool,
@@ -65,8 +68,8 @@ struct Queue {
 
 /// What the connection's task takes out in one go.
 pub(crate) struct Taken {
-    pub(crate) frames: VecDeque<Bytes>,
-    pub(crate) close: Option<(u16, String)>,
+    pub(crate) frames: Vec<Bytes>,
+    pub(crate) close: Option<Box<(u16, String)>>,
     pub(crate) overflowed: bool,
     pub(crate) due: bool,
     pub(crate) stopping: bool,
@@ -100,13 +103,13 @@ impl Outbound {
         if q.bytes > 0 && q.bytes + frame.len() > self.limit {
             q.closing = true;
             q.overflowed = true;
-            q.frames = VecDeque::new();
+            q.frames = Vec::new();
             q.bytes = 0;
             wake(q);
             return Push::Dropped;
         }
         q.bytes += frame.len();
-        q.frames.push_back(frame);
+        q.frames.push(frame);
         let outcome = if q.bytes > self.limit / 2 { Push::Backpressure } else { Push::Queued };
         if q.frames.len() == 1 {
             // One wake-up per batch: later frames join the queue the task will drain anyway.
@@ -120,7 +123,7 @@ impl Outbound {
         let mut q = self.lock();
         if !q.closing {
             q.closing = true;
-            q.close = Some((code, reason.to_owned()));
+            q.close = Some(Box::new((code, reason.to_owned())));
         }
         wake(q);
     }
@@ -177,7 +180,7 @@ impl Outbound {
             q.bytes = 0;
             std::mem::take(&mut q.frames)
         } else {
-            VecDeque::new()
+            Vec::new()
         };
         Taken {
             frames,
@@ -262,6 +265,6 @@ mod tests {
         assert_eq!(out.push(Bytes::from_static(b"b")), Push::Dropped);
         let taken = out.take(true);
         assert_eq!(taken.frames.len(), 1);
-        assert_eq!(taken.close, Some((1000, "bye".into())));
+        assert_eq!(taken.close.as_deref(), Some(&(1000, "bye".into())));
     }
 }
