@@ -115,7 +115,38 @@ pub struct RoomStats {
 /// The mailbox of a room actor.
 #[derive(Clone)]
 pub struct RoomHandle {
-    tx: mpsc::Sender<RoomEvent>,
+    tx: mpsc::Sender<Mail>,
+}
+
+/// A [`RoomEvent`] in the mailbox: the per-message events as they are,
+/// every other event boxed. The channel allocates its slots 32 at a time
+/// and keeps them for the room's life, hibernated or not; at 48 bytes a
+/// slot instead of the 168 of the largest event, a block is 1.5 KiB
+/// instead of 5.4 KiB. The boxed events happen about twice per connection.
+enum Mail {
+    Message { conn: ConnId, message: Message },
+    Messages { conn: ConnId, messages: Vec<Message> },
+    Other(Box<RoomEvent>),
+}
+
+impl From<RoomEvent> for Mail {
+    fn from(event: RoomEvent) -> Mail {
+        match event {
+            RoomEvent::Message { conn, message } => Mail::Message { conn, message },
+            RoomEvent::Messages { conn, messages } => Mail::Messages { conn, messages },
+            other => Mail::Other(Box::new(other)),
+        }
+    }
+}
+
+impl From<Mail> for RoomEvent {
+    fn from(mail: Mail) -> RoomEvent {
+        match mail {
+            Mail::Message { conn, message } => RoomEvent::Message { conn, message },
+            Mail::Messages { conn, messages } => RoomEvent::Messages { conn, messages },
+            Mail::Other(event) => *event,
+        }
+    }
 }
 
 /// The room actor has stopped (it had no connections, no alarms, no work).
@@ -150,7 +181,7 @@ impl std::fmt::Debug for RoomEvent {
 impl RoomHandle {
     /// Delivers an event, waiting while the mailbox is full.
     pub async fn send(&self, event: RoomEvent) -> Result<(), RoomGone> {
-        self.tx.send(event).await.map_err(|e| RoomGone(e.0))
+        self.tx.send(event.into()).await.map_err(|e| RoomGone(e.0.into()))
     }
 
     /// Delivers an event if the mailbox has room now. A sender on a hot
@@ -159,9 +190,9 @@ impl RoomHandle {
     /// comes back by value in the error, as with tokio's `try_send`.
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, event: RoomEvent) -> Result<(), TrySendError> {
-        self.tx.try_send(event).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(event) => TrySendError::Full(event),
-            mpsc::error::TrySendError::Closed(event) => TrySendError::Gone(event),
+        self.tx.try_send(event.into()).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(mail) => TrySendError::Full(mail.into()),
+            mpsc::error::TrySendError::Closed(mail) => TrySendError::Gone(mail.into()),
         })
     }
 
@@ -212,10 +243,12 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(mut self, mut rx: mpsc::Receiver<RoomEvent>, config: RoomConfig) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Mail>, config: RoomConfig) {
         let idle = tokio::time::sleep(config.hibernate_after);
         tokio::pin!(idle);
-        let mut batch = Vec::with_capacity(EVENTS_PER_WAKE);
+        // Grows to the largest batch a wake-up took, and is freed when the
+        // room hibernates.
+        let mut batch = Vec::new();
         loop {
             let next_alarm = self.alarms.values().min().map(|at| {
                 Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
@@ -225,14 +258,15 @@ impl Actor {
                     if received == 0 {
                         return;
                     }
-                    for event in batch.drain(..) {
-                        self.handle(event);
+                    for mail in batch.drain(..) {
+                        self.handle(mail.into());
                     }
                     idle.as_mut().reset(Instant::now() + config.hibernate_after);
                 }
                 () = &mut idle, if self.object.is_some() => {
                     // Hibernate: connections, tags and attachments stay here.
                     self.object = None;
+                    batch = Vec::new();
                 }
                 () = tokio::time::sleep_until(next_alarm.unwrap_or_else(Instant::now)), if next_alarm.is_some() => {
                     self.fire_due_alarms();
@@ -272,7 +306,7 @@ impl Actor {
                 if self.auto_response.is_some() {
                     sink.set_auto_response(self.auto_response.clone());
                 }
-                self.conns.insert(conn, ConnRecord { sink, tags, attachment });
+                self.conns.insert(conn, ConnRecord::new(sink, tags, attachment));
                 self.with_room(|room, ctx| room.on_open(ctx, conn));
             }
             RoomEvent::Message { conn, message } => {
@@ -296,7 +330,7 @@ impl Actor {
             }
             RoomEvent::Close { conn, mut closed, done } => {
                 if let Some(record) = self.conns.remove(&conn) {
-                    closed.attachment = record.attachment;
+                    closed.attachment = record.into_attachment();
                     self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));
                 }
                 if let Some(done) = done {

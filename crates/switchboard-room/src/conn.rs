@@ -50,9 +50,44 @@ pub trait ConnSink: Send + Sync + 'static {
 /// every hibernated connection.
 pub const MAX_ATTACHMENT_LEN: usize = 2048;
 
-/// A live connection in the actor's table.
+/// A live connection in the actor's table. The table holds one per open
+/// connection, hibernated or not, so tags and attachment (which most
+/// connections lack) are boxed together: an entry is 32 bytes with its id.
 pub(crate) struct ConnRecord {
     pub(crate) sink: Arc<dyn ConnSink>,
-    pub(crate) tags: Vec<String>,
-    pub(crate) attachment: Option<Vec<u8>>,
+    extra: Option<Box<Extra>>,
+}
+
+struct Extra {
+    tags: Vec<String>,
+    attachment: Option<Vec<u8>>,
+}
+
+impl ConnRecord {
+    pub(crate) fn new(sink: Arc<dyn ConnSink>, tags: Vec<String>, attachment: Option<Vec<u8>>) -> ConnRecord {
+        let mut record = ConnRecord { sink, extra: None };
+        record.set(tags, attachment);
+        record
+    }
+
+    fn set(&mut self, tags: Vec<String>, attachment: Option<Vec<u8>>) {
+        self.extra = (!tags.is_empty() || attachment.is_some()).then(|| Box::new(Extra { tags, attachment }));
+    }
+
+    pub(crate) fn tags(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |extra| extra.tags.as_slice())
+    }
+
+    pub(crate) fn attachment(&self) -> Option<&[u8]> {
+        self.extra.as_ref().and_then(|extra| extra.attachment.as_deref())
+    }
+
+    pub(crate) fn set_attachment(&mut self, attachment: Option<Vec<u8>>) {
+        let tags = self.extra.take().map_or(Vec::new(), |extra| extra.tags);
+        self.set(tags, attachment);
+    }
+
+    pub(crate) fn into_attachment(self) -> Option<Vec<u8>> {
+        self.extra.and_then(|extra| extra.attachment)
+    }
 }

@@ -40,7 +40,7 @@ impl Ctx<'_> {
 
     /// Open connections, all of them or those with `tag`, in id order.
     pub fn connections<'s>(&'s self, tag: Option<&'s str>) -> impl Iterator<Item = ConnId> + 's {
-        self.conns.iter().filter(move |(_, c)| tag.is_none_or(|t| c.tags.iter().any(|x| x == t))).map(|(id, _)| *id)
+        self.conns.iter().filter(move |(_, c)| tag.is_none_or(|t| c.tags().iter().any(|x| x == t))).map(|(id, _)| *id)
     }
 
     /// Number of open connections.
@@ -76,12 +76,12 @@ impl Ctx<'_> {
 
     /// The tags a connection was accepted with.
     pub fn tags(&self, conn: ConnId) -> &[String] {
-        self.conns.get(&conn).map_or(&[], |c| c.tags.as_slice())
+        self.conns.get(&conn).map_or(&[], |c| c.tags())
     }
 
     /// The connection's attachment (kept while the room hibernates).
     pub fn attachment(&self, conn: ConnId) -> Option<&[u8]> {
-        self.conns.get(&conn).and_then(|c| c.attachment.as_deref())
+        self.conns.get(&conn).and_then(|c| c.attachment())
     }
 
     /// Replaces the connection's attachment (at most [`MAX_ATTACHMENT_LEN`] bytes).
@@ -90,7 +90,7 @@ impl Ctx<'_> {
             return Err(AttachmentRejected);
         }
         let record = self.conns.get_mut(&conn).ok_or(AttachmentRejected)?;
-        record.attachment = value;
+        record.set_attachment(value);
         Ok(())
     }
 
