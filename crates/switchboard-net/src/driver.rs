@@ -20,13 +20,17 @@
 //! future); deadlines are checked by the listener's sweep (`timers`); the
 //! handler's `on_open` and `on_close`, which run once, are boxed. What stays
 //! inline are the handler's per-message futures: a [`Handler`] should keep
-//! those small.
+//! those small. The budget: tokio allocates the task as this future plus
+//! about 100 bytes, aligned to 128, and mimalloc serves such blocks without
+//! rounding up only at powers of two, so the future must stay under about
+//! 400 bytes to take 512 (a test in `listener` checks it).
 //!
 //! Heartbeat: after `ping_interval` without a frame from the peer the server
 //! pings; if nothing arrives within `pong_timeout` the peer is dead, the
 //! socket is dropped and the handler learns it with 1006. Both are checked
 //! once per timer tick (see `NetConfig::timer_tick`).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -38,7 +42,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use switchboard_proto::connection::State;
-use switchboard_proto::{CloseCode, Connection, Event, Message};
+use switchboard_proto::{CloseCode, Connection, Event, Message, ProtocolError};
 
 use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox};
@@ -60,32 +64,41 @@ impl Ending {
     /// connection, and its future (a room event, a wait for the room) would
     /// otherwise be part of every connection's task state for the
     /// connection's whole life.
-    fn report<'a, H: Handler>(&mut self, handler: &'a mut H, code: Option<CloseCode>, reason: &'a str, clean: bool) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
+    fn report<'a, H: Handler>(&mut self, handler: &'a mut H, code: Option<CloseCode>, reason: Cow<'static, str>, clean: bool) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
         if self.reported {
             return None;
         }
         self.reported = true;
-        Some(Box::pin(handler.on_close(code, reason, clean)))
+        Some(Box::pin(async move { handler.on_close(code, &reason, clean).await }))
     }
 }
 
-/// The auto-response pair, cached per connection (a pointer to the pair
-/// the room shares among its connections).
-#[derive(Default)]
-struct AutoResponse {
-    version: u64,
-    pair: Option<Arc<(Bytes, Bytes)>>,
+/// Why the engine stopped yielding events.
+enum ReadEnd {
+    /// Everything buffered was consumed.
+    Drained,
+    /// The peer's close frame.
+    Closed(Option<CloseCode>, String),
+    /// The peer broke the protocol.
+    Failed(ProtocolError),
 }
 
+/// The auto-response pair, cached per connection (a pointer to the pair
+/// the room shares among its connections), refreshed before each read's
+/// messages when the room changed it.
+#[derive(Default)]
+struct AutoResponse(Option<Arc<(Bytes, Bytes)>>);
+
 impl AutoResponse {
-    /// The response frame if `message` is exactly the auto-response request.
-    fn answer(&mut self, outbound: &Outbound, message: &Message) -> Option<Bytes> {
-        let version = outbound.auto_version();
-        if version != self.version {
-            self.version = version;
-            self.pair = outbound.auto_pair();
+    fn refresh(&mut self, outbound: &Outbound) {
+        if outbound.take_auto_changed() {
+            self.0 = outbound.auto_pair();
         }
-        match (self.pair.as_deref(), message) {
+    }
+
+    /// The response frame if `message` is exactly the auto-response request.
+    fn answer(&self, message: &Message) -> Option<Bytes> {
+        match (self.0.as_deref(), message) {
             (Some((request, response)), Message::Text(text)) if text == request => Some(response.clone()),
             _ => None,
         }
@@ -121,49 +134,59 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
         let mut ending = Ending { reported: false };
         let mut auto = AutoResponse::default();
         let mut clock = Clock::new(now_ms());
+        // Set once the closing handshake started; `clock.mark` is then its end.
+        let mut closing = false;
         // Once per connection, boxed like `on_close`.
         Box::pin(handler.on_open(Outbox::new(&mut conn, &outbound.0))).await;
 
         let (code, reason): (_, &'static str) = loop {
             // 1. Everything already read.
+            auto.refresh(&outbound.0);
             let mut delivered = false;
-            let failed = loop {
-                let delivering = match conn.handle_read(&mut buf) {
-                    Ok(Some(Event::Message(message))) => {
-                        if let Some(response) = auto.answer(&outbound.0, &message) {
-                            let _ = conn.send_prepared(response);
-                            outbound.0.record_auto_response();
-                            continue;
+            // Scoped so that nothing of the read's end is kept while later
+            // steps await.
+            {
+                let report = {
+                    let read_end = loop {
+                        let delivering = match conn.handle_read(&mut buf) {
+                            Ok(Some(Event::Message(message))) => {
+                                if let Some(response) = auto.answer(&message) {
+                                    let _ = conn.send_prepared(response);
+                                    outbound.0.record_auto_response();
+                                    continue;
+                                }
+                                handler.on_message(message, Outbox::new(&mut conn, &outbound.0))
+                            }
+                            Ok(Some(Event::Close(frame))) => break ReadEnd::Closed(frame.code, frame.reason),
+                            Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
+                            Ok(None) => break ReadEnd::Drained,
+                            Err(error) => break ReadEnd::Failed(error),
+                        };
+                        delivering.await;
+                        delivered = true;
+                    };
+                    match read_end {
+                        ReadEnd::Drained => None,
+                        ReadEnd::Closed(code, reason) => Some(ending.report(&mut handler, code, reason.into(), true)),
+                        ReadEnd::Failed(error) => {
+                            // The handler hears of the messages before the error in `on_close`.
+                            delivered = false;
+                            Some(ending.report(&mut handler, Some(error.close_code()), error.reason().into(), false))
                         }
-                        handler.on_message(message, Outbox::new(&mut conn, &outbound.0))
                     }
-                    Ok(Some(Event::Close(frame))) => {
-                        // Let the handler queue what must precede our reply, then reply.
-                        if let Some(closing) = ending.report(&mut handler, frame.code, &frame.reason, true) {
-                            closing.await;
-                        }
-                        move_outbound(&outbound.0, &mut conn, true);
-                        conn.reply_close();
-                        continue;
-                    }
-                    Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
-                    Ok(None) => break None,
-                    Err(error) => break Some(error),
                 };
-                delivering.await;
-                delivered = true;
-            };
-            match failed {
-                Some(error) => {
-                    // Replies to the messages before the error still go first.
-                    if let Some(closing) = ending.report(&mut handler, Some(error.close_code()), error.reason(), false) {
-                        closing.await;
+                if let Some(report) = report {
+                    // Let the handler queue what must precede our close frame
+                    // (replies to earlier messages), then send it.
+                    if let Some(on_close) = report {
+                        on_close.await;
                     }
                     move_outbound(&outbound.0, &mut conn, true);
                     conn.reply_close();
                 }
-                None if delivered => handler.on_read_end(Outbox::new(&mut conn, &outbound.0)).await,
-                None => {}
+            }
+            if delivered {
+                handler.on_read_end(Outbox::new(&mut conn, &outbound.0)).await;
             }
             if buf.is_empty() && !conn.is_mid_message() {
                 buf = BytesMut::new();
@@ -175,8 +198,8 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
             let news = move_outbound(&outbound.0, &mut conn, room_to_write);
             if news.overflowed {
                 conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-                if let Some(closing) = ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer", false) {
-                    closing.await;
+                if let Some(on_close) = ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
+                    on_close.await;
                 }
             }
             if news.stopping && conn.state() == State::Open {
@@ -184,7 +207,7 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
             }
             if news.due {
                 let now = now_ms();
-                if clock.closing {
+                if closing {
                     if now >= clock.mark {
                         break (Some(CloseCode::ABNORMAL), "closing handshake timed out");
                     }
@@ -212,11 +235,14 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
                     let _ = stream.shutdown().await;
                     return;
                 }
-                State::Closed | State::CloseSent if !clock.closing => clock.start_closing(now_ms(), &common.config),
+                State::Closed | State::CloseSent if !closing => {
+                    closing = true;
+                    clock.mark = now_ms() + common.config.close_timeout.as_millis() as u64;
+                }
                 _ => {}
             }
             // Published on every pass (a plain store); the sweep clears it when it fires.
-            outbound.0.set_deadline(clock.deadline(&common.config));
+            outbound.0.set_deadline(if closing { clock.mark } else { clock.heartbeat_deadline(&common.config) });
 
             // 5. Wait.
             let room_to_write = conn.queued_bytes() < common.config.max_pending_write;
@@ -239,8 +265,9 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
         };
         // The socket failed or the peer went silent: the handler learns it
         // (unless it already heard of the end) and the socket is dropped.
-        if let Some(closing) = ending.report(&mut handler, code, reason, false) {
-            closing.await;
+        let report = ending.report(&mut handler, code, reason.into(), false);
+        if let Some(on_close) = report {
+            on_close.await;
         }
     }
 }
@@ -331,7 +358,6 @@ struct Clock {
     /// While open: when the unanswered ping went out (0: none). Once
     /// closing: when the closing handshake times out.
     mark: u64,
-    closing: bool,
 }
 
 enum Beat {
@@ -345,26 +371,19 @@ enum Beat {
 
 impl Clock {
     fn new(now: u64) -> Clock {
-        Clock { last_seen: now, mark: 0, closing: false }
+        Clock { last_seen: now, mark: 0 }
     }
 
     fn peer_alive(&mut self, now: u64) {
         self.last_seen = now;
     }
 
-    /// The next deadline: the next heartbeat check while open, the end of
-    /// the closing handshake after that.
-    fn deadline(&self, config: &NetConfig) -> u64 {
-        match (self.closing, self.mark) {
-            (true, end) => end,
-            (false, 0) => self.last_seen + config.ping_interval.as_millis() as u64,
-            (false, ping_sent) => ping_sent + config.pong_timeout.as_millis() as u64,
+    /// The next heartbeat check while open.
+    fn heartbeat_deadline(&self, config: &NetConfig) -> u64 {
+        match self.mark {
+            0 => self.last_seen + config.ping_interval.as_millis() as u64,
+            ping_sent => ping_sent + config.pong_timeout.as_millis() as u64,
         }
-    }
-
-    fn start_closing(&mut self, now: u64, config: &NetConfig) {
-        self.closing = true;
-        self.mark = now + config.close_timeout.as_millis() as u64;
     }
 
     /// The heartbeat, when a deadline came while open.

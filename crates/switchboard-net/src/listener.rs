@@ -267,3 +267,73 @@ impl From<watch::Receiver<bool>> for Shutdown {
         Shutdown(rx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use switchboard_proto::Message;
+
+    use super::*;
+    use crate::handler::Outbox;
+    use crate::service::{Accept, Refusal};
+
+    /// A handler the size of the server's room handler: 56 bytes, with
+    /// 32-byte futures for messages. Only their sizes matter.
+    #[allow(dead_code)]
+    struct RoomSized([u64; 7]);
+
+    #[allow(dead_code)]
+    struct Delivering<'o>([u64; 2], Outbox<'o>);
+
+    impl Future for Delivering<'_> {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
+        }
+    }
+
+    impl Handler for RoomSized {
+        fn on_message(&mut self, _message: Message, out: Outbox<'_>) -> impl Future<Output = ()> + Send {
+            Delivering([0; 2], out)
+        }
+
+        fn on_read_end(&mut self, out: Outbox<'_>) -> impl Future<Output = ()> + Send {
+            Delivering([0; 2], out)
+        }
+    }
+
+    struct Refuses;
+
+    impl Service for Refuses {
+        type Handler = RoomSized;
+
+        async fn upgrade(&self, _info: UpgradeInfo<'_>) -> Result<Accept<RoomSized>, Refusal> {
+            Err(Refusal { status: 404, reason: String::new() })
+        }
+
+        fn http(&self, _io: PrefixedIo, _peer: SocketAddr, _shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(async {})
+        }
+    }
+
+    /// The task of every open connection is tokio's header (about 100
+    /// bytes) plus this future, in a 128-byte-aligned block; mimalloc serves
+    /// such blocks without rounding up only at powers of two, so 512 bytes
+    /// hold a future of up to about 400. Past that an idle connection costs
+    /// 256 bytes more. See the `driver` module docs for what keeps it small.
+    #[tokio::test]
+    async fn the_task_of_a_connection_fits_a_512_byte_block() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (_stop, shutdown) = Shutdown::new();
+        let config = NetConfig::default();
+        let common = Common { config, shutdown, timers: Timers::new(config.timer_tick()) };
+        let shared = Arc::new(Listener { service: Arc::new(Refuses), common, alive: AtomicUsize::new(0), drained: Notify::new() });
+        let task = handle_socket(stream, listener.local_addr().unwrap(), Alive::new(&shared));
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 400, "the connection task's future is {size} bytes");
+    }
+}

@@ -14,7 +14,7 @@
 //! one waker stored in it, so an idle connection's task waits on no future
 //! of its own besides the socket's readiness.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,9 +40,9 @@ pub struct Outbound {
     /// 0 for none. Written by the connection, read (and cleared when it
     /// fires) by the listener's sweep without taking the lock.
     deadline: AtomicU64,
-    /// Bumped whenever the auto-response pair changes, so the connection's
-    /// task can cache the pair and check it with one atomic load per message.
-    auto_version: AtomicU64,
+    /// Set whenever the auto-response pair changes, so the connection's
+    /// task can cache the pair and check it with one atomic load per read.
+    auto_changed: AtomicBool,
     last_auto_ms: AtomicU64,
 }
 
@@ -82,7 +82,7 @@ impl Outbound {
             queue: Mutex::new(Queue::default()),
             limit,
             deadline: AtomicU64::new(0),
-            auto_version: AtomicU64::new(0),
+            auto_changed: AtomicBool::new(false),
             last_auto_ms: AtomicU64::new(0),
         }
     }
@@ -133,7 +133,7 @@ impl Outbound {
     /// room's connections hold one pointer each, not a copy each.
     pub fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
         self.lock().auto = pair;
-        self.auto_version.fetch_add(1, Ordering::Release);
+        self.auto_changed.store(true, Ordering::Release);
     }
 
     /// When the connection last answered with the auto-response.
@@ -149,8 +149,9 @@ impl Outbound {
         self.last_auto_ms.store(ms, Ordering::Relaxed);
     }
 
-    pub(crate) fn auto_version(&self) -> u64 {
-        self.auto_version.load(Ordering::Acquire)
+    /// True (once) if the pair changed since the last call.
+    pub(crate) fn take_auto_changed(&self) -> bool {
+        self.auto_changed.load(Ordering::Acquire) && self.auto_changed.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn auto_pair(&self) -> Option<Arc<(Bytes, Bytes)>> {

@@ -127,15 +127,12 @@ impl Handler for RoomConnection {
 /// Most messages sent to the room in one event; a longer read is split.
 const MAX_BATCH: usize = 64;
 
-/// A delivery waiting for room in a full mailbox; resolves to false if
-/// the room is gone.
-type Waiting<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
-
 impl RoomConnection {
     /// Sends the messages of the current read to the room as one event, at
     /// once if the mailbox has room; otherwise returns the wait. The list
     /// goes with the event, so a connection keeps no buffer between reads.
-    fn forward(&mut self, out: &mut Outbox<'_>) -> Option<Waiting<'_>> {
+    /// The wait resolves to false if the room is gone.
+    fn forward(&mut self, out: &mut Outbox<'_>) -> Option<Pin<Box<impl Future<Output = bool> + Send + '_>>> {
         let mut messages = std::mem::take(&mut self.pending);
         let event = match messages.len() {
             0 => return None,
@@ -160,12 +157,12 @@ impl RoomConnection {
 /// mailbox (which also stops the connection's reads); closes the
 /// connection if the room is gone. Three pointers, where an `async fn`
 /// would keep its arguments twice.
-struct Delivery<'a, 'o> {
-    waiting: Option<Waiting<'a>>,
+struct Delivery<'o, W> {
+    waiting: Option<Pin<Box<W>>>,
     out: Outbox<'o>,
 }
 
-impl Future for Delivery<'_, '_> {
+impl<W: Future<Output = bool>> Future for Delivery<'_, W> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
