@@ -84,17 +84,12 @@ enum ReadEnd {
 }
 
 /// The auto-response pair, cached per connection (a pointer to the pair
-/// the room shares among its connections), refreshed before each read's
-/// messages when the room changed it.
+/// the room shares among its connections), replaced when the outbound
+/// queue reports a change.
 #[derive(Default)]
 struct AutoResponse(Option<Arc<(Bytes, Bytes)>>);
 
 impl AutoResponse {
-    fn refresh(&mut self, outbound: &Outbound) {
-        if outbound.take_auto_changed() {
-            self.0 = outbound.auto_pair();
-        }
-    }
 
     /// The response frame if `message` is exactly the auto-response request.
     fn answer(&self, message: &Message) -> Option<Bytes> {
@@ -141,7 +136,6 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
 
         let (code, reason): (_, &'static str) = loop {
             // 1. Everything already read.
-            auto.refresh(&outbound.0);
             let mut delivered = false;
             // Scoped so that nothing of the read's end is kept while later
             // steps await.
@@ -196,6 +190,9 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
             //    close request, a cut-off, a due deadline or shutdown in any case.
             let room_to_write = conn.queued_bytes() < common.config.max_pending_write;
             let news = move_outbound(&outbound.0, &mut conn, room_to_write);
+            if let Some(pair) = news.auto {
+                auto.0 = pair;
+            }
             if news.overflowed {
                 conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
                 if let Some(on_close) = ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
@@ -316,6 +313,7 @@ struct News {
     overflowed: bool,
     due: bool,
     stopping: bool,
+    auto: Option<Option<Arc<(Bytes, Bytes)>>>,
 }
 
 /// Moves a close request, and queued frames if `frames`, from the outbound
@@ -325,10 +323,10 @@ fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Ne
     for frame in taken.frames {
         let _ = conn.send_prepared(frame);
     }
-    if let Some(close) = taken.close {
-        conn.close(CloseCode::new(close.0), &close.1);
+    if let Some((code, reason)) = taken.close {
+        conn.close(CloseCode::new(code), &reason);
     }
-    News { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping }
+    News { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping, auto: taken.auto }
 }
 
 /// Writes queued bytes until the socket would block. Vectored, so many

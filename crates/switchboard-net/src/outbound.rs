@@ -14,10 +14,10 @@
 //! one waker stored in it, so an idle connection's task waits on no future
 //! of its own besides the socket's readiness.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -33,58 +33,72 @@ pub enum Push {
 }
 
 /// The shared outbound side of one connection.
+///
+/// 80 bytes, so that with its `Arc` it takes a 96-byte block: one per
+/// open connection. What few connections use is boxed in `Rare`.
 pub struct Outbound {
     queue: Mutex<Queue>,
-    limit: usize,
     /// The connection's next timer deadline on the `timers::now_ms` clock,
     /// 0 for none. Written by the connection, read (and cleared when it
     /// fires) by the listener's sweep without taking the lock.
     deadline: AtomicU64,
-    /// Set whenever the auto-response pair changes, so the connection's
-    /// task can cache the pair and check it with one atomic load per read.
-    auto_changed: AtomicBool,
-    last_auto_ms: AtomicU64,
 }
 
-/// 72 bytes; the whole `Outbound` fits a 128-byte allocation with its `Arc`.
 #[derive(Default)]
 struct Queue {
     /// Taken all at once by the connection, so a `Vec` (no capacity while
     /// empty).
     frames: Vec<Bytes>,
-    bytes: usize,
+    /// Bytes in `frames` (saturating; one frame larger than 4 GiB would
+    /// only count as 4 GiB).
+    bytes: u32,
+    /// Above this the connection is cut off (at most 4 GiB).
+    limit: u32,
     closing: bool,
-    /// Boxed: rare.
-    close: Option<Box<(u16, String)>>,
     overflowed: bool,
     /// The deadline passed (set by the sweep, taken by the connection).
     due: bool,
     /// The server is stopping.
     stopping: bool,
-    auto: Option<Arc<(Bytes, Bytes)>>,
+    /// The auto-response pair changed since the connection last took it.
+    auto_changed: bool,
+    rare: Option<Box<Rare>>,
     /// The connection's task while it waits.
     waker: Option<Waker>,
+}
+
+/// What only some connections ever use.
+#[derive(Default)]
+struct Rare {
+    close: Option<(u16, String)>,
+    auto: Option<Arc<(Bytes, Bytes)>>,
+    /// When the connection last answered with the auto-response.
+    last_auto: Option<SystemTime>,
+}
+
+impl Queue {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
 }
 
 /// What the connection's task takes out in one go.
 pub(crate) struct Taken {
     pub(crate) frames: Vec<Bytes>,
-    pub(crate) close: Option<Box<(u16, String)>>,
+    pub(crate) close: Option<(u16, String)>,
     pub(crate) overflowed: bool,
     pub(crate) due: bool,
     pub(crate) stopping: bool,
+    /// The new auto-response pair, if it changed.
+    pub(crate) auto: Option<Option<Arc<(Bytes, Bytes)>>>,
 }
 
 impl Outbound {
-    /// An empty queue that cuts the connection off past `limit` bytes.
+    /// An empty queue that cuts the connection off past `limit` bytes (at
+    /// most 4 GiB).
     pub fn new(limit: usize) -> Outbound {
-        Outbound {
-            queue: Mutex::new(Queue::default()),
-            limit,
-            deadline: AtomicU64::new(0),
-            auto_changed: AtomicBool::new(false),
-            last_auto_ms: AtomicU64::new(0),
-        }
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        Outbound { queue: Mutex::new(Queue { limit, ..Queue::default() }), deadline: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -98,9 +112,10 @@ impl Outbound {
         if q.closing {
             return Push::Dropped;
         }
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         // One frame is always taken into an empty queue, so a single message
         // larger than the limit (up to the message size limit) still goes out.
-        if q.bytes > 0 && q.bytes + frame.len() > self.limit {
+        if q.bytes > 0 && u64::from(q.bytes) + u64::from(len) > u64::from(q.limit) {
             q.closing = true;
             q.overflowed = true;
             q.frames = Vec::new();
@@ -108,9 +123,9 @@ impl Outbound {
             wake(q);
             return Push::Dropped;
         }
-        q.bytes += frame.len();
+        q.bytes = q.bytes.saturating_add(len);
         q.frames.push(frame);
-        let outcome = if q.bytes > self.limit / 2 { Push::Backpressure } else { Push::Queued };
+        let outcome = if q.bytes > q.limit / 2 { Push::Backpressure } else { Push::Queued };
         if q.frames.len() == 1 {
             // One wake-up per batch: later frames join the queue the task will drain anyway.
             wake(q);
@@ -123,47 +138,39 @@ impl Outbound {
         let mut q = self.lock();
         if !q.closing {
             q.closing = true;
-            q.close = Some(Box::new((code, reason.to_owned())));
+            q.rare().close = Some((code, reason.to_owned()));
         }
         wake(q);
     }
 
     /// Sets the exact text request answered by the connection itself with
     /// the encoded response frame; `None` turns it off. Shared, so that a
-    /// room's connections hold one pointer each, not a copy each.
+    /// room's connections hold one pointer each, not a copy each. The
+    /// connection takes the change at its next wake-up (this wakes it).
     pub fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
-        self.lock().auto = pair;
-        self.auto_changed.store(true, Ordering::Release);
+        let mut q = self.lock();
+        q.rare().auto = pair;
+        q.auto_changed = true;
+        wake(q);
     }
 
     /// When the connection last answered with the auto-response.
     pub fn last_auto_response(&self) -> Option<SystemTime> {
-        match self.last_auto_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(UNIX_EPOCH + std::time::Duration::from_millis(ms)),
-        }
+        self.lock().rare.as_ref().and_then(|rare| rare.last_auto)
     }
 
     pub(crate) fn record_auto_response(&self) {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
-        self.last_auto_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// True (once) if the pair changed since the last call.
-    pub(crate) fn take_auto_changed(&self) -> bool {
-        self.auto_changed.load(Ordering::Acquire) && self.auto_changed.swap(false, Ordering::AcqRel)
-    }
-
-    pub(crate) fn auto_pair(&self) -> Option<Arc<(Bytes, Bytes)>> {
-        self.lock().auto.clone()
+        self.lock().rare().last_auto = Some(SystemTime::now());
     }
 
     /// Ready when there is something to take: a close request, a cut-off,
-    /// a due deadline, the server stopping, or frames if `frames`.
-    /// Otherwise the task's waker is kept and woken by the next of these.
+    /// a due deadline, the server stopping, a new auto-response pair, or
+    /// frames if `frames`. Otherwise the task's waker is kept and woken by
+    /// the next of these.
     pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool) -> Poll<()> {
         let mut q = self.lock();
-        if q.close.is_some() || q.overflowed || q.due || q.stopping || (frames && !q.frames.is_empty()) {
+        let close = q.rare.as_ref().is_some_and(|rare| rare.close.is_some());
+        if close || q.overflowed || q.due || q.stopping || q.auto_changed || (frames && !q.frames.is_empty()) {
             return Poll::Ready(());
         }
         if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -172,9 +179,9 @@ impl Outbound {
         Poll::Pending
     }
 
-    /// Takes the signals (close request, cut-off, due deadline, stopping),
-    /// and the queued frames if `frames` (the connection leaves them here
-    /// while its socket is full).
+    /// Takes the signals (close request, cut-off, due deadline, stopping,
+    /// auto-response change), and the queued frames if `frames` (the
+    /// connection leaves them here while its socket is full).
     pub(crate) fn take(&self, frames: bool) -> Taken {
         let mut q = self.lock();
         let frames = if frames {
@@ -183,12 +190,14 @@ impl Outbound {
         } else {
             Vec::new()
         };
+        let auto = std::mem::take(&mut q.auto_changed).then(|| q.rare.as_ref().and_then(|rare| rare.auto.clone()));
         Taken {
             frames,
-            close: q.close.take(),
+            close: q.rare.as_mut().and_then(|rare| rare.close.take()),
             overflowed: std::mem::take(&mut q.overflowed),
             due: std::mem::take(&mut q.due),
             stopping: std::mem::take(&mut q.stopping),
+            auto,
         }
     }
 
@@ -259,6 +268,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_part_of_a_connection_fits_a_96_byte_block() {
+        // With the Arc's two counters; one per open connection.
+        assert!(std::mem::size_of::<Outbound>() <= 80, "Outbound is {} bytes", std::mem::size_of::<Outbound>());
+    }
+
+    #[test]
     fn a_close_request_comes_after_the_frames_before_it() {
         let out = Outbound::new(1000);
         out.push(Bytes::from_static(b"a"));
@@ -266,6 +281,6 @@ mod tests {
         assert_eq!(out.push(Bytes::from_static(b"b")), Push::Dropped);
         let taken = out.take(true);
         assert_eq!(taken.frames.len(), 1);
-        assert_eq!(taken.close.as_deref(), Some(&(1000, "bye".into())));
+        assert_eq!(taken.close, Some((1000, "bye".into())));
     }
 }
