@@ -48,8 +48,10 @@ pub enum RoomEvent {
     Open {
         /// Its id (the one in the `ConnectRequest`).
         conn: ConnId,
-        /// Its outbound side.
-        sink: Arc<dyn ConnSink>,
+        /// Its outbound side (boxed, not shared: the room's table holds
+        /// one per connection; a sink that others must see too can be an
+        /// `Arc`, which is a `ConnSink` as well).
+        sink: Box<dyn ConnSink>,
         /// Tags from the decision.
         tags: Vec<String>,
         /// Attachment from the decision.

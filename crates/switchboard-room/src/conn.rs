@@ -44,6 +44,25 @@ pub trait ConnSink: Send + Sync + 'static {
     fn last_auto_response(&self) -> Option<SystemTime>;
 }
 
+/// A shared sink, e.g. a fake kept by a test to see what the room sent.
+impl<T: ConnSink + ?Sized> ConnSink for Arc<T> {
+    fn send_frame(&self, frame: &Bytes) -> SendOutcome {
+        (**self).send_frame(frame)
+    }
+
+    fn close(&self, code: u16, reason: &str) {
+        (**self).close(code, reason)
+    }
+
+    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
+        (**self).set_auto_response(pair)
+    }
+
+    fn last_auto_response(&self) -> Option<SystemTime> {
+        (**self).last_auto_response()
+    }
+}
+
 /// Largest attachment per connection. 2 KiB holds a user id, a name and a
 /// few flags; larger per-user state belongs in storage. Attachments stay in
 /// memory while the room hibernates, so their size is the memory floor of
@@ -54,7 +73,7 @@ pub const MAX_ATTACHMENT_LEN: usize = 2048;
 /// connection, hibernated or not, so tags and attachment (which most
 /// connections lack) are boxed together: an entry is 32 bytes with its id.
 pub(crate) struct ConnRecord {
-    pub(crate) sink: Arc<dyn ConnSink>,
+    pub(crate) sink: Box<dyn ConnSink>,
     extra: Option<Box<Extra>>,
 }
 
@@ -64,7 +83,7 @@ struct Extra {
 }
 
 impl ConnRecord {
-    pub(crate) fn new(sink: Arc<dyn ConnSink>, tags: Vec<String>, attachment: Option<Vec<u8>>) -> ConnRecord {
+    pub(crate) fn new(sink: Box<dyn ConnSink>, tags: Vec<String>, attachment: Option<Vec<u8>>) -> ConnRecord {
         let mut record = ConnRecord { sink, extra: None };
         record.set(tags, attachment);
         record

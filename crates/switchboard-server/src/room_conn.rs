@@ -79,7 +79,7 @@ impl RoomConnection {
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
-        let sink = Arc::new(SocketSink(out.outbound()));
+        let sink = Box::new(SocketSink(out.outbound()));
         let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
         let event = RoomEvent::Open { conn: self.conn, sink, tags, attachment };
         self.opened = self.room.send(event).await.is_ok();

@@ -95,7 +95,7 @@ async fn join(room: &RoomHandle, id: u64, query: &str) -> Result<Arc<FakeSink>, 
     match rx.await.unwrap() {
         Decision::Accept { tags, attachment } => {
             let sink = Arc::new(FakeSink::default());
-            room.send(RoomEvent::Open { conn: ConnId(id), sink: sink.clone(), tags, attachment }).await.unwrap();
+            room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(sink.clone()), tags, attachment }).await.unwrap();
             Ok(sink)
         }
         reject => Err(reject),
