@@ -90,7 +90,6 @@ enum ReadEnd {
 struct AutoResponse(Option<Arc<(Bytes, Bytes)>>);
 
 impl AutoResponse {
-
     /// The response frame if `message` is exactly the auto-response request.
     fn answer(&self, message: &Message) -> Option<Bytes> {
         match (self.0.as_deref(), message) {
