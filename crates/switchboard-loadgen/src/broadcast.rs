@@ -2,17 +2,18 @@
 //! broadcasts not yet received by every subscriber. Each payload carries its
 //! sequence number and send time, so subscribers record publish-to-receipt
 //! latency. Messages the room itself sends (JSON starting with `{`) are
-//! ignored.
+//! ignored. Subscribers connect 64 at a time, within 600 s.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use switchboard_client::{Client, Event, Message};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::echo::measure;
 use crate::report::Report;
@@ -38,11 +39,11 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
     let failures = Rc::new(Cell::new(0u32));
     let latency = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")));
 
-    for i in 0..subscribers {
-        let mut client = Client::connect(&common.target.url).await.map_err(|e| format!("subscriber {i}: {e}"))?;
+    let subscribe = |client: Client| {
         let (window, progress, counted, running, failures, latency) =
             (window.clone(), progress.clone(), counted.clone(), running.clone(), failures.clone(), latency.clone());
         tokio::task::spawn_local(async move {
+            let mut client = client;
             while running.get() {
                 let message = match client.recv().await {
                     Ok(Some(Event::Message(m))) => m,
@@ -70,9 +71,10 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
                 }
             }
         });
-        if (i + 1) % 500 == 0 {
-            eprintln!("loadgen: {} / {subscribers} subscribers", i + 1);
-        }
+    };
+    match tokio::time::timeout(CONNECT_LIMIT, connect_all(&common.target.url, subscribers, subscribe)).await {
+        Ok(result) => result?,
+        Err(_) => return Err(format!("the {subscribers} subscribers did not all connect within {} s", CONNECT_LIMIT.as_secs())),
     }
     let mut publisher = Client::connect(&common.target.url).await.map_err(|e| format!("publisher: {e}"))?;
     eprintln!("loadgen: {subscribers} subscribers and a publisher open");
@@ -105,6 +107,36 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
     let mut report = measure(common, subscribers, "broadcast", counted, running, failures, Some(latency)).await?;
     report.size = size;
     Ok(report)
+}
+
+/// Subscribers' handshakes under way at once: joins that arrive together
+/// reach the room together, as when many clients connect at the same time,
+/// and connecting 10,000 does not take 10,000 round trips.
+const CONNECTS_IN_FLIGHT: usize = 64;
+
+/// Longest the subscribers may take to connect, so the whole run stays
+/// bounded (measuring adds at most 300 s more).
+const CONNECT_LIMIT: Duration = Duration::from_secs(600);
+
+/// Opens `total` connections to `url`, `CONNECTS_IN_FLIGHT` at a time, and
+/// hands each to `subscribe` once open; stops at the first failure.
+async fn connect_all(url: &str, total: usize, subscribe: impl Fn(Client)) -> Result<(), String> {
+    let mut opening = JoinSet::new();
+    let (mut started, mut opened) = (0, 0);
+    while opened < total {
+        while started < total && opening.len() < CONNECTS_IN_FLIGHT {
+            let (url, i) = (url.to_owned(), started);
+            opening.spawn_local(async move { Client::connect(&url).await.map_err(|e| format!("subscriber {i}: {e}")) });
+            started += 1;
+        }
+        let client = opening.join_next().await.expect("a connect is under way").map_err(|e| format!("a connect task failed: {e}"))??;
+        subscribe(client);
+        opened += 1;
+        if opened % 500 == 0 {
+            eprintln!("loadgen: {opened} / {total} subscribers");
+        }
+    }
+    Ok(())
 }
 
 fn parse_stamp(payload: &[u8]) -> Option<(u64, u64)> {

@@ -263,6 +263,7 @@ impl Actor {
                     for mail in batch.drain(..) {
                         self.handle(mail.into());
                     }
+                    self.end_batch();
                     idle.as_mut().reset(Instant::now() + config.hibernate_after);
                 }
                 () = &mut idle, if self.object.is_some() => {
@@ -272,6 +273,7 @@ impl Actor {
                 }
                 () = tokio::time::sleep_until(next_alarm.unwrap_or_else(Instant::now)), if next_alarm.is_some() => {
                     self.fire_due_alarms();
+                    self.end_batch();
                     idle.as_mut().reset(Instant::now() + config.hibernate_after);
                 }
             }
@@ -291,6 +293,14 @@ impl Actor {
         });
         let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response };
         f(object.as_mut(), &mut ctx)
+    }
+
+    /// `on_batch_end`, if the room object is awake (a batch of stats
+    /// requests alone does not wake it).
+    fn end_batch(&mut self) {
+        if self.object.is_some() {
+            self.with_room(|room, ctx| room.on_batch_end(ctx));
+        }
     }
 
     fn handle(&mut self, event: RoomEvent) {

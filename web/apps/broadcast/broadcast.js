@@ -1,7 +1,7 @@
 // The broadcast page: a `broadcast` room (`?room=NAME`, default `lobby`).
 //
 // The server sends the newcomer {"type":"welcome","id","online","visits"},
-// everyone {"type":"count","online"} on every join and leave, and relays
+// everyone {"type":"count","online"} after joins and leaves, and relays
 // every other message as it was sent to everyone but its sender. This page
 // sends {"type":"say","text":...} and shows what others send: the text of a
 // `say`, anything else as it arrived. Text from the network is inserted with

@@ -239,3 +239,45 @@ async fn a_closed_connection_leaves_the_room() {
     assert_eq!(settle(&room).await.connections, 1);
     assert!(b.texts().is_empty(), "messages from a closed connection are ignored");
 }
+
+/// Counts joins and, at the end of each batch, tells everyone how many it saw.
+struct Batches {
+    opened: u64,
+}
+
+impl Room for Batches {
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId) {
+        self.opened += 1;
+    }
+
+    fn on_message(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _message: Message) {}
+
+    fn on_batch_end(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.broadcast(&Message::text(format!("batch:{}", self.opened)), None);
+    }
+}
+
+#[tokio::test]
+async fn events_waiting_together_end_in_one_batch_and_a_hibernated_room_has_none() {
+    let factory: Arc<dyn RoomFactory> = Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Batches { opened: 0 }) as Box<dyn Room>);
+    let room = spawn_room("t/b".into(), "b".into(), factory, Arc::new(MemoryStore::new()), config());
+    // On this single-threaded runtime the actor runs only once the test
+    // awaits something that is not ready, so these ten joins wait together.
+    let sinks: Vec<Arc<FakeSink>> = (1..=10).map(|_| Arc::new(FakeSink::default())).collect();
+    for (i, sink) in sinks.iter().enumerate() {
+        room.try_send(RoomEvent::Open { conn: ConnId(i as u64 + 1), sink: Box::new(sink.clone()), tags: vec![], attachment: None }).unwrap();
+    }
+    settle(&room).await;
+    for sink in &sinks {
+        assert_eq!(sink.texts(), ["batch:10"], "one batch end for ten joins");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = settle(&room).await;
+    assert!(!before.awake, "hibernated");
+    settle(&room).await;
+    assert_eq!(sinks[0].texts().len(), 1, "no batch end without the room object");
+    assert_eq!(settle(&room).await.wakeups, before.wakeups);
+    room.try_send(RoomEvent::Open { conn: ConnId(11), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None }).unwrap();
+    settle(&room).await;
+    assert_eq!(sinks[0].texts().last().map(String::as_str), Some("batch:1"), "a woken room's batch ends too (its count restarted with the object)");
+}
