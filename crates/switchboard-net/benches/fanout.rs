@@ -7,7 +7,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use switchboard_net::Outbound;
-use switchboard_proto::frame::{encode_frame, DataOp, OpCode};
+use bytes::Bytes;
+use switchboard_proto::frame::{DataOp, OpCode, SharedFrame};
 
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
@@ -17,9 +18,9 @@ fn fanout(c: &mut Criterion) {
             b.iter_batched_ref(
                 || (0..n).map(|_| Outbound::new(1 << 20)).collect::<Vec<_>>(),
                 |queues| {
-                    let frame = encode_frame(OpCode::Data(DataOp::Text), false, black_box(b"a twenty byte text!!"));
+                    let frame = SharedFrame::new(OpCode::Data(DataOp::Text), false, black_box(&Bytes::from_static(b"a twenty byte text!!")));
                     for q in queues.iter() {
-                        black_box(q.push(frame.clone()));
+                        black_box(q.push(&frame));
                     }
                 },
                 BatchSize::LargeInput,

@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use switchboard_proto::frame::SharedFrame;
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +107,9 @@ impl Outbound {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues an encoded (unmasked) frame.
-    pub fn push(&self, frame: Bytes) -> Push {
+    /// Queues an encoded (unmasked) frame: its one or two buffers, taken
+    /// together by the connection (they are never split by other frames).
+    pub fn push(&self, frame: &SharedFrame) -> Push {
         let mut q = self.lock();
         if q.closing {
             return Push::Dropped;
@@ -124,9 +126,10 @@ impl Outbound {
             return Push::Dropped;
         }
         q.bytes = q.bytes.saturating_add(len);
-        q.frames.push(frame);
+        let was_empty = q.frames.is_empty();
+        q.frames.extend(frame.chunks().cloned());
         let outcome = if q.bytes > q.limit / 2 { Push::Backpressure } else { Push::Queued };
-        if q.frames.len() == 1 {
+        if was_empty {
             // One wake-up per batch: later frames join the queue the task will drain anyway.
             wake(q);
         }
@@ -246,15 +249,23 @@ fn wake(mut q: std::sync::MutexGuard<'_, Queue>) {
 
 #[cfg(test)]
 mod tests {
+    use switchboard_proto::frame::{DataOp, OpCode, COPY_THRESHOLD};
+
     use super::*;
+
+    /// A binary frame of `len` bytes on the wire (2 to 125 bytes: a 2-byte
+    /// header and the payload).
+    fn frame(len: usize) -> SharedFrame {
+        SharedFrame::new(OpCode::Data(DataOp::Binary), false, &Bytes::from(vec![0; len - 2]))
+    }
 
     #[test]
     fn frames_queue_until_the_limit_then_the_connection_is_cut_off() {
         let out = Outbound::new(100);
-        assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Queued);
-        assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Backpressure);
-        assert_eq!(out.push(Bytes::from_static(&[0; 40])), Push::Dropped);
-        assert_eq!(out.push(Bytes::from_static(&[0; 1])), Push::Dropped, "nothing after the cut-off");
+        assert_eq!(out.push(&frame(40)), Push::Queued);
+        assert_eq!(out.push(&frame(40)), Push::Backpressure);
+        assert_eq!(out.push(&frame(40)), Push::Dropped);
+        assert_eq!(out.push(&frame(2)), Push::Dropped, "nothing after the cut-off");
         let taken = out.take(true);
         assert!(taken.overflowed);
         assert!(taken.frames.is_empty(), "queued frames are released at once");
@@ -263,8 +274,19 @@ mod tests {
     #[test]
     fn one_frame_larger_than_the_limit_fits_an_empty_queue() {
         let out = Outbound::new(10);
-        assert_eq!(out.push(Bytes::from(vec![0; 100])), Push::Backpressure);
-        assert_eq!(out.push(Bytes::from_static(&[0])), Push::Dropped);
+        assert_eq!(out.push(&frame(100)), Push::Backpressure);
+        assert_eq!(out.push(&frame(2)), Push::Dropped);
+    }
+
+    #[test]
+    fn a_large_frame_is_queued_as_its_header_and_the_senders_payload() {
+        let out = Outbound::new(1 << 20);
+        let payload = Bytes::from(vec![1; COPY_THRESHOLD + 1]);
+        out.push(&frame(10));
+        out.push(&SharedFrame::new(OpCode::Data(DataOp::Binary), false, &payload));
+        let taken = out.take(true);
+        assert_eq!(taken.frames.len(), 3);
+        assert_eq!(taken.frames[2].as_ptr(), payload.as_ptr(), "not copied");
     }
 
     #[test]
@@ -276,9 +298,9 @@ mod tests {
     #[test]
     fn a_close_request_comes_after_the_frames_before_it() {
         let out = Outbound::new(1000);
-        out.push(Bytes::from_static(b"a"));
+        out.push(&frame(3));
         out.close(1000, "bye");
-        assert_eq!(out.push(Bytes::from_static(b"b")), Push::Dropped);
+        assert_eq!(out.push(&frame(3)), Push::Dropped);
         let taken = out.take(true);
         assert_eq!(taken.frames.len(), 1);
         assert_eq!(taken.close, Some((1000, "bye".into())));

@@ -23,7 +23,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
 use crate::deflate::{Compressor, DeflateConfig, Decompressor};
 use crate::error::ProtocolError;
-use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
+use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD};
 use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
 
@@ -115,11 +115,6 @@ impl std::fmt::Display for ConnectionClosed {
 }
 
 impl std::error::Error for ConnectionClosed {}
-
-/// Payloads up to this size are copied next to their header so that small
-/// frames coalesce into one buffer; larger ones are queued as their own
-/// `Bytes` and written with the header in one vectored write, without a copy.
-const COPY_THRESHOLD: usize = 1024;
 
 /// Source of client masking keys. Clients must use unpredictable keys
 /// (RFC 6455 §5.3); this crate has no randomness, so the caller provides it.

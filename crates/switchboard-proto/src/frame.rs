@@ -193,6 +193,63 @@ pub fn encode_frame(opcode: OpCode, rsv1: bool, payload: &[u8]) -> Bytes {
     dst.freeze()
 }
 
+/// Payloads up to this size are copied next to their header so that small
+/// frames coalesce into one buffer; larger ones are queued as their own
+/// `Bytes` and written with the header in one vectored write, without a copy.
+pub const COPY_THRESHOLD: usize = 1024;
+
+/// A whole unmasked (server) frame made once and queued for any number of
+/// connections. A payload of up to [`COPY_THRESHOLD`] bytes is copied in
+/// after the header, so the frame is one buffer; a larger one is kept as
+/// the sender's own `Bytes` (a message received from a socket, say) beside a
+/// separate header, so relaying a 16 KiB message copies nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFrame {
+    /// The header, followed by the payload when that was small.
+    head: Bytes,
+    /// A large payload, shared; empty otherwise.
+    payload: Bytes,
+}
+
+impl SharedFrame {
+    /// The frame for `payload` (FIN set, unmasked).
+    pub fn new(opcode: OpCode, rsv1: bool, payload: &Bytes) -> SharedFrame {
+        if payload.len() <= COPY_THRESHOLD {
+            return SharedFrame { head: encode_frame(opcode, rsv1, payload), payload: Bytes::new() };
+        }
+        let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
+        let mut head = BytesMut::with_capacity(MAX_HEADER_LEN);
+        header.encode(&mut head);
+        SharedFrame { head: head.freeze(), payload: payload.clone() }
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payload.len()
+    }
+
+    /// Always false: a frame has at least a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The frame's buffers in wire order: one or two.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        std::iter::once(&self.head).chain(Some(&self.payload).filter(|p| !p.is_empty()))
+    }
+
+    /// The frame as one buffer (a copy when it has two parts).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.payload.is_empty() {
+            return self.head.clone();
+        }
+        let mut whole = BytesMut::with_capacity(self.len());
+        whole.put_slice(&self.head);
+        whole.put_slice(&self.payload);
+        whole.freeze()
+    }
+}
+
 /// Encodes a whole masked (client) frame with `key`.
 pub fn encode_masked_frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8], key: [u8; 4], dst: &mut BytesMut) {
     let header = FrameHeader { fin, rsv1, rsv23: false, opcode, mask: Some(key), payload_len: payload.len() as u64 };
@@ -208,6 +265,22 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         FrameHeader::parse(bytes)
+    }
+
+    #[test]
+    fn a_shared_frame_copies_small_payloads_and_shares_large_ones() {
+        let small = Bytes::from_static(b"hi");
+        let frame = SharedFrame::new(OpCode::Data(DataOp::Text), false, &small);
+        assert_eq!(frame.chunks().count(), 1);
+        assert_eq!(frame.to_bytes(), encode_frame(OpCode::Data(DataOp::Text), false, &small));
+
+        let large = Bytes::from(vec![7u8; COPY_THRESHOLD + 1]);
+        let frame = SharedFrame::new(OpCode::Data(DataOp::Binary), false, &large);
+        let chunks: Vec<&Bytes> = frame.chunks().collect();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[1].as_ptr(), large.as_ptr(), "the payload is the sender's buffer, not a copy");
+        assert_eq!(frame.len(), 4 + large.len());
+        assert_eq!(frame.to_bytes(), encode_frame(OpCode::Data(DataOp::Binary), false, &large));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use switchboard_proto::frame::SharedFrame;
 
 /// A connection's id, unique for the life of the server process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,8 +33,9 @@ pub enum SendOutcome {
 /// The outbound side of one connection, implemented by the server over a
 /// socket (and by fakes in tests). Calls must not block.
 pub trait ConnSink: Send + Sync + 'static {
-    /// Queues an encoded server frame (encoded once, shared by every recipient).
-    fn send_frame(&self, frame: &Bytes) -> SendOutcome;
+    /// Queues an encoded server frame (encoded once, shared by every
+    /// recipient; a large payload is the sender's buffer, not a copy).
+    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome;
     /// Starts the closing handshake with `code` and `reason`.
     fn close(&self, code: u16, reason: &str);
     /// Sets the exact text request the connection layer answers by itself,
@@ -46,7 +48,7 @@ pub trait ConnSink: Send + Sync + 'static {
 
 /// A shared sink, e.g. a fake kept by a test to see what the room sent.
 impl<T: ConnSink + ?Sized> ConnSink for Arc<T> {
-    fn send_frame(&self, frame: &Bytes) -> SendOutcome {
+    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
         (**self).send_frame(frame)
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use switchboard_proto::frame::{encode_frame, DataOp, OpCode};
+use switchboard_proto::frame::{encode_frame, DataOp, OpCode, SharedFrame};
 use switchboard_proto::Message;
 use switchboard_store::{Store, StoreResult, Write};
 
@@ -24,12 +24,12 @@ pub struct Ctx<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttachmentRejected;
 
-fn encode(message: &Message) -> Bytes {
+fn encode(message: &Message) -> SharedFrame {
     let op = match message {
         Message::Text(_) => DataOp::Text,
         Message::Binary(_) => DataOp::Binary,
     };
-    encode_frame(OpCode::Data(op), false, message.payload())
+    SharedFrame::new(OpCode::Data(op), false, message.payload())
 }
 
 impl Ctx<'_> {

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
+use switchboard_proto::frame::SharedFrame;
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{Closed, ConnId, ConnSink, RoomEvent, RoomHandle, SendOutcome, TrySendError};
 use tokio::sync::oneshot;
@@ -22,8 +23,8 @@ use tokio::sync::oneshot;
 pub(crate) struct SocketSink(Arc<Outbound>);
 
 impl ConnSink for SocketSink {
-    fn send_frame(&self, frame: &Bytes) -> SendOutcome {
-        match self.0.push(frame.clone()) {
+    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
+        match self.0.push(frame) {
             Push::Queued => SendOutcome::Queued,
             Push::Backpressure => SendOutcome::Backpressure,
             Push::Dropped => SendOutcome::Dropped,

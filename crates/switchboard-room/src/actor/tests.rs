@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
+use switchboard_proto::frame::SharedFrame;
 use switchboard_store::MemoryStore;
 
 use super::*;
@@ -15,8 +16,8 @@ struct FakeSink {
 }
 
 impl ConnSink for FakeSink {
-    fn send_frame(&self, frame: &Bytes) -> crate::SendOutcome {
-        self.frames.lock().unwrap().push(frame.clone());
+    fn send_frame(&self, frame: &SharedFrame) -> crate::SendOutcome {
+        self.frames.lock().unwrap().push(frame.to_bytes());
         crate::SendOutcome::Queued
     }
     fn close(&self, code: u16, reason: &str) {
