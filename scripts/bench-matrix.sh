@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every load scenario against switchboard and the peer servers in one
-# go: server pinned to core 0, load generator to core 1, servers taking turns
+# Runs every load scenario (echo, broadcast, idle, churn) against
+# switchboard and the peer servers in one go: server pinned to core 0, load generator to core 1, servers taking turns
 # within each round, RUNS rounds. Prints one line per run (TSV) and a median
 # (min-max) table for docs/benchmarks.md.
 #
@@ -31,6 +31,10 @@ declare -A SERVER=(
 ALL_SERVERS="switchboard tokio-tungstenite fastwebsockets node-ws"
 BROADCASTERS="switchboard tokio-tungstenite fastwebsockets node-ws"
 # name | loadgen arguments | path | servers | seconds allowed for connecting.
+# The rate column is messages/s (echo, broadcast: delivered), handshakes/s
+# (idle: 10,000 connections opened 64 at a time and held; its run has no
+# SECONDS, and bytes_per_conn is the server's RSS growth per connection) or
+# completed connections/s (churn: connect, one echo, close, in 50 loops).
 # Connecting 10,000 subscribers (64 handshakes at a time) takes about 20 s
 # on switchboard, whose broadcast room announces the member count once per
 # batch of joins; 600 s is the load generator's own connect limit. wall_s in
@@ -42,6 +46,8 @@ MATRIX=(
   "broadcast-1000-w16|broadcast --subscribers 1000 --in-flight 16 --size 32|/rooms/broadcast/bench|$BROADCASTERS|60"
   "broadcast-1000-w1|broadcast --subscribers 1000 --in-flight 1 --size 32|/rooms/broadcast/bench|$BROADCASTERS|60"
   "broadcast-10000-w16|broadcast --subscribers 10000 --in-flight 16 --size 32|/rooms/broadcast/bench|$BROADCASTERS|600"
+  "idle-10000|idle --connections 10000 --rooms 100 --concurrency 64|/rooms/echo/idle|$ALL_SERVERS|120"
+  "churn-c50|churn --concurrency 50 --size 20|/rooms/echo/churn|$ALL_SERVERS|30"
 )
 
 # Optional filters from the environment; unknown names are an error.
@@ -84,7 +90,7 @@ for binary in "$LOADGEN" target/release/switchboard bench/peers/target/release/p
 done
 
 RESULTS="$OUT/results.tsv"
-printf 'run\tscenario\tserver\tmsgs_per_s\tp99_us\tloadgen_cpu\tserver_cpu\tverdict\twall_s\n' > "$RESULTS"
+printf 'run\tscenario\tserver\trate\tp99_us\tloadgen_cpu\tserver_cpu\tverdict\twall_s\tbytes_per_conn\n' > "$RESULTS"
 for run in $(seq 1 "$RUNS"); do
   for entry in "${MATRIX[@]}"; do
     IFS='|' read -r name args path servers connect_secs <<< "$entry"
@@ -115,18 +121,22 @@ for run in $(seq 1 "$RUNS"); do
         : > "$log"
       else
         # shellcheck disable=SC2086
-        timeout $((SECS + connect_secs)) taskset -c 1 "$LOADGEN" $args --url "ws://$addr$path" --seconds "$SECS" --server-pid "$pid" > "$log" 2> "$log.err" ||
+        seconds="--seconds $SECS"
+        [[ $args == idle* ]] && seconds=""
+        # shellcheck disable=SC2086
+        timeout $((SECS + connect_secs)) taskset -c 1 "$LOADGEN" $args --url "ws://$addr$path" $seconds --server-pid "$pid" > "$log" 2> "$log.err" ||
           failed="run failed (see $log.err)"
       fi
       kill "$pid" 2> /dev/null || true
       wait "$pid" 2> /dev/null || true
-      rate=$(awk '/^messages\/s/ {print $2}' "$log")
+      rate=$(awk '/^(messages|handshakes|conns)\/s/ {gsub(",", "", $2); print $2}' "$log")
+      per_conn=$(grep -o '(-\?[0-9,]* B per connection)' "$log" | head -n1 | tr -d '(,' | awk '{print $1}' || true)
       p99=$(awk '/^latency us/ {print $6}' "$log")
       lcpu=$(awk '/^loadgen CPU/ {print $3}' "$log")
       scpu=$(awk '/^server CPU/ {print $3}' "$log")
       verdict=$(awk '/^verdict/ {$1=""; print substr($0,2)}' "$log")
       [ -n "$failed" ] && { rate=""; verdict="$failed"; }
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$server" "${rate:-}" "${p99:-}" "${lcpu:-}" "${scpu:-}" "${verdict:-}" "$((SECONDS - started))" | tee -a "$RESULTS"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$server" "${rate:-}" "${p99:-}" "${lcpu:-}" "${scpu:-}" "${verdict:-}" "$((SECONDS - started))" "${per_conn:-}" | tee -a "$RESULTS"
     done
   done
 done
@@ -135,19 +145,21 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
 table = {}
 for r in rows:
-    if r['msgs_per_s']:
+    if r['rate']:
         table.setdefault((r['scenario'], r['server']), []).append(r)
 def med(rs, key):
     xs = [float(r[key]) for r in rs if r[key]]
     return statistics.median(xs) if xs else float('nan')
-print('\n| scenario | server | messages/s median (min-max) | p99 latency us median | loadgen CPU % | server CPU % |')
-print('| --- | --- | --- | --- | --- | --- |')
+def cell(rs, key):
+    x = med(rs, key)
+    return '' if x != x else f'{x:,.0f}'
+print('\n| scenario | server | rate median (min-max) | p99 latency us median | server RSS B/conn median | loadgen CPU % | server CPU % |')
+print('| --- | --- | --- | --- | --- | --- | --- |')
 for (scenario, server), rs in table.items():
-    rates = sorted(float(r['msgs_per_s']) for r in rs)
-    p99 = med(rs, 'p99_us')
-    p99 = '' if p99 != p99 else f'{p99:,.0f}'
-    print(f"| {scenario} | {server} | {statistics.median(rates):,.0f} ({rates[0]:,.0f}-{rates[-1]:,.0f}) | {p99} | {med(rs, 'loadgen_cpu'):.0f} | {med(rs, 'server_cpu'):.0f} |")
-failed = [r for r in rows if not r['msgs_per_s']]
+    rates = sorted(float(r['rate']) for r in rs)
+    print(f"| {scenario} | {server} | {statistics.median(rates):,.0f} ({rates[0]:,.0f}-{rates[-1]:,.0f}) | {cell(rs, 'p99_us')} | {cell(rs, 'bytes_per_conn')} | {cell(rs, 'loadgen_cpu')} | {cell(rs, 'server_cpu')} |")
+print('\nrate: messages/s (echo, broadcast delivered), handshakes/s (idle), connections/s (churn)')
+failed = [r for r in rows if not r['rate']]
 for r in failed:
     print(f"failed: run {r['run']} {r['scenario']} {r['server']}: {r['verdict']}")
 PY
