@@ -2,6 +2,7 @@
 //! runs the server. No logic of its own lives here.
 
 mod duration;
+mod huge_pages;
 
 /// mimalloc instead of the system allocator: connections borrow and return
 /// buffers all the time, and glibc's malloc hands freed pages back to the
@@ -67,6 +68,11 @@ enum Command {
         trusted_proxies: Vec<IpNet>,
         #[command(flatten)]
         chat: ChatArgs,
+        /// Let the allocator use transparent huge pages (the kernel's
+        /// default). Off by default: they cost about 200 bytes more per
+        /// idle connection and 5 MiB at start, for no measured speed-up.
+        #[arg(long)]
+        huge_pages: bool,
     },
 }
 
@@ -115,6 +121,10 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
+    let Command::Serve { huge_pages, .. } = &cli.command;
+    if !huge_pages {
+        huge_pages::disable();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -123,7 +133,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_dbs, trusted_proxies, chat } => {
+        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_dbs, trusted_proxies, chat, huge_pages: _ } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
             config.net.ping_interval = ping_interval;
             config.net.pong_timeout = pong_timeout;
