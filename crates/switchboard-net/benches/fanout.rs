@@ -5,9 +5,9 @@
 
 use std::hint::black_box;
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use switchboard_net::Outbound;
-use bytes::Bytes;
 use switchboard_proto::frame::{DataOp, OpCode, SharedFrame};
 
 fn fanout(c: &mut Criterion) {
