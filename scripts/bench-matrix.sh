@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every load scenario (echo, broadcast, idle, churn) against
-# switchboard and the peer servers in one go: server pinned to core 0, load generator to core 1, servers taking turns
-# within each round, RUNS rounds. Prints one line per run (TSV) and a median
+# switchboard and the peer servers in one go: server pinned to core 0, load
+# generator to core 1, servers taking turns within each round, RUNS rounds. Prints one line per run (TSV) and a median
 # (min-max) table for docs/benchmarks.md.
 #
 #   scripts/bench-matrix.sh [RUNS] [SECONDS]      (defaults 3 and 5)
@@ -120,7 +120,6 @@ for run in $(seq 1 "$RUNS"); do
         failed="server did not start"
         : > "$log"
       else
-        # shellcheck disable=SC2086
         seconds="--seconds $SECS"
         [[ $args == idle* ]] && seconds=""
         # shellcheck disable=SC2086

@@ -39,11 +39,10 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
     let failures = Rc::new(Cell::new(0u32));
     let latency = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")));
 
-    let subscribe = |client: Client| {
+    let subscribe = |mut client: Client| {
         let (window, progress, counted, running, failures, latency) =
             (window.clone(), progress.clone(), counted.clone(), running.clone(), failures.clone(), latency.clone());
         tokio::task::spawn_local(async move {
-            let mut client = client;
             while running.get() {
                 let message = match client.recv().await {
                     Ok(Some(Event::Message(m))) => m,

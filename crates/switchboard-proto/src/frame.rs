@@ -186,11 +186,15 @@ impl FrameHeader {
 /// Encodes a whole unmasked (server) frame: one `Bytes` that can be written to
 /// any number of connections.
 pub fn encode_frame(opcode: OpCode, rsv1: bool, payload: &[u8]) -> Bytes {
-    let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
     let mut dst = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
-    header.encode(&mut dst);
+    server_header(opcode, rsv1, payload.len()).encode(&mut dst);
     dst.put_slice(payload);
     dst.freeze()
+}
+
+/// The header of a whole unmasked frame of `len` payload bytes.
+fn server_header(opcode: OpCode, rsv1: bool, len: usize) -> FrameHeader {
+    FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: len as u64 }
 }
 
 /// Payloads up to this size are copied next to their header so that small
@@ -217,9 +221,8 @@ impl SharedFrame {
         if payload.len() <= COPY_THRESHOLD {
             return SharedFrame { head: encode_frame(opcode, rsv1, payload), payload: Bytes::new() };
         }
-        let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
         let mut head = BytesMut::with_capacity(MAX_HEADER_LEN);
-        header.encode(&mut head);
+        server_header(opcode, rsv1, payload.len()).encode(&mut head);
         SharedFrame { head: head.freeze(), payload: payload.clone() }
     }
 

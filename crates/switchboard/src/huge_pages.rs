@@ -4,8 +4,8 @@
 //! and such a page is resident as a whole once one byte of it is touched.
 //! A server's long-lived heap is many small blocks, a few per open
 //! connection, so huge pages mostly add resident memory: 10,000 idle
-//! connections measured 1,298 B of RSS each with them and 1,094 B without
-//! (and a 10.9 MiB against a 5.4 MiB start), with the same echo throughput
+//! connections measured 1,298 B of RSS each with them and 1,039 B without
+//! (and a 10.9 MiB against an 8.9 MiB start), with the same echo throughput
 //! (docs/benchmarks.md). `--huge-pages` keeps the kernel's default.
 
 /// Turns transparent huge pages off for this process (and what it starts).

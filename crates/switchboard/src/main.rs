@@ -69,8 +69,8 @@ enum Command {
         #[command(flatten)]
         chat: ChatArgs,
         /// Let the allocator use transparent huge pages (the kernel's
-        /// default). Off by default: they cost about 200 bytes more per
-        /// idle connection and 5 MiB at start, for no measured speed-up.
+        /// default). Off by default: they cost about 250 bytes more per
+        /// idle connection and 2 MiB at start, for no measured speed-up.
         #[arg(long)]
         huge_pages: bool,
     },
