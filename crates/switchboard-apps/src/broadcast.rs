@@ -13,7 +13,11 @@
 //! N clients joining at once would cost N²/2 (50 million frames for 10,000).
 //! Joins that arrive together share one announcement of the final count;
 //! a lone join is still announced at once. The visit counter is stored once
-//! per batch for the same reason (one storage write, not one per join).
+//! per batch for the same reason (one storage write, not one per join), and
+//! the batch's newcomers are welcomed after that write: a welcome never
+//! tells a visit number that a crash could take back. Until its welcome a
+//! newcomer is not sent the messages relayed in the same batch; it joins at
+//! its welcome.
 
 use std::sync::Arc;
 
@@ -24,6 +28,8 @@ pub struct Broadcast {
     visits: u64,
     /// `visits` as last written to storage.
     stored_visits: u64,
+    /// This batch's newcomers and the visit number each is told.
+    welcoming: Vec<(ConnId, u64)>,
     /// Someone joined or left since the last announcement.
     count_changed: bool,
 }
@@ -39,20 +45,29 @@ impl Broadcast {
             .flatten()
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map_or(0, u64::from_be_bytes);
-        Broadcast { visits, stored_visits: visits, count_changed: false }
+        Broadcast { visits, stored_visits: visits, welcoming: Vec::new(), count_changed: false }
     }
 }
 
 impl Room for Broadcast {
-    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId) {
         self.visits += 1;
-        let welcome = format!(r#"{{"type":"welcome","id":"{conn}","online":{},"visits":{}}}"#, ctx.connection_count(), self.visits);
-        ctx.send(conn, &Message::text(welcome));
+        self.welcoming.push((conn, self.visits));
         self.count_changed = true;
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
-        ctx.broadcast(&message, Some(conn));
+        if self.welcoming.is_empty() {
+            ctx.broadcast(&message, Some(conn));
+            return;
+        }
+        // Rare: a join and a message in one batch. Newcomers not yet
+        // welcomed are left out, one send each to the others.
+        let waiting = |c: &ConnId| self.welcoming.iter().any(|(w, _)| w == c);
+        let others: Vec<ConnId> = ctx.connections(None).filter(|c| *c != conn && !waiting(c)).collect();
+        for other in others {
+            ctx.send(other, &message);
+        }
     }
 
     fn on_close(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _closed: &Closed) {
@@ -65,6 +80,11 @@ impl Room for Broadcast {
                 Ok(()) => self.stored_visits = self.visits,
                 Err(e) => tracing::warn!(room = ctx.room(), error = %e, "cannot store the visit count"),
             }
+        }
+        let online = ctx.connection_count();
+        for (conn, visits) in std::mem::take(&mut self.welcoming) {
+            let welcome = format!(r#"{{"type":"welcome","id":"{conn}","online":{online},"visits":{visits}}}"#);
+            ctx.send(conn, &Message::text(welcome));
         }
         if std::mem::take(&mut self.count_changed) {
             let count = format!(r#"{{"type":"count","online":{}}}"#, ctx.connection_count());
