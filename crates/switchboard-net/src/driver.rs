@@ -21,9 +21,12 @@
 //! handler's `on_open` and `on_close`, which run once, are boxed. What stays
 //! inline are the handler's per-message futures: a [`Handler`] should keep
 //! those small. The budget: tokio allocates the task as this future plus
-//! about 100 bytes, aligned to 128, and mimalloc serves such blocks without
-//! rounding up only at powers of two, so the future must stay under about
-//! 400 bytes to take 512 (a test in `listener` checks it).
+//! 104 bytes (header, scheduler, id, stage tag, trailer) in a block aligned
+//! to 128, and mimalloc serves 128-aligned blocks without over-allocating
+//! only at powers of two. A future of up to 152 bytes takes 256; the engine,
+//! read buffer and handler (160 bytes with the room handler) therefore live
+//! in a box of their own, and the task keeps the socket, the timers and a
+//! few pointers (a test in `listener` checks the size).
 //!
 //! Heartbeat: after `ping_interval` without a frame from the peer the server
 //! pings; if nothing arrives within `pong_timeout` the peer is dead, the
@@ -32,13 +35,14 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::ops::Deref;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use switchboard_proto::connection::State;
@@ -109,19 +113,35 @@ impl Drop for OutboundGuard {
     }
 }
 
+/// What a connection owns besides its socket and its timers: the protocol
+/// engine, the read buffer and the handler. Boxed, so that the task's own
+/// state stays under the 152 bytes that make tokio's task block 256 bytes
+/// (see the module docs).
+struct Session<H> {
+    conn: Connection,
+    buf: BytesMut,
+    handler: H,
+}
+
 /// Drives one connection until it ends.
 ///
 /// Its state is what an idle connection costs, so every value that lives
-/// across an `.await` here is weighed: rare paths are boxed (`on_open`,
+/// across an `.await` here is weighed: the engine, the buffer and the
+/// handler live in one box (`Session`), rare paths are boxed (`on_open`,
 /// `on_close`), a handler's future is made where the message is at hand
 /// and awaited after (so the message is not kept beside it), and the
 /// failures that end the connection leave the loop to one report.
 ///
 /// A plain function returning an `async move` block rather than an `async
-/// fn`: an `async fn` keeps each `mut` argument twice in its state (the
-/// argument and the binding it is moved into).
+/// fn`: an `async fn` keeps its arguments in its state (the engine, buffer
+/// and handler too, beside their box), and each `mut` one twice.
 #[allow(clippy::manual_async_fn)]
-pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection, mut buf: BytesMut, mut handler: H, common: &'a Common) -> impl Future<Output = ()> + Send + 'a {
+pub(crate) fn drive<H, C>(mut stream: TcpStream, conn: Connection, buf: BytesMut, handler: H, common: C) -> impl Future<Output = ()> + Send + 'static
+where
+    H: Handler,
+    C: Deref<Target = Common> + Send + 'static,
+{
+    let mut session = Box::new(Session { conn, buf, handler });
     async move {
         let outbound = OutboundGuard(Arc::new(Outbound::new(common.config.max_outbound_queue)));
         common.timers.register(&outbound.0, &common.shutdown);
@@ -131,7 +151,7 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
         // Set once the closing handshake started; `clock.mark` is then its end.
         let mut closing = false;
         // Once per connection, boxed like `on_close`.
-        Box::pin(handler.on_open(Outbox::new(&mut conn, &outbound.0))).await;
+        Box::pin(session.handler.on_open(Outbox::new(&mut session.conn, &outbound.0))).await;
 
         let (code, reason): (_, &'static str) = loop {
             // 1. Everything already read.
@@ -141,14 +161,14 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
             {
                 let report = {
                     let read_end = loop {
-                        let delivering = match conn.handle_read(&mut buf) {
+                        let delivering = match session.conn.handle_read(&mut session.buf) {
                             Ok(Some(Event::Message(message))) => {
                                 if let Some(response) = auto.answer(&message) {
-                                    let _ = conn.send_prepared(response);
+                                    let _ = session.conn.send_prepared(response);
                                     outbound.0.record_auto_response();
                                     continue;
                                 }
-                                handler.on_message(message, Outbox::new(&mut conn, &outbound.0))
+                                session.handler.on_message(message, Outbox::new(&mut session.conn, &outbound.0))
                             }
                             Ok(Some(Event::Close(frame))) => break ReadEnd::Closed(frame.code, frame.reason),
                             Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
@@ -160,11 +180,11 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
                     };
                     match read_end {
                         ReadEnd::Drained => None,
-                        ReadEnd::Closed(code, reason) => Some(ending.report(&mut handler, code, reason.into(), true)),
+                        ReadEnd::Closed(code, reason) => Some(ending.report(&mut session.handler, code, reason.into(), true)),
                         ReadEnd::Failed(error) => {
                             // The handler hears of the messages before the error in `on_close`.
                             delivered = false;
-                            Some(ending.report(&mut handler, Some(error.close_code()), error.reason().into(), false))
+                            Some(ending.report(&mut session.handler, Some(error.close_code()), error.reason().into(), false))
                         }
                     }
                 };
@@ -174,43 +194,48 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
                     if let Some(on_close) = report {
                         on_close.await;
                     }
-                    move_outbound(&outbound.0, &mut conn, true);
-                    conn.reply_close();
+                    move_outbound(&outbound.0, &mut session.conn, true);
+                    session.conn.reply_close();
                 }
             }
             if delivered {
-                handler.on_read_end(Outbox::new(&mut conn, &outbound.0)).await;
+                session.handler.on_read_end(Outbox::new(&mut session.conn, &outbound.0)).await;
             }
-            if buf.is_empty() && !conn.is_mid_message() {
-                buf = BytesMut::new();
+            if session.buf.is_empty() && !session.conn.is_mid_message() {
+                session.buf = BytesMut::new();
             }
 
             // 2. Frames from other tasks while the engine's queue is short; a
             //    close request, a cut-off, a due deadline or shutdown in any case.
-            let room_to_write = conn.queued_bytes() < common.config.max_pending_write;
-            let news = move_outbound(&outbound.0, &mut conn, room_to_write);
-            if let Some(pair) = news.auto {
-                auto.0 = pair;
-            }
-            if news.overflowed {
-                conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-                if let Some(on_close) = ending.report(&mut handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
+            let room_to_write = session.conn.queued_bytes() < common.config.max_pending_write;
+            // In a block: a `News` alive across the awaits below would be
+            // part of every connection's state.
+            let (overflowed, due, stopping) = {
+                let news = move_outbound(&outbound.0, &mut session.conn, room_to_write);
+                if let Some(pair) = news.auto {
+                    auto.0 = pair;
+                }
+                (news.overflowed, news.due, news.stopping)
+            };
+            if overflowed {
+                session.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
+                if let Some(on_close) = ending.report(&mut session.handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
                     on_close.await;
                 }
             }
-            if news.stopping && conn.state() == State::Open {
-                conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
+            if stopping && session.conn.state() == State::Open {
+                session.conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
             }
-            if news.due {
+            if due {
                 let now = now_ms();
                 if closing {
                     if now >= clock.mark {
                         break (Some(CloseCode::ABNORMAL), "closing handshake timed out");
                     }
-                } else if conn.state() == State::Open {
+                } else if session.conn.state() == State::Open {
                     match clock.on_deadline(now, &common.config) {
                         Beat::Ping => {
-                            let _ = conn.send_ping(b"");
+                            let _ = session.conn.send_ping(b"");
                         }
                         Beat::Wait => {}
                         Beat::Dead => break (Some(CloseCode::ABNORMAL), "no answer to ping"),
@@ -219,13 +244,13 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
             }
 
             // 3. Write what the socket takes now.
-            if write_ready(&mut stream, &mut conn).is_err() {
+            if write_ready(&mut stream, &mut session.conn).is_err() {
                 break (Some(CloseCode::ABNORMAL), "write failed");
             }
 
             // 4. Closing.
-            match conn.state() {
-                State::Closed if !conn.wants_write() => {
+            match session.conn.state() {
+                State::Closed if !session.conn.wants_write() => {
                     // The server closes the TCP connection first (RFC 6455 §7.1.1).
                     // (A TCP shutdown completes at once; it never waits.)
                     let _ = stream.shutdown().await;
@@ -241,13 +266,13 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
             outbound.0.set_deadline(if closing { clock.mark } else { clock.heartbeat_deadline(&common.config) });
 
             // 5. Wait.
-            let room_to_write = conn.queued_bytes() < common.config.max_pending_write;
-            let reading = room_to_write && !matches!(conn.state(), State::Closed);
-            let wait = Wait { stream: &stream, outbound: &outbound.0, read: reading, write: conn.wants_write(), frames: room_to_write };
+            let room_to_write = session.conn.queued_bytes() < common.config.max_pending_write;
+            let reading = room_to_write && !matches!(session.conn.state(), State::Closed);
+            let wait = Wait { stream: &stream, outbound: &outbound.0, read: reading, write: session.conn.wants_write(), frames: room_to_write };
             match wait.await {
                 Woken::Readable(Ok(())) => {
-                    buf.reserve(common.config.read_chunk);
-                    match stream.try_read_buf(&mut buf) {
+                    session.buf.reserve(common.config.read_chunk);
+                    match read_available(&stream, &mut session.buf) {
                         Ok(0) => break (Some(CloseCode::ABNORMAL), "connection dropped"),
                         Ok(_) => clock.peer_alive(now_ms()),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -261,7 +286,7 @@ pub(crate) fn drive<'a, H: Handler>(mut stream: TcpStream, mut conn: Connection,
         };
         // The socket failed or the peer went silent: the handler learns it
         // (unless it already heard of the end) and the socket is dropped.
-        let report = ending.report(&mut handler, code, reason.into(), false);
+        let report = ending.report(&mut session.handler, code, reason.into(), false);
         if let Some(on_close) = report {
             on_close.await;
         }
@@ -326,6 +351,34 @@ fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Ne
         conn.close(CloseCode::new(code), &reason);
     }
     News { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping, auto: taken.auto }
+}
+
+/// Reads what the socket holds into `buf`'s spare capacity.
+///
+/// A read that returns less than the space offered emptied the socket's
+/// receive queue (epoll(7) says so for stream sockets), so the socket's
+/// readiness is cleared at once, by answering `WouldBlock` to `try_io` after
+/// the read. The next wait then sleeps until new bytes come, instead of
+/// first trying a read that fails with `EAGAIN`: one system call fewer per
+/// batch of messages. tokio clears readiness only if no new event arrived
+/// since it was observed, so bytes that land in between still wake us.
+fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let offered = buf.capacity() - buf.len();
+    let mut read = None;
+    let outcome = stream.try_io(Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        read = Some(n);
+        if n > 0 && n < offered {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match (outcome, read) {
+        (Ok(n), _) => Ok(n),
+        (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        (Err(e), _) => Err(e),
+    }
 }
 
 /// Writes queued bytes until the socket would block. Vectored, so many

@@ -1,10 +1,11 @@
 //! Accepting sockets and the WebSocket handshake.
 //!
-//! Every accepted socket gets one task. It reads the request head with the
-//! protocol crate's incremental parser (bounded by `handshake_timeout` and
-//! `max_head_len`); an upgrade request is validated and answered here, and the
-//! same task then drives the connection. Anything else goes to the service's
-//! HTTP server with the bytes already read.
+//! Every accepted socket gets one task for its opening. It reads the request
+//! head with the protocol crate's incremental parser (bounded by
+//! `handshake_timeout` and `max_head_len`); an upgrade request is validated
+//! and answered here, and the connection is then driven by a task of its
+//! own. Anything else goes to the service's HTTP server, also in a task of
+//! its own, with the bytes already read.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -72,8 +73,17 @@ pub(crate) struct Common {
 }
 
 /// A running connection task's share of the listener: counted as alive
-/// until dropped.
-struct Alive<S>(Arc<Listener<S>>);
+/// until dropped. It moves from the opening task to the task that serves
+/// the socket, so the count never drops to zero in between.
+pub(crate) struct Alive<S>(Arc<Listener<S>>);
+
+impl<S> std::ops::Deref for Alive<S> {
+    type Target = Common;
+
+    fn deref(&self) -> &Common {
+        &self.0.common
+    }
+}
 
 impl<S> Alive<S> {
     fn new(listener: &Arc<Listener<S>>) -> Alive<S> {
@@ -140,14 +150,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What the opening of a socket led to. Both cases are boxed (and emptied
-/// at once): `handle_socket` keeps this value while it serves the socket,
-/// beside the driver's state.
+/// What the opening of a socket led to.
 enum Opened<H> {
     /// A WebSocket connection, ready to be driven.
-    Upgraded(Box<Upgraded<H>>),
+    Upgraded(Upgraded<H>),
     /// A plain HTTP request from this peer, for the service.
-    Http(Box<(PrefixedIo, SocketAddr)>),
+    Http(PrefixedIo, SocketAddr),
     /// Answered (an error or a refusal) or gone.
     Done,
 }
@@ -161,41 +169,39 @@ struct Upgraded<H> {
 }
 
 impl<H: Handler> Upgraded<H> {
-    /// The connection's driver; the box is freed here, not when the
-    /// connection ends.
-    #[allow(clippy::boxed_local)]
-    fn drive(self: Box<Self>, common: &Common) -> impl Future<Output = ()> + Send + '_ {
-        let Upgraded { stream, conn, buf, handler } = *self;
-        drive(stream, conn, buf, handler, common)
+    /// The connection's driver, which keeps the listener's share.
+    fn drive<S: Service>(self, alive: Alive<S>) -> impl Future<Output = ()> + Send + 'static {
+        let Upgraded { stream, conn, buf, handler } = self;
+        drive(stream, conn, buf, handler, alive)
     }
 }
 
-/// One socket from accept to end; the task counts as alive until it ends.
+/// Opens one accepted socket, then hands it to a task of its own.
 ///
-/// The handshake runs in its own boxed future: its state (the request head,
-/// the upgrade decision, the timeout) is much larger than an open
-/// connection's and is freed before the connection is driven, so the task
-/// of an open connection stays small. For the same reason this is a plain
-/// function returning an `async move` block that holds two pointers: an
-/// `async fn` would keep its arguments (the socket among them) in its
-/// state for the connection's whole life, next to the driver's own.
-fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<S>) -> impl Future<Output = ()> + Send {
-    let opening = Box::pin(open(stream, peer, alive.0.clone()));
-    async move {
-        let shared = &alive.0;
-        match opening.await {
-            Opened::Upgraded(upgraded) => upgraded.drive(&shared.common).await,
-            Opened::Http(http) => {
-                let (io, peer) = *http;
-                shared.service.http(io, peer, shared.common.shutdown.clone()).await
-            }
-            Opened::Done => {}
+/// An open connection's task is what an idle connection costs, and tokio
+/// sizes a task for the largest state its future ever goes through. The
+/// handshake's state (the request head, the upgrade decision, the timeouts)
+/// is several times an open connection's; so is anything kept beside the
+/// driver in one future (the finished handshake's result, its box). A new
+/// task for the driver holds the driver alone.
+async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<S>) {
+    match open(stream, peer, &alive.0).await {
+        Opened::Upgraded(upgraded) => {
+            tokio::spawn(upgraded.drive(alive));
         }
+        Opened::Http(io, peer) => {
+            let serving = alive.0.service.http(io, peer, alive.shutdown.clone());
+            tokio::spawn(async move {
+                serving.await;
+                drop(alive);
+            });
+        }
+        Opened::Done => {}
     }
 }
 
 /// Reads the request head and answers an upgrade request.
-async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Listener<S>>) -> Opened<S::Handler> {
+async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &Listener<S>) -> Opened<S::Handler> {
     let config = &shared.common.config;
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
@@ -214,7 +220,7 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: Arc<L
     };
     let (head, consumed) = head;
     if !head.wants_upgrade() {
-        return Opened::Http(Box::new((PrefixedIo::new(buf.freeze(), stream), peer)));
+        return Opened::Http(PrefixedIo::new(buf.freeze(), stream), peer);
     }
     let request = match UpgradeRequest::from_head(&head) {
         Ok(request) => request,
@@ -245,7 +251,7 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: Arc<L
     }
     let conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| (agreed, config.deflate.level)));
     buf.advance(consumed);
-    Opened::Upgraded(Box::new(Upgraded { stream, conn, buf, handler: accept.handler }))
+    Opened::Upgraded(Upgraded { stream, conn, buf, handler: accept.handler })
 }
 
 /// Reads until a whole request head is buffered. `Ok(None)`: the peer closed first.
@@ -280,12 +286,12 @@ mod tests {
     use crate::service::{Accept, Refusal};
 
     /// A handler the size of the server's room handler: 56 bytes, with
-    /// 32-byte futures for messages. Only their sizes matter.
+    /// 24-byte futures for messages. Only their sizes matter.
     #[allow(dead_code)]
     struct RoomSized([u64; 7]);
 
     #[allow(dead_code)]
-    struct Delivering<'o>([u64; 2], Outbox<'o>);
+    struct Delivering<'o>([u64; 1], Outbox<'o>);
 
     impl Future for Delivering<'_> {
         type Output = ();
@@ -297,11 +303,11 @@ mod tests {
 
     impl Handler for RoomSized {
         fn on_message(&mut self, _message: Message, out: Outbox<'_>) -> impl Future<Output = ()> + Send {
-            Delivering([0; 2], out)
+            Delivering([0; 1], out)
         }
 
         fn on_read_end(&mut self, out: Outbox<'_>) -> impl Future<Output = ()> + Send {
-            Delivering([0; 2], out)
+            Delivering([0; 1], out)
         }
     }
 
@@ -319,21 +325,23 @@ mod tests {
         }
     }
 
-    /// The task of every open connection is tokio's header (about 100
-    /// bytes) plus this future, in a 128-byte-aligned block; mimalloc serves
-    /// such blocks without rounding up only at powers of two, so 512 bytes
-    /// hold a future of up to about 400. Past that an idle connection costs
-    /// 256 bytes more. See the `driver` module docs for what keeps it small.
+    /// The task of every open connection is the driver's future plus 104
+    /// bytes of tokio's, in a block aligned to 128; mimalloc serves such
+    /// blocks without over-allocating only at powers of two. Up to 152 bytes
+    /// of future the block is 256; past that it is 512, and every idle
+    /// connection costs 256 bytes more. See the `driver` module docs for
+    /// what keeps the future small.
     #[tokio::test]
-    async fn the_task_of_a_connection_fits_a_512_byte_block() {
+    async fn the_task_of_a_connection_fits_a_256_byte_block() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (_stop, shutdown) = Shutdown::new();
         let config = NetConfig::default();
         let common = Common { config, shutdown, timers: Timers::new(config.timer_tick()) };
         let shared = Arc::new(Listener { service: Arc::new(Refuses), common, alive: AtomicUsize::new(0), drained: Notify::new() });
-        let task = handle_socket(stream, listener.local_addr().unwrap(), Alive::new(&shared));
+        let upgraded = Upgraded { stream, conn: Connection::server(config.protocol, None), buf: BytesMut::new(), handler: RoomSized([0; 7]) };
+        let task = upgraded.drive(Alive::new(&shared));
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 400, "the connection task's future is {size} bytes");
+        assert!(size <= 152, "the connection task's future is {size} bytes");
     }
 }
