@@ -183,9 +183,11 @@ impl<H: Handler> Upgraded<H> {
 /// handshake's state (the request head, the upgrade decision, the timeouts)
 /// is several times an open connection's; so is anything kept beside the
 /// driver in one future (the finished handshake's result, its box). A new
-/// task for the driver holds the driver alone.
+/// task for the driver holds the driver alone. The handshake itself is
+/// boxed so that this future stays small: spawning moves a future a few
+/// times, and the handshake's state is over a kilobyte.
 async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<S>) {
-    match open(stream, peer, &alive.0).await {
+    match Box::pin(open(stream, peer, &alive.0)).await {
         Opened::Upgraded(upgraded) => {
             tokio::spawn(upgraded.drive(alive));
         }

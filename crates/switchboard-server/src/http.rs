@@ -115,7 +115,7 @@ fn asset_response(asset: Asset, req: &Request<Incoming>) -> Response<Full<Bytes>
 /// `GET .../_stats` reports the room actor's counters without waking the
 /// room; every other path is the room's own `on_request`.
 async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry) -> Response<Full<Bytes>> {
-    let Some(room) = registry.room(&api.kind, api.id).await else {
+    let Some(room) = registry.room(&api.kind, api.id) else {
         return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind));
     };
     if api.rest == "/_stats" && req.method() == Method::GET {

@@ -1,73 +1,63 @@
-//! Which actor runs which room: one task owns the map from room name to
-//! mailbox and starts actors on demand (again after an actor stopped).
-//! Other tasks ask it through a channel; nothing shares the map.
+//! Which actor runs which room: a map from room name to mailbox that starts
+//! actors on demand (again after an actor stopped). The map sits behind a
+//! lock held only for one lookup, or for starting one actor, so a handshake
+//! finds its room without a round trip through another task.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use switchboard_room::{spawn_room, RoomConfig, RoomHandle};
 use switchboard_store::Store;
-use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::kinds::Kinds;
 use crate::routes::RoomId;
 
-struct Lookup {
-    kind: String,
-    id: RoomId,
-    reply: oneshot::Sender<RoomHandle>,
-}
-
-/// A cheap handle to the registry task.
+/// A cheap handle to the map of rooms.
 #[derive(Clone)]
-pub(crate) struct Registry {
-    tx: mpsc::Sender<Lookup>,
+pub(crate) struct Registry(Arc<Inner>);
+
+struct Inner {
+    kinds: Arc<Kinds>,
+    store: Arc<dyn Store>,
+    config: RoomConfig,
+    rooms: Mutex<HashMap<String, RoomHandle>>,
 }
 
 impl Registry {
-    /// Starts the registry task and revives every room with a stored alarm,
-    /// so alarms fire after a restart.
+    /// An empty registry; every room with a stored alarm is revived at once,
+    /// so alarms fire after a restart. Call from within the runtime (actors
+    /// are tasks).
     pub(crate) fn start(kinds: Arc<Kinds>, store: Arc<dyn Store>, config: RoomConfig) -> Registry {
-        let (tx, mut rx) = mpsc::channel::<Lookup>(1024);
         let pending = store.pending_alarms().unwrap_or_else(|e| {
             warn!(error = %e, "cannot read pending alarms");
             Vec::new()
         });
-        tokio::spawn(async move {
-            let mut rooms: HashMap<String, RoomHandle> = HashMap::new();
-            while let Some(Lookup { kind, id, reply }) = rx.recv().await {
-                // Unknown kinds get no room; the caller answers 404.
-                let Some(spec) = kinds.get(&kind) else { continue };
-                let name = format!("{kind}/{}", id.as_str());
-                let live = rooms.get(&name).filter(|h| !h.is_closed()).cloned();
-                let handle = live.unwrap_or_else(|| {
-                    let handle = spawn_room(name.clone(), id.as_str().to_owned(), spec.factory.clone(), store.clone(), config);
-                    rooms.insert(name, handle.clone());
-                    handle
-                });
-                let _ = reply.send(handle);
-                // Forget stopped actors now and then, so the map does not keep every room ever seen.
-                if rooms.len() > 1024 && rooms.len().is_power_of_two() {
-                    rooms.retain(|_, h| !h.is_closed());
-                }
-            }
-        });
-        let registry = Registry { tx };
+        let registry = Registry(Arc::new(Inner { kinds, store, config, rooms: Mutex::new(HashMap::new()) }));
         for (room, _, _) in pending {
             let Some((kind, id)) = room.split_once('/') else { continue };
             let Some(id) = RoomId::parse(id) else { continue };
-            let (registry, kind) = (registry.clone(), kind.to_owned());
-            tokio::spawn(async move { registry.room(&kind, id).await });
+            registry.room(kind, id);
         }
         registry
     }
 
     /// The mailbox of a room, starting its actor if needed; `None` for an
-    /// unknown kind (or while the server stops).
-    pub(crate) async fn room(&self, kind: &str, id: RoomId) -> Option<RoomHandle> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Lookup { kind: kind.to_owned(), id, reply }).await.ok()?;
-        rx.await.ok()
+    /// unknown kind.
+    pub(crate) fn room(&self, kind: &str, id: RoomId) -> Option<RoomHandle> {
+        let spec = self.0.kinds.get(kind)?;
+        let name = format!("{kind}/{}", id.as_str());
+        // A panic while holding this lock leaves a consistent map behind.
+        let mut rooms = self.0.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(live) = rooms.get(&name).filter(|h| !h.is_closed()) {
+            return Some(live.clone());
+        }
+        let handle = spawn_room(name.clone(), id.as_str().to_owned(), spec.factory.clone(), self.0.store.clone(), self.0.config);
+        rooms.insert(name, handle.clone());
+        // Forget stopped actors now and then, so the map does not keep every room ever seen.
+        if rooms.len() > 1024 && rooms.len().is_power_of_two() {
+            rooms.retain(|_, h| !h.is_closed());
+        }
+        Some(handle)
     }
 }

@@ -40,20 +40,23 @@ impl Service for SwitchboardService {
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
         let spec = self.kinds.get(&kind).ok_or_else(|| not_found(RouteError::UnknownKind(kind.clone())))?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let headers: Vec<(String, String)> =
-            info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
-        let ip = self.trusted_proxies.client_ip(info.peer, &headers);
-        let request = ConnectRequest {
-            conn,
-            query: info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
-            headers,
-            ip,
-            geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
+        // Made again only for a retry: the headers are copied into it.
+        let connect_request = || {
+            let headers: Vec<(String, String)> =
+                info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
+            let ip = self.trusted_proxies.client_ip(info.peer, &headers);
+            ConnectRequest {
+                conn,
+                query: info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
+                headers,
+                ip,
+                geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
+            }
         };
         for _ in 0..ROOM_ATTEMPTS {
-            let Some(room) = self.registry.room(&kind, id.clone()).await else { break };
+            let Some(room) = self.registry.room(&kind, id.clone()) else { break };
             let (reply, decision) = oneshot::channel();
-            if room.send(RoomEvent::Connect { request: request.clone(), reply }).await.is_err() {
+            if room.send(RoomEvent::Connect { request: connect_request(), reply }).await.is_err() {
                 continue;
             }
             match decision.await {
