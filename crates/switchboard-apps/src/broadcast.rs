@@ -62,9 +62,11 @@ impl Room for Broadcast {
             return;
         }
         // Rare: a join and a message in one batch. Newcomers not yet
-        // welcomed are left out, one send each to the others.
-        let waiting = |c: &ConnId| self.welcoming.iter().any(|(w, _)| w == c);
-        let others: Vec<ConnId> = ctx.connections(None).filter(|c| *c != conn && !waiting(c)).collect();
+        // welcomed (at most one batch of them) are left out, one send each
+        // to the others.
+        let mut waiting: Vec<ConnId> = self.welcoming.iter().map(|(w, _)| *w).collect();
+        waiting.sort_unstable();
+        let others: Vec<ConnId> = ctx.connections(None).filter(|c| *c != conn && waiting.binary_search(c).is_err()).collect();
         for other in others {
             ctx.send(other, &message);
         }

@@ -35,8 +35,8 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::ops::Deref;
 use std::io::{self, IoSlice};
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
