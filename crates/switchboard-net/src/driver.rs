@@ -117,7 +117,7 @@ impl Drop for OutboundGuard {
 /// engine, the read buffer and the handler. Boxed, so that the task's own
 /// state stays under the 152 bytes that make tokio's task block 256 bytes
 /// (see the module docs).
-struct Session<H> {
+struct Parts<H> {
     conn: Connection,
     buf: BytesMut,
     handler: H,
@@ -127,7 +127,7 @@ struct Session<H> {
 ///
 /// Its state is what an idle connection costs, so every value that lives
 /// across an `.await` here is weighed: the engine, the buffer and the
-/// handler live in one box (`Session`), rare paths are boxed (`on_open`,
+/// handler live in one box (`Parts`), rare paths are boxed (`on_open`,
 /// `on_close`), a handler's future is made where the message is at hand
 /// and awaited after (so the message is not kept beside it), and the
 /// failures that end the connection leave the loop to one report.
@@ -141,7 +141,7 @@ where
     H: Handler,
     C: Deref<Target = Common> + Send + 'static,
 {
-    let mut session = Box::new(Session { conn, buf, handler });
+    let mut parts = Box::new(Parts { conn, buf, handler });
     async move {
         let outbound = OutboundGuard(Arc::new(Outbound::new(common.config.max_outbound_queue)));
         common.timers.register(&outbound.0, &common.shutdown);
@@ -151,7 +151,7 @@ where
         // Set once the closing handshake started; `clock.mark` is then its end.
         let mut closing = false;
         // Once per connection, boxed like `on_close`.
-        Box::pin(session.handler.on_open(Outbox::new(&mut session.conn, &outbound.0))).await;
+        Box::pin(parts.handler.on_open(Outbox::new(&mut parts.conn, &outbound.0))).await;
 
         let (code, reason): (_, &'static str) = loop {
             // 1. Everything already read.
@@ -161,14 +161,14 @@ where
             {
                 let report = {
                     let read_end = loop {
-                        let delivering = match session.conn.handle_read(&mut session.buf) {
+                        let delivering = match parts.conn.handle_read(&mut parts.buf) {
                             Ok(Some(Event::Message(message))) => {
                                 if let Some(response) = auto.answer(&message) {
-                                    let _ = session.conn.send_prepared(response);
+                                    let _ = parts.conn.send_prepared(response);
                                     outbound.0.record_auto_response();
                                     continue;
                                 }
-                                session.handler.on_message(message, Outbox::new(&mut session.conn, &outbound.0))
+                                parts.handler.on_message(message, Outbox::new(&mut parts.conn, &outbound.0))
                             }
                             Ok(Some(Event::Close(frame))) => break ReadEnd::Closed(frame.code, frame.reason),
                             Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
@@ -180,11 +180,11 @@ where
                     };
                     match read_end {
                         ReadEnd::Drained => None,
-                        ReadEnd::Closed(code, reason) => Some(ending.report(&mut session.handler, code, reason.into(), true)),
+                        ReadEnd::Closed(code, reason) => Some(ending.report(&mut parts.handler, code, reason.into(), true)),
                         ReadEnd::Failed(error) => {
                             // The handler hears of the messages before the error in `on_close`.
                             delivered = false;
-                            Some(ending.report(&mut session.handler, Some(error.close_code()), error.reason().into(), false))
+                            Some(ending.report(&mut parts.handler, Some(error.close_code()), error.reason().into(), false))
                         }
                     }
                 };
@@ -194,37 +194,37 @@ where
                     if let Some(on_close) = report {
                         on_close.await;
                     }
-                    move_outbound(&outbound.0, &mut session.conn, true);
-                    session.conn.reply_close();
+                    move_outbound(&outbound.0, &mut parts.conn, true);
+                    parts.conn.reply_close();
                 }
             }
             if delivered {
-                session.handler.on_read_end(Outbox::new(&mut session.conn, &outbound.0)).await;
+                parts.handler.on_read_end(Outbox::new(&mut parts.conn, &outbound.0)).await;
             }
-            if session.buf.is_empty() && !session.conn.is_mid_message() {
-                session.buf = BytesMut::new();
+            if parts.buf.is_empty() && !parts.conn.is_mid_message() {
+                parts.buf = BytesMut::new();
             }
 
             // 2. Frames from other tasks while the engine's queue is short; a
             //    close request, a cut-off, a due deadline or shutdown in any case.
-            let room_to_write = session.conn.queued_bytes() < common.config.max_pending_write;
+            let room_to_write = parts.conn.queued_bytes() < common.config.max_pending_write;
             // In a block: a `News` alive across the awaits below would be
             // part of every connection's state.
             let (overflowed, due, stopping) = {
-                let news = move_outbound(&outbound.0, &mut session.conn, room_to_write);
+                let news = move_outbound(&outbound.0, &mut parts.conn, room_to_write);
                 if let Some(pair) = news.auto {
                     auto.0 = pair;
                 }
                 (news.overflowed, news.due, news.stopping)
             };
             if overflowed {
-                session.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-                if let Some(on_close) = ending.report(&mut session.handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
+                parts.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
+                if let Some(on_close) = ending.report(&mut parts.handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
                     on_close.await;
                 }
             }
-            if stopping && session.conn.state() == State::Open {
-                session.conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
+            if stopping && parts.conn.state() == State::Open {
+                parts.conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
             }
             if due {
                 let now = now_ms();
@@ -232,10 +232,10 @@ where
                     if now >= clock.mark {
                         break (Some(CloseCode::ABNORMAL), "closing handshake timed out");
                     }
-                } else if session.conn.state() == State::Open {
+                } else if parts.conn.state() == State::Open {
                     match clock.on_deadline(now, &common.config) {
                         Beat::Ping => {
-                            let _ = session.conn.send_ping(b"");
+                            let _ = parts.conn.send_ping(b"");
                         }
                         Beat::Wait => {}
                         Beat::Dead => break (Some(CloseCode::ABNORMAL), "no answer to ping"),
@@ -244,13 +244,13 @@ where
             }
 
             // 3. Write what the socket takes now.
-            if write_ready(&mut stream, &mut session.conn).is_err() {
+            if write_ready(&mut stream, &mut parts.conn).is_err() {
                 break (Some(CloseCode::ABNORMAL), "write failed");
             }
 
             // 4. Closing.
-            match session.conn.state() {
-                State::Closed if !session.conn.wants_write() => {
+            match parts.conn.state() {
+                State::Closed if !parts.conn.wants_write() => {
                     // The server closes the TCP connection first (RFC 6455 §7.1.1).
                     // (A TCP shutdown completes at once; it never waits.)
                     let _ = stream.shutdown().await;
@@ -266,13 +266,13 @@ where
             outbound.0.set_deadline(if closing { clock.mark } else { clock.heartbeat_deadline(&common.config) });
 
             // 5. Wait.
-            let room_to_write = session.conn.queued_bytes() < common.config.max_pending_write;
-            let reading = room_to_write && !matches!(session.conn.state(), State::Closed);
-            let wait = Wait { stream: &stream, outbound: &outbound.0, read: reading, write: session.conn.wants_write(), frames: room_to_write };
+            let room_to_write = parts.conn.queued_bytes() < common.config.max_pending_write;
+            let reading = room_to_write && !matches!(parts.conn.state(), State::Closed);
+            let wait = Wait { stream: &stream, outbound: &outbound.0, read: reading, write: parts.conn.wants_write(), frames: room_to_write };
             match wait.await {
                 Woken::Readable(Ok(())) => {
-                    session.buf.reserve(common.config.read_chunk);
-                    match read_available(&stream, &mut session.buf) {
+                    parts.buf.reserve(common.config.read_chunk);
+                    match read_available(&stream, &mut parts.buf) {
                         Ok(0) => break (Some(CloseCode::ABNORMAL), "connection dropped"),
                         Ok(_) => clock.peer_alive(now_ms()),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -286,7 +286,7 @@ where
         };
         // The socket failed or the peer went silent: the handler learns it
         // (unless it already heard of the end) and the socket is dropped.
-        let report = ending.report(&mut session.handler, code, reason.into(), false);
+        let report = ending.report(&mut parts.handler, code, reason.into(), false);
         if let Some(on_close) = report {
             on_close.await;
         }
