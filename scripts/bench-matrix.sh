@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every load scenario (echo, broadcast, idle, churn) against
 # switchboard and the peer servers in one go: server pinned to core 0, load
-# generator to core 1, servers taking turns within each round, RUNS rounds. Prints one line per run (TSV) and a median
-# (min-max) table for docs/benchmarks.md.
+# generator to core 1, servers taking turns within each round, RUNS rounds.
+# Prints one line per run (TSV) and a median (min-max) table for
+# docs/benchmarks.md.
 #
 #   scripts/bench-matrix.sh [RUNS] [SECONDS]      (defaults 3 and 5)
 #   SCENARIOS="echo-20B-w16 broadcast-1000-w16" SERVERS="switchboard node-ws" \

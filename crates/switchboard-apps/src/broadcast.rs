@@ -62,14 +62,10 @@ impl Room for Broadcast {
             return;
         }
         // Rare: a join and a message in one batch. Newcomers not yet
-        // welcomed (at most one batch of them) are left out, one send each
-        // to the others.
+        // welcomed (at most one batch of them) are left out.
         let mut waiting: Vec<ConnId> = self.welcoming.iter().map(|(w, _)| *w).collect();
         waiting.sort_unstable();
-        let others: Vec<ConnId> = ctx.connections(None).filter(|c| *c != conn && waiting.binary_search(c).is_err()).collect();
-        for other in others {
-            ctx.send(other, &message);
-        }
+        ctx.broadcast_where(&message, |c| c != conn && waiting.binary_search(&c).is_err());
     }
 
     fn on_close(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _closed: &Closed) {

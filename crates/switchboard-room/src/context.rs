@@ -59,10 +59,16 @@ impl Ctx<'_> {
     /// Sends a message to every connection but `except`. The frame is encoded
     /// once and shared. Returns how many connections queued it.
     pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
+        self.broadcast_where(message, |id| Some(id) != except)
+    }
+
+    /// Sends a message to every connection for which `to` says yes, in id
+    /// order, encoding it once. Returns how many connections queued it.
+    pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
         let frame = encode(message);
         self.conns
             .iter()
-            .filter(|(id, _)| Some(**id) != except)
+            .filter(|(id, _)| to(**id))
             .filter(|(_, c)| c.sink.send_frame(&frame) != SendOutcome::Dropped)
             .count()
     }
