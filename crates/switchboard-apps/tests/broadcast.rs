@@ -8,15 +8,13 @@ use switchboard_proto::frame::SharedFrame;
 use switchboard_room::{spawn_room, ConnId, ConnSink, Message, RoomConfig, RoomEvent, RoomHandle, SendOutcome};
 use switchboard_store::{MemoryStore, Store};
 
-/// Records the text of every frame queued on it (small unmasked frames:
-/// a two-byte header, then the payload).
+/// Records the text of every frame queued on it.
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);
 
 impl ConnSink for Recorder {
     fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
-        let bytes = frame.to_bytes();
-        self.0.lock().unwrap().push(String::from_utf8(bytes[2..].to_vec()).unwrap());
+        self.0.lock().unwrap().push(String::from_utf8(frame.payload().to_vec()).unwrap());
         SendOutcome::Queued
     }
     fn close(&self, _code: u16, _reason: &str) {}

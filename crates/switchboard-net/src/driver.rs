@@ -51,7 +51,7 @@ use switchboard_proto::{CloseCode, Connection, Event, Message, ProtocolError};
 use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox};
 use crate::listener::Common;
-use crate::outbound::Outbound;
+use crate::outbound::{Chunk, Outbound};
 use crate::timers::now_ms;
 
 /// Slices handed to one `writev`. Linux takes up to 1024; 64 covers a read's
@@ -344,8 +344,11 @@ struct News {
 /// queue into the engine, and returns the other signals.
 fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> News {
     let taken = outbound.take(frames);
-    for frame in taken.frames {
-        let _ = conn.send_prepared(frame);
+    for chunk in taken.frames {
+        let _ = match chunk {
+            Chunk::Copied(frames) => conn.send_coalesced(frames),
+            Chunk::Shared(payload) => conn.send_prepared(payload),
+        };
     }
     if let Some((code, reason)) = taken.close {
         conn.close(CloseCode::new(code), &reason);

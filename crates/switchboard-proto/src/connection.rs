@@ -485,6 +485,20 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues whole encoded unmasked frames gathered in one buffer (a
+    /// batch other tasks queued, see [`crate::frame::SharedFrame`]), as
+    /// they are: no copy. Server role only.
+    pub fn send_coalesced(&mut self, frames: Vec<u8>) -> Result<(), ConnectionClosed> {
+        debug_assert_eq!(self.role, Role::Server, "coalesced frames are unmasked");
+        if !self.can_send() {
+            return Err(ConnectionClosed);
+        }
+        if !frames.is_empty() {
+            self.output().push_chunk(Bytes::from(frames));
+        }
+        Ok(())
+    }
+
     /// Queues a ping. The payload is cut to 125 bytes.
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), ConnectionClosed> {
         if self.state != State::Open {

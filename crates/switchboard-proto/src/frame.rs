@@ -153,6 +153,14 @@ impl FrameHeader {
 
     /// Appends the encoded header to `dst`, using the shortest length form.
     pub fn encode(&self, dst: &mut BytesMut) {
+        let mut header = [0; MAX_HEADER_LEN];
+        let len = self.encode_into(&mut header);
+        dst.put_slice(&header[..len]);
+    }
+
+    /// Writes the encoded header at the start of `dst` and returns its
+    /// length in bytes (2 to 14).
+    pub fn encode_into(&self, dst: &mut [u8; MAX_HEADER_LEN]) -> usize {
         let mut b0 = self.opcode.bits();
         if self.fin {
             b0 |= 0x80;
@@ -164,22 +172,28 @@ impl FrameHeader {
             b0 |= 0x30;
         }
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        dst.reserve(MAX_HEADER_LEN);
-        dst.put_u8(b0);
-        match self.payload_len {
-            len @ 0..=125 => dst.put_u8(mask_bit | len as u8),
-            len @ 126..=0xffff => {
-                dst.put_u8(mask_bit | 126);
-                dst.put_u16(len as u16);
+        dst[0] = b0;
+        let mut len = match self.payload_len {
+            short @ 0..=125 => {
+                dst[1] = mask_bit | short as u8;
+                2
             }
-            len => {
-                dst.put_u8(mask_bit | 127);
-                dst.put_u64(len);
+            medium @ 126..=0xffff => {
+                dst[1] = mask_bit | 126;
+                dst[2..4].copy_from_slice(&(medium as u16).to_be_bytes());
+                4
             }
-        }
+            long => {
+                dst[1] = mask_bit | 127;
+                dst[2..10].copy_from_slice(&long.to_be_bytes());
+                10
+            }
+        };
         if let Some(key) = self.mask {
-            dst.put_slice(&key);
+            dst[len..len + 4].copy_from_slice(&key);
+            len += 4;
         }
+        len
     }
 }
 
@@ -203,32 +217,30 @@ fn server_header(opcode: OpCode, rsv1: bool, len: usize) -> FrameHeader {
 pub const COPY_THRESHOLD: usize = 1024;
 
 /// A whole unmasked (server) frame made once and queued for any number of
-/// connections. A payload of up to [`COPY_THRESHOLD`] bytes is copied in
-/// after the header, so the frame is one buffer; a larger one is kept as
-/// the sender's own `Bytes` (a message received from a socket, say) beside a
-/// separate header, so relaying a 16 KiB message copies nothing.
+/// connections: its header, kept inline, and the sender's payload, shared.
+/// Making one allocates nothing and copies no payload; each queue it is
+/// pushed on copies a payload of up to [`COPY_THRESHOLD`] bytes next to
+/// the other small frames it holds (a memory copy, cheaper than sharing,
+/// and no small message then keeps a sender's whole read buffer alive),
+/// and shares a larger one, so relaying a 16 KiB message copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedFrame {
-    /// The header, followed by the payload when that was small.
-    head: Bytes,
-    /// A large payload, shared; empty otherwise.
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
     payload: Bytes,
 }
 
 impl SharedFrame {
     /// The frame for `payload` (FIN set, unmasked).
     pub fn new(opcode: OpCode, rsv1: bool, payload: &Bytes) -> SharedFrame {
-        if payload.len() <= COPY_THRESHOLD {
-            return SharedFrame { head: encode_frame(opcode, rsv1, payload), payload: Bytes::new() };
-        }
-        let mut head = BytesMut::with_capacity(MAX_HEADER_LEN);
-        server_header(opcode, rsv1, payload.len()).encode(&mut head);
-        SharedFrame { head: head.freeze(), payload: payload.clone() }
+        let mut header = [0; MAX_HEADER_LEN];
+        let header_len = server_header(opcode, rsv1, payload.len()).encode_into(&mut header) as u8;
+        SharedFrame { header, header_len, payload: payload.clone() }
     }
 
     /// Bytes on the wire.
     pub fn len(&self) -> usize {
-        self.head.len() + self.payload.len()
+        usize::from(self.header_len) + self.payload.len()
     }
 
     /// Always false: a frame has at least a header.
@@ -236,18 +248,25 @@ impl SharedFrame {
         false
     }
 
-    /// The frame's buffers in wire order: one or two.
-    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
-        std::iter::once(&self.head).chain(Some(&self.payload).filter(|p| !p.is_empty()))
+    /// The encoded header.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
     }
 
-    /// The frame as one buffer (a copy when it has two parts).
+    /// The payload, as the sender's buffer.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// True when queues copy the payload rather than share it.
+    pub fn is_small(&self) -> bool {
+        self.payload.len() <= COPY_THRESHOLD
+    }
+
+    /// The frame as one buffer (a copy).
     pub fn to_bytes(&self) -> Bytes {
-        if self.payload.is_empty() {
-            return self.head.clone();
-        }
         let mut whole = BytesMut::with_capacity(self.len());
-        whole.put_slice(&self.head);
+        whole.put_slice(self.header());
         whole.put_slice(&self.payload);
         whole.freeze()
     }
@@ -271,19 +290,34 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_frame_copies_small_payloads_and_shares_large_ones() {
+    fn a_shared_frame_keeps_its_header_inline_and_shares_the_payload() {
         let small = Bytes::from_static(b"hi");
         let frame = SharedFrame::new(OpCode::Data(DataOp::Text), false, &small);
-        assert_eq!(frame.chunks().count(), 1);
+        assert!(frame.is_small());
+        assert_eq!(frame.header(), [0x81, 2]);
         assert_eq!(frame.to_bytes(), encode_frame(OpCode::Data(DataOp::Text), false, &small));
 
         let large = Bytes::from(vec![7u8; COPY_THRESHOLD + 1]);
         let frame = SharedFrame::new(OpCode::Data(DataOp::Binary), false, &large);
-        let chunks: Vec<&Bytes> = frame.chunks().collect();
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(chunks[1].as_ptr(), large.as_ptr(), "the payload is the sender's buffer, not a copy");
+        assert!(!frame.is_small());
+        assert_eq!(frame.payload().as_ptr(), large.as_ptr(), "the payload is the sender's buffer, not a copy");
         assert_eq!(frame.len(), 4 + large.len());
         assert_eq!(frame.to_bytes(), encode_frame(OpCode::Data(DataOp::Binary), false, &large));
+
+        let huge = Bytes::from(vec![0u8; 70_000]);
+        assert_eq!(SharedFrame::new(OpCode::Data(DataOp::Binary), true, &huge).header(), [0xc2, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn every_header_form_encodes_as_it_parses() {
+        for payload_len in [0, 125, 126, 0xffff, 0x1_0000, 1 << 40] {
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let header = FrameHeader { fin: true, rsv1: false, rsv23: false, opcode: OpCode::Data(DataOp::Binary), mask, payload_len };
+                let mut wire = BytesMut::new();
+                header.encode(&mut wire);
+                assert_eq!(parse(&wire).unwrap(), Some((header, wire.len())), "{payload_len} {mask:?}");
+            }
+        }
     }
 
     #[test]
