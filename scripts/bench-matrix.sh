@@ -9,6 +9,8 @@
 #   SCENARIOS="echo-20B-w16 broadcast-1000-w16" SERVERS="switchboard node-ws" \
 #     scripts/bench-matrix.sh 1 2                 (a subset; names as below)
 #   BUILD=0 scripts/bench-matrix.sh ...           (reuse the binaries built)
+#   EXTRA_SERVERS="uws=/path/to/server" scripts/bench-matrix.sh ...
+#                                                 (more servers, built elsewhere)
 #
 # Loopback only; every run is bounded by SECONDS plus the scenario's connect
 # allowance. Builds the release binaries and bench/peers (tokio-tungstenite,
@@ -30,7 +32,21 @@ declare -A SERVER=(
   [node-ws]="node bench/peers/node/peer-ws.js 127.0.0.1:0"
 )
 ALL_SERVERS="switchboard tokio-tungstenite fastwebsockets node-ws"
-BROADCASTERS="switchboard tokio-tungstenite fastwebsockets node-ws"
+# A peer this repository cannot ship (uWebSockets, say: built from its own
+# sources, outside this tree) joins every scenario through EXTRA_SERVERS,
+# "name=command" pairs separated by ";". The command gets 127.0.0.1:0 as its
+# last argument and must print http://HOST:PORT on stdout once listening;
+# like the peers above, a path containing "broadcast" joins one room that
+# relays each message to the other members, and any other path echoes.
+IFS=';' read -ra EXTRA <<< "${EXTRA_SERVERS:-}"
+for pair in "${EXTRA[@]}"; do
+  name=${pair%%=*}
+  command=${pair#*=}
+  [[ $pair == *=* && $name =~ ^[A-Za-z0-9_-]+$ && -n $command ]] || { echo "EXTRA_SERVERS: expected name=command, got '$pair'" >&2; exit 2; }
+  [ -z "${SERVER[$name]:-}" ] || { echo "EXTRA_SERVERS: $name is already a server here" >&2; exit 2; }
+  SERVER[$name]="$command 127.0.0.1:0"
+  ALL_SERVERS+=" $name"
+done
 # name | loadgen arguments | path | servers | seconds allowed for connecting.
 # The rate column is messages/s (echo, broadcast: delivered), handshakes/s
 # (idle: 10,000 connections opened 64 at a time and held; its run has no
@@ -44,9 +60,9 @@ MATRIX=(
   "echo-20B-w16|echo --connections 100 --in-flight 16 --size 20|/rooms/echo/bench|$ALL_SERVERS|60"
   "echo-20B-w1|echo --connections 100 --in-flight 1 --size 20|/rooms/echo/bench|$ALL_SERVERS|60"
   "echo-16KiB-w16|echo --connections 100 --in-flight 16 --size 16384 --binary|/rooms/echo/bench|$ALL_SERVERS|60"
-  "broadcast-1000-w16|broadcast --subscribers 1000 --in-flight 16 --size 32|/rooms/broadcast/bench|$BROADCASTERS|60"
-  "broadcast-1000-w1|broadcast --subscribers 1000 --in-flight 1 --size 32|/rooms/broadcast/bench|$BROADCASTERS|60"
-  "broadcast-10000-w16|broadcast --subscribers 10000 --in-flight 16 --size 32|/rooms/broadcast/bench|$BROADCASTERS|600"
+  "broadcast-1000-w16|broadcast --subscribers 1000 --in-flight 16 --size 32|/rooms/broadcast/bench|$ALL_SERVERS|60"
+  "broadcast-1000-w1|broadcast --subscribers 1000 --in-flight 1 --size 32|/rooms/broadcast/bench|$ALL_SERVERS|60"
+  "broadcast-10000-w16|broadcast --subscribers 10000 --in-flight 16 --size 32|/rooms/broadcast/bench|$ALL_SERVERS|600"
   "idle-10000|idle --connections 10000 --rooms 100 --concurrency 64|/rooms/echo/idle|$ALL_SERVERS|120"
   "churn-c50|churn --concurrency 50 --size 20|/rooms/echo/churn|$ALL_SERVERS|30"
 )
