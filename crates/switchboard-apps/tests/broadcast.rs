@@ -14,7 +14,8 @@ struct Recorder(Mutex<Vec<String>>);
 
 impl ConnSink for Recorder {
     fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
-        self.0.lock().unwrap().push(String::from_utf8(frame.payload().to_vec()).unwrap());
+        let texts = frame.payloads().into_iter().map(|p| String::from_utf8(p.to_vec()).unwrap());
+        self.0.lock().unwrap().extend(texts);
         SendOutcome::Queued
     }
     fn close(&self, _code: u16, _reason: &str) {}

@@ -160,7 +160,13 @@ impl Client {
             let written = {
                 let mut slices = [std::io::IoSlice::new(&[]); 64];
                 let n = self.conn.transmit_chunks(&mut slices);
-                self.stream.write_vectored(&slices[..n]).await?
+                // One buffer goes out with `send` rather than `writev`, which
+                // costs the kernel more (it passes through the file layer).
+                if n == 1 {
+                    self.stream.write(&slices[0]).await?
+                } else {
+                    self.stream.write_vectored(&slices[..n]).await?
+                }
             };
             if written == 0 {
                 return Err(ClientError::ConnectionClosed);

@@ -163,7 +163,9 @@ impl Outbound {
             buf.extend_from_slice(frame.header());
             buf.extend_from_slice(frame.payload());
         } else {
-            copy_target(&mut q.frames, frame.header().len()).extend_from_slice(frame.header());
+            if !frame.header().is_empty() {
+                copy_target(&mut q.frames, frame.header().len()).extend_from_slice(frame.header());
+            }
             q.frames.push(Chunk::Shared(frame.payload().clone()));
         }
         let outcome = if q.bytes > q.limit / 2 { Push::Backpressure } else { Push::Queued };
@@ -335,6 +337,21 @@ mod tests {
         assert_eq!(&first[..], expected, "two whole frames, then the large frame's header");
         assert_eq!(large.as_ptr(), payload.as_ptr(), "not copied");
         assert_eq!(&last[..], &small.to_bytes()[..]);
+    }
+
+    #[test]
+    fn a_run_of_frames_is_copied_when_small_and_shared_when_large() {
+        let out = Outbound::new(1 << 20);
+        let small = Bytes::from(frame(10).to_bytes().repeat(3));
+        out.push(&SharedFrame::run(small.clone()));
+        let large = Bytes::from(frame(100).to_bytes().repeat(20));
+        out.push(&SharedFrame::run(large.clone()));
+        let taken = out.take(true);
+        let [Chunk::Copied(copied), Chunk::Shared(shared)] = &taken.frames[..] else {
+            panic!("expected copied, shared: {:?}", taken.frames);
+        };
+        assert_eq!(&copied[..], &small[..]);
+        assert_eq!(shared.as_ptr(), large.as_ptr(), "no header of its own, nothing copied");
     }
 
     #[test]

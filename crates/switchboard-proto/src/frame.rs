@@ -238,6 +238,13 @@ impl SharedFrame {
         SharedFrame { header, header_len, payload: payload.clone() }
     }
 
+    /// A run of whole unmasked frames already encoded back to back (small
+    /// broadcasts gathered over a batch, say), queued as one: it has no
+    /// header of its own, and [`SharedFrame::payload`] is the frames.
+    pub fn run(frames: Bytes) -> SharedFrame {
+        SharedFrame { header: [0; MAX_HEADER_LEN], header_len: 0, payload: frames }
+    }
+
     /// Bytes on the wire.
     pub fn len(&self) -> usize {
         usize::from(self.header_len) + self.payload.len()
@@ -261,6 +268,22 @@ impl SharedFrame {
     /// True when queues copy the payload rather than share it.
     pub fn is_small(&self) -> bool {
         self.payload.len() <= COPY_THRESHOLD
+    }
+
+    /// The payload of each frame: one, or those of a run (for recording
+    /// sinks in tests and tools; the queues never take a frame apart).
+    pub fn payloads(&self) -> Vec<Bytes> {
+        if self.header_len > 0 {
+            return vec![self.payload.clone()];
+        }
+        let mut payloads = Vec::new();
+        let mut rest = self.payload.clone();
+        while let Ok(Some((header, len))) = FrameHeader::parse(&rest) {
+            let end = len + header.payload_len as usize;
+            payloads.push(rest.slice(len..end));
+            rest = rest.slice(end..);
+        }
+        payloads
     }
 
     /// The frame as one buffer (a copy).
@@ -303,6 +326,13 @@ mod tests {
         assert_eq!(frame.payload().as_ptr(), large.as_ptr(), "the payload is the sender's buffer, not a copy");
         assert_eq!(frame.len(), 4 + large.len());
         assert_eq!(frame.to_bytes(), encode_frame(OpCode::Data(DataOp::Binary), false, &large));
+
+        let mut frames = encode_frame(OpCode::Data(DataOp::Text), false, b"one").to_vec();
+        frames.extend_from_slice(&encode_frame(OpCode::Data(DataOp::Binary), false, &large));
+        let run = SharedFrame::run(Bytes::from(frames.clone()));
+        assert_eq!((run.header(), run.len(), run.to_bytes()), (&[][..], frames.len(), Bytes::from(frames)));
+        assert_eq!(run.payloads(), [Bytes::from_static(b"one"), large.clone()]);
+        assert_eq!(frame.payloads(), std::slice::from_ref(&large));
 
         let huge = Bytes::from(vec![0u8; 70_000]);
         assert_eq!(SharedFrame::new(OpCode::Data(DataOp::Binary), true, &huge).header(), [0xc2, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);

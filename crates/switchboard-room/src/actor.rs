@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
-use crate::context::{Ctx, RoomStorage};
+use crate::context::{Ctx, HeldBroadcasts, RoomStorage};
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
 
 /// Settings of room actors.
@@ -222,7 +222,18 @@ pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store
             BTreeMap::new()
         }
     };
-    let actor = Actor { room, id, factory, store, object: None, conns: BTreeMap::new(), alarms, auto_response: None, wakeups: 0 };
+    let actor = Actor {
+        room,
+        id,
+        factory,
+        store,
+        object: None,
+        conns: BTreeMap::new(),
+        alarms,
+        auto_response: None,
+        held: HeldBroadcasts::default(),
+        wakeups: 0,
+    };
     tokio::spawn(actor.run(rx, config));
     RoomHandle { tx }
 }
@@ -241,6 +252,8 @@ struct Actor {
     conns: BTreeMap<ConnId, ConnRecord>,
     alarms: BTreeMap<String, SystemTime>,
     auto_response: Option<Arc<(Bytes, Bytes)>>,
+    /// Broadcasts held back until the end of the batch (see `Ctx::broadcast`).
+    held: HeldBroadcasts,
     wakeups: u64,
 }
 
@@ -286,24 +299,30 @@ impl Actor {
 
     /// Runs `f` with the room object (building it if hibernated) and a context.
     fn with_room<R>(&mut self, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
-        let Actor { room, id, factory, store, object, conns, alarms, auto_response, wakeups } = self;
+        let Actor { room, id, factory, store, object, conns, alarms, auto_response, held, wakeups } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
             factory.create(id, &RoomStorage { store: &**store, room })
         });
-        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response };
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held };
         f(object.as_mut(), &mut ctx)
     }
 
     /// `on_batch_end`, if the room object is awake (a batch of stats
-    /// requests alone does not wake it).
+    /// requests alone does not wake it), then the held broadcasts go out.
     fn end_batch(&mut self) {
         if self.object.is_some() {
             self.with_room(|room, ctx| room.on_batch_end(ctx));
         }
+        self.held.flush(&self.conns);
     }
 
     fn handle(&mut self, event: RoomEvent) {
+        if !matches!(event, RoomEvent::Message { .. } | RoomEvent::Messages { .. }) {
+            // A join or a leave changes who held broadcasts are for; other
+            // events may reach connections in ways that must come after them.
+            self.held.flush(&self.conns);
+        }
         match event {
             RoomEvent::Connect { request, reply } => {
                 let mut decision = self.with_room(|room, ctx| room.on_connect(ctx, &request));

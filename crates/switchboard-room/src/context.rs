@@ -18,6 +18,41 @@ pub struct Ctx<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
     pub(crate) auto_response: &'a mut Option<Arc<(Bytes, Bytes)>>,
+    pub(crate) held: &'a mut HeldBroadcasts,
+}
+
+/// Small broadcasts to the same connections, held back until the end of
+/// the room's batch of events or until anything else is about to reach a
+/// connection (a send, a close, another kind of broadcast, a join or a
+/// leave), then queued on each connection as one run of frames. A room that
+/// relays a burst of messages to its members thus costs each member one
+/// push for the burst instead of one per message, and what each connection
+/// receives stays in the order the room sent it.
+#[derive(Debug, Default)]
+pub(crate) struct HeldBroadcasts {
+    /// The connection the held frames skip.
+    except: Option<ConnId>,
+    /// Whole encoded frames, back to back.
+    frames: Vec<u8>,
+}
+
+/// A run is queued once it reaches this size, so what a broadcast holds
+/// back stays small next to the connections' outbound limits.
+const HELD_LIMIT: usize = 64 * 1024;
+
+impl HeldBroadcasts {
+    /// Queues the held frames on every connection they are for.
+    pub(crate) fn flush(&mut self, conns: &BTreeMap<ConnId, ConnRecord>) {
+        if self.frames.is_empty() {
+            return;
+        }
+        let run = SharedFrame::run(Bytes::from(std::mem::take(&mut self.frames)));
+        for (id, record) in conns {
+            if Some(*id) != self.except {
+                record.sink.send_frame(&run);
+            }
+        }
+    }
 }
 
 /// An attachment over [`MAX_ATTACHMENT_LEN`], or for an unknown connection.
@@ -50,21 +85,40 @@ impl Ctx<'_> {
 
     /// Sends a message to one connection.
     pub fn send(&mut self, conn: ConnId, message: &Message) -> SendOutcome {
+        self.held.flush(self.conns);
         match self.conns.get(&conn) {
             Some(record) => record.sink.send_frame(&encode(message)),
             None => SendOutcome::Dropped,
         }
     }
 
-    /// Sends a message to every connection but `except`. The frame is encoded
-    /// once and shared. Returns how many connections queued it.
+    /// Sends a message to every connection but `except`, encoding it once.
+    /// A small message (up to 1 KiB) is held back and queued with the other
+    /// broadcasts to the same connections at the end of the room's batch of
+    /// events (sooner if anything else is sent first); order is kept. Returns
+    /// how many connections it goes to: those open now (one that is closing
+    /// drops it).
     pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
-        self.broadcast_where(message, |id| Some(id) != except)
+        let recipients = self.conns.len() - usize::from(except.is_some_and(|id| self.conns.contains_key(&id)));
+        let frame = encode(message);
+        if !frame.is_small() || recipients == 0 {
+            return self.broadcast_where(message, |id| Some(id) != except);
+        }
+        let held = &mut *self.held;
+        if !held.frames.is_empty() && (held.except != except || held.frames.len() + frame.len() > HELD_LIMIT) {
+            held.flush(self.conns);
+        }
+        held.except = except;
+        held.frames.extend_from_slice(frame.header());
+        held.frames.extend_from_slice(frame.payload());
+        recipients
     }
 
     /// Sends a message to every connection for which `to` says yes, in id
-    /// order, encoding it once. Returns how many connections queued it.
+    /// order, encoding it once, now (after any held broadcasts). Returns how
+    /// many connections queued it.
     pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
+        self.held.flush(self.conns);
         let frame = encode(message);
         self.conns
             .iter()
@@ -75,6 +129,7 @@ impl Ctx<'_> {
 
     /// Starts closing a connection.
     pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        self.held.flush(self.conns);
         if let Some(record) = self.conns.get(&conn) {
             record.sink.close(code, reason);
         }

@@ -34,7 +34,8 @@ impl ConnSink for FakeSink {
 impl FakeSink {
     /// Payloads of the text frames received.
     fn texts(&self) -> Vec<String> {
-        self.frames.lock().unwrap().iter().map(|f| String::from_utf8(f.payload().to_vec()).unwrap()).collect()
+        let frames = self.frames.lock().unwrap();
+        frames.iter().flat_map(SharedFrame::payloads).map(|p| String::from_utf8(p.to_vec()).unwrap()).collect()
     }
 }
 
@@ -241,6 +242,33 @@ async fn a_closed_connection_leaves_the_room() {
     say(&room, 1, "ghost").await;
     assert_eq!(settle(&room).await.connections, 1);
     assert!(b.texts().is_empty(), "messages from a closed connection are ignored");
+}
+
+#[tokio::test]
+async fn small_broadcasts_of_one_batch_reach_each_member_as_one_run_in_order() {
+    let room = spawn_room("t/r".into(), "r".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "").await.unwrap();
+    let b = join(&room, 2, "").await.unwrap();
+    let c = join(&room, 3, "").await.unwrap();
+    // Queued without awaiting, so the actor takes them as one batch: a send
+    // and a join in the middle each end a run.
+    let message = |conn: u64, text: &str| RoomEvent::Message { conn: ConnId(conn), message: Message::text(text) };
+    let late = Arc::new(FakeSink::default());
+    for event in [message(1, "m1"), message(1, "m2"), message(2, "count"), message(1, "m3")] {
+        room.try_send(event).unwrap();
+    }
+    room.try_send(RoomEvent::Open { conn: ConnId(4), sink: Box::new(late.clone()), tags: vec![], attachment: None }).unwrap();
+    room.try_send(message(1, "m4")).unwrap();
+    room.try_send(message(1, "m5")).unwrap();
+    settle(&room).await;
+    assert!(a.texts().is_empty(), "the sender is skipped");
+    assert_eq!(b.texts(), ["m1", "m2", "count=3", "m3", "m4", "m5"]);
+    assert_eq!(c.texts(), ["m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(late.texts(), ["m4", "m5"], "nothing from before the join");
+    let runs: Vec<usize> = c.frames.lock().unwrap().iter().map(|f| f.payloads().len()).collect();
+    assert_eq!(runs, [2, 1, 2], "runs end at the send and at the join");
+    let (b_run, c_run) = (b.frames.lock().unwrap()[0].clone(), c.frames.lock().unwrap()[0].clone());
+    assert_eq!(b_run.payload().as_ptr(), c_run.payload().as_ptr(), "one run, shared by every member");
 }
 
 /// Counts joins and, at the end of each batch, tells everyone how many it saw.
