@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -112,7 +113,11 @@ impl Client {
             (Some(_), None) => return Err(ClientError::UnexpectedExtension),
             (None, _) => None,
         };
-        let conn = Connection::client(options.limits, deflate, Box::new(rand::random));
+        // A generator of its own, seeded from the thread's (itself seeded by
+        // the system): fresh unpredictable keys without the thread-local
+        // lookup that `rand::random` makes for every frame.
+        let mut keys = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        let conn = Connection::client(options.limits, deflate, Box::new(move || keys.random()));
         Ok(Client { stream, conn, buf, protocol: accepted.protocol })
     }
 

@@ -23,7 +23,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
 use crate::deflate::{Compressor, DeflateConfig, Decompressor};
 use crate::error::ProtocolError;
-use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD};
+use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
 
@@ -151,6 +151,10 @@ enum CloseReply {
     /// The code and reason of the peer's protocol error.
     Fail(ProtocolError),
 }
+
+/// First capacity of the buffer small frames are gathered in: sixteen
+/// short messages' worth.
+const PENDING_START: usize = 1024;
 
 /// Bytes queued for the wire. Exists only while something is queued.
 #[derive(Default)]
@@ -610,6 +614,12 @@ impl Connection {
         let mask = self.mask_source.as_mut().map(|source| source());
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask, payload_len: payload.len() as u64 };
         let pending = &mut self.output().pending;
+        let additional = MAX_HEADER_LEN + payload.len();
+        if pending.capacity() - pending.len() < additional {
+            // The first frame of a batch sizes the buffer for the ones that
+            // usually follow it, rather than growing it step by step.
+            pending.reserve(additional.max(PENDING_START));
+        }
         header.encode(pending);
         let start = pending.len();
         pending.put_slice(payload);
