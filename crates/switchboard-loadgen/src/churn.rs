@@ -257,7 +257,7 @@ impl ChurnReport {
             }
             None => println!("leak check    not done (pass --server-pid)"),
         }
-        print_cpu(secs, self.client_cpu, self.server_cpu);
+        print_cpu(secs, self.client_cpu, self.server_cpu, (self.completed, "connection"));
     }
 
     /// Err when connections failed: the rate above then counts only the

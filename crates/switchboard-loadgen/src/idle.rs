@@ -280,7 +280,7 @@ impl IdleReport {
             println!("lost          {} connections ended early (first: {})", grouped(self.lost as u64), self.first_loss.as_deref().unwrap_or("?"));
         }
         if secs >= MIN_CPU_WINDOW.as_secs_f64() {
-            print_cpu(secs, self.client_cpu, self.server_cpu);
+            print_cpu(secs, self.client_cpu, self.server_cpu, (n, "handshake"));
         } else {
             println!("verdict       CPU not measured: the opening took under {} s", MIN_CPU_WINDOW.as_secs_f64());
         }

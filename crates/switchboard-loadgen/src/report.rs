@@ -41,13 +41,17 @@ impl Report {
                 h.max()
             );
         }
-        print_cpu(secs, self.client_cpu, self.server_cpu);
+        print_cpu(secs, self.client_cpu, self.server_cpu, (self.messages, "message"));
     }
 }
 
 /// The CPU rows and the verdict, shared by every scenario's table: CPU
-/// seconds used over `secs` of wall time by the load generator and the server.
-pub(crate) fn print_cpu(secs: f64, client_cpu: Option<f64>, server_cpu: Option<f64>) {
+/// seconds used over `secs` of wall time by the load generator and the
+/// server, and the server's CPU time per unit of `work` (count, unit). That
+/// last figure stays a fair comparison of servers when the load generator,
+/// not the server, set the pace: it is the inverse of the rate the server
+/// would reach on a whole core of its own, kernel time included.
+pub(crate) fn print_cpu(secs: f64, client_cpu: Option<f64>, server_cpu: Option<f64>, work: (u64, &str)) {
     let share = |cpu: Option<f64>| cpu.map(|c| c / secs * 100.0);
     if let Some(c) = share(client_cpu) {
         println!("loadgen CPU   {c:.0} % of one core");
@@ -55,13 +59,22 @@ pub(crate) fn print_cpu(secs: f64, client_cpu: Option<f64>, server_cpu: Option<f
     if let Some(s) = share(server_cpu) {
         println!("server CPU    {s:.0} % of one core");
     }
-    match (share(client_cpu), share(server_cpu)) {
-        (Some(c), Some(s)) if c >= 90.0 && c > s => {
-            println!("verdict       LOAD-GENERATOR BOUND: this is not a server figure")
+    if let (Some(cpu), (count @ 1.., unit)) = (server_cpu, work) {
+        println!("server cost   {:.2} us of CPU per {unit}", cpu * 1e6 / count as f64);
+    }
+    println!("verdict       {}", verdict(share(client_cpu), share(server_cpu)));
+}
+
+/// Which side set the pace, from the two CPU shares (percent of a core).
+fn verdict(client: Option<f64>, server: Option<f64>) -> String {
+    match (client, server) {
+        (Some(c), Some(s)) if c >= 90.0 && c > s => "LOAD-GENERATOR BOUND: this is not a server figure".into(),
+        (Some(c), _) if c >= 90.0 => format!("the load generator was busy too ({c:.0} %); read with care"),
+        (Some(c), Some(s)) if s < 90.0 => {
+            format!("neither side used its core ({c:.0} % and {s:.0} %): the round trips set the pace; compare the server cost")
         }
-        (Some(c), _) if c >= 90.0 => println!("verdict       the load generator was busy too ({c:.0} %); read with care"),
-        (_, Some(_)) => println!("verdict       server bound"),
-        _ => println!("verdict       unknown (pass --server-pid to compare CPU use)"),
+        (_, Some(_)) => "server bound".into(),
+        _ => "unknown (pass --server-pid to compare CPU use)".into(),
     }
 }
 
@@ -86,6 +99,15 @@ pub(crate) fn mib(kib: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verdict_names_the_side_that_set_the_pace() {
+        assert!(verdict(Some(96.0), Some(80.0)).starts_with("LOAD-GENERATOR BOUND"));
+        assert!(verdict(Some(92.0), Some(99.0)).contains("read with care"));
+        assert_eq!(verdict(Some(70.0), Some(99.0)), "server bound");
+        assert!(verdict(Some(85.0), Some(83.0)).starts_with("neither side"));
+        assert!(verdict(None, None).starts_with("unknown"));
+    }
 
     #[test]
     fn groups_thousands() {

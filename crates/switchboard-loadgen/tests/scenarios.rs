@@ -100,6 +100,7 @@ fn churn_completes_connections_and_finds_no_leak() {
     assert_eq!(row(&out, "failures"), "0");
     assert!(row(&out, "leak check").starts_with("ok"), "{out}");
     assert!(row(&out, "server CPU").contains("% of one core"), "{out}");
+    assert!(row(&out, "server cost").ends_with("us of CPU per connection"), "{out}");
 }
 
 #[test]
