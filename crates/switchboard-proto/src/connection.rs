@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
@@ -157,20 +157,29 @@ enum CloseReply {
 const PENDING_START: usize = 1024;
 
 /// Bytes queued for the wire. Exists only while something is queued.
+///
+/// Small frames are gathered in `pending` and written from there, so the
+/// usual batch (small frames only) is one buffer that is never frozen or
+/// queued; larger chunks wait in `queue`, before `pending`.
 #[derive(Default)]
 struct Output {
-    /// Small frames being coalesced.
-    pending: BytesMut,
-    /// Frames ready to write, in order.
+    /// Frames ready to write, in order, before `pending`.
     queue: VecDeque<Bytes>,
     /// Bytes in `queue`.
     queued_bytes: usize,
+    /// Small frames being gathered, written after `queue`.
+    pending: Vec<u8>,
+    /// Bytes of `pending` already written.
+    pending_sent: usize,
 }
 
 impl Output {
+    /// Moves what `pending` holds unwritten to the end of `queue`, so that
+    /// a chunk queued next goes after it.
     fn flush_pending(&mut self) {
-        if !self.pending.is_empty() {
-            let chunk = self.pending.split().freeze();
+        if self.pending.len() > self.pending_sent {
+            let mut chunk = Bytes::from(std::mem::take(&mut self.pending));
+            chunk.advance(std::mem::take(&mut self.pending_sent));
             self.queued_bytes += chunk.len();
             self.queue.push_back(chunk);
         }
@@ -182,6 +191,27 @@ impl Output {
         self.queued_bytes += chunk.len();
         self.queue.push_back(chunk);
     }
+
+    /// Room for `additional` more bytes in `pending`. The first frame of a
+    /// batch sizes it for the ones that usually follow, rather than growing
+    /// it step by step.
+    fn pending_for(&mut self, additional: usize) -> &mut Vec<u8> {
+        if self.pending.capacity() - self.pending.len() < additional {
+            self.pending.reserve(additional.max(PENDING_START));
+        }
+        &mut self.pending
+    }
+
+    fn unsent(&self) -> usize {
+        self.queued_bytes + self.pending.len() - self.pending_sent
+    }
+}
+
+/// Appends an encoded frame header.
+fn put_header(dst: &mut Vec<u8>, header: &FrameHeader) {
+    let mut bytes = [0; MAX_HEADER_LEN];
+    let len = header.encode_into(&mut bytes);
+    dst.extend_from_slice(&bytes[..len]);
 }
 
 /// The protocol state of one connection. See the module docs.
@@ -490,15 +520,22 @@ impl Connection {
     }
 
     /// Queues whole encoded unmasked frames gathered in one buffer (a
-    /// batch other tasks queued, see [`crate::frame::SharedFrame`]), as
-    /// they are: no copy. Server role only.
+    /// batch other tasks queued, see [`crate::frame::SharedFrame`]); when
+    /// nothing small is waiting, the buffer itself is written from: no copy.
+    /// Server role only.
     pub fn send_coalesced(&mut self, frames: Vec<u8>) -> Result<(), ConnectionClosed> {
         debug_assert_eq!(self.role, Role::Server, "coalesced frames are unmasked");
         if !self.can_send() {
             return Err(ConnectionClosed);
         }
-        if !frames.is_empty() {
-            self.output().push_chunk(Bytes::from(frames));
+        let out = self.output();
+        if out.pending.is_empty() {
+            // Nothing small waits: the buffer becomes the one written from.
+            out.pending = frames;
+        } else if frames.len() <= COPY_THRESHOLD {
+            out.pending.extend_from_slice(&frames);
+        } else if !frames.is_empty() {
+            out.push_chunk(Bytes::from(frames));
         }
         Ok(())
     }
@@ -545,7 +582,7 @@ impl Connection {
 
     /// Bytes queued for the wire.
     pub fn queued_bytes(&self) -> usize {
-        self.output.as_ref().map_or(0, |out| out.queued_bytes + out.pending.len())
+        self.output.as_ref().map_or(0, |out| out.unsent())
     }
 
     /// True when something is queued for the wire.
@@ -557,10 +594,11 @@ impl Connection {
     /// slices were filled. Write them with one vectored write, then call
     /// [`Connection::advance`] with the number of bytes written.
     pub fn transmit_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
-        let Some(out) = self.output.as_mut() else { return 0 };
-        out.flush_pending();
+        let Some(out) = self.output.as_deref() else { return 0 };
+        let unsent = &out.pending[out.pending_sent..];
+        let chunks = out.queue.iter().map(|chunk| &chunk[..]).chain((!unsent.is_empty()).then_some(unsent));
         let mut n = 0;
-        for (slot, chunk) in dst.iter_mut().zip(out.queue.iter()) {
+        for (slot, chunk) in dst.iter_mut().zip(chunks) {
             *slot = IoSlice::new(chunk);
             n += 1;
         }
@@ -574,18 +612,20 @@ impl Connection {
             return;
         }
         let out = self.output.as_mut().expect("advanced past the queued bytes");
-        out.flush_pending();
-        out.queued_bytes -= n;
         while n > 0 {
-            let front = out.queue.front_mut().expect("advanced past the queued bytes");
+            let Some(front) = out.queue.front_mut() else { break };
             if n < front.len() {
                 front.advance(n);
+                out.queued_bytes -= n;
                 return;
             }
             n -= front.len();
+            out.queued_bytes -= front.len();
             out.queue.pop_front();
         }
-        if out.queue.is_empty() {
+        out.pending_sent += n;
+        assert!(out.pending_sent <= out.pending.len(), "advanced past the queued bytes");
+        if out.unsent() == 0 {
             self.output = None;
         }
     }
@@ -600,7 +640,7 @@ impl Connection {
             return;
         }
         if chunk.len() <= COPY_THRESHOLD {
-            self.output().pending.extend_from_slice(&chunk);
+            self.output().pending_for(chunk.len()).extend_from_slice(&chunk);
         } else {
             self.output().push_chunk(chunk);
         }
@@ -613,16 +653,10 @@ impl Connection {
         }
         let mask = self.mask_source.as_mut().map(|source| source());
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask, payload_len: payload.len() as u64 };
-        let pending = &mut self.output().pending;
-        let additional = MAX_HEADER_LEN + payload.len();
-        if pending.capacity() - pending.len() < additional {
-            // The first frame of a batch sizes the buffer for the ones that
-            // usually follow it, rather than growing it step by step.
-            pending.reserve(additional.max(PENDING_START));
-        }
-        header.encode(pending);
+        let pending = self.output().pending_for(MAX_HEADER_LEN + payload.len());
+        put_header(pending, &header);
         let start = pending.len();
-        pending.put_slice(payload);
+        pending.extend_from_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut pending[start..], key, 0);
         }
@@ -636,7 +670,7 @@ impl Connection {
         }
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
         let out = self.output();
-        header.encode(&mut out.pending);
+        put_header(out.pending_for(MAX_HEADER_LEN), &header);
         out.push_chunk(payload);
     }
 }

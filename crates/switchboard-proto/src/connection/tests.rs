@@ -436,6 +436,48 @@ fn partial_writes_resume_where_they_stopped() {
     assert_eq!(all.len(), 5 + 4 + 2000);
 }
 
+#[test]
+fn the_byte_stream_keeps_its_order_through_partial_writes_and_every_kind_of_queueing() {
+    // A fixed pseudo-random mix of small, large, prepared and coalesced
+    // frames, written a few bytes at a time in between: what leaves must be
+    // exactly the frames, in the order they were queued.
+    let mut conn = Connection::server(Config::default(), None);
+    let (mut expected, mut written) = (Vec::new(), Vec::new());
+    let mut seed = 7u32;
+    let mut next = move |bound: u32| {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (seed >> 8) % bound
+    };
+    for step in 0..400u32 {
+        let len = [3, 40, 900, 1500, 5000][next(5) as usize];
+        let payload: Vec<u8> = (0..len).map(|i| (i as u32 + step) as u8).collect();
+        let encoded = crate::frame::encode_frame(OpCode::Data(DataOp::Binary), false, &payload);
+        match next(4) {
+            0 => conn.send_binary(&payload).unwrap(),
+            1 => conn.send(&Message::Binary(Bytes::from(payload))).unwrap(),
+            2 => conn.send_prepared(encoded.clone()).unwrap(),
+            _ => conn.send_coalesced(encoded.to_vec()).unwrap(),
+        }
+        expected.extend_from_slice(&encoded);
+        for _ in 0..next(3) {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = conn.transmit_chunks(&mut slices);
+            let mut budget = next(3000) as usize;
+            let before = written.len();
+            for slice in &slices[..n] {
+                let take = slice.len().min(budget);
+                written.extend_from_slice(&slice[..take]);
+                budget -= take;
+            }
+            conn.advance(written.len() - before);
+        }
+    }
+    written.extend_from_slice(&drain(&mut conn));
+    assert_eq!(written.len(), expected.len());
+    assert!(written == expected, "the bytes written differ from the frames queued");
+    assert_eq!(conn.queued_bytes(), 0);
+}
+
 // ---- two peers in memory ----
 
 struct Pair {
