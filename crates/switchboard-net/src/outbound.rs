@@ -7,8 +7,9 @@
 //! made once by the sender ([`SharedFrame`]); queueing one copies a small
 //! frame behind the small frames already waiting (one buffer for a whole
 //! batch, which the connection then writes as it is) or shares a large
-//! payload, so a broadcast costs each member a short copy, a short
-//! uncontended lock and at most one wake-up per batch.
+//! payload or a room's run of broadcasts, so a broadcast costs each member
+//! a reference count or a short copy, a short uncontended lock and at most
+//! one wake-up per batch.
 //!
 //! It is also how the listener's timer sweep and shutdown reach the
 //! connection (see `timers`): the connection publishes its next deadline
@@ -96,10 +97,10 @@ pub(crate) enum Chunk {
     Shared(Bytes),
 }
 
-/// First capacity of a `Chunk::Copied`: sixteen frames of up to 64 bytes,
-/// so that a batch of short messages takes one allocation, not a series of
-/// regrowths (a fan-out of 10,000 holds 10 MB of these for a moment).
-const COPIED_START: usize = 1024;
+/// First capacity of a `Chunk::Copied`: sixteen 20-byte messages with
+/// their headers, so that a batch of short replies usually takes one
+/// allocation, not a series of regrowths.
+const COPIED_START: usize = 512;
 
 /// The buffer the next small frame (or header) is copied to: the last
 /// chunk if that is one, or a new one.
@@ -157,7 +158,7 @@ impl Outbound {
         }
         q.bytes = q.bytes.saturating_add(len);
         let was_empty = q.frames.is_empty();
-        if frame.is_small() {
+        if frame.copy_when_queued() {
             let buf = copy_target(&mut q.frames, frame.len());
             buf.reserve(frame.len());
             buf.extend_from_slice(frame.header());
@@ -340,18 +341,17 @@ mod tests {
     }
 
     #[test]
-    fn a_run_of_frames_is_copied_when_small_and_shared_when_large() {
+    fn a_run_of_frames_is_shared_whatever_its_size() {
         let out = Outbound::new(1 << 20);
         let small = Bytes::from(frame(10).to_bytes().repeat(3));
         out.push(&SharedFrame::run(small.clone()));
         let large = Bytes::from(frame(100).to_bytes().repeat(20));
         out.push(&SharedFrame::run(large.clone()));
         let taken = out.take(true);
-        let [Chunk::Copied(copied), Chunk::Shared(shared)] = &taken.frames[..] else {
-            panic!("expected copied, shared: {:?}", taken.frames);
+        let [Chunk::Shared(first), Chunk::Shared(second)] = &taken.frames[..] else {
+            panic!("expected two shared chunks: {:?}", taken.frames);
         };
-        assert_eq!(&copied[..], &small[..]);
-        assert_eq!(shared.as_ptr(), large.as_ptr(), "no header of its own, nothing copied");
+        assert_eq!((first.as_ptr(), second.as_ptr()), (small.as_ptr(), large.as_ptr()), "no header of their own, nothing copied");
     }
 
     #[test]

@@ -639,10 +639,13 @@ impl Connection {
         if chunk.is_empty() {
             return;
         }
-        if chunk.len() <= COPY_THRESHOLD {
-            self.output().pending_for(chunk.len()).extend_from_slice(&chunk);
+        let out = self.output();
+        if chunk.len() <= COPY_THRESHOLD && !out.pending.is_empty() {
+            // Joins the small frames already waiting; alone, it is written
+            // as it is (a room's run of broadcasts, shared by its members).
+            out.pending.extend_from_slice(&chunk);
         } else {
-            self.output().push_chunk(chunk);
+            out.push_chunk(chunk);
         }
     }
 

@@ -239,8 +239,9 @@ impl SharedFrame {
     }
 
     /// A run of whole unmasked frames already encoded back to back (small
-    /// broadcasts gathered over a batch, say), queued as one: it has no
-    /// header of its own, and [`SharedFrame::payload`] is the frames.
+    /// broadcasts gathered over a batch, say), queued as one buffer shared
+    /// by every recipient: it has no header of its own, and
+    /// [`SharedFrame::payload`] is the frames.
     pub fn run(frames: Bytes) -> SharedFrame {
         SharedFrame { header: [0; MAX_HEADER_LEN], header_len: 0, payload: frames }
     }
@@ -265,9 +266,17 @@ impl SharedFrame {
         &self.payload
     }
 
-    /// True when queues copy the payload rather than share it.
+    /// True for a payload of up to [`COPY_THRESHOLD`] bytes.
     pub fn is_small(&self) -> bool {
         self.payload.len() <= COPY_THRESHOLD
+    }
+
+    /// True when a queue should copy the frame rather than share its
+    /// payload: a small single frame. A run is always shared: it is an
+    /// exact buffer of its own (no sender's read buffer kept alive), and a
+    /// copy per recipient would cost each one an allocation.
+    pub fn copy_when_queued(&self) -> bool {
+        self.header_len > 0 && self.is_small()
     }
 
     /// The payload of each frame: one, or those of a run (for recording
@@ -330,6 +339,8 @@ mod tests {
         let mut frames = encode_frame(OpCode::Data(DataOp::Text), false, b"one").to_vec();
         frames.extend_from_slice(&encode_frame(OpCode::Data(DataOp::Binary), false, &large));
         let run = SharedFrame::run(Bytes::from(frames.clone()));
+        assert!(!run.copy_when_queued() && !SharedFrame::run(Bytes::from_static(b"\x81\x00")).copy_when_queued());
+        assert!(SharedFrame::new(OpCode::Data(DataOp::Text), false, &small).copy_when_queued());
         assert_eq!((run.header(), run.len(), run.to_bytes()), (&[][..], frames.len(), Bytes::from(frames)));
         assert_eq!(run.payloads(), [Bytes::from_static(b"one"), large.clone()]);
         assert_eq!(frame.payloads(), std::slice::from_ref(&large));

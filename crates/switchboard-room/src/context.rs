@@ -119,7 +119,12 @@ impl Ctx<'_> {
     /// many connections queued it.
     pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
         self.held.flush(self.conns);
-        let frame = encode(message);
+        let mut frame = encode(message);
+        if frame.is_small() {
+            // One buffer for every recipient to share: a reference count
+            // each, where a small frame would be copied into each queue.
+            frame = SharedFrame::run(frame.to_bytes());
+        }
         self.conns
             .iter()
             .filter(|(id, _)| to(**id))
