@@ -365,7 +365,7 @@ fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Ne
 /// first trying a read that fails with `EAGAIN`: one system call fewer per
 /// batch of messages. tokio clears readiness only if no new event arrived
 /// since it was observed, so bytes that land in between still wake us.
-fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+pub(crate) fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     let offered = buf.capacity() - buf.len();
     let mut read = None;
     let outcome = stream.try_io(Interest::READABLE, || {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::timeout;
@@ -24,7 +24,7 @@ use switchboard_proto::handshake::{error_response, HandshakeError, RequestHead, 
 use switchboard_proto::Connection;
 
 use crate::config::NetConfig;
-use crate::driver::drive;
+use crate::driver::{drive, read_available};
 use crate::handler::Handler;
 use crate::io::PrefixedIo;
 use crate::service::{Service, UpgradeInfo};
@@ -257,15 +257,23 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &List
 }
 
 /// Reads until a whole request head is buffered. `Ok(None)`: the peer closed first.
+/// A short read clears the socket's readiness (see `read_available`), so
+/// the connection's first wait after the handshake does not begin with a
+/// read that fails with `EAGAIN`.
 async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, max_len: usize) -> Result<Option<(RequestHead, usize)>, HandshakeError> {
     loop {
         if let Some(parsed) = RequestHead::parse(buf, max_len)? {
             return Ok(Some(parsed));
         }
         buf.reserve(1024);
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Ok(None),
+        if stream.readable().await.is_err() {
+            return Ok(None);
+        }
+        match read_available(stream, buf) {
+            Ok(0) => return Ok(None),
             Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Ok(None),
         }
     }
 }
