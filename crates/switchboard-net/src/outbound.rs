@@ -164,8 +164,12 @@ impl Outbound {
             buf.extend_from_slice(frame.header());
             buf.extend_from_slice(frame.payload());
         } else {
-            if !frame.header().is_empty() {
-                copy_target(&mut q.frames, frame.header().len()).extend_from_slice(frame.header());
+            match (frame.header(), q.frames.last_mut()) {
+                ([], _) => {}
+                (header, Some(Chunk::Copied(buf))) => buf.extend_from_slice(header),
+                // Exactly the header: a large message to 10,000 members
+                // must not cost each one a batch-sized buffer.
+                (header, _) => q.frames.push(Chunk::Copied(header.to_vec())),
             }
             q.frames.push(Chunk::Shared(frame.payload().clone()));
         }
