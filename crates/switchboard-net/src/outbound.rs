@@ -93,7 +93,8 @@ pub(crate) enum Chunk {
     /// Whole small frames (and the headers of large ones), copied one after
     /// the other.
     Copied(Vec<u8>),
-    /// A large payload, shared with the sender.
+    /// A large payload, or a room's run of frames, shared with the sender
+    /// and every other queue that holds it.
     Shared(Bytes),
 }
 
@@ -139,7 +140,8 @@ impl Outbound {
     }
 
     /// Queues a frame: a small one is copied behind the small frames
-    /// waiting; a large one's header is, and its payload is shared.
+    /// waiting; a large one's header is, and its payload is shared; a run
+    /// of frames is shared whole.
     pub fn push(&self, frame: &SharedFrame) -> Push {
         let mut q = self.lock();
         if q.closing {

@@ -218,11 +218,13 @@ pub const COPY_THRESHOLD: usize = 1024;
 
 /// A whole unmasked (server) frame made once and queued for any number of
 /// connections: its header, kept inline, and the sender's payload, shared.
-/// Making one allocates nothing and copies no payload; each queue it is
+/// Making one allocates nothing and copies no payload; a queue it is
 /// pushed on copies a payload of up to [`COPY_THRESHOLD`] bytes next to
-/// the other small frames it holds (a memory copy, cheaper than sharing,
-/// and no small message then keeps a sender's whole read buffer alive),
-/// and shares a larger one, so relaying a 16 KiB message copies nothing.
+/// the other small frames it holds (for one recipient a copy is cheaper
+/// than a buffer of its own, and no small message then keeps a sender's
+/// whole read buffer alive) and shares a larger one, so relaying a 16 KiB
+/// message copies nothing. A small frame for many recipients is better
+/// encoded once as a [`SharedFrame::run`], which every queue shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedFrame {
     header: [u8; MAX_HEADER_LEN],
