@@ -308,13 +308,17 @@ impl Actor {
         f(object.as_mut(), &mut ctx)
     }
 
-    /// `on_batch_end`, if the room object is awake (a batch of stats
-    /// requests alone does not wake it), then the held broadcasts go out.
+    /// The held broadcasts go out, then `on_batch_end` runs if the room
+    /// object is awake (a batch of stats requests alone does not wake it),
+    /// then what it broadcast goes out. Flushing first keeps the batch's
+    /// messages from waiting on whatever `on_batch_end` does (a storage
+    /// write, say).
     fn end_batch(&mut self) {
+        self.held.flush(&self.conns);
         if self.object.is_some() {
             self.with_room(|room, ctx| room.on_batch_end(ctx));
+            self.held.flush(&self.conns);
         }
-        self.held.flush(&self.conns);
     }
 
     fn handle(&mut self, event: RoomEvent) {
