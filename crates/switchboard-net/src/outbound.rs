@@ -161,10 +161,7 @@ impl Outbound {
         q.bytes = q.bytes.saturating_add(len);
         let was_empty = q.frames.is_empty();
         if frame.copy_when_queued() {
-            let buf = copy_target(&mut q.frames, frame.len());
-            buf.reserve(frame.len());
-            buf.extend_from_slice(frame.header());
-            buf.extend_from_slice(frame.payload());
+            frame.append_to(copy_target(&mut q.frames, frame.len()));
         } else {
             match (frame.header(), q.frames.last_mut()) {
                 ([], _) => {}

@@ -207,13 +207,6 @@ impl Output {
     }
 }
 
-/// Appends an encoded frame header.
-fn put_header(dst: &mut Vec<u8>, header: &FrameHeader) {
-    let mut bytes = [0; MAX_HEADER_LEN];
-    let len = header.encode_into(&mut bytes);
-    dst.extend_from_slice(&bytes[..len]);
-}
-
 /// The protocol state of one connection. See the module docs.
 ///
 /// A server keeps one per open connection, idle or not, so what only some
@@ -534,7 +527,7 @@ impl Connection {
             out.pending = frames;
         } else if frames.len() <= COPY_THRESHOLD {
             out.pending.extend_from_slice(&frames);
-        } else if !frames.is_empty() {
+        } else {
             out.push_chunk(Bytes::from(frames));
         }
         Ok(())
@@ -657,7 +650,7 @@ impl Connection {
         let mask = self.mask_source.as_mut().map(|source| source());
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask, payload_len: payload.len() as u64 };
         let pending = self.output().pending_for(MAX_HEADER_LEN + payload.len());
-        put_header(pending, &header);
+        header.encode(pending);
         let start = pending.len();
         pending.extend_from_slice(payload);
         if let Some(key) = mask {
@@ -673,7 +666,7 @@ impl Connection {
         }
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
         let out = self.output();
-        put_header(out.pending_for(MAX_HEADER_LEN), &header);
+        header.encode(out.pending_for(MAX_HEADER_LEN));
         out.push_chunk(payload);
     }
 }

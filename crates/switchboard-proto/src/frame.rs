@@ -151,8 +151,9 @@ impl FrameHeader {
         Ok(Some((header, header_len)))
     }
 
-    /// Appends the encoded header to `dst`, using the shortest length form.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    /// Appends the encoded header to `dst` (a `BytesMut`, a `Vec<u8>`),
+    /// using the shortest length form.
+    pub fn encode(&self, dst: &mut impl BufMut) {
         let mut header = [0; MAX_HEADER_LEN];
         let len = self.encode_into(&mut header);
         dst.put_slice(&header[..len]);
@@ -297,12 +298,18 @@ impl SharedFrame {
         payloads
     }
 
+    /// Appends the frame's bytes (or the run's) to `dst`.
+    pub fn append_to(&self, dst: &mut Vec<u8>) {
+        dst.reserve(self.len());
+        dst.extend_from_slice(self.header());
+        dst.extend_from_slice(&self.payload);
+    }
+
     /// The frame as one buffer (a copy).
     pub fn to_bytes(&self) -> Bytes {
-        let mut whole = BytesMut::with_capacity(self.len());
-        whole.put_slice(self.header());
-        whole.put_slice(&self.payload);
-        whole.freeze()
+        let mut whole = Vec::new();
+        self.append_to(&mut whole);
+        Bytes::from(whole)
     }
 }
 

@@ -47,12 +47,15 @@ impl HeldBroadcasts {
             return;
         }
         let run = SharedFrame::run(Bytes::from(std::mem::take(&mut self.frames)));
-        for (id, record) in conns {
-            if Some(*id) != self.except {
-                record.sink.send_frame(&run);
-            }
-        }
+        let except = self.except;
+        fan_out(conns, &run, |id| Some(id) != except);
     }
+}
+
+/// Queues `frame` on every connection `to` picks, in id order. Returns how
+/// many queued it.
+fn fan_out(conns: &BTreeMap<ConnId, ConnRecord>, frame: &SharedFrame, mut to: impl FnMut(ConnId) -> bool) -> usize {
+    conns.iter().filter(|(id, _)| to(**id)).filter(|(_, c)| c.sink.send_frame(frame) != SendOutcome::Dropped).count()
 }
 
 /// An attachment over [`MAX_ATTACHMENT_LEN`], or for an unknown connection.
@@ -101,23 +104,24 @@ impl Ctx<'_> {
     pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
         let recipients = self.conns.len() - usize::from(except.is_some_and(|id| self.conns.contains_key(&id)));
         let frame = encode(message);
-        if !frame.is_small() || recipients == 0 {
-            return self.broadcast_where(message, |id| Some(id) != except);
-        }
         let held = &mut *self.held;
+        if !frame.is_small() || recipients == 0 {
+            // A large payload is shared by the queues as it is.
+            held.flush(self.conns);
+            return fan_out(self.conns, &frame, |id| Some(id) != except);
+        }
         if !held.frames.is_empty() && (held.except != except || held.frames.len() + frame.len() > HELD_LIMIT) {
             held.flush(self.conns);
         }
         held.except = except;
-        held.frames.extend_from_slice(frame.header());
-        held.frames.extend_from_slice(frame.payload());
+        frame.append_to(&mut held.frames);
         recipients
     }
 
     /// Sends a message to every connection for which `to` says yes, in id
     /// order, encoding it once, now (after any held broadcasts). Returns how
     /// many connections queued it.
-    pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
+    pub fn broadcast_where(&mut self, message: &Message, to: impl FnMut(ConnId) -> bool) -> usize {
         self.held.flush(self.conns);
         let mut frame = encode(message);
         if frame.is_small() {
@@ -125,11 +129,7 @@ impl Ctx<'_> {
             // each, where a small frame would be copied into each queue.
             frame = SharedFrame::run(frame.to_bytes());
         }
-        self.conns
-            .iter()
-            .filter(|(id, _)| to(**id))
-            .filter(|(_, c)| c.sink.send_frame(&frame) != SendOutcome::Dropped)
-            .count()
+        fan_out(self.conns, &frame, to)
     }
 
     /// Starts closing a connection.
