@@ -191,6 +191,49 @@ fn a_new_message_inside_a_fragmented_one_is_a_protocol_error() {
     assert_failed(&run(&input), ProtocolError::ExpectedContinuation, 1002);
 }
 
+/// Whole short frames take `read_short_message`; the same frames split
+/// take the general path (`run` feeds both ways and compares): every
+/// outcome of the short path, limits and errors included, must be the
+/// general path's.
+#[test]
+fn short_frames_read_whole_match_the_general_path() {
+    let cases: Vec<(Config, Vec<u8>)> = vec![
+        (Config::default(), text("")),
+        (Config::default(), text("κόσμε and ascii")),
+        (Config::default(), frame(0x81, &[b'x'; 125])),
+        (Config::default(), frame(0x82, &[0xff; 125])),
+        (Config::default(), frame(0x81, &[b'a', 0xce, 0xba, 0xff])),
+        (Config::default(), frame(0x81, &[0xe2, 0x82])),
+        (Config { max_frame_size: 10, max_message_size: 1000 }, frame(0x82, &[1; 11])),
+        (Config { max_frame_size: 1000, max_message_size: 10 }, frame(0x81, &[b'y'; 11])),
+    ];
+    let expected = [
+        (Some(msg("")), None),
+        (Some(msg("κόσμε and ascii")), None),
+        (Some(msg(&"x".repeat(125))), None),
+        (Some(Event::Message(Message::binary(vec![0xff; 125]))), None),
+        (None, Some(ProtocolError::InvalidUtf8)),
+        (None, Some(ProtocolError::InvalidUtf8)),
+        (None, Some(ProtocolError::FrameTooBig)),
+        (None, Some(ProtocolError::MessageTooBig)),
+    ];
+    for ((config, input), (event, error)) in cases.iter().zip(expected) {
+        let mut twice = input.clone();
+        twice.extend_from_slice(input);
+        let out = run_with(*config, &twice);
+        let events: Vec<Event> = event.into_iter().flat_map(|e| [e.clone(), e]).collect();
+        assert_eq!((out.events, out.error), (events, error), "{input:02x?}");
+    }
+    // A short data frame inside a fragmented message is not a message.
+    let mut input = frame(0x01, b"a");
+    input.extend(text("b"));
+    assert_failed(&run(&input), ProtocolError::ExpectedContinuation, 1002);
+    // A client reads short unmasked frames the same way, and refuses masked ones.
+    let mut client = Connection::client(Config::default(), None, Box::new(|| KEY));
+    let out = run_on(&mut client, &[&[0x81, 2, b'h', b'i', 0x82, 1, 7]]);
+    assert_eq!(out.events, vec![msg("hi"), Event::Message(Message::binary(vec![7]))]);
+}
+
 // ---- header rules (§5.2) ----
 
 #[test]
