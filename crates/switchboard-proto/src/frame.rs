@@ -207,6 +207,25 @@ pub fn encode_frame(opcode: OpCode, rsv1: bool, payload: &[u8]) -> Bytes {
     dst.freeze()
 }
 
+/// Appends a whole unmasked (server) frame to `dst`, a buffer of small
+/// frames that leave together.
+pub fn append_frame(opcode: OpCode, rsv1: bool, payload: &[u8], dst: &mut Vec<u8>) {
+    let mut header = [0; MAX_HEADER_LEN];
+    let header_len = server_header(opcode, rsv1, payload.len()).encode_into(&mut header);
+    append_parts(&header, header_len, payload, dst);
+}
+
+/// Appends a header (the first `header_len` bytes of `header`) and a payload.
+fn append_parts(header: &[u8; MAX_HEADER_LEN], header_len: usize, payload: &[u8], dst: &mut Vec<u8>) {
+    dst.reserve(MAX_HEADER_LEN + payload.len());
+    let at = dst.len();
+    // The whole header array, then cut to its length: a fixed-size copy is
+    // two moves, where a copy of the exact length calls `memcpy`.
+    dst.extend_from_slice(header);
+    dst.truncate(at + header_len);
+    dst.extend_from_slice(payload);
+}
+
 /// The header of a whole unmasked frame of `len` payload bytes.
 fn server_header(opcode: OpCode, rsv1: bool, len: usize) -> FrameHeader {
     FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: len as u64 }
@@ -300,9 +319,7 @@ impl SharedFrame {
 
     /// Appends the frame's bytes (or the run's) to `dst`.
     pub fn append_to(&self, dst: &mut Vec<u8>) {
-        dst.reserve(self.len());
-        dst.extend_from_slice(self.header());
-        dst.extend_from_slice(&self.payload);
+        append_parts(&self.header, usize::from(self.header_len), &self.payload, dst);
     }
 
     /// The frame as one buffer (a copy).

@@ -4,7 +4,7 @@
 //! repeats, so the same routine masks and unmasks. It is the hottest loop of
 //! the read path, so it works eight bytes at a time: the key is widened to a
 //! `u64` and the payload is processed in 8-byte words, which the compiler
-//! turns into SIMD. This needs no `unsafe`: `chunks_exact_mut` gives the
+//! turns into SIMD. This needs no `unsafe`: `as_chunks_mut` gives the
 //! compiler the same aligned-free word loads that pointer casts would.
 
 /// XORs `buf` with `key`, as if `buf` started `offset` bytes into the payload.
@@ -13,15 +13,20 @@
 /// key byte for payload byte `i` is `key[i % 4]`.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
+    let narrow = u32::from_ne_bytes(key);
     let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
-    let mut words = buf.chunks_exact_mut(8);
-    for word in &mut words {
-        let bytes: [u8; 8] = (&*word).try_into().expect("chunks_exact_mut yields 8 bytes");
-        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
+    let (words, rest) = buf.as_chunks_mut::<8>();
+    for word in words {
+        *word = (u64::from_ne_bytes(*word) ^ wide).to_ne_bytes();
     }
-    // A whole number of 8-byte words keeps the key phase unchanged.
-    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
-        *byte ^= key[i & 3];
+    // Whole words keep the key's phase; what is left is at most one
+    // 4-byte group and three bytes, done without a loop per byte.
+    let (groups, bytes) = rest.as_chunks_mut::<4>();
+    for group in groups {
+        *group = (u32::from_ne_bytes(*group) ^ narrow).to_ne_bytes();
+    }
+    for (byte, k) in bytes.iter_mut().zip(key) {
+        *byte ^= k;
     }
 }
 

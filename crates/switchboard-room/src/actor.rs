@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
-use crate::context::{Ctx, HeldBroadcasts, RoomStorage};
+use crate::context::{Ctx, Held, RoomStorage};
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
 
 /// Settings of room actors.
@@ -231,7 +231,7 @@ pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store
         conns: BTreeMap::new(),
         alarms,
         auto_response: None,
-        held: HeldBroadcasts::default(),
+        held: Held::default(),
         wakeups: 0,
     };
     tokio::spawn(actor.run(rx, config));
@@ -252,8 +252,8 @@ struct Actor {
     conns: BTreeMap<ConnId, ConnRecord>,
     alarms: BTreeMap<String, SystemTime>,
     auto_response: Option<Arc<(Bytes, Bytes)>>,
-    /// Broadcasts held back until the end of the batch (see `Ctx::broadcast`).
-    held: HeldBroadcasts,
+    /// Frames held back until the end of the batch (see `Ctx::send`, `Ctx::broadcast`).
+    held: Held,
     wakeups: u64,
 }
 
@@ -308,7 +308,7 @@ impl Actor {
         f(object.as_mut(), &mut ctx)
     }
 
-    /// The held broadcasts go out, then `on_batch_end` runs if the room
+    /// The held frames go out, then `on_batch_end` runs if the room
     /// object is awake (a batch of stats requests alone does not wake it),
     /// then what it broadcast goes out. Flushing first keeps the batch's
     /// messages from waiting on whatever `on_batch_end` does (a storage
@@ -323,7 +323,7 @@ impl Actor {
 
     fn handle(&mut self, event: RoomEvent) {
         if !matches!(event, RoomEvent::Message { .. } | RoomEvent::Messages { .. }) {
-            // A join or a leave changes who held broadcasts are for; other
+            // A join or a leave changes who held frames are for; other
             // events may reach connections in ways that must come after them.
             self.held.flush(&self.conns);
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use switchboard_proto::frame::{encode_frame, DataOp, OpCode, SharedFrame};
+use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, COPY_THRESHOLD, MAX_HEADER_LEN};
 use switchboard_proto::Message;
 use switchboard_store::{Store, StoreResult, Write};
 
@@ -18,37 +18,82 @@ pub struct Ctx<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
     pub(crate) auto_response: &'a mut Option<Arc<(Bytes, Bytes)>>,
-    pub(crate) held: &'a mut HeldBroadcasts,
+    pub(crate) held: &'a mut Held,
 }
 
-/// Small broadcasts to the same connections, held back until the end of
-/// the room's batch of events or until anything else is about to reach a
-/// connection (a send, a close, another kind of broadcast, a join or a
-/// leave), then queued on each connection as one run of frames. A room that
-/// relays a burst of messages to its members thus costs each member one
-/// push for the burst instead of one per message, and what each connection
-/// receives stays in the order the room sent it.
+/// Small frames held back until the end of the room's batch of events or
+/// until anything else is about to reach a connection, then queued as one
+/// run of frames: broadcasts to the same connections (see
+/// [`Ctx::broadcast`]), or sends to one connection (see [`Ctx::send`]). A
+/// room that relays a burst of messages to its members, or answers a burst
+/// from one connection, thus costs each connection one push for the burst
+/// instead of one per message, and what each connection receives stays in
+/// the order the room sent it.
 #[derive(Debug, Default)]
-pub(crate) struct HeldBroadcasts {
-    /// The connection the held frames skip.
-    except: Option<ConnId>,
+pub(crate) struct Held {
+    /// Whom the held frames are for.
+    to: HeldFor,
     /// Whole encoded frames, back to back.
     frames: Vec<u8>,
 }
 
-/// A run is queued once it reaches this size, so what a broadcast holds
-/// back stays small next to the connections' outbound limits.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum HeldFor {
+    #[default]
+    Nobody,
+    /// Every connection but `except`.
+    All { except: Option<ConnId> },
+    /// One connection, and what the push that started the hold reported
+    /// (the outcome later sends to it in the batch report).
+    One { conn: ConnId, outcome: SendOutcome },
+}
+
+/// A run is queued once it reaches this size, so what is held back stays
+/// small next to the connections' outbound limits.
 const HELD_LIMIT: usize = 64 * 1024;
 
-impl HeldBroadcasts {
-    /// Queues the held frames on every connection they are for.
+/// First capacity of the held frames: sixteen short messages' worth.
+const HELD_START: usize = 1024;
+
+impl Held {
+    /// Queues the held frames on every connection they are for; holds
+    /// nothing after.
     pub(crate) fn flush(&mut self, conns: &BTreeMap<ConnId, ConnRecord>) {
+        let to = std::mem::take(&mut self.to);
         if self.frames.is_empty() {
             return;
         }
         let run = SharedFrame::run(Bytes::from(std::mem::take(&mut self.frames)));
-        let except = self.except;
-        fan_out(conns, &run, |id| Some(id) != except);
+        match to {
+            HeldFor::All { except } => {
+                fan_out(conns, &run, |id| Some(id) != except);
+            }
+            HeldFor::One { conn, .. } => {
+                // A dropped run needs no report: the connection is being cut
+                // off, and the room hears of it as a close.
+                if let Some(record) = conns.get(&conn) {
+                    record.sink.send_frame(&run);
+                }
+            }
+            HeldFor::Nobody => unreachable!("frames are held for someone"),
+        }
+    }
+
+    /// Holds `message` for `to`, after the frames held for it already.
+    fn hold(&mut self, to: HeldFor, message: &Message) {
+        self.to = to;
+        if self.frames.capacity() == 0 {
+            // Sized for a burst, not regrown frame by frame.
+            self.frames.reserve(HELD_START);
+        }
+        append_frame(OpCode::Data(data_op(message)), false, message.payload(), &mut self.frames);
+    }
+
+    /// Whether `message` can join what is held for `to`: the same
+    /// connections, a small message, and room under the limit.
+    fn takes(&self, to: HeldFor, message: &Message) -> bool {
+        let len = message.payload().len();
+        self.to == to && len <= COPY_THRESHOLD && self.frames.len() + MAX_HEADER_LEN + len <= HELD_LIMIT
     }
 }
 
@@ -62,12 +107,15 @@ fn fan_out(conns: &BTreeMap<ConnId, ConnRecord>, frame: &SharedFrame, mut to: im
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttachmentRejected;
 
-fn encode(message: &Message) -> SharedFrame {
-    let op = match message {
+fn data_op(message: &Message) -> DataOp {
+    match message {
         Message::Text(_) => DataOp::Text,
         Message::Binary(_) => DataOp::Binary,
-    };
-    SharedFrame::new(OpCode::Data(op), false, message.payload())
+    }
+}
+
+fn encode(message: &Message) -> SharedFrame {
+    SharedFrame::new(OpCode::Data(data_op(message)), false, message.payload())
 }
 
 impl Ctx<'_> {
@@ -86,13 +134,31 @@ impl Ctx<'_> {
         self.conns.len()
     }
 
-    /// Sends a message to one connection.
+    /// Sends a message to one connection. The first small message of a
+    /// batch to a connection is queued at once and reports what its queue
+    /// says; the small messages after it to the same connection are held
+    /// back and queued with it as one run at the end of the batch (sooner if
+    /// anything else reaches a connection first), and report the same
+    /// outcome. So a room that answers a burst of messages pays one push
+    /// for the burst, and a slow reader still shows as `Backpressure`
+    /// within a batch.
     pub fn send(&mut self, conn: ConnId, message: &Message) -> SendOutcome {
-        self.held.flush(self.conns);
-        match self.conns.get(&conn) {
-            Some(record) => record.sink.send_frame(&encode(message)),
-            None => SendOutcome::Dropped,
+        let held = &mut *self.held;
+        if let HeldFor::One { conn: target, outcome } = held.to {
+            if target == conn && outcome != SendOutcome::Dropped && held.takes(held.to, message) {
+                held.hold(held.to, message);
+                return outcome;
+            }
         }
+        held.flush(self.conns);
+        let Some(record) = self.conns.get(&conn) else { return SendOutcome::Dropped };
+        let frame = encode(message);
+        let outcome = record.sink.send_frame(&frame);
+        if frame.is_small() {
+            // Nothing held yet: this records whom the next sends may join.
+            held.to = HeldFor::One { conn, outcome };
+        }
+        outcome
     }
 
     /// Sends a message to every connection but `except`, encoding it once.
@@ -103,18 +169,18 @@ impl Ctx<'_> {
     /// drops it).
     pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
         let recipients = self.conns.len() - usize::from(except.is_some_and(|id| self.conns.contains_key(&id)));
-        let frame = encode(message);
         let held = &mut *self.held;
-        if !frame.is_small() || recipients == 0 {
+        let to = HeldFor::All { except };
+        if held.takes(to, message) {
+            held.hold(to, message);
+            return recipients;
+        }
+        held.flush(self.conns);
+        if message.payload().len() > COPY_THRESHOLD || recipients == 0 {
             // A large payload is shared by the queues as it is.
-            held.flush(self.conns);
-            return fan_out(self.conns, &frame, |id| Some(id) != except);
+            return fan_out(self.conns, &encode(message), |id| Some(id) != except);
         }
-        if !held.frames.is_empty() && (held.except != except || held.frames.len() + frame.len() > HELD_LIMIT) {
-            held.flush(self.conns);
-        }
-        held.except = except;
-        frame.append_to(&mut held.frames);
+        held.hold(to, message);
         recipients
     }
 

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use switchboard_proto::frame::SharedFrame;
 use switchboard_store::MemoryStore;
 
+use crate::SendOutcome;
+
 use super::*;
 
 #[derive(Default, Debug)]
@@ -13,12 +15,14 @@ struct FakeSink {
     frames: Mutex<Vec<SharedFrame>>,
     closed: Mutex<Option<(u16, String)>>,
     auto: Mutex<Option<Arc<(Bytes, Bytes)>>>,
+    /// What `send_frame` reports (`Queued` if unset).
+    outcome: Mutex<Option<SendOutcome>>,
 }
 
 impl ConnSink for FakeSink {
-    fn send_frame(&self, frame: &SharedFrame) -> crate::SendOutcome {
+    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
         self.frames.lock().unwrap().push(frame.clone());
-        crate::SendOutcome::Queued
+        self.outcome.lock().unwrap().unwrap_or(SendOutcome::Queued)
     }
     fn close(&self, code: u16, reason: &str) {
         *self.closed.lock().unwrap() = Some((code, reason.to_owned()));
@@ -269,6 +273,48 @@ async fn small_broadcasts_of_one_batch_reach_each_member_as_one_run_in_order() {
     assert_eq!(runs, [2, 1, 2], "runs end at the send and at the join");
     let (b_run, c_run) = (b.frames.lock().unwrap()[0].clone(), c.frames.lock().unwrap()[0].clone());
     assert_eq!(b_run.payload().as_ptr(), c_run.payload().as_ptr(), "one run, shared by every member");
+}
+
+/// Answers each message to its sender (or, for "all", to everyone) and
+/// records what each send reported.
+struct Replier {
+    outcomes: Arc<Mutex<Vec<SendOutcome>>>,
+}
+
+impl Room for Replier {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
+        if message.as_text() == Some("all") {
+            ctx.broadcast(&message, None);
+        } else {
+            let outcome = ctx.send(conn, &message);
+            self.outcomes.lock().unwrap().push(outcome);
+        }
+    }
+}
+
+#[tokio::test]
+async fn small_sends_to_one_connection_after_the_first_join_one_run_and_report_its_outcome() {
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let recorded = outcomes.clone();
+    let factory: Arc<dyn RoomFactory> = Arc::new(move |_id: &str, _storage: &RoomStorage<'_>| Box::new(Replier { outcomes: recorded.clone() }) as Box<dyn Room>);
+    let room = spawn_room("t/s".into(), "s".into(), factory, Arc::new(MemoryStore::new()), config());
+    let (a, b) = (Arc::new(FakeSink::default()), Arc::new(FakeSink::default()));
+    *a.outcome.lock().unwrap() = Some(SendOutcome::Backpressure);
+    for (id, sink) in [(1, &a), (2, &b)] {
+        room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(sink.clone()), tags: vec![], attachment: None }).await.unwrap();
+    }
+    // One batch: a send to another connection and a broadcast each end a run.
+    let message = |conn: u64, text: &str| RoomEvent::Message { conn: ConnId(conn), message: Message::text(text) };
+    for event in [message(1, "1"), message(1, "2"), message(1, "3"), message(2, "x"), message(1, "4"), message(1, "all"), message(1, "5"), message(1, "6"), message(1, "7")] {
+        room.try_send(event).unwrap();
+    }
+    settle(&room).await;
+    assert_eq!(a.texts(), ["1", "2", "3", "4", "all", "5", "6", "7"]);
+    assert_eq!(b.texts(), ["x", "all"]);
+    let runs: Vec<usize> = a.frames.lock().unwrap().iter().map(|f| f.payloads().len()).collect();
+    assert_eq!(runs, [1, 2, 1, 1, 1, 2], "the first send of each stretch goes at once, the rest as one run");
+    use SendOutcome::{Backpressure, Queued};
+    assert_eq!(*outcomes.lock().unwrap(), [Backpressure, Backpressure, Backpressure, Queued, Backpressure, Backpressure, Backpressure, Backpressure], "held sends report what the first one's push did");
 }
 
 /// Counts joins and, at the end of each batch, tells everyone how many it saw.
