@@ -113,11 +113,8 @@ impl Client {
             (Some(_), None) => return Err(ClientError::UnexpectedExtension),
             (None, _) => None,
         };
-        // A generator of its own, seeded from the thread's (itself seeded by
-        // the system): fresh unpredictable keys without the thread-local
-        // lookup that `rand::random` makes for every frame.
-        let mut keys = rand::rngs::StdRng::from_rng(&mut rand::rng());
-        let conn = Connection::client(options.limits, deflate, Box::new(move || keys.random()));
+        let mut keys = MaskKeys::new();
+        let conn = Connection::client(options.limits, deflate, Box::new(move || keys.next()));
         Ok(Client { stream, conn, buf, protocol: accepted.protocol })
     }
 
@@ -247,6 +244,32 @@ impl Client {
     }
 }
 
+/// Masking keys, fresh and unpredictable (RFC 6455 §5.3), from a generator
+/// of the connection's own, seeded from the thread's (itself seeded by the
+/// system): no thread-local lookup per frame, as `rand::random` would make,
+/// and drawn 64 at a time, so a frame pays for an index, not a call into
+/// the generator.
+struct MaskKeys {
+    rng: rand::rngs::StdRng,
+    drawn: [[u8; 4]; 64],
+    next: usize,
+}
+
+impl MaskKeys {
+    fn new() -> MaskKeys {
+        MaskKeys { rng: rand::rngs::StdRng::from_rng(&mut rand::rng()), drawn: [[0; 4]; 64], next: 64 }
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        if self.next == self.drawn.len() {
+            self.rng.fill(self.drawn.as_flattened_mut());
+            self.next = 0;
+        }
+        self.next += 1;
+        self.drawn[self.next - 1]
+    }
+}
+
 /// Opens the TCP connection, from `local` when given (see
 /// [`ClientOptions::local_addr`]).
 async fn connect_tcp(url: &WsUrl, local: Option<IpAddr>) -> Result<TcpStream, ClientError> {
@@ -291,6 +314,20 @@ mod tests {
         });
         assert_eq!(accepted.ip(), local);
         assert!(matches!(client, Err(ClientError::ConnectionClosed)), "{:?}", client.err());
+    }
+
+    /// Keys keep coming fresh across the refills of the drawn batch, and
+    /// two connections do not share a sequence.
+    #[test]
+    fn mask_keys_are_fresh_across_batches_and_connections() {
+        let (mut one, mut other) = (MaskKeys::new(), MaskKeys::new());
+        let keys: Vec<[u8; 4]> = (0..200).map(|_| one.next()).collect();
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        // 200 draws of 32 random bits: a repeat is a one-in-200,000 event.
+        assert!(distinct.len() >= 199, "{} distinct keys of 200", distinct.len());
+        assert_ne!(keys[..64], keys[64..128], "a refill draws new keys");
+        let theirs: Vec<[u8; 4]> = (0..64).map(|_| other.next()).collect();
+        assert_ne!(keys[..64], theirs[..]);
     }
 
     /// A local address of the other family cannot reach the server at all.

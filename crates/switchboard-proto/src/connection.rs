@@ -511,6 +511,9 @@ impl Connection {
                 let compressed = deflate.compressor.compress(message.payload());
                 self.queue_owned(op, true, compressed);
             }
+            // Copied next to its header (a client masks every frame's copy):
+            // no reference to the payload is taken.
+            None if self.mask_source.is_some() || message.payload().len() <= COPY_THRESHOLD => self.queue_frame(op, false, message.payload()),
             None => self.queue_owned(op, false, message.payload().clone()),
         }
         Ok(())
