@@ -20,7 +20,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
         *word = (u64::from_ne_bytes(*word) ^ wide).to_ne_bytes();
     }
     // Whole words keep the key's phase; what is left is at most one
-    // 4-byte group and three bytes, done without a loop per byte.
+    // 4-byte group, then at most three single bytes.
     let (groups, bytes) = rest.as_chunks_mut::<4>();
     for group in groups {
         *group = (u32::from_ne_bytes(*group) ^ narrow).to_ne_bytes();
