@@ -95,6 +95,7 @@ struct AutoResponse(Option<Arc<(Bytes, Bytes)>>);
 
 impl AutoResponse {
     /// The response frame if `message` is exactly the auto-response request.
+    #[inline]
     fn answer(&self, message: &Message) -> Option<Bytes> {
         match (self.0.as_deref(), message) {
             (Some((request, response)), Message::Text(text)) if text == request => Some(response.clone()),

@@ -210,6 +210,14 @@ pub fn encode_frame(opcode: OpCode, rsv1: bool, payload: &[u8]) -> Bytes {
 /// Appends a whole unmasked (server) frame to `dst`, a buffer of small
 /// frames that leave together.
 pub fn append_frame(opcode: OpCode, rsv1: bool, payload: &[u8], dst: &mut Vec<u8>) {
+    if payload.len() <= 125 {
+        // The usual short frame: its two header bytes are known at once,
+        // without a `FrameHeader` to encode.
+        dst.reserve(2 + payload.len());
+        dst.extend_from_slice(&[0x80 | u8::from(rsv1) << 6 | opcode.bits(), payload.len() as u8]);
+        dst.extend_from_slice(payload);
+        return;
+    }
     let mut header = [0; MAX_HEADER_LEN];
     let header_len = server_header(opcode, rsv1, payload.len()).encode_into(&mut header);
     append_parts(&header, header_len, payload, dst);
@@ -345,6 +353,19 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         FrameHeader::parse(bytes)
+    }
+
+    #[test]
+    fn appended_frames_are_the_encoded_frames_for_every_length_form() {
+        for len in [0, 1, 125, 126, 0xffff, 0x10000] {
+            let payload = vec![9u8; len];
+            for (opcode, rsv1) in [(OpCode::Data(DataOp::Text), false), (OpCode::Data(DataOp::Binary), true), (OpCode::Control(ControlOp::Pong), false)] {
+                let mut dst = b"before".to_vec();
+                append_frame(opcode, rsv1, &payload, &mut dst);
+                assert_eq!(dst[6..], encode_frame(opcode, rsv1, &payload)[..], "len {len} {opcode:?} rsv1 {rsv1}");
+                assert_eq!(&dst[..6], b"before");
+            }
+        }
     }
 
     #[test]
