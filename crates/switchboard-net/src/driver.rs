@@ -169,7 +169,13 @@ where
                                     outbound.0.record_auto_response();
                                     continue;
                                 }
-                                parts.handler.on_message(message, Outbox::new(&mut parts.conn, &outbound.0))
+                                match parts.handler.take_message(message) {
+                                    Ok(()) => {
+                                        delivered = true;
+                                        continue;
+                                    }
+                                    Err(message) => parts.handler.on_message(message, Outbox::new(&mut parts.conn, &outbound.0)),
+                                }
                             }
                             Ok(Some(Event::Close(frame))) => break ReadEnd::Closed(frame.code, frame.reason),
                             Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,

@@ -89,14 +89,24 @@ impl Handler for RoomConnection {
         }
     }
 
-    // Not `async fn`s: the work is done before the future is made, and the
-    // future holds only the rare wait for a full mailbox.
-    fn on_message(&mut self, message: Message, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
+    /// Gathers the message for the read's batch, unless it completes one:
+    /// that one goes through `on_message`, which sends the batch.
+    fn take_message(&mut self, message: Message) -> Result<(), Message> {
+        if self.pending.len() + 1 >= MAX_BATCH {
+            return Err(message);
+        }
         if self.pending.capacity() == 0 {
             // Sized for a read's worth of short messages, not regrown
             // message by message (the list leaves with each batch).
             self.pending.reserve(16);
         }
+        self.pending.push(message);
+        Ok(())
+    }
+
+    // Not `async fn`s: the work is done before the future is made, and the
+    // future holds only the rare wait for a full mailbox.
+    fn on_message(&mut self, message: Message, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         self.pending.push(message);
         let waiting = if self.pending.len() >= MAX_BATCH { self.forward(&mut out) } else { None };
         Delivery { waiting, out }
