@@ -40,8 +40,9 @@ pub trait Handler: Send + 'static {
         Err(message)
     }
 
-    /// Every message of one read has been handed to `on_message`: a handler
-    /// that batches (e.g. one room event per read) sends its batch here.
+    /// Every message of one read has been handed over (`take_message` or
+    /// `on_message`): a handler that batches (e.g. one room event per read)
+    /// sends its batch here.
     fn on_read_end(&mut self, _out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         async {}
     }
