@@ -509,12 +509,9 @@ impl Connection {
         match self.deflate.as_mut() {
             Some(deflate) => {
                 let compressed = deflate.compressor.compress(message.payload());
-                self.queue_owned(op, true, compressed);
+                self.queue_owned(op, true, &compressed);
             }
-            // Copied next to its header (a client masks every frame's copy):
-            // no reference to the payload is taken.
-            None if self.mask_source.is_some() || message.payload().len() <= COPY_THRESHOLD => self.queue_frame(op, false, message.payload()),
-            None => self.queue_owned(op, false, message.payload().clone()),
+            None => self.queue_owned(op, false, message.payload()),
         }
         Ok(())
     }
@@ -536,7 +533,7 @@ impl Connection {
         match self.deflate.as_mut() {
             Some(deflate) => {
                 let compressed = deflate.compressor.compress(payload);
-                self.queue_owned(OpCode::Data(op), true, compressed);
+                self.queue_owned(OpCode::Data(op), true, &compressed);
             }
             None => self.queue_frame(OpCode::Data(op), false, payload),
         }
@@ -689,7 +686,7 @@ impl Connection {
     /// Queues a frame whose payload is borrowed; copies it.
     fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8]) {
         if self.mask_source.is_none() && payload.len() > COPY_THRESHOLD {
-            return self.queue_owned(opcode, rsv1, Bytes::copy_from_slice(payload));
+            return self.queue_shared(opcode, rsv1, Bytes::copy_from_slice(payload));
         }
         let mask = self.mask_source.as_mut().map(|source| source());
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask, payload_len: payload.len() as u64 };
@@ -703,11 +700,19 @@ impl Connection {
     }
 
     /// Queues a frame whose payload is already a `Bytes`: large unmasked
-    /// payloads are queued as they are, without a copy.
-    fn queue_owned(&mut self, opcode: OpCode, rsv1: bool, payload: Bytes) {
+    /// payloads are queued as they are, without a copy; the rest is copied
+    /// next to its header (a client masks every frame's copy) without taking
+    /// a reference to the payload.
+    fn queue_owned(&mut self, opcode: OpCode, rsv1: bool, payload: &Bytes) {
         if self.mask_source.is_some() || payload.len() <= COPY_THRESHOLD {
-            return self.queue_frame(opcode, rsv1, &payload);
+            self.queue_frame(opcode, rsv1, payload);
+        } else {
+            self.queue_shared(opcode, rsv1, payload.clone());
         }
+    }
+
+    /// Queues a large unmasked payload as its own chunk after its header.
+    fn queue_shared(&mut self, opcode: OpCode, rsv1: bool, payload: Bytes) {
         let header = FrameHeader { fin: true, rsv1, rsv23: false, opcode, mask: None, payload_len: payload.len() as u64 };
         let out = self.output();
         header.encode(out.pending_for(MAX_HEADER_LEN));

@@ -162,13 +162,7 @@ impl FrameHeader {
     /// Writes the encoded header at the start of `dst` and returns its
     /// length in bytes (2 to 14).
     pub fn encode_into(&self, dst: &mut [u8; MAX_HEADER_LEN]) -> usize {
-        let mut b0 = self.opcode.bits();
-        if self.fin {
-            b0 |= 0x80;
-        }
-        if self.rsv1 {
-            b0 |= 0x40;
-        }
+        let mut b0 = first_byte(self.fin, self.rsv1, self.opcode);
         if self.rsv23 {
             b0 |= 0x30;
         }
@@ -214,13 +208,18 @@ pub fn append_frame(opcode: OpCode, rsv1: bool, payload: &[u8], dst: &mut Vec<u8
         // The usual short frame: its two header bytes are known at once,
         // without a `FrameHeader` to encode.
         dst.reserve(2 + payload.len());
-        dst.extend_from_slice(&[0x80 | u8::from(rsv1) << 6 | opcode.bits(), payload.len() as u8]);
+        dst.extend_from_slice(&[first_byte(true, rsv1, opcode), payload.len() as u8]);
         dst.extend_from_slice(payload);
         return;
     }
     let mut header = [0; MAX_HEADER_LEN];
     let header_len = server_header(opcode, rsv1, payload.len()).encode_into(&mut header);
     append_parts(&header, header_len, payload, dst);
+}
+
+/// A header's first byte: FIN, RSV1 and the opcode (RSV2 and RSV3 clear).
+fn first_byte(fin: bool, rsv1: bool, opcode: OpCode) -> u8 {
+    u8::from(fin) << 7 | u8::from(rsv1) << 6 | opcode.bits()
 }
 
 /// Appends a header (the first `header_len` bytes of `header`) and a payload.
