@@ -278,6 +278,7 @@ where
             let wait = Wait { stream: &stream, outbound: &outbound.0, read: reading, write: parts.conn.wants_write(), frames: room_to_write };
             match wait.await {
                 Woken::Readable(Ok(())) => {
+                    outbound.0.forget_waker();
                     parts.buf.reserve(common.config.read_chunk);
                     match read_available(&stream, &mut parts.buf) {
                         Ok(0) => break (Some(CloseCode::ABNORMAL), "connection dropped"),

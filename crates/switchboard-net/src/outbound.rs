@@ -226,6 +226,14 @@ impl Outbound {
         Poll::Pending
     }
 
+    /// Drops the waker kept by the last wait that found nothing: the task
+    /// runs now, and may itself queue frames here (a room handled on its
+    /// task, see `Handler::on_read_end`); waking it for those would only
+    /// make it run again for nothing. Its next wait keeps a waker again.
+    pub(crate) fn forget_waker(&self) {
+        self.lock().waker = None;
+    }
+
     /// Takes the signals (close request, cut-off, due deadline, stopping,
     /// auto-response change), and the queued frames if `frames` (the
     /// connection leaves them here while its socket is full).

@@ -155,7 +155,7 @@ impl RoomConnection {
             1 => RoomEvent::Message { conn: self.conn, message: messages.pop().expect("one message") },
             _ => RoomEvent::Messages { conn: self.conn, messages },
         };
-        match self.room.try_send(event) {
+        match self.room.try_deliver(event) {
             Ok(()) => None,
             Err(TrySendError::Full(event)) => {
                 let room = &self.room;

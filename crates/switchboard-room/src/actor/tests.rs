@@ -358,3 +358,62 @@ async fn events_waiting_together_end_in_one_batch_and_a_hibernated_room_has_none
     settle(&room).await;
     assert_eq!(sinks[0].texts().last().map(String::as_str), Some("batch:1"), "a woken room's batch ends too (its count restarted with the object)");
 }
+
+fn message(conn: u64, text: &str) -> RoomEvent {
+    RoomEvent::Message { conn: ConnId(conn), message: Message::text(text) }
+}
+
+#[tokio::test]
+async fn a_free_room_handles_delivered_messages_on_the_callers_task() {
+    let room = spawn_room("t/d".into(), "d".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "").await.unwrap();
+    let b = join(&room, 2, "").await.unwrap();
+    settle(&room).await;
+    // No await in between: on this single-threaded runtime the actor's task
+    // cannot have run, so the replies were made by `try_deliver` itself.
+    room.try_deliver(message(1, "hello")).unwrap();
+    room.try_deliver(RoomEvent::Messages { conn: ConnId(1), messages: vec![Message::text("count"), Message::text("again")] }).unwrap();
+    assert_eq!(b.texts(), ["hello", "again"]);
+    assert_eq!(a.texts(), ["count=2"]);
+}
+
+#[tokio::test]
+async fn delivered_messages_wait_behind_events_still_in_the_mailbox() {
+    let room = spawn_room("t/q".into(), "q".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let b = join(&room, 2, "").await.unwrap();
+    settle(&room).await;
+    // The join is queued, not handled yet: handling the message at once
+    // would find no connection 1 and drop it.
+    let a = Arc::new(FakeSink::default());
+    room.try_send(RoomEvent::Open { conn: ConnId(1), sink: Box::new(a.clone()), tags: vec![], attachment: None }).unwrap();
+    room.try_deliver(message(1, "count")).unwrap();
+    room.try_deliver(message(1, "after")).unwrap();
+    assert!(a.texts().is_empty() && b.texts().is_empty(), "nothing handled before the actor ran");
+    settle(&room).await;
+    assert_eq!(a.texts(), ["count=1"]);
+    assert_eq!(b.texts(), ["after"]);
+    // Once the mailbox is empty again, delivery is immediate.
+    room.try_deliver(message(1, "count")).unwrap();
+    assert_eq!(a.texts(), ["count=1", "count=3"]);
+}
+
+#[tokio::test]
+async fn a_room_run_by_a_connection_still_hibernates_and_fires_its_alarms() {
+    let room = spawn_room("t/p".into(), "p".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 1, awake: false });
+    // Woken by a delivered message, not by its mailbox: the actor's task
+    // must learn of it to hibernate the room again, and of the alarm the
+    // message sets to fire it.
+    room.try_deliver(message(1, "alarm")).unwrap();
+    for _ in 0..100 {
+        if !a.texts().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.texts(), ["alarm:ring"], "the alarm set by a delivered message fired");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 2, awake: false }, "hibernated again");
+}
