@@ -3,7 +3,9 @@
 //! WebSocket Hibernation API.
 //!
 //! A room kind is a type implementing [`Room`], built by a [`RoomFactory`].
-//! One actor task per live room handles its events strictly one at a time.
+//! One actor task per live room handles its events strictly one at a time;
+//! a connection that finds the room free handles its own messages on its
+//! own task instead, under the same lock (see `RoomHandle::try_deliver`).
 //! The room reaches its connections only through [`ConnSink`], a trait the
 //! server implements over sockets: this crate knows nothing of sockets, so a
 //! room can be tested with a recording fake.

@@ -113,7 +113,8 @@ impl RoomResponse {
     }
 }
 
-/// A room kind. Handlers run one at a time on the room's actor; they must
+/// A room kind. Handlers run one at a time, on the room's actor task or on
+/// the task of the connection whose messages they handle; they must
 /// not block for long (storage calls are short and synchronous).
 pub trait Room: Send + 'static {
     /// A connection asks to join. Default: accept.
