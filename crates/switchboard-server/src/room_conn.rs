@@ -1,8 +1,10 @@
 //! A WebSocket connection joined to a room: the two small adapters between
 //! the connection layer and the room layer.
 //!
-//! [`RoomConnection`] is the connection's `Handler`: it forwards messages
-//! and the end of the connection to the room's mailbox. [`SocketSink`] is
+//! [`RoomConnection`] is the connection's `Handler`: it hands messages to
+//! the room (handled at once on this connection's task when the room is
+//! free, queued in its mailbox otherwise) and the end of the connection to
+//! the room's mailbox. [`SocketSink`] is
 //! the room's `ConnSink`: it puts the room's encoded frames on the
 //! connection's outbound queue.
 
@@ -48,8 +50,9 @@ impl ConnSink for SocketSink {
 ///
 /// It lives in its connection's task for the connection's whole life, and
 /// so do the futures of `on_message` and `on_read_end`: those are kept to a
-/// few dozen bytes. Events go to the room with `try_send`; only when the
-/// room's mailbox is full does the connection wait, in a boxed future
+/// few dozen bytes. Messages go to the room with `try_deliver`, other
+/// events with `send`; only when the room's mailbox is full does the
+/// connection wait for it, in a boxed future
 /// (`RoomHandle::send`'s future is several hundred bytes).
 pub(crate) struct RoomConnection {
     room: RoomHandle,
@@ -144,8 +147,9 @@ impl Handler for RoomConnection {
 const MAX_BATCH: usize = 64;
 
 impl RoomConnection {
-    /// Sends the messages of the current read to the room as one event, at
-    /// once if the mailbox has room; otherwise returns the wait. The list
+    /// Hands the messages of the current read to the room as one event:
+    /// handled here and now if the room is free, queued if its mailbox has
+    /// room; otherwise returns the wait. The list
     /// goes with the event, so a connection keeps no buffer between reads.
     /// The wait resolves to false if the room is gone.
     fn forward(&mut self, out: &mut Outbox<'_>) -> Option<Pin<Box<impl Future<Output = bool> + Send + '_>>> {
