@@ -136,12 +136,13 @@ pub trait Room: Send + 'static {
     /// A named alarm fired.
     fn on_alarm(&mut self, _ctx: &mut Ctx<'_>, _name: &str) {}
     /// The actor handled the events that were waiting (up to 64 per wake)
-    /// or the alarms that were due, and is about to wait for more. Work
-    /// that each event of a burst would repeat, such as announcing the
-    /// member count or storing a counter, can be done once here: when a
-    /// thousand clients join at once, a room that announces its count here
-    /// sends it once per batch instead of once per join. Not called while
-    /// the room hibernates.
+    /// or the alarms that were due, or a connection handled its read's
+    /// messages itself (`RoomHandle::try_deliver`), and the room is about
+    /// to wait for more. Work that each event of a burst would repeat,
+    /// such as announcing the member count or storing a counter, can be
+    /// done once here: when a thousand clients join at once, a room that
+    /// announces its count here sends it once per batch instead of once per
+    /// join. Not called while the room hibernates.
     fn on_batch_end(&mut self, _ctx: &mut Ctx<'_>) {}
 }
 

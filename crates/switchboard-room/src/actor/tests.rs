@@ -417,3 +417,55 @@ async fn a_room_run_by_a_connection_still_hibernates_and_fires_its_alarms() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 2, awake: false }, "hibernated again");
 }
+
+/// Records the text of every message, in the order handlers saw them.
+struct Recorder {
+    seen: Arc<Mutex<Vec<(ConnId, String)>>>,
+}
+
+impl Room for Recorder {
+    fn on_message(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
+        self.seen.lock().unwrap().push((conn, message.as_text().unwrap_or_default().to_owned()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_lose_nothing_and_keep_each_connections_order() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let factory: Arc<dyn RoomFactory> = Arc::new(move |_id: &str, _storage: &RoomStorage<'_>| Box::new(Recorder { seen: recorded.clone() }) as Box<dyn Room>);
+    // A small mailbox, so that deliveries also meet a full one.
+    let config = RoomConfig { hibernate_after: Duration::from_secs(10), mailbox: 4 };
+    let room = spawn_room("t/m".into(), "m".into(), factory, Arc::new(MemoryStore::new()), config);
+    let senders: Vec<_> = (1..=4u64)
+        .map(|id| {
+            let room = room.clone();
+            tokio::spawn(async move {
+                // Only queued when this returns: the messages right after it
+                // must not overtake it (the room would not know connection `id`).
+                room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None }).await.unwrap();
+                for read in 0..500 {
+                    let messages = (0..3).map(|i| Message::text((read * 3 + i).to_string())).collect();
+                    match room.try_deliver(RoomEvent::Messages { conn: ConnId(id), messages }) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(event)) => room.send(event).await.unwrap(),
+                        Err(TrySendError::Gone(_)) => panic!("the room stopped"),
+                    }
+                    if read % 25 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    settle(&room).await;
+    let seen = seen.lock().unwrap();
+    let expected: Vec<String> = (0..1500).map(|n| n.to_string()).collect();
+    for id in 1..=4 {
+        let texts: Vec<String> = seen.iter().filter(|(conn, _)| *conn == ConnId(id)).map(|(_, text)| text.clone()).collect();
+        assert_eq!(texts, expected, "connection {id}");
+    }
+}
