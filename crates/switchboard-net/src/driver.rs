@@ -52,6 +52,7 @@ use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox};
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
+use crate::spare;
 use crate::timers::now_ms;
 
 /// Slices handed to one `writev`. Linux takes up to 1024; 64 covers a read's
@@ -209,7 +210,7 @@ where
                 parts.handler.on_read_end(Outbox::new(&mut parts.conn, &outbound.0)).await;
             }
             if parts.buf.is_empty() && !parts.conn.is_mid_message() {
-                parts.buf = BytesMut::new();
+                spare::put(std::mem::take(&mut parts.buf), 2 * common.config.read_chunk);
             }
 
             // 2. Frames from other tasks while the engine's queue is short; a
@@ -279,6 +280,9 @@ where
             match wait.await {
                 Woken::Readable(Ok(())) => {
                     outbound.0.forget_waker();
+                    if parts.buf.capacity() == 0 {
+                        parts.buf = spare::take();
+                    }
                     parts.buf.reserve(common.config.read_chunk);
                     match read_available(&stream, &mut parts.buf) {
                         Ok(0) => break (Some(CloseCode::ABNORMAL), "connection dropped"),

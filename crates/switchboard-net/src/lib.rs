@@ -16,6 +16,7 @@ mod io;
 mod listener;
 mod outbound;
 mod service;
+mod spare;
 mod timers;
 
 pub use config::NetConfig;
