@@ -469,3 +469,27 @@ async fn concurrent_deliveries_lose_nothing_and_keep_each_connections_order() {
         assert_eq!(texts, expected, "connection {id}");
     }
 }
+
+/// Panics on every message.
+struct Boom;
+
+impl Room for Boom {
+    fn on_message(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _message: Message) {
+        panic!("a handler bug");
+    }
+}
+
+#[tokio::test]
+async fn a_handler_panicking_on_a_connections_task_stops_the_room() {
+    let factory: Arc<dyn RoomFactory> = Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Boom) as Box<dyn Room>);
+    let room = spawn_room("t/x".into(), "x".into(), factory, Arc::new(MemoryStore::new()), config());
+    let _a = join(&room, 1, "").await.unwrap();
+    settle(&room).await;
+    let delivering = room.clone();
+    let outcome = tokio::spawn(async move { delivering.try_deliver(message(1, "x")).is_ok() }).await;
+    assert!(outcome.unwrap_err().is_panic(), "the panic unwound the delivering task");
+    // The next event finds the room's state poisoned: the actor stops, as
+    // it would had the handler panicked on its own task.
+    assert!(room.stats().await.is_none());
+    assert!(room.is_closed());
+}
