@@ -108,8 +108,13 @@ async fn join(room: &RoomHandle, id: u64, query: &str) -> Result<Arc<FakeSink>, 
     }
 }
 
+/// A text message from connection `conn`.
+fn message(conn: u64, text: &str) -> RoomEvent {
+    RoomEvent::Message { conn: ConnId(conn), message: Message::text(text) }
+}
+
 async fn say(room: &RoomHandle, id: u64, text: &str) {
-    room.send(RoomEvent::Message { conn: ConnId(id), message: Message::text(text) }).await.unwrap();
+    room.send(message(id, text)).await.unwrap();
 }
 
 /// Waits (bounded) until the room has processed everything sent so far.
@@ -256,7 +261,6 @@ async fn small_broadcasts_of_one_batch_reach_each_member_as_one_run_in_order() {
     let c = join(&room, 3, "").await.unwrap();
     // Queued without awaiting, so the actor takes them as one batch: a send
     // and a join in the middle each end a run.
-    let message = |conn: u64, text: &str| RoomEvent::Message { conn: ConnId(conn), message: Message::text(text) };
     let late = Arc::new(FakeSink::default());
     for event in [message(1, "m1"), message(1, "m2"), message(2, "count"), message(1, "m3")] {
         room.try_send(event).unwrap();
@@ -304,7 +308,6 @@ async fn small_sends_to_one_connection_after_the_first_join_one_run_and_report_i
         room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(sink.clone()), tags: vec![], attachment: None }).await.unwrap();
     }
     // One batch: a send to another connection and a broadcast each end a run.
-    let message = |conn: u64, text: &str| RoomEvent::Message { conn: ConnId(conn), message: Message::text(text) };
     for event in [message(1, "1"), message(1, "2"), message(1, "3"), message(2, "x"), message(1, "4"), message(1, "all"), message(1, "5"), message(1, "6"), message(1, "7")] {
         room.try_send(event).unwrap();
     }
@@ -357,10 +360,6 @@ async fn events_waiting_together_end_in_one_batch_and_a_hibernated_room_has_none
     room.try_send(RoomEvent::Open { conn: ConnId(11), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None }).unwrap();
     settle(&room).await;
     assert_eq!(sinks[0].texts().last().map(String::as_str), Some("batch:1"), "a woken room's batch ends too (its count restarted with the object)");
-}
-
-fn message(conn: u64, text: &str) -> RoomEvent {
-    RoomEvent::Message { conn: ConnId(conn), message: Message::text(text) }
 }
 
 #[tokio::test]
