@@ -8,11 +8,10 @@
 // textContent only.
 
 import { connect } from '/client.js';
+import {
+  ROOM_ID, appendToLog, badRoomText, bubble, byId as $, closeWhenLeaving, el, roomFromQuery, showNextAttempt, showRoomName, showStatus,
+} from '/apps/common.js';
 
-const ROOM_ID = /^[A-Za-z0-9._-]{1,128}$/;
-const STATUS_TEXT = { connecting: 'connecting…', open: 'connected', reconnecting: 'reconnecting…', closed: 'disconnected' };
-
-const $ = (id) => document.getElementById(id);
 const view = {
   room: $('room'),
   status: $('status'),
@@ -25,12 +24,11 @@ const view = {
   send: $('send'),
 };
 
-const roomName = (new URLSearchParams(location.search).get('room') ?? '').trim() || 'lobby';
+const roomName = roomFromQuery('lobby');
 const state = { room: roomName, status: 'connecting', id: null, online: null, visits: null };
 let room = null;
 
-view.room.textContent = roomName;
-document.title = `#${roomName} · Broadcast · switchboard`;
+showRoomName(view.room, roomName, 'Broadcast');
 
 function start() {
   room = connect({ kind: 'broadcast', id: roomName });
@@ -53,7 +51,7 @@ function start() {
   room.on('close', ({ code, willReconnect, delay }) => {
     view.online.textContent = '–';
     if (willReconnect) {
-      view.status.title = `next attempt at ${new Date(Date.now() + delay).toLocaleTimeString()}`;
+      showNextAttempt(view.status, delay);
     } else if (code !== 1000) {
       append(errorLine(`disconnected (code ${code})`));
     }
@@ -95,56 +93,30 @@ function relayed(json, data) {
   return li;
 }
 
-function bubble(side, who, text) {
-  const li = document.createElement('li');
-  li.className = `bubble ${side}`;
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  meta.textContent = who;
-  const body = document.createElement('p');
-  body.className = 'text';
-  body.textContent = text;
-  li.append(meta, body);
-  return li;
-}
-
 function info(text) {
-  const li = document.createElement('li');
-  li.className = 'info';
-  li.textContent = text;
-  return li;
+  return el('li', 'info', text);
 }
 
 function errorLine(text) {
-  const li = info(text);
-  li.className = 'error';
-  return li;
+  return el('li', 'error', text);
 }
 
 function append(li) {
-  view.log.append(li);
-  view.log.scrollTop = view.log.scrollHeight;
+  appendToLog(view.log, li, true);
 }
 
 function setStatus(status, text) {
   state.status = status;
-  view.status.dataset.status = status;
-  document.body.dataset.status = status;
-  view.status.textContent = text ?? STATUS_TEXT[status] ?? status;
-  if (status !== 'reconnecting') view.status.title = '';
-  view.send.disabled = status === 'closed';
+  showStatus(view.status, status, { text, controls: [view.send] });
 }
 
-addEventListener('pagehide', () => room?.close(1000, 'page closed'));
-addEventListener('pageshow', (event) => {
-  if (event.persisted) location.reload();
-});
+closeWhenLeaving(() => room?.close(1000, 'page closed'));
 
 if (ROOM_ID.test(roomName)) {
   start();
 } else {
   setStatus('closed', 'not connected');
-  append(errorLine(`"${roomName}" is not a room name: use 1 to 128 letters, digits, "-", "_" or "."`));
+  append(errorLine(badRoomText(roomName)));
 }
 
 window.broadcast = { get room() { return room; }, state };

@@ -10,9 +10,10 @@
 // textContent.
 
 import { connect } from '/client.js';
+import {
+  ROOM_ID, appendToLog, badRoomText, byId as $, closeWhenLeaving, el, roomFromQuery, showNextAttempt, showRoomName, showStatus,
+} from '/apps/common.js';
 
-// The server's room id rule (routes.rs): 1-128 of A-Z a-z 0-9 - _ .
-const ROOM_ID = /^[A-Za-z0-9._-]{1,128}$/;
 // Shown for a user whose country the server does not know.
 const UNKNOWN_FLAG = '\u{1F310}'; // globe with meridians
 // Message ids acked to this tab, per room, so that after a reload or a
@@ -20,7 +21,6 @@ const UNKNOWN_FLAG = '\u{1F310}'; // globe with meridians
 const OWN_KEY = (room) => `switchboard.chat.own.${room}`;
 const OWN_KEEP = 200;
 
-const $ = (id) => document.getElementById(id);
 const view = {
   room: $('room'),
   status: $('status'),
@@ -34,7 +34,7 @@ const view = {
   roomInput: $('room-input'),
 };
 
-const roomName = (new URLSearchParams(location.search).get('room') ?? '').trim() || 'lobby';
+const roomName = roomFromQuery('lobby');
 
 /** What the page knows, for people and tests poking at it from the console. */
 const state = {
@@ -51,9 +51,8 @@ let nextRef = 1;
 let room = null;
 let leaving = false;
 
-view.room.textContent = roomName;
+showRoomName(view.room, roomName, 'Chat');
 view.roomInput.value = roomName;
-document.title = `#${roomName} · Chat · switchboard`;
 
 // --- connection ---
 
@@ -81,7 +80,7 @@ function start() {
     }
     view.users.dataset.stale = '';
     if (willReconnect) {
-      view.status.title = `next attempt at ${new Date(Date.now() + delay).toLocaleTimeString()}`;
+      showNextAttempt(view.status, delay);
     } else if (!leaving) {
       const why = reason ? `: ${reason}` : '';
       showError('closed', `disconnected by the server (code ${code}${why})`);
@@ -134,12 +133,12 @@ function onHistory(msg) {
     if (entry && typeof entry === 'object') view.messages.append(messageItem(entry, 'history'));
   }
   if (entries.length > 0) {
-    const divider = line('li', 'divider', `the last ${entries.length} ${entries.length === 1 ? 'message' : 'messages'} of this room`);
+    const divider = el('li', 'divider', `the last ${entries.length} ${entries.length === 1 ? 'message' : 'messages'} of this room`);
     divider.dataset.count = String(entries.length);
     view.messages.append(divider);
   }
   view.messages.append(...keep);
-  scrollToEnd(true);
+  view.messages.scrollTop = view.messages.scrollHeight;
 }
 
 function onState(msg) {
@@ -151,10 +150,10 @@ function onState(msg) {
     const li = document.createElement('li');
     li.dataset.id = String(user.id);
     li.dataset.country = user.country ?? '';
-    li.append(flagSpan(user.country), line('span', 'name', String(user.name)));
+    li.append(flagSpan(user.country), el('span', 'name', String(user.name)));
     if (state.me && user.id === state.me.id) {
       li.classList.add('me');
-      li.append(line('span', 'you', '(you)'));
+      li.append(el('span', 'you', '(you)'));
     }
     return li;
   });
@@ -163,7 +162,7 @@ function onState(msg) {
 }
 
 function onAdmin(msg) {
-  const li = line('li', 'admin', String(msg.text ?? ''));
+  const li = el('li', 'admin', String(msg.text ?? ''));
   li.dataset.event = String(msg.event ?? '');
   if (msg.user) {
     li.dataset.user = String(msg.user.id);
@@ -228,14 +227,14 @@ function messageItem(msg, source) {
   li.dataset.id = id;
   li.dataset.from = String(from.id ?? '');
   li.dataset.source = source;
-  const meta = line('div', 'meta');
+  const meta = el('div', 'meta');
   if (mine) {
     li.dataset.state = 'sent';
-    meta.append(line('span', 'name', 'you'), timeEl(msg.time), line('span', 'state', '✓'));
+    meta.append(el('span', 'name', 'you'), timeEl(msg.time), el('span', 'state', '✓'));
   } else {
-    meta.append(flagSpan(from.country), line('span', 'name', String(from.name ?? 'someone')), timeEl(msg.time));
+    meta.append(flagSpan(from.country), el('span', 'name', String(from.name ?? 'someone')), timeEl(msg.time));
   }
-  li.append(meta, line('p', 'text', String(msg.text ?? '')));
+  li.append(meta, el('p', 'text', String(msg.text ?? '')));
   return li;
 }
 
@@ -244,9 +243,9 @@ function ownItem(text, ref, ownState) {
   li.className = 'msg bubble own';
   li.dataset.ref = ref;
   li.dataset.source = 'self';
-  const meta = line('div', 'meta');
-  meta.append(line('span', 'name', 'you'), timeEl(Date.now()), line('span', 'state'));
-  li.append(meta, line('p', 'text', text));
+  const meta = el('div', 'meta');
+  meta.append(el('span', 'name', 'you'), timeEl(Date.now()), el('span', 'state'));
+  li.append(meta, el('p', 'text', text));
   setOwnState(li, ownState);
   return li;
 }
@@ -269,7 +268,7 @@ function markFailed(li, failure, why) {
   li.dataset.failure = failure;
   let note = li.querySelector('.why');
   if (!note) {
-    note = line('p', 'why');
+    note = el('p', 'why');
     li.append(note);
   }
   note.textContent = why;
@@ -277,7 +276,7 @@ function markFailed(li, failure, why) {
 }
 
 function showError(code, text) {
-  const li = line('li', 'error', text);
+  const li = el('li', 'error', text);
   li.dataset.code = code;
   li.setAttribute('role', 'alert');
   appendLine(li, true);
@@ -295,31 +294,13 @@ function ownByRef(ref) {
 
 function setStatus(status, text) {
   state.status = status;
-  view.status.dataset.status = status;
-  document.body.dataset.status = status;
-  const words = { connecting: 'connecting…', open: 'connected', reconnecting: 'reconnecting…', closed: 'disconnected' };
-  view.status.textContent = text ?? words[status] ?? status;
-  if (status !== 'reconnecting') view.status.title = '';
-  const usable = status !== 'closed';
-  view.text.disabled = !usable;
-  view.send.disabled = !usable;
+  showStatus(view.status, status, { text, controls: [view.text, view.send] });
 }
 
+// Follows the conversation unless the reader scrolled back, or when `force`
+// (the reader's own message or an error they must see).
 function appendLine(li, force = false) {
-  const atEnd = view.messages.scrollHeight - view.messages.scrollTop - view.messages.clientHeight < 40;
-  view.messages.append(li);
-  scrollToEnd(force || atEnd);
-}
-
-function scrollToEnd(really) {
-  if (really) view.messages.scrollTop = view.messages.scrollHeight;
-}
-
-function line(tag, className, text) {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text !== undefined) e.textContent = text;
-  return e;
+  appendToLog(view.messages, li, force);
 }
 
 function timeEl(ms) {
@@ -344,7 +325,7 @@ function flagOf(country) {
 
 function flagSpan(country) {
   const known = typeof country === 'string' && country !== '';
-  const span = line('span', 'flag', flagOf(country));
+  const span = el('span', 'flag', flagOf(country));
   span.setAttribute('role', 'img');
   span.setAttribute('aria-label', known ? `country ${country}` : 'country unknown');
   span.title = known ? country : 'country unknown';
@@ -373,13 +354,9 @@ function rememberOwnId(id) {
 
 // --- start ---
 
-addEventListener('pagehide', () => {
+closeWhenLeaving(() => {
   leaving = true;
   room?.close(1000, 'page closed');
-});
-// A page restored from the back/forward cache has a closed room: start over.
-addEventListener('pageshow', (event) => {
-  if (event.persisted) location.reload();
 });
 
 if (ROOM_ID.test(roomName)) {
@@ -387,7 +364,7 @@ if (ROOM_ID.test(roomName)) {
 } else {
   setStatus('closed', 'not connected');
   view.composer.querySelectorAll('input, button').forEach((e) => { e.disabled = true; });
-  showError('bad_room', `"${roomName}" is not a room name: use 1 to 128 letters, digits, "-", "_" or "."`);
+  showError('bad_room', badRoomText(roomName));
 }
 
 window.chat = {

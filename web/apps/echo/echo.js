@@ -3,11 +3,10 @@
 // network is inserted with textContent only.
 
 import { connect } from '/client.js';
+import {
+  ROOM_ID, appendToLog, badRoomText, bubble, byId as $, closeWhenLeaving, el, roomFromQuery, showNextAttempt, showRoomName, showStatus,
+} from '/apps/common.js';
 
-const ROOM_ID = /^[A-Za-z0-9._-]{1,128}$/;
-const STATUS_TEXT = { connecting: 'connecting…', open: 'connected', reconnecting: 'reconnecting…', closed: 'disconnected' };
-
-const $ = (id) => document.getElementById(id);
 const view = {
   room: $('room'),
   url: $('url'),
@@ -20,13 +19,12 @@ const view = {
   send: $('send'),
 };
 
-const roomName = (new URLSearchParams(location.search).get('room') ?? '').trim() || 'demo';
+const roomName = roomFromQuery('demo');
 const state = { room: roomName, status: 'connecting', sent: 0, received: 0 };
 let room = null;
 
-view.room.textContent = roomName;
+showRoomName(view.room, roomName, 'Echo');
 view.url.textContent = `/rooms/echo/${roomName}`;
-document.title = `#${roomName} · Echo · switchboard`;
 
 function start() {
   room = connect({ kind: 'echo', id: roomName });
@@ -42,7 +40,7 @@ function start() {
   });
   room.on('close', ({ code, willReconnect, delay }) => {
     if (willReconnect) {
-      view.status.title = `next attempt at ${new Date(Date.now() + delay).toLocaleTimeString()}`;
+      showNextAttempt(view.status, delay);
     } else if (code !== 1000) {
       append(entry('error', `disconnected (code ${code})`));
     }
@@ -80,45 +78,35 @@ function describe(data) {
   return `binary, ${bytes.length} bytes: ${shown}`;
 }
 
+// A sent or echoed message as a bubble, or an error line.
 function entry(kind, text) {
-  const li = document.createElement('li');
-  li.className = kind === 'error' ? 'error' : `bubble ${kind === 'sent' ? 'own' : 'other'}`;
+  let li;
+  if (kind === 'error') {
+    li = el('li', 'error');
+    li.append(el('p', 'text', text));
+  } else {
+    li = bubble(kind === 'sent' ? 'own' : 'other', kind === 'sent' ? 'sent' : 'echoed back', text);
+  }
   li.dataset.dir = kind;
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  meta.textContent = kind === 'sent' ? 'sent' : kind === 'received' ? 'echoed back' : '';
-  const body = document.createElement('p');
-  body.className = 'text';
-  body.textContent = text;
-  if (kind !== 'error') li.append(meta);
-  li.append(body);
   return li;
 }
 
 function append(li) {
-  view.log.append(li);
-  view.log.scrollTop = view.log.scrollHeight;
+  appendToLog(view.log, li, true);
 }
 
 function setStatus(status, text) {
   state.status = status;
-  view.status.dataset.status = status;
-  document.body.dataset.status = status;
-  view.status.textContent = text ?? STATUS_TEXT[status] ?? status;
-  if (status !== 'reconnecting') view.status.title = '';
-  view.send.disabled = status === 'closed';
+  showStatus(view.status, status, { text, controls: [view.send] });
 }
 
-addEventListener('pagehide', () => room?.close(1000, 'page closed'));
-addEventListener('pageshow', (event) => {
-  if (event.persisted) location.reload();
-});
+closeWhenLeaving(() => room?.close(1000, 'page closed'));
 
 if (ROOM_ID.test(roomName)) {
   start();
 } else {
   setStatus('closed', 'not connected');
-  append(entry('error', `"${roomName}" is not a room name: use 1 to 128 letters, digits, "-", "_" or "."`));
+  append(entry('error', badRoomText(roomName)));
 }
 
 window.echo = { get room() { return room; }, state };
