@@ -1,27 +1,26 @@
 // Shared pieces of the browser tests (docs/e2e.md): a scratch directory per
-// run, the real server binary started and stopped by PID, the test geo
+// run, the real server binary (started through tests/node/server.js, as the
+// Node tests start it) with the browser tests' settings, the test geo
 // database, one headless Chromium per test file, and waits that fail with a
 // description of what never happened.
 'use strict';
-const { spawn, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const server = require('../node/server.js');
 
-const ROOT = path.join(__dirname, '..', '..');
-const BINARY = process.env.SWITCHBOARD_BIN || path.join(ROOT, 'target', 'release', 'switchboard');
+// WAIT_MS, the shared helper's limit on the server's start and stop, also
+// bounds every wait for something to happen in a page.
+const { BINARY, ROOT, WAIT_MS } = server;
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const REPORTS = path.join(ROOT, 'target', 'test-reports', 'e2e');
-
-// How long any single wait may take before the test fails. Generous on
-// purpose: a contended single-core CI machine is several times slower than
-// a laptop, and these are waits for something to happen, not measurements.
-const WAIT_MS = 20_000;
 
 /** Fails early, with the fix, when the binary or the browser is missing. */
 function checkPrerequisites() {
   const missing = [];
-  if (!fs.existsSync(BINARY)) missing.push(`${BINARY} (cargo build --release -p switchboard)`);
+  const binary = server.missingBinary();
+  if (binary) missing.push(binary);
   if (!fs.existsSync(CHROMIUM)) missing.push(`${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
   if (missing.length > 0) throw new Error(`browser tests need: ${missing.join('; ')}`);
 }
@@ -69,61 +68,16 @@ function geoFixture(dir) {
 let serverCount = 0;
 
 /**
- * Starts `switchboard serve` on `listen` (port 0 picks one) with its storage
- * in `dataDir` (in memory without one), and resolves once it prints `switchboard listening on
- * http://ADDR`. Its stderr goes to target/test-reports/e2e/<label>-N.log.
- * stop() sends SIGTERM to this child's PID and waits for it to exit.
+ * Starts the server on `listen` (port 0 picks one) with its storage in
+ * `dataDir` (in memory without one), quick heartbeats (a ping after 1 s of
+ * silence, dropped 2 s later) and `geoDb` if given; its stderr goes to
+ * target/test-reports/e2e/<label>-server-N.log. The result is the shared
+ * helper's: { pid, addr, url, logFile, running(), stop() }.
  */
-async function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb }) {
+function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb }) {
   serverCount += 1;
-  fs.mkdirSync(REPORTS, { recursive: true });
-  const logFile = path.join(REPORTS, `${label}-server-${serverCount}.log`);
-  const log = fs.openSync(logFile, 'w');
-  const args = ['serve', '--listen', listen, ...(dataDir ? ['--data-dir', dataDir] : ['--memory']),
-    '--ping-interval', '1s', '--pong-timeout', '2s'];
-  if (geoDb) args.push('--geo-db', geoDb);
-  const child = spawn(BINARY, args, { cwd: ROOT, stdio: ['ignore', 'pipe', log] });
-  fs.closeSync(log);
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-
-  const addr = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not print its address within ${WAIT_MS} ms (see ${logFile})`)), WAIT_MS);
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited (code ${code}, signal ${signal}) before listening; see ${logFile}`));
-    });
-    let seen = '';
-    child.stdout.on('data', (chunk) => {
-      seen += chunk;
-      const m = /switchboard listening on http:\/\/(\S+)/.exec(seen);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-  });
-
-  return {
-    pid: child.pid,
-    addr,
-    url: `http://${addr}`,
-    logFile,
-    running: () => child.exitCode === null && child.signalCode === null,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return exited;
-      process.kill(child.pid, 'SIGTERM');
-      let timer;
-      const timeout = new Promise((resolve) => { timer = setTimeout(resolve, WAIT_MS, 'timeout'); });
-      const outcome = await Promise.race([exited, timeout]);
-      clearTimeout(timer);
-      if (outcome === 'timeout') {
-        process.kill(child.pid, 'SIGKILL');
-        await exited;
-        throw new Error(`server ${child.pid} ignored SIGTERM for ${WAIT_MS} ms and was killed`);
-      }
-      return exited;
-    },
-  };
+  const args = ['--ping-interval', '1s', '--pong-timeout', '2s', ...(geoDb ? ['--geo-db', geoDb] : [])];
+  return server.startServer({ listen, dataDir, args, logFile: path.join(REPORTS, `${label}-server-${serverCount}.log`) });
 }
 
 /** One headless Chromium for a test file (launch options: docs/e2e.md). */

@@ -5,15 +5,12 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const WebSocket = require('ws');
+const { missingBinary, startServer, stopAll } = require('./server.js');
 
-const BINARY = process.env.SWITCHBOARD_BIN || path.join(__dirname, '..', '..', 'target', 'release', 'switchboard');
-const MISSING = fs.existsSync(BINARY)
-  ? null
-  : `${BINARY} not built (cargo build --release -p switchboard)`;
+const MISSING = missingBinary();
 
 // The package has no "type", so importing the .js file directly makes Node
 // guess its module type and print a warning; import its text as an ES module.
@@ -21,39 +18,6 @@ async function loadClient() {
   const file = path.join(__dirname, '..', '..', 'web', 'switchboard.js');
   const source = `${fs.readFileSync(file, 'utf8')}\n//# sourceURL=${file}\n`;
   return import(`data:text/javascript;base64,${Buffer.from(source).toString('base64')}`);
-}
-
-// Every server this file started, so `after` can stop the ones still running.
-const running = new Set();
-
-// Starts the binary on `listen` and resolves once it prints its address.
-// stop() sends SIGTERM to that child's own PID and waits for it to exit.
-async function startServer(listen) {
-  const child = spawn(BINARY, ['serve', '--listen', listen, '--memory'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const server = {
-    pid: child.pid,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-      running.delete(server);
-    },
-  };
-  running.add(server);
-  server.addr = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not print its address within 10 s')), 10_000);
-    exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}`)); });
-    let seen = '';
-    child.stdout.on('data', (chunk) => {
-      seen += chunk;
-      const m = /switchboard listening on http:\/\/(\S+)/.exec(seen);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-  });
-  return server;
 }
 
 // Resolves with the detail of the next `type` event that satisfies `match`.
@@ -73,13 +37,11 @@ before(async () => {
   ({ connect } = await loadClient());
 });
 
-after(async () => {
-  await Promise.all([...running].map((s) => s.stop()));
-});
+after(stopAll);
 
 test('open, status events and a sendJson round trip through the echo room', { timeout: 30_000 }, async (t) => {
   if (MISSING) return t.skip(MISSING);
-  const server = await startServer('127.0.0.1:0');
+  const server = await startServer();
   const room = connect({ url: `http://${server.addr}/rooms/echo/client-live`, WebSocket });
   assert.equal(room.url, `ws://${server.addr}/rooms/echo/client-live`);
   const statuses = [];
@@ -121,7 +83,7 @@ test('open, status events and a sendJson round trip through the echo room', { ti
 
 test('reconnects after the server restarts on the same port and flushes the queue', { timeout: 60_000 }, async (t) => {
   if (MISSING) return t.skip(MISSING);
-  const first = await startServer('127.0.0.1:0');
+  const first = await startServer();
   const port = first.addr.slice(first.addr.lastIndexOf(':') + 1);
   // Short delays keep the test quick; the behaviour is the default one.
   const room = connect({ url: `ws://${first.addr}/rooms/echo/restart`, WebSocket, reconnect: { min: 50, max: 400 } });
@@ -162,7 +124,7 @@ test('reconnects after the server restarts on the same port and flushes the queu
       if (flushed.length === 2) resolve();
     });
   });
-  const second = await startServer(`127.0.0.1:${port}`);
+  const second = await startServer({ listen: `127.0.0.1:${port}` });
   assert.equal(second.addr, first.addr);
   assert.deepEqual(await reopened, { protocol: 'json', reconnected: true });
   await bothFlushed;
