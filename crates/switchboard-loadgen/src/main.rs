@@ -16,8 +16,8 @@ mod report;
 mod target;
 
 /// mimalloc, as in the server: the generator must cost less than what it
-/// measures, and glibc's malloc took about a tenth of its instructions per
-/// echoed message (callgrind).
+/// measures, and with glibc's malloc it spent noticeably more instructions
+/// per echoed message.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -21,12 +21,12 @@
 //! handler's `on_open` and `on_close`, which run once, are boxed. What stays
 //! inline are the handler's per-message futures: a [`Handler`] should keep
 //! those small. The budget: tokio allocates the task as this future plus
-//! 104 bytes (header, scheduler, id, stage tag, trailer) in a block aligned
-//! to 128, and mimalloc serves 128-aligned blocks without over-allocating
-//! only at powers of two. A future of up to 152 bytes takes 256; the engine,
-//! read buffer and handler (160 bytes with the room handler) therefore live
-//! in a box of their own, and the task keeps the socket, the timers and a
-//! few pointers (a test in `listener` checks the size).
+//! its own header and trailer in a block aligned to 128, and mimalloc
+//! serves 128-aligned blocks without over-allocating only at powers of two,
+//! so the task should fit 256 bytes, which leaves the future 152 (a test in
+//! `listener` pins that). The engine, read buffer and handler therefore
+//! live in a box of their own, and the task keeps the socket, the timers
+//! and a few pointers.
 //!
 //! Heartbeat: after `ping_interval` without a frame from the peer the server
 //! pings; if nothing arrives within `pong_timeout` the peer is dead, the
@@ -399,8 +399,8 @@ pub(crate) fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Resu
 /// Writes queued bytes until the socket would block. Vectored, so many
 /// frames leave in one system call. One buffer (the usual case: small
 /// frames are gathered into one) goes out with `send`, which skips the
-/// file layer that `writev` passes through (about a tenth of the kernel's
-/// time per write on loopback, in a profile of the broadcast benchmark).
+/// file layer that `writev` passes through (a visible share of the kernel's
+/// time per write in broadcast profiles; docs/benchmarks.md).
 fn write_ready(stream: &mut TcpStream, conn: &mut Connection) -> io::Result<()> {
     while conn.wants_write() {
         let written = {

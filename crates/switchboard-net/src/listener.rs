@@ -185,7 +185,7 @@ impl<H: Handler> Upgraded<H> {
 /// driver in one future (the finished handshake's result, its box). A new
 /// task for the driver holds the driver alone. The handshake itself is
 /// boxed so that this future stays small: spawning moves a future a few
-/// times, and the handshake's state is over a kilobyte.
+/// times, and the handshake's state is large.
 async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<S>) {
     match Box::pin(open(stream, peer, &alive.0)).await {
         Opened::Upgraded(upgraded) => {
@@ -295,8 +295,8 @@ mod tests {
     use crate::handler::Outbox;
     use crate::service::{Accept, Refusal};
 
-    /// A handler the size of the server's room handler: 56 bytes, with
-    /// 24-byte futures for messages. Only their sizes matter.
+    /// A stand-in for the server's room handler, seven words, whose message
+    /// futures hold a word and the outbox. Only their sizes matter.
     #[allow(dead_code)]
     struct RoomSized([u64; 7]);
 
@@ -335,12 +335,12 @@ mod tests {
         }
     }
 
-    /// The task of every open connection is the driver's future plus 104
-    /// bytes of tokio's, in a block aligned to 128; mimalloc serves such
-    /// blocks without over-allocating only at powers of two. Up to 152 bytes
-    /// of future the block is 256; past that it is 512, and every idle
-    /// connection costs 256 bytes more. See the `driver` module docs for
-    /// what keeps the future small.
+    /// The task of every open connection is the driver's future plus
+    /// tokio's header and trailer, in a block aligned to 128; mimalloc
+    /// serves such blocks without over-allocating only at powers of two.
+    /// Up to 152 bytes of future the block is 256; past that it is 512, and
+    /// every idle connection costs 256 bytes more. See the `driver` module
+    /// docs for what keeps the future small.
     #[tokio::test]
     async fn the_task_of_a_connection_fits_a_256_byte_block() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -39,8 +39,9 @@ pub enum Push {
 
 /// The shared outbound side of one connection.
 ///
-/// 80 bytes, so that with its `Arc` it takes a 96-byte block: one per
-/// open connection. What few connections use is boxed in `Rare`.
+/// At most 80 bytes (a test pins it), so that with its `Arc` it takes a
+/// 96-byte block: one per open connection. What few connections use is
+/// boxed in `Rare`.
 pub struct Outbound {
     queue: Mutex<Queue>,
     /// The connection's next timer deadline on the `timers::now_ms` clock,

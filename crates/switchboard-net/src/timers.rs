@@ -3,12 +3,13 @@
 //!
 //! Every open connection has a deadline (its next heartbeat check, or the
 //! end of its closing handshake) and almost never reaches it before it is
-//! pushed back. A tokio `Sleep` per connection costs over a hundred bytes in
-//! every connection's task, and a wake-up per re-arm. Instead a connection
+//! pushed back. A tokio `Sleep` per connection would add its state to every
+//! connection's task, and a wake-up per re-arm. Instead a connection
 //! publishes its next deadline as a number (milliseconds on [`now_ms`]'s
 //! clock) in its [`Outbound`], and one task per listener reads every
 //! connection's deadline once per tick and wakes only those whose deadline
-//! has passed. That costs 8 bytes per connection, in the sweep's list.
+//! has passed. That costs one `Weak` pointer per connection, in the
+//! sweep's list.
 //!
 //! Precision: a deadline fires up to one tick late, never early. The tick
 //! is a quarter of the shortest connection timer, at most one second

@@ -211,10 +211,10 @@ impl Output {
 ///
 /// A server keeps one per open connection, idle or not, so what only some
 /// connections or some moments need is boxed and exists only then: the
-/// deflate contexts (over 300 bytes, only if negotiated), a frame whose
-/// payload is still arriving, a fragmented message being assembled, the
-/// bytes queued for the wire, a client's source of masking keys. An idle
-/// server connection is about 70 bytes.
+/// deflate contexts (large, and only if negotiated), a frame whose payload
+/// is still arriving, a fragmented message being assembled, the bytes
+/// queued for the wire, a client's source of masking keys. What an idle
+/// connection holds in all is in docs/benchmarks.md.
 pub struct Connection {
     role: Role,
     config: Config,
@@ -342,7 +342,7 @@ impl Connection {
     /// The usual frame of a chat or an echo, a whole unfragmented text or
     /// binary message of up to 125 bytes, read without the general path's
     /// bookkeeping (the parsed header, the frame in progress, incremental
-    /// validation), in about 40 % of its instructions. `None`
+    /// validation), which is most of what such a frame costs there. `None`
     /// when the next frame is anything else or not all here yet; the general
     /// path then reads it, and checks whatever this one does not (a data
     /// frame in the middle of a fragmented message, say).
