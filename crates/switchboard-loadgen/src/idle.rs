@@ -188,7 +188,7 @@ pub(crate) async fn run(options: &Options) -> Result<IdleReport, String> {
 
 /// Room `room` under the URL's path: `ws://h/rooms/echo/idle?x` becomes
 /// `ws://h/rooms/echo/idle-7?x`.
-fn room_url(url: &str, room: u32) -> String {
+pub(crate) fn room_url(url: &str, room: u32) -> String {
     match url.split_once('?') {
         Some((path, query)) => format!("{}-{room}?{query}", path.trim_end_matches('/')),
         None => format!("{}-{room}", url.trim_end_matches('/')),

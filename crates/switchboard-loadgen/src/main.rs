@@ -6,6 +6,7 @@
 //! 127.0.0.0/8 unless `--allow-remote` is given.
 
 mod broadcast;
+mod chat;
 mod churn;
 mod cpu;
 mod echo;
@@ -63,6 +64,11 @@ enum Scenario {
     /// close cleanly, over and over: connections per second, failures, and
     /// whether the server's open files and memory come back down afterwards.
     Churn(churn::Options),
+    /// R rooms of U users on the chat room kind, each user sending chat
+    /// messages at a steady rate once welcomed: acknowledged messages per
+    /// second, send-to-ack latency, deliveries per second and errors by
+    /// code. The URL names the rooms' common prefix, as for idle.
+    Chat(chat::Options),
 }
 
 /// Where to connect and which server process to watch.
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
         Scenario::Echo { common, .. } | Scenario::Broadcast { common, .. } => &common.target,
         Scenario::Idle(options) => &options.target,
         Scenario::Churn(options) => &options.target,
+        Scenario::Chat(options) => &options.target,
     };
     if let Err(why) = target::check(&target.url, target.allow_remote) {
         eprintln!("switchboard-loadgen: {why}");
@@ -127,13 +134,17 @@ fn main() -> ExitCode {
         match cli.scenario {
             Scenario::Echo { common, connections } => echo::run(&common, connections).await.map(|r| r.print()),
             Scenario::Broadcast { common, subscribers } => broadcast::run(&common, subscribers).await.map(|r| r.print()),
-            // These two print their table even when connections failed or
+            // These three print their table even when connections failed or
             // ended early; the exit status still says so.
             Scenario::Idle(options) => idle::run(&options).await.and_then(|r| {
                 r.print();
                 r.outcome()
             }),
             Scenario::Churn(options) => churn::run(&options).await.and_then(|r| {
+                r.print();
+                r.outcome()
+            }),
+            Scenario::Chat(options) => chat::run(&options).await.and_then(|r| {
                 r.print();
                 r.outcome()
             }),

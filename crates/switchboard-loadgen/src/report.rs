@@ -33,16 +33,16 @@ impl Report {
         println!("messages/s    {rate:.0}");
         println!("MB/s          {mbps:.1}");
         if let Some(h) = &self.latency_us {
-            println!(
-                "latency us    p50 {}  p99 {}  p999 {}  max {}",
-                h.value_at_quantile(0.5),
-                h.value_at_quantile(0.99),
-                h.value_at_quantile(0.999),
-                h.max()
-            );
+            println!("latency us    {}", latency_row(h));
         }
         print_cpu(secs, self.client_cpu, self.server_cpu, (self.messages, "message"));
     }
+}
+
+/// `p50 N  p99 N  p999 N  max N` of a latency histogram, the row the
+/// scenarios that time round trips print after `latency us`.
+pub(crate) fn latency_row(h: &Histogram<u64>) -> String {
+    format!("p50 {}  p99 {}  p999 {}  max {}", h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999), h.max())
 }
 
 /// The CPU rows and the verdict, shared by every scenario's table: CPU

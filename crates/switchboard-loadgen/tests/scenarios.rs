@@ -1,4 +1,4 @@
-//! The idle and churn scenarios through real sockets: the built load
+//! The idle, churn and chat scenarios through real sockets: the built load
 //! generator against the real server binary, each test with its own server
 //! on a free loopback port. They check exit statuses and that the final
 //! table has its rows with plausible figures, never how fast anything was.
@@ -22,6 +22,11 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server with `serve` options of its own after the defaults.
+    fn start_with(extra: &[&str]) -> Server {
         let binary = PathBuf::from(env!("CARGO_BIN_EXE_switchboard-loadgen")).with_file_name(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
         assert!(
             binary.exists(),
@@ -30,6 +35,7 @@ impl Server {
         );
         let mut child = Command::new(&binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--memory"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -121,4 +127,59 @@ fn idle_refuses_more_connections_than_files_and_says_how_to_go_further() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("open files") && stderr.contains("ulimit -Hn"), "{stderr}");
+}
+
+#[test]
+fn chat_messages_are_acknowledged_and_delivered_without_errors() {
+    let server = Server::start();
+    let url = format!("ws://{}/rooms/chat/load", server.addr);
+    let out = table(&loadgen(&["chat", "--url", &url, "--rooms", "2", "--users", "5", "--seconds", "2", "--server-pid", &server.pid()]));
+    assert_eq!(row(&out, "scenario"), "chat");
+    assert!(row(&out, "users").starts_with("10 in 2 rooms of 5"), "{out}");
+    assert!(number(row(&out, "sent/s")) > 0, "{out}");
+    assert!(number(row(&out, "acked/s")) > 0, "{out}");
+    assert!(number(row(&out, "received/s")) > 0, "{out}");
+    assert!(row(&out, "latency us").starts_with("p50 ") && row(&out, "latency us").ends_with("(send to ack)"), "{out}");
+    assert_eq!(row(&out, "errors"), "0");
+    assert!(!out.contains("lost"), "{out}");
+    assert!(row(&out, "server cost").ends_with("us of CPU per acked message"), "{out}");
+}
+
+#[test]
+fn chat_fails_when_a_room_refuses_its_users() {
+    let server = Server::start_with(&["--chat-max-users", "3"]);
+    let url = format!("ws://{}/rooms/chat/full", server.addr);
+    let output = loadgen(&["chat", "--url", &url, "--rooms", "1", "--users", "5", "--seconds", "1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refused with room_full"), "{stderr}");
+}
+
+#[test]
+fn chat_ends_on_time_and_reports_what_it_saw_when_the_server_stops_answering() {
+    let server = Server::start();
+    let url = format!("ws://{}/rooms/chat/stall", server.addr);
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-loadgen"))
+        .args(["chat", "--url", &url, "--rooms", "1", "--users", "4", "--seconds", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run switchboard-loadgen");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut seen = String::new();
+    while !seen.contains("users joined in") {
+        assert!(stderr.read_line(&mut seen).expect("read the progress") > 0, "the load generator ended before the users joined:\n{seen}");
+    }
+    // Stopped, the server answers nothing and closes nothing.
+    assert!(Command::new("kill").args(["-STOP", &server.pid()]).status().expect("run kill").success());
+    let output = child.wait_with_output().expect("wait for switchboard-loadgen");
+    std::io::Read::read_to_string(&mut stderr, &mut seen).expect("read the rest of stderr");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(!output.status.success());
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(number(row(&out, "acked/s")), 0, "{out}");
+    assert!(number(row(&out, "sent/s")) > 0, "{out}");
+    assert!(number(row(&out, "unanswered")) > 0, "{out}");
+    assert!(seen.contains("no message was acknowledged"), "{seen}");
 }
