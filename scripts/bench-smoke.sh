@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Keeps the benchmark tools working: a one-second run of each load scenario
-# (for idle, 200 connections over 4 rooms) against the release binary on
-# loopback; any scenario's non-zero exit status fails the script (set -e).
+# (for idle, 200 connections over 4 rooms; for chat, 2 rooms of 10 users)
+# against the release binary on loopback; any scenario's non-zero exit
+# status fails the script (set -e).
 # The figures it prints are not benchmarks (too short, machine shared with
 # the rest of the test suite).
 set -euo pipefail
@@ -18,3 +19,4 @@ start_server "$OUT"
 "$LOADGEN" broadcast --url "ws://$ADDR/rooms/broadcast/smoke" --subscribers 50 --seconds 1 --server-pid "$SERVER_PID"
 "$LOADGEN" idle --url "ws://$ADDR/rooms/echo/smoke-idle" --connections 200 --rooms 4 --server-pid "$SERVER_PID"
 "$LOADGEN" churn --url "ws://$ADDR/rooms/echo/smoke-churn" --concurrency 10 --seconds 1 --server-pid "$SERVER_PID"
+"$LOADGEN" chat --url "ws://$ADDR/rooms/chat/smoke" --rooms 2 --users 10 --seconds 1 --server-pid "$SERVER_PID"
