@@ -14,10 +14,11 @@
 //! Joins that arrive together share one announcement of the final count;
 //! a lone join is still announced at once. The visit counter is stored once
 //! per batch for the same reason (one storage write, not one per join), and
-//! the batch's newcomers are welcomed after that write: a welcome never
-//! tells a visit number that a crash could take back. Until its welcome a
-//! newcomer is not sent the messages relayed in the same batch; it joins at
-//! its welcome.
+//! the batch's newcomers are welcomed once that write is committed
+//! (`Ctx::send_after_commit`): a welcome never tells a visit number that a
+//! crash could take back, and whatever the room sends a newcomer meanwhile
+//! waits behind its welcome. A newcomer is not sent the messages relayed in
+//! the batch it joined in; it joins at its welcome.
 
 use std::sync::Arc;
 
@@ -74,15 +75,14 @@ impl Room for Broadcast {
 
     fn on_batch_end(&mut self, ctx: &mut Ctx<'_>) {
         if self.visits != self.stored_visits {
-            match ctx.storage().put(VISITS, &self.visits.to_be_bytes()) {
-                Ok(()) => self.stored_visits = self.visits,
-                Err(e) => tracing::warn!(room = ctx.room(), error = %e, "cannot store the visit count"),
-            }
+            ctx.storage().put(VISITS, &self.visits.to_be_bytes());
+            self.stored_visits = self.visits;
         }
         let online = ctx.connection_count();
         for (conn, visits) in std::mem::take(&mut self.welcoming) {
             let welcome = format!(r#"{{"type":"welcome","id":"{conn}","online":{online},"visits":{visits}}}"#);
-            ctx.send(conn, &Message::text(welcome));
+            // After the visit is stored: the count it shows survives a crash.
+            ctx.send_after_commit(conn, Message::text(welcome));
         }
         if std::mem::take(&mut self.count_changed) {
             let count = format!(r#"{{"type":"count","online":{}}}"#, ctx.connection_count());

@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use switchboard_proto::Message;
-use switchboard_store::Store;
+use switchboard_store::{Store, StoreResult, Write};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
 use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
-use crate::context::{Ctx, Held, RoomStorage};
+use crate::context::{encode, Ctx, Held};
+use crate::storage::{CommitReport, Deferred, RoomStorage, WriteBehind};
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
 
 /// Settings of room actors.
@@ -293,6 +294,17 @@ impl RoomHandle {
         self.tx.is_closed()
     }
 
+    /// True when the room has no storage write that is not yet committed
+    /// and no reply waiting for one; false while it has, or while a handler
+    /// runs. The server polls this at shutdown before flushing the store.
+    pub fn is_settled(&self) -> bool {
+        match self.shared.actor.try_lock() {
+            Ok(actor) => actor.pending.is_idle(),
+            Err(TryLockError::Poisoned(_)) => true,
+            Err(TryLockError::WouldBlock) => false,
+        }
+    }
+
     /// The actor's counters.
     pub async fn stats(&self) -> Option<RoomStats> {
         let (reply, rx) = oneshot::channel();
@@ -305,6 +317,7 @@ impl RoomHandle {
 /// Pending alarms of the room are loaded from the store.
 pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
+    let (reports_tx, reports) = mpsc::unbounded_channel();
     let alarms = match store.room_alarms(&room) {
         Ok(list) => list.into_iter().map(|(name, at)| (name, UNIX_EPOCH + Duration::from_millis(at))).collect(),
         Err(e) => {
@@ -322,12 +335,13 @@ pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store
         alarms,
         auto_response: None,
         held: Held::default(),
+        pending: WriteBehind::new(reports_tx),
         wakeups: 0,
         last_active: Instant::now(),
         stopped: false,
     };
     let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0) });
-    tokio::spawn(run(shared.clone(), rx, config));
+    tokio::spawn(run(shared.clone(), rx, reports, config));
     RoomHandle { tx, shared }
 }
 
@@ -347,6 +361,8 @@ struct Actor {
     auto_response: Option<Arc<(Bytes, Bytes)>>,
     /// Frames held back until the end of the batch (see `Ctx::send`, `Ctx::broadcast`).
     held: Held,
+    /// Storage writes not yet committed, and replies waiting for them.
+    pending: WriteBehind,
     wakeups: u64,
     /// When a batch was last handled, by the actor's task or a connection's.
     last_active: Instant,
@@ -367,7 +383,7 @@ struct Plan {
 /// stops when the room has no connections, alarms or object left, or when
 /// a handler panicked (the lock is poisoned): the owner then starts a new
 /// actor on demand.
-async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, config: RoomConfig) {
+async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, mut reports: mpsc::UnboundedReceiver<CommitReport>, config: RoomConfig) {
     let idle = tokio::time::sleep(config.hibernate_after);
     tokio::pin!(idle);
     // Grows to the largest batch a wake-up took, and is freed when the
@@ -378,6 +394,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, config: RoomConf
         let next_alarm = plan.next_alarm.map(|at| Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
         let woke = tokio::select! {
             received = rx.recv_many(&mut batch, EVENTS_PER_WAKE) => Woke::Mail(received),
+            Some((number, result)) = reports.recv() => Woke::Committed(number, result),
             () = &mut idle, if plan.awake => Woke::Idle,
             () = tokio::time::sleep_until(next_alarm.unwrap_or_else(Instant::now)), if next_alarm.is_some() => Woke::Alarm,
         };
@@ -410,8 +427,12 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, config: RoomConf
                 actor.end_batch();
                 actor.last_active = Instant::now();
             }
+            Woke::Committed(number, result) => {
+                actor.committed(number, result);
+                actor.end_batch();
+            }
         }
-        if actor.object.is_none() && actor.conns.is_empty() && actor.alarms.is_empty() && rx.is_empty() {
+        if actor.object.is_none() && actor.conns.is_empty() && actor.alarms.is_empty() && actor.pending.is_idle() && rx.is_empty() {
             // Nothing left to wait for: stop; the owner starts a new actor on demand.
             actor.stopped = true;
             return;
@@ -428,6 +449,8 @@ enum Woke {
     Idle,
     /// An alarm is due.
     Alarm,
+    /// The store reported a commit of this room's writes.
+    Committed(u64, StoreResult<()>),
 }
 
 impl Actor {
@@ -437,25 +460,51 @@ impl Actor {
 
     /// Runs `f` with the room object (building it if hibernated) and a context.
     fn with_room<R>(&mut self, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
-        let Actor { room, id, factory, store, object, conns, alarms, auto_response, held, wakeups, .. } = self;
+        let Actor { room, id, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
-            factory.create(id, &RoomStorage { store: &**store, room })
+            factory.create(id, &RoomStorage { store: &**store, room, pending })
         });
-        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held };
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending };
         f(object.as_mut(), &mut ctx)
     }
 
     /// The held frames go out, then `on_batch_end` runs if the room
     /// object is awake (a batch of stats requests alone does not wake it),
-    /// then what it broadcast goes out. Flushing first keeps the batch's
-    /// messages from waiting on whatever `on_batch_end` does (a storage
-    /// write, say).
+    /// then what it broadcast goes out, then the batch's storage writes go
+    /// to the store as one transaction. Flushing first keeps the batch's
+    /// messages from waiting on whatever `on_batch_end` does.
     fn end_batch(&mut self) {
         self.held.flush(&self.conns);
         if self.object.is_some() {
             self.with_room(|room, ctx| room.on_batch_end(ctx));
             self.held.flush(&self.conns);
+        }
+        self.pending.submit(&*self.store, &self.room);
+    }
+
+    /// The store reported batch `number`: the replies that waited for it go
+    /// out, or, if it failed, the room hears whom they were for.
+    fn committed(&mut self, number: u64, result: StoreResult<()>) {
+        let released = self.pending.committed(number, result);
+        self.held.flush(&self.conns);
+        let mut unsent = Vec::new();
+        for (conn, what) in released.messages {
+            let frame = match what {
+                Deferred::Durable(message) if released.failed.is_some() => {
+                    unsent.push((conn, message));
+                    continue;
+                }
+                Deferred::Durable(message) => encode(&message),
+                Deferred::Behind(frame) => frame,
+            };
+            if let Some(record) = self.conns.get(&conn) {
+                record.sink.send_frame(&frame);
+            }
+        }
+        if let Some(error) = released.failed {
+            warn!(room = %self.room, error = %error, "a batch of room writes failed to commit");
+            self.with_room(|room, ctx| room.on_commit_failed(ctx, &error, &unsent));
         }
     }
 
@@ -530,9 +579,7 @@ impl Actor {
             self.with_room(|room, ctx| room.on_alarm(ctx, &name));
             if self.alarms.get(&name) == Some(&at) {
                 self.alarms.remove(&name);
-                if let Err(e) = self.store.delete_alarm(&self.room, &name) {
-                    warn!(room = %self.room, alarm = %name, error = %e, "cannot delete a fired alarm");
-                }
+                self.pending.record(Write::DeleteAlarm(name));
             }
         }
     }

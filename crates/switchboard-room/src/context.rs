@@ -1,4 +1,6 @@
 //! What a handler can do: reach connections, broadcast, store, set alarms.
+//! Storage writes and alarm changes are recorded and committed after the
+//! batch of events (see the `storage` module); nothing here waits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,9 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, COPY_THRESHOLD, MAX_HEADER_LEN};
 use switchboard_proto::Message;
-use switchboard_store::{Store, StoreResult, Write};
+use switchboard_store::{Store, Write};
 
 use crate::conn::{ConnId, ConnRecord, SendOutcome, MAX_ATTACHMENT_LEN};
+use crate::storage::{RoomStorage, WriteBehind};
 
 /// A room's view of its world during one handler call.
 pub struct Ctx<'a> {
@@ -19,6 +22,7 @@ pub struct Ctx<'a> {
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
     pub(crate) auto_response: &'a mut Option<Arc<(Bytes, Bytes)>>,
     pub(crate) held: &'a mut Held,
+    pub(crate) pending: &'a mut WriteBehind,
 }
 
 /// Small frames held back until the end of the room's batch of events or
@@ -114,7 +118,7 @@ fn data_op(message: &Message) -> DataOp {
     }
 }
 
-fn encode(message: &Message) -> SharedFrame {
+pub(crate) fn encode(message: &Message) -> SharedFrame {
     SharedFrame::new(OpCode::Data(data_op(message)), false, message.payload())
 }
 
@@ -143,6 +147,11 @@ impl Ctx<'_> {
     /// for the burst, and a slow reader still shows as `Backpressure`
     /// within a batch.
     pub fn send(&mut self, conn: ConnId, message: &Message) -> SendOutcome {
+        if self.pending.is_waiting(conn) {
+            // Behind a reply that waits for a commit: keep the order.
+            self.pending.queue_behind(conn, encode(message));
+            return SendOutcome::Queued;
+        }
         let held = &mut *self.held;
         if let HeldFor::One { conn: target, outcome } = held.to {
             if target == conn && outcome != SendOutcome::Dropped && held.takes(held.to, message) {
@@ -168,6 +177,9 @@ impl Ctx<'_> {
     /// how many connections it goes to: those open now (one that is closing
     /// drops it).
     pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
+        if self.pending.any_waiting() {
+            return self.broadcast_where(message, |id| Some(id) != except);
+        }
         let recipients = self.conns.len() - usize::from(except.is_some_and(|id| self.conns.contains_key(&id)));
         let held = &mut *self.held;
         let to = HeldFor::All { except };
@@ -187,7 +199,7 @@ impl Ctx<'_> {
     /// Sends a message to every connection for which `to` says yes, in id
     /// order, encoding it once, now (after any held broadcasts). Returns how
     /// many connections queued it.
-    pub fn broadcast_where(&mut self, message: &Message, to: impl FnMut(ConnId) -> bool) -> usize {
+    pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
         self.held.flush(self.conns);
         let mut frame = encode(message);
         if frame.is_small() {
@@ -195,7 +207,21 @@ impl Ctx<'_> {
             // each, where a small frame would be copied into each queue.
             frame = SharedFrame::run(frame.to_bytes());
         }
-        fan_out(self.conns, &frame, to)
+        if !self.pending.any_waiting() {
+            return fan_out(self.conns, &frame, to);
+        }
+        // Connections waiting for a reply after a commit get it behind that.
+        let pending = &mut *self.pending;
+        let mut queued = 0;
+        for (id, record) in self.conns.iter().filter(|(id, _)| to(**id)) {
+            if pending.is_waiting(*id) {
+                pending.queue_behind(*id, frame.clone());
+                queued += 1;
+            } else if record.sink.send_frame(&frame) != SendOutcome::Dropped {
+                queued += 1;
+            }
+        }
+        queued
     }
 
     /// Starts closing a connection.
@@ -226,23 +252,40 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// The room's durable storage.
-    pub fn storage(&self) -> RoomStorage<'_> {
-        RoomStorage { store: self.store, room: self.room }
+    /// The room's durable storage: reads see this room's writes at once;
+    /// writes are committed together after the batch of events.
+    pub fn storage(&mut self) -> RoomStorage<'_> {
+        RoomStorage { store: self.store, room: self.room, pending: self.pending }
     }
 
-    /// Sets (or moves) the alarm `name`. It is stored durably and fires
-    /// after a restart too; `on_alarm` runs once it is due.
-    pub fn set_alarm(&mut self, name: &str, at: SystemTime) -> StoreResult<()> {
-        self.store.set_alarm(self.room, name, unix_ms(at))?;
+    /// Sends `message` to `conn` once every storage write made so far by
+    /// this room is committed (at once when there is none to wait for): a
+    /// reply that promises durability, such as an acknowledgement. What
+    /// the room sends that connection after it (sends and broadcasts)
+    /// waits behind it, so the connection receives everything in the order
+    /// it was sent; other connections are not held up. If the commit fails
+    /// the message is not sent (what queued behind it is), and
+    /// [`crate::Room::on_commit_failed`] is told whom it was for.
+    pub fn send_after_commit(&mut self, conn: ConnId, message: Message) {
+        // What the room sent before goes first.
+        self.held.flush(self.conns);
+        if let Some(message) = self.pending.defer(conn, message) {
+            self.send(conn, &message);
+        }
+    }
+
+    /// Sets (or moves) the alarm `name`. It is stored with the batch's
+    /// other writes and fires after a restart too; `on_alarm` runs once it
+    /// is due.
+    pub fn set_alarm(&mut self, name: &str, at: SystemTime) {
+        self.pending.record(Write::SetAlarm(name.to_owned(), unix_ms(at)));
         self.alarms.insert(name.to_owned(), at);
-        Ok(())
     }
 
-    /// Cancels an alarm.
-    pub fn delete_alarm(&mut self, name: &str) -> StoreResult<bool> {
-        self.alarms.remove(name);
-        self.store.delete_alarm(self.room, name)
+    /// Cancels an alarm; true if it was pending.
+    pub fn delete_alarm(&mut self, name: &str) -> bool {
+        self.pending.record(Write::DeleteAlarm(name.to_owned()));
+        self.alarms.remove(name).is_some()
     }
 
     /// Pending alarms of this room.
@@ -271,37 +314,4 @@ impl Ctx<'_> {
 
 pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// One room's slice of the store.
-pub struct RoomStorage<'a> {
-    pub(crate) store: &'a dyn Store,
-    pub(crate) room: &'a str,
-}
-
-impl RoomStorage<'_> {
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.store.get(self.room, key)
-    }
-
-    /// Sets `key`; durable when this returns.
-    pub fn put(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.store.put(self.room, key, value)
-    }
-
-    /// Removes `key`.
-    pub fn delete(&self, key: &str) -> StoreResult<bool> {
-        self.store.delete(self.room, key)
-    }
-
-    /// Keys starting with `prefix`, ascending, at most `limit`.
-    pub fn list(&self, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.store.list(self.room, prefix, limit)
-    }
-
-    /// Applies every write or none (a transaction).
-    pub fn write_batch(&self, writes: &[Write]) -> StoreResult<()> {
-        self.store.write_batch(self.room, writes)
-    }
 }

@@ -20,10 +20,12 @@ mod actor;
 mod conn;
 mod context;
 mod room;
+mod storage;
 
 pub use actor::{spawn_room, RoomConfig, RoomEvent, RoomHandle, RoomStats, TrySendError};
 pub use conn::{ConnId, ConnSink, SendOutcome, MAX_ATTACHMENT_LEN};
-pub use context::{Ctx, RoomStorage};
+pub use context::Ctx;
+pub use storage::RoomStorage;
 pub use room::{Closed, ConnectRequest, Decision, Geo, Room, RoomFactory, RoomRequest, RoomResponse};
 pub use switchboard_proto::Message;
 pub use switchboard_store::{StoreError, StoreResult, Write};

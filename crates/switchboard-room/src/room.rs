@@ -6,7 +6,9 @@ use bytes::Bytes;
 use switchboard_proto::Message;
 
 use crate::conn::ConnId;
-use crate::context::{Ctx, RoomStorage};
+use crate::context::Ctx;
+use crate::storage::RoomStorage;
+use switchboard_store::StoreError;
 
 /// What the room learns about a connection before accepting it.
 #[derive(Debug, Clone)]
@@ -114,8 +116,9 @@ impl RoomResponse {
 }
 
 /// A room kind. Handlers run one at a time, on the room's actor task or on
-/// the task of the connection whose messages they handle; they must
-/// not block for long (storage calls are short and synchronous).
+/// the task of the connection whose messages they handle. They are plain
+/// computation: storage writes are recorded and committed after the batch
+/// of events, off the runtime (reads are short and synchronous).
 pub trait Room: Send + 'static {
     /// A connection asks to join. Default: accept.
     fn on_connect(&mut self, _ctx: &mut Ctx<'_>, _request: &ConnectRequest) -> Decision {
@@ -144,6 +147,13 @@ pub trait Room: Send + 'static {
     /// announces its count here sends it once per batch instead of once per
     /// join. Not called while the room hibernates.
     fn on_batch_end(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// A batch of this room's storage writes could not be committed (the
+    /// disk is full, say): none of its writes were stored, reads no longer
+    /// show them, and the messages queued with `Ctx::send_after_commit`
+    /// after them were not sent: `unsent` holds them with their
+    /// connections, in order, so the room can tell those clients. The
+    /// actor has logged the error. Default: nothing more.
+    fn on_commit_failed(&mut self, _ctx: &mut Ctx<'_>, _error: &StoreError, _unsent: &[(ConnId, Message)]) {}
 }
 
 /// Builds a room of one kind, on first use and after every hibernation.

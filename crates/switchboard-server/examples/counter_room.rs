@@ -32,7 +32,7 @@ impl Room for Counter {
         let name = String::from_utf8_lossy(ctx.attachment(conn).unwrap_or_default()).into_owned();
         ctx.send(conn, &Message::text(format!("hello {name}, the count is {}", self.value)));
         // Alarms are stored durably and fire after a restart too.
-        let _ = ctx.set_alarm("nightly-reset", SystemTime::now() + Duration::from_secs(86_400));
+        ctx.set_alarm("nightly-reset", SystemTime::now() + Duration::from_secs(86_400));
         // Answered by the connection layer, without waking the room.
         ctx.set_auto_response(Some(("ping", "pong")));
     }
@@ -40,8 +40,8 @@ impl Room for Counter {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, _conn: ConnId, message: Message) {
         if message.as_text() == Some("bump") {
             self.value += 1;
-            // Durable when put returns.
-            let _ = ctx.storage().put("value", &self.value.to_be_bytes());
+            // Committed with the rest of this batch of events, off the runtime.
+            ctx.storage().put("value", &self.value.to_be_bytes());
             // Encoded once, shared by every recipient.
             ctx.broadcast(&Message::text(self.value.to_string()), None);
         }
@@ -49,7 +49,7 @@ impl Room for Counter {
 
     fn on_alarm(&mut self, ctx: &mut Ctx<'_>, _name: &str) {
         self.value = 0;
-        let _ = ctx.storage().put("value", &0u64.to_be_bytes());
+        ctx.storage().put("value", &0u64.to_be_bytes());
     }
 }
 

@@ -78,6 +78,10 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Longest wait at shutdown for the rooms' last writes to be committed. A
+/// healthy disk commits in milliseconds; this only bounds a stuck one.
+pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "switchboard.db";
 
@@ -89,6 +93,13 @@ impl Server {
             Some(dir) => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).map_err(std::io::Error::other)?),
             None => Arc::new(MemoryStore::new()),
         };
+        Server::bind_with_store(addr, config, store).await
+    }
+
+    /// Like [`Server::bind`], with rooms stored in `store` instead of the
+    /// one `config.data_dir` names (a store of the embedder's own, or a
+    /// wrapper around one in tests).
+    pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
         let listener = listen(addr)?;
         let kinds = kinds::built_in(&config.apps);
         Ok(Server { listener, config, store, kinds })
@@ -111,12 +122,14 @@ impl Server {
     }
 
     /// Serves until `stop` becomes true, then closes every WebSocket with
-    /// 1001 and waits for their closing handshakes (bounded by the close timeout).
+    /// 1001, waits for their closing handshakes (bounded by the close
+    /// timeout), and waits until the rooms' storage writes are committed
+    /// (bounded by [`SETTLE_LIMIT`]).
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let kinds = Arc::new(self.kinds);
         let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
         let service = Arc::new(service::SwitchboardService {
-            registry,
+            registry: registry.clone(),
             kinds,
             next_conn: AtomicU64::new(1),
             close_wait: self.config.net.close_timeout,
@@ -124,5 +137,6 @@ impl Server {
             trusted_proxies: self.config.trusted_proxies,
         });
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop)).await;
+        registry.settle(SETTLE_LIMIT).await;
     }
 }

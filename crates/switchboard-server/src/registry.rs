@@ -5,9 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use switchboard_room::{spawn_room, RoomConfig, RoomHandle};
 use switchboard_store::Store;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::warn;
 
 use crate::kinds::Kinds;
@@ -59,5 +62,32 @@ impl Registry {
             rooms.retain(|_, h| !h.is_closed());
         }
         Some(handle)
+    }
+
+    /// At shutdown, once no more events come: waits (at most `limit`) until
+    /// every room has handed its storage writes to the store and seen them
+    /// committed, then until the store has finished every commit, so
+    /// nothing acknowledged and nothing written before the shutdown is lost.
+    pub(crate) async fn settle(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let unsettled = {
+                let rooms = self.0.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+                rooms.values().filter(|h| !h.is_closed() && !h.is_settled()).count()
+            };
+            if unsettled == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                warn!(rooms = unsettled, "shutting down with room writes not yet committed");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (done, flushed) = oneshot::channel();
+        self.0.store.flush(Box::new(move || {
+            let _ = done.send(());
+        }));
+        let _ = tokio::time::timeout_at(deadline.max(Instant::now() + Duration::from_secs(1)), flushed).await;
     }
 }

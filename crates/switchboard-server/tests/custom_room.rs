@@ -41,7 +41,7 @@ impl Room for Lab {
             }
             (Some("alarm"), Some(ms)) => {
                 let at = SystemTime::now() + Duration::from_millis(ms.parse().unwrap());
-                ctx.set_alarm("a", at).unwrap();
+                ctx.set_alarm("a", at);
                 ctx.send(conn, &Message::text("alarm set"));
             }
             (Some("auto"), _) => {
@@ -63,11 +63,11 @@ impl Room for Lab {
     }
 
     fn on_error(&mut self, ctx: &mut Ctx<'_>, _conn: ConnId, error: &str) {
-        ctx.storage().put("error", error.as_bytes()).unwrap();
+        ctx.storage().put("error", error.as_bytes());
     }
 
     fn on_alarm(&mut self, ctx: &mut Ctx<'_>, name: &str) {
-        ctx.storage().put("fired", name.as_bytes()).unwrap();
+        ctx.storage().put("fired", name.as_bytes());
     }
 
     fn on_request(&mut self, ctx: &mut Ctx<'_>, request: RoomRequest) -> RoomResponse {

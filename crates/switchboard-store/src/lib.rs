@@ -2,13 +2,27 @@
 //! alarms per room, behind the [`Store`] trait.
 //!
 //! Keys are UTF-8 strings, values opaque bytes; this crate knows nothing of
-//! WebSockets or rooms beyond the room's namespace string. Calls are
-//! synchronous and short: a write is durable when the call that made it
-//! returns. Backends: [`SqliteStore`] (the embedded default, one file in WAL
-//! mode) and [`MemoryStore`] (tests, and rooms that need no durability).
+//! WebSockets or rooms beyond the room's namespace string.
+//!
+//! The trait is shaped for a writer that is not the caller: reads are
+//! synchronous and short, but writes arrive as a [`Batch`] (one room's
+//! writes, applied all or none) handed to [`Store::commit`], which returns at
+//! once and reports through a callback when the batch is durable. A backend
+//! commits the batches of many rooms together where it can (group commit),
+//! on its own thread or connection, so no room and no async worker thread
+//! ever waits on a disk or a network. Backends: [`SqliteStore`] (the
+//! embedded default, one file in WAL mode, one writer thread) and
+//! [`MemoryStore`] (tests, and rooms that need no durability).
+//!
+//! The durability contract: when `done` is called with `Ok(())`, every
+//! write of the batch survives `kill -9` and power loss (for SQLite: the
+//! transaction that holds it was committed with `synchronous = FULL`).
+//! Batches of one room are applied in the order they were submitted.
 
 mod memory;
 mod sqlite;
+
+use std::sync::mpsc;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -20,7 +34,28 @@ pub enum Write {
     Put(String, Vec<u8>),
     /// Removes `key` (absent keys are fine).
     Delete(String),
+    /// Sets (or moves) the alarm `name` to fire at Unix milliseconds `at_ms`.
+    SetAlarm(String, u64),
+    /// Cancels the alarm `name` (absent alarms are fine).
+    DeleteAlarm(String),
 }
+
+/// One room's writes, applied all or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The room's namespace, e.g. `chat/lobby`.
+    pub room: String,
+    /// The writes, applied in order.
+    pub writes: Vec<Write>,
+}
+
+/// Called once with the outcome of a [`Store::commit`], on whatever thread
+/// finished it (possibly the caller's, for a backend with nothing to wait
+/// for). It must not block: hand the outcome on and return.
+pub type Committed = Box<dyn FnOnce(StoreResult<()>) + Send>;
+
+/// Called by [`Store::flush`] once the batches before it are done.
+pub type Flushed = Box<dyn FnOnce() + Send>;
 
 /// A storage failure (disk full, corrupt file, ...). Rooms report it; the
 /// server keeps running.
@@ -41,30 +76,43 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Per-room durable key-value storage and alarms. `room` is the room's
 /// namespace (e.g. `chat/lobby`); rooms never see each other's keys.
 pub trait Store: Send + Sync + 'static {
-    /// The value of `key`.
+    /// The value of `key`, as committed.
     fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Sets `key`.
-    fn put(&self, room: &str, key: &str, value: &[u8]) -> StoreResult<()>;
-    /// Removes `key`; true if it existed.
-    fn delete(&self, room: &str, key: &str) -> StoreResult<bool>;
-    /// Keys starting with `prefix`, in ascending byte order, at most `limit`.
+    /// Committed keys starting with `prefix`, in ascending byte order, at
+    /// most `limit`.
     fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>>;
-    /// Applies every write or none.
-    fn write_batch(&self, room: &str, writes: &[Write]) -> StoreResult<()>;
-    /// Sets (or moves) the alarm `name` to fire at `at_ms` (Unix milliseconds).
-    fn set_alarm(&self, room: &str, name: &str, at_ms: u64) -> StoreResult<()>;
-    /// Cancels an alarm; true if it existed.
-    fn delete_alarm(&self, room: &str, name: &str) -> StoreResult<bool>;
     /// The pending alarms of one room as (name, at_ms), earliest first.
     fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>>;
     /// Every pending alarm as (room, name, at_ms), earliest first. Read at
     /// startup so alarms fire after a restart.
     fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>>;
+    /// Applies the batch's writes all or none, after the batches submitted
+    /// before it, and calls `done` once they are durable or have failed.
+    /// Returns at once.
+    fn commit(&self, batch: Batch, done: Committed);
+    /// Calls `done` once every batch submitted before this call is done
+    /// (committed or failed); used at shutdown.
+    fn flush(&self, done: Flushed);
+}
+
+/// Commits `batch` and waits for the outcome on this thread. For tests,
+/// tools and startup code: never call it on an async worker thread.
+pub fn commit_blocking(store: &dyn Store, batch: Batch) -> StoreResult<()> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    store.commit(batch, Box::new(move |result| { let _ = tx.send(result); }));
+    rx.recv().unwrap_or_else(|_| Err(StoreError("the store stopped before committing".into())))
+}
+
+/// Waits on this thread until every batch submitted so far is done.
+pub fn flush_blocking(store: &dyn Store) {
+    let (tx, rx) = mpsc::sync_channel(1);
+    store.flush(Box::new(move || { let _ = tx.send(()); }));
+    let _ = rx.recv();
 }
 
 /// The exclusive upper bound of the keys that start with `prefix`, or `None`
 /// when every key above `prefix` matches (a prefix of only 0xff bytes).
-pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

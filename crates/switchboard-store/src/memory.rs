@@ -1,9 +1,10 @@
-//! In-memory backend: the same contract as SQLite, nothing survives the process.
+//! In-memory backend: the same contract as SQLite, nothing survives the
+//! process. A commit is applied on the caller's thread and reported at once.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::{prefix_end, Store, StoreError, StoreResult, Write};
+use crate::{prefix_end, Batch, Committed, Flushed, Store, StoreError, StoreResult, Write};
 
 /// A [`Store`] in memory. Lock held only inside each call, never across an await.
 #[derive(Default)]
@@ -26,20 +27,33 @@ impl MemoryStore {
     fn lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Inner>> {
         self.inner.lock().map_err(|_| StoreError("memory store poisoned".into()))
     }
+
+    fn apply(&self, batch: Batch) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        let room = batch.room;
+        for write in batch.writes {
+            match write {
+                Write::Put(k, v) => {
+                    inner.kv.insert((room.clone(), k.into_bytes()), v);
+                }
+                Write::Delete(k) => {
+                    inner.kv.remove(&(room.clone(), k.into_bytes()));
+                }
+                Write::SetAlarm(name, at) => {
+                    inner.alarms.insert((room.clone(), name), at);
+                }
+                Write::DeleteAlarm(name) => {
+                    inner.alarms.remove(&(room.clone(), name));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Store for MemoryStore {
     fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.lock()?.kv.get(&(room.to_owned(), key.as_bytes().to_vec())).cloned())
-    }
-
-    fn put(&self, room: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.lock()?.kv.insert((room.to_owned(), key.as_bytes().to_vec()), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&self, room: &str, key: &str) -> StoreResult<bool> {
-        Ok(self.lock()?.kv.remove(&(room.to_owned(), key.as_bytes().to_vec())).is_some())
     }
 
     fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
@@ -55,26 +69,6 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn write_batch(&self, room: &str, writes: &[Write]) -> StoreResult<()> {
-        let mut inner = self.lock()?;
-        for write in writes {
-            match write {
-                Write::Put(k, v) => inner.kv.insert((room.to_owned(), k.as_bytes().to_vec()), v.clone()),
-                Write::Delete(k) => inner.kv.remove(&(room.to_owned(), k.as_bytes().to_vec())),
-            };
-        }
-        Ok(())
-    }
-
-    fn set_alarm(&self, room: &str, name: &str, at_ms: u64) -> StoreResult<()> {
-        self.lock()?.alarms.insert((room.to_owned(), name.to_owned()), at_ms);
-        Ok(())
-    }
-
-    fn delete_alarm(&self, room: &str, name: &str) -> StoreResult<bool> {
-        Ok(self.lock()?.alarms.remove(&(room.to_owned(), name.to_owned())).is_some())
-    }
-
     fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
         Ok(self.pending_alarms()?.into_iter().filter(|(r, _, _)| r == room).map(|(_, n, at)| (n, at)).collect())
     }
@@ -83,6 +77,14 @@ impl Store for MemoryStore {
         let mut all: Vec<_> = self.lock()?.alarms.iter().map(|((r, n), at)| (r.clone(), n.clone(), *at)).collect();
         all.sort_by_key(|(_, _, at)| *at);
         Ok(all)
+    }
+
+    fn commit(&self, batch: Batch, done: Committed) {
+        done(self.apply(batch));
+    }
+
+    fn flush(&self, done: Flushed) {
+        done();
     }
 }
 

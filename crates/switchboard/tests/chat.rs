@@ -325,3 +325,42 @@ async fn a_missing_geo_database_means_unknown_countries_not_a_failure() {
     let (server, _db) = geo_server(&["--geo-db", "/nonexistent/geo-ipv6.mmdb"]);
     assert_eq!(join(&server, "somegeo").await.country, "NZ");
 }
+
+#[tokio::test]
+async fn every_acknowledged_message_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let flags = ["--data-dir", data, "--chat-history", "5000", "--chat-rate", "10000", "--chat-burst", "10000"];
+    let mut server = ServerProcess::start_with(&flags);
+    let mut sender = join(&server, "crash").await;
+    let _listener = join(&server, "crash").await;
+    // Far more messages than are read back before the kill, so the kill
+    // lands while messages are still being handled, stored and acked.
+    const SENT: usize = 2000;
+    for i in 0..SENT {
+        say(&mut sender, &format!("line {i}"), &i.to_string()).await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 300 {
+        let message = next(&mut sender.client).await;
+        match message["type"].as_str() {
+            Some("ack") => acked.push((message["ref"].as_str().unwrap().to_owned(), message["id"].as_str().unwrap().to_owned())),
+            Some("state" | "admin") => {}
+            _ => panic!("unexpected {message}"),
+        }
+    }
+    server.kill9();
+
+    let server = ServerProcess::start_with(&flags);
+    let (_reader, first) = join_with(&server, "crash", &[]).await;
+    let history: HashSet<(String, String)> = first[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["text"].as_str().unwrap().to_owned(), m["id"].as_str().unwrap().to_owned()))
+        .collect();
+    for (r#ref, id) in &acked {
+        assert!(history.contains(&(format!("line {ref}"), id.clone())), "acked message {id} (ref {ref}) is in the history after kill -9");
+    }
+    assert!(history.len() >= acked.len() && history.len() <= SENT);
+}

@@ -4,7 +4,8 @@
 //! Keys: `seq` holds the last message number (u64, big-endian); `h/` and the
 //! number as 20 decimal digits holds that message as JSON, so a prefix list
 //! returns them oldest first. Each new message and the removal of the one
-//! that falls out of the window are written in one transaction.
+//! that falls out of the window are written together, in the transaction
+//! of the room's batch of events.
 
 use switchboard_room::RoomStorage;
 use switchboard_room::{StoreResult, Write};
@@ -23,14 +24,15 @@ pub fn last_seq(storage: &RoomStorage<'_>) -> StoreResult<u64> {
     Ok(storage.get(SEQ)?.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_be_bytes))
 }
 
-/// Stores message number `seq` and forgets the one `keep` messages older.
-pub fn append(storage: &RoomStorage<'_>, seq: u64, message: &ChatMessage, keep: usize) -> StoreResult<()> {
+/// Stores message number `seq` and forgets the one `keep` messages older
+/// (committed with the rest of the batch's writes).
+pub fn append(storage: &mut RoomStorage<'_>, seq: u64, message: &ChatMessage, keep: usize) {
     let json = serde_json::to_vec(message).unwrap_or_default();
     let mut writes = vec![Write::Put(SEQ.to_owned(), seq.to_be_bytes().to_vec()), Write::Put(key(seq), json)];
     if let Some(old) = seq.checked_sub(keep as u64).filter(|old| *old > 0) {
         writes.push(Write::Delete(key(old)));
     }
-    storage.write_batch(&writes)
+    storage.write_all(writes);
 }
 
 /// The most recent `keep` messages, oldest first. Entries that do not parse

@@ -5,6 +5,12 @@
 //! recent history live in room storage and survive restarts. Rate-limit
 //! buckets are in memory only: a room hibernates after seconds without
 //! events, by which time every bucket would have refilled anyway.
+//!
+//! A sender's `ack` leaves only once its message is committed to storage
+//! (`Ctx::send_after_commit`); the others receive the message at once.
+//! Joins and leaves are announced once per batch of events: one `state`
+//! with the member list, then an `admin` line each, so a thousand joins at
+//! once cost a thousand small lines per member, not a thousand lists.
 
 mod history;
 mod limits;
@@ -16,11 +22,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use switchboard_room::{Closed, ConnId, ConnectRequest, Ctx, Decision, Message, Room, RoomFactory, RoomStorage};
+use switchboard_room::{Closed, ConnId, ConnectRequest, Ctx, Decision, Message, Room, RoomFactory, RoomStorage, StoreError};
 use tracing::warn;
 
 use limits::TokenBucket;
-use wire::{AdminEvent, ChatMessage, ClientMessage, ErrorCode, HistoryEntry, Limits, ServerMessage, User, MAX_REF_LEN};
+use wire::{AckRef, AdminEvent, ChatMessage, ClientMessage, ErrorCode, HistoryEntry, Limits, ServerMessage, User, MAX_REF_LEN};
 
 /// The chat's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +84,8 @@ pub struct Chat {
     config: ChatConfig,
     seq: u64,
     buckets: HashMap<ConnId, TokenBucket>,
+    /// Joins and leaves of the current batch, announced at its end.
+    announcements: Vec<(AdminEvent, User)>,
 }
 
 fn now_ms() -> u64 {
@@ -105,7 +113,7 @@ impl Chat {
             warn!(room = id, error = %e, "cannot read the chat's message counter");
             now_ms()
         });
-        Chat { id: id.to_owned(), config, seq, buckets: HashMap::new() }
+        Chat { id: id.to_owned(), config, seq, buckets: HashMap::new(), announcements: Vec::new() }
     }
 
     /// Named members, in join order (connection ids grow with time).
@@ -114,16 +122,20 @@ impl Chat {
         conns.into_iter().filter_map(|c| Member::of(ctx.attachment(c)).user(c)).collect()
     }
 
-    fn announce(ctx: &mut Ctx<'_>, event: AdminEvent, user: &User) {
+    /// The batch's joins and leaves: the member list once, then a line each.
+    fn announce(ctx: &mut Ctx<'_>, announcements: Vec<(AdminEvent, User)>) {
         let users = Chat::users(ctx);
         let state = ServerMessage::State { count: users.len(), users: &users }.to_json();
         ctx.broadcast(&Message::text(state), None);
-        let verb = match event {
-            AdminEvent::Joined => "joined",
-            AdminEvent::Left => "left",
-        };
-        let admin = ServerMessage::Admin { event, user, text: format!("{} {verb}", user.name), time: now_ms() };
-        ctx.broadcast(&Message::text(admin.to_json()), None);
+        let time = now_ms();
+        for (event, user) in announcements {
+            let verb = match event {
+                AdminEvent::Joined => "joined",
+                AdminEvent::Left => "left",
+            };
+            let admin = ServerMessage::Admin { event, user: &user, text: format!("{} {verb}", user.name), time };
+            ctx.broadcast(&Message::text(admin.to_json()), None);
+        }
     }
 
     /// Checks a client message; `Ok` holds the text and ref to accept.
@@ -191,7 +203,7 @@ impl Room for Chat {
         });
         let messages = messages.into_iter().map(|message| HistoryEntry { message }).collect();
         send(ctx, conn, &ServerMessage::History { messages });
-        Chat::announce(ctx, AdminEvent::Joined, &user);
+        self.announcements.push((AdminEvent::Joined, user));
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
@@ -203,19 +215,32 @@ impl Room for Chat {
         };
         self.seq += 1;
         let message = ChatMessage { id: format!("m{}", self.seq), from, text, time: now_ms() };
-        if let Err(e) = history::append(&ctx.storage(), self.seq, &message, self.config.history) {
-            // Delivering beats dropping: the message goes out live and only
-            // the history misses it.
-            warn!(room = ctx.room(), error = %e, "cannot store a chat message");
-        }
+        history::append(&mut ctx.storage(), self.seq, &message, self.config.history);
+        // Others see it at once; the sender's ack promises it is stored.
         ctx.broadcast(&Message::text(ServerMessage::Message(&message).to_json()), Some(conn));
-        send(ctx, conn, &ServerMessage::Ack { r#ref: r#ref.as_deref(), id: &message.id, time: message.time });
+        let ack = ServerMessage::Ack { r#ref: r#ref.as_deref(), id: &message.id, time: message.time };
+        ctx.send_after_commit(conn, Message::text(ack.to_json()));
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, closed: &Closed) {
+    fn on_close(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, closed: &Closed) {
         self.buckets.remove(&conn);
         if let Some(user) = Member::of(closed.attachment.as_deref()).user(conn) {
-            Chat::announce(ctx, AdminEvent::Left, &user);
+            self.announcements.push((AdminEvent::Left, user));
+        }
+    }
+
+    fn on_batch_end(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.announcements.is_empty() {
+            Chat::announce(ctx, std::mem::take(&mut self.announcements));
+        }
+    }
+
+    fn on_commit_failed(&mut self, ctx: &mut Ctx<'_>, _error: &StoreError, unsent: &[(ConnId, Message)]) {
+        // Delivering beats dropping: the message went out live and only the
+        // history misses it; its sender learns so instead of an ack.
+        for (conn, ack) in unsent {
+            let r#ref = serde_json::from_slice::<AckRef>(ack.payload()).ok().and_then(|a| a.r#ref);
+            send_error(ctx, *conn, ErrorCode::NotStored, "that message was sent but could not be saved to the history", r#ref.as_deref());
         }
     }
 }

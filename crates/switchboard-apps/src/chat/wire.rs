@@ -59,6 +59,9 @@ pub enum ErrorCode {
     Profanity,
     /// The room has as many users as it may.
     RoomFull,
+    /// Relayed live, but the history could not store it (a storage
+    /// failure): sent instead of the `ack`.
+    NotStored,
 }
 
 /// Everything the server sends. The fields are the JSON fields of
@@ -71,13 +74,13 @@ pub enum ServerMessage<'a> {
     Welcome { id: &'a str, name: &'a str, country: Option<&'a str>, room: &'a str, limits: Limits },
     /// To the newcomer, after `welcome`.
     History { messages: Vec<HistoryEntry> },
-    /// To everyone on every join and leave.
+    /// To everyone once per batch of events with joins or leaves.
     State { count: usize, users: &'a [User] },
-    /// To everyone on every join and leave.
+    /// To everyone for each join and leave, after that batch's `state`.
     Admin { event: AdminEvent, user: &'a User, text: String, time: u64 },
     /// To everyone but the sender.
     Message(&'a ChatMessage),
-    /// To the sender of an accepted message.
+    /// To the sender of an accepted message, once it is stored.
     Ack { r#ref: Option<&'a str>, id: &'a str, time: u64 },
     /// To one client.
     Error { code: ErrorCode, message: &'a str, r#ref: Option<&'a str> },
@@ -124,6 +127,15 @@ pub enum ClientMessage {
         #[serde(default)]
         r#ref: Option<String>,
     },
+}
+
+/// The fields of an `ack` the room reads back when its commit failed, to
+/// tell the sender with an `error` instead.
+#[derive(Debug, Deserialize)]
+pub struct AckRef {
+    /// The client's `ref`.
+    #[serde(default)]
+    pub r#ref: Option<String>,
 }
 
 /// Longest `ref` a client may attach.

@@ -68,7 +68,7 @@ impl Room for Counter {
                 let me = String::from_utf8(ctx.attachment(conn).unwrap_or_default().to_vec()).unwrap();
                 ctx.send(conn, &Message::text(me));
             }
-            "alarm" => ctx.set_alarm("ring", SystemTime::now() + Duration::from_millis(50)).unwrap(),
+            "alarm" => ctx.set_alarm("ring", SystemTime::now() + Duration::from_millis(50)),
             "auto" => ctx.set_auto_response(Some(("ping", "pong"))),
             t if t.starts_with("tag:") => {
                 let members: Vec<String> = ctx.connections(Some(&t[4..])).map(|c| c.to_string()).collect();
@@ -81,7 +81,7 @@ impl Room for Counter {
     }
 
     fn on_alarm(&mut self, ctx: &mut Ctx<'_>, name: &str) {
-        ctx.storage().put("fired", name.as_bytes()).unwrap();
+        ctx.storage().put("fired", name.as_bytes());
         ctx.broadcast(&Message::text(format!("alarm:{name}")), None);
     }
 }
@@ -206,7 +206,7 @@ async fn alarms_fire_once_and_are_removed_from_storage() {
 #[tokio::test]
 async fn a_stored_alarm_fires_when_the_room_starts_after_a_restart() {
     let store = Arc::new(MemoryStore::new());
-    store.set_alarm("t/rs", "cleanup", 1).unwrap();
+    switchboard_store::commit_blocking(&*store, switchboard_store::Batch { room: "t/rs".into(), writes: vec![Write::SetAlarm("cleanup".into(), 1)] }).unwrap();
     let room = spawn_room("t/rs".into(), "rs".into(), factory(), store.clone(), config());
     for _ in 0..100 {
         if store.get("t/rs", "fired").unwrap().is_some() {
@@ -491,4 +491,141 @@ async fn a_handler_panicking_on_a_connections_task_stops_the_room() {
     // it would had the handler panicked on its own task.
     assert!(room.stats().await.is_none());
     assert!(room.is_closed());
+}
+
+/// A store whose commits wait behind a gate until the test opens it (a
+/// slow disk), or fail (a full one).
+#[derive(Default)]
+struct GatedStore {
+    inner: MemoryStore,
+    state: Mutex<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: bool,
+    fail: bool,
+    waiting: Vec<(switchboard_store::Batch, switchboard_store::Committed)>,
+    commits: usize,
+}
+
+impl GatedStore {
+    fn open(&self) {
+        let waiting = {
+            let mut gate = self.state.lock().unwrap();
+            gate.open = true;
+            std::mem::take(&mut gate.waiting)
+        };
+        for (batch, done) in waiting {
+            self.inner.commit(batch, done);
+        }
+    }
+}
+
+impl Store for GatedStore {
+    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get(room, key)
+    }
+    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.inner.list(room, prefix, limit)
+    }
+    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
+        self.inner.room_alarms(room)
+    }
+    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
+        self.inner.pending_alarms()
+    }
+    fn commit(&self, batch: switchboard_store::Batch, done: switchboard_store::Committed) {
+        let mut gate = self.state.lock().unwrap();
+        gate.commits += 1;
+        if gate.fail {
+            drop(gate);
+            return done(Err(switchboard_store::StoreError("disk full".into())));
+        }
+        if gate.open {
+            drop(gate);
+            return self.inner.commit(batch, done);
+        }
+        gate.waiting.push((batch, done));
+    }
+    fn flush(&self, done: switchboard_store::Flushed) {
+        done()
+    }
+}
+
+/// `w:KEY` stores KEY, answers `seen KEY` at once and `stored KEY` after
+/// the commit; `r:KEY` answers what a read of KEY returns.
+struct Journal;
+
+impl Room for Journal {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
+        let text = message.as_text().unwrap_or_default().to_owned();
+        if let Some(key) = text.strip_prefix("w:") {
+            ctx.storage().put(key, b"v");
+            ctx.send(conn, &Message::text(format!("seen {key}")));
+            ctx.send_after_commit(conn, Message::text(format!("stored {key}")));
+        } else if let Some(key) = text.strip_prefix("r:") {
+            let value = ctx.storage().get(key).unwrap();
+            ctx.send(conn, &Message::text(format!("{key}={value:?}")));
+        }
+    }
+
+    fn on_commit_failed(&mut self, ctx: &mut Ctx<'_>, error: &switchboard_store::StoreError, unsent: &[(ConnId, Message)]) {
+        for (conn, reply) in unsent {
+            ctx.send(*conn, &Message::text(format!("{}: not stored: {error}", reply.as_text().unwrap())));
+        }
+    }
+}
+
+fn journal() -> Arc<dyn RoomFactory> {
+    Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Journal) as Box<dyn Room>)
+}
+
+async fn wait_for(sink: &FakeSink, count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        if sink.texts().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sink.texts()
+}
+
+#[tokio::test]
+async fn replies_after_commit_wait_for_the_writes_before_them_and_keep_the_connections_order() {
+    let store = Arc::new(GatedStore::default());
+    let room = spawn_room("t/j".into(), "j".into(), journal(), store.clone(), config());
+    let a = join(&room, 1, "").await.unwrap();
+    let b = join(&room, 2, "").await.unwrap();
+    say(&room, 1, "w:one").await;
+    settle(&room).await;
+    // The first batch is in flight; the next two wait for it and go together.
+    say(&room, 1, "w:two").await;
+    say(&room, 1, "w:three").await;
+    say(&room, 2, "r:one").await;
+    settle(&room).await;
+    assert_eq!(a.texts(), ["seen one"], "what follows a reply that waits for a commit waits behind it");
+    assert_eq!(b.texts(), ["one=Some([118])"], "other connections are not held up, and reads see the room's own writes");
+    assert_eq!(store.inner.get("t/j", "one").unwrap(), None, "nothing committed behind the gate");
+    assert!(!room.is_settled());
+    store.open();
+    let texts = wait_for(&a, 6).await;
+    assert_eq!(texts, ["seen one", "stored one", "seen two", "stored two", "seen three", "stored three"]);
+    assert_eq!(store.state.lock().unwrap().commits, 2, "two batches: the first, then the two written while it was in flight");
+    assert_eq!(store.inner.list("t/j", "", 10).unwrap().len(), 3);
+    settle(&room).await;
+    assert!(room.is_settled());
+}
+
+#[tokio::test]
+async fn a_failed_commit_sends_no_reply_and_tells_the_room_whom_it_was_for() {
+    let store = Arc::new(GatedStore::default());
+    store.state.lock().unwrap().fail = true;
+    let room = spawn_room("t/f".into(), "f".into(), journal(), store.clone(), config());
+    let a = join(&room, 1, "").await.unwrap();
+    say(&room, 1, "w:lost").await;
+    let texts = wait_for(&a, 2).await;
+    assert_eq!(texts, ["seen lost", "stored lost: not stored: storage error: disk full"]);
+    say(&room, 1, "r:lost").await;
+    assert_eq!(wait_for(&a, 3).await[2], "lost=None", "a failed write is no longer read back");
 }
