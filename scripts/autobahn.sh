@@ -4,19 +4,21 @@
 #
 #   scripts/autobahn.sh [full|quick]     (quick skips 9.*, 12.*, 13.*)
 #
-# Needs ../shared/tools/autobahn (shared/ beside this repository) and a built
-# target/release/switchboard. The report goes to target/test-reports/autobahn/
-# (index.html per case, index.json, server.out / server.out.log).
+# Needs a built target/release/switchboard; scripts/autobahn-setup.sh builds
+# the suite's venv (target/autobahn-venv) first when it is missing or stale,
+# and tests/autobahn/run.py runs the client. The report goes to
+# target/test-reports/autobahn/ (index.html per case, index.json, wstest.log,
+# server.out / server.out.log).
 # Exit status: 0 as expected, 1 a regression against expected.json,
 # 2 could not run or the run is incomplete.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 MODE=${1:-full}
-TOOLS="../shared/tools/autobahn"
 REPORT="target/test-reports/autobahn"
 BIN="target/release/switchboard"
-# Hard limit for wstest; a full run against our server takes ~4-10 min.
+VENV=${AUTOBAHN_VENV:-target/autobahn-venv}
+# Hard limit for the fuzzing client; a full run against our server takes ~4-10 min.
 LIMIT_SECONDS=1800
 
 case "$MODE" in
@@ -24,27 +26,21 @@ case "$MODE" in
   *) echo "autobahn: unknown mode '$MODE' (full|quick)"; exit 2 ;;
 esac
 [ -x "$BIN" ] || { echo "autobahn: build the release binary first (cargo build --release -p switchboard)"; exit 2; }
-[ -x "$TOOLS/run.sh" ] || { echo "autobahn: $TOOLS not found (shared/ must sit beside this repository)"; exit 2; }
-"$TOOLS/setup.sh" || { echo "autobahn: $TOOLS/setup.sh failed"; exit 2; }
+AUTOBAHN_VENV="$VENV" scripts/autobahn-setup.sh || { echo "autobahn: scripts/autobahn-setup.sh failed"; exit 2; }
 
 rm -rf "$REPORT"
 mkdir -p "$REPORT"
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 RUN_PID=""
-# run.sh runs wstest under its own `timeout`, which puts wstest in a process
-# group of its own, out of reach of a signal to ours. So run.sh runs under
-# setsid and, if this script is stopped, its children (that
-# `timeout` among them) and then run.sh itself are stopped here, by PID.
+# If this script is stopped, run.py is stopped by its PID; on SIGTERM it
+# stops the fuzzing client it started, by that one's PID, before it exits.
 # shellcheck disable=SC2317 # called from the EXIT trap
 cleanup() {
   if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
-    echo "autobahn: stopping the wstest run (pid $RUN_PID)"
-    local child
-    for child in $(pgrep -P "$RUN_PID" 2>/dev/null); do
-      kill -TERM "$child" 2>/dev/null || true
-    done
+    echo "autobahn: stopping the fuzzing run (pid $RUN_PID)"
     kill -TERM "$RUN_PID" 2>/dev/null || true
+    wait "$RUN_PID" 2>/dev/null || true
   fi
   stop_server
 }
@@ -53,10 +49,10 @@ trap 'exit 130' INT TERM
 start_server "$REPORT/server.out" || exit 2
 echo "autobahn: server pid $SERVER_PID on $ADDR, $MODE run"
 
-args=(-o "$REPORT" -a switchboard -t "$LIMIT_SECONDS")
-[ "$MODE" = quick ] && args+=(-q)
+args=(--venv "$VENV" --out "$REPORT" --agent switchboard --limit "$LIMIT_SECONDS")
+[ "$MODE" = quick ] && args+=(--quick)
 status=0
-setsid "$TOOLS/run.sh" "${args[@]}" "ws://$ADDR/rooms/echo/autobahn" &
+python3 tests/autobahn/run.py "${args[@]}" "ws://$ADDR/rooms/echo/autobahn" &
 RUN_PID=$!
 wait "$RUN_PID" || status=$?
 RUN_PID=""
@@ -68,7 +64,7 @@ if ! server_alive; then
 fi
 stop_server
 if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
-  echo "autobahn: the run did not complete, run.sh exit status $status (report: $REPORT/)"
+  echo "autobahn: the run did not complete, run.py exit status $status (report: $REPORT/)"
   exit 2
 fi
 check=0

@@ -4,7 +4,7 @@
     check.py REPORT_DIR [--mode full|quick]     exit 1 on any regression
     check.py REPORT_DIR --write [--force]       rewrite expected.json from the report
 
-REPORT_DIR is the directory run.sh wrote (it holds index.json: agent -> case
+REPORT_DIR is the directory run.py wrote (it holds index.json: agent -> case
 id -> {"behavior": ..., "behaviorClose": ..., ...}).
 
 A regression is a case that is FAILED (or any behaviour other than OK,
@@ -13,7 +13,7 @@ from the report, or worse than expected, in the order
 OK > NON-STRICT > INFORMATIONAL > UNIMPLEMENTED > FAILED.
 A case better than expected is reported as an improvement; refresh the
 expectation with --write after checking it. `--mode quick` only checks the
-cases of a `run.sh -q` run (no 9.*, 12.*, 13.*).
+cases of a `run.py --quick` run (no 9.*, 12.*, 13.*).
 
 Exit status: 0 as expected, 1 regression, 2 unusable report or arguments.
 Standard library only.
@@ -136,7 +136,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report_dir")
     parser.add_argument("--mode", choices=["full", "quick"], default="full",
-                        help="quick: only the cases of a run.sh -q run are expected")
+                        help="quick: only the cases of a run.py --quick run are expected")
     parser.add_argument("--agent", help="agent name in index.json (default: the only one)")
     parser.add_argument("--expected", type=Path, default=DEFAULT_EXPECTED,
                         help="expectation file (default: expected.json beside this script)")
