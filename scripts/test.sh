@@ -3,13 +3,15 @@
 # what the tests need, then runs every part and reports each one.
 #
 #   scripts/test.sh
-#   scripts/test.sh --part deps|rust|node|e2e   one of the parts written here, alone
+#   scripts/test.sh --part deps|lint|rust|node|e2e   one of the parts written here, alone
 #
 # Parts, in order (docs/testing.md has the details and the time budgets):
 #   deps      apt packages only if missing (chromium too), `npm ci` (pins ws
 #             8.23.0 and playwright-core 1.65.1)
 #   build     release binaries target/release/switchboard{,-loadgen} and the
 #             geo_fixture example (the browser tests' geo database)
+#   lint      `cargo fmt --all --check` (rustfmt.toml) and `cargo clippy
+#             --workspace --all-targets --locked -- -D warnings`
 #   rust      unit + integration tests (cargo nextest + doc tests, or cargo test)
 #   node      node:test files tests/node/*.test.js against the release binary
 #   e2e       tests/e2e/*.test.js: the app pages in headless Chromium against
@@ -22,8 +24,8 @@
 #             tests/autobahn/expected.json; report in target/test-reports/autobahn/
 #
 # Environment: AUTOBAHN=full|quick|skip (default full), SKIP_FUZZ=1,
-# FUZZ_SECONDS=N. Needs a Rust toolchain (rustup, stable >= 1.85) and
-# ../shared/tools/autobahn beside this repository.
+# FUZZ_SECONDS=N. Needs a Rust toolchain (rustup, stable >= 1.85, with the
+# rustfmt and clippy components); nothing outside this repository.
 #
 # A failing part does not stop the later ones (except that nothing runs the
 # binary when it did not build); the exit status is non-zero if any part
@@ -53,6 +55,7 @@ main() {
     BUILT=0
   fi
 
+  part lint 1200 "$SELF" --part lint
   part rust 1800 "$SELF" --part rust
 
   if [ "$BUILT" = 1 ]; then
@@ -79,7 +82,7 @@ main() {
     skip) skip autobahn "AUTOBAHN=skip" ;;
     full|quick)
       if [ "$BUILT" = 1 ]; then
-        # run.sh's own limit is 1800 s; setup.sh takes ~1 min on a fresh machine.
+        # run.py's own limit is 1800 s; autobahn-setup.sh takes ~1 min on a fresh machine.
         part autobahn 2400 scripts/autobahn.sh "${AUTOBAHN:-full}"
       else
         skip autobahn "the release binary did not build"
@@ -160,7 +163,6 @@ deps() {
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt+=(python3-venv) # Autobahn's venv
   have c++ || apt+=(build-essential) # libFuzzer, wsaccel, C parts of crates
   have curl || apt+=(curl ca-certificates)
-  have pgrep || apt+=(procps) # scripts/autobahn.sh stops wstest's process tree
   # Browser tests: Debian's Chromium, driven by playwright-core (which never
   # downloads a browser of its own).
   [ -x /usr/bin/chromium ] || apt+=(chromium)
@@ -175,6 +177,17 @@ deps() {
   fi
   echo "node $(node --version), npm $(npm --version), $(python3 --version), $(cargo --version)"
   npm ci --no-audit --no-fund --loglevel=error
+}
+
+lint() {
+  local status=0
+  cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt missing: rustup component add rustfmt"; exit 1; }
+  cargo clippy --version >/dev/null 2>&1 || { echo "clippy missing: rustup component add clippy"; exit 1; }
+  echo "cargo fmt --all --check (settings in rustfmt.toml):"
+  if cargo fmt --all --check; then echo "formatting: ok"; else status=1; fi
+  echo "cargo clippy --workspace --all-targets --locked -- -D warnings:"
+  cargo clippy --workspace --all-targets --locked -- -D warnings || status=1
+  exit "$status"
 }
 
 rust_tests() {
@@ -220,6 +233,7 @@ if [ "${1:-}" = --part ]; then
   set -euo pipefail
   case "${2:-}" in
     deps) deps ;;
+    lint) lint ;;
     rust) rust_tests ;;
     node) node_tests ;;
     e2e) e2e_tests ;;
