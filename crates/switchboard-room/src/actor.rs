@@ -16,6 +16,7 @@ use tracing::warn;
 use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
 use crate::context::{encode, Ctx, Held};
 use crate::storage::{CommitReport, Deferred, RoomStorage, WriteBehind};
+use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
 
 /// Settings of room actors.
@@ -37,8 +38,9 @@ impl Default for RoomConfig {
     }
 }
 
-/// An input to a room.
-pub enum RoomEvent {
+/// An input to a room. Private: the server reaches a room through
+/// [`RoomHandle`]'s methods, which build these.
+pub(crate) enum RoomEvent {
     /// A connection asks to join; the answer comes before the 101.
     Connect {
         /// Who asks.
@@ -195,17 +197,44 @@ impl From<Mail> for RoomEvent {
     }
 }
 
-/// The room actor has stopped (it had no connections, no alarms, no work).
-#[derive(Debug)]
-pub struct RoomGone(pub RoomEvent);
+/// The room actor has stopped (it had no connections, no alarms, no work):
+/// its owner starts a new one for the next event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomGone;
 
-/// Why [`RoomHandle::try_send`] did not deliver an event; the event comes back.
+impl std::fmt::Display for RoomGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the room's actor has stopped")
+    }
+}
+
+impl std::error::Error for RoomGone {}
+
+/// Why [`RoomHandle::try_deliver`] did not deliver messages.
 #[derive(Debug)]
-pub enum TrySendError {
-    /// The mailbox is full: wait with [`RoomHandle::send`].
+pub enum TryDeliverError {
+    /// The mailbox is full: the messages come back, for
+    /// [`RoomHandle::deliver`], which waits for room.
+    Full(Vec<Message>),
+    /// The room's actor has stopped.
+    Gone,
+}
+
+/// Why an event did not reach the mailbox now; the event comes back.
+#[derive(Debug)]
+pub(crate) enum TrySendError {
     Full(RoomEvent),
-    /// The room actor has stopped.
-    Gone(RoomEvent),
+    Gone,
+}
+
+/// A connection's messages as one event: one message as itself, several as
+/// a list.
+fn messages_event(conn: ConnId, mut messages: Vec<Message>) -> RoomEvent {
+    if messages.len() == 1 {
+        RoomEvent::Message { conn, message: messages.pop().expect("one message") }
+    } else {
+        RoomEvent::Messages { conn, messages }
+    }
 }
 
 impl std::fmt::Debug for RoomEvent {
@@ -226,52 +255,114 @@ impl std::fmt::Debug for RoomEvent {
 
 impl RoomHandle {
     /// Delivers an event, waiting while the mailbox is full.
-    pub async fn send(&self, event: RoomEvent) -> Result<(), RoomGone> {
+    pub(crate) async fn send(&self, event: RoomEvent) -> Result<(), RoomGone> {
         let counted = Counted::new(&self.shared.queued);
-        self.tx.send(event.into()).await.map_err(|e| RoomGone(e.0.into()))?;
+        self.tx.send(event.into()).await.map_err(|_| RoomGone)?;
         counted.sent();
         Ok(())
     }
 
-    /// Delivers an event if the mailbox has room now. A sender on a hot
-    /// path tries this first and awaits [`RoomHandle::send`] (whose future
-    /// is several hundred bytes) only when the mailbox is full. The event
-    /// comes back by value in the error, as with tokio's `try_send`.
+    /// A connection asks to join: the room's answer, given before the 101.
+    pub async fn connect(&self, request: ConnectRequest) -> Result<Decision, RoomGone> {
+        let (reply, decision) = oneshot::channel();
+        self.send(RoomEvent::Connect { request, reply }).await?;
+        decision.await.map_err(|_| RoomGone)
+    }
+
+    /// An accepted connection is open: `sink` is its outbound side (boxed,
+    /// not shared: the room's table holds one per connection; a sink that
+    /// others must see too can be an `Arc`, which is a `ConnSink` as well),
+    /// with the tags and attachment of the room's decision.
+    pub async fn open(&self, conn: ConnId, sink: Box<dyn ConnSink>, tags: Vec<String>, attachment: Option<Vec<u8>>) -> Result<(), RoomGone> {
+        self.send(RoomEvent::Open { conn, sink, tags, attachment }).await
+    }
+
+    /// Delivers a connection's messages, in order, waiting while the
+    /// mailbox is full (never handled on the caller's task).
+    pub async fn deliver(&self, conn: ConnId, messages: Vec<Message>) -> Result<(), RoomGone> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.send(messages_event(conn, messages)).await
+    }
+
+    /// A connection failed (protocol error, dead peer); its close follows.
+    pub async fn error(&self, conn: ConnId, error: String) -> Result<(), RoomGone> {
+        self.send(RoomEvent::Error { conn, error }).await
+    }
+
+    /// A connection ended. With `wait`, waits (at most that long) until the
+    /// room has handled it, i.e. until everything the room sent before it
+    /// is queued on the connection (a clean close's reply waits for that).
+    pub async fn close(&self, conn: ConnId, closed: Closed, wait: Option<Duration>) -> Result<(), RoomGone> {
+        let Some(wait) = wait else { return self.send(RoomEvent::Close { conn, closed, done: None }).await };
+        let (done, handled) = oneshot::channel();
+        self.send(RoomEvent::Close { conn, closed, done: Some(done) }).await?;
+        let _ = tokio::time::timeout(wait, handled).await;
+        Ok(())
+    }
+
+    /// Tells the room that a connection ended, from code that cannot wait
+    /// (a `Drop`): the event is sent by a task of the current runtime, if
+    /// there is one.
+    pub fn close_detached(&self, conn: ConnId, closed: Closed) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let room = self.clone();
+            runtime.spawn(async move {
+                let _ = room.send(RoomEvent::Close { conn, closed, done: None }).await;
+            });
+        }
+    }
+
+    /// HTTP to the room.
+    pub async fn request(&self, request: RoomRequest) -> Result<RoomResponse, RoomGone> {
+        let (reply, response) = oneshot::channel();
+        self.send(RoomEvent::Request { request, reply }).await?;
+        response.await.map_err(|_| RoomGone)
+    }
+
+    /// Delivers an event if the mailbox has room now. The event comes back
+    /// by value in the error, as with tokio's `try_send`.
     #[allow(clippy::result_large_err)]
-    pub fn try_send(&self, event: RoomEvent) -> Result<(), TrySendError> {
+    pub(crate) fn try_send(&self, event: RoomEvent) -> Result<(), TrySendError> {
         let counted = Counted::new(&self.shared.queued);
         self.tx.try_send(event.into()).map_err(|e| match e {
             mpsc::error::TrySendError::Full(mail) => TrySendError::Full(mail.into()),
-            mpsc::error::TrySendError::Closed(mail) => TrySendError::Gone(mail.into()),
+            mpsc::error::TrySendError::Closed(_) => TrySendError::Gone,
         })?;
         counted.sent();
         Ok(())
     }
 
-    /// Delivers a connection's messages (a `Message` or `Messages` event):
-    /// when the room is free, that is no handler is running and nothing
-    /// sent to it is waiting, they are handled at once on the caller's task
-    /// as one batch, frames and `on_batch_end` included; otherwise, and for
-    /// any other event, this is [`RoomHandle::try_send`]. Handlers still run
-    /// one at a time and each sender's events in order; what is saved is
-    /// the hop to the actor's task and back (a mailbox slot, two wake-ups
-    /// and two task switches per read), about a sixth of the server's
-    /// instructions for a short echo. A handler that panics here unwinds
-    /// the caller's task, and the room's actor stops at its next event
-    /// (the lock is poisoned), as when one panics on the actor's task.
-    #[allow(clippy::result_large_err)]
-    pub fn try_deliver(&self, event: RoomEvent) -> Result<(), TrySendError> {
-        if !matches!(event, RoomEvent::Message { .. } | RoomEvent::Messages { .. }) {
-            return self.try_send(event);
+    /// Delivers a connection's messages without waiting: when the room is
+    /// free, that is no handler is running and nothing sent to it is
+    /// waiting, they are handled at once on the caller's task as one batch,
+    /// frames and `on_batch_end` included; otherwise they go to the
+    /// mailbox if it has room. Handlers still run one at a time and each
+    /// sender's events in order; what is saved is the hop to the actor's
+    /// task and back (a mailbox slot, two wake-ups and two task switches
+    /// per read). A handler that panics here unwinds the caller's task, and
+    /// the room's actor stops at its next event (the lock is poisoned), as
+    /// when one panics on the actor's task.
+    pub fn try_deliver(&self, conn: ConnId, messages: Vec<Message>) -> Result<(), TryDeliverError> {
+        if messages.is_empty() {
+            return Ok(());
         }
+        let event = messages_event(conn, messages);
+        let queue = |event| match self.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(RoomEvent::Message { message, .. })) => Err(TryDeliverError::Full(vec![message])),
+            Err(TrySendError::Full(RoomEvent::Messages { messages, .. })) => Err(TryDeliverError::Full(messages)),
+            Err(_) => Err(TryDeliverError::Gone),
+        };
         let mut actor = match self.shared.actor.try_lock() {
             Ok(actor) => actor,
-            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return self.try_send(event),
+            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return queue(event),
         };
         // Read under the lock: the actor uncounts events under it too.
         if actor.stopped || self.shared.queued.load(Ordering::SeqCst) != 0 {
             drop(actor);
-            return self.try_send(event);
+            return queue(event);
         }
         let plan = actor.plan();
         actor.handle(event);
@@ -313,9 +404,10 @@ impl RoomHandle {
     }
 }
 
-/// Starts the actor of room `id`, stored under namespace `room` (`kind/id`).
+/// Starts the actor of room `name`, stored under its namespace (`kind/id`).
 /// Pending alarms of the room are loaded from the store.
-pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
+pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
+    let room = name.namespace();
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let alarms = match store.room_alarms(&room) {
@@ -327,7 +419,7 @@ pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store
     };
     let actor = Actor {
         room,
-        id,
+        name,
         factory,
         store,
         object: None,
@@ -350,8 +442,9 @@ pub fn spawn_room(room: String, id: String, factory: Arc<dyn RoomFactory>, store
 const EVENTS_PER_WAKE: usize = 64;
 
 struct Actor {
+    /// The storage namespace, `kind/id`; also how logs name the room.
     room: String,
-    id: String,
+    name: RoomName,
     factory: Arc<dyn RoomFactory>,
     store: Arc<dyn Store>,
     /// The room object; `None` while hibernating.
@@ -460,10 +553,10 @@ impl Actor {
 
     /// Runs `f` with the room object (building it if hibernated) and a context.
     fn with_room<R>(&mut self, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
-        let Actor { room, id, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
+        let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
-            factory.create(id, &RoomStorage { store: &**store, room, pending })
+            factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
         let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending };
         f(object.as_mut(), &mut ctx)

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use switchboard_proto::frame::SharedFrame;
+use switchboard_proto::CloseCode;
 
 /// A connection's id, unique for the life of the server process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,7 +38,7 @@ pub trait ConnSink: Send + Sync + 'static {
     /// recipient; a large payload is the sender's buffer, not a copy).
     fn send_frame(&self, frame: &SharedFrame) -> SendOutcome;
     /// Starts the closing handshake with `code` and `reason`.
-    fn close(&self, code: u16, reason: &str);
+    fn close(&self, code: CloseCode, reason: &str);
     /// Sets the exact text request the connection layer answers by itself,
     /// with the encoded response frame, without waking the room. One pair
     /// is shared by every connection of the room.
@@ -52,7 +53,7 @@ impl<T: ConnSink + ?Sized> ConnSink for Arc<T> {
         (**self).send_frame(frame)
     }
 
-    fn close(&self, code: u16, reason: &str) {
+    fn close(&self, code: CloseCode, reason: &str) {
         (**self).close(code, reason)
     }
 

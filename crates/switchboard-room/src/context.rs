@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, COPY_THRESHOLD, MAX_HEADER_LEN};
-use switchboard_proto::Message;
+use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Store, Write};
 
 use crate::conn::{ConnId, ConnRecord, SendOutcome, MAX_ATTACHMENT_LEN};
@@ -225,7 +225,7 @@ impl Ctx<'_> {
     }
 
     /// Starts closing a connection.
-    pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+    pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
         self.held.flush(self.conns);
         if let Some(record) = self.conns.get(&conn) {
             record.sink.close(code, reason);

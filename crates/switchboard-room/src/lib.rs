@@ -19,13 +19,16 @@
 mod actor;
 mod conn;
 mod context;
+mod name;
 mod room;
 mod storage;
+pub mod testing;
 
-pub use actor::{spawn_room, RoomConfig, RoomEvent, RoomHandle, RoomStats, TrySendError};
+pub use actor::{spawn_room, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
+pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};
 pub use conn::{ConnId, ConnSink, SendOutcome, MAX_ATTACHMENT_LEN};
 pub use context::Ctx;
 pub use storage::RoomStorage;
 pub use room::{Closed, ConnectRequest, Decision, Geo, Room, RoomFactory, RoomRequest, RoomResponse};
-pub use switchboard_proto::Message;
+pub use switchboard_proto::{CloseCode, Message};
 pub use switchboard_store::{StoreError, StoreResult, Write};

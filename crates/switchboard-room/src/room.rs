@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use switchboard_proto::Message;
+use switchboard_proto::{CloseCode, Message};
 
 use crate::conn::ConnId;
 use crate::context::Ctx;
@@ -70,7 +70,7 @@ impl Decision {
 pub struct Closed {
     /// The close code (the peer's, ours on a protocol error, 1006 when the
     /// TCP connection dropped), `None` when the close frame had no code.
-    pub code: Option<u16>,
+    pub code: Option<CloseCode>,
     /// The reason.
     pub reason: String,
     /// True when the closing handshake completed.

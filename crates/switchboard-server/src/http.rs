@@ -12,8 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use switchboard_room::{RoomEvent, RoomRequest};
-use tokio::sync::oneshot;
+use switchboard_room::RoomRequest;
 use tracing::debug;
 
 use switchboard_net::{PrefixedIo, Shutdown};
@@ -116,7 +115,7 @@ fn asset_response(asset: Asset, req: &Request<Incoming>) -> Response<Full<Bytes>
 /// room; every other path is the room's own `on_request`.
 async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry) -> Response<Full<Bytes>> {
     let Some(room) = registry.room(&api.kind, api.id) else {
-        return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind));
+        return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind.as_str()));
     };
     if api.rest == "/_stats" && req.method() == Method::GET {
         return match room.stats().await {
@@ -129,12 +128,8 @@ async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry)
         Ok(body) => body.to_bytes(),
         Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {MAX_ROOM_REQUEST_BODY} bytes\n")),
     };
-    let (reply, response) = oneshot::channel();
     let request = RoomRequest { method, path: api.rest, body };
-    if room.send(RoomEvent::Request { request, reply }).await.is_err() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "room unavailable\n");
-    }
-    match response.await {
+    match room.request(request).await {
         Ok(r) => {
             let mut response = Response::new(Full::new(r.body));
             *response.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -31,7 +31,7 @@ pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
 pub use switchboard_apps::{AppsConfig, ChatConfig};
-pub use routes::{is_kind_name, ApiRoute, RoomId, Route, RouteError};
+pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
 

@@ -7,14 +7,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use switchboard_room::{spawn_room, RoomConfig, RoomHandle};
+use switchboard_room::{spawn_room, RoomConfig, RoomHandle, RoomId, RoomKind, RoomName};
 use switchboard_store::Store;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::warn;
 
 use crate::kinds::Kinds;
-use crate::routes::RoomId;
 
 /// A cheap handle to the map of rooms.
 #[derive(Clone)]
@@ -24,7 +23,7 @@ struct Inner {
     kinds: Arc<Kinds>,
     store: Arc<dyn Store>,
     config: RoomConfig,
-    rooms: Mutex<HashMap<String, RoomHandle>>,
+    rooms: Mutex<HashMap<RoomName, RoomHandle>>,
 }
 
 impl Registry {
@@ -37,25 +36,24 @@ impl Registry {
             Vec::new()
         });
         let registry = Registry(Arc::new(Inner { kinds, store, config, rooms: Mutex::new(HashMap::new()) }));
-        for (room, _, _) in pending {
-            let Some((kind, id)) = room.split_once('/') else { continue };
-            let Some(id) = RoomId::parse(id) else { continue };
-            registry.room(kind, id);
+        for (namespace, _, _) in pending {
+            let Some(name) = RoomName::from_namespace(&namespace) else { continue };
+            registry.room(&name.kind, name.id);
         }
         registry
     }
 
     /// The mailbox of a room, starting its actor if needed; `None` for an
     /// unknown kind.
-    pub(crate) fn room(&self, kind: &str, id: RoomId) -> Option<RoomHandle> {
-        let spec = self.0.kinds.get(kind)?;
-        let name = format!("{kind}/{}", id.as_str());
+    pub(crate) fn room(&self, kind: &RoomKind, id: RoomId) -> Option<RoomHandle> {
+        let spec = self.0.kinds.get(kind.as_str())?;
+        let name = RoomName::new(kind.clone(), id);
         // A panic while holding this lock leaves a consistent map behind.
         let mut rooms = self.0.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(live) = rooms.get(&name).filter(|h| !h.is_closed()) {
             return Some(live.clone());
         }
-        let handle = spawn_room(name.clone(), id.as_str().to_owned(), spec.factory.clone(), self.0.store.clone(), self.0.config);
+        let handle = spawn_room(name.clone(), spec.factory.clone(), self.0.store.clone(), self.0.config);
         rooms.insert(name, handle.clone());
         // Forget stopped actors now and then, so the map does not keep every room ever seen.
         if rooms.len() > 1024 && rooms.len().is_power_of_two() {

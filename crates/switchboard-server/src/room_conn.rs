@@ -18,8 +18,7 @@ use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
 use switchboard_proto::frame::SharedFrame;
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnSink, RoomEvent, RoomHandle, SendOutcome, TrySendError};
-use tokio::sync::oneshot;
+use switchboard_room::{Closed, ConnId, ConnSink, RoomHandle, SendOutcome, TryDeliverError};
 
 /// The room side of a connection's outbound queue.
 pub(crate) struct SocketSink(Arc<Outbound>);
@@ -33,8 +32,8 @@ impl ConnSink for SocketSink {
         }
     }
 
-    fn close(&self, code: u16, reason: &str) {
-        self.0.close(code, reason)
+    fn close(&self, code: CloseCode, reason: &str) {
+        self.0.close(code.as_u16(), reason)
     }
 
     fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
@@ -85,8 +84,7 @@ impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
         let sink = Box::new(SocketSink(out.outbound()));
         let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
-        let event = RoomEvent::Open { conn: self.conn, sink, tags, attachment };
-        self.opened = self.room.send(event).await.is_ok();
+        self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
         }
@@ -125,21 +123,16 @@ impl Handler for RoomConnection {
             return;
         }
         // Messages read before the close or the error reach the room first.
-        if !self.pending.is_empty() {
-            let messages = std::mem::take(&mut self.pending);
-            let _ = self.room.send(RoomEvent::Messages { conn: self.conn, messages }).await;
-        }
+        let _ = self.room.deliver(self.conn, std::mem::take(&mut self.pending)).await;
         self.opened = false;
         if !clean && code != Some(CloseCode::ABNORMAL) {
-            let _ = self.room.send(RoomEvent::Error { conn: self.conn, error: reason.to_owned() }).await;
+            let _ = self.room.error(self.conn, reason.to_owned()).await;
         }
-        let closed = Closed { code: code.map(CloseCode::as_u16), reason: reason.to_owned(), clean, attachment: None };
-        let (done, processed) = oneshot::channel();
+        let closed = Closed { code, reason: reason.to_owned(), clean, attachment: None };
         let orderly = clean || code != Some(CloseCode::ABNORMAL);
-        if self.room.send(RoomEvent::Close { conn: self.conn, closed, done: Some(done) }).await.is_ok() && orderly {
-            // Replies the room sent before our close frame must go out before it.
-            let _ = tokio::time::timeout(Duration::from_millis(self.close_wait_ms.into()), processed).await;
-        }
+        // Replies the room sent before our close frame must go out before it.
+        let wait = orderly.then(|| Duration::from_millis(self.close_wait_ms.into()));
+        let _ = self.room.close(self.conn, closed, wait).await;
     }
 }
 
@@ -153,19 +146,17 @@ impl RoomConnection {
     /// goes with the event, so a connection keeps no buffer between reads.
     /// The wait resolves to false if the room is gone.
     fn forward(&mut self, out: &mut Outbox<'_>) -> Option<Pin<Box<impl Future<Output = bool> + Send + '_>>> {
-        let mut messages = std::mem::take(&mut self.pending);
-        let event = match messages.len() {
-            0 => return None,
-            1 => RoomEvent::Message { conn: self.conn, message: messages.pop().expect("one message") },
-            _ => RoomEvent::Messages { conn: self.conn, messages },
-        };
-        match self.room.try_deliver(event) {
+        let messages = std::mem::take(&mut self.pending);
+        if messages.is_empty() {
+            return None;
+        }
+        match self.room.try_deliver(self.conn, messages) {
             Ok(()) => None,
-            Err(TrySendError::Full(event)) => {
-                let room = &self.room;
-                Some(Box::pin(async move { room.send(event).await.is_ok() }))
+            Err(TryDeliverError::Full(messages)) => {
+                let (room, conn) = (&self.room, self.conn);
+                Some(Box::pin(async move { room.deliver(conn, messages).await.is_ok() }))
             }
-            Err(TrySendError::Gone(_)) => {
+            Err(TryDeliverError::Gone) => {
                 out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
                 None
             }
@@ -203,13 +194,7 @@ impl Drop for RoomConnection {
         if !self.opened {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let room = self.room.clone();
-            let closed = Closed { code: Some(CloseCode::ABNORMAL.as_u16()), reason: "connection task ended".into(), clean: false, attachment: None };
-            let event = RoomEvent::Close { conn: self.conn, closed, done: None };
-            runtime.spawn(async move {
-                let _ = room.send(event).await;
-            });
-        }
+        let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "connection task ended".into(), clean: false, attachment: None };
+        self.room.close_detached(self.conn, closed);
     }
 }

@@ -4,34 +4,12 @@
 //! Room ids are 1–128 characters of `A-Z a-z 0-9 - _ .`: safe in paths, logs
 //! and storage keys without escaping.
 
-/// Longest room kind name.
-pub const MAX_KIND_LEN: usize = 32;
+pub use switchboard_room::{RoomId, RoomKind};
+use switchboard_room::MAX_ROOM_ID_LEN;
 
 /// True for a well-formed kind name: 1-32 of `a-z 0-9 - _`.
 pub fn is_kind_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_KIND_LEN && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
-}
-
-/// A validated room id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RoomId(String);
-
-/// Longest room id accepted.
-pub const MAX_ROOM_ID_LEN: usize = 128;
-
-impl RoomId {
-    /// Validates a room id.
-    pub fn parse(id: &str) -> Option<RoomId> {
-        let valid = !id.is_empty()
-            && id.len() <= MAX_ROOM_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        valid.then(|| RoomId(id.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+    RoomKind::parse(name).is_some()
 }
 
 /// Where a request goes.
@@ -40,7 +18,7 @@ pub enum Route {
     /// A room of a kind (whether the kind exists is the server's to say).
     Room {
         /// The kind's name.
-        kind: String,
+        kind: RoomKind,
         /// The room.
         id: RoomId,
     },
@@ -74,11 +52,9 @@ impl Route {
         let mut parts = path.trim_start_matches('/').split('/');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("rooms"), Some(kind), Some(id), None) => {
-                if !is_kind_name(kind) {
-                    return Err(RouteError::UnknownKind(kind.to_owned()));
-                }
+                let kind = RoomKind::parse(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
                 let id = RoomId::parse(id).ok_or(RouteError::BadRoomId)?;
-                Ok(Route::Room { kind: kind.to_owned(), id })
+                Ok(Route::Room { kind, id })
             }
             _ => Err(RouteError::NotFound),
         }
@@ -89,7 +65,7 @@ impl Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiRoute {
     /// The room's kind.
-    pub kind: String,
+    pub kind: RoomKind,
     /// The room.
     pub id: RoomId,
     /// What follows the id, starting with `/` (just `/` when nothing does).
@@ -104,11 +80,9 @@ impl ApiRoute {
         let (Some(kind), Some(id)) = (parts.next(), parts.next()) else { return Some(Err(RouteError::NotFound)) };
         let rest = format!("/{}", parts.next().unwrap_or(""));
         Some((|| {
-            if !is_kind_name(kind) {
-                return Err(RouteError::UnknownKind(kind.to_owned()));
-            }
+            let kind = RoomKind::parse(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;
             let id = RoomId::parse(id).ok_or(RouteError::BadRoomId)?;
-            Ok(ApiRoute { kind: kind.to_owned(), id, rest })
+            Ok(ApiRoute { kind, id, rest })
         })())
     }
 }
@@ -121,7 +95,7 @@ mod tests {
     fn room_paths_parse() {
         assert_eq!(
             Route::parse("/rooms/echo/autobahn?agent=x"),
-            Ok(Route::Room { kind: "echo".into(), id: RoomId("autobahn".into()) })
+            Ok(Route::Room { kind: RoomKind::parse("echo").unwrap(), id: RoomId::parse("autobahn").unwrap() })
         );
     }
 

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_net::{Accept, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
-use switchboard_room::{ConnId, ConnectRequest, Decision, RoomEvent};
-use tokio::sync::oneshot;
+use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
 use crate::client_ip::TrustedProxies;
 use crate::geo::GeoDb;
@@ -38,7 +37,7 @@ impl Service for SwitchboardService {
     async fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<RoomConnection>, Refusal> {
         let not_found = |e: RouteError| Refusal { status: 404, reason: e.to_string() };
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
-        let spec = self.kinds.get(&kind).ok_or_else(|| not_found(RouteError::UnknownKind(kind.clone())))?;
+        let spec = self.kinds.get(kind.as_str()).ok_or_else(|| not_found(RouteError::UnknownKind(kind.as_str().to_owned())))?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         // Made again only for a retry: the headers are copied into it.
         let connect_request = || {
@@ -55,11 +54,7 @@ impl Service for SwitchboardService {
         };
         for _ in 0..ROOM_ATTEMPTS {
             let Some(room) = self.registry.room(&kind, id.clone()) else { break };
-            let (reply, decision) = oneshot::channel();
-            if room.send(RoomEvent::Connect { request: connect_request(), reply }).await.is_err() {
-                continue;
-            }
-            match decision.await {
+            match room.connect(connect_request()).await {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
@@ -67,7 +62,7 @@ impl Service for SwitchboardService {
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal { status, reason }),
-                Err(_) => continue,
+                Err(RoomGone) => continue,
             }
         }
         Err(Refusal { status: 503, reason: "room unavailable, try again".into() })

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use switchboard_room::{Closed, ConnId, ConnectRequest, Ctx, Decision, Message, Room, RoomFactory, RoomStorage, StoreError};
+use switchboard_room::{CloseCode, Closed, ConnId, ConnectRequest, Ctx, Decision, Message, Room, RoomFactory, RoomStorage, StoreError};
 use tracing::warn;
 
 use limits::TokenBucket;
@@ -55,8 +55,6 @@ impl ChatConfig {
     }
 }
 
-/// Close code for a full room: policy, so clients do not retry in a loop.
-const CLOSE_POLICY: u16 = 1008;
 
 /// What a connection's attachment holds: set in `on_connect` (country) and
 /// completed in `on_open` (name), when every other member is visible.
@@ -179,13 +177,14 @@ impl Room for Chat {
         if others.len() >= self.config.max_users {
             let message = format!("this room is full ({} users)", self.config.max_users);
             send_error(ctx, conn, ErrorCode::RoomFull, &message, None);
-            ctx.close(conn, CLOSE_POLICY, "room is full");
+            // Policy, so clients do not retry in a loop.
+            ctx.close(conn, CloseCode::POLICY_VIOLATION, "room is full");
             return;
         }
         let name = names::unique_name(&mut rand::rng(), |n| others.iter().any(|u| u.name == n));
         member.name = Some(name);
         if ctx.set_attachment(conn, serde_json::to_vec(&member).ok()).is_err() {
-            ctx.close(conn, 1011, "cannot keep the member's name");
+            ctx.close(conn, CloseCode::INTERNAL_ERROR, "cannot keep the member's name");
             return;
         }
         let Some(user) = member.user(conn) else { return };

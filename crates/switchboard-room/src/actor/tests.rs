@@ -6,14 +6,14 @@ use std::sync::Mutex;
 use switchboard_proto::frame::SharedFrame;
 use switchboard_store::MemoryStore;
 
-use crate::SendOutcome;
+use crate::{CloseCode, SendOutcome};
 
 use super::*;
 
 #[derive(Default, Debug)]
 struct FakeSink {
     frames: Mutex<Vec<SharedFrame>>,
-    closed: Mutex<Option<(u16, String)>>,
+    closed: Mutex<Option<(CloseCode, String)>>,
     auto: Mutex<Option<Arc<(Bytes, Bytes)>>>,
     /// What `send_frame` reports (`Queued` if unset).
     outcome: Mutex<Option<SendOutcome>>,
@@ -24,7 +24,7 @@ impl ConnSink for FakeSink {
         self.frames.lock().unwrap().push(frame.clone());
         self.outcome.lock().unwrap().unwrap_or(SendOutcome::Queued)
     }
-    fn close(&self, code: u16, reason: &str) {
+    fn close(&self, code: CloseCode, reason: &str) {
         *self.closed.lock().unwrap() = Some((code, reason.to_owned()));
     }
     fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
@@ -90,6 +90,11 @@ fn factory() -> Arc<dyn RoomFactory> {
     Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Counter { count: 0 }) as Box<dyn Room>)
 }
 
+/// Room `id` of kind `t`.
+fn name(id: &str) -> RoomName {
+    RoomName::new(crate::RoomKind::parse("t").unwrap(), crate::RoomId::parse(id).unwrap())
+}
+
 fn config() -> RoomConfig {
     RoomConfig { hibernate_after: Duration::from_millis(100), mailbox: 16 }
 }
@@ -124,7 +129,7 @@ async fn settle(room: &RoomHandle) -> RoomStats {
 
 #[tokio::test]
 async fn a_broadcast_skips_the_sender_and_is_encoded_once() {
-    let room = spawn_room("t/a".into(), "a".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("a"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "x").await.unwrap();
     let b = join(&room, 2, "x").await.unwrap();
     let c = join(&room, 3, "y").await.unwrap();
@@ -140,7 +145,7 @@ async fn a_broadcast_skips_the_sender_and_is_encoded_once() {
 
 #[tokio::test]
 async fn events_are_handled_in_arrival_order() {
-    let room = spawn_room("t/o".into(), "o".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("o"), factory(), Arc::new(MemoryStore::new()), config());
     let _a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
     for i in 0..200 {
@@ -153,7 +158,7 @@ async fn events_are_handled_in_arrival_order() {
 
 #[tokio::test]
 async fn tags_select_connections() {
-    let room = spawn_room("t/t".into(), "t".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("t"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "red").await.unwrap();
     let _b = join(&room, 2, "blue").await.unwrap();
     let _c = join(&room, 3, "red").await.unwrap();
@@ -164,14 +169,14 @@ async fn tags_select_connections() {
 
 #[tokio::test]
 async fn rejections_and_oversized_attachments_refuse_the_connection() {
-    let room = spawn_room("t/r".into(), "r".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("r"), factory(), Arc::new(MemoryStore::new()), config());
     assert_eq!(join(&room, 1, "banned").await.unwrap_err(), Decision::Reject { status: 403, reason: "banned".into() });
     assert!(matches!(join(&room, 2, "huge").await.unwrap_err(), Decision::Reject { status: 500, .. }));
 }
 
 #[tokio::test]
 async fn a_hibernated_room_wakes_with_its_connections_and_attachments() {
-    let room = spawn_room("t/h".into(), "h".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("h"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 7, "").await.unwrap();
     say(&room, 7, "x").await;
     say(&room, 7, "count").await;
@@ -188,7 +193,7 @@ async fn a_hibernated_room_wakes_with_its_connections_and_attachments() {
 #[tokio::test]
 async fn alarms_fire_once_and_are_removed_from_storage() {
     let store = Arc::new(MemoryStore::new());
-    let room = spawn_room("t/al".into(), "al".into(), factory(), store.clone(), config());
+    let room = spawn_room(name("al"), factory(), store.clone(), config());
     let a = join(&room, 1, "").await.unwrap();
     say(&room, 1, "alarm").await;
     settle(&room).await;
@@ -207,7 +212,7 @@ async fn alarms_fire_once_and_are_removed_from_storage() {
 async fn a_stored_alarm_fires_when_the_room_starts_after_a_restart() {
     let store = Arc::new(MemoryStore::new());
     switchboard_store::commit_blocking(&*store, switchboard_store::Batch { room: "t/rs".into(), writes: vec![Write::SetAlarm("cleanup".into(), 1)] }).unwrap();
-    let room = spawn_room("t/rs".into(), "rs".into(), factory(), store.clone(), config());
+    let room = spawn_room(name("rs"), factory(), store.clone(), config());
     for _ in 0..100 {
         if store.get("t/rs", "fired").unwrap().is_some() {
             break;
@@ -228,7 +233,7 @@ async fn a_stored_alarm_fires_when_the_room_starts_after_a_restart() {
 
 #[tokio::test]
 async fn auto_responses_reach_current_and_future_connections() {
-    let room = spawn_room("t/ar".into(), "ar".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("ar"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "").await.unwrap();
     say(&room, 1, "auto").await;
     settle(&room).await;
@@ -244,10 +249,10 @@ async fn auto_responses_reach_current_and_future_connections() {
 
 #[tokio::test]
 async fn a_closed_connection_leaves_the_room() {
-    let room = spawn_room("t/c".into(), "c".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("c"), factory(), Arc::new(MemoryStore::new()), config());
     let _a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
-    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(1000), reason: String::new(), clean: true, attachment: None }, done: None }).await.unwrap();
+    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(CloseCode::NORMAL), reason: String::new(), clean: true, attachment: None }, done: None }).await.unwrap();
     say(&room, 1, "ghost").await;
     assert_eq!(settle(&room).await.connections, 1);
     assert!(b.texts().is_empty(), "messages from a closed connection are ignored");
@@ -255,7 +260,7 @@ async fn a_closed_connection_leaves_the_room() {
 
 #[tokio::test]
 async fn small_broadcasts_of_one_batch_reach_each_member_as_one_run_in_order() {
-    let room = spawn_room("t/r".into(), "r".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("r"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
     let c = join(&room, 3, "").await.unwrap();
@@ -301,7 +306,7 @@ async fn small_sends_to_one_connection_after_the_first_join_one_run_and_report_i
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let recorded = outcomes.clone();
     let factory: Arc<dyn RoomFactory> = Arc::new(move |_id: &str, _storage: &RoomStorage<'_>| Box::new(Replier { outcomes: recorded.clone() }) as Box<dyn Room>);
-    let room = spawn_room("t/s".into(), "s".into(), factory, Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("s"), factory, Arc::new(MemoryStore::new()), config());
     let (a, b) = (Arc::new(FakeSink::default()), Arc::new(FakeSink::default()));
     *a.outcome.lock().unwrap() = Some(SendOutcome::Backpressure);
     for (id, sink) in [(1, &a), (2, &b)] {
@@ -340,7 +345,7 @@ impl Room for Batches {
 #[tokio::test]
 async fn events_waiting_together_end_in_one_batch_and_a_hibernated_room_has_none() {
     let factory: Arc<dyn RoomFactory> = Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Batches { opened: 0 }) as Box<dyn Room>);
-    let room = spawn_room("t/b".into(), "b".into(), factory, Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("b"), factory, Arc::new(MemoryStore::new()), config());
     // On this single-threaded runtime the actor runs only once the test
     // awaits something that is not ready, so these ten joins wait together.
     let sinks: Vec<Arc<FakeSink>> = (1..=10).map(|_| Arc::new(FakeSink::default())).collect();
@@ -364,48 +369,48 @@ async fn events_waiting_together_end_in_one_batch_and_a_hibernated_room_has_none
 
 #[tokio::test]
 async fn a_free_room_handles_delivered_messages_on_the_callers_task() {
-    let room = spawn_room("t/d".into(), "d".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("d"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
     settle(&room).await;
     // No await in between: on this single-threaded runtime the actor's task
     // cannot have run, so the replies were made by `try_deliver` itself.
-    room.try_deliver(message(1, "hello")).unwrap();
-    room.try_deliver(RoomEvent::Messages { conn: ConnId(1), messages: vec![Message::text("count"), Message::text("again")] }).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("hello")]).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("count"), Message::text("again")]).unwrap();
     assert_eq!(b.texts(), ["hello", "again"]);
     assert_eq!(a.texts(), ["count=2"]);
 }
 
 #[tokio::test]
 async fn delivered_messages_wait_behind_events_still_in_the_mailbox() {
-    let room = spawn_room("t/q".into(), "q".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("q"), factory(), Arc::new(MemoryStore::new()), config());
     let b = join(&room, 2, "").await.unwrap();
     settle(&room).await;
     // The join is queued, not handled yet: handling the message at once
     // would find no connection 1 and drop it.
     let a = Arc::new(FakeSink::default());
     room.try_send(RoomEvent::Open { conn: ConnId(1), sink: Box::new(a.clone()), tags: vec![], attachment: None }).unwrap();
-    room.try_deliver(message(1, "count")).unwrap();
-    room.try_deliver(message(1, "after")).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("count")]).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("after")]).unwrap();
     assert!(a.texts().is_empty() && b.texts().is_empty(), "nothing handled before the actor ran");
     settle(&room).await;
     assert_eq!(a.texts(), ["count=1"]);
     assert_eq!(b.texts(), ["after"]);
     // Once the mailbox is empty again, delivery is immediate.
-    room.try_deliver(message(1, "count")).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("count")]).unwrap();
     assert_eq!(a.texts(), ["count=1", "count=3"]);
 }
 
 #[tokio::test]
 async fn a_room_run_by_a_connection_still_hibernates_and_fires_its_alarms() {
-    let room = spawn_room("t/p".into(), "p".into(), factory(), Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("p"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 1, awake: false });
     // Woken by a delivered message, not by its mailbox: the actor's task
     // must learn of it to hibernate the room again, and of the alarm the
     // message sets to fire it.
-    room.try_deliver(message(1, "alarm")).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("alarm")]).unwrap();
     for _ in 0..100 {
         if !a.texts().is_empty() {
             break;
@@ -435,7 +440,7 @@ async fn concurrent_deliveries_lose_nothing_and_keep_each_connections_order() {
     let factory: Arc<dyn RoomFactory> = Arc::new(move |_id: &str, _storage: &RoomStorage<'_>| Box::new(Recorder { seen: recorded.clone() }) as Box<dyn Room>);
     // A small mailbox, so that deliveries also meet a full one.
     let config = RoomConfig { hibernate_after: Duration::from_secs(10), mailbox: 4 };
-    let room = spawn_room("t/m".into(), "m".into(), factory, Arc::new(MemoryStore::new()), config);
+    let room = spawn_room(name("m"), factory, Arc::new(MemoryStore::new()), config);
     let senders: Vec<_> = (1..=4u64)
         .map(|id| {
             let room = room.clone();
@@ -445,10 +450,10 @@ async fn concurrent_deliveries_lose_nothing_and_keep_each_connections_order() {
                 room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None }).await.unwrap();
                 for read in 0..500 {
                     let messages = (0..3).map(|i| Message::text((read * 3 + i).to_string())).collect();
-                    match room.try_deliver(RoomEvent::Messages { conn: ConnId(id), messages }) {
+                    match room.try_deliver(ConnId(id), messages) {
                         Ok(()) => {}
-                        Err(TrySendError::Full(event)) => room.send(event).await.unwrap(),
-                        Err(TrySendError::Gone(_)) => panic!("the room stopped"),
+                        Err(TryDeliverError::Full(messages)) => room.deliver(ConnId(id), messages).await.unwrap(),
+                        Err(TryDeliverError::Gone) => panic!("the room stopped"),
                     }
                     if read % 25 == 0 {
                         tokio::task::yield_now().await;
@@ -481,11 +486,11 @@ impl Room for Boom {
 #[tokio::test]
 async fn a_handler_panicking_on_a_connections_task_stops_the_room() {
     let factory: Arc<dyn RoomFactory> = Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Boom) as Box<dyn Room>);
-    let room = spawn_room("t/x".into(), "x".into(), factory, Arc::new(MemoryStore::new()), config());
+    let room = spawn_room(name("x"), factory, Arc::new(MemoryStore::new()), config());
     let _a = join(&room, 1, "").await.unwrap();
     settle(&room).await;
     let delivering = room.clone();
-    let outcome = tokio::spawn(async move { delivering.try_deliver(message(1, "x")).is_ok() }).await;
+    let outcome = tokio::spawn(async move { delivering.try_deliver(ConnId(1), vec![Message::text("x")]).is_ok() }).await;
     assert!(outcome.unwrap_err().is_panic(), "the panic unwound the delivering task");
     // The next event finds the room's state poisoned: the actor stops, as
     // it would had the handler panicked on its own task.
@@ -594,7 +599,7 @@ async fn wait_for(sink: &FakeSink, count: usize) -> Vec<String> {
 #[tokio::test]
 async fn replies_after_commit_wait_for_the_writes_before_them_and_keep_the_connections_order() {
     let store = Arc::new(GatedStore::default());
-    let room = spawn_room("t/j".into(), "j".into(), journal(), store.clone(), config());
+    let room = spawn_room(name("j"), journal(), store.clone(), config());
     let a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
     say(&room, 1, "w:one").await;
@@ -621,7 +626,7 @@ async fn replies_after_commit_wait_for_the_writes_before_them_and_keep_the_conne
 async fn a_failed_commit_sends_no_reply_and_tells_the_room_whom_it_was_for() {
     let store = Arc::new(GatedStore::default());
     store.state.lock().unwrap().fail = true;
-    let room = spawn_room("t/f".into(), "f".into(), journal(), store.clone(), config());
+    let room = spawn_room(name("f"), journal(), store.clone(), config());
     let a = join(&room, 1, "").await.unwrap();
     say(&room, 1, "w:lost").await;
     let texts = wait_for(&a, 2).await;
