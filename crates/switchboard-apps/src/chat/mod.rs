@@ -14,6 +14,7 @@
 
 mod history;
 mod limits;
+mod moderation;
 mod names;
 pub mod wire;
 
@@ -157,7 +158,7 @@ impl Chat {
         if !bucket.take(self.config.per_second, self.config.burst, now) {
             return Err((ErrorCode::RateLimited, "you are sending messages too fast; wait a moment", r#ref));
         }
-        if rustrict::CensorStr::is_inappropriate(text.as_str()) {
+        if moderation::is_refused(&text) {
             return Err((ErrorCode::Profanity, "that message was not sent: it contains language this room does not allow", r#ref));
         }
         Ok((text, r#ref))
