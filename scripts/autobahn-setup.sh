@@ -10,7 +10,7 @@
 # below, and tests/autobahn/port_suite.py converts them into the venv; their
 # dependencies are current Python 3 releases, pinned. Needs python3 3.9-3.12
 # (the conversion uses the standard library's lib2to3, gone in 3.13) with venv
-# (installed with apt when missing, as root) and PyPI; a C compiler is optional
+# and lib2to3 (installed with apt when missing, as root) and PyPI; a C compiler is optional
 # (wsaccel, the C masking and UTF-8 validation autobahn uses when present).
 set -euo pipefail
 
@@ -47,12 +47,16 @@ usable() {
   "$VENV/bin/python" -c 'import txaio; txaio.use_twisted(); import autobahntestsuite.fuzzing' >/dev/null 2>&1
 }
 
-if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
-  [ "$(id -u)" = 0 ] || { say "$PYTHON has no venv module; install python3-venv (needs root)"; exit 2; }
-  say "installing python3-venv with apt"
+# Debian ships venv's ensurepip and lib2to3 in packages of their own.
+missing=()
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+"$PYTHON" -W ignore -c 'import lib2to3.main' 2>/dev/null || missing+=(python3-lib2to3)
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { say "$PYTHON lacks what the venv needs; install ${missing[*]} (needs root)"; exit 2; }
+  say "installing with apt: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends python3-venv
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 if ! "$PYTHON" -W ignore -c 'import sys, lib2to3.main; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; then
   say "$PYTHON is $("$PYTHON" --version 2>&1): the conversion needs Python 3.9-3.12 with lib2to3 (set PYTHON=...)"

@@ -161,6 +161,7 @@ deps() {
   have npm || apt+=(npm)
   have python3 || apt+=(python3)
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt+=(python3-venv) # Autobahn's venv
+  python3 -W ignore -c 'import lib2to3.main' 2>/dev/null || apt+=(python3-lib2to3) # converts the Autobahn suite
   have c++ || apt+=(build-essential) # libFuzzer, wsaccel, C parts of crates
   have curl || apt+=(curl ca-certificates)
   # Browser tests: Debian's Chromium, driven by playwright-core (which never
