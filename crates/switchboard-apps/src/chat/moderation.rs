@@ -2,11 +2,12 @@
 //!
 //! Refused: profanity, slurs, explicit sexual words and severe insults
 //! ("kill yourself"), also when spelled to slip past a filter ("f u c k",
-//! "sh1t", "a$$hole", "fUcK", "FuckYou"). Not refused: mild words ("damn",
-//! "hell", "crap"), words that merely contain a bad one ("Scunthorpe",
-//! "shiitake"), and numbers, hashes and ids ("3f2a9c", "B7fGx2"). The
-//! judgement is `rustrict`'s; this module chooses which of its ratings count
-//! and what text it is shown.
+//! "sh1t", "a$$hole", "fUcK", "FuckYou", "ni88er", "kIlL yOuRsElF"). Not
+//! refused: mild words ("damn", "hell", "crap"), words that merely contain a
+//! bad one ("Scunthorpe", "shiitake", "spicy", "Pakistan"), and numbers,
+//! hashes and ids ("3f2a9c", "B7fGx2"). The judgement is `rustrict`'s, with
+//! a short list of slurs of our own ([`SLURS`]); this module chooses which
+//! of rustrict's ratings count and what text it is shown.
 //!
 //! The ratings that count ([`refused_types`]), and why:
 //! - profane, moderate or severe: "shit", "fuck", "asshole". Mild profanity
@@ -14,7 +15,8 @@
 //! - offensive, moderate or severe: the slurs. rustrict's mild tier is mostly
 //!   neutral words about groups ("gay", "jewish", "asians") that it keeps an
 //!   eye on; refusing them refuses people talking about themselves. The few
-//!   slurs it rates mild pass with them.
+//!   slurs it rates mild ("spic", "gook", "paki") are refused by name
+//!   instead: [`SLURS`].
 //! - sexual, severe only: "porn", "blowjob". The moderate tier mixes explicit
 //!   slang with "pregnant", "lesbian", "breast" and "sex".
 //! - mean, severe only, as in rustrict's own default: "shut up" and "loser"
@@ -31,19 +33,30 @@
 //! - numbers, and hex strings (six or more hex digits with a decimal digit
 //!   among them, or eight or more), are left out: they are data, not words;
 //! - codes, runs with a digit or with mixed case other than a capital first
-//!   letter ("sh1t", "fUcK", "iPhone", "B7fGx2"), are left out of the text
-//!   and judged alone: refused only if, read as lowercase letters with each
-//!   digit as the letter it stands for, the whole run is a refused word, maybe
-//!   with an ending such as -s or -ing ("n1ggas"), or the run is such a word
-//!   and a number ("fuck123"). A bad fragment inside a code does not count;
+//!   letter ("sh1t", "fUcK", "iPhone", "B7fGx2"), are shown as a word when
+//!   they are one but for their case ("kIlL", "iPhone") or a word of six
+//!   letters or more and a number ("kikekiller99"): the letters, lowercased,
+//!   so that a phrase is judged whole ("kIlL yOuRsElF"). Not when rustrict
+//!   refuses those lowercased letters on their own: random ids are mixed
+//!   case letters too ("FagrDE" holds "fag"), so such a code is judged as
+//!   the others are;
+//! - other codes are left out of the text and judged alone: refused only
+//!   if, read as lowercase letters with each digit as the letter it stands
+//!   for, the whole run is a refused word, maybe with an ending such as -s or
+//!   -ing ("n1ggas"), or the run is such a word and a number ("fuck123"). A
+//!   bad fragment inside such a code does not count;
 //! - everything else (words, punctuation, other scripts) goes to rustrict as
-//!   it is, with all of its evasion matching.
+//!   it is, with all of its evasion matching;
+//! - and any run but data that is one of [`SLURS`], maybe plural or followed
+//!   by a number, in any case and with each digit read as any letter it
+//!   stands for ("Pakis", "ni88er", "gook99"), is refused. Only whole runs:
+//!   as fragments these are inside everyday words.
 //!
 //! The cost: a code that spells profanity only in part ("FuckingIdiot")
-//! passes, as does a phrase in mixed case, judged word by word ("kIlL
-//! yOuRsElF"); and an id that happens to be all letters in one case
-//! ("fagebv") is a word like any other, so a few random ids are still
-//! refused.
+//! passes, as does a phrase spelled with digits, judged word by word ("k1ll
+//! y0urself"); and an id that happens to be all letters in one case
+//! ("fagebv"), or six letters or more and a number, is a word like any
+//! other, so a few random ids are still refused.
 
 use std::sync::LazyLock;
 
@@ -58,6 +71,23 @@ const FALSE_POSITIVES: [&str; 2] = [
     // A surname.
     "hancock",
 ];
+
+/// Slurs refused whatever rustrict rates them: it rates these "mild", with
+/// the neutral words it watches. A few it rates higher are here too, so
+/// that every reading of a digit counts for them ("ni88er" has 8 as g).
+/// Matched only as a whole run, with [`SLUR_ENDINGS`]: as fragments they are
+/// inside everyday words ("spicy", "Pakistan", "spooky").
+const SLURS: [&str; 11] = ["darkie", "faggot", "gook", "kike", "nigga", "nigger", "paki", "raghead", "spic", "towelhead", "wetback"];
+
+/// Plural endings of [`SLURS`]; no longer ones, which make words ("spices",
+/// "spicy").
+const SLUR_ENDINGS: [&str; 3] = ["", "s", "z"];
+
+/// Letters a code needs before its number to be read as a word and a
+/// number, the shape of a user name ("kikekiller99"). Random ids are short:
+/// letters and a number in one ("hojn64") are shown to rustrict only if
+/// they spell a refused word in full, as other codes are.
+const NAME_LETTERS: usize = 6;
 
 /// Endings after which a word refused in full stays refused inside a code.
 const ENDINGS: [&str; 11] = ["", "s", "es", "z", "y", "ty", "ed", "er", "ers", "ing", "in"];
@@ -123,16 +153,69 @@ pub fn is_refused(text: &str) -> bool {
     for piece in text.as_bytes().chunk_by(|a, b| a.is_ascii_alphanumeric() == b.is_ascii_alphanumeric()) {
         let piece_text = &text[start..start + piece.len()];
         start += piece.len();
-        match piece[0].is_ascii_alphanumeric().then(|| Run::of(piece_text)) {
+        let run = piece[0].is_ascii_alphanumeric().then(|| Run::of(piece_text));
+        if run.as_ref().is_some_and(|run| *run != Run::Data) && is_slur(piece_text) {
+            return true;
+        }
+        match run {
             None | Some(Run::Word) => shown.push_str(piece_text),
             Some(Run::Data) => shown.push(' '),
-            Some(Run::Code) => {
-                codes.push(piece_text);
-                shown.push(' ');
-            }
+            Some(Run::Code) => match as_word(piece_text) {
+                Some(word) => {
+                    shown.push_str(&word);
+                    shown.push(' ');
+                }
+                None => {
+                    codes.push(piece_text);
+                    shown.push(' ');
+                }
+            },
         }
     }
-    Censor::from_str(&shown).with_trie(&WORDS).analyze().is(refused_types()) || codes.into_iter().any(spells_refused)
+    judged_refused(&shown) || codes.into_iter().any(spells_refused)
+}
+
+/// Whether rustrict refuses `text` as it stands.
+fn judged_refused(text: &str) -> bool {
+    Censor::from_str(text).with_trie(&WORDS).analyze().is(refused_types())
+}
+
+/// The word a code is, when it differs from one only by its case or a
+/// number after it ("kIlL", "yOuRsElF", "iPhone15", "kikekiller99"): its
+/// letters, lowercased if their case is mixed, to be shown with the text so
+/// that phrases are judged whole. `None` for any other code, for fewer than
+/// [`NAME_LETTERS`] letters before a number, and for mixed case letters that
+/// rustrict refuses on their own: those are judged as a code, since random
+/// ids ("FagrDE") are mixed case letters too.
+fn as_word(code: &str) -> Option<String> {
+    let letters = code.trim_end_matches(|c: char| c.is_ascii_digit());
+    let numbered = letters.len() < code.len();
+    if !letters.bytes().all(|b| b.is_ascii_alphabetic()) || numbered && letters.len() < NAME_LETTERS {
+        return None;
+    }
+    match Run::of(letters) {
+        // Never data: letters that are would make the whole run data.
+        Run::Word | Run::Data => Some(letters.to_owned()),
+        Run::Code => Some(letters.to_ascii_lowercase()).filter(|lower| !judged_refused(lower)),
+    }
+}
+
+/// Whether a run of ASCII letters and digits is one of the [`SLURS`] with
+/// one of its [`SLUR_ENDINGS`], in any case, any digit read as any letter
+/// it stands for, maybe followed by a number ("Paki", "sp1cs", "gook99").
+fn is_slur(run: &str) -> bool {
+    let lower = run.to_ascii_lowercase();
+    let before_number = lower.trim_end_matches(|c: char| c.is_ascii_digit());
+    reads_as_slur(&lower) || reads_as_slur(before_number)
+}
+
+/// Whether lowercase `run` reads as a slur with an ending, letter by letter.
+fn reads_as_slur(run: &str) -> bool {
+    SLURS.iter().any(|slur| {
+        SLUR_ENDINGS.iter().any(|ending| {
+            run.len() == slur.len() + ending.len() && run.bytes().zip(slur.bytes().chain(ending.bytes())).all(|(c, l)| c == l || letters_of(c).contains(&l))
+        })
+    })
 }
 
 /// Whether a code spells a refused word in full: read as lowercase letters
@@ -146,22 +229,33 @@ fn spells_refused(code: &str) -> bool {
         || before_number.len() < lower.len() && before_number.bytes().all(|b| b.is_ascii_lowercase()) && is_refused_word(before_number)
 }
 
-/// `code` with each digit replaced by the letter it most often stands for.
+/// `code` with each digit replaced by the letter it most often stands for
+/// (1 by `one`).
 fn as_letters(code: &str, one: char) -> String {
     code.chars()
-        .map(|c| match c {
-            '0' => 'o',
-            '1' => one,
-            '2' => 'z',
-            '3' => 'e',
-            '4' => 'a',
-            '5' => 's',
-            '6' | '8' => 'b',
-            '7' => 't',
-            '9' => 'g',
-            c => c,
+        .map(|c| match (c, u8::try_from(c).ok().and_then(|b| letters_of(b).first())) {
+            ('1', _) => one,
+            (_, Some(&letter)) => char::from(letter),
+            (c, None) => c,
         })
         .collect()
+}
+
+/// The letters a digit stands for, the most common first; none for
+/// anything else.
+fn letters_of(digit: u8) -> &'static [u8] {
+    match digit {
+        b'0' => b"o",
+        b'1' => b"il",
+        b'2' => b"z",
+        b'3' => b"e",
+        b'4' => b"a",
+        b'5' => b"s",
+        b'6' | b'8' => b"bg",
+        b'7' => b"t",
+        b'9' => b"g",
+        _ => b"",
+    }
 }
 
 /// Whether rustrict refuses `word` (lowercase ASCII letters) as a whole: it
@@ -214,6 +308,17 @@ mod tests {
             "tranny",
             "whore",
             "slut",
+            // Rated mild by rustrict; refused by name.
+            "spic",
+            "gook",
+            "paki",
+            "Pakis",
+            "GOOKS",
+            "wetback",
+            "raghead",
+            "towelhead",
+            "darkie",
+            "what a spic",
         ];
         let disguised = [
             "f u c k",
@@ -242,6 +347,16 @@ mod tests {
             "fück",
             "shithole",
             "fuck 3f2a9c",
+            "ni88er",
+            "N1GG3RS",
+            "s1ut",
+            "sp1c",
+            "g00ks",
+            "p4ki",
+            "paki123",
+            "kikekiller99",
+            "kIlL yOuRsElF",
+            "KiLl YoUrSeLf now",
         ];
         let passed: Vec<&str> = profane.into_iter().chain(disguised).filter(|text| !is_refused(text)).collect();
         assert!(passed.is_empty(), "not refused: {passed:?}");
@@ -278,6 +393,16 @@ mod tests {
             "Siobhan",
             "Björk Guðmundsdóttir",
             "Penelope Cruz",
+            "spicy food and spices",
+            "Spicer",
+            "Pakistan and Pakistani cuisine",
+            "pakistan2024",
+            "Japan2024",
+            "spooky",
+            "gooey",
+            "doo-wop",
+            "gOoD mOrNiNg",
+            "iPhone15 and PlayStation5",
             "iPhone, YouTube, McDonald's, JavaScript",
             "COVID19 and x86_64 on HTTP2",
             "see https://example.com/a/B7fGx2?ref=9fA3kQ",
@@ -323,6 +448,33 @@ mod tests {
         // Random ids in which rustrict alone finds "fag", "sex" and "dick".
         for code in ["FagrDE", "QqQsEx", "dic35d"] {
             assert!(!spells_refused(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_code_is_shown_as_the_word_it_is_but_for_its_case_or_a_number() {
+        assert_eq!(as_word("kIlL").as_deref(), Some("kill"));
+        assert_eq!(as_word("iPhone15").as_deref(), Some("iphone"));
+        assert_eq!(as_word("kikekiller99").as_deref(), Some("kikekiller"));
+        // Digits inside, mixed case letters rustrict refuses alone, or too
+        // few letters before the number: judged as codes.
+        for code in ["sh1t", "B7fGx2", "FagrDE", "FuCk", "ab12"] {
+            assert_eq!(as_word(code), None, "{code}");
+        }
+        // Random ids of letters and a number that rustrict, shown their
+        // letters, would refuse.
+        for id in ["Hohs52", "hojn64", "fvolo9", "SHTIO4"] {
+            assert!(!is_refused(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn slurs_by_name_match_whole_runs_only() {
+        for run in ["spic", "SPICS", "sp1c", "gook99", "Pakiz", "ni88ers", "n1gg4z"] {
+            assert!(is_slur(run), "{run}");
+        }
+        for run in ["spicy", "spices", "Spicer", "pakistan", "gooky", "gookie", "nigg", "kikes2go"] {
+            assert!(!is_slur(run), "{run}");
         }
     }
 
