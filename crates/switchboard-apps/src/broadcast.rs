@@ -59,7 +59,7 @@ impl Room for Broadcast {
 
     fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
         if self.welcoming.is_empty() {
-            ctx.broadcast(&message, Some(conn));
+            ctx.broadcast(message, Some(conn));
             return;
         }
         // Rare: a join and a message in one batch. Newcomers not yet
@@ -86,7 +86,7 @@ impl Room for Broadcast {
         }
         if std::mem::take(&mut self.count_changed) {
             let count = format!(r#"{{"type":"count","online":{}}}"#, ctx.connection_count());
-            ctx.broadcast(&Message::text(count), None);
+            ctx.broadcast(Message::text(count), None);
         }
     }
 }

@@ -10,7 +10,7 @@ pub struct Echo;
 
 impl Room for Echo {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
-        ctx.send(conn, &message);
+        ctx.send(conn, message);
     }
 }
 

@@ -6,15 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use switchboard_proto::Message;
 use switchboard_store::{Store, StoreResult, Write};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
-use crate::context::{encode, Ctx, Held};
+use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
+use crate::context::{Ctx, Held};
 use crate::storage::{CommitReport, Deferred, RoomStorage, WriteBehind};
 use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
@@ -451,7 +450,7 @@ struct Actor {
     object: Option<Box<dyn Room>>,
     conns: BTreeMap<ConnId, ConnRecord>,
     alarms: BTreeMap<String, SystemTime>,
-    auto_response: Option<Arc<(Bytes, Bytes)>>,
+    auto_response: Option<Arc<AutoResponse>>,
     /// Frames held back until the end of the batch (see `Ctx::send`, `Ctx::broadcast`).
     held: Held,
     /// Storage writes not yet committed, and replies waiting for them.
@@ -547,6 +546,7 @@ enum Woke {
 }
 
 impl Actor {
+    #[inline]
     fn plan(&self) -> Plan {
         Plan { awake: self.object.is_some(), next_alarm: self.alarms.values().min().copied() }
     }
@@ -583,16 +583,15 @@ impl Actor {
         self.held.flush(&self.conns);
         let mut unsent = Vec::new();
         for (conn, what) in released.messages {
-            let frame = match what {
+            let message = match what {
                 Deferred::Durable(message) if released.failed.is_some() => {
                     unsent.push((conn, message));
                     continue;
                 }
-                Deferred::Durable(message) => encode(&message),
-                Deferred::Behind(frame) => frame,
+                Deferred::Durable(message) | Deferred::Behind(message) => message,
             };
             if let Some(record) = self.conns.get(&conn) {
-                record.sink.send_frame(&frame);
+                record.sink.send(&message);
             }
         }
         if let Some(error) = released.failed {

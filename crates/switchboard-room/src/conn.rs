@@ -1,12 +1,14 @@
-//! Connections as a room sees them: an id, a sink for frames, tags and an
-//! attachment.
+//! Connections as a room sees them: an id, a sink for messages, tags and
+//! an attachment. The room hands its sink messages, never wire frames:
+//! how a message is framed (or compressed, or forwarded to another node) is
+//! the sink's business.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use switchboard_proto::frame::SharedFrame;
-use switchboard_proto::CloseCode;
+use switchboard_proto::{CloseCode, Message};
 
 /// A connection's id, unique for the life of the server process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,7 +20,7 @@ impl std::fmt::Display for ConnId {
     }
 }
 
-/// What happened to a frame handed to a connection.
+/// What happened to a message handed to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {
     /// Queued for writing.
@@ -31,34 +33,115 @@ pub enum SendOutcome {
     Dropped,
 }
 
+/// Small messages that go out together, to one connection or to many: a
+/// room's sends of one batch, gathered. A sink that must encode them (a
+/// socket frames them) does it once for every recipient through
+/// [`Run::encoded`].
+#[derive(Debug)]
+pub struct Run {
+    messages: Vec<Message>,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Run {
+    /// The run of `messages`, in order.
+    pub fn new(messages: Vec<Message>) -> Run {
+        Run { messages, encoded: OnceLock::new() }
+    }
+
+    /// The messages, in order.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The messages back (their list's memory can serve the next run).
+    pub fn into_messages(self) -> Vec<Message> {
+        self.messages
+    }
+
+    /// The run in a sink's encoding: made by `encode` for the first
+    /// recipient that asks, shared by the others.
+    pub fn encoded(&self, encode: impl FnOnce(&[Message]) -> Bytes) -> &Bytes {
+        self.encoded.get_or_init(|| encode(&self.messages))
+    }
+}
+
+/// A text request the connection layer answers with a text response by
+/// itself, without waking the room (an application-level `ping` → `pong`).
+/// One is shared by every connection of a room.
+#[derive(Debug)]
+pub struct AutoResponse {
+    request: Bytes,
+    response: Bytes,
+    wire: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl AutoResponse {
+    /// Answer the exact text `request` with `response`.
+    pub fn new(request: &str, response: &str) -> AutoResponse {
+        AutoResponse { request: Bytes::copy_from_slice(request.as_bytes()), response: Bytes::copy_from_slice(response.as_bytes()), wire: OnceLock::new() }
+    }
+
+    /// The request's text, as bytes.
+    pub fn request(&self) -> &Bytes {
+        &self.request
+    }
+
+    /// The response's text, as bytes.
+    pub fn response(&self) -> &Bytes {
+        &self.response
+    }
+
+    /// The pair in a sink's own form (say, the response framed), made by
+    /// `make` for the first connection that asks and shared by the others.
+    /// A sink should always ask for the same type; another type gets `None`.
+    pub fn wire<T: Any + Send + Sync>(&self, make: impl FnOnce(&AutoResponse) -> T) -> Option<Arc<T>> {
+        let made = self.wire.get_or_init(|| Arc::new(make(self)));
+        made.clone().downcast::<T>().ok()
+    }
+}
+
 /// The outbound side of one connection, implemented by the server over a
 /// socket (and by fakes in tests). Calls must not block.
 pub trait ConnSink: Send + Sync + 'static {
-    /// Queues an encoded server frame (encoded once, shared by every
-    /// recipient; a large payload is the sender's buffer, not a copy).
-    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome;
+    /// Queues one message (a large payload is the sender's buffer, to
+    /// share rather than copy).
+    fn send(&self, message: &Message) -> SendOutcome;
+    /// Queues small messages for this connection alone, in order, as one
+    /// push.
+    fn send_all(&self, messages: &[Message]) -> SendOutcome;
+    /// Queues a run of small messages, in order, as one push; the same run
+    /// goes to many connections.
+    fn send_run(&self, run: &Run) -> SendOutcome;
     /// Starts the closing handshake with `code` and `reason`.
     fn close(&self, code: CloseCode, reason: &str);
-    /// Sets the exact text request the connection layer answers by itself,
-    /// with the encoded response frame, without waking the room. One pair
-    /// is shared by every connection of the room.
-    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>);
+    /// Sets the auto-response the connection layer answers by itself, or
+    /// none.
+    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>);
     /// When the connection layer last answered an auto-response request.
     fn last_auto_response(&self) -> Option<SystemTime>;
 }
 
 /// A shared sink, e.g. a fake kept by a test to see what the room sent.
 impl<T: ConnSink + ?Sized> ConnSink for Arc<T> {
-    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
-        (**self).send_frame(frame)
+    fn send(&self, message: &Message) -> SendOutcome {
+        (**self).send(message)
+    }
+
+    fn send_all(&self, messages: &[Message]) -> SendOutcome {
+        (**self).send_all(messages)
+    }
+
+    fn send_run(&self, run: &Run) -> SendOutcome {
+        (**self).send_run(run)
     }
 
     fn close(&self, code: CloseCode, reason: &str) {
         (**self).close(code, reason)
     }
 
-    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
-        (**self).set_auto_response(pair)
+    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
+        (**self).set_auto_response(auto)
     }
 
     fn last_auto_response(&self) -> Option<SystemTime> {
@@ -111,5 +194,34 @@ impl ConnRecord {
 
     pub(crate) fn into_attachment(self) -> Option<Vec<u8>> {
         self.extra.and_then(|extra| extra.attachment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_encoded_once_for_every_recipient() {
+        let run = Run::new(vec![Message::text("a"), Message::text("b")]);
+        let mut calls = 0;
+        for _ in 0..3 {
+            let encoded = run.encoded(|messages| {
+                calls += 1;
+                Bytes::from(messages.iter().map(|m| m.as_text().unwrap()).collect::<String>())
+            });
+            assert_eq!(&encoded[..], b"ab");
+        }
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn an_auto_response_keeps_one_wire_form() {
+        let auto = AutoResponse::new("ping", "pong");
+        let first = auto.wire(|a| (a.request().clone(), a.response().len())).unwrap();
+        let second = auto.wire(|_| unreachable!("made once")).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(*first, (Bytes::from_static(b"ping"), 4));
+        assert!(auto.wire(|_| 0u8).is_none(), "another type is not the wire form");
     }
 }

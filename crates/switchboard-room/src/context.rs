@@ -6,12 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, COPY_THRESHOLD, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Store, Write};
 
-use crate::conn::{ConnId, ConnRecord, SendOutcome, MAX_ATTACHMENT_LEN};
+use crate::conn::{AutoResponse, ConnId, ConnRecord, Run, SendOutcome, MAX_ATTACHMENT_LEN};
 use crate::storage::{RoomStorage, WriteBehind};
 
 /// A room's view of its world during one handler call.
@@ -20,14 +18,14 @@ pub struct Ctx<'a> {
     pub(crate) conns: &'a mut BTreeMap<ConnId, ConnRecord>,
     pub(crate) store: &'a dyn Store,
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
-    pub(crate) auto_response: &'a mut Option<Arc<(Bytes, Bytes)>>,
+    pub(crate) auto_response: &'a mut Option<Arc<AutoResponse>>,
     pub(crate) held: &'a mut Held,
     pub(crate) pending: &'a mut WriteBehind,
 }
 
-/// Small frames held back until the end of the room's batch of events or
+/// Small messages held back until the end of the room's batch of events or
 /// until anything else is about to reach a connection, then queued as one
-/// run of frames: broadcasts to the same connections (see
+/// [`Run`]: broadcasts to the same connections (see
 /// [`Ctx::broadcast`]), or sends to one connection (see [`Ctx::send`]). A
 /// room that relays a burst of messages to its members, or answers a burst
 /// from one connection, thus costs each connection one push for the burst
@@ -35,10 +33,12 @@ pub struct Ctx<'a> {
 /// the order the room sent it.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
-    /// Whom the held frames are for.
+    /// Whom the held messages are for.
     to: HeldFor,
-    /// Whole encoded frames, back to back.
-    frames: Vec<u8>,
+    /// The messages, in order.
+    messages: Vec<Message>,
+    /// Their payload bytes and per-message allowance, against [`HELD_LIMIT`].
+    bytes: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,71 +56,107 @@ enum HeldFor {
 /// small next to the connections' outbound limits.
 const HELD_LIMIT: usize = 64 * 1024;
 
-/// First capacity of the held frames: sixteen short messages' worth.
-const HELD_START: usize = 1024;
+/// What a held message counts for besides its payload (a frame header is
+/// at most 14 bytes).
+const HELD_PER_MESSAGE: usize = 16;
+
+/// First capacity of the held list: sixteen short messages.
+const HELD_START: usize = 16;
+
+/// Messages up to this size are held and gathered into runs; larger ones go
+/// out at once, on their own, so a sink can share their payload instead of
+/// copying it into a run.
+pub const HOLD_THRESHOLD: usize = 1024;
 
 impl Held {
     /// Queues the held frames on every connection they are for; holds
     /// nothing after.
     pub(crate) fn flush(&mut self, conns: &BTreeMap<ConnId, ConnRecord>) {
         let to = std::mem::take(&mut self.to);
-        if self.frames.is_empty() {
+        if self.messages.is_empty() {
             return;
         }
-        let run = SharedFrame::run(Bytes::from(std::mem::take(&mut self.frames)));
+        self.bytes = 0;
         match to {
             HeldFor::All { except } => {
-                fan_out(conns, &run, |id| Some(id) != except);
+                let run = Run::new(std::mem::take(&mut self.messages));
+                fan_out(conns, |sink| sink.send_run(&run), |id| Some(id) != except);
+                // The list's memory is kept for the room's next run.
+                self.messages = run.into_messages();
             }
             HeldFor::One { conn, .. } => {
                 // A dropped run needs no report: the connection is being cut
                 // off, and the room hears of it as a close.
                 if let Some(record) = conns.get(&conn) {
-                    record.sink.send_frame(&run);
+                    record.sink.send_all(&self.messages);
                 }
             }
-            HeldFor::Nobody => unreachable!("frames are held for someone"),
+            HeldFor::Nobody => unreachable!("messages are held for someone"),
         }
+        self.messages.clear();
     }
 
-    /// Holds `message` for `to`, after the frames held for it already.
-    fn hold(&mut self, to: HeldFor, message: &Message) {
+    /// Holds `message` for `to`, after the messages held for it already.
+    #[inline]
+    fn hold(&mut self, to: HeldFor, message: impl Outgoing) {
         self.to = to;
-        if self.frames.capacity() == 0 {
-            // Sized for a burst, not regrown frame by frame.
-            self.frames.reserve(HELD_START);
+        if self.messages.capacity() == 0 {
+            // Sized for a burst, not regrown message by message.
+            self.messages.reserve(HELD_START);
         }
-        append_frame(OpCode::Data(data_op(message)), false, message.payload(), &mut self.frames);
+        let message = message.into_message();
+        self.bytes += message.payload().len() + HELD_PER_MESSAGE;
+        self.messages.push(message);
     }
 
     /// Whether `message` can join what is held for `to`: the same
     /// connections, a small message, and room under the limit.
+    #[inline]
     fn takes(&self, to: HeldFor, message: &Message) -> bool {
         let len = message.payload().len();
-        self.to == to && len <= COPY_THRESHOLD && self.frames.len() + MAX_HEADER_LEN + len <= HELD_LIMIT
+        self.to == to && len <= HOLD_THRESHOLD && self.bytes + HELD_PER_MESSAGE + len <= HELD_LIMIT
     }
 }
 
-/// Queues `frame` on every connection `to` picks, in id order. Returns how
-/// many queued it.
-fn fan_out(conns: &BTreeMap<ConnId, ConnRecord>, frame: &SharedFrame, mut to: impl FnMut(ConnId) -> bool) -> usize {
-    conns.iter().filter(|(id, _)| to(**id)).filter(|(_, c)| c.sink.send_frame(frame) != SendOutcome::Dropped).count()
+/// Hands something to every connection `to` picks, in id order, with
+/// `send`. Returns how many queued it.
+fn fan_out(conns: &BTreeMap<ConnId, ConnRecord>, send: impl Fn(&dyn crate::ConnSink) -> SendOutcome, mut to: impl FnMut(ConnId) -> bool) -> usize {
+    conns.iter().filter(|(id, _)| to(**id)).filter(|(_, c)| send(&*c.sink) != SendOutcome::Dropped).count()
+}
+
+/// A message to send: owned (held without a copy of its handle) or
+/// borrowed (cloned, which shares its payload, only if it must be held).
+pub trait Outgoing {
+    /// The message, to look at.
+    fn message(&self) -> &Message;
+    /// The message, to keep.
+    fn into_message(self) -> Message;
+}
+
+impl Outgoing for Message {
+    fn message(&self) -> &Message {
+        self
+    }
+
+    fn into_message(self) -> Message {
+        self
+    }
+}
+
+impl Outgoing for &Message {
+    fn message(&self) -> &Message {
+        self
+    }
+
+    fn into_message(self) -> Message {
+        self.clone()
+    }
 }
 
 /// An attachment over [`MAX_ATTACHMENT_LEN`], or for an unknown connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttachmentRejected;
 
-fn data_op(message: &Message) -> DataOp {
-    match message {
-        Message::Text(_) => DataOp::Text,
-        Message::Binary(_) => DataOp::Binary,
-    }
-}
-
-pub(crate) fn encode(message: &Message) -> SharedFrame {
-    SharedFrame::new(OpCode::Data(data_op(message)), false, message.payload())
-}
 
 impl Ctx<'_> {
     /// The room's storage namespace, `kind/id`.
@@ -146,24 +182,24 @@ impl Ctx<'_> {
     /// outcome. So a room that answers a burst of messages pays one push
     /// for the burst, and a slow reader still shows as `Backpressure`
     /// within a batch.
-    pub fn send(&mut self, conn: ConnId, message: &Message) -> SendOutcome {
+    pub fn send(&mut self, conn: ConnId, message: impl Outgoing) -> SendOutcome {
         if self.pending.is_waiting(conn) {
             // Behind a reply that waits for a commit: keep the order.
-            self.pending.queue_behind(conn, encode(message));
+            self.pending.queue_behind(conn, message.into_message());
             return SendOutcome::Queued;
         }
         let held = &mut *self.held;
         if let HeldFor::One { conn: target, outcome } = held.to {
-            if target == conn && outcome != SendOutcome::Dropped && held.takes(held.to, message) {
+            if target == conn && outcome != SendOutcome::Dropped && held.takes(held.to, message.message()) {
                 held.hold(held.to, message);
                 return outcome;
             }
         }
         held.flush(self.conns);
         let Some(record) = self.conns.get(&conn) else { return SendOutcome::Dropped };
-        let frame = encode(message);
-        let outcome = record.sink.send_frame(&frame);
-        if frame.is_small() {
+        let message = message.message();
+        let outcome = record.sink.send(message);
+        if message.payload().len() <= HOLD_THRESHOLD {
             // Nothing held yet: this records whom the next sends may join.
             held.to = HeldFor::One { conn, outcome };
         }
@@ -176,21 +212,21 @@ impl Ctx<'_> {
     /// events (sooner if anything else is sent first); order is kept. Returns
     /// how many connections it goes to: those open now (one that is closing
     /// drops it).
-    pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
+    pub fn broadcast(&mut self, message: impl Outgoing, except: Option<ConnId>) -> usize {
         if self.pending.any_waiting() {
-            return self.broadcast_where(message, |id| Some(id) != except);
+            return self.broadcast_where(message.message(), |id| Some(id) != except);
         }
         let recipients = self.conns.len() - usize::from(except.is_some_and(|id| self.conns.contains_key(&id)));
         let held = &mut *self.held;
         let to = HeldFor::All { except };
-        if held.takes(to, message) {
+        if held.takes(to, message.message()) {
             held.hold(to, message);
             return recipients;
         }
         held.flush(self.conns);
-        if message.payload().len() > COPY_THRESHOLD || recipients == 0 {
+        if message.message().payload().len() > HOLD_THRESHOLD || recipients == 0 {
             // A large payload is shared by the queues as it is.
-            return fan_out(self.conns, &encode(message), |id| Some(id) != except);
+            return fan_out(self.conns, |sink| sink.send(message.message()), |id| Some(id) != except);
         }
         held.hold(to, message);
         recipients
@@ -201,23 +237,24 @@ impl Ctx<'_> {
     /// many connections queued it.
     pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
         self.held.flush(self.conns);
-        let mut frame = encode(message);
-        if frame.is_small() {
-            // One buffer for every recipient to share: a reference count
-            // each, where a small frame would be copied into each queue.
-            frame = SharedFrame::run(frame.to_bytes());
-        }
+        // A small message as a run of one: encoded once and shared, where
+        // each queue would copy it.
+        let run = (message.payload().len() <= HOLD_THRESHOLD).then(|| Run::new(vec![message.clone()]));
+        let send = |sink: &dyn crate::ConnSink| match &run {
+            Some(run) => sink.send_run(run),
+            None => sink.send(message),
+        };
         if !self.pending.any_waiting() {
-            return fan_out(self.conns, &frame, to);
+            return fan_out(self.conns, send, to);
         }
         // Connections waiting for a reply after a commit get it behind that.
         let pending = &mut *self.pending;
         let mut queued = 0;
         for (id, record) in self.conns.iter().filter(|(id, _)| to(**id)) {
             if pending.is_waiting(*id) {
-                pending.queue_behind(*id, frame.clone());
+                pending.queue_behind(*id, message.clone());
                 queued += 1;
-            } else if record.sink.send_frame(&frame) != SendOutcome::Dropped {
+            } else if send(&*record.sink) != SendOutcome::Dropped {
                 queued += 1;
             }
         }
@@ -297,13 +334,11 @@ impl Ctx<'_> {
     /// `response` on every connection of this room, without waking the room
     /// (e.g. an application-level `ping` → `pong`). `None` turns it off.
     pub fn set_auto_response(&mut self, pair: Option<(&str, &str)>) {
-        let encoded = pair.map(|(req, resp)| {
-            Arc::new((Bytes::copy_from_slice(req.as_bytes()), encode_frame(OpCode::Data(DataOp::Text), false, resp.as_bytes())))
-        });
+        let auto = pair.map(|(request, response)| Arc::new(AutoResponse::new(request, response)));
         for record in self.conns.values() {
-            record.sink.set_auto_response(encoded.clone());
+            record.sink.set_auto_response(auto.clone());
         }
-        *self.auto_response = encoded;
+        *self.auto_response = auto;
     }
 
     /// When the connection layer last answered an auto-response for `conn`.

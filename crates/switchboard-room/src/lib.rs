@@ -26,8 +26,8 @@ pub mod testing;
 
 pub use actor::{spawn_room, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};
-pub use conn::{ConnId, ConnSink, SendOutcome, MAX_ATTACHMENT_LEN};
-pub use context::Ctx;
+pub use conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
+pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use storage::RoomStorage;
 pub use room::{Closed, ConnectRequest, Decision, Geo, Room, RoomFactory, RoomRequest, RoomResponse};
 pub use switchboard_proto::{CloseCode, Message};

@@ -20,8 +20,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use switchboard_proto::frame::SharedFrame;
-
 use switchboard_proto::Message;
 use switchboard_store::{prefix_end, Batch, Store, StoreError, StoreResult, Write};
 use tokio::sync::mpsc::UnboundedSender;
@@ -57,9 +55,9 @@ pub(crate) struct WriteBehind {
 pub(crate) enum Deferred {
     /// A reply that promises durability: sent only if the commit succeeded.
     Durable(Message),
-    /// A frame the room sent the connection after a durable reply, queued
-    /// behind it to keep the order: sent either way.
-    Behind(SharedFrame),
+    /// A message the room sent the connection after a durable reply,
+    /// queued behind it to keep the order: sent either way.
+    Behind(Message),
 }
 
 /// What a commit report releases.
@@ -76,6 +74,7 @@ impl WriteBehind {
     }
 
     /// Nothing written that is not committed, nothing waiting.
+    #[inline]
     pub(crate) fn is_idle(&self) -> bool {
         self.writes.is_empty() && self.in_flight.is_none() && self.deferred.is_empty()
     }
@@ -90,11 +89,13 @@ impl WriteBehind {
     }
 
     /// Whether anything waits for a commit before reaching `conn`.
+    #[inline]
     pub(crate) fn is_waiting(&self, conn: ConnId) -> bool {
         !self.waiting.is_empty() && self.waiting.contains_key(&conn)
     }
 
     /// Whether anything waits for a commit before reaching any connection.
+    #[inline]
     pub(crate) fn any_waiting(&self) -> bool {
         !self.waiting.is_empty()
     }
@@ -108,11 +109,11 @@ impl WriteBehind {
         None
     }
 
-    /// Queues `frame` for `conn` behind what already waits for it. Only for
-    /// a connection that [`WriteBehind::is_waiting`].
-    pub(crate) fn queue_behind(&mut self, conn: ConnId, frame: SharedFrame) {
+    /// Queues `message` for `conn` behind what already waits for it. Only
+    /// for a connection that [`WriteBehind::is_waiting`].
+    pub(crate) fn queue_behind(&mut self, conn: ConnId, message: Message) {
         let after = self.deferred.back().map_or(self.next, |(n, _, _)| *n);
-        self.push(after, conn, Deferred::Behind(frame));
+        self.push(after, conn, Deferred::Behind(message));
     }
 
     fn push(&mut self, after: u64, conn: ConnId, what: Deferred) {
@@ -122,10 +123,15 @@ impl WriteBehind {
 
     /// Hands the writes of the batch to the store, unless one is in flight
     /// (they go when it is reported).
+    #[inline]
     pub(crate) fn submit(&mut self, store: &dyn Store, room: &str) {
         if self.in_flight.is_some() || self.writes.is_empty() {
             return;
         }
+        self.submit_now(store, room);
+    }
+
+    fn submit_now(&mut self, store: &dyn Store, room: &str) {
         let number = self.next;
         self.next += 1;
         self.in_flight = Some(number);

@@ -34,12 +34,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use switchboard_proto::frame::SharedFrame;
 use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{MemoryStore, Store};
 
 use crate::actor::{RoomEvent, RoomHandle, RoomStats};
-use crate::conn::{ConnId, ConnSink, SendOutcome};
+use crate::conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome};
 use crate::name::{RoomId, RoomKind, RoomName};
 use crate::room::{Closed, ConnectRequest, Decision, RoomFactory, RoomRequest, RoomResponse};
 use crate::{spawn_room, RoomConfig};
@@ -62,7 +61,9 @@ pub struct TestConn {
 /// A [`ConnSink`] that records every message and the close it is given.
 #[derive(Default, Debug)]
 pub struct RecordingSink {
-    payloads: Mutex<Vec<Bytes>>,
+    messages: Mutex<Vec<Message>>,
+    /// How many messages each push carried (a run is one push).
+    pushes: Mutex<Vec<usize>>,
     closed: Mutex<Option<(CloseCode, String)>>,
     outcome: Mutex<Option<SendOutcome>>,
 }
@@ -192,8 +193,8 @@ impl TestConn {
 
     /// The messages received since the last call, as text.
     pub fn take_texts(&self) -> Vec<String> {
-        let taken = std::mem::take(&mut *self.sink.payloads.lock().expect("not poisoned"));
-        taken.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+        let taken = std::mem::take(&mut *self.sink.messages.lock().expect("not poisoned"));
+        taken.iter().map(|m| String::from_utf8_lossy(m.payload()).into_owned()).collect()
     }
 
     /// The close the room started, if it did.
@@ -209,26 +210,49 @@ impl TestConn {
 }
 
 impl RecordingSink {
-    /// Every message payload received so far, as text (lossy).
+    /// Every message received so far, as text (lossy for binary ones).
     pub fn texts(&self) -> Vec<String> {
-        self.payloads.lock().expect("not poisoned").iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+        self.messages.lock().expect("not poisoned").iter().map(|m| String::from_utf8_lossy(m.payload()).into_owned()).collect()
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.lock().expect("not poisoned").clone()
+    }
+
+    /// How many messages each push carried, in order (a run is one push).
+    pub fn pushes(&self) -> Vec<usize> {
+        self.pushes.lock().expect("not poisoned").clone()
+    }
+
+    fn record(&self, messages: &[Message]) -> SendOutcome {
+        let outcome = self.outcome.lock().expect("not poisoned").unwrap_or(SendOutcome::Queued);
+        if outcome != SendOutcome::Dropped {
+            self.messages.lock().expect("not poisoned").extend_from_slice(messages);
+            self.pushes.lock().expect("not poisoned").push(messages.len());
+        }
+        outcome
     }
 }
 
 impl ConnSink for RecordingSink {
-    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
-        let outcome = self.outcome.lock().expect("not poisoned").unwrap_or(SendOutcome::Queued);
-        if outcome != SendOutcome::Dropped {
-            self.payloads.lock().expect("not poisoned").extend(frame.payloads());
-        }
-        outcome
+    fn send(&self, message: &Message) -> SendOutcome {
+        self.record(std::slice::from_ref(message))
+    }
+
+    fn send_all(&self, messages: &[Message]) -> SendOutcome {
+        self.record(messages)
+    }
+
+    fn send_run(&self, run: &Run) -> SendOutcome {
+        self.record(run.messages())
     }
 
     fn close(&self, code: CloseCode, reason: &str) {
         *self.closed.lock().expect("not poisoned") = Some((code, reason.to_owned()));
     }
 
-    fn set_auto_response(&self, _pair: Option<Arc<(Bytes, Bytes)>>) {}
+    fn set_auto_response(&self, _auto: Option<Arc<AutoResponse>>) {}
 
     fn last_auto_response(&self) -> Option<SystemTime> {
         None

@@ -5,8 +5,8 @@
 //! the room (handled at once on this connection's task when the room is
 //! free, queued in its mailbox otherwise) and the end of the connection to
 //! the room's mailbox. [`SocketSink`] is
-//! the room's `ConnSink`: it puts the room's encoded frames on the
-//! connection's outbound queue.
+//! the room's `ConnSink`: it frames the room's messages and puts them on
+//! the connection's outbound queue.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,27 +16,68 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
-use switchboard_proto::frame::SharedFrame;
+use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnSink, RoomHandle, SendOutcome, TryDeliverError};
+use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 
-/// The room side of a connection's outbound queue.
+/// The room side of a connection's outbound queue: frames the room's
+/// messages (a run once for all its recipients) and queues them.
 pub(crate) struct SocketSink(Arc<Outbound>);
 
-impl ConnSink for SocketSink {
-    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
+fn data_op(message: &Message) -> OpCode {
+    match message {
+        Message::Text(_) => OpCode::Data(DataOp::Text),
+        Message::Binary(_) => OpCode::Data(DataOp::Binary),
+    }
+}
+
+/// A run's messages as whole frames back to back, in one buffer that every
+/// recipient's queue shares.
+fn encode_run(messages: &[Message]) -> Bytes {
+    let len = messages.iter().map(|m| MAX_HEADER_LEN + m.payload().len()).sum();
+    let mut frames = Vec::with_capacity(len);
+    for message in messages {
+        append_frame(data_op(message), false, message.payload(), &mut frames);
+    }
+    Bytes::from(frames)
+}
+
+/// The auto-response as net answers it: the request's text and the
+/// response's whole frame.
+type WirePair = (Bytes, Bytes);
+
+impl SocketSink {
+    fn push(&self, frame: &SharedFrame) -> SendOutcome {
         match self.0.push(frame) {
             Push::Queued => SendOutcome::Queued,
             Push::Backpressure => SendOutcome::Backpressure,
             Push::Dropped => SendOutcome::Dropped,
         }
     }
+}
+
+impl ConnSink for SocketSink {
+    fn send(&self, message: &Message) -> SendOutcome {
+        // The header is made here; the queue copies a small payload and
+        // shares a large one.
+        self.push(&SharedFrame::new(data_op(message), false, message.payload()))
+    }
+
+    fn send_all(&self, messages: &[Message]) -> SendOutcome {
+        self.push(&SharedFrame::run(encode_run(messages)))
+    }
+
+    fn send_run(&self, run: &Run) -> SendOutcome {
+        self.push(&SharedFrame::run(run.encoded(encode_run).clone()))
+    }
 
     fn close(&self, code: CloseCode, reason: &str) {
         self.0.close(code.as_u16(), reason)
     }
 
-    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
+    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
+        // Framed once per room, shared by its connections.
+        let pair = auto.and_then(|auto| auto.wire::<WirePair>(|a| (a.request().clone(), encode_frame(OpCode::Data(DataOp::Text), false, a.response()))));
         self.0.set_auto_response(pair)
     }
 

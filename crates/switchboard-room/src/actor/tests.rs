@@ -3,32 +3,47 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
-use switchboard_proto::frame::SharedFrame;
 use switchboard_store::MemoryStore;
 
-use crate::{CloseCode, SendOutcome};
+use crate::{AutoResponse, CloseCode, Run, SendOutcome};
 
 use super::*;
 
+/// What a fake sink was handed: one message, or a run (and which run, by
+/// address, to see that recipients of one flush share it).
+#[derive(Debug)]
+enum Got {
+    One(Message),
+    Run(usize, Vec<Message>),
+}
+
 #[derive(Default, Debug)]
 struct FakeSink {
-    frames: Mutex<Vec<SharedFrame>>,
+    got: Mutex<Vec<Got>>,
     closed: Mutex<Option<(CloseCode, String)>>,
-    auto: Mutex<Option<Arc<(Bytes, Bytes)>>>,
-    /// What `send_frame` reports (`Queued` if unset).
+    auto: Mutex<Option<Arc<AutoResponse>>>,
+    /// What sends report (`Queued` if unset).
     outcome: Mutex<Option<SendOutcome>>,
 }
 
 impl ConnSink for FakeSink {
-    fn send_frame(&self, frame: &SharedFrame) -> SendOutcome {
-        self.frames.lock().unwrap().push(frame.clone());
+    fn send(&self, message: &Message) -> SendOutcome {
+        self.got.lock().unwrap().push(Got::One(message.clone()));
+        self.outcome.lock().unwrap().unwrap_or(SendOutcome::Queued)
+    }
+    fn send_all(&self, messages: &[Message]) -> SendOutcome {
+        self.got.lock().unwrap().push(Got::Run(0, messages.to_vec()));
+        self.outcome.lock().unwrap().unwrap_or(SendOutcome::Queued)
+    }
+    fn send_run(&self, run: &Run) -> SendOutcome {
+        self.got.lock().unwrap().push(Got::Run(run as *const Run as usize, run.messages().to_vec()));
         self.outcome.lock().unwrap().unwrap_or(SendOutcome::Queued)
     }
     fn close(&self, code: CloseCode, reason: &str) {
         *self.closed.lock().unwrap() = Some((code, reason.to_owned()));
     }
-    fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
-        *self.auto.lock().unwrap() = pair;
+    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
+        *self.auto.lock().unwrap() = auto;
     }
     fn last_auto_response(&self) -> Option<SystemTime> {
         None
@@ -36,10 +51,27 @@ impl ConnSink for FakeSink {
 }
 
 impl FakeSink {
-    /// Payloads of the text frames received.
+    /// Texts of the messages received.
     fn texts(&self) -> Vec<String> {
-        let frames = self.frames.lock().unwrap();
-        frames.iter().flat_map(SharedFrame::payloads).map(|p| String::from_utf8(p.to_vec()).unwrap()).collect()
+        let got = self.got.lock().unwrap();
+        let messages = got.iter().flat_map(|g| match g {
+            Got::One(m) => std::slice::from_ref(m),
+            Got::Run(_, ms) => ms.as_slice(),
+        });
+        messages.map(|m| m.as_text().unwrap().to_owned()).collect()
+    }
+
+    /// How many messages each push carried.
+    fn pushes(&self) -> Vec<usize> {
+        self.got.lock().unwrap().iter().map(|g| if let Got::Run(_, ms) = g { ms.len() } else { 1 }).collect()
+    }
+
+    /// The address of the run of push `i`, and its first payload's.
+    fn run(&self, i: usize) -> (usize, *const u8) {
+        match &self.got.lock().unwrap()[i] {
+            Got::Run(at, ms) => (*at, ms[0].payload().as_ptr()),
+            Got::One(_) => panic!("push {i} was a single message"),
+        }
     }
 }
 
@@ -128,7 +160,7 @@ async fn settle(room: &RoomHandle) -> RoomStats {
 }
 
 #[tokio::test]
-async fn a_broadcast_skips_the_sender_and_is_encoded_once() {
+async fn a_broadcast_skips_the_sender_and_goes_out_as_one_shared_run() {
     let room = spawn_room(name("a"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "x").await.unwrap();
     let b = join(&room, 2, "x").await.unwrap();
@@ -138,9 +170,7 @@ async fn a_broadcast_skips_the_sender_and_is_encoded_once() {
     assert!(a.texts().is_empty());
     assert_eq!(b.texts(), ["hello"]);
     assert_eq!(c.texts(), ["hello"]);
-    assert_eq!(b.frames.lock().unwrap()[0], c.frames.lock().unwrap()[0]);
-    let (b_payload, c_payload) = (b.frames.lock().unwrap()[0].payload().as_ptr(), c.frames.lock().unwrap()[0].payload().as_ptr());
-    assert_eq!(b_payload, c_payload, "one frame made, its payload shared");
+    assert_eq!(b.run(0), c.run(0), "one run handed to both (so encoded once), the payload shared");
 }
 
 #[tokio::test]
@@ -240,11 +270,11 @@ async fn auto_responses_reach_current_and_future_connections() {
     let b = join(&room, 2, "").await.unwrap();
     settle(&room).await;
     for sink in [&a, &b] {
-        let pair = sink.auto.lock().unwrap().clone().unwrap();
-        let (request, response) = &*pair;
-        assert_eq!(&request[..], b"ping");
-        assert_eq!(&response[..], &[0x81, 4, b'p', b'o', b'n', b'g']);
+        let auto = sink.auto.lock().unwrap().clone().unwrap();
+        assert_eq!((&auto.request()[..], &auto.response()[..]), (&b"ping"[..], &b"pong"[..]));
     }
+    let (a_auto, b_auto) = (a.auto.lock().unwrap().clone().unwrap(), b.auto.lock().unwrap().clone().unwrap());
+    assert!(Arc::ptr_eq(&a_auto, &b_auto), "one shared by the room's connections");
 }
 
 #[tokio::test]
@@ -278,10 +308,8 @@ async fn small_broadcasts_of_one_batch_reach_each_member_as_one_run_in_order() {
     assert_eq!(b.texts(), ["m1", "m2", "count=3", "m3", "m4", "m5"]);
     assert_eq!(c.texts(), ["m1", "m2", "m3", "m4", "m5"]);
     assert_eq!(late.texts(), ["m4", "m5"], "nothing from before the join");
-    let runs: Vec<usize> = c.frames.lock().unwrap().iter().map(|f| f.payloads().len()).collect();
-    assert_eq!(runs, [2, 1, 2], "runs end at the send and at the join");
-    let (b_run, c_run) = (b.frames.lock().unwrap()[0].clone(), c.frames.lock().unwrap()[0].clone());
-    assert_eq!(b_run.payload().as_ptr(), c_run.payload().as_ptr(), "one run, shared by every member");
+    assert_eq!(c.pushes(), [2, 1, 2], "runs end at the send and at the join");
+    assert_eq!(b.run(0), c.run(0), "one run, shared by every member");
 }
 
 /// Answers each message to its sender (or, for "all", to everyone) and
@@ -319,8 +347,7 @@ async fn small_sends_to_one_connection_after_the_first_join_one_run_and_report_i
     settle(&room).await;
     assert_eq!(a.texts(), ["1", "2", "3", "4", "all", "5", "6", "7"]);
     assert_eq!(b.texts(), ["x", "all"]);
-    let runs: Vec<usize> = a.frames.lock().unwrap().iter().map(|f| f.payloads().len()).collect();
-    assert_eq!(runs, [1, 2, 1, 1, 1, 2], "the first send of each stretch goes at once, the rest as one run");
+    assert_eq!(a.pushes(), [1, 2, 1, 1, 1, 2], "the first send of each stretch goes at once, the rest as one run");
     use SendOutcome::{Backpressure, Queued};
     assert_eq!(*outcomes.lock().unwrap(), [Backpressure, Backpressure, Backpressure, Queued, Backpressure, Backpressure, Backpressure, Backpressure], "held sends report what the first one's push did");
 }
