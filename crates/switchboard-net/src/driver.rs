@@ -1,22 +1,31 @@
 //! The task that owns one WebSocket connection after its handshake.
 //!
-//! One loop does everything for the socket: decode every whole frame
-//! buffered and hand messages to the handler; move frames other tasks queued
-//! on the [`Outbound`] into the protocol engine; write as much as the socket
-//! takes without blocking (vectored, so replies to one read leave in one
-//! write); then wait for whichever comes first: bytes to read, room to
-//! write, or news on the outbound queue (frames, a close request, a due
-//! deadline, shutdown).
+//! One loop does everything for the stream, one step per function: hand
+//! every message already read to the handler (`Link::next_message`); move
+//! frames other tasks queued on the [`Outbound`] into the protocol engine
+//! (`Link::take_outbound`); act on a due deadline (`Link::on_deadline`);
+//! write as much as the stream takes without blocking (`Link::poll_write`,
+//! vectored where the stream supports it, so replies to one read leave in
+//! one write); shut the stream when the closing handshake is over; then
+//! wait for whichever comes first (`Wait`): bytes read, room to write, or
+//! news on the outbound queue (frames, a close request, a due deadline,
+//! shutdown).
+//!
+//! The stream is any [`ByteStream`] (TCP, TLS over TCP, an in-memory pipe in
+//! tests); the driver is compiled for each, so TCP pays for no indirection.
+//! A stream that buffers a lot itself (TLS) is better boxed: `Box<S>` is a
+//! stream too, and keeps the task small (see Memory below).
 //!
 //! Backpressure: while more than `max_pending_write` bytes wait for the
-//! socket, the connection stops reading, so a peer that does not read its
+//! stream, the connection stops reading, so a peer that does not read its
 //! replies stops being served; frames from other tasks wait in the bounded
 //! outbound queue, and a peer that lets that queue overflow is cut off.
 //!
 //! Memory: an idle connection is this task's state and little else, so that
 //! state is kept small. The read buffer exists only while bytes are being
-//! processed (once every frame in it is consumed it is released); the wait
-//! is a future of references (no per-connection timer or notification
+//! processed: a wait that finds nothing to read gives it back to the
+//! thread's spare (`spare`) once every frame in it is consumed. The wait is
+//! a future of references (no per-connection timer or notification
 //! future); deadlines are checked by the listener's sweep (`timers`); the
 //! handler's `on_open` and `on_close`, which run once, are boxed. What stays
 //! inline are the handler's per-message futures: a [`Handler`] should keep
@@ -25,60 +34,188 @@
 //! serves 128-aligned blocks without over-allocating only at powers of two,
 //! so the task should fit 256 bytes, which leaves the future 152 (a test in
 //! `listener` pins that). The engine, read buffer and handler therefore
-//! live in a box of their own, and the task keeps the socket, the timers
-//! and a few pointers.
+//! live in a box of their own (`Parts`), and the task keeps the stream, the
+//! timers and a few pointers (`Link`).
 //!
 //! Heartbeat: after `ping_interval` without a frame from the peer the server
 //! pings; if nothing arrives within `pong_timeout` the peer is dead, the
-//! socket is dropped and the handler learns it with 1006. Both are checked
+//! stream is dropped and the handler learns it with 1006. Both are checked
 //! once per timer tick (see `NetConfig::timer_tick`).
+//!
+//! Counting: each read adds its bytes and the number of messages it carried
+//! to the listener's [`NetStats`](crate::NetStats), each write its bytes;
+//! the connection's outcome is counted when its task ends.
 
 use std::borrow::Cow;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::ops::Deref;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use switchboard_proto::connection::State;
 use switchboard_proto::{CloseCode, Connection, Event, Message, ProtocolError};
 
 use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox};
+use crate::io::ByteStream;
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
 use crate::spare;
-use crate::timers::now_ms;
+use crate::stats::{NetStats, Outcome};
 
-/// Slices handed to one `writev`. Linux takes up to 1024; 64 covers a read's
-/// worth of replies without a large array in every connection's future.
+/// Slices handed to one vectored write. Linux takes up to 1024; 64 covers a
+/// read's worth of replies without a large array on the stack.
 const MAX_WRITE_SLICES: usize = 64;
 
-/// How the connection ended, reported to the handler once.
-struct Ending {
-    reported: bool,
-}
+/// Drives one connection until it ends.
+///
+/// Its state is what an idle connection costs, so every value that lives
+/// across an `.await` here is weighed: the engine, the buffer and the
+/// handler live in one box (`Parts`), rare paths are boxed (`on_open`,
+/// `on_close`), a handler's future is made where the message is at hand
+/// and awaited after (so the message is not kept beside it), and the
+/// failures that end the connection leave the loop to one report. The
+/// steps are plain functions; only the handler's futures, the write, the
+/// wait and the shutdown are awaited here.
+///
+/// A plain function returning an `async move` block rather than an `async
+/// fn`: an `async fn` keeps its arguments in its state (the engine, buffer
+/// and handler too, beside their box), and each `mut` one twice.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn drive<S, H, C>(stream: S, conn: Connection, buf: BytesMut, handler: H, common: C) -> impl Future<Output = ()> + Send + 'static
+where
+    S: ByteStream,
+    H: Handler,
+    C: Deref<Target = Common> + Send + 'static,
+{
+    let mut parts = Box::new(Parts { conn, buf, handler });
+    let mut link = Link::new(stream, common, parts.buf.len());
+    async move {
+        // Once per connection, boxed like `on_close`.
+        Box::pin(parts.handler.on_open(Outbox::new(&mut parts.conn, &link.outbound))).await;
 
-impl Ending {
-    /// The handler's `on_close`, the first time only. Boxed: it runs once per
-    /// connection, and its future (a room event, a wait for the room) would
-    /// otherwise be part of every connection's task state for the
-    /// connection's whole life.
-    fn report<'a, H: Handler>(&mut self, handler: &'a mut H, code: Option<CloseCode>, reason: Cow<'static, str>, clean: bool) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
-        if self.reported {
-            return None;
+        let cut = loop {
+            // 1. Everything already read goes to the handler.
+            let mut delivered = false;
+            // Scoped so that nothing of the read's end is kept while later
+            // steps await.
+            {
+                let report = {
+                    let end = loop {
+                        let delivering = match link.next_message(&mut parts, &mut delivered) {
+                            Next::Message(message) => parts.handler.on_message(message, Outbox::new(&mut parts.conn, &link.outbound)),
+                            Next::End(end) => break end,
+                        };
+                        delivering.await;
+                        delivered = true;
+                    };
+                    match end {
+                        ReadEnd::Drained => None,
+                        ReadEnd::Closed(code, reason) => Some(link.report(&mut parts.handler, Outcome::Clean, code, reason.into(), true)),
+                        ReadEnd::Failed(error) => {
+                            // The handler hears of the messages before the error in `on_close`.
+                            delivered = false;
+                            Some(link.report(&mut parts.handler, Outcome::ProtocolError, Some(error.close_code()), error.reason().into(), false))
+                        }
+                    }
+                };
+                if let Some(report) = report {
+                    // Let the handler queue what must precede our close frame
+                    // (replies to earlier messages), then send it.
+                    if let Some(on_close) = report {
+                        on_close.await;
+                    }
+                    link.reply_close(&mut parts.conn);
+                }
+            }
+            if delivered {
+                parts.handler.on_read_end(Outbox::new(&mut parts.conn, &link.outbound)).await;
+            }
+            link.count_messages();
+
+            // 2. Frames from other tasks while the engine's queue is short; a
+            //    close request, a cut-off, a due deadline or shutdown in any case.
+            let signals = link.take_outbound(&mut parts.conn);
+            if signals.overflowed {
+                parts.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
+                if let Some(on_close) = link.report(&mut parts.handler, Outcome::SlowConsumer, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
+                    on_close.await;
+                }
+            }
+            if signals.stopping && parts.conn.state() == State::Open {
+                parts.conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
+            }
+
+            // 3. Timers.
+            if signals.due {
+                if let Some(cut) = link.on_deadline(&mut parts.conn) {
+                    break cut;
+                }
+            }
+
+            // 4. Write what the stream takes now.
+            if poll_fn(|cx| Poll::Ready(link.write_now(&mut parts.conn, cx))).await.is_err() {
+                break Cut::WriteFailed;
+            }
+
+            // 5. Closing: over once both close frames are exchanged and
+            //    written; the server closes the TCP connection first (RFC
+            //    6455 §7.1.1).
+            if parts.conn.state() == State::Closed && !link.blocked {
+                link.shutdown().await;
+                return;
+            }
+            link.publish_deadline(&parts.conn);
+
+            // 6. Wait.
+            if let Err(cut) = link.wait(&mut parts).await {
+                break cut;
+            }
+        };
+        // The stream failed or the peer went silent: the handler learns it
+        // (unless it already heard of the end) and the stream is dropped.
+        if let Some(on_close) = link.report(&mut parts.handler, cut.outcome(), Some(CloseCode::ABNORMAL), cut.reason().into(), false) {
+            on_close.await;
         }
-        self.reported = true;
-        Some(Box::pin(async move { handler.on_close(code, &reason, clean).await }))
     }
 }
 
-/// Why the engine stopped yielding events.
+/// What a connection owns besides its stream and its timers: the protocol
+/// engine, the read buffer and the handler. Boxed, so that the task's own
+/// state stays under the 152 bytes that make tokio's task block 256 bytes
+/// (see the module docs).
+struct Parts<H> {
+    conn: Connection,
+    buf: BytesMut,
+    handler: H,
+}
+
+/// The connection's task state besides `Parts`: the stream, the listener's
+/// shared state, the outbound queue, the timers, and how it ended. When it
+/// drops, however the task ends (a panicking handler too), other tasks can
+/// no longer queue on the outbound queue and the outcome is counted.
+struct Link<S, C: Deref<Target = Common>> {
+    stream: S,
+    common: C,
+    outbound: Arc<Outbound>,
+    auto: AutoResponse,
+    clock: Clock,
+    /// Messages read since the last count.
+    messages: u32,
+    /// Set once the closing handshake started; `clock.mark` is then its end.
+    closing: bool,
+    /// The stream did not take (or flush) everything at the last write.
+    blocked: bool,
+    /// How the connection ended, once the handler was told.
+    outcome: Option<Outcome>,
+}
+
+/// What ended a pass over the bytes read.
 enum ReadEnd {
     /// Everything buffered was consumed.
     Drained,
@@ -86,6 +223,345 @@ enum ReadEnd {
     Closed(Option<CloseCode>, String),
     /// The peer broke the protocol.
     Failed(ProtocolError),
+}
+
+/// What the engine's next event asks of the loop.
+enum Next {
+    /// A message for `Handler::on_message`.
+    Message(Message),
+    /// The pass is over.
+    End(ReadEnd),
+}
+
+/// Signals taken from the outbound queue besides frames and close requests.
+struct Signals {
+    overflowed: bool,
+    due: bool,
+    stopping: bool,
+}
+
+/// Why the loop ended without a closing handshake.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    Dropped,
+    ReadFailed,
+    WriteFailed,
+    NoPong,
+    CloseTimedOut,
+}
+
+impl Cut {
+    fn reason(self) -> &'static str {
+        match self {
+            Cut::Dropped => "connection dropped",
+            Cut::ReadFailed => "read failed",
+            Cut::WriteFailed => "write failed",
+            Cut::NoPong => "no answer to ping",
+            Cut::CloseTimedOut => "closing handshake timed out",
+        }
+    }
+
+    fn outcome(self) -> Outcome {
+        match self {
+            Cut::Dropped | Cut::ReadFailed | Cut::WriteFailed => Outcome::Abnormal,
+            Cut::NoPong | Cut::CloseTimedOut => Outcome::Timeout,
+        }
+    }
+}
+
+impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
+    /// A new connection's link: its outbound queue, registered with the
+    /// listener's timers; `buffered` bytes came with the request head.
+    fn new(stream: S, common: C, buffered: usize) -> Self {
+        let outbound = Arc::new(Outbound::new(common.config.max_outbound_queue));
+        common.timers.register(&outbound, &common.shutdown);
+        common.stats.record_open();
+        if buffered > 0 {
+            common.stats.record_read(buffered);
+        }
+        let clock = Clock::new(common.timers.now_ms());
+        Link { stream, common, outbound, auto: AutoResponse::default(), clock, messages: 0, closing: false, blocked: false, outcome: None }
+    }
+
+    fn config(&self) -> &NetConfig {
+        &self.common.config
+    }
+
+    fn stats(&self) -> &NetStats {
+        &self.common.stats
+    }
+
+    // ---- reading and dispatch ----
+
+    /// Runs the engine over what was read until a message needs the
+    /// handler's `on_message` or the pass ends. Answers the auto-response
+    /// request itself, and hands the handler what it takes at once
+    /// (`take_message`), setting `delivered`.
+    #[inline]
+    fn next_message<H: Handler>(&mut self, parts: &mut Parts<H>, delivered: &mut bool) -> Next {
+        loop {
+            match parts.conn.handle_read(&mut parts.buf) {
+                Ok(Some(Event::Message(message))) => {
+                    self.messages += 1;
+                    if let Some(response) = self.auto.answer(&message) {
+                        let _ = parts.conn.send_prepared(response);
+                        self.outbound.record_auto_response();
+                        continue;
+                    }
+                    match parts.handler.take_message(message) {
+                        Ok(()) => *delivered = true,
+                        Err(message) => return Next::Message(message),
+                    }
+                }
+                Ok(Some(Event::Close(frame))) => return Next::End(ReadEnd::Closed(frame.code, frame.reason)),
+                Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
+                Ok(None) => return Next::End(ReadEnd::Drained),
+                Err(error) => return Next::End(ReadEnd::Failed(error)),
+            }
+        }
+    }
+
+    /// Adds the messages of the pass to the listener's count.
+    #[inline]
+    fn count_messages(&mut self) {
+        if self.messages > 0 {
+            self.common.stats.record_messages(std::mem::take(&mut self.messages));
+        }
+    }
+
+    /// The handler's `on_close`, the first time only; the outcome is
+    /// counted when the link drops. Boxed: it runs once per connection, and
+    /// its future (a room event, a wait for the room) would otherwise be
+    /// part of every connection's task state for the connection's whole life.
+    fn report<'a, H: Handler>(&mut self, handler: &'a mut H, outcome: Outcome, code: Option<CloseCode>, reason: Cow<'static, str>, clean: bool) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        self.outcome = Some(outcome);
+        Some(Box::pin(async move { handler.on_close(code, &reason, clean).await }))
+    }
+
+    /// Our close frame after the peer's close or its protocol error, behind
+    /// everything queued for the connection so far.
+    fn reply_close(&mut self, conn: &mut Connection) {
+        move_outbound(&self.outbound, conn, true);
+        conn.reply_close();
+    }
+
+    // ---- other tasks ----
+
+    /// Moves a close request, and queued frames while the engine's queue is
+    /// short, from the outbound queue into the engine; takes a new
+    /// auto-response pair; returns the other signals.
+    fn take_outbound(&mut self, conn: &mut Connection) -> Signals {
+        let room_to_write = conn.queued_bytes() < self.config().max_pending_write;
+        let news = move_outbound(&self.outbound, conn, room_to_write);
+        if let Some(pair) = news.auto {
+            self.auto.0 = pair;
+        }
+        Signals { overflowed: news.overflowed, due: news.due, stopping: news.stopping }
+    }
+
+    // ---- timers ----
+
+    /// The deadline the connection published passed: the closing handshake
+    /// timed out, or the heartbeat is due (a ping, or the end of a peer
+    /// that did not answer one).
+    fn on_deadline(&mut self, conn: &mut Connection) -> Option<Cut> {
+        let now = self.common.timers.now_ms();
+        if self.closing {
+            return (now >= self.clock.mark).then_some(Cut::CloseTimedOut);
+        }
+        if conn.state() == State::Open {
+            match self.clock.on_deadline(now, &self.common.config) {
+                Beat::Ping => {
+                    let _ = conn.send_ping(b"");
+                }
+                Beat::Wait => {}
+                Beat::Dead => return Some(Cut::NoPong),
+            }
+        }
+        None
+    }
+
+    /// Starts the close timer when the closing handshake began, and
+    /// publishes the next deadline for the listener's sweep (a plain store,
+    /// on every pass; the sweep clears it when it fires).
+    fn publish_deadline(&mut self, conn: &Connection) {
+        if !self.closing && matches!(conn.state(), State::Closed | State::CloseSent) {
+            self.closing = true;
+            self.clock.mark = self.common.timers.now_ms() + self.config().close_timeout.as_millis() as u64;
+        }
+        let deadline = if self.closing { self.clock.mark } else { self.clock.heartbeat_deadline(&self.common.config) };
+        self.outbound.set_deadline(deadline);
+    }
+
+    // ---- writing ----
+
+    /// Writes what the stream takes now (see `poll_write`); `blocked`
+    /// says whether anything is left.
+    fn write_now(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.poll_write(conn, cx) {
+            Poll::Ready(result) => {
+                self.blocked = false;
+                result
+            }
+            Poll::Pending => {
+                self.blocked = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes queued bytes until the stream would block, then flushes it.
+    /// Vectored where the stream supports it, so many frames leave in one
+    /// system call; one buffer (the usual case: small frames are gathered
+    /// into one) goes out with a plain write, which on a socket skips the
+    /// file layer that `writev` passes through (docs/benchmarks.md). Pending
+    /// when the stream took less than everything (its waker is then set).
+    fn poll_write(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let slices_per_write = if self.stream.is_write_vectored() { MAX_WRITE_SLICES } else { 1 };
+        while conn.wants_write() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+                let n = conn.transmit_chunks(&mut slices[..slices_per_write]);
+                let stream = Pin::new(&mut self.stream);
+                let result = if n == 1 { stream.poll_write(cx, &slices[0]) } else { stream.poll_write_vectored(cx, &slices[..n]) };
+                match ready!(result) {
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(written) => written,
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            };
+            self.common.stats.record_write(written);
+            conn.advance(written);
+        }
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    // ---- closing ----
+
+    /// Shuts the stream's sending side. One attempt, never a wait: on TCP
+    /// it completes at once; a stream with more to send first (a TLS
+    /// close_notify) that cannot send it now is dropped anyway.
+    async fn shutdown(&mut self) {
+        poll_fn(|cx| {
+            let _ = Pin::new(&mut self.stream).poll_shutdown(cx);
+            Poll::Ready(())
+        })
+        .await
+    }
+
+    // ---- waiting ----
+
+    /// The wait at the end of a pass: for bytes while the engine's queue is
+    /// short and the connection not closed, for room to write while
+    /// blocked, for news on the outbound queue (frames count only while the
+    /// engine's queue is short).
+    fn wait<'a, H>(&'a mut self, parts: &'a mut Parts<H>) -> Wait<'a, S, C, H> {
+        let room_to_write = parts.conn.queued_bytes() < self.config().max_pending_write;
+        let read = room_to_write && parts.conn.state() != State::Closed;
+        Wait { link: self, parts, read, frames: room_to_write }
+    }
+
+    /// Reads what the stream has into the read buffer, taking the thread's
+    /// spare buffer if the connection has none. When nothing is there and
+    /// every frame read is consumed, the buffer goes back to the spare, so
+    /// that an idle connection holds none.
+    ///
+    /// An emptied buffer whose frames some handler still holds (a message
+    /// waiting in a busy room's mailbox) is left to them rather than grown
+    /// beside them: the read takes the spare instead.
+    fn poll_read(&mut self, buf: &mut BytesMut, conn: &Connection, cx: &mut Context<'_>) -> Poll<Result<(), Cut>> {
+        let chunk = self.config().read_chunk;
+        let consumed = buf.is_empty() && !conn.is_mid_message();
+        if consumed && buf.capacity() < chunk && !buf.try_reclaim(chunk) {
+            *buf = spare::take();
+        }
+        buf.reserve(chunk);
+        match pin!(self.stream.read_buf(buf)).poll(cx) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(Cut::Dropped)),
+            Poll::Ready(Ok(n)) => {
+                self.on_read(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Cut::ReadFailed)),
+            Poll::Pending => {
+                if consumed {
+                    release(buf, chunk);
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Bytes arrived: the peer is alive, and the task runs now (it may
+    /// queue frames on its own outbound queue through a room it handles;
+    /// see `Outbound::forget_waker`).
+    fn on_read(&mut self, n: usize) {
+        self.outbound.forget_waker();
+        self.stats().record_read(n);
+        self.clock.peer_alive(self.common.timers.now_ms());
+    }
+}
+
+impl<S, C: Deref<Target = Common>> Drop for Link<S, C> {
+    fn drop(&mut self) {
+        self.outbound.shut();
+        // No report: the task ended without the handler hearing of it (a
+        // handler panicked).
+        self.common.stats.record_close(self.outcome.unwrap_or(Outcome::Abnormal));
+    }
+}
+
+/// Gives an emptied read buffer back to the thread's spare.
+fn release(buf: &mut BytesMut, read_chunk: usize) {
+    if buf.capacity() > 0 {
+        spare::put(std::mem::take(buf), 2 * read_chunk);
+    }
+}
+
+/// Waits for bytes to read (if `read`; they are read), room to write (if
+/// the last write was blocked; what fits is written) or news on the
+/// outbound queue (frames count only if `frames`); an error if the stream
+/// ended or failed. It stores nothing but references: the stream keeps the
+/// task's waker where it waits (a socket in its registration) and the
+/// outbound queue in its lock, so an idle connection pays for no waiting
+/// future of its own.
+struct Wait<'a, S: ByteStream, C: Deref<Target = Common>, H> {
+    link: &'a mut Link<S, C>,
+    parts: &'a mut Parts<H>,
+    read: bool,
+    frames: bool,
+}
+
+impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
+    type Output = Result<(), Cut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Cut>> {
+        let Wait { link, parts, read, frames } = self.get_mut();
+        if *read {
+            if let Poll::Ready(woken) = link.poll_read(&mut parts.buf, &parts.conn, cx) {
+                return Poll::Ready(woken);
+            }
+        } else if parts.buf.is_empty() && !parts.conn.is_mid_message() {
+            release(&mut parts.buf, link.config().read_chunk);
+        }
+        if link.blocked {
+            let before = parts.conn.queued_bytes();
+            match link.poll_write(&mut parts.conn, cx) {
+                Poll::Ready(Ok(())) => {
+                    link.blocked = false;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(Cut::WriteFailed)),
+                // Some progress: the loop decides again whether to read.
+                Poll::Pending if parts.conn.queued_bytes() < before => return Poll::Ready(Ok(())),
+                Poll::Pending => {}
+            }
+        }
+        link.outbound.poll_news(cx, *frames).map(Ok)
+    }
 }
 
 /// The auto-response pair, cached per connection (a pointer to the pair
@@ -102,245 +578,6 @@ impl AutoResponse {
             (Some((request, response)), Message::Text(text)) if text == request => Some(response.clone()),
             _ => None,
         }
-    }
-}
-
-/// The connection's outbound queue; when the connection ends, however it
-/// ends, other tasks can no longer queue on it.
-struct OutboundGuard(Arc<Outbound>);
-
-impl Drop for OutboundGuard {
-    fn drop(&mut self) {
-        self.0.shut();
-    }
-}
-
-/// What a connection owns besides its socket and its timers: the protocol
-/// engine, the read buffer and the handler. Boxed, so that the task's own
-/// state stays under the 152 bytes that make tokio's task block 256 bytes
-/// (see the module docs).
-struct Parts<H> {
-    conn: Connection,
-    buf: BytesMut,
-    handler: H,
-}
-
-/// Drives one connection until it ends.
-///
-/// Its state is what an idle connection costs, so every value that lives
-/// across an `.await` here is weighed: the engine, the buffer and the
-/// handler live in one box (`Parts`), rare paths are boxed (`on_open`,
-/// `on_close`), a handler's future is made where the message is at hand
-/// and awaited after (so the message is not kept beside it), and the
-/// failures that end the connection leave the loop to one report.
-///
-/// A plain function returning an `async move` block rather than an `async
-/// fn`: an `async fn` keeps its arguments in its state (the engine, buffer
-/// and handler too, beside their box), and each `mut` one twice.
-#[allow(clippy::manual_async_fn)]
-pub(crate) fn drive<H, C>(mut stream: TcpStream, conn: Connection, buf: BytesMut, handler: H, common: C) -> impl Future<Output = ()> + Send + 'static
-where
-    H: Handler,
-    C: Deref<Target = Common> + Send + 'static,
-{
-    let mut parts = Box::new(Parts { conn, buf, handler });
-    async move {
-        let outbound = OutboundGuard(Arc::new(Outbound::new(common.config.max_outbound_queue)));
-        common.timers.register(&outbound.0, &common.shutdown);
-        let mut ending = Ending { reported: false };
-        let mut auto = AutoResponse::default();
-        let mut clock = Clock::new(now_ms());
-        // Set once the closing handshake started; `clock.mark` is then its end.
-        let mut closing = false;
-        // Once per connection, boxed like `on_close`.
-        Box::pin(parts.handler.on_open(Outbox::new(&mut parts.conn, &outbound.0))).await;
-
-        let (code, reason): (_, &'static str) = loop {
-            // 1. Everything already read.
-            let mut delivered = false;
-            // Scoped so that nothing of the read's end is kept while later
-            // steps await.
-            {
-                let report = {
-                    let read_end = loop {
-                        let delivering = match parts.conn.handle_read(&mut parts.buf) {
-                            Ok(Some(Event::Message(message))) => {
-                                if let Some(response) = auto.answer(&message) {
-                                    let _ = parts.conn.send_prepared(response);
-                                    outbound.0.record_auto_response();
-                                    continue;
-                                }
-                                match parts.handler.take_message(message) {
-                                    Ok(()) => {
-                                        delivered = true;
-                                        continue;
-                                    }
-                                    Err(message) => parts.handler.on_message(message, Outbox::new(&mut parts.conn, &outbound.0)),
-                                }
-                            }
-                            Ok(Some(Event::Close(frame))) => break ReadEnd::Closed(frame.code, frame.reason),
-                            Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
-                            Ok(None) => break ReadEnd::Drained,
-                            Err(error) => break ReadEnd::Failed(error),
-                        };
-                        delivering.await;
-                        delivered = true;
-                    };
-                    match read_end {
-                        ReadEnd::Drained => None,
-                        ReadEnd::Closed(code, reason) => Some(ending.report(&mut parts.handler, code, reason.into(), true)),
-                        ReadEnd::Failed(error) => {
-                            // The handler hears of the messages before the error in `on_close`.
-                            delivered = false;
-                            Some(ending.report(&mut parts.handler, Some(error.close_code()), error.reason().into(), false))
-                        }
-                    }
-                };
-                if let Some(report) = report {
-                    // Let the handler queue what must precede our close frame
-                    // (replies to earlier messages), then send it.
-                    if let Some(on_close) = report {
-                        on_close.await;
-                    }
-                    move_outbound(&outbound.0, &mut parts.conn, true);
-                    parts.conn.reply_close();
-                }
-            }
-            if delivered {
-                parts.handler.on_read_end(Outbox::new(&mut parts.conn, &outbound.0)).await;
-            }
-            if parts.buf.is_empty() && !parts.conn.is_mid_message() {
-                spare::put(std::mem::take(&mut parts.buf), 2 * common.config.read_chunk);
-            }
-
-            // 2. Frames from other tasks while the engine's queue is short; a
-            //    close request, a cut-off, a due deadline or shutdown in any case.
-            let room_to_write = parts.conn.queued_bytes() < common.config.max_pending_write;
-            // In a block: a `News` alive across the awaits below would be
-            // part of every connection's state.
-            let (overflowed, due, stopping) = {
-                let news = move_outbound(&outbound.0, &mut parts.conn, room_to_write);
-                if let Some(pair) = news.auto {
-                    auto.0 = pair;
-                }
-                (news.overflowed, news.due, news.stopping)
-            };
-            if overflowed {
-                parts.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-                if let Some(on_close) = ending.report(&mut parts.handler, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
-                    on_close.await;
-                }
-            }
-            if stopping && parts.conn.state() == State::Open {
-                parts.conn.close(Some(CloseCode::GOING_AWAY), "server shutting down");
-            }
-            if due {
-                let now = now_ms();
-                if closing {
-                    if now >= clock.mark {
-                        break (Some(CloseCode::ABNORMAL), "closing handshake timed out");
-                    }
-                } else if parts.conn.state() == State::Open {
-                    match clock.on_deadline(now, &common.config) {
-                        Beat::Ping => {
-                            let _ = parts.conn.send_ping(b"");
-                        }
-                        Beat::Wait => {}
-                        Beat::Dead => break (Some(CloseCode::ABNORMAL), "no answer to ping"),
-                    }
-                }
-            }
-
-            // 3. Write what the socket takes now.
-            if write_ready(&mut stream, &mut parts.conn).is_err() {
-                break (Some(CloseCode::ABNORMAL), "write failed");
-            }
-
-            // 4. Closing.
-            match parts.conn.state() {
-                State::Closed if !parts.conn.wants_write() => {
-                    // The server closes the TCP connection first (RFC 6455 §7.1.1).
-                    // (A TCP shutdown completes at once; it never waits.)
-                    let _ = stream.shutdown().await;
-                    return;
-                }
-                State::Closed | State::CloseSent if !closing => {
-                    closing = true;
-                    clock.mark = now_ms() + common.config.close_timeout.as_millis() as u64;
-                }
-                _ => {}
-            }
-            // Published on every pass (a plain store); the sweep clears it when it fires.
-            outbound.0.set_deadline(if closing { clock.mark } else { clock.heartbeat_deadline(&common.config) });
-
-            // 5. Wait.
-            let room_to_write = parts.conn.queued_bytes() < common.config.max_pending_write;
-            let reading = room_to_write && !matches!(parts.conn.state(), State::Closed);
-            let wait = Wait { stream: &stream, outbound: &outbound.0, read: reading, write: parts.conn.wants_write(), frames: room_to_write };
-            match wait.await {
-                Woken::Readable(Ok(())) => {
-                    outbound.0.forget_waker();
-                    if parts.buf.capacity() == 0 {
-                        parts.buf = spare::take();
-                    }
-                    parts.buf.reserve(common.config.read_chunk);
-                    match read_available(&stream, &mut parts.buf) {
-                        Ok(0) => break (Some(CloseCode::ABNORMAL), "connection dropped"),
-                        Ok(_) => clock.peer_alive(now_ms()),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => break (Some(CloseCode::ABNORMAL), "read failed"),
-                    }
-                }
-                Woken::Readable(Err(_)) => break (Some(CloseCode::ABNORMAL), "read failed"),
-                Woken::Writable(Err(_)) => break (Some(CloseCode::ABNORMAL), "write failed"),
-                Woken::Writable(Ok(())) | Woken::News => {}
-            }
-        };
-        // The socket failed or the peer went silent: the handler learns it
-        // (unless it already heard of the end) and the socket is dropped.
-        let report = ending.report(&mut parts.handler, code, reason.into(), false);
-        if let Some(on_close) = report {
-            on_close.await;
-        }
-    }
-}
-
-/// What ended a wait.
-enum Woken {
-    Readable(io::Result<()>),
-    Writable(io::Result<()>),
-    /// Something to take from the outbound queue.
-    News,
-}
-
-/// Waits for the socket (to read, if `read`; to write, if `write`) or for
-/// news on the outbound queue (frames count only if `frames`). It stores
-/// nothing but references: the socket keeps the task's waker in its
-/// registration and the outbound queue in its lock, so an idle connection
-/// pays for no waiting future of its own.
-struct Wait<'a> {
-    stream: &'a TcpStream,
-    outbound: &'a Outbound,
-    read: bool,
-    write: bool,
-    frames: bool,
-}
-
-impl Future for Wait<'_> {
-    type Output = Woken;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Woken> {
-        if self.read {
-            if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
-                return Poll::Ready(Woken::Readable(ready));
-            }
-        }
-        if self.write {
-            if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
-                return Poll::Ready(Woken::Writable(ready));
-            }
-        }
-        self.outbound.poll_news(cx, self.frames).map(|()| Woken::News)
     }
 }
 
@@ -368,60 +605,10 @@ fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Ne
     News { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping, auto: taken.auto }
 }
 
-/// Reads what the socket holds into `buf`'s spare capacity.
-///
-/// A read that returns less than the space offered emptied the socket's
-/// receive queue (epoll(7) says so for stream sockets), so the socket's
-/// readiness is cleared at once, by answering `WouldBlock` to `try_io` after
-/// the read. The next wait then sleeps until new bytes come, instead of
-/// first trying a read that fails with `EAGAIN`: one system call fewer per
-/// batch of messages. tokio clears readiness only if no new event arrived
-/// since it was observed, so bytes that land in between still wake us.
-pub(crate) fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let offered = buf.capacity() - buf.len();
-    let mut read = None;
-    let outcome = stream.try_io(Interest::READABLE, || {
-        let n = stream.try_read_buf(buf)?;
-        read = Some(n);
-        if n > 0 && n < offered {
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match (outcome, read) {
-        (Ok(n), _) => Ok(n),
-        (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
-        (Err(e), _) => Err(e),
-    }
-}
-
-/// Writes queued bytes until the socket would block. Vectored, so many
-/// frames leave in one system call. One buffer (the usual case: small
-/// frames are gathered into one) goes out with `send`, which skips the
-/// file layer that `writev` passes through (a visible share of the kernel's
-/// time per write in broadcast profiles; docs/benchmarks.md).
-fn write_ready(stream: &mut TcpStream, conn: &mut Connection) -> io::Result<()> {
-    while conn.wants_write() {
-        let written = {
-            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-            let n = conn.transmit_chunks(&mut slices);
-            let result = if n == 1 { stream.try_write(&slices[0]) } else { stream.try_write_vectored(&slices[..n]) };
-            match result {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => written,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        };
-        conn.advance(written);
-    }
-    Ok(())
-}
-
-/// The connection's timers, in milliseconds on the `now_ms` clock. A read
-/// only records the time; the deadline is derived when the loop publishes
-/// it, so the hot path never touches a timer.
+/// The connection's timers, in milliseconds on the listener's clock
+/// (`Timers::now_ms`). A read only records the time; the deadline is
+/// derived when the loop publishes it, so the hot path never touches a
+/// timer.
 struct Clock {
     last_seen: u64,
     /// While open: when the unanswered ping went out (0: none). Once

@@ -3,11 +3,14 @@
 //!
 //! This crate owns everything that touches a socket: read buffers, the
 //! outbound queue and its flushing, timers (handshake, heartbeat, close;
-//! the last two by one sweep per listener, not a timer per connection), and
-//! graceful shutdown. It parses no frame itself (that is `switchboard-proto`)
+//! the last two by one sweep per listener, not a timer per connection),
+//! graceful shutdown, and the counters a metrics exporter reads
+//! ([`NetStats`]). It parses no frame itself (that is `switchboard-proto`)
 //! and knows nothing of rooms or HTTP routes: a [`Service`] decides what an
 //! upgrade request is connected to and serves every other HTTP request, and
-//! a [`Handler`] receives one connection's messages.
+//! a [`Handler`] receives one connection's messages. The handshake and the
+//! connection's driver are generic over the byte stream (TCP today), so
+//! that TLS can slot in beneath them.
 
 mod config;
 mod driver;
@@ -17,6 +20,7 @@ mod listener;
 mod outbound;
 mod service;
 mod spare;
+mod stats;
 mod timers;
 
 pub use config::NetConfig;
@@ -25,4 +29,5 @@ pub use io::PrefixedIo;
 pub use listener::{serve, Shutdown};
 pub use outbound::{Outbound, Push};
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
+pub use stats::{NetSnapshot, NetStats};
 pub use switchboard_proto::deflate::DeflateOptions;

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::timeout;
@@ -24,10 +24,11 @@ use switchboard_proto::handshake::{error_response, HandshakeError, RequestHead, 
 use switchboard_proto::Connection;
 
 use crate::config::NetConfig;
-use crate::driver::{drive, read_available};
+use crate::driver::drive;
 use crate::handler::Handler;
-use crate::io::PrefixedIo;
+use crate::io::{ByteStream, PrefixedIo};
 use crate::service::{Service, UpgradeInfo};
+use crate::stats::{HandshakeFailure, NetStats};
 use crate::timers::Timers;
 
 /// Tells every connection that the server is stopping. The listener passes
@@ -57,9 +58,9 @@ impl Shutdown {
 
 /// What every connection task of one listener shares: one pointer per task
 /// instead of a copy of the settings in each.
-struct Listener<S> {
-    service: Arc<S>,
-    common: Common,
+pub(crate) struct Listener<Svc> {
+    service: Arc<Svc>,
+    pub(crate) common: Common,
     /// Connection tasks still running; the drain at shutdown waits for 0.
     alive: AtomicUsize,
     drained: Notify,
@@ -70,14 +71,15 @@ pub(crate) struct Common {
     pub(crate) config: NetConfig,
     pub(crate) shutdown: Shutdown,
     pub(crate) timers: Timers,
+    pub(crate) stats: Arc<NetStats>,
 }
 
 /// A running connection task's share of the listener: counted as alive
 /// until dropped. It moves from the opening task to the task that serves
 /// the socket, so the count never drops to zero in between.
-pub(crate) struct Alive<S>(Arc<Listener<S>>);
+pub(crate) struct Alive<Svc>(Arc<Listener<Svc>>);
 
-impl<S> std::ops::Deref for Alive<S> {
+impl<Svc> std::ops::Deref for Alive<Svc> {
     type Target = Common;
 
     fn deref(&self) -> &Common {
@@ -85,14 +87,14 @@ impl<S> std::ops::Deref for Alive<S> {
     }
 }
 
-impl<S> Alive<S> {
-    fn new(listener: &Arc<Listener<S>>) -> Alive<S> {
+impl<Svc> Alive<Svc> {
+    pub(crate) fn new(listener: &Arc<Listener<Svc>>) -> Alive<Svc> {
         listener.alive.fetch_add(1, Ordering::AcqRel);
         Alive(listener.clone())
     }
 }
 
-impl<S> Drop for Alive<S> {
+impl<Svc> Drop for Alive<Svc> {
     fn drop(&mut self) {
         if self.0.alive.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.drained.notify_one();
@@ -100,7 +102,12 @@ impl<S> Drop for Alive<S> {
     }
 }
 
-impl<S> Listener<S> {
+impl<Svc> Listener<Svc> {
+    pub(crate) fn new(service: Arc<Svc>, config: NetConfig, shutdown: Shutdown, stats: Arc<NetStats>) -> Listener<Svc> {
+        let common = Common { config, shutdown, timers: Timers::new(config.timer_tick()), stats };
+        Listener { service, common, alive: AtomicUsize::new(0), drained: Notify::new() }
+    }
+
     /// Resolves once no connection task runs.
     async fn drained(&self) {
         loop {
@@ -115,9 +122,9 @@ impl<S> Listener<S> {
 
 /// Accepts connections until shutdown, then waits (at most `close_timeout`
 /// plus a second) for open connections to finish their closing handshake.
-pub async fn serve<S: Service>(listener: TcpListener, service: Arc<S>, config: NetConfig, mut shutdown: Shutdown) {
-    let common = Common { config, shutdown: shutdown.clone(), timers: Timers::new(config.timer_tick()) };
-    let shared = Arc::new(Listener { service, common, alive: AtomicUsize::new(0), drained: Notify::new() });
+/// The listener's connections count what they do in `stats`.
+pub async fn serve<Svc: Service>(listener: TcpListener, service: Arc<Svc>, config: NetConfig, mut shutdown: Shutdown, stats: Arc<NetStats>) {
+    let shared = Arc::new(Listener::new(service, config, shutdown.clone(), stats));
     // One task checks the deadlines of every connection, once per tick.
     let sweeper = shared.clone();
     let _sweeper = AbortOnDrop(tokio::spawn(async move { sweeper.common.timers.run().await }));
@@ -150,27 +157,28 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What the opening of a socket led to.
-enum Opened<H> {
+/// What the opening of a stream led to.
+pub(crate) enum Opened<H, S> {
     /// A WebSocket connection, ready to be driven.
-    Upgraded(Upgraded<H>),
-    /// A plain HTTP request from this peer, for the service.
-    Http(PrefixedIo, SocketAddr),
+    Upgraded(Upgraded<H, S>),
+    /// A plain HTTP request, for the service: the bytes already read, and
+    /// the stream.
+    Http(Bytes, S),
     /// Answered (an error or a refusal) or gone.
     Done,
 }
 
-/// A socket after a successful handshake.
-struct Upgraded<H> {
-    stream: TcpStream,
+/// A stream after a successful handshake.
+pub(crate) struct Upgraded<H, S> {
+    stream: S,
     conn: Connection,
     buf: BytesMut,
     handler: H,
 }
 
-impl<H: Handler> Upgraded<H> {
+impl<H: Handler, S: ByteStream> Upgraded<H, S> {
     /// The connection's driver, which keeps the listener's share.
-    fn drive<S: Service>(self, alive: Alive<S>) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn drive<Svc: Service>(self, alive: Alive<Svc>) -> impl Future<Output = ()> + Send + 'static {
         let Upgraded { stream, conn, buf, handler } = self;
         drive(stream, conn, buf, handler, alive)
     }
@@ -186,13 +194,14 @@ impl<H: Handler> Upgraded<H> {
 /// task for the driver holds the driver alone. The handshake itself is
 /// boxed so that this future stays small: spawning moves a future a few
 /// times, and the handshake's state is large.
-async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<S>) {
+async fn handle_socket<Svc: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<Svc>) {
+    let _ = stream.set_nodelay(true);
     match Box::pin(open(stream, peer, &alive.0)).await {
         Opened::Upgraded(upgraded) => {
             tokio::spawn(upgraded.drive(alive));
         }
-        Opened::Http(io, peer) => {
-            let serving = alive.0.service.http(io, peer, alive.shutdown.clone());
+        Opened::Http(prefix, stream) => {
+            let serving = alive.0.service.http(PrefixedIo::new(prefix, stream), peer, alive.shutdown.clone());
             tokio::spawn(async move {
                 serving.await;
                 drop(alive);
@@ -202,18 +211,20 @@ async fn handle_socket<S: Service>(stream: TcpStream, peer: SocketAddr, alive: A
     }
 }
 
-/// Reads the request head and answers an upgrade request.
-async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &Listener<S>) -> Opened<S::Handler> {
-    let config = &shared.common.config;
-    let _ = stream.set_nodelay(true);
+/// Reads the request head and answers an upgrade request; counts a refusal
+/// in the listener's stats.
+pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: SocketAddr, shared: &Listener<Svc>) -> Opened<Svc::Handler, S> {
+    let Common { config, stats, .. } = &shared.common;
     let mut buf = BytesMut::with_capacity(1024);
     let head = match timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, config.max_head_len)).await {
         Err(_) => {
             debug!(%peer, "handshake timed out");
+            stats.record_handshake_failure(HandshakeFailure::Timeout);
             let _ = stream.write_all(&error_response(408, "request head not received in time")).await;
             return Opened::Done;
         }
         Ok(Err(refused)) => {
+            stats.record_handshake_failure(HandshakeFailure::BadRequest);
             let _ = stream.write_all(&refused.response()).await;
             return Opened::Done;
         }
@@ -222,12 +233,13 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &List
     };
     let (head, consumed) = head;
     if !head.wants_upgrade() {
-        return Opened::Http(PrefixedIo::new(buf.freeze(), stream), peer);
+        return Opened::Http(buf.freeze(), stream);
     }
     let request = match UpgradeRequest::from_head(&head) {
         Ok(request) => request,
         Err(refused) => {
             debug!(%peer, reason = %refused.reason, "bad upgrade request");
+            stats.record_handshake_failure(if refused.status == 426 { HandshakeFailure::WrongVersion } else { HandshakeFailure::BadRequest });
             let _ = stream.write_all(&refused.response()).await;
             return Opened::Done;
         }
@@ -237,10 +249,12 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &List
     let accept = match decision {
         Ok(Ok(accept)) => accept,
         Ok(Err(refusal)) => {
+            stats.record_handshake_failure(if refusal.status == 404 { HandshakeFailure::NotFound } else { HandshakeFailure::Rejected });
             let _ = stream.write_all(&error_response(refusal.status, &refusal.reason)).await;
             return Opened::Done;
         }
         Err(_) => {
+            stats.record_handshake_failure(HandshakeFailure::Timeout);
             let _ = stream.write_all(&error_response(503, "the room did not answer in time")).await;
             return Opened::Done;
         }
@@ -257,23 +271,18 @@ async fn open<S: Service>(mut stream: TcpStream, peer: SocketAddr, shared: &List
 }
 
 /// Reads until a whole request head is buffered. `Ok(None)`: the peer closed first.
-/// A short read clears the socket's readiness (see `read_available`), so
-/// the connection's first wait after the handshake does not begin with a
+/// On a socket, a short read clears the socket's readiness (tokio does that),
+/// so the connection's first wait after the handshake does not begin with a
 /// read that fails with `EAGAIN`.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, max_len: usize) -> Result<Option<(RequestHead, usize)>, HandshakeError> {
+async fn read_head<S: ByteStream>(stream: &mut S, buf: &mut BytesMut, max_len: usize) -> Result<Option<(RequestHead, usize)>, HandshakeError> {
     loop {
         if let Some(parsed) = RequestHead::parse(buf, max_len)? {
             return Ok(Some(parsed));
         }
         buf.reserve(1024);
-        if stream.readable().await.is_err() {
-            return Ok(None);
-        }
-        match read_available(stream, buf) {
-            Ok(0) => return Ok(None),
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return Ok(None),
         }
     }
 }
@@ -347,8 +356,7 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (_stop, shutdown) = Shutdown::new();
         let config = NetConfig::default();
-        let common = Common { config, shutdown, timers: Timers::new(config.timer_tick()) };
-        let shared = Arc::new(Listener { service: Arc::new(Refuses), common, alive: AtomicUsize::new(0), drained: Notify::new() });
+        let shared = Arc::new(Listener::new(Arc::new(Refuses), config, shutdown, Arc::new(NetStats::new())));
         let upgraded = Upgraded { stream, conn: Connection::server(config.protocol, None), buf: BytesMut::new(), handler: RoomSized([0; 7]) };
         let task = upgraded.drive(Alive::new(&shared));
         let size = std::mem::size_of_val(&task);

@@ -92,7 +92,7 @@ fn now_ms() -> u64 {
 }
 
 fn send(ctx: &mut Ctx<'_>, conn: ConnId, message: &ServerMessage<'_>) {
-    ctx.send(conn, &Message::text(message.to_json()));
+    ctx.send(conn, Message::text(message.to_json()));
 }
 
 fn send_error(ctx: &mut Ctx<'_>, conn: ConnId, code: ErrorCode, message: &str, r#ref: Option<&str>) {
@@ -125,7 +125,7 @@ impl Chat {
     fn announce(ctx: &mut Ctx<'_>, announcements: Vec<(AdminEvent, User)>) {
         let users = Chat::users(ctx);
         let state = ServerMessage::State { count: users.len(), users: &users }.to_json();
-        ctx.broadcast(&Message::text(state), None);
+        ctx.broadcast(Message::text(state), None);
         let time = now_ms();
         for (event, user) in announcements {
             let verb = match event {
@@ -133,7 +133,7 @@ impl Chat {
                 AdminEvent::Left => "left",
             };
             let admin = ServerMessage::Admin { event, user: &user, text: format!("{} {verb}", user.name), time };
-            ctx.broadcast(&Message::text(admin.to_json()), None);
+            ctx.broadcast(Message::text(admin.to_json()), None);
         }
     }
 
@@ -217,7 +217,7 @@ impl Room for Chat {
         let message = ChatMessage { id: format!("m{}", self.seq), from, text, time: now_ms() };
         history::append(&mut ctx.storage(), self.seq, &message, self.config.history);
         // Others see it at once; the sender's ack promises it is stored.
-        ctx.broadcast(&Message::text(ServerMessage::Message(&message).to_json()), Some(conn));
+        ctx.broadcast(Message::text(ServerMessage::Message(&message).to_json()), Some(conn));
         let ack = ServerMessage::Ack { r#ref: r#ref.as_deref(), id: &message.id, time: message.time };
         ctx.send_after_commit(conn, Message::text(ack.to_json()));
     }
