@@ -1,8 +1,15 @@
-//! A TCP stream that first replays bytes already read from it.
+//! The byte streams connections run over.
 //!
-//! The listener reads the request head itself to tell WebSocket upgrades from
-//! plain HTTP; when it hands a plain request to the HTTP server, those bytes
-//! must be read again.
+//! [`ByteStream`] is what the handshake and the connection's driver need of
+//! a stream: tokio's `AsyncRead + AsyncWrite`, owned by one task. A
+//! `TcpStream` is one, so is a TLS stream over it, and so is an in-memory
+//! pipe in tests; the code is generic over it, so each kind of stream gets
+//! its own compiled copy and a plain TCP connection pays for no indirection.
+//!
+//! [`PrefixedIo`] is a TCP stream that first replays bytes already read from
+//! it. The listener reads the request head itself to tell WebSocket upgrades
+//! from plain HTTP; when it hands a plain request to the HTTP server, those
+//! bytes must be read again.
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +18,12 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+/// A stream a connection can run over. Implemented for every type that
+/// qualifies.
+pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
 
 /// A `TcpStream` with a prefix of bytes to read before the socket.
 pub struct PrefixedIo {

@@ -44,9 +44,10 @@ pub enum Push {
 /// boxed in `Rare`.
 pub struct Outbound {
     queue: Mutex<Queue>,
-    /// The connection's next timer deadline on the `timers::now_ms` clock,
-    /// 0 for none. Written by the connection, read (and cleared when it
-    /// fires) by the listener's sweep without taking the lock.
+    /// The connection's next timer deadline on the listener's clock
+    /// (`Timers::now_ms`), 0 for none. Written by the connection, read (and
+    /// cleared when it fires) by the listener's sweep without taking the
+    /// lock.
     deadline: AtomicU64,
 }
 

@@ -5,11 +5,11 @@
 //! end of its closing handshake) and almost never reaches it before it is
 //! pushed back. A tokio `Sleep` per connection would add its state to every
 //! connection's task, and a wake-up per re-arm. Instead a connection
-//! publishes its next deadline as a number (milliseconds on [`now_ms`]'s
-//! clock) in its [`Outbound`], and one task per listener reads every
-//! connection's deadline once per tick and wakes only those whose deadline
-//! has passed. That costs one `Weak` pointer per connection, in the
-//! sweep's list.
+//! publishes its next deadline as a number (milliseconds on the listener's
+//! clock, [`Timers::now_ms`]) in its [`Outbound`], and one task per
+//! listener reads every connection's deadline once per tick and wakes only
+//! those whose deadline has passed. That costs one `Weak` pointer per
+//! connection, in the sweep's list.
 //!
 //! Precision: a deadline fires up to one tick late, never early. The tick
 //! is a quarter of the shortest connection timer, at most one second
@@ -18,7 +18,7 @@
 //!
 //! The same list tells every connection when the server stops.
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
@@ -26,17 +26,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::listener::Shutdown;
 use crate::outbound::Outbound;
 
-/// Milliseconds since the first call in this process, plus one, so that 0
-/// can mean "no deadline".
-pub(crate) fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
-
 /// The open connections of one listener and how often their deadlines are
 /// checked.
 pub(crate) struct Timers {
     tick: Duration,
+    /// Where the listener's clock starts. tokio's clock, so that tests
+    /// with a paused clock control it.
+    epoch: Instant,
     /// Every connection registered since the last sweep; ended ones are
     /// dropped from the list by the next sweep.
     conns: Mutex<Vec<Weak<Outbound>>>,
@@ -44,7 +40,13 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn new(tick: Duration) -> Timers {
-        Timers { tick, conns: Mutex::new(Vec::new()) }
+        Timers { tick, epoch: Instant::now(), conns: Mutex::new(Vec::new()) }
+    }
+
+    /// Milliseconds since the listener started, plus one, so that 0 can
+    /// mean "no deadline".
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Outbound>>> {
@@ -63,7 +65,7 @@ impl Timers {
 
     /// Wakes every connection whose deadline has passed, forgets ended ones.
     pub(crate) fn sweep(&self) {
-        let now = now_ms();
+        let now = self.now_ms();
         self.lock().retain(|conn| match conn.upgrade() {
             Some(outbound) => {
                 outbound.fire_if_due(now);
@@ -101,7 +103,7 @@ mod tests {
         let (_stop, shutdown) = Shutdown::new();
         let outbound = Arc::new(Outbound::new(100));
         timers.register(&outbound, &shutdown);
-        let now = now_ms();
+        let now = timers.now_ms();
         outbound.set_deadline(now + 60_000);
         timers.sweep();
         assert!(!outbound.take(true).due, "not before the deadline");

@@ -136,7 +136,8 @@ impl Server {
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
         });
-        switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop)).await;
+        let net_stats = Arc::new(switchboard_net::NetStats::new());
+        switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;
         registry.settle(SETTLE_LIMIT).await;
     }
 }
