@@ -659,3 +659,6 @@ impl Clock {
         Beat::Ping
     }
 }
+
+#[cfg(test)]
+mod tests;

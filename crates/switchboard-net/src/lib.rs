@@ -21,6 +21,8 @@ mod outbound;
 mod service;
 mod spare;
 mod stats;
+#[cfg(test)]
+mod testing;
 mod timers;
 
 pub use config::NetConfig;

@@ -303,6 +303,7 @@ mod tests {
     use super::*;
     use crate::handler::Outbox;
     use crate::service::{Accept, Refusal};
+    use crate::testing::{refused_status, Server};
 
     /// A stand-in for the server's room handler, seven words, whose message
     /// futures hold a word and the outbox. Only their sizes matter.
@@ -342,6 +343,34 @@ mod tests {
         fn http(&self, _io: PrefixedIo, _peer: SocketAddr, _shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
             Box::pin(async {})
         }
+    }
+
+    fn upgrade_request(path: &str, version: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_handshakes_are_answered_and_counted_by_reason() {
+        let server = Server::start(NetConfig::default());
+        let cases = [
+            (upgrade_request("/room", "13").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""), 400),
+            (format!("GET /room HTTP/1.1\r\nHost: test\r\nX-Padding: {}\r\n\r\n", "x".repeat(NetConfig::default().max_head_len)), 431),
+            (upgrade_request("/room", "8"), 426),
+            (upgrade_request("/missing", "13"), 404),
+            (upgrade_request("/forbidden", "13"), 403),
+            // The service never decides; then a head that never ends.
+            (upgrade_request("/stalled", "13"), 503),
+            ("GET /room HTTP/1.1\r\nHost: te".to_owned(), 408),
+        ];
+        for (request, status) in cases {
+            let (io, task) = server.connect();
+            assert_eq!(refused_status(io, request.as_bytes()).await, status, "{request:.60}");
+            task.await.unwrap();
+        }
+        let stats = server.stats();
+        let by_reason = (stats.handshake_bad_request, stats.handshake_wrong_version, stats.handshake_not_found, stats.handshake_rejected, stats.handshake_timeout);
+        assert_eq!(by_reason, (2, 1, 1, 1, 2));
+        assert_eq!(stats.connections_opened, 0);
     }
 
     /// The task of every open connection is the driver's future plus

@@ -1,0 +1,204 @@
+//! The driver against a scripted peer over an in-memory pipe, on a paused
+//! clock: what the peer receives (decoded by the client engine), what the
+//! handler is told, and what the listener's stats count.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use switchboard_proto::frame::{DataOp, OpCode, SharedFrame};
+use switchboard_proto::{CloseCode, CloseFrame, Event, Message, ProtocolError};
+use tokio::time::Instant;
+
+use crate::outbound::Push;
+use crate::testing::{on_time, Call, CountingPipe, Peer, Server};
+use crate::NetConfig;
+
+fn close_event(code: CloseCode, reason: &str) -> Option<Event> {
+    Some(Event::Close(CloseFrame { code: Some(code), reason: reason.into() }))
+}
+
+fn abnormal(reason: &str) -> Call {
+    Call::Close { code: Some(CloseCode::ABNORMAL), reason: reason.into(), clean: false }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_pinged_after_the_interval_then_dropped_after_the_pong_timeout() {
+    let server = Server::start(NetConfig::default());
+    let config = server.config();
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    let opened = Instant::now();
+
+    assert_eq!(peer.next_event().await, Some(Event::Ping(Bytes::new())));
+    let pinged = Instant::now();
+    assert!(on_time(pinged - opened, config.ping_interval, &config), "pinged after {:?}", pinged - opened);
+    // The peer's engine queued a pong; the peer never sends it.
+    assert_eq!(peer.next_event().await, None, "dropped without a close frame");
+    assert!(on_time(Instant::now() - pinged, config.pong_timeout, &config), "dropped {:?} after the ping", Instant::now() - pinged);
+
+    task.await.unwrap();
+    assert_eq!(server.calls(), [Call::Open, abnormal("no answer to ping")]);
+    let stats = server.stats();
+    assert_eq!((stats.connections_opened, stats.connections_open, stats.closed_timeout), (1, 0, 1));
+    assert_eq!(stats.closed_abnormal + stats.closed_clean, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_answers_pings_stays_open() {
+    let server = Server::start(NetConfig::default());
+    let config = server.config();
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    let mut last = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(peer.next_event().await, Some(Event::Ping(Bytes::new())));
+        assert!(on_time(Instant::now() - last, config.ping_interval, &config), "pinged after {:?}", Instant::now() - last);
+        // The pong the peer's engine queued.
+        peer.flush().await;
+        last = Instant::now();
+    }
+    assert_eq!(server.calls(), [Call::Open], "still open after three heartbeats");
+    assert_eq!(server.stats().connections_open, 1);
+
+    peer.close(CloseCode::NORMAL, "done").await;
+    assert_eq!(peer.next_event().await, close_event(CloseCode::NORMAL, ""));
+    assert_eq!(peer.next_event().await, None);
+    task.await.unwrap();
+    let stats = server.stats();
+    assert_eq!((stats.closed_clean, stats.closed_timeout, stats.connections_open), (1, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_from_the_peer_is_echoed_and_ends_the_connection_cleanly() {
+    let server = Server::start(NetConfig::default());
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    peer.send(&Message::text("hello")).await;
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("hello"))));
+
+    peer.close(CloseCode::NORMAL, "bye").await;
+    assert_eq!(peer.next_event().await, close_event(CloseCode::NORMAL, ""), "our code echoed");
+    assert_eq!(peer.next_event().await, None, "then the server closes the stream");
+    task.await.unwrap();
+    let close = Call::Close { code: Some(CloseCode::NORMAL), reason: "bye".into(), clean: true };
+    assert_eq!(server.calls(), [Call::Open, Call::Message(Message::text("hello")), Call::ReadEnd, close]);
+    let stats = server.stats();
+    assert_eq!((stats.closed_clean, stats.connections_open, stats.messages_in), (1, 0, 1));
+    assert_eq!((stats.bytes_in, stats.bytes_out), (peer.sent as u64, peer.received as u64), "every byte after the handshake, both ways");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
+    let server = Server::start(NetConfig::default());
+    let config = server.config();
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    // As a room closes a connection.
+    server.outbound().close(4000, "room closed");
+    assert_eq!(peer.next_event().await, close_event(CloseCode::new(4000).unwrap(), "room closed"));
+    let closed = Instant::now();
+    assert_eq!(peer.next_event().await, None);
+    assert!(on_time(Instant::now() - closed, config.close_timeout, &config), "dropped {:?} after our close", Instant::now() - closed);
+
+    task.await.unwrap();
+    assert_eq!(server.calls(), [Call::Open, abnormal("closing handshake timed out")]);
+    let stats = server.stats();
+    assert_eq!((stats.closed_timeout, stats.closed_clean, stats.connections_open), (1, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_is_cut_off_at_the_outbound_queue_limit() {
+    let config = NetConfig { max_outbound_queue: 64 << 10, max_pending_write: 16 << 10, ..NetConfig::default() };
+    let server = Server::start(config);
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    let outbound = server.outbound();
+
+    // A room sends while the peer reads nothing; the connection runs
+    // between pushes.
+    let frame = SharedFrame::new(OpCode::Data(DataOp::Binary), false, &Bytes::from(vec![7; 1000]));
+    let mut pushed = 0;
+    while outbound.push(&frame) != Push::Dropped {
+        pushed += 1;
+        tokio::task::yield_now().await;
+        assert!(pushed < 1000, "never cut off");
+    }
+    assert!(pushed * frame.len() > config.max_outbound_queue + config.max_pending_write, "the connection took frames until its own write queue was full ({pushed} pushed)");
+    assert_eq!(outbound.push(&frame), Push::Dropped, "nothing more after the cut-off");
+
+    // The peer reads again: the frames that were written, in order, then
+    // the 1008 close; it never answers, and the closing handshake times out.
+    let mut received = 0;
+    let close = loop {
+        match peer.next_event().await {
+            Some(Event::Message(message)) => {
+                assert_eq!(message, Message::binary(vec![7; 1000]));
+                received += 1;
+            }
+            other => break other,
+        }
+    };
+    assert!(received > 0 && received < pushed, "{received} of {pushed} frames received: the queue was dropped at the cut-off");
+    assert_eq!(close, close_event(CloseCode::POLICY_VIOLATION, "outbound queue limit exceeded: the client reads too slowly"));
+    assert_eq!(peer.next_event().await, None);
+    task.await.unwrap();
+    assert_eq!(server.calls(), [Call::Open, Call::Close { code: Some(CloseCode::POLICY_VIOLATION), reason: "slow consumer".into(), clean: false }]);
+    let stats = server.stats();
+    assert_eq!((stats.closed_slow_consumer, stats.closed_timeout, stats.connections_open), (1, 0, 0), "counted once, as a slow consumer");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_protocol_error_is_closed_with_1002_after_the_replies_before_it() {
+    let server = Server::start(NetConfig::default());
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    // A masked text frame, then the same unmasked, in one write.
+    let mut bytes = vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
+    bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+    peer.write_raw(&bytes).await;
+
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("hi"))), "the reply to the message before the error");
+    let reason = ProtocolError::UnmaskedClientFrame.reason();
+    assert_eq!(peer.next_event().await, close_event(CloseCode::PROTOCOL_ERROR, reason));
+    assert_eq!(peer.next_event().await, None);
+    task.await.unwrap();
+    let close = Call::Close { code: Some(CloseCode::PROTOCOL_ERROR), reason: reason.into(), clean: false };
+    assert_eq!(server.calls(), [Call::Open, Call::Message(Message::text("hi")), close], "no read end: on_close hears of the read's messages");
+    let stats = server.stats();
+    assert_eq!((stats.closed_protocol_error, stats.messages_in, stats.connections_open), (1, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_closes_with_1001_and_waits_for_the_peer() {
+    let server = Server::start(NetConfig::default());
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    server.stop();
+    assert_eq!(peer.next_event().await, close_event(CloseCode::GOING_AWAY, "server shutting down"));
+    peer.close(CloseCode::GOING_AWAY, "").await;
+    assert_eq!(peer.next_event().await, None);
+    task.await.unwrap();
+    assert_eq!(server.calls(), [Call::Open, Call::Close { code: Some(CloseCode::GOING_AWAY), reason: String::new(), clean: true }]);
+    assert_eq!(server.stats().closed_clean, 1);
+}
+
+/// A reply larger than the copy threshold is queued as its header and its
+/// payload, two slices.
+async fn writes_for_a_large_reply(vectored: bool) -> usize {
+    let server = Server::start(NetConfig::default());
+    let (pipe, io) = CountingPipe::new(vectored);
+    let writes = pipe.writes.clone();
+    let _task = server.serve(pipe);
+    let mut peer = Peer::handshake(io, "/room").await;
+    let before = writes.load(Ordering::Relaxed);
+    let large = Message::binary(vec![1; 2000]);
+    peer.send(&large).await;
+    assert_eq!(peer.next_event().await, Some(Event::Message(large)));
+    writes.load(Ordering::Relaxed) - before
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_leave_in_one_vectored_write_where_the_stream_takes_them_and_one_write_each_otherwise() {
+    assert_eq!(writes_for_a_large_reply(true).await, 1);
+    assert_eq!(writes_for_a_large_reply(false).await, 2);
+}
