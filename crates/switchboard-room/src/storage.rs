@@ -135,7 +135,7 @@ impl WriteBehind {
         let number = self.next;
         self.next += 1;
         self.in_flight = Some(number);
-        let batch = Batch { room: room.to_owned(), writes: std::mem::take(&mut self.writes) };
+        let batch = Batch { room: room.to_owned(), writes: last_write_per_key(std::mem::take(&mut self.writes)) };
         let reports = self.reports.clone();
         store.commit(batch, Box::new(move |result| drop(reports.send((number, result)))));
     }
@@ -161,6 +161,27 @@ impl WriteBehind {
         }
         Released { messages, failed: result.err() }
     }
+}
+
+/// The writes that matter of a batch: each one replaces its key (or alarm)
+/// whole, so only the last write of each survives the transaction; a busy
+/// room that rewrites a counter per event writes it once per batch. Order
+/// among the survivors is kept.
+fn last_write_per_key(writes: Vec<Write>) -> Vec<Write> {
+    if writes.len() < 2 {
+        return writes;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(writes.len());
+    let mut kept: Vec<Write> = writes
+        .into_iter()
+        .rev()
+        .filter(|write| match write {
+            Write::Put(key, _) | Write::Delete(key) => seen.insert((false, key.clone())),
+            Write::SetAlarm(name, _) | Write::DeleteAlarm(name) => seen.insert((true, name.clone())),
+        })
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// One room's slice of the store, as its handlers see it. Reads include the
@@ -248,6 +269,13 @@ mod tests {
         let keys = |limit| view.list("k/", limit).unwrap();
         assert_eq!(keys(10), [("k/3".into(), vec![30]), ("k/4".into(), vec![4]), ("k/5".into(), vec![5]), ("k/9".into(), vec![9])]);
         assert_eq!(keys(2), [("k/3".into(), vec![30]), ("k/4".into(), vec![4])], "deleted keys do not shorten a limited list");
+    }
+
+    #[test]
+    fn only_the_last_write_of_each_key_is_committed() {
+        let put = |k: &str, v: u8| Write::Put(k.into(), vec![v]);
+        let writes = vec![put("seq", 1), put("h/1", 1), put("seq", 2), Write::Delete("h/1".into()), put("h/2", 2), Write::SetAlarm("seq".into(), 5), put("seq", 3)];
+        assert_eq!(last_write_per_key(writes), [Write::Delete("h/1".into()), put("h/2", 2), Write::SetAlarm("seq".into(), 5), put("seq", 3)]);
     }
 
     #[test]
