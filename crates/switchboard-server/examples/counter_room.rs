@@ -30,7 +30,7 @@ impl Room for Counter {
 
     fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
         let name = String::from_utf8_lossy(ctx.attachment(conn).unwrap_or_default()).into_owned();
-        ctx.send(conn, &Message::text(format!("hello {name}, the count is {}", self.value)));
+        ctx.send(conn, Message::text(format!("hello {name}, the count is {}", self.value)));
         // Alarms are stored durably and fire after a restart too.
         ctx.set_alarm("nightly-reset", SystemTime::now() + Duration::from_secs(86_400));
         // Answered by the connection layer, without waking the room.
@@ -43,7 +43,7 @@ impl Room for Counter {
             // Committed with the rest of this batch of events, off the runtime.
             ctx.storage().put("value", &self.value.to_be_bytes());
             // Encoded once, shared by every recipient.
-            ctx.broadcast(&Message::text(self.value.to_string()), None);
+            ctx.broadcast(Message::text(self.value.to_string()), None);
         }
     }
 

@@ -37,27 +37,27 @@ impl Room for Lab {
         match (words.next(), words.next()) {
             (Some("whoami"), _) => {
                 let name = String::from_utf8_lossy(ctx.attachment(conn).unwrap_or_default()).into_owned();
-                ctx.send(conn, &Message::text(name));
+                ctx.send(conn, Message::text(name));
             }
             (Some("alarm"), Some(ms)) => {
                 let at = SystemTime::now() + Duration::from_millis(ms.parse().unwrap());
                 ctx.set_alarm("a", at);
-                ctx.send(conn, &Message::text("alarm set"));
+                ctx.send(conn, Message::text("alarm set"));
             }
             (Some("auto"), _) => {
                 ctx.set_auto_response(Some(("ping", "pong")));
-                ctx.send(conn, &Message::text("auto set"));
+                ctx.send(conn, Message::text("auto set"));
             }
             (Some("lastauto"), _) => {
                 let answered = ctx.last_auto_response(conn).is_some();
-                ctx.send(conn, &Message::text(answered.to_string()));
+                ctx.send(conn, Message::text(answered.to_string()));
             }
             (Some("tagged"), Some(tag)) => {
                 let ids: Vec<String> = ctx.connections(Some(tag)).map(|c| c.to_string()).collect();
-                ctx.send(conn, &Message::text(ids.len().to_string()));
+                ctx.send(conn, Message::text(ids.len().to_string()));
             }
             _ => {
-                ctx.send(conn, &Message::text(format!("unknown: {text}")));
+                ctx.send(conn, Message::text(format!("unknown: {text}")));
             }
         }
     }
@@ -81,7 +81,7 @@ impl Room for Lab {
                 RoomResponse::json(200, format!("{{\"fired\":\"{}\"}}", String::from_utf8_lossy(&fired)))
             }
             ("POST", "/say") => {
-                ctx.broadcast(&Message::Text(request.body), None);
+                ctx.broadcast(Message::Text(request.body), None);
                 RoomResponse::json(202, "{}")
             }
             _ => RoomResponse::not_found(),

@@ -72,7 +72,7 @@ impl Room for Ledger {
             ctx.send_after_commit(conn, Message::text(format!("stored {key}")));
         } else if let Some(key) = text.strip_prefix("get ") {
             let found = ctx.storage().get(key).unwrap().is_some();
-            ctx.send(conn, &Message::text(format!("{key}: {found}")));
+            ctx.send(conn, Message::text(format!("{key}: {found}")));
         }
     }
 }

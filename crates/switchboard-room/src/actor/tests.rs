@@ -94,17 +94,17 @@ impl Room for Counter {
         let text = message.as_text().unwrap_or_default().to_owned();
         match text.as_str() {
             "count" => {
-                ctx.send(conn, &Message::text(format!("count={}", self.count)));
+                ctx.send(conn, Message::text(format!("count={}", self.count)));
             }
             "whoami" => {
                 let me = String::from_utf8(ctx.attachment(conn).unwrap_or_default().to_vec()).unwrap();
-                ctx.send(conn, &Message::text(me));
+                ctx.send(conn, Message::text(me));
             }
             "alarm" => ctx.set_alarm("ring", SystemTime::now() + Duration::from_millis(50)),
             "auto" => ctx.set_auto_response(Some(("ping", "pong"))),
             t if t.starts_with("tag:") => {
                 let members: Vec<String> = ctx.connections(Some(&t[4..])).map(|c| c.to_string()).collect();
-                ctx.send(conn, &Message::text(members.join(",")));
+                ctx.send(conn, Message::text(members.join(",")));
             }
             _ => {
                 ctx.broadcast(&message, Some(conn));
@@ -114,7 +114,7 @@ impl Room for Counter {
 
     fn on_alarm(&mut self, ctx: &mut Ctx<'_>, name: &str) {
         ctx.storage().put("fired", name.as_bytes());
-        ctx.broadcast(&Message::text(format!("alarm:{name}")), None);
+        ctx.broadcast(Message::text(format!("alarm:{name}")), None);
     }
 }
 
@@ -365,7 +365,7 @@ impl Room for Batches {
     fn on_message(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _message: Message) {}
 
     fn on_batch_end(&mut self, ctx: &mut Ctx<'_>) {
-        ctx.broadcast(&Message::text(format!("batch:{}", self.opened)), None);
+        ctx.broadcast(Message::text(format!("batch:{}", self.opened)), None);
     }
 }
 
@@ -594,17 +594,17 @@ impl Room for Journal {
         let text = message.as_text().unwrap_or_default().to_owned();
         if let Some(key) = text.strip_prefix("w:") {
             ctx.storage().put(key, b"v");
-            ctx.send(conn, &Message::text(format!("seen {key}")));
+            ctx.send(conn, Message::text(format!("seen {key}")));
             ctx.send_after_commit(conn, Message::text(format!("stored {key}")));
         } else if let Some(key) = text.strip_prefix("r:") {
             let value = ctx.storage().get(key).unwrap();
-            ctx.send(conn, &Message::text(format!("{key}={value:?}")));
+            ctx.send(conn, Message::text(format!("{key}={value:?}")));
         }
     }
 
     fn on_commit_failed(&mut self, ctx: &mut Ctx<'_>, error: &switchboard_store::StoreError, unsent: &[(ConnId, Message)]) {
         for (conn, reply) in unsent {
-            ctx.send(*conn, &Message::text(format!("{}: not stored: {error}", reply.as_text().unwrap())));
+            ctx.send(*conn, Message::text(format!("{}: not stored: {error}", reply.as_text().unwrap())));
         }
     }
 }
