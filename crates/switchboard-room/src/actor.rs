@@ -163,9 +163,10 @@ impl Drop for Counted<'_> {
 
 /// A [`RoomEvent`] in the mailbox: the per-message events as they are,
 /// every other event boxed. The channel allocates its slots 32 at a time
-/// and keeps them for the room's life, hibernated or not; at 48 bytes a
-/// slot instead of the 168 of the largest event, a block is 1.5 KiB
-/// instead of 5.4 KiB. The boxed events happen about twice per connection.
+/// and keeps them for the room's life, hibernated or not, so a slot is kept
+/// to the size of a message event, far below the largest event's (the test
+/// `mailbox_slots_stay_small` pins it). The boxed events happen about twice
+/// per connection (a join and a leave).
 enum Mail {
     Message { conn: ConnId, message: Message },
     Messages { conn: ConnId, messages: Vec<Message> },

@@ -157,7 +157,8 @@ pub const MAX_ATTACHMENT_LEN: usize = 2048;
 
 /// A live connection in the actor's table. The table holds one per open
 /// connection, hibernated or not, so tags and attachment (which most
-/// connections lack) are boxed together: an entry is 32 bytes with its id.
+/// connections lack) are boxed together (the test
+/// `a_connection_record_stays_small` pins its size).
 pub(crate) struct ConnRecord {
     pub(crate) sink: Box<dyn ConnSink>,
     extra: Option<Box<Extra>>,
@@ -200,6 +201,13 @@ impl ConnRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_record_stays_small() {
+        // The table holds one per open connection, hibernated or not: a
+        // boxed sink and one optional box.
+        assert!(std::mem::size_of::<ConnRecord>() <= 24, "{}", std::mem::size_of::<ConnRecord>());
+    }
 
     #[test]
     fn a_run_is_encoded_once_for_every_recipient() {

@@ -3,10 +3,9 @@
 //! Where the kernel allows them, mimalloc backs its heap with 2 MiB pages,
 //! and such a page is resident as a whole once one byte of it is touched.
 //! A server's long-lived heap is many small blocks, a few per open
-//! connection, so huge pages mostly add resident memory: 10,000 idle
-//! connections measured 1,298 B of RSS each with them and 1,039 B without
-//! (and a 10.9 MiB against an 8.9 MiB start), with the same echo throughput
-//! (docs/benchmarks.md). `--huge-pages` keeps the kernel's default.
+//! connection, so huge pages mostly add resident memory per idle
+//! connection and at start, with the same echo throughput (the figures are
+//! in docs/benchmarks.md). `--huge-pages` keeps the kernel's default.
 
 /// Turns transparent huge pages off for this process (and what it starts).
 /// Called before the runtime's threads exist; a kernel that refuses only

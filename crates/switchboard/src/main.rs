@@ -6,8 +6,8 @@ mod huge_pages;
 
 /// mimalloc instead of the system allocator: connections borrow and return
 /// buffers all the time, and glibc's malloc hands freed pages back to the
-/// kernel only to fault them in again (page faults were 15 % of the
-/// server's time echoing 16 KiB messages; see docs/benchmarks.md).
+/// kernel only to fault them in again (a large share of the server's time
+/// echoing large messages went to page faults; see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -69,8 +69,8 @@ enum Command {
         #[command(flatten)]
         chat: ChatArgs,
         /// Let the allocator use transparent huge pages (the kernel's
-        /// default). Off by default: they cost about 250 bytes more per
-        /// idle connection and 2 MiB at start, for no measured speed-up.
+        /// default). Off by default: they cost memory per idle connection
+        /// and at start, for no measured speed-up (docs/benchmarks.md).
         #[arg(long)]
         huge_pages: bool,
     },

@@ -661,3 +661,11 @@ async fn a_failed_commit_sends_no_reply_and_tells_the_room_whom_it_was_for() {
     say(&room, 1, "r:lost").await;
     assert_eq!(wait_for(&a, 3).await[2], "lost=None", "a failed write is no longer read back");
 }
+
+#[test]
+fn mailbox_slots_stay_small() {
+    // A slot holds a message event itself; every larger event is boxed.
+    let slot = std::mem::size_of::<Mail>();
+    assert!(slot <= 48, "{slot}");
+    assert!(std::mem::size_of::<RoomEvent>() > 2 * slot, "boxing the other events is what keeps slots small");
+}
