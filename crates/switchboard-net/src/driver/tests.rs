@@ -10,6 +10,7 @@ use switchboard_proto::{CloseCode, CloseFrame, Event, Message, ProtocolError};
 use tokio::time::Instant;
 
 use crate::outbound::Push;
+use crate::spare;
 use crate::testing::{on_time, Call, CountingPipe, Peer, Server};
 use crate::NetConfig;
 
@@ -180,6 +181,19 @@ async fn shutdown_closes_with_1001_and_waits_for_the_peer() {
     task.await.unwrap();
     assert_eq!(server.calls(), [Call::Open, Call::Close { code: Some(CloseCode::GOING_AWAY), reason: String::new(), clean: true }]);
     assert_eq!(server.stats().closed_clean, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_waiting_for_bytes_leaves_its_read_buffer_to_the_thread() {
+    let server = Server::start(NetConfig::default());
+    let (io, _task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    peer.send(&Message::text("hello")).await;
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("hello"))));
+    // The connection read, replied and waits again (on this thread: the
+    // test's runtime has one).
+    assert!(spare::take().capacity() >= server.config().read_chunk, "the buffer it read into is the thread's spare now");
+    assert_eq!(spare::take().capacity(), 0);
 }
 
 /// A reply larger than the copy threshold is queued as its header and its
