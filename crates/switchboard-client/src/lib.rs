@@ -17,8 +17,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use switchboard_proto::connection::State;
 use switchboard_proto::deflate::{client_accept, client_offer, DeflateOptions};
 use switchboard_proto::handshake::ClientHandshake;
-pub use switchboard_proto::{CloseCode, CloseFrame, Config, Event, Message, ProtocolError};
 use switchboard_proto::Connection;
+pub use switchboard_proto::{CloseCode, CloseFrame, Config, Event, Message, ProtocolError};
 
 mod error;
 mod url;
@@ -79,9 +79,7 @@ impl Client {
     /// Connects, runs the opening handshake and returns the open connection.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
         let url = WsUrl::parse(url)?;
-        tokio::time::timeout(options.connect_timeout, Client::open(url, options))
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        tokio::time::timeout(options.connect_timeout, Client::open(url, options)).await.map_err(|_| ClientError::Timeout)?
     }
 
     async fn open(url: WsUrl, options: ClientOptions) -> Result<Client, ClientError> {
@@ -94,8 +92,7 @@ impl Client {
         let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
         let offer = options.deflate.as_ref().map(client_offer);
         let headers: Vec<(&str, &str)> = options.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let (handshake, request) =
-            ClientHandshake::new(&url.host_header(), &url.path, &protocols, offer.as_deref(), &headers, rand::random());
+        let (handshake, request) = ClientHandshake::new(&url.host_header(), &url.path, &protocols, offer.as_deref(), &headers, rand::random());
         stream.write_all(&request).await?;
 
         let mut buf = BytesMut::with_capacity(4096);

@@ -202,7 +202,9 @@ impl Shared {
         };
         let Some(envelope) = envelope else {
             self.count_error("unparseable");
-            self.first_unparseable.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(&message.payload()[..message.payload().len().min(120)]).into_owned());
+            self.first_unparseable
+                .borrow_mut()
+                .get_or_insert_with(|| String::from_utf8_lossy(&message.payload()[..message.payload().len().min(120)]).into_owned());
             return;
         };
         match envelope.kind {
@@ -330,7 +332,12 @@ pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
         let age = waiting.front().map_or(Duration::ZERO, |&(_, sent)| end.saturating_duration_since(sent));
         (count + waiting.len(), oldest.max(age))
     });
-    let window = Counts { sent: after.sent - before.sent, acked: after.acked - before.acked, received: after.received - before.received, errors: after.errors - before.errors };
+    let window = Counts {
+        sent: after.sent - before.sent,
+        acked: after.acked - before.acked,
+        received: after.received - before.received,
+        errors: after.errors - before.errors,
+    };
     let errors = shared.errors.borrow().clone();
     let (first_unparseable, first_loss) = (shared.first_unparseable.take(), shared.first_loss.take());
     Ok(ChatReport {
@@ -497,7 +504,10 @@ impl ChatReport {
             return Err("no message was acknowledged in the window".into());
         }
         if self.unanswered.1 > STALL_LIMIT {
-            return Err(format!("the server left messages unanswered for more than {} s (it stopped answering, or fell that far behind)", STALL_LIMIT.as_secs()));
+            return Err(format!(
+                "the server left messages unanswered for more than {} s (it stopped answering, or fell that far behind)",
+                STALL_LIMIT.as_secs()
+            ));
         }
         Ok(())
     }

@@ -135,12 +135,7 @@ pub(crate) async fn run(options: &Options) -> Result<ChurnReport, String> {
         }
         let (completed, now) = (shared.completed.get(), Instant::now());
         let rate = (completed - last.0) as f64 / now.duration_since(last.1).as_secs_f64();
-        eprintln!(
-            "loadgen: t={:>3.0}s  {} connections/s, {} failures",
-            start.elapsed().as_secs_f64(),
-            grouped(rate as u64),
-            grouped(shared.failures.get())
-        );
+        eprintln!("loadgen: t={:>3.0}s  {} connections/s, {} failures", start.elapsed().as_secs_f64(), grouped(rate as u64), grouped(shared.failures.get()));
         last = (completed, now);
         // Cannot happen while each connection is bounded by CYCLE_LIMIT.
         if start.elapsed() > duration + CYCLE_LIMIT + Duration::from_secs(1) {
@@ -250,7 +245,12 @@ impl ChurnReport {
                     (after.rss_kib as f64 - before.rss_kib as f64) / 1024.0
                 );
                 if after.fds > before.fds + FD_TOLERANCE {
-                    println!("leak check    LEAK? the server holds {} more open files than before the run ({} vs {})", after.fds - before.fds, after.fds, before.fds);
+                    println!(
+                        "leak check    LEAK? the server holds {} more open files than before the run ({} vs {})",
+                        after.fds - before.fds,
+                        after.fds,
+                        before.fds
+                    );
                 } else {
                     println!("leak check    ok (open files back within {FD_TOLERANCE} of the count before the run)");
                 }
@@ -265,11 +265,7 @@ impl ChurnReport {
     pub(crate) fn outcome(&self) -> Result<(), String> {
         match self.failures {
             0 => Ok(()),
-            failures => Err(format!(
-                "{failures} of {} connections failed (first: {})",
-                self.completed + failures,
-                self.first_error.as_deref().unwrap_or("?")
-            )),
+            failures => Err(format!("{failures} of {} connections failed (first: {})", self.completed + failures, self.first_error.as_deref().unwrap_or("?"))),
         }
     }
 }

@@ -13,11 +13,7 @@ use crate::report::Report;
 use crate::{cpu, Common};
 
 pub(crate) async fn run(common: &Common, connections: usize) -> Result<Report, String> {
-    let message = if common.binary {
-        Message::Binary(Bytes::from(vec![0x5a; common.size]))
-    } else {
-        Message::Text(Bytes::from("x".repeat(common.size)))
-    };
+    let message = if common.binary { Message::Binary(Bytes::from(vec![0x5a; common.size])) } else { Message::Text(Bytes::from("x".repeat(common.size))) };
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
         clients.push(Client::connect(&common.target.url).await.map_err(|e| format!("connect: {e}"))?);

@@ -255,7 +255,12 @@ impl IdleReport {
         println!("handshakes/s  {}", grouped((n as f64 / secs) as u64));
         match (self.before, self.open) {
             (Some(before), Some(open)) => {
-                println!("server fds    before {}, open {} ({:.2} per connection)", grouped(before.fds), grouped(open.fds), (open.fds as f64 - before.fds as f64) / n as f64);
+                println!(
+                    "server fds    before {}, open {} ({:.2} per connection)",
+                    grouped(before.fds),
+                    grouped(open.fds),
+                    (open.fds as f64 - before.fds as f64) / n as f64
+                );
                 println!(
                     "server RSS    before {}, open {} ({} B per connection)",
                     mib(before.rss_kib),

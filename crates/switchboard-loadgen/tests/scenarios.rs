@@ -42,7 +42,11 @@ impl Server {
             .expect("start the switchboard binary");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read the address line");
-        let addr = line.trim().strip_prefix("switchboard listening on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+        let addr = line
+            .trim()
+            .strip_prefix("switchboard listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
         Server { child, addr }
     }
 
@@ -69,7 +73,12 @@ fn row<'a>(table: &'a str, label: &str) -> &'a str {
 
 /// The first number in `text`, thousands separators allowed (`19,000`).
 fn number(text: &str) -> u64 {
-    let digits: String = text.chars().skip_while(|c| !c.is_ascii_digit()).take_while(|c| c.is_ascii_digit() || *c == ',').filter(char::is_ascii_digit).collect();
+    let digits: String = text
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
     digits.parse().unwrap_or_else(|_| panic!("no number in {text:?}"))
 }
 

@@ -143,7 +143,8 @@ where
             let signals = link.take_outbound(&mut parts.conn);
             if signals.overflowed {
                 parts.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
-                if let Some(on_close) = link.report(&mut parts.handler, Outcome::SlowConsumer, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false) {
+                if let Some(on_close) = link.report(&mut parts.handler, Outcome::SlowConsumer, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false)
+                {
                     on_close.await;
                 }
             }
@@ -333,7 +334,14 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     /// counted when the link drops. Boxed: it runs once per connection, and
     /// its future (a room event, a wait for the room) would otherwise be
     /// part of every connection's task state for the connection's whole life.
-    fn report<'a, H: Handler>(&mut self, handler: &'a mut H, outcome: Outcome, code: Option<CloseCode>, reason: Cow<'static, str>, clean: bool) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
+    fn report<'a, H: Handler>(
+        &mut self,
+        handler: &'a mut H,
+        outcome: Outcome,
+        code: Option<CloseCode>,
+        reason: Cow<'static, str>,
+        clean: bool,
+    ) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
         if self.outcome.is_some() {
             return None;
         }

@@ -368,7 +368,8 @@ mod tests {
             task.await.unwrap();
         }
         let stats = server.stats();
-        let by_reason = (stats.handshake_bad_request, stats.handshake_wrong_version, stats.handshake_not_found, stats.handshake_rejected, stats.handshake_timeout);
+        let by_reason =
+            (stats.handshake_bad_request, stats.handshake_wrong_version, stats.handshake_not_found, stats.handshake_rejected, stats.handshake_timeout);
         assert_eq!(by_reason, (2, 1, 1, 1, 2));
         assert_eq!(stats.connections_opened, 0);
     }

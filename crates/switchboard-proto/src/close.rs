@@ -97,8 +97,7 @@ impl CloseFrame {
             1 => Err(ProtocolError::CloseFrameTooShort),
             _ => {
                 let code = CloseCode::from_wire(u16::from_be_bytes([payload[0], payload[1]]))?;
-                let reason = simdutf8::basic::from_utf8(&payload[2..])
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                let reason = simdutf8::basic::from_utf8(&payload[2..]).map_err(|_| ProtocolError::InvalidUtf8)?;
                 Ok(CloseFrame { code: Some(code), reason: reason.to_owned() })
             }
         }

@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
-use crate::deflate::{Compressor, DeflateConfig, Decompressor};
+use crate::deflate::{Compressor, Decompressor, DeflateConfig};
 use crate::error::ProtocolError;
 use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
@@ -241,7 +241,8 @@ impl Connection {
     }
 
     fn new(role: Role, config: Config, deflate: Option<(DeflateConfig, u32)>, mask_source: Option<MaskSource>) -> Connection {
-        let deflate = deflate.map(|(cfg, level)| Box::new(Deflate { compressor: Compressor::new(&cfg, role, level), decompressor: Decompressor::new(&cfg, role) }));
+        let deflate =
+            deflate.map(|(cfg, level)| Box::new(Deflate { compressor: Compressor::new(&cfg, role, level), decompressor: Decompressor::new(&cfg, role) }));
         Connection {
             role,
             config,

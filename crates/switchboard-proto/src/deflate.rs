@@ -335,9 +335,7 @@ impl Compressor {
             if out.capacity() - out.len() < 64 {
                 out.reserve(out.capacity().max(64));
             }
-            self.stream
-                .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
-                .expect("deflate never fails on valid state");
+            self.stream.compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync).expect("deflate never fails on valid state");
             let consumed = (self.stream.total_in() - start) as usize;
             // The sync flush is complete once all input is taken and zlib
             // stopped with output space to spare.
@@ -408,10 +406,7 @@ impl Decompressor {
                 out.reserve_exact(grow);
             }
             let before = out.len();
-            let status = self
-                .stream
-                .decompress_vec(&input[consumed..], out, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::BadCompressedData)?;
+            let status = self.stream.decompress_vec(&input[consumed..], out, FlushDecompress::Sync).map_err(|_| ProtocolError::BadCompressedData)?;
             let consumed_now = (self.stream.total_in() - start) as usize;
             match status {
                 Status::StreamEnd => {
@@ -499,7 +494,12 @@ mod tests {
                         let compressed = c.compress(chunk);
                         let back = d.decompress(&compressed, 1 << 24).unwrap();
                         let diff = back.iter().zip(chunk).position(|(a, b)| a != b);
-                        assert!(back.len() == chunk.len() && diff.is_none(), "bits {bits} nct {nct} {role:?}: {} -> {} bytes, first difference at {diff:?}", chunk.len(), back.len());
+                        assert!(
+                            back.len() == chunk.len() && diff.is_none(),
+                            "bits {bits} nct {nct} {role:?}: {} -> {} bytes, first difference at {diff:?}",
+                            chunk.len(),
+                            back.len()
+                        );
                     }
                 }
             }
@@ -536,7 +536,10 @@ mod tests {
     fn the_plain_offer_is_accepted_as_is() {
         let (config, response) = negotiate_server(&["permessage-deflate"], &DeflateOptions::default()).unwrap();
         assert_eq!(response, "permessage-deflate");
-        assert_eq!(config, DeflateConfig { server_no_context_takeover: false, client_no_context_takeover: false, server_max_window_bits: 15, client_max_window_bits: 15 });
+        assert_eq!(
+            config,
+            DeflateConfig { server_no_context_takeover: false, client_no_context_takeover: false, server_max_window_bits: 15, client_max_window_bits: 15 }
+        );
     }
 
     #[test]

@@ -140,14 +140,7 @@ impl FrameHeader {
             let at = 2 + len_bytes;
             [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
         });
-        let header = FrameHeader {
-            fin,
-            rsv1: b0 & 0x40 != 0,
-            rsv23: b0 & 0x30 != 0,
-            opcode,
-            mask,
-            payload_len,
-        };
+        let header = FrameHeader { fin, rsv1: b0 & 0x40 != 0, rsv23: b0 & 0x30 != 0, opcode, mask, payload_len };
         Ok(Some((header, header_len)))
     }
 

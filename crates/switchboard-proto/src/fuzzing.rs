@@ -6,7 +6,7 @@ use bytes::BytesMut;
 
 use crate::config::{Config, Role};
 use crate::connection::{Connection, Event, State};
-use crate::deflate::{negotiate_server, Compressor, DeflateOptions, Decompressor};
+use crate::deflate::{negotiate_server, Compressor, Decompressor, DeflateOptions};
 use crate::handshake::{RequestHead, UpgradeRequest};
 
 /// Frame decoding on a server connection. The first byte chooses a split

@@ -14,9 +14,9 @@ use tracing::warn;
 
 use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
-use crate::storage::{CommitReport, Deferred, RoomStorage, WriteBehind};
 use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
+use crate::storage::{CommitReport, Deferred, RoomStorage, WriteBehind};
 
 /// Settings of room actors.
 #[derive(Debug, Clone, Copy)]
@@ -168,8 +168,14 @@ impl Drop for Counted<'_> {
 /// `mailbox_slots_stay_small` pins it). The boxed events happen about twice
 /// per connection (a join and a leave).
 enum Mail {
-    Message { conn: ConnId, message: Message },
-    Messages { conn: ConnId, messages: Vec<Message> },
+    Message {
+        conn: ConnId,
+        message: Message,
+    },
+    Messages {
+        conn: ConnId,
+        messages: Vec<Message>,
+    },
     Other(Box<RoomEvent>),
     /// Nothing to handle: a connection that ran the room woke its object or
     /// changed its alarms, and the actor's task must plan its timers again.

@@ -157,7 +157,6 @@ impl Outgoing for &Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttachmentRejected;
 
-
 impl Ctx<'_> {
     /// The room's storage namespace, `kind/id`.
     pub fn room(&self) -> &str {

@@ -17,9 +17,8 @@ pub struct RoomKind(String);
 impl RoomKind {
     /// Validates a kind name.
     pub fn parse(name: &str) -> Option<RoomKind> {
-        let valid = !name.is_empty()
-            && name.len() <= MAX_KIND_LEN
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'));
+        let valid =
+            !name.is_empty() && name.len() <= MAX_KIND_LEN && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'));
         valid.then(|| RoomKind(name.to_owned()))
     }
 

@@ -254,7 +254,8 @@ mod tests {
     #[test]
     fn reads_see_uncommitted_writes_over_the_store() {
         let store = MemoryStore::new();
-        switchboard_store::commit_blocking(&store, Batch { room: "t/r".into(), writes: (1..=5).map(|i| Write::Put(format!("k/{i}"), vec![i])).collect() }).unwrap();
+        switchboard_store::commit_blocking(&store, Batch { room: "t/r".into(), writes: (1..=5).map(|i| Write::Put(format!("k/{i}"), vec![i])).collect() })
+            .unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut pending = WriteBehind::new(tx);
         let mut view = storage(&store, &mut pending);
@@ -274,7 +275,8 @@ mod tests {
     #[test]
     fn only_the_last_write_of_each_key_is_committed() {
         let put = |k: &str, v: u8| Write::Put(k.into(), vec![v]);
-        let writes = vec![put("seq", 1), put("h/1", 1), put("seq", 2), Write::Delete("h/1".into()), put("h/2", 2), Write::SetAlarm("seq".into(), 5), put("seq", 3)];
+        let writes =
+            vec![put("seq", 1), put("h/1", 1), put("seq", 2), Write::Delete("h/1".into()), put("h/2", 2), Write::SetAlarm("seq".into(), 5), put("seq", 3)];
         assert_eq!(last_write_per_key(writes), [Write::Delete("h/1".into()), put("h/2", 2), Write::SetAlarm("seq".into(), 5), put("seq", 3)]);
     }
 

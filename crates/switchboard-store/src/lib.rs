@@ -99,14 +99,21 @@ pub trait Store: Send + Sync + 'static {
 /// tools and startup code: never call it on an async worker thread.
 pub fn commit_blocking(store: &dyn Store, batch: Batch) -> StoreResult<()> {
     let (tx, rx) = mpsc::sync_channel(1);
-    store.commit(batch, Box::new(move |result| { let _ = tx.send(result); }));
+    store.commit(
+        batch,
+        Box::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
     rx.recv().unwrap_or_else(|_| Err(StoreError("the store stopped before committing".into())))
 }
 
 /// Waits on this thread until every batch submitted so far is done.
 pub fn flush_blocking(store: &dyn Store) {
     let (tx, rx) = mpsc::sync_channel(1);
-    store.flush(Box::new(move || { let _ = tx.send(()); }));
+    store.flush(Box::new(move || {
+        let _ = tx.send(());
+    }));
     let _ = rx.recv();
 }
 

@@ -124,7 +124,10 @@ async fn a_peer_that_stops_reading_is_cut_off_at_the_outbound_queue_limit() {
         tokio::task::yield_now().await;
         assert!(pushed < 1000, "never cut off");
     }
-    assert!(pushed * frame.len() > config.max_outbound_queue + config.max_pending_write, "the connection took frames until its own write queue was full ({pushed} pushed)");
+    assert!(
+        pushed * frame.len() > config.max_outbound_queue + config.max_pending_write,
+        "the connection took frames until its own write queue was full ({pushed} pushed)"
+    );
     assert_eq!(outbound.push(&frame), Push::Dropped, "nothing more after the cut-off");
 
     // The peer reads again: the frames that were written, in order, then

@@ -162,10 +162,7 @@ fn fragments_are_reassembled_with_control_frames_interleaved() {
     input.extend(frame(0x8a, b"pong"));
     input.extend(frame(0x80, b"o"));
     let out = run(&input);
-    assert_eq!(
-        out.events,
-        vec![Event::Ping(Bytes::from_static(b"ping")), Event::Pong(Bytes::from_static(b"pong")), msg("Hello")]
-    );
+    assert_eq!(out.events, vec![Event::Ping(Bytes::from_static(b"ping")), Event::Pong(Bytes::from_static(b"pong")), msg("Hello")]);
     assert_eq!(out.written, vec![0x8a, 0x04, b'p', b'i', b'n', b'g'], "the pong echoes the ping payload");
 }
 
@@ -572,7 +569,9 @@ fn deflate_config(offer: &str) -> DeflateConfig {
 
 #[test]
 fn two_peers_exchange_messages_both_ways() {
-    for deflate in [None, Some(deflate_config("permessage-deflate")), Some(deflate_config("permessage-deflate; client_no_context_takeover; server_no_context_takeover"))] {
+    for deflate in
+        [None, Some(deflate_config("permessage-deflate")), Some(deflate_config("permessage-deflate; client_no_context_takeover; server_no_context_takeover"))]
+    {
         let mut pair = Pair::new(deflate);
         let texts = ["hello", "hello", "", "κόσμε", &"long text ".repeat(500)];
         for t in texts {

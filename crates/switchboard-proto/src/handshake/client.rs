@@ -67,9 +67,7 @@ impl ClientHandshake {
         let mut response = httparse::Response::new(&mut slots);
         let len = match response.parse(buf) {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
-                return Err(HandshakeError::new(0, "response head too long"))
-            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => return Err(HandshakeError::new(0, "response head too long")),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(HandshakeError::new(0, format!("malformed response: {e}"))),
         };
@@ -148,7 +146,8 @@ mod tests {
     #[test]
     fn a_wrong_accept_key_is_rejected() {
         let (hs, _) = request(&[], None);
-        let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let answer =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         assert!(hs.handle_response(answer).is_err());
     }
 

@@ -68,18 +68,8 @@ impl UpgradeRequest {
             .map(|p| text(p.trim_ascii()))
             .filter(|p| !p.is_empty())
             .collect();
-        let extensions = head
-            .header_values("sec-websocket-extensions")
-            .filter_map(|v| std::str::from_utf8(v).ok().map(str::to_owned))
-            .collect();
-        Ok(UpgradeRequest {
-            path: head.path.clone(),
-            host: text(host),
-            key: key.to_owned(),
-            origin: head.header("origin").map(text),
-            protocols,
-            extensions,
-        })
+        let extensions = head.header_values("sec-websocket-extensions").filter_map(|v| std::str::from_utf8(v).ok().map(str::to_owned)).collect();
+        Ok(UpgradeRequest { path: head.path.clone(), host: text(host), key: key.to_owned(), origin: head.header("origin").map(text), protocols, extensions })
     }
 
     /// The first of `supported` (the server's order of preference) that the

@@ -282,7 +282,13 @@ async fn a_closed_connection_leaves_the_room() {
     let room = spawn_room(name("c"), factory(), Arc::new(MemoryStore::new()), config());
     let _a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
-    room.send(RoomEvent::Close { conn: ConnId(1), closed: Closed { code: Some(CloseCode::NORMAL), reason: String::new(), clean: true, attachment: None }, done: None }).await.unwrap();
+    room.send(RoomEvent::Close {
+        conn: ConnId(1),
+        closed: Closed { code: Some(CloseCode::NORMAL), reason: String::new(), clean: true, attachment: None },
+        done: None,
+    })
+    .await
+    .unwrap();
     say(&room, 1, "ghost").await;
     assert_eq!(settle(&room).await.connections, 1);
     assert!(b.texts().is_empty(), "messages from a closed connection are ignored");
@@ -333,7 +339,8 @@ impl Room for Replier {
 async fn small_sends_to_one_connection_after_the_first_join_one_run_and_report_its_outcome() {
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let recorded = outcomes.clone();
-    let factory: Arc<dyn RoomFactory> = Arc::new(move |_id: &str, _storage: &RoomStorage<'_>| Box::new(Replier { outcomes: recorded.clone() }) as Box<dyn Room>);
+    let factory: Arc<dyn RoomFactory> =
+        Arc::new(move |_id: &str, _storage: &RoomStorage<'_>| Box::new(Replier { outcomes: recorded.clone() }) as Box<dyn Room>);
     let room = spawn_room(name("s"), factory, Arc::new(MemoryStore::new()), config());
     let (a, b) = (Arc::new(FakeSink::default()), Arc::new(FakeSink::default()));
     *a.outcome.lock().unwrap() = Some(SendOutcome::Backpressure);
@@ -341,7 +348,17 @@ async fn small_sends_to_one_connection_after_the_first_join_one_run_and_report_i
         room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(sink.clone()), tags: vec![], attachment: None }).await.unwrap();
     }
     // One batch: a send to another connection and a broadcast each end a run.
-    for event in [message(1, "1"), message(1, "2"), message(1, "3"), message(2, "x"), message(1, "4"), message(1, "all"), message(1, "5"), message(1, "6"), message(1, "7")] {
+    for event in [
+        message(1, "1"),
+        message(1, "2"),
+        message(1, "3"),
+        message(2, "x"),
+        message(1, "4"),
+        message(1, "all"),
+        message(1, "5"),
+        message(1, "6"),
+        message(1, "7"),
+    ] {
         room.try_send(event).unwrap();
     }
     settle(&room).await;
@@ -349,7 +366,11 @@ async fn small_sends_to_one_connection_after_the_first_join_one_run_and_report_i
     assert_eq!(b.texts(), ["x", "all"]);
     assert_eq!(a.pushes(), [1, 2, 1, 1, 1, 2], "the first send of each stretch goes at once, the rest as one run");
     use SendOutcome::{Backpressure, Queued};
-    assert_eq!(*outcomes.lock().unwrap(), [Backpressure, Backpressure, Backpressure, Queued, Backpressure, Backpressure, Backpressure, Backpressure], "held sends report what the first one's push did");
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        [Backpressure, Backpressure, Backpressure, Queued, Backpressure, Backpressure, Backpressure, Backpressure],
+        "held sends report what the first one's push did"
+    );
 }
 
 /// Counts joins and, at the end of each batch, tells everyone how many it saw.
@@ -377,7 +398,8 @@ async fn events_waiting_together_end_in_one_batch_and_a_hibernated_room_has_none
     // awaits something that is not ready, so these ten joins wait together.
     let sinks: Vec<Arc<FakeSink>> = (1..=10).map(|_| Arc::new(FakeSink::default())).collect();
     for (i, sink) in sinks.iter().enumerate() {
-        room.try_send(RoomEvent::Open { conn: ConnId(i as u64 + 1), sink: Box::new(sink.clone()), tags: vec![], attachment: None }).unwrap();
+        room.try_send(RoomEvent::Open { conn: ConnId(i as u64 + 1), sink: Box::new(sink.clone()), tags: vec![], attachment: None })
+            .unwrap();
     }
     settle(&room).await;
     for sink in &sinks {
@@ -389,7 +411,8 @@ async fn events_waiting_together_end_in_one_batch_and_a_hibernated_room_has_none
     settle(&room).await;
     assert_eq!(sinks[0].texts().len(), 1, "no batch end without the room object");
     assert_eq!(settle(&room).await.wakeups, before.wakeups);
-    room.try_send(RoomEvent::Open { conn: ConnId(11), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None }).unwrap();
+    room.try_send(RoomEvent::Open { conn: ConnId(11), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None })
+        .unwrap();
     settle(&room).await;
     assert_eq!(sinks[0].texts().last().map(String::as_str), Some("batch:1"), "a woken room's batch ends too (its count restarted with the object)");
 }
@@ -474,7 +497,9 @@ async fn concurrent_deliveries_lose_nothing_and_keep_each_connections_order() {
             tokio::spawn(async move {
                 // Only queued when this returns: the messages right after it
                 // must not overtake it (the room would not know connection `id`).
-                room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None }).await.unwrap();
+                room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None })
+                    .await
+                    .unwrap();
                 for read in 0..500 {
                     let messages = (0..3).map(|i| Message::text((read * 3 + i).to_string())).collect();
                     match room.try_deliver(ConnId(id), messages) {
