@@ -1,18 +1,22 @@
 //! The built-in room kinds, written only against the public room API like
 //! any user's room: `echo` (the conformance target), `broadcast` (welcome,
-//! visitor count, relay) and `chat` (the group chat of docs/chat.md).
+//! visitor count, relay), `chat` (the group chat of docs/chat.md) and
+//! `call` (the video-call signaling of docs/call.md).
 //!
 //! Each kind comes as a [`KindDef`]: its name, the subprotocols it speaks
 //! and the factory that builds its rooms. The server registers them all.
 
 pub mod broadcast;
+pub mod call;
 pub mod chat;
 pub mod echo;
+mod rate;
 
 use std::sync::Arc;
 
 use switchboard_room::RoomFactory;
 
+pub use call::CallConfig;
 pub use chat::ChatConfig;
 
 /// A room kind ready to register with a server.
@@ -30,6 +34,8 @@ pub struct KindDef {
 pub struct AppsConfig {
     /// The chat's limits.
     pub chat: ChatConfig,
+    /// The call's limits and ICE servers.
+    pub call: CallConfig,
 }
 
 /// Every built-in kind.
@@ -38,5 +44,6 @@ pub fn built_in(config: &AppsConfig) -> Vec<KindDef> {
         KindDef { name: "echo", subprotocols: &["json"], factory: echo::factory() },
         KindDef { name: "broadcast", subprotocols: &["json"], factory: broadcast::factory() },
         KindDef { name: "chat", subprotocols: &["json"], factory: chat::factory(config.chat) },
+        KindDef { name: "call", subprotocols: &["json"], factory: call::factory(config.call.clone()) },
     ]
 }

@@ -13,7 +13,6 @@
 //! once cost a thousand small lines per member, not a thousand lists.
 
 mod history;
-mod limits;
 mod moderation;
 mod names;
 pub mod wire;
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_room::{CloseCode, Closed, ConnId, ConnectRequest, Ctx, Decision, Message, Room, RoomFactory, RoomStorage, StoreError};
 use tracing::warn;
 
-use limits::TokenBucket;
+use crate::rate::TokenBucket;
 use wire::{AckRef, AdminEvent, ChatMessage, ClientMessage, ErrorCode, HistoryEntry, Limits, ServerMessage, User, MAX_REF_LEN};
 
 /// The chat's limits.

@@ -1,4 +1,5 @@
-//! The chat's per-user rate limit: a token bucket, refilled continuously.
+//! Per-connection rate limits of the built-in rooms (the chat's messages,
+//! the call's signals): a token bucket, refilled continuously.
 
 use std::time::Instant;
 
