@@ -272,7 +272,13 @@ async fn state_and_name_changes_reach_the_others_and_newcomers() {
     a.conn.say(r#"{"type":"state","muted":true,"cameraOff":true}"#).await;
     room.settle().await;
     let got = take(&b.conn);
-    assert_eq!(got, [json!({"type": "peer-state", "peer": peer_json(&a.id, "", true, true)}), json!({"type": "peer-state", "peer": peer_json(&a.id, "Ada L.", true, true)})]);
+    assert_eq!(
+        got,
+        [
+            json!({"type": "peer-state", "peer": peer_json(&a.id, "", true, true)}),
+            json!({"type": "peer-state", "peer": peer_json(&a.id, "Ada L.", true, true)})
+        ]
+    );
 
     // Names: trimmed, at most 10 characters (not bytes).
     a.conn.say(r#"{"type":"name","name":"Ünïcødé ñä"}"#).await;

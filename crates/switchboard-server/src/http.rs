@@ -1,17 +1,19 @@
 //! Plain HTTP on the same port, served by hyper: health, HTTP to rooms, the
-//! embedded pages and client, and clear answers for requests that reach a
-//! WebSocket path without upgrading.
+//! call's ICE servers, the embedded pages and client, and clear answers for
+//! requests that reach a WebSocket path without upgrading.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use switchboard_apps::call::{self, IceConfig};
 use switchboard_room::RoomRequest;
 use tracing::debug;
 
@@ -28,10 +30,11 @@ const MAX_ROOM_REQUEST_BODY: usize = 1 << 20;
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, mut shutdown: Shutdown) {
+pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, call_ice: Arc<IceConfig>, mut shutdown: Shutdown) {
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
-        async move { Ok::<_, Infallible>(route(req, registry).await) }
+        let call_ice = call_ice.clone();
+        async move { Ok::<_, Infallible>(route(req, registry, &call_ice).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -52,7 +55,7 @@ pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry:
     }
 }
 
-async fn route(req: Request<Incoming>, registry: Registry) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if let Some(api) = ApiRoute::parse(&path) {
         return match api {
@@ -62,6 +65,12 @@ async fn route(req: Request<Incoming>, registry: Registry) -> Response<Full<Byte
     }
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/api/call/ice") => ice_servers(call_ice),
+        (_, "/api/call/ice") => {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
         _ if Route::parse(&path).is_ok() => {
             // A WebSocket path reached without an upgrade (or as a second
             // request on a keep-alive connection, which cannot be upgraded).
@@ -138,6 +147,16 @@ async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry)
         }
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "room unavailable\n"),
     }
+}
+
+/// The call's ICE servers with TURN credentials for a fresh random peer id,
+/// as a call's `joined` carries them (docs/call.md), for clients that set
+/// up their peer connections before they join. The credentials are new on
+/// every request, so no cache may keep them.
+fn ice_servers(config: &IceConfig) -> Response<Full<Bytes>> {
+    let mut response = json(config.servers(&call::new_peer_id(), SystemTime::now()).to_json());
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn json(body: String) -> Response<Full<Bytes>> {

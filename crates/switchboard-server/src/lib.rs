@@ -30,7 +30,7 @@ pub use client_ip::TrustedProxies;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
-pub use switchboard_apps::{AppsConfig, ChatConfig};
+pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
@@ -135,6 +135,7 @@ impl Server {
             close_wait: self.config.net.close_timeout,
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
+            call_ice: Arc::new(self.config.apps.call.ice.clone()),
         });
         let net_stats = Arc::new(switchboard_net::NetStats::new());
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;

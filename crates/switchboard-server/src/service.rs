@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_apps::call::IceConfig;
 use switchboard_net::{Accept, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
@@ -26,6 +27,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) close_wait: Duration,
     pub(crate) geo: Option<Arc<GeoDb>>,
     pub(crate) trusted_proxies: TrustedProxies,
+    /// The call's ICE servers, for `GET /api/call/ice`.
+    pub(crate) call_ice: Arc<IceConfig>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -69,6 +72,6 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), shutdown))
+        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), shutdown))
     }
 }

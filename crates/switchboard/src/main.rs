@@ -21,7 +21,9 @@ use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use switchboard_server::{ChatConfig, GeoDb, IpNet, Server, ServerConfig, TrustedProxies};
+use switchboard_server::call::ice::{check_url, DEFAULT_TURN_TTL};
+use switchboard_server::call::{IceConfig, TurnSecret};
+use switchboard_server::{CallConfig, ChatConfig, GeoDb, IpNet, Server, ServerConfig, TrustedProxies};
 use tokio::sync::watch;
 
 /// A self-hosted realtime server: WebSocket rooms as durable actors.
@@ -68,6 +70,8 @@ enum Command {
         trusted_proxies: Vec<IpNet>,
         #[command(flatten)]
         chat: ChatArgs,
+        #[command(flatten)]
+        call: CallArgs,
         /// Let the allocator use transparent huge pages (the kernel's
         /// default). Off by default: they cost memory per idle connection
         /// and at start, for no measured speed-up (docs/benchmarks.md).
@@ -108,6 +112,57 @@ impl ChatArgs {
     }
 }
 
+/// The call room kind's limits and ICE servers (docs/call.md).
+#[derive(clap::Args)]
+struct CallArgs {
+    /// A STUN server for call peers, `stun:HOST[:PORT]`; repeatable.
+    #[arg(long = "call-stun", value_name = "URL", value_parser = |url: &str| check_url(url, &["stun", "stuns"]).map(|()| url.to_owned()))]
+    call_stun: Vec<String>,
+    /// A TURN server for call peers, `turn:HOST[:PORT][?transport=udp|tcp]`
+    /// or `turns:`; repeatable. Needs --call-turn-secret-file.
+    #[arg(long = "call-turn", value_name = "URL", requires = "call_turn_secret_file",
+          value_parser = |url: &str| check_url(url, &["turn", "turns"]).map(|()| url.to_owned()))]
+    call_turn: Vec<String>,
+    /// File holding the TURN server's shared secret (coturn's
+    /// `static-auth-secret`; white space around it is ignored). The server
+    /// does not start if it cannot read it. The secret is never logged.
+    #[arg(long, value_name = "PATH", requires = "call_turn")]
+    call_turn_secret_file: Option<PathBuf>,
+    /// How long the TURN credentials handed to a peer stay valid.
+    #[arg(long, default_value = "1h", value_parser = turn_ttl)]
+    call_turn_ttl: Duration,
+    /// Peers per call.
+    #[arg(long, default_value_t = CallConfig::default().max_peers, value_parser = clap::value_parser!(u32).range(2..=100).map(|v| v as usize))]
+    call_max_peers: usize,
+}
+
+impl CallArgs {
+    /// The call's settings, with the TURN secret read from its file; the
+    /// error names the file and why, never its content.
+    fn config(&self) -> Result<CallConfig, String> {
+        let turn_secret = match &self.call_turn_secret_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the TURN secret file {}: {e}", path.display()))?;
+                let secret = TurnSecret::from_file_text(&text).ok_or_else(|| format!("the TURN secret file {} is empty", path.display()))?;
+                Some(secret)
+            }
+        };
+        let ice = IceConfig { stun: self.call_stun.clone(), turn: self.call_turn.clone(), turn_secret, turn_ttl: self.call_turn_ttl };
+        Ok(CallConfig { max_peers: self.call_max_peers, ice, ..CallConfig::default() })
+    }
+}
+
+/// A TURN credential lifetime: whole seconds (the expiry in the username
+/// is in seconds), at least one.
+fn turn_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = duration::parse_duration(text)?;
+    if ttl < Duration::from_secs(1) {
+        return Err(format!("TURN credentials must live at least 1s (default {}s)", DEFAULT_TURN_TTL.as_secs()));
+    }
+    Ok(ttl)
+}
+
 /// `10.0.0.0/8`, or a single address (`10.0.0.5`, `::1`).
 fn parse_network(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
@@ -133,8 +188,17 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_dbs, trusted_proxies, chat, huge_pages: _ } => {
+        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_dbs, trusted_proxies, chat, call, huge_pages: _ } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
+            config.apps.call = match call.config() {
+                Ok(call) => call,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let ice = &config.apps.call.ice;
+            tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
             config.net.ping_interval = ping_interval;
             config.net.pong_timeout = pong_timeout;
             config.rooms.hibernate_after = hibernate_after;

@@ -202,7 +202,10 @@ mod tests {
         let data = RawValue::from_string(r#"{"candidate":"x"}"#.into()).unwrap();
         assert_eq!(ServerMessage::Signal { from: "ab", data: &data }.to_json(), r#"{"type":"signal","from":"ab","data":{"candidate":"x"}}"#);
         let peer = Peer { id: "ab".into(), name: "Ada".into(), muted: true, camera_off: false };
-        assert_eq!(ServerMessage::PeerState { peer: &peer }.to_json(), r#"{"type":"peer-state","peer":{"id":"ab","name":"Ada","muted":true,"cameraOff":false}}"#);
+        assert_eq!(
+            ServerMessage::PeerState { peer: &peer }.to_json(),
+            r#"{"type":"peer-state","peer":{"id":"ab","name":"Ada","muted":true,"cameraOff":false}}"#
+        );
         assert_eq!(ServerMessage::PeerLeft { id: "ab" }.to_json(), r#"{"type":"peer-left","id":"ab"}"#);
         let error = ServerMessage::Error { code: ErrorCode::UnknownTarget, message: "m", to: Some("cd") };
         assert_eq!(error.to_json(), r#"{"type":"error","code":"unknown_target","message":"m","to":"cd"}"#);
