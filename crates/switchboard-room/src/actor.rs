@@ -16,7 +16,7 @@ use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
-use crate::storage::{CommitReport, Deferred, RoomStorage, WriteBehind};
+use crate::storage::{CommitSlot, Deferred, RoomStorage, WriteBehind};
 
 /// Settings of room actors.
 #[derive(Debug, Clone, Copy)]
@@ -415,7 +415,7 @@ impl RoomHandle {
 pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
     let room = name.namespace();
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
-    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let reports = Arc::new(CommitSlot::default());
     let alarms = match store.room_alarms(&room) {
         Ok(list) => list.into_iter().map(|(name, at)| (name, UNIX_EPOCH + Duration::from_millis(at))).collect(),
         Err(e) => {
@@ -433,7 +433,7 @@ pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn 
         alarms,
         auto_response: None,
         held: Held::default(),
-        pending: WriteBehind::new(reports_tx),
+        pending: WriteBehind::new(reports.clone()),
         wakeups: 0,
         last_active: Instant::now(),
         stopped: false,
@@ -482,7 +482,7 @@ struct Plan {
 /// stops when the room has no connections, alarms or object left, or when
 /// a handler panicked (the lock is poisoned): the owner then starts a new
 /// actor on demand.
-async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, mut reports: mpsc::UnboundedReceiver<CommitReport>, config: RoomConfig) {
+async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<CommitSlot>, config: RoomConfig) {
     let idle = tokio::time::sleep(config.hibernate_after);
     tokio::pin!(idle);
     // Grows to the largest batch a wake-up took, and is freed when the
@@ -493,7 +493,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, mut reports: mps
         let next_alarm = plan.next_alarm.map(|at| Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
         let woke = tokio::select! {
             received = rx.recv_many(&mut batch, EVENTS_PER_WAKE) => Woke::Mail(received),
-            Some((number, result)) = reports.recv() => Woke::Committed(number, result),
+            () = reports.ready() => Woke::Committed,
             () = &mut idle, if plan.awake => Woke::Idle,
             () = tokio::time::sleep_until(next_alarm.unwrap_or_else(Instant::now)), if next_alarm.is_some() => Woke::Alarm,
         };
@@ -526,9 +526,11 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, mut reports: mps
                 actor.end_batch();
                 actor.last_active = Instant::now();
             }
-            Woke::Committed(number, result) => {
-                actor.committed(number, result);
-                actor.end_batch();
+            Woke::Committed => {
+                if let Some((number, result)) = reports.take() {
+                    actor.committed(number, result);
+                    actor.end_batch();
+                }
             }
         }
         if actor.object.is_none() && actor.conns.is_empty() && actor.alarms.is_empty() && actor.pending.is_idle() && rx.is_empty() {
@@ -549,7 +551,7 @@ enum Woke {
     /// An alarm is due.
     Alarm,
     /// The store reported a commit of this room's writes.
-    Committed(u64, StoreResult<()>),
+    Committed,
 }
 
 impl Actor {

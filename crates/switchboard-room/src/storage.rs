@@ -22,13 +22,42 @@ use std::collections::{BTreeMap, VecDeque};
 
 use switchboard_proto::Message;
 use switchboard_store::{prefix_end, Batch, Store, StoreError, StoreResult, Write};
-use tokio::sync::mpsc::UnboundedSender;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
 
 use crate::conn::ConnId;
 
 /// A commit's outcome on its way back to the room's actor: the batch's
 /// number and the result.
 pub(crate) type CommitReport = (u64, StoreResult<()>);
+
+/// Where the store leaves a room's commit report and wakes the room's
+/// actor. One slot is enough: a room has at most one batch in flight. It
+/// allocates nothing until used, so rooms that never write (and idle
+/// ones) pay only its few words.
+#[derive(Default)]
+pub(crate) struct CommitSlot {
+    report: Mutex<Option<CommitReport>>,
+    ready: Notify,
+}
+
+impl CommitSlot {
+    fn put(&self, report: CommitReport) {
+        *self.report.lock().unwrap_or_else(PoisonError::into_inner) = Some(report);
+        self.ready.notify_one();
+    }
+
+    /// Waits until a report is (or was, since the last take) left here.
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// The report left here, if any.
+    pub(crate) fn take(&self) -> Option<CommitReport> {
+        self.report.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
 
 /// The room's writes between its handlers and the store.
 pub(crate) struct WriteBehind {
@@ -46,8 +75,8 @@ pub(crate) struct WriteBehind {
     deferred: VecDeque<(u64, ConnId, Deferred)>,
     /// Connections with something in `deferred`, and how many entries.
     waiting: BTreeMap<ConnId, usize>,
-    /// Where the store's reports go (the actor's task).
-    reports: UnboundedSender<CommitReport>,
+    /// Where the store's reports go (the actor's task takes them).
+    reports: Arc<CommitSlot>,
 }
 
 /// Something a connection receives once a commit is reported.
@@ -69,7 +98,7 @@ pub(crate) struct Released {
 }
 
 impl WriteBehind {
-    pub(crate) fn new(reports: UnboundedSender<CommitReport>) -> WriteBehind {
+    pub(crate) fn new(reports: Arc<CommitSlot>) -> WriteBehind {
         WriteBehind { writes: Vec::new(), overlay: BTreeMap::new(), next: 1, in_flight: None, deferred: VecDeque::new(), waiting: BTreeMap::new(), reports }
     }
 
@@ -137,7 +166,7 @@ impl WriteBehind {
         self.in_flight = Some(number);
         let batch = Batch { room: room.to_owned(), writes: last_write_per_key(std::mem::take(&mut self.writes)) };
         let reports = self.reports.clone();
-        store.commit(batch, Box::new(move |result| drop(reports.send((number, result)))));
+        store.commit(batch, Box::new(move |result| reports.put((number, result))));
     }
 
     /// The store reported batch `number`: its writes leave the overlay
@@ -243,7 +272,6 @@ impl RoomStorage<'_> {
 #[cfg(test)]
 mod tests {
     use switchboard_store::MemoryStore;
-    use tokio::sync::mpsc;
 
     use super::*;
 
@@ -256,8 +284,7 @@ mod tests {
         let store = MemoryStore::new();
         switchboard_store::commit_blocking(&store, Batch { room: "t/r".into(), writes: (1..=5).map(|i| Write::Put(format!("k/{i}"), vec![i])).collect() })
             .unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let mut pending = WriteBehind::new(tx);
+        let mut pending = WriteBehind::new(Arc::default());
         let mut view = storage(&store, &mut pending);
         view.delete("k/1");
         view.delete("k/2");
@@ -283,8 +310,8 @@ mod tests {
     #[test]
     fn deferred_messages_wait_for_the_batch_that_holds_the_writes_before_them() {
         let store = MemoryStore::new();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut pending = WriteBehind::new(tx);
+        let slot = Arc::new(CommitSlot::default());
+        let mut pending = WriteBehind::new(slot.clone());
         let text = |s: &str| Message::text(s.to_owned());
         assert!(pending.defer(ConnId(1), text("nothing to wait for")).is_some());
         pending.record(Write::Put("a".into(), vec![1]));
@@ -293,15 +320,15 @@ mod tests {
         pending.record(Write::Put("b".into(), vec![2]));
         pending.submit(&store, "t/r"); // waits: batch 1 is in flight
         assert!(pending.defer(ConnId(2), text("after b")).is_none());
-        let (number, result) = rx.try_recv().unwrap();
+        let (number, result) = slot.take().unwrap();
         assert_eq!(number, 1);
-        assert!(rx.try_recv().is_err(), "one batch in flight at a time");
+        assert!(slot.take().is_none(), "one batch in flight at a time");
         let released = pending.committed(number, result);
         assert_eq!(released.messages.len(), 1);
         assert!(released.failed.is_none());
         assert!(!pending.is_idle());
         pending.submit(&store, "t/r");
-        let (number, result) = rx.try_recv().unwrap();
+        let (number, result) = slot.take().unwrap();
         let released = pending.committed(number, result);
         assert!(matches!(&released.messages[..], [(ConnId(2), Deferred::Durable(m))] if *m == text("after b")));
         assert!(pending.is_idle());
