@@ -5,15 +5,15 @@
 //! room; countries from the connect request.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use switchboard_apps::chat::factory;
 use switchboard_apps::ChatConfig;
-use switchboard_room::testing::{TestConn, TestRoom};
+use switchboard_room::testing::{GatedStore, TestConn, TestRoom};
 use switchboard_room::{CloseCode, Geo, Message, RoomConfig};
-use switchboard_store::{Batch, Committed, Flushed, MemoryStore, Store, StoreError, StoreResult};
+use switchboard_store::{MemoryStore, Store};
 
 /// The room's settings in every test: no hibernation mid-test.
 fn room_config() -> RoomConfig {
@@ -187,73 +187,10 @@ async fn a_message_goes_to_everyone_else_and_its_sender_gets_an_ack() {
     assert_eq!(types(&take(&c)), ["message", "message"]);
 }
 
-/// A store whose commits wait until the test opens its gate, or fail.
-#[derive(Default)]
-struct GatedStore {
-    inner: MemoryStore,
-    gate: Mutex<Gate>,
-}
-
-#[derive(Default)]
-struct Gate {
-    open: bool,
-    fail: bool,
-    waiting: Vec<(Batch, Committed)>,
-}
-
-impl GatedStore {
-    fn failing() -> GatedStore {
-        let store = GatedStore::default();
-        store.gate.lock().unwrap().fail = true;
-        store
-    }
-
-    /// Commits what waits, and from now on commits at once.
-    fn open(&self) {
-        let waiting = {
-            let mut gate = self.gate.lock().unwrap();
-            gate.open = true;
-            std::mem::take(&mut gate.waiting)
-        };
-        for (batch, done) in waiting {
-            self.inner.commit(batch, done);
-        }
-    }
-}
-
-impl Store for GatedStore {
-    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(room, key)
-    }
-    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.inner.list(room, prefix, limit)
-    }
-    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.inner.room_alarms(room)
-    }
-    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
-        self.inner.pending_alarms()
-    }
-    fn commit(&self, batch: Batch, done: Committed) {
-        let mut gate = self.gate.lock().unwrap();
-        if gate.fail {
-            drop(gate);
-            return done(Err(StoreError("disk full".into())));
-        }
-        if gate.open {
-            drop(gate);
-            return self.inner.commit(batch, done);
-        }
-        gate.waiting.push((batch, done));
-    }
-    fn flush(&self, done: Flushed) {
-        self.inner.flush(done)
-    }
-}
 
 #[tokio::test]
 async fn the_ack_waits_for_the_commit_and_what_the_sender_is_sent_meanwhile_waits_behind_it() {
-    let store = Arc::new(GatedStore::default());
+    let store = Arc::new(GatedStore::closed());
     let room = TestRoom::with("chat", "gate", factory(ChatConfig::default()), store.clone(), room_config());
     let (a, _) = join(&room).await;
     let (b, _) = join(&room).await;
@@ -263,7 +200,7 @@ async fn the_ack_waits_for_the_commit_and_what_the_sender_is_sent_meanwhile_wait
     room.settle().await;
     assert_eq!(types(&take(&b)), ["message"], "the others hear it at once");
     assert!(a.texts().is_empty(), "no ack before the commit");
-    assert!(store.inner.list("chat/gate", "", 10).unwrap().is_empty(), "nothing committed behind the gate");
+    assert!(store.committed().list("chat/gate", "", 10).unwrap().is_empty(), "nothing committed behind the gate");
 
     // Meanwhile the sender is due a state, an admin line and an error:
     // they wait behind the ack; the others get theirs.
@@ -281,7 +218,7 @@ async fn the_ack_waits_for_the_commit_and_what_the_sender_is_sent_meanwhile_wait
     assert_eq!((&got[0]["ref"], &got[0]["id"]), (&json!("r1"), &json!("m1")));
     assert_eq!(got[2]["user"], user_c);
     assert_eq!((&got[3]["code"], &got[3]["ref"]), (&json!("empty"), &json!("r2")));
-    let stored = store.inner.list("chat/gate", "h/", 10).unwrap();
+    let stored = store.committed().list("chat/gate", "h/", 10).unwrap();
     assert_eq!(stored.len(), 1, "acked once stored");
     assert_eq!(serde_json::from_slice::<Value>(&stored[0].1).unwrap()["text"], "hello");
 

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use switchboard_proto::{CloseCode, Message};
-use switchboard_store::{MemoryStore, Store};
+use switchboard_store::{Batch, Committed, Flushed, MemoryStore, Store, StoreError, StoreResult};
 
 use crate::actor::{RoomEvent, RoomHandle, RoomStats};
 use crate::conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome};
@@ -56,6 +56,103 @@ pub struct TestConn {
     id: ConnId,
     sink: Arc<RecordingSink>,
     room: RoomHandle,
+}
+
+/// A store for tests: an in-memory one whose commits wait behind a gate
+/// until the test opens it (a slow disk), or fail (a full one); for every
+/// room, or only for one.
+#[derive(Default)]
+pub struct GatedStore {
+    inner: MemoryStore,
+    only: Option<String>,
+    state: Mutex<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: bool,
+    fail: bool,
+    waiting: Vec<(Batch, Committed)>,
+    commits: usize,
+}
+
+impl GatedStore {
+    /// Every room's commits wait until [`GatedStore::open`].
+    pub fn closed() -> GatedStore {
+        GatedStore::default()
+    }
+
+    /// Only the commits of the room with storage namespace `room`
+    /// (`kind/id`) wait; other rooms' go through at once.
+    pub fn closed_for(room: &str) -> GatedStore {
+        GatedStore { only: Some(room.to_owned()), ..GatedStore::default() }
+    }
+
+    /// Every commit fails, as on a full disk.
+    pub fn failing() -> GatedStore {
+        let store = GatedStore::default();
+        store.state.lock().expect("not poisoned").fail = true;
+        store
+    }
+
+    /// Commits what waits, and from now on commits at once.
+    pub fn open(&self) {
+        let waiting = {
+            let mut gate = self.state.lock().expect("not poisoned");
+            gate.open = true;
+            std::mem::take(&mut gate.waiting)
+        };
+        for (batch, done) in waiting {
+            self.inner.commit(batch, done);
+        }
+    }
+
+    /// How many batches were handed to this store.
+    pub fn commits(&self) -> usize {
+        self.state.lock().expect("not poisoned").commits
+    }
+
+    /// The store behind the gate: what is committed.
+    pub fn committed(&self) -> &MemoryStore {
+        &self.inner
+    }
+}
+
+impl Store for GatedStore {
+    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get(room, key)
+    }
+
+    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.inner.list(room, prefix, limit)
+    }
+
+    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
+        self.inner.room_alarms(room)
+    }
+
+    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
+        self.inner.pending_alarms()
+    }
+
+    fn commit(&self, batch: Batch, done: Committed) {
+        let mut gate = self.state.lock().expect("not poisoned");
+        gate.commits += 1;
+        if gate.fail {
+            drop(gate);
+            return done(Err(StoreError("disk full".into())));
+        }
+        let gated = self.only.as_ref().is_none_or(|room| *room == batch.room);
+        if gate.open || !gated {
+            drop(gate);
+            return self.inner.commit(batch, done);
+        }
+        gate.waiting.push((batch, done));
+    }
+
+    fn flush(&self, done: Flushed) {
+        done()
+    }
 }
 
 /// A [`ConnSink`] that records every message and the close it is given.

@@ -4,61 +4,17 @@
 //! the same kind get their acknowledgements, echo rooms keep answering, and
 //! the stuck room's acknowledgement leaves once its commit returns.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_client::{Client, Message};
+use switchboard_room::testing::GatedStore;
 use switchboard_room::{ConnId, Ctx, Room, RoomStorage};
 use switchboard_server::{Server, ServerConfig};
-use switchboard_store::{Batch, Committed, Flushed, MemoryStore, Store, StoreResult};
+use switchboard_store::Store;
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Commits of `room` wait until the gate opens; every other room's commits
-/// go straight through.
-struct GatedRoom {
-    inner: MemoryStore,
-    room: &'static str,
-    gate: Mutex<Option<Vec<(Batch, Committed)>>>,
-}
-
-impl GatedRoom {
-    fn open(&self) {
-        let held = self.gate.lock().unwrap().take().unwrap_or_default();
-        for (batch, done) in held {
-            self.inner.commit(batch, done);
-        }
-    }
-}
-
-impl Store for GatedRoom {
-    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(room, key)
-    }
-    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.inner.list(room, prefix, limit)
-    }
-    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.inner.room_alarms(room)
-    }
-    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
-        self.inner.pending_alarms()
-    }
-    fn commit(&self, batch: Batch, done: Committed) {
-        let mut gate = self.gate.lock().unwrap();
-        match gate.as_mut() {
-            Some(held) if batch.room == self.room => held.push((batch, done)),
-            _ => {
-                drop(gate);
-                self.inner.commit(batch, done);
-            }
-        }
-    }
-    fn flush(&self, done: Flushed) {
-        done()
-    }
-}
 
 /// `put K` stores K and answers `stored K` after the commit; `get K`
 /// answers at once with what a read of K returns.
@@ -84,7 +40,7 @@ async fn reply(client: &mut Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_waiting_on_a_slow_store_holds_up_no_other_room() {
-    let store = Arc::new(GatedRoom { inner: MemoryStore::new(), room: "ledger/slow", gate: Mutex::new(Some(Vec::new())) });
+    let store = Arc::new(GatedStore::closed_for("ledger/slow"));
     let mut server = Server::bind_with_store("127.0.0.1:0".parse().unwrap(), ServerConfig::default(), store.clone()).await.unwrap();
     server.add_room_kind("ledger", &[], Arc::new(|_: &str, _: &RoomStorage<'_>| Box::new(Ledger) as Box<dyn Room>)).unwrap();
     let addr = server.local_addr().unwrap();
@@ -121,12 +77,12 @@ async fn a_room_waiting_on_a_slow_store_holds_up_no_other_room() {
         assert_eq!(reply(&mut echo).await, format!("ping {i}"));
     }
     assert!(tokio::time::timeout(Duration::from_millis(100), slow.recv_message()).await.is_err(), "no ack before the commit");
-    assert!(store.inner.get("ledger/slow", "a").unwrap().is_none());
+    assert!(store.committed().get("ledger/slow", "a").unwrap().is_none());
 
     store.open();
     assert_eq!(reply(&mut slow).await, "stored a");
     assert_eq!(reply(&mut slow).await, "stored b");
-    assert!(store.inner.get("ledger/slow", "b").unwrap().is_some());
+    assert!(store.committed().get("ledger/slow", "b").unwrap().is_some());
 
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(15), task).await.expect("server stopped").unwrap();

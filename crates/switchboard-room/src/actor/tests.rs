@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use switchboard_store::MemoryStore;
 
+use crate::testing::GatedStore;
 use crate::{AutoResponse, CloseCode, Run, SendOutcome};
 
 use super::*;
@@ -550,66 +551,6 @@ async fn a_handler_panicking_on_a_connections_task_stops_the_room() {
     assert!(room.is_closed());
 }
 
-/// A store whose commits wait behind a gate until the test opens it (a
-/// slow disk), or fail (a full one).
-#[derive(Default)]
-struct GatedStore {
-    inner: MemoryStore,
-    state: Mutex<Gate>,
-}
-
-#[derive(Default)]
-struct Gate {
-    open: bool,
-    fail: bool,
-    waiting: Vec<(switchboard_store::Batch, switchboard_store::Committed)>,
-    commits: usize,
-}
-
-impl GatedStore {
-    fn open(&self) {
-        let waiting = {
-            let mut gate = self.state.lock().unwrap();
-            gate.open = true;
-            std::mem::take(&mut gate.waiting)
-        };
-        for (batch, done) in waiting {
-            self.inner.commit(batch, done);
-        }
-    }
-}
-
-impl Store for GatedStore {
-    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(room, key)
-    }
-    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.inner.list(room, prefix, limit)
-    }
-    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.inner.room_alarms(room)
-    }
-    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
-        self.inner.pending_alarms()
-    }
-    fn commit(&self, batch: switchboard_store::Batch, done: switchboard_store::Committed) {
-        let mut gate = self.state.lock().unwrap();
-        gate.commits += 1;
-        if gate.fail {
-            drop(gate);
-            return done(Err(switchboard_store::StoreError("disk full".into())));
-        }
-        if gate.open {
-            drop(gate);
-            return self.inner.commit(batch, done);
-        }
-        gate.waiting.push((batch, done));
-    }
-    fn flush(&self, done: switchboard_store::Flushed) {
-        done()
-    }
-}
-
 /// `w:KEY` stores KEY, answers `seen KEY` at once and `stored KEY` after
 /// the commit; `r:KEY` answers what a read of KEY returns.
 struct Journal;
@@ -650,7 +591,7 @@ async fn wait_for(sink: &FakeSink, count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn replies_after_commit_wait_for_the_writes_before_them_and_keep_the_connections_order() {
-    let store = Arc::new(GatedStore::default());
+    let store = Arc::new(GatedStore::closed());
     let room = spawn_room(name("j"), journal(), store.clone(), config());
     let a = join(&room, 1, "").await.unwrap();
     let b = join(&room, 2, "").await.unwrap();
@@ -663,21 +604,20 @@ async fn replies_after_commit_wait_for_the_writes_before_them_and_keep_the_conne
     settle(&room).await;
     assert_eq!(a.texts(), ["seen one"], "what follows a reply that waits for a commit waits behind it");
     assert_eq!(b.texts(), ["one=Some([118])"], "other connections are not held up, and reads see the room's own writes");
-    assert_eq!(store.inner.get("t/j", "one").unwrap(), None, "nothing committed behind the gate");
+    assert_eq!(store.committed().get("t/j", "one").unwrap(), None, "nothing committed behind the gate");
     assert!(!room.is_settled());
     store.open();
     let texts = wait_for(&a, 6).await;
     assert_eq!(texts, ["seen one", "stored one", "seen two", "stored two", "seen three", "stored three"]);
-    assert_eq!(store.state.lock().unwrap().commits, 2, "two batches: the first, then the two written while it was in flight");
-    assert_eq!(store.inner.list("t/j", "", 10).unwrap().len(), 3);
+    assert_eq!(store.commits(), 2, "two batches: the first, then the two written while it was in flight");
+    assert_eq!(store.committed().list("t/j", "", 10).unwrap().len(), 3);
     settle(&room).await;
     assert!(room.is_settled());
 }
 
 #[tokio::test]
 async fn a_failed_commit_sends_no_reply_and_tells_the_room_whom_it_was_for() {
-    let store = Arc::new(GatedStore::default());
-    store.state.lock().unwrap().fail = true;
+    let store = Arc::new(GatedStore::failing());
     let room = spawn_room(name("f"), journal(), store.clone(), config());
     let a = join(&room, 1, "").await.unwrap();
     say(&room, 1, "w:lost").await;
