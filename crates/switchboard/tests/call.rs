@@ -398,3 +398,18 @@ async fn the_secret_never_reaches_the_log() {
     let credential = joined["ice"]["iceServers"][0]["credential"].as_str().unwrap();
     assert!(!logged.contains(credential), "a credential is in the log");
 }
+
+#[tokio::test]
+async fn the_call_page_and_its_script_are_served() {
+    let server = ServerProcess::start();
+    let page = http(&server, "GET", "/apps/call/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.head.contains("content-type: text/html"), "{}", page.head);
+    assert!(page.body.contains("/apps/call/call.js"), "the page loads its script");
+    let script = http(&server, "GET", "/apps/call/call.js").await;
+    assert_eq!(script.status, 200);
+    assert!(script.head.contains("content-type: text/javascript"), "{}", script.head);
+    assert!(script.body.contains("from '/client.js'") && script.body.contains("from '/apps/common.js'"), "an ES module on the shared client and page code");
+    let landing = http(&server, "GET", "/").await;
+    assert!(landing.body.contains(r#"href="/apps/call/""#), "the landing page links to the call");
+}
