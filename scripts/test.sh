@@ -6,8 +6,8 @@
 #   scripts/test.sh --part deps|lint|rust|node|e2e   one of the parts written here, alone
 #
 # Parts, in order (docs/testing.md has the details and the time budgets):
-#   deps      apt packages only if missing (chromium too), `npm ci` (pins ws
-#             8.23.0 and playwright-core 1.65.1)
+#   deps      apt packages only if missing (chromium and coturn too), `npm ci`
+#             (pins ws 8.23.0 and playwright-core 1.65.1)
 #   build     release binaries target/release/switchboard{,-loadgen} and the
 #             geo_fixture example (the browser tests' geo database)
 #   lint      `cargo fmt --all --check` (rustfmt.toml) and `cargo clippy
@@ -167,6 +167,9 @@ deps() {
   # Browser tests: Debian's Chromium, driven by playwright-core (which never
   # downloads a browser of its own).
   [ -x /usr/bin/chromium ] || apt+=(chromium)
+  # The call's relay test: Debian's coturn, which that test starts and stops
+  # itself on loopback (the package's own service is not needed).
+  [ -x /usr/bin/turnserver ] || apt+=(coturn)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }

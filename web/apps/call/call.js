@@ -385,7 +385,7 @@ function addRemote(peer, offers) {
     polite: state.me < peer.id,
     makingOffer: false,
     ignoreOffer: false,
-    candidateErrors: [],
+    candidateErrors: new Set(), // what TURN servers answered, once each
     tracksAdded: false,
     videoSender: null,
     tile: remoteTile(peer.id),
@@ -419,7 +419,7 @@ function addRemote(peer, offers) {
   };
   pc.onicecandidateerror = (event) => {
     // A TURN server refusing the credentials says 401 here.
-    if (/^turns?:/.test(event.url ?? '')) remote.candidateErrors.push(`${event.url}: ${event.errorCode} ${event.errorText}`);
+    if (/^turns?:/.test(event.url ?? '')) remote.candidateErrors.add(`${event.url}: ${event.errorCode} ${String(event.errorText).replace(/\.$/, '')}`);
   };
   pc.ontrack = ({ track, streams }) => {
     const stream = streams[0] ?? new MediaStream([track]);
@@ -534,7 +534,7 @@ function cannotConnect(remote) {
   remote.tile.dataset.state = 'failed';
   remote.tile.querySelector('.conn').textContent = CONNECTION_TEXT.failed;
   const name = remote.name || `Guest ${remote.id.slice(0, 4)}`;
-  const turn = remote.candidateErrors.length > 0 ? ` The TURN server said: ${remote.candidateErrors.join('; ')}.` : '';
+  const turn = remote.candidateErrors.size > 0 ? ` The TURN server said: ${[...remote.candidateErrors].join('; ')}.` : '';
   const hint = relayOnly ? ' This page uses TURN relays only (?relay).' : ' A network between you may block direct connections and need a TURN server.';
   setNotice(`connect-${remote.id}`, `Could not connect to ${name}.${turn}${hint}`);
 }
