@@ -1,11 +1,12 @@
 // The call page through a real TURN server: Debian's coturn, started here
-// on loopback with `use-auth-secret` and the secret from a file, and two
-// switchboard servers handing out TURN credentials, one with the same
-// secret and one with another. Both pages use relays only (`?relay`, i.e.
-// iceTransportPolicy "relay"): with the right secret the two users decode
-// each other's video over a relay pair; with the wrong one coturn refuses
-// the credentials, nothing connects, and the page says so. coturn's log is
-// kept in target/test-reports/e2e/call-turn-coturn.log.
+// on loopback with `use-auth-secret` and the secret from a file, and
+// switchboard servers handing out TURN credentials, with the same secret or
+// another. Both pages use relays only (`?relay`, i.e. iceTransportPolicy
+// "relay"): with the right secret the two users decode each other's video
+// over a relay pair; with the wrong one coturn refuses the credentials,
+// nothing connects, and the page says so. Credentials with a short TTL get
+// a relay at first and a 401 once expired. coturn's log is kept in
+// target/test-reports/e2e/call-turn-coturn.log.
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -28,6 +29,7 @@ let scratch;
 let coturn;
 let good;
 let bad;
+let brief;
 let browser;
 let turnPort;
 
@@ -123,9 +125,9 @@ async function waitForLog(pattern) {
   throw new Error(`coturn's log (${COTURN_LOG}) has no line matching ${pattern}`);
 }
 
-function startSwitchboard(label, secretFile) {
+function startSwitchboard(label, secretFile, ttl = '10m') {
   return startServer({
-    args: ['--call-turn', `turn:127.0.0.1:${turnPort}?transport=udp`, '--call-turn-secret-file', secretFile, '--call-turn-ttl', '10m'],
+    args: ['--call-turn', `turn:127.0.0.1:${turnPort}?transport=udp`, '--call-turn-secret-file', secretFile, '--call-turn-ttl', ttl],
     logFile: path.join(REPORTS, `call-turn-${label}-server.log`),
   });
 }
@@ -145,6 +147,7 @@ before(async () => {
   coturn = await startCoturn(scratch.dir, turnPort, secret);
   good = await startSwitchboard('good', goodSecret);
   bad = await startSwitchboard('bad', badSecret);
+  brief = await startSwitchboard('brief', goodSecret, '3s');
   const { chromium } = require('playwright-core');
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -159,6 +162,7 @@ after(async () => {
   await browser?.close();
   await good?.stop();
   await bad?.stop();
+  await brief?.stop();
   await coturn?.stop();
   scratch?.cleanup();
 });
@@ -241,4 +245,38 @@ test('call through coturn with credentials from the wrong secret: no connection,
   assert.deepEqual(b.errors, []);
   await a.close();
   await b.close();
+});
+
+// In the page: gathers candidates with `ice` and relays only; the candidate
+// types found and the errors the TURN server answered.
+async function gather(ice) {
+  const pc = new RTCPeerConnection({ iceServers: ice.iceServers, iceTransportPolicy: 'relay' });
+  const found = { candidates: [], errors: [] };
+  pc.onicecandidate = ({ candidate }) => { if (candidate) found.candidates.push(candidate.type); };
+  pc.onicecandidateerror = (event) => found.errors.push(event.errorCode);
+  pc.createDataChannel('probe');
+  await pc.setLocalDescription();
+  await new Promise((resolve) => {
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') resolve(); };
+    setTimeout(resolve, 15_000);
+  });
+  pc.close();
+  return found;
+}
+
+test('TURN credentials from switchboard work until their expiry and not after', { timeout: 120_000 }, async () => {
+  const page = await newUser(browser);
+  await page.goto(`${brief.url}/`);
+  const ice = await page.evaluate(async () => (await fetch('/api/call/ice')).json());
+  assert.ok(ice.expires * 1000 > Date.now(), `expires ${ice.expires}`);
+  const fresh = await page.evaluate(gather, ice);
+  assert.ok(fresh.candidates.includes('relay'), `a relay while fresh: ${JSON.stringify(fresh)}`);
+  // --call-turn-ttl 3s: a second past the expiry in the username, coturn refuses them.
+  const wait = ice.expires * 1000 + 1500 - Date.now();
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)));
+  const stale = await page.evaluate(gather, ice);
+  assert.deepEqual(stale.candidates, [], `no relay once expired: ${JSON.stringify(stale)}`);
+  assert.ok(stale.errors.includes(401), `coturn answered 401: ${JSON.stringify(stale)}`);
+  assert.deepEqual(page.errors, []);
+  await page.close();
 });
