@@ -198,7 +198,13 @@ fn main() -> ExitCode {
                 }
             };
             let ice = &config.apps.call.ice;
-            tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
+            tracing::info!(
+                stun = ice.stun.len(),
+                turn = ice.turn.len(),
+                turn_ttl_s = ice.turn_ttl.as_secs(),
+                max_peers = config.apps.call.max_peers,
+                "call settings"
+            );
             config.net.ping_interval = ping_interval;
             config.net.pong_timeout = pong_timeout;
             config.rooms.hibernate_after = hibernate_after;
