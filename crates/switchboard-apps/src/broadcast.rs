@@ -40,12 +40,7 @@ const VISITS: &str = "visits";
 impl Broadcast {
     /// Loads the visit count from storage.
     pub fn load(storage: &RoomStorage<'_>) -> Broadcast {
-        let visits = storage
-            .get(VISITS)
-            .ok()
-            .flatten()
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes);
+        let visits = storage.get(VISITS).ok().flatten().and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_be_bytes);
         Broadcast { visits, stored_visits: visits, welcoming: Vec::new(), count_changed: false }
     }
 }

@@ -187,7 +187,6 @@ async fn a_message_goes_to_everyone_else_and_its_sender_gets_an_ack() {
     assert_eq!(types(&take(&c)), ["message", "message"]);
 }
 
-
 #[tokio::test]
 async fn the_ack_waits_for_the_commit_and_what_the_sender_is_sent_meanwhile_waits_behind_it() {
     let store = Arc::new(GatedStore::closed());

@@ -20,9 +20,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use std::sync::{Arc, Mutex, PoisonError};
 use switchboard_proto::Message;
 use switchboard_store::{prefix_end, Batch, Store, StoreError, StoreResult, Write};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 

@@ -14,9 +14,7 @@ struct Counter {
 impl Counter {
     /// Called on first use and after every hibernation: reload from storage.
     fn load(storage: &RoomStorage<'_>) -> Counter {
-        let value = storage.get("value").ok().flatten()
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes);
+        let value = storage.get("value").ok().flatten().and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_be_bytes);
         Counter { value }
     }
 }
@@ -58,9 +56,7 @@ async fn main() -> std::io::Result<()> {
     let config = ServerConfig { data_dir: Some("./data".into()), ..ServerConfig::default() };
     let mut server = Server::bind("127.0.0.1:8080".parse().unwrap(), config).await?;
     server
-        .add_room_kind("counter", &["json"], Arc::new(|_id: &str, storage: &RoomStorage<'_>| {
-            Box::new(Counter::load(storage)) as Box<dyn Room>
-        }))
+        .add_room_kind("counter", &["json"], Arc::new(|_id: &str, storage: &RoomStorage<'_>| Box::new(Counter::load(storage)) as Box<dyn Room>))
         .expect("a valid kind name");
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     server.run(stopped).await;

@@ -30,8 +30,8 @@ pub use client_ip::TrustedProxies;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
-pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
+pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
 

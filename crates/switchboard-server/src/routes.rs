@@ -4,8 +4,8 @@
 //! Room ids are 1–128 characters of `A-Z a-z 0-9 - _ .`: safe in paths, logs
 //! and storage keys without escaping.
 
-pub use switchboard_room::{RoomId, RoomKind};
 use switchboard_room::MAX_ROOM_ID_LEN;
+pub use switchboard_room::{RoomId, RoomKind};
 
 /// True for a well-formed kind name: 1-32 of `a-z 0-9 - _`.
 pub fn is_kind_name(name: &str) -> bool {

@@ -42,11 +42,7 @@ async fn next_of(client: &mut Client, kind: &str) -> Value {
 }
 
 fn options(headers: &[(&str, &str)]) -> ClientOptions {
-    ClientOptions {
-        protocols: vec!["json".into()],
-        headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-        ..ClientOptions::default()
-    }
+    ClientOptions { protocols: vec!["json".into()], headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(), ..ClientOptions::default() }
 }
 
 /// Joins `room` and reads the newcomer's four messages, checking their order.

@@ -55,7 +55,6 @@ impl ChatConfig {
     }
 }
 
-
 /// What a connection's attachment holds: set in `on_connect` (country) and
 /// completed in `on_open` (name), when every other member is visible.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -188,13 +187,7 @@ impl Room for Chat {
             return;
         }
         let Some(user) = member.user(conn) else { return };
-        let welcome = ServerMessage::Welcome {
-            id: &user.id,
-            name: &user.name,
-            country: user.country.as_deref(),
-            room: &self.id,
-            limits: self.config.limits(),
-        };
+        let welcome = ServerMessage::Welcome { id: &user.id, name: &user.name, country: user.country.as_deref(), room: &self.id, limits: self.config.limits() };
         send(ctx, conn, &welcome);
         let messages = history::recent(&ctx.storage(), self.config.history).unwrap_or_else(|e| {
             warn!(room = ctx.room(), error = %e, "cannot read the chat history");

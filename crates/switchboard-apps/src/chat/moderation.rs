@@ -67,8 +67,7 @@ use rustrict::{Censor, Replacements, Trie, Type};
 /// the like).
 const FALSE_POSITIVES: [&str; 2] = [
     // The mushroom; read as "shit" with a doubled i.
-    "shiitake",
-    // A surname.
+    "shiitake", // A surname.
     "hancock",
 ];
 

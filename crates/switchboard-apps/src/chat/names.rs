@@ -3,19 +3,77 @@
 use rand::Rng;
 
 const ADJECTIVES: [&str; 64] = [
-    "Agile", "Amber", "Bold", "Brave", "Bright", "Brisk", "Calm", "Clever", "Cosmic", "Crisp", "Curious", "Daring", "Dapper", "Eager",
-    "Early", "Fancy", "Fearless", "Gentle", "Gifted", "Glad", "Golden", "Grand", "Happy", "Hardy", "Honest", "Humble", "Jolly", "Keen",
-    "Kind", "Lively", "Lucky", "Mellow", "Merry", "Mighty", "Misty", "Modest", "Nimble", "Noble", "Patient", "Plucky", "Polite",
-    "Proud", "Quick", "Quiet", "Rapid", "Ready", "Rustic", "Shiny", "Silent", "Silver", "Sleepy", "Smart", "Snowy", "Steady", "Sunny",
-    "Swift", "Tidy", "Vivid", "Warm", "Wild", "Wise", "Witty", "Zany", "Zesty",
+    "Agile", "Amber", "Bold", "Brave", "Bright", "Brisk", "Calm", "Clever", "Cosmic", "Crisp", "Curious", "Daring", "Dapper", "Eager", "Early", "Fancy",
+    "Fearless", "Gentle", "Gifted", "Glad", "Golden", "Grand", "Happy", "Hardy", "Honest", "Humble", "Jolly", "Keen", "Kind", "Lively", "Lucky", "Mellow",
+    "Merry", "Mighty", "Misty", "Modest", "Nimble", "Noble", "Patient", "Plucky", "Polite", "Proud", "Quick", "Quiet", "Rapid", "Ready", "Rustic", "Shiny",
+    "Silent", "Silver", "Sleepy", "Smart", "Snowy", "Steady", "Sunny", "Swift", "Tidy", "Vivid", "Warm", "Wild", "Wise", "Witty", "Zany", "Zesty",
 ];
 
 const ANIMALS: [&str; 64] = [
-    "Albatross", "Badger", "Beaver", "Bison", "Camel", "Cheetah", "Condor", "Coyote", "Crane", "Dingo", "Dolphin", "Eagle", "Falcon",
-    "Ferret", "Finch", "Fox", "Gazelle", "Gecko", "Gibbon", "Heron", "Hedgehog", "Ibis", "Impala", "Jackal", "Jaguar", "Kestrel", "Kiwi",
-    "Koala", "Lemur", "Lynx", "Magpie", "Marmot", "Meerkat", "Mole", "Moose", "Narwhal", "Newt", "Ocelot", "Octopus", "Osprey", "Otter",
-    "Owl", "Panda", "Parrot", "Pelican", "Penguin", "Puffin", "Quail", "Rabbit", "Raven", "Robin", "Salmon", "Seal", "Sparrow", "Squid",
-    "Stork", "Tapir", "Tiger", "Toucan", "Turtle", "Walrus", "Weasel", "Wombat", "Yak",
+    "Albatross",
+    "Badger",
+    "Beaver",
+    "Bison",
+    "Camel",
+    "Cheetah",
+    "Condor",
+    "Coyote",
+    "Crane",
+    "Dingo",
+    "Dolphin",
+    "Eagle",
+    "Falcon",
+    "Ferret",
+    "Finch",
+    "Fox",
+    "Gazelle",
+    "Gecko",
+    "Gibbon",
+    "Heron",
+    "Hedgehog",
+    "Ibis",
+    "Impala",
+    "Jackal",
+    "Jaguar",
+    "Kestrel",
+    "Kiwi",
+    "Koala",
+    "Lemur",
+    "Lynx",
+    "Magpie",
+    "Marmot",
+    "Meerkat",
+    "Mole",
+    "Moose",
+    "Narwhal",
+    "Newt",
+    "Ocelot",
+    "Octopus",
+    "Osprey",
+    "Otter",
+    "Owl",
+    "Panda",
+    "Parrot",
+    "Pelican",
+    "Penguin",
+    "Puffin",
+    "Quail",
+    "Rabbit",
+    "Raven",
+    "Robin",
+    "Salmon",
+    "Seal",
+    "Sparrow",
+    "Squid",
+    "Stork",
+    "Tapir",
+    "Tiger",
+    "Toucan",
+    "Turtle",
+    "Walrus",
+    "Weasel",
+    "Wombat",
+    "Yak",
 ];
 
 /// Random draws before falling back to numbered names.
@@ -23,9 +81,7 @@ const DRAWS: usize = 32;
 
 /// A random name that `taken` does not hold.
 pub fn unique_name(rng: &mut impl Rng, taken: impl Fn(&str) -> bool) -> String {
-    let draw = |rng: &mut dyn rand::RngCore| {
-        format!("{} {}", ADJECTIVES[rng.random_range(0..ADJECTIVES.len())], ANIMALS[rng.random_range(0..ANIMALS.len())])
-    };
+    let draw = |rng: &mut dyn rand::RngCore| format!("{} {}", ADJECTIVES[rng.random_range(0..ADJECTIVES.len())], ANIMALS[rng.random_range(0..ANIMALS.len())]);
     for _ in 0..DRAWS {
         let name = draw(rng);
         if !taken(&name) {

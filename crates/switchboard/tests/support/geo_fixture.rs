@@ -12,9 +12,7 @@ pub const COUNTRIES: &[(&str, &str)] = &[("127.0.0.0/8", "NZ"), ("203.0.113.0/24
 /// The database's bytes.
 pub fn database() -> Vec<u8> {
     let mut writer = Writer::new("switchboard-test-City");
-    let nested = |iso: &str, city: &str, lat: f64, lon: f64| {
-        json!({"country": {"iso_code": iso}, "city": {"names": {"en": city}}, "location": {"latitude": lat, "longitude": lon}})
-    };
+    let nested = |iso: &str, city: &str, lat: f64, lon: f64| json!({"country": {"iso_code": iso}, "city": {"names": {"en": city}}, "location": {"latitude": lat, "longitude": lon}});
     let records = [
         ("127.0.0.0/8", nested("NZ", "Wellington", -41.29, 174.78)),
         ("203.0.113.0/24", nested("DE", "Berlin", 52.52, 13.40)),
