@@ -71,7 +71,7 @@ function step(name, fn) {
       await fn(t);
     } catch (error) {
       call.failed = true;
-      for (const who of ['a', 'b', 'c', 'd']) {
+      for (const who of ['a', 'b', 'c', 'd', 'e']) {
         const page = call[who];
         if (page && !page.isClosed()) await screenshot(page, `call-failed-${who.toUpperCase()}`).catch(() => {});
       }
@@ -89,6 +89,7 @@ const seen = () => ({
   tiles: [...document.querySelectorAll('.tile.remote')].map((t) => ({
     peer: t.dataset.peer, state: t.dataset.state, muted: t.dataset.muted, cameraOff: t.dataset.cameraOff,
     name: t.querySelector('.name').textContent, width: t.querySelector('video').videoWidth,
+    paused: t.querySelector('video').paused, ready: t.querySelector('video').readyState, needsClick: t.dataset.needsClick ?? null,
   })),
 });
 
@@ -286,6 +287,7 @@ step('a user who refuses the camera is told so and still sees the others', async
     navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
   });
   const page = await context.newPage();
+  call.e = page;
   page.errors = [];
   page.on('pageerror', (error) => page.errors.push(error));
   await page.goto(call.url);
