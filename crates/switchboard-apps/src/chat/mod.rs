@@ -82,7 +82,7 @@ pub struct Chat {
     seq: u64,
     buckets: HashMap<ConnId, TokenBucket>,
     /// Joins and leaves of the current batch, announced at its end.
-    announcements: Vec<(AdminEvent, User)>,
+    announcements: Vec<(AdminEvent, User, ConnId)>,
 }
 
 fn now_ms() -> u64 {
@@ -120,18 +120,32 @@ impl Chat {
     }
 
     /// The batch's joins and leaves: the member list once, then a line each.
-    fn announce(ctx: &mut Ctx<'_>, announcements: Vec<(AdminEvent, User)>) {
+    /// A newcomer hears the lines from its own join on: not those of
+    /// members who left, or joined, before it in the same batch (the
+    /// `state` before the lines already lists who is there).
+    fn announce(ctx: &mut Ctx<'_>, announcements: Vec<(AdminEvent, User, ConnId)>) {
         let users = Chat::users(ctx);
         let state = ServerMessage::State { count: users.len(), users: &users }.to_json();
         ctx.broadcast(Message::text(state), None);
         let time = now_ms();
-        for (event, user) in announcements {
+        let joins: Vec<(usize, ConnId)> = announcements
+            .iter()
+            .enumerate()
+            .filter(|(_, (event, _, _))| *event == AdminEvent::Joined)
+            .map(|(i, (_, _, conn))| (i, *conn))
+            .collect();
+        for (i, (event, user, _)) in announcements.into_iter().enumerate() {
             let verb = match event {
                 AdminEvent::Joined => "joined",
                 AdminEvent::Left => "left",
             };
-            let admin = ServerMessage::Admin { event, user: &user, text: format!("{} {verb}", user.name), time };
-            ctx.broadcast(Message::text(admin.to_json()), None);
+            let admin = Message::text(ServerMessage::Admin { event, user: &user, text: format!("{} {verb}", user.name), time }.to_json());
+            let later: Vec<ConnId> = joins.iter().filter(|(j, _)| *j > i).map(|(_, conn)| *conn).collect();
+            if later.is_empty() {
+                ctx.broadcast(admin, None);
+            } else {
+                ctx.broadcast_where(&admin, |conn| !later.contains(&conn));
+            }
         }
     }
 
@@ -195,7 +209,7 @@ impl Room for Chat {
         });
         let messages = messages.into_iter().map(|message| HistoryEntry { message }).collect();
         send(ctx, conn, &ServerMessage::History { messages });
-        self.announcements.push((AdminEvent::Joined, user));
+        self.announcements.push((AdminEvent::Joined, user, conn));
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, message: Message) {
@@ -217,7 +231,7 @@ impl Room for Chat {
     fn on_close(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, closed: &Closed) {
         self.buckets.remove(&conn);
         if let Some(user) = Member::of(closed.attachment.as_deref()).user(conn) {
-            self.announcements.push((AdminEvent::Left, user));
+            self.announcements.push((AdminEvent::Left, user, conn));
         }
     }
 
