@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Keeps the benchmark tools working: a one-second run of each load scenario
-# (for idle, 200 connections over 4 rooms; for chat, 2 rooms of 10 users)
+# (for idle, 200 connections over 4 rooms; for chat, 2 rooms of 10 users;
+# for call, 2 rooms of 4 peers)
 # against the release binary on loopback; any scenario's non-zero exit
 # status fails the script (set -e).
 # The figures it prints are not benchmarks (too short, machine shared with
@@ -20,3 +21,4 @@ start_server "$OUT"
 "$LOADGEN" idle --url "ws://$ADDR/rooms/echo/smoke-idle" --connections 200 --rooms 4 --server-pid "$SERVER_PID"
 "$LOADGEN" churn --url "ws://$ADDR/rooms/echo/smoke-churn" --concurrency 10 --seconds 1 --server-pid "$SERVER_PID"
 "$LOADGEN" chat --url "ws://$ADDR/rooms/chat/smoke" --rooms 2 --users 10 --seconds 1 --server-pid "$SERVER_PID"
+"$LOADGEN" call --url "ws://$ADDR/rooms/call/smoke" --rooms 2 --peers 4 --seconds 1 --server-pid "$SERVER_PID"

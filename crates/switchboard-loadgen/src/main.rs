@@ -6,6 +6,7 @@
 //! 127.0.0.0/8 unless `--allow-remote` is given.
 
 mod broadcast;
+mod call;
 mod chat;
 mod churn;
 mod cpu;
@@ -69,6 +70,12 @@ enum Scenario {
     /// second, send-to-ack latency, deliveries per second and errors by
     /// code. The URL names the rooms' common prefix, as for idle.
     Chat(chat::Options),
+    /// R rooms of P peers on the call room kind, each peer sending WebRTC
+    /// signals to the next peer of its room at a steady rate once all have
+    /// joined: signals relayed per second, send-to-relay latency, errors by
+    /// code, signals never relayed and the server's memory per call room.
+    /// The URL names the rooms' common prefix, as for idle.
+    Call(call::Options),
 }
 
 /// Where to connect and which server process to watch.
@@ -119,6 +126,7 @@ fn main() -> ExitCode {
         Scenario::Idle(options) => &options.target,
         Scenario::Churn(options) => &options.target,
         Scenario::Chat(options) => &options.target,
+        Scenario::Call(options) => &options.target,
     };
     if let Err(why) = target::check(&target.url, target.allow_remote) {
         eprintln!("switchboard-loadgen: {why}");
@@ -134,7 +142,7 @@ fn main() -> ExitCode {
         match cli.scenario {
             Scenario::Echo { common, connections } => echo::run(&common, connections).await.map(|r| r.print()),
             Scenario::Broadcast { common, subscribers } => broadcast::run(&common, subscribers).await.map(|r| r.print()),
-            // These three print their table even when connections failed or
+            // These print their table even when connections failed or
             // ended early; the exit status still says so.
             Scenario::Idle(options) => idle::run(&options).await.and_then(|r| {
                 r.print();
@@ -145,6 +153,10 @@ fn main() -> ExitCode {
                 r.outcome()
             }),
             Scenario::Chat(options) => chat::run(&options).await.and_then(|r| {
+                r.print();
+                r.outcome()
+            }),
+            Scenario::Call(options) => call::run(&options).await.and_then(|r| {
                 r.print();
                 r.outcome()
             }),

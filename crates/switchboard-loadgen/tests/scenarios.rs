@@ -1,4 +1,4 @@
-//! The idle, churn and chat scenarios through real sockets: the built load
+//! The idle, churn, chat and call scenarios through real sockets: the built load
 //! generator against the real server binary, each test with its own server
 //! on a free loopback port. They check exit statuses and that the final
 //! table has its rows with plausible figures, never how fast anything was.
@@ -191,4 +191,19 @@ fn chat_ends_on_time_and_reports_what_it_saw_when_the_server_stops_answering() {
     assert!(number(row(&out, "sent/s")) > 0, "{out}");
     assert!(number(row(&out, "unanswered")) > 0, "{out}");
     assert!(seen.contains("no message was acknowledged"), "{seen}");
+}
+
+#[test]
+fn call_relays_signals_around_each_room() {
+    let server = Server::start();
+    let url = format!("ws://{}/rooms/call/ring", server.addr);
+    let out = table(&loadgen(&["call", "--url", &url, "--rooms", "2", "--peers", "3", "--seconds", "2", "--server-pid", &server.pid()]));
+    assert_eq!(row(&out, "scenario"), "call");
+    assert!(row(&out, "peers").starts_with("6 in 2 rooms of 3"), "{out}");
+    assert!(number(row(&out, "relayed/s")) > 0, "{out}");
+    assert!(row(&out, "latency us").starts_with("p50 ") && row(&out, "latency us").ends_with("(send to relayed signal)"), "{out}");
+    assert_eq!(row(&out, "errors"), "0");
+    assert_eq!(number(row(&out, "not relayed")), 0, "{out}");
+    assert!(!out.contains("lost"), "{out}");
+    assert!(row(&out, "memory/room").ends_with("(RSS growth / rooms)"), "{out}");
 }
