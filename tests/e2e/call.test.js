@@ -137,7 +137,7 @@ async function open(url) {
 }
 
 step('the lobby starts a new call with a UUID link that can be copied', async () => {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 760 }, permissions: ['clipboard-read', 'clipboard-write'] });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 }, permissions: ['camera', 'microphone', 'clipboard-read', 'clipboard-write'] });
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (error) => page.errors.push(error));
