@@ -33,19 +33,15 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use switchboard_client::{Client, ClientOptions, Event, Message};
-use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
 use crate::idle::room_url;
+use crate::joining::join_all;
 use crate::proc_stats::rss_kib;
 use crate::report::{grouped, latency_row, mib, print_cpu};
 use crate::target::Sources;
 use crate::{cpu, fd_limit, Target};
 
-/// Longest the peers may take to join; with the warm-up (at most one send
-/// interval, 1 s, plus WARM_UP), at most 240 s of measurement and the drain
-/// the run stays within 300 s like the other scenarios.
-const JOIN_LIMIT: Duration = Duration::from_secs(45);
 /// Extra wait after every peer has sent once, before the window opens.
 const WARM_UP: Duration = Duration::from_millis(500);
 /// Longest wait, once the peers stop sending, for the signals still on
@@ -133,16 +129,6 @@ struct Shared {
     epoch: Instant,
     /// Peers stop sending when this turns false.
     running: Cell<bool>,
-    /// Index of the next peer to join.
-    next: Cell<usize>,
-    /// Peers joined so far.
-    joined: Cell<usize>,
-    /// Joining tasks still running.
-    joiners: Cell<usize>,
-    /// The first failed join; it stops the joining.
-    join_error: RefCell<Option<String>>,
-    /// Wakes the run when the joining ends (all joined, or a failure).
-    joining_done: Notify,
     /// Each peer's connection and id once it has joined, until the run
     /// hands it to its task.
     clients: RefCell<Vec<Option<(Client, String)>>>,
@@ -180,11 +166,6 @@ impl Shared {
         Shared {
             epoch: Instant::now(),
             running: Cell::new(true),
-            next: Cell::new(0),
-            joined: Cell::new(0),
-            joiners: Cell::new(0),
-            join_error: RefCell::new(None),
-            joining_done: Notify::new(),
             clients: RefCell::new((0..peers).map(|_| None).collect()),
             sent: Cell::new(0),
             relayed: Cell::new(0),
@@ -276,29 +257,12 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
     let pid = options.target.server_pid;
     let rss_before = pid.and_then(rss_kib);
 
-    let joiners = (options.concurrency as usize).min(total);
-    shared.joiners.set(joiners);
-    let start = Instant::now();
-    for _ in 0..joiners {
-        tokio::task::spawn_local(join_some(shared.clone(), urls.clone(), sources.clone(), total));
-    }
-    loop {
-        let woken = tokio::time::timeout(Duration::from_secs(1), shared.joining_done.notified()).await.is_ok();
-        if let Some(error) = shared.join_error.borrow().as_ref() {
-            return Err(format!("{error} ({} of {total} peers had joined)", shared.joined.get()));
-        }
-        if shared.joiners.get() == 0 {
-            break;
-        }
-        if !woken {
-            eprintln!("loadgen: {} / {} peers joined", grouped(shared.joined.get() as u64), grouped(total as u64));
-        }
-        if start.elapsed() >= JOIN_LIMIT {
-            return Err(format!("only {} of {total} peers joined within {} s", shared.joined.get(), JOIN_LIMIT.as_secs()));
-        }
-    }
-    let joined_in = start.elapsed();
-    eprintln!("loadgen: {} peers joined in {:.2} s", grouped(total as u64), joined_in.as_secs_f64());
+    // A peer needs the next peer's id: every connection is held until all
+    // have joined.
+    let held = shared.clone();
+    let keep = move |i: usize, joined: (Client, String)| held.clients.borrow_mut()[i] = Some(joined);
+    let joined_in =
+        join_all(total, options.concurrency as usize, urls, sources.clone(), "peer", |url, options| async move { join(&url, options).await }, keep).await?;
     let rss_joined = pid.and_then(rss_kib);
 
     // Peer i's ring: the peers of its room in join order, i + R after i.
@@ -373,35 +337,6 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
         client_cpu,
         server_cpu,
     })
-}
-
-/// One of `--concurrency` tasks that join peers until all `total` have
-/// joined or one join fails, and keep each connection and id for the run.
-async fn join_some(shared: Rc<Shared>, urls: Rc<[String]>, sources: Rc<Sources>, total: usize) {
-    loop {
-        let i = shared.next.get();
-        if i >= total || shared.join_error.borrow().is_some() {
-            break;
-        }
-        shared.next.set(i + 1);
-        let url = &urls[i % urls.len()];
-        let options = ClientOptions { local_addr: sources.nth(i), ..ClientOptions::default() };
-        match join(url, options).await {
-            Ok(joined) => {
-                shared.joined.set(shared.joined.get() + 1);
-                shared.clients.borrow_mut()[i] = Some(joined);
-            }
-            Err(e) => {
-                shared.join_error.borrow_mut().get_or_insert_with(|| format!("peer {i} joining {url}: {e}"));
-                shared.joining_done.notify_one();
-                break;
-            }
-        }
-    }
-    shared.joiners.set(shared.joiners.get() - 1);
-    if shared.joiners.get() == 0 {
-        shared.joining_done.notify_one();
-    }
 }
 
 /// Connects and waits for `joined`, which the call sends first, and returns

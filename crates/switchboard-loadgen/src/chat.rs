@@ -28,18 +28,14 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use switchboard_client::{Client, ClientOptions, Event, Message};
-use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
 use crate::idle::room_url;
+use crate::joining::join_all;
 use crate::report::{grouped, latency_row, print_cpu};
 use crate::target::Sources;
 use crate::{cpu, fd_limit, Target};
 
-/// Longest the users may take to join; with the warm-up (at most one send
-/// interval, 10 s, plus WARM_UP) and at most 240 s of measurement the run
-/// stays within 300 s like the other scenarios.
-const JOIN_LIMIT: Duration = Duration::from_secs(45);
 /// Extra wait after every user has sent once, before the window opens, so
 /// the first messages of the last users to join are answered outside it.
 const WARM_UP: Duration = Duration::from_millis(500);
@@ -125,16 +121,6 @@ enum Kind {
 struct Shared {
     /// Users stop sending when this turns false.
     running: Cell<bool>,
-    /// Index of the next user to join.
-    next: Cell<usize>,
-    /// Users welcomed so far.
-    joined: Cell<usize>,
-    /// Joining tasks still running.
-    joiners: Cell<usize>,
-    /// The first failed join; it stops the joining.
-    join_error: RefCell<Option<String>>,
-    /// Wakes the run when the joining ends (all joined, or a failure).
-    joining_done: Notify,
     sent: Cell<u64>,
     acked: Cell<u64>,
     /// `message`s received: other users' messages delivered to this one.
@@ -169,11 +155,6 @@ impl Shared {
     fn new(users: usize) -> Shared {
         Shared {
             running: Cell::new(true),
-            next: Cell::new(0),
-            joined: Cell::new(0),
-            joiners: Cell::new(0),
-            join_error: RefCell::new(None),
-            joining_done: Notify::new(),
             sent: Cell::new(0),
             acked: Cell::new(0),
             received: Cell::new(0),
@@ -272,31 +253,22 @@ pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
     let period = Duration::from_secs_f64(1.0 / options.rate);
     let shared = Rc::new(Shared::new(total));
 
-    let joiners = (options.concurrency as usize).min(total);
-    shared.joiners.set(joiners);
-    let start = Instant::now();
-    for _ in 0..joiners {
-        tokio::task::spawn_local(join_some(shared.clone(), urls.clone(), sources.clone(), total, period));
-    }
-    loop {
-        let woken = tokio::time::timeout(Duration::from_secs(1), shared.joining_done.notified()).await.is_ok();
-        if let Some(error) = shared.join_error.borrow().as_ref() {
+    // Each user starts sending once welcomed, at an offset spread evenly
+    // over one interval.
+    let users = shared.clone();
+    let start_user = move |i: usize, client: Client| {
+        let first_send = Instant::now() + period.mul_f64(i as f64 / total as f64);
+        tokio::task::spawn_local(chat(client, i, users.clone(), period, first_send));
+    };
+    let joining =
+        join_all(total, options.concurrency as usize, urls, sources.clone(), "user", |url, options| async move { join(&url, options).await }, start_user);
+    let joined_in = match joining.await {
+        Ok(took) => took,
+        Err(e) => {
             shared.running.set(false);
-            return Err(format!("{error} ({} of {total} users had joined)", shared.joined.get()));
+            return Err(e);
         }
-        if shared.joiners.get() == 0 {
-            break;
-        }
-        if !woken {
-            eprintln!("loadgen: {} / {} users joined", grouped(shared.joined.get() as u64), grouped(total as u64));
-        }
-        if start.elapsed() >= JOIN_LIMIT {
-            shared.running.set(false);
-            return Err(format!("only {} of {total} users joined within {} s", shared.joined.get(), JOIN_LIMIT.as_secs()));
-        }
-    }
-    let joined_in = start.elapsed();
-    eprintln!("loadgen: {} users joined in {:.2} s", grouped(total as u64), joined_in.as_secs_f64());
+    };
 
     // Every user's first message goes out within one interval of its welcome.
     tokio::time::sleep(period + WARM_UP).await;
@@ -357,38 +329,6 @@ pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
         client_cpu,
         server_cpu,
     })
-}
-
-/// One of `--concurrency` tasks that join users until all `total` have
-/// joined or one join fails, and hand each to a [`chat`] task. User i joins
-/// room `i mod R`, so the rooms fill side by side.
-async fn join_some(shared: Rc<Shared>, urls: Rc<[String]>, sources: Rc<Sources>, total: usize, period: Duration) {
-    loop {
-        let i = shared.next.get();
-        if i >= total || shared.join_error.borrow().is_some() {
-            break;
-        }
-        shared.next.set(i + 1);
-        let url = &urls[i % urls.len()];
-        let options = ClientOptions { local_addr: sources.nth(i), ..ClientOptions::default() };
-        match join(url, options).await {
-            Ok(client) => {
-                shared.joined.set(shared.joined.get() + 1);
-                // Offsets spread evenly over one interval.
-                let first_send = Instant::now() + period.mul_f64(i as f64 / total as f64);
-                tokio::task::spawn_local(chat(client, i, shared.clone(), period, first_send));
-            }
-            Err(e) => {
-                shared.join_error.borrow_mut().get_or_insert_with(|| format!("user {i} joining {url}: {e}"));
-                shared.joining_done.notify_one();
-                break;
-            }
-        }
-    }
-    shared.joiners.set(shared.joiners.get() - 1);
-    if shared.joiners.get() == 0 {
-        shared.joining_done.notify_one();
-    }
 }
 
 /// Connects and waits for the `welcome`, which the chat sends first; a

@@ -13,6 +13,7 @@ mod cpu;
 mod echo;
 mod fd_limit;
 mod idle;
+mod joining;
 mod proc_stats;
 mod report;
 mod target;
