@@ -19,17 +19,11 @@ use switchboard_room::testing::{TestConn, TestRoom};
 use switchboard_room::{CloseCode, Closed, Message, RoomConfig};
 use switchboard_store::MemoryStore;
 
+mod support;
+use support::{take, types};
+
 fn call(id: &str, config: CallConfig) -> TestRoom {
     TestRoom::new("call", id, factory(config))
-}
-
-/// What `conn` received since the last call, parsed.
-fn take(conn: &TestConn) -> Vec<Value> {
-    conn.take_texts().iter().map(|text| serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))).collect()
-}
-
-fn types(messages: &[Value]) -> Vec<&str> {
-    messages.iter().map(|m| m["type"].as_str().unwrap_or("?")).collect()
 }
 
 /// A peer in a test: its connection and id.

@@ -20,17 +20,11 @@ fn room_config() -> RoomConfig {
     RoomConfig { hibernate_after: Duration::from_secs(60), ..RoomConfig::default() }
 }
 
+mod support;
+use support::{take, types};
+
 fn chat(id: &str, config: ChatConfig) -> TestRoom {
     TestRoom::new("chat", id, factory(config))
-}
-
-/// What `conn` received since the last call, parsed.
-fn take(conn: &TestConn) -> Vec<Value> {
-    conn.take_texts().iter().map(|text| serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))).collect()
-}
-
-fn types(messages: &[Value]) -> Vec<&str> {
-    messages.iter().map(|m| m["type"].as_str().unwrap_or("?")).collect()
 }
 
 /// A client's `message`, with a `ref` when `r#ref` is not empty.
