@@ -405,17 +405,7 @@ async fn peers_and_their_state_survive_a_hibernation() {
     a.conn.say(r#"{"type":"state","muted":true}"#).await;
     room.settle().await;
     let _ = (take(&a.conn), take(&b.conn));
-    let mut asleep = false;
-    for _ in 0..50 {
-        // Asking for the room's counters is an event too: ask less often
-        // than it hibernates.
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        if !room.settle().await.awake {
-            asleep = true;
-            break;
-        }
-    }
-    assert!(asleep, "the room hibernates");
+    assert!(room.wait_until_hibernated(Duration::from_millis(60)).await, "the room hibernates");
 
     b.conn.say(&signal(&a.id, json!({"type": "answer"}))).await;
     room.settle().await;

@@ -502,17 +502,7 @@ async fn ids_continue_after_the_room_hibernates() {
     a.say(&message("before", "")).await;
     room.settle().await;
     let _ = a.take_texts();
-    let mut asleep = false;
-    for _ in 0..50 {
-        // Asking for the room's counters is an event too: ask less often
-        // than it hibernates.
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        if !room.settle().await.awake {
-            asleep = true;
-            break;
-        }
-    }
-    assert!(asleep, "the room hibernates");
+    assert!(room.wait_until_hibernated(Duration::from_millis(60)).await, "the room hibernates");
     let (b, _) = join(&room).await;
     assert_eq!(take(&b)[1]["messages"][0]["text"], "before");
     let _ = a.take_texts();

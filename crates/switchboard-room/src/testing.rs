@@ -247,6 +247,19 @@ impl TestRoom {
         stats
     }
 
+    /// Waits (at most 50 polls, `poll` apart) until the room has
+    /// hibernated; false if it never did. Asking for the room's counters is
+    /// an event too, so `poll` must be longer than its `hibernate_after`.
+    pub async fn wait_until_hibernated(&self, poll: Duration) -> bool {
+        for _ in 0..50 {
+            tokio::time::sleep(poll).await;
+            if !self.settle().await.awake {
+                return true;
+            }
+        }
+        false
+    }
+
     /// HTTP to the room.
     pub async fn http(&self, method: &str, path: &str, body: &str) -> RoomResponse {
         let request = RoomRequest { method: method.to_owned(), path: path.to_owned(), body: Bytes::copy_from_slice(body.as_bytes()) };
