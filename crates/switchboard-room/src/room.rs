@@ -24,6 +24,20 @@ pub struct ConnectRequest {
     /// Where the IP is, from the server's geo database; `None` without a
     /// database or for addresses it does not know.
     pub geo: Option<Geo>,
+    /// Who the client is, as verified at the edge (a token, a trusted
+    /// gateway's header, an auth backend); `None` when the room kind is
+    /// public. Rooms decide what an identity may enter.
+    pub identity: Option<Identity>,
+}
+
+/// A client identity verified by the server before the room is asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The subject: an account or user id (a token's `sub`, the gateway
+    /// header's value, the auth backend's answer).
+    pub subject: String,
+    /// Further claims the edge passes on (name and value, as text).
+    pub claims: Vec<(String, String)>,
 }
 
 /// The location of a client IP, as far as the geo database knows it.

@@ -196,7 +196,7 @@ impl TestRoom {
     /// [`TestRoom::try_join`].
     pub fn request(&self) -> ConnectRequest {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        ConnectRequest { conn, query: String::new(), headers: Vec::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None }
+        ConnectRequest { conn, query: String::new(), headers: Vec::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None }
     }
 
     /// Joins with a default request; panics if the room refuses.

@@ -53,6 +53,7 @@ impl Service for SwitchboardService {
                 headers,
                 ip,
                 geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
+                identity: None,
             }
         };
         for _ in 0..ROOM_ATTEMPTS {

@@ -134,7 +134,7 @@ fn config() -> RoomConfig {
 
 async fn join(room: &RoomHandle, id: u64, query: &str) -> Result<Arc<FakeSink>, Decision> {
     let (reply, rx) = oneshot::channel();
-    let request = ConnectRequest { conn: ConnId(id), query: query.into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None };
+    let request = ConnectRequest { conn: ConnId(id), query: query.into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
     room.send(RoomEvent::Connect { request, reply }).await.unwrap();
     match rx.await.unwrap() {
         Decision::Accept { tags, attachment } => {
