@@ -211,9 +211,14 @@ pub(crate) async fn read_body(body: Incoming, limit: usize, deadline: Duration) 
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         response
     };
+    let too_large = || refused(StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {limit} bytes\n"));
+    // An announced length beyond the limit is refused before any of it is read.
+    if usize::try_from(hyper::body::Body::size_hint(&body).lower()).map_or(true, |announced| announced > limit) {
+        return Err(too_large());
+    }
     match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
         Ok(Ok(body)) => Ok(body.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(refused(StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {limit} bytes\n"))),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => {
             debug!(error = %e, "bad request body");
             Err(refused(StatusCode::BAD_REQUEST, "malformed request body\n".into()))

@@ -25,10 +25,8 @@ fn server_with_key() -> (ServerProcess, tempfile::NamedTempFile) {
 async fn post(server: &ServerProcess, path: &str, auth: Option<&str>, content_type: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(&server.addr).await.unwrap();
     let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request =
+        format!("POST {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut out)).await.unwrap().unwrap();
