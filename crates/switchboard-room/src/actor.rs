@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::census;
 use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
@@ -136,6 +137,8 @@ struct Shared {
     /// are sent, uncounted once handled). While any is, messages take the
     /// mailbox too, so nothing overtakes an event sent before it.
     queued: AtomicUsize,
+    /// The room's name, for whoever holds a handle (logs).
+    name: RoomName,
 }
 
 /// Counts an event as queued until it is sent (then the actor uncounts it)
@@ -386,6 +389,11 @@ impl RoomHandle {
         Ok(())
     }
 
+    /// The room's kind and id.
+    pub fn name(&self) -> &RoomName {
+        &self.shared.name
+    }
+
     /// True once the actor stopped; the owner should start a new one.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -414,6 +422,7 @@ impl RoomHandle {
 /// Pending alarms of the room are loaded from the store.
 pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
     let room = name.namespace();
+    let name_for_handle = name.clone();
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let reports = Arc::new(CommitSlot::default());
     let alarms = match store.room_alarms(&room) {
@@ -438,8 +447,13 @@ pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn 
         last_active: Instant::now(),
         stopped: false,
     };
-    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0) });
-    tokio::spawn(run(shared.clone(), rx, reports, config));
+    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), name: name_for_handle });
+    let shared_for_task = shared.clone();
+    let running = census::Running::start();
+    tokio::spawn(async move {
+        run(shared_for_task, rx, reports, config).await;
+        drop(running);
+    });
     RoomHandle { tx, shared }
 }
 
@@ -517,7 +531,9 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                     idle.as_mut().reset(due);
                 } else {
                     // Hibernate: connections, tags and attachments stay here.
-                    actor.object = None;
+                    if actor.object.take().is_some() {
+                        census::slept();
+                    }
                     batch = Vec::new();
                 }
             }
@@ -539,6 +555,14 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
             return;
         }
         plan = actor.plan();
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if self.object.is_some() {
+            census::slept();
+        }
     }
 }
 
@@ -565,6 +589,7 @@ impl Actor {
         let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
+            census::woke();
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
         let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending };

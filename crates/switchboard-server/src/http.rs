@@ -1,11 +1,12 @@
-//! Plain HTTP on the same port, served by hyper: health, HTTP to rooms, the
-//! call's ICE servers, the embedded pages and client, and clear answers for
-//! requests that reach a WebSocket path without upgrading.
+//! Plain HTTP on the same port, served by hyper: health, readiness and
+//! metrics, HTTP to rooms, the call's ICE servers, the embedded pages and
+//! client, and clear answers for requests that reach a WebSocket path
+//! without upgrading. Every request gets an access log line.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -19,7 +20,9 @@ use tracing::debug;
 
 use switchboard_net::{PrefixedIo, Shutdown};
 
+use crate::access_log;
 use crate::assets::{self, Asset};
+use crate::ops::Ops;
 use crate::registry::Registry;
 use crate::routes::{ApiRoute, Route};
 
@@ -30,11 +33,17 @@ const MAX_ROOM_REQUEST_BODY: usize = 1 << 20;
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, call_ice: Arc<IceConfig>, mut shutdown: Shutdown) {
+pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, call_ice: Arc<IceConfig>, ops: Arc<Ops>, mut shutdown: Shutdown) {
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
         let call_ice = call_ice.clone();
-        async move { Ok::<_, Infallible>(route(req, registry, &call_ice).await) }
+        let ops = ops.clone();
+        let (started, method, path) = (Instant::now(), req.method().clone(), req.uri().path().to_owned());
+        async move {
+            let response = route(req, registry, &call_ice, &ops).await;
+            access_log::http(peer, &method, &path, response.status(), started.elapsed());
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -55,7 +64,7 @@ pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry:
     }
 }
 
-async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig, ops: &Ops) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if let Some(api) = ApiRoute::parse(&path) {
         return match api {
@@ -65,6 +74,8 @@ async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig)
     }
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") => ops.readyz_response().await,
+        (&Method::GET | &Method::HEAD, "/metrics") => ops.metrics_response(),
         (&Method::GET | &Method::HEAD, "/api/call/ice") => ice_servers(call_ice),
         (_, "/api/call/ice") => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");

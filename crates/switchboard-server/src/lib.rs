@@ -6,15 +6,22 @@
 //! starting/stopping a listener. The built-in room kinds come from
 //! `switchboard-apps`.
 
+mod access_log;
 mod assets;
 mod client_ip;
+mod drain;
 mod geo;
 mod http;
 mod kinds;
+mod metrics;
+mod ops;
+mod process_stats;
+mod readiness;
 mod registry;
 mod room_conn;
 mod routes;
 mod service;
+mod timed_store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use client_ip::TrustedProxies;
+pub use drain::{DrainConfig, StopRequest};
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
@@ -51,6 +59,8 @@ pub struct ServerConfig {
     pub geo: Option<Arc<GeoDb>>,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// How a drain ([`StopRequest::Drain`]) is timed.
+    pub drain: DrainConfig,
 }
 
 /// A bound, not yet running server.
@@ -125,9 +135,27 @@ impl Server {
     /// 1001, waits for their closing handshakes (bounded by the close
     /// timeout), and waits until the rooms' storage writes are committed
     /// (bounded by [`SETTLE_LIMIT`]).
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let (requests, requested) = watch::channel(StopRequest::Serve);
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            let _ = requests.send(StopRequest::Now);
+        });
+        self.run_until(requested).await
+    }
+
+    /// Serves until `requests` asks it to stop: at once (as [`Server::run`])
+    /// or after a drain timed by [`ServerConfig::drain`] (`/readyz` turns
+    /// 503, the listener closes after the grace period, connections still
+    /// open after the drain timeout are closed with 1001).
+    pub async fn run_until(self, requests: watch::Receiver<StopRequest>) {
+        let net_stats = Arc::new(switchboard_net::NetStats::new());
+        let metrics = metrics::Metrics::new(net_stats.clone());
+        let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
+        let readiness = Arc::new(readiness::Readiness::new(store.clone()));
+        let ops = Arc::new(ops::Ops { metrics, readiness: readiness.clone() });
         let kinds = Arc::new(self.kinds);
-        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
+        let registry = registry::Registry::start(kinds.clone(), store, self.config.rooms);
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
             kinds,
@@ -136,9 +164,15 @@ impl Server {
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
+            ops,
         });
-        let net_stats = Arc::new(switchboard_net::NetStats::new());
-        switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;
+        let (stop_accepting, accepting) = watch::channel(false);
+        let (shut_down, running) = watch::channel(false);
+        let control = drain::Control { requests, config: self.config.drain, readiness, net: net_stats.clone(), stop_accepting, shut_down };
+        let control = tokio::spawn(control.run());
+        let (accepting, running) = (switchboard_net::Shutdown::from(accepting), switchboard_net::Shutdown::from(running));
+        switchboard_net::serve_draining(self.listener, service, self.config.net, accepting, running, net_stats).await;
+        control.abort();
         registry.settle(SETTLE_LIMIT).await;
     }
 }

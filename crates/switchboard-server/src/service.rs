@@ -16,6 +16,7 @@ use crate::client_ip::TrustedProxies;
 use crate::geo::GeoDb;
 use crate::http;
 use crate::kinds::Kinds;
+use crate::ops::Ops;
 use crate::registry::Registry;
 use crate::room_conn::RoomConnection;
 use crate::routes::{Route, RouteError};
@@ -29,6 +30,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) trusted_proxies: TrustedProxies,
     /// The call's ICE servers, for `GET /api/call/ice`.
     pub(crate) call_ice: Arc<IceConfig>,
+    /// Metrics and readiness, for their HTTP routes.
+    pub(crate) ops: Arc<Ops>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -58,11 +61,13 @@ impl Service for SwitchboardService {
         };
         for _ in 0..ROOM_ATTEMPTS {
             let Some(room) = self.registry.room(&kind, id.clone()) else { break };
-            match room.connect(connect_request()).await {
+            let request = connect_request();
+            let client_ip = request.ip;
+            match room.connect(request).await {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait);
+                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, client_ip);
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal { status, reason }),
@@ -73,6 +78,6 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), shutdown))
+        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.ops.clone(), shutdown))
     }
 }
