@@ -86,12 +86,12 @@ enum Command {
 #[derive(clap::Args)]
 struct OpsArgs {
     /// On SIGTERM, how long the listener keeps accepting after /readyz
-    /// turned 503, so load balancers stop sending clients first.
-    #[arg(long, default_value = "5s", value_parser = duration::parse_duration)]
+    /// turned 503, so load balancers stop sending clients first (0s: none).
+    #[arg(long, default_value = "5s", value_parser = duration::parse_duration_or_zero)]
     drain_grace: Duration,
     /// On SIGTERM, how long open connections may stay after the listener
-    /// closed; those left are then closed with 1001.
-    #[arg(long, default_value = "20s", value_parser = duration::parse_duration)]
+    /// closed; those left are then closed with 1001 (0s: at once).
+    #[arg(long, default_value = "20s", value_parser = duration::parse_duration_or_zero)]
     drain_timeout: Duration,
     /// Log lines as human-readable text, or as one JSON object per line
     /// for log shippers.
