@@ -20,6 +20,7 @@ use tracing::debug;
 use switchboard_net::{PrefixedIo, Shutdown};
 
 use crate::assets::{self, Asset};
+use crate::auth::{Denied, Edge, Presented};
 use crate::registry::Registry;
 use crate::routes::{ApiRoute, Route};
 
@@ -30,11 +31,17 @@ const MAX_ROOM_REQUEST_BODY: usize = 1 << 20;
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, call_ice: Arc<IceConfig>, mut shutdown: Shutdown) {
+pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, call_ice: Arc<IceConfig>, edge: Arc<Edge>, mut shutdown: Shutdown) {
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
         let call_ice = call_ice.clone();
-        async move { Ok::<_, Infallible>(route(req, registry, &call_ice).await) }
+        let edge = edge.clone();
+        async move {
+            if let Err(denied) = admit_api(&req, peer, &edge).await {
+                return Ok::<_, Infallible>(text(StatusCode::from_u16(denied.status).unwrap_or(StatusCode::UNAUTHORIZED), format!("{}\n", denied.reason)));
+            }
+            Ok::<_, Infallible>(route(req, registry, &call_ice).await)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -53,6 +60,26 @@ pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry:
     if let Err(e) = ended {
         debug!(%peer, error = %e, "http connection ended with an error");
     }
+}
+
+/// The HTTP API's identity check (`--auth-api`): room requests and the
+/// call's ICE servers. Pages, the client and health checks stay public.
+async fn admit_api(req: &Request<Incoming>, peer: SocketAddr, edge: &Edge) -> Result<(), Denied> {
+    if edge.all_public() {
+        return Ok(());
+    }
+    let path = req.uri().path();
+    let room = match ApiRoute::parse(path) {
+        Some(Ok(api)) => Some((api.kind, api.id)),
+        Some(Err(_)) => return Ok(()),
+        None if path == "/api/call/ice" => None,
+        None => return Ok(()),
+    };
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let target = req.uri().path_and_query().map_or(path, |p| p.as_str());
+    let presented = Presented { peer, headers: &headers, target };
+    edge.admit_api(room.as_ref().map(|(kind, id)| (kind.as_str(), id.as_str())), &presented).await.map(drop)
 }
 
 async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig) -> Response<Full<Bytes>> {

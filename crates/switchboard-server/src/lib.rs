@@ -1,12 +1,13 @@
 //! The switchboard server: joins the connection layer to the room layer.
 //!
-//! This crate owns routing (which path reaches which room kind), the plain
-//! HTTP routes and embedded pages, the client's IP and location, the
-//! registry of live rooms, the adapters between a socket and a room, and
-//! starting/stopping a listener. The built-in room kinds come from
+//! This crate owns routing (which path reaches which room kind), identity
+//! at the edge, the plain HTTP routes and embedded pages, the client's IP
+//! and location, the registry of live rooms, the adapters between a socket
+//! and a room, and starting/stopping a listener. The built-in room kinds come from
 //! `switchboard-apps`.
 
 mod assets;
+pub mod auth;
 mod client_ip;
 mod geo;
 mod http;
@@ -49,8 +50,11 @@ pub struct ServerConfig {
     pub apps: AppsConfig,
     /// Where client IPs are looked up; `None`: every location is unknown.
     pub geo: Option<Arc<GeoDb>>,
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
+    /// (and, in `trusted-header` auth mode, the identity header).
     pub trusted_proxies: TrustedProxies,
+    /// Identity at the edge: a mode per room kind and for the HTTP API.
+    pub auth: auth::AuthConfig,
 }
 
 /// A bound, not yet running server.
@@ -100,6 +104,7 @@ impl Server {
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = listen(addr)?;
         let kinds = kinds::built_in(&config.apps);
         Ok(Server { listener, config, store, kinds })
@@ -134,6 +139,7 @@ impl Server {
             next_conn: AtomicU64::new(1),
             close_wait: self.config.net.close_timeout,
             geo: self.config.geo,
+            edge: Arc::new(auth::Edge::new(self.config.auth, self.config.trusted_proxies.clone())),
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
         });

@@ -6,7 +6,8 @@
 //! free, queued in its mailbox otherwise) and the end of the connection to
 //! the room's mailbox. [`SocketSink`] is
 //! the room's `ConnSink`: it frames the room's messages and puts them on
-//! the connection's outbound queue.
+//! the connection's outbound queue. A connection admitted with a token is
+//! closed when the token expires.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,11 +15,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use crate::auth::TOKEN_EXPIRED_CLOSE;
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
 use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
 /// messages (a run once for all its recipients) and queues them.
@@ -106,28 +109,58 @@ pub(crate) struct RoomConnection {
     /// Longest wait in milliseconds for the room to process our close
     /// before replying anyway (a `u32`: this struct is in every connection).
     close_wait_ms: u32,
+    /// Closes the connection when its token expires (token auth only).
+    expiry: Option<AbortHandle>,
 }
 
 struct Joining {
     tags: Vec<String>,
     attachment: Option<Vec<u8>>,
+    expires: Option<SystemTime>,
 }
 
 impl RoomConnection {
-    pub(crate) fn new(room: RoomHandle, conn: ConnId, tags: Vec<String>, attachment: Option<Vec<u8>>, close_wait: Duration) -> RoomConnection {
-        let joining = (!tags.is_empty() || attachment.is_some()).then(|| Box::new(Joining { tags, attachment }));
+    pub(crate) fn new(
+        room: RoomHandle,
+        conn: ConnId,
+        tags: Vec<String>,
+        attachment: Option<Vec<u8>>,
+        close_wait: Duration,
+        expires: Option<SystemTime>,
+    ) -> RoomConnection {
+        let joining = (!tags.is_empty() || attachment.is_some() || expires.is_some()).then(|| Box::new(Joining { tags, attachment, expires }));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
-        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms }
+        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, expiry: None }
     }
+
+    fn stop_expiry(&mut self) {
+        if let Some(expiry) = self.expiry.take() {
+            expiry.abort();
+        }
+    }
+}
+
+/// Closes the connection with [`TOKEN_EXPIRED_CLOSE`] once `expires` has
+/// passed. A task of its own (not the connection's timers): only
+/// token-authenticated connections pay for it.
+fn close_at_expiry(outbound: Arc<Outbound>, expires: SystemTime) -> AbortHandle {
+    let left = expires.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    tokio::spawn(async move {
+        tokio::time::sleep(left).await;
+        outbound.close(TOKEN_EXPIRED_CLOSE, "token expired");
+    })
+    .abort_handle()
 }
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
         let sink = Box::new(SocketSink(out.outbound()));
-        let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
+        let (tags, attachment, expires) = self.joining.take().map_or((Vec::new(), None, None), |j| (j.tags, j.attachment, j.expires));
         self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
+        } else if let Some(expires) = expires {
+            self.expiry = Some(close_at_expiry(out.outbound(), expires));
         }
     }
 
@@ -160,6 +193,7 @@ impl Handler for RoomConnection {
     }
 
     async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
+        self.stop_expiry();
         if !self.opened {
             return;
         }
@@ -230,6 +264,7 @@ impl<W: Future<Output = bool>> Future for Delivery<'_, W> {
 
 impl Drop for RoomConnection {
     fn drop(&mut self) {
+        self.stop_expiry();
         // The task ended without on_close (it panicked, or the runtime is
         // stopping): make sure the room forgets the connection.
         if !self.opened {

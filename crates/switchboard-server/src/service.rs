@@ -1,5 +1,6 @@
-//! The server's [`Service`]: upgrades go to rooms (the room decides before
-//! the 101), everything else to the HTTP routes.
+//! The server's [`Service`]: upgrades go to rooms (the edge checks who the
+//! client is, then the room decides, both before the 101), everything else
+//! to the HTTP routes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use switchboard_apps::call::IceConfig;
 use switchboard_net::{Accept, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
+use crate::auth::{self, Edge, Presented};
 use crate::client_ip::TrustedProxies;
 use crate::geo::GeoDb;
 use crate::http;
@@ -29,6 +31,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) trusted_proxies: TrustedProxies,
     /// The call's ICE servers, for `GET /api/call/ice`.
     pub(crate) call_ice: Arc<IceConfig>,
+    /// Who clients are, per room kind and for the HTTP API.
+    pub(crate) edge: Arc<Edge>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -42,18 +46,23 @@ impl Service for SwitchboardService {
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
         let spec = self.kinds.get(kind.as_str()).ok_or_else(|| not_found(RouteError::UnknownKind(kind.as_str().to_owned())))?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let headers: Vec<(String, String)> = info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
+        let presented = Presented { peer: info.peer, headers: &headers, target: &info.request.path };
+        let admitted = self.edge.admit_room(kind.as_str(), id.as_str(), &presented).await.map_err(|d| Refusal { status: d.status, reason: d.reason })?;
+        let mut query = info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+        if admitted.token {
+            query = auth::query_without_token(&query);
+        }
         // Made again only for a retry: the headers are copied into it.
         let connect_request = || {
-            let headers: Vec<(String, String)> =
-                info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
             let ip = self.trusted_proxies.client_ip(info.peer, &headers);
             ConnectRequest {
                 conn,
-                query: info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
-                headers,
+                query: query.clone(),
+                headers: headers.clone(),
                 ip,
                 geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
-                identity: None,
+                identity: admitted.identity.clone(),
             }
         };
         for _ in 0..ROOM_ATTEMPTS {
@@ -61,8 +70,11 @@ impl Service for SwitchboardService {
             match room.connect(connect_request()).await {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
-                    let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait);
+                    // The token itself is never the answer; the bare marker is,
+                    // when the kind speaks nothing else the client offered.
+                    let marker = admitted.via_protocol.then(|| info.request.select_protocol(&[auth::TOKEN_PROTOCOL])).flatten();
+                    let protocol = info.request.select_protocol(&supported).or(marker).map(str::to_owned);
+                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, admitted.expires);
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal { status, reason }),
@@ -73,6 +85,6 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), shutdown))
+        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.edge.clone(), shutdown))
     }
 }

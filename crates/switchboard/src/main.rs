@@ -1,6 +1,7 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod auth_args;
 mod duration;
 mod huge_pages;
 
@@ -72,11 +73,29 @@ enum Command {
         chat: ChatArgs,
         #[command(flatten)]
         call: CallArgs,
+        #[command(flatten)]
+        auth: auth_args::AuthArgs,
         /// Let the allocator use transparent huge pages (the kernel's
         /// default). Off by default: they cost memory per idle connection
         /// and at start, for no measured speed-up (docs/benchmarks.md).
         #[arg(long)]
         huge_pages: bool,
+    },
+    /// Print a token for an account: HS256, signed with the server's secret
+    /// (docs/auth.md).
+    Token {
+        /// The token's subject.
+        #[arg(long)]
+        account: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = duration::parse_duration)]
+        ttl: Duration,
+        /// File holding the HS256 secret; by default DATA_DIR/jwt-secret.
+        #[arg(long, value_name = "PATH")]
+        jwt_secret_file: Option<PathBuf>,
+        /// The server's data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -176,8 +195,7 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve { huge_pages, .. } = &cli.command;
-    if !huge_pages {
+    if let Command::Serve { huge_pages: false, .. } = &cli.command {
         huge_pages::disable();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -188,8 +206,32 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_dbs, trusted_proxies, chat, call, huge_pages: _ } => {
+        Command::Serve {
+            listen,
+            ping_interval,
+            pong_timeout,
+            data_dir,
+            memory,
+            hibernate_after,
+            geo_dbs,
+            trusted_proxies,
+            chat,
+            call,
+            auth,
+            huge_pages: _,
+        } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
+            config.auth = match auth.config(config.data_dir.as_deref()) {
+                Ok(auth) => auth,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Err(e) = config.auth.check(!trusted_proxies.is_empty()) {
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
             config.apps.call = match call.config() {
                 Ok(call) => call,
                 Err(e) => {
@@ -212,6 +254,21 @@ fn main() -> ExitCode {
             config.trusted_proxies = TrustedProxies::new(trusted_proxies);
             config.geo = load_geo(&geo_dbs);
             runtime.block_on(serve(listen, config))
+        }
+        Command::Token { account, ttl, jwt_secret_file, data_dir } => print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir),
+    }
+}
+
+fn print_token(account: &str, ttl: Duration, secret_file: Option<&std::path::Path>, data_dir: &std::path::Path) -> ExitCode {
+    let token = auth_args::minting_keys(secret_file, data_dir).and_then(|keys| keys.mint(account, ttl).map_err(|e| e.to_string()));
+    match token {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
         }
     }
 }
