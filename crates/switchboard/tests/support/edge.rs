@@ -1,0 +1,122 @@
+//! Helpers of the identity-at-the-edge tests: tokens signed as an issuer
+//! would, and WebSocket handshakes with chosen headers and subprotocols
+//! whose refusals come back as status and body.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The HS256 secret the tests give the server (in a temp file).
+pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Waits at most this long for any one answer.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// An HS256 token with these claims.
+pub fn hs256(claims: Value, secret: &str) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
+}
+
+/// An EdDSA token signed with the test key pair's private half.
+pub fn eddsa(claims: Value) -> String {
+    let pem = include_bytes!("ed25519-test-private.pem");
+    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &EncodingKey::from_ed_pem(pem).unwrap()).unwrap()
+}
+
+/// Path of the test key pair's public half.
+pub fn eddsa_public_key_path() -> String {
+    format!("{}/tests/support/ed25519-test-public.pem", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A token for `sub` valid for an hour.
+pub fn good(sub: &str) -> String {
+    hs256(serde_json::json!({ "sub": sub, "exp": now() + 3600 }), SECRET)
+}
+
+/// A refused handshake: the status and the body's text.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Opens `url` with extra headers and offered subprotocols; the socket and
+/// the protocol the server selected, or the refusal.
+pub async fn open(url: &str, headers: &[(&str, &str)], protocols: &[&str]) -> Result<(Ws, Option<String>), Refused> {
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+    }
+    if !protocols.is_empty() {
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(&protocols.join(", ")).unwrap());
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("handshake in time") {
+        Ok((ws, response)) => {
+            let protocol = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
+            Ok((ws, protocol))
+        }
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            Err(Refused { status: response.status().as_u16(), body })
+        }
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+/// The next JSON text message.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next()).await.expect("a message in time").expect("open").expect("no error");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// The chat's welcome: the name the room gave this member.
+pub async fn chat_name(ws: &mut Ws) -> String {
+    let welcome = next_json(ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    welcome["name"].as_str().unwrap().to_owned()
+}
+
+/// Sends a text and waits for the echo room's answer.
+pub async fn echo_round_trip(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next()).await.expect("an echo in time").expect("open").expect("no error");
+        if let Message::Text(echoed) = message {
+            assert_eq!(echoed.as_str(), text);
+            return;
+        }
+    }
+}
+
+/// Waits for the server's close frame; its code and reason.
+pub async fn close_frame(ws: &mut Ws, within: Duration) -> (CloseCode, String) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.next()).await.expect("closed in time").expect("a close frame").expect("no error");
+        if let Message::Close(frame) = message {
+            let frame = frame.expect("a close code");
+            return (frame.code, frame.reason.to_string());
+        }
+    }
+}
