@@ -89,12 +89,15 @@ impl Forwarder {
         let outgoing = builder.body(Empty::new())?;
         // The connection is driven here, not spawned: a timeout drops both.
         let send = sender.send_request(outgoing);
-        tokio::pin!(conn);
+        tokio::pin!(send, conn);
         let response = tokio::select! {
-            response = send => response?,
+            biased;
+            response = &mut send => response?,
+            // A backend that answers and closes at once ends the connection
+            // in the same wake-up: the answer is already in the channel.
             ended = &mut conn => {
                 ended?;
-                return Err("the auth backend closed the connection".into());
+                send.await?
             }
         };
         let identities = response.headers().get_all(header).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();

@@ -60,6 +60,12 @@ pub struct Refused {
 /// Opens `url` with extra headers and offered subprotocols; the socket and
 /// the protocol the server selected, or the refusal.
 pub async fn open(url: &str, headers: &[(&str, &str)], protocols: &[&str]) -> Result<(Ws, Option<String>), Refused> {
+    open_from(None, url, headers, protocols).await
+}
+
+/// Like [`open`], from a chosen local address (`127.0.0.2`, say: loopback
+/// has all of 127.0.0.0/8).
+pub async fn open_from(local: Option<&str>, url: &str, headers: &[(&str, &str)], protocols: &[&str]) -> Result<(Ws, Option<String>), Refused> {
     let mut request = url.into_client_request().unwrap();
     for (name, value) in headers {
         request.headers_mut().append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
@@ -67,7 +73,12 @@ pub async fn open(url: &str, headers: &[(&str, &str)], protocols: &[&str]) -> Re
     if !protocols.is_empty() {
         request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(&protocols.join(", ")).unwrap());
     }
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("handshake in time") {
+    let authority = request.uri().authority().unwrap().as_str().to_owned();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{}:0", local.unwrap_or("127.0.0.1")).parse().unwrap()).unwrap();
+    let stream = socket.connect(authority.parse().unwrap()).await.unwrap();
+    let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+    match tokio::time::timeout(WAIT, handshake).await.expect("handshake in time") {
         Ok((ws, response)) => {
             let protocol = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
             Ok((ws, protocol))
