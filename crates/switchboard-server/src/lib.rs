@@ -9,9 +9,13 @@
 mod assets;
 pub mod auth;
 mod client_ip;
+mod edge;
 mod geo;
 mod http;
 mod kinds;
+mod limits;
+mod origin;
+mod publish;
 mod registry;
 mod room_conn;
 mod routes;
@@ -28,9 +32,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use client_ip::TrustedProxies;
+pub use edge::EdgeConfig;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
+pub use limits::{EdgeStats, Limits};
+pub use origin::{BadOrigin, OriginPolicy};
+pub use publish::PublishKey;
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::NetConfig;
@@ -53,6 +61,8 @@ pub struct ServerConfig {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
     /// (and, in `trusted-header` auth mode, the identity header).
     pub trusted_proxies: TrustedProxies,
+    /// Limits, `Origin` allow-lists, HTTP body timeout, publish key.
+    pub edge: EdgeConfig,
     /// Identity at the edge: a mode per room kind and for the HTTP API.
     pub auth: auth::AuthConfig,
 }
@@ -63,6 +73,8 @@ pub struct Server {
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
+    origins: origin::OriginCheck,
+    edge_stats: Arc<EdgeStats>,
 }
 
 /// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
@@ -105,9 +117,16 @@ impl Server {
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
         config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = listen(addr)?;
         let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, config, store, kinds })
+        Ok(Server { listener, config, store, kinds, origins, edge_stats: Arc::default() })
+    }
+
+    /// The edge's counters (connections, rooms, refusals by reason), for
+    /// a metrics exporter; they move once the server runs.
+    pub fn edge_stats(&self) -> Arc<EdgeStats> {
+        self.edge_stats.clone()
     }
 
     /// Registers a room kind (or replaces a built-in one): rooms of it are
@@ -132,16 +151,27 @@ impl Server {
     /// (bounded by [`SETTLE_LIMIT`]).
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let kinds = Arc::new(self.kinds);
-        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
+        let edge = self.config.edge;
+        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let auth = Arc::new(auth::Gate::new(self.config.auth, self.config.trusted_proxies.clone()));
+        let http = http::HttpSettings {
+            max_head_len: self.config.net.max_head_len,
+            body_timeout: edge.body_timeout,
+            publish_key: edge.publish_key,
+            auth: auth.clone(),
+        };
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
             kinds,
             next_conn: AtomicU64::new(1),
             close_wait: self.config.net.close_timeout,
             geo: self.config.geo,
-            edge: Arc::new(auth::Edge::new(self.config.auth, self.config.trusted_proxies.clone())),
+            auth,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
+            limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
+            origins: self.origins,
+            http: Arc::new(http),
         });
         let net_stats = Arc::new(switchboard_net::NetStats::new());
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;

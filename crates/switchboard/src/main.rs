@@ -3,6 +3,7 @@
 
 mod auth_args;
 mod duration;
+mod edge_args;
 mod huge_pages;
 
 /// mimalloc instead of the system allocator: connections borrow and return
@@ -75,6 +76,8 @@ enum Command {
         call: CallArgs,
         #[command(flatten)]
         auth: auth_args::AuthArgs,
+        #[command(flatten)]
+        edge: edge_args::EdgeArgs,
         /// Let the allocator use transparent huge pages (the kernel's
         /// default). Off by default: they cost memory per idle connection
         /// and at start, for no measured speed-up (docs/benchmarks.md).
@@ -218,6 +221,7 @@ fn main() -> ExitCode {
             chat,
             call,
             auth,
+            edge,
             huge_pages: _,
         } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
@@ -252,6 +256,13 @@ fn main() -> ExitCode {
             config.rooms.hibernate_after = hibernate_after;
             config.apps.chat = chat.config();
             config.trusted_proxies = TrustedProxies::new(trusted_proxies);
+            config.edge = match edge.config() {
+                Ok(edge) => edge,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             config.geo = load_geo(&geo_dbs);
             runtime.block_on(serve(listen, config))
         }

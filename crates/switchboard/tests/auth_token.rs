@@ -132,12 +132,16 @@ async fn http_get(addr: &str, path: &str, headers: &str) -> (u16, String) {
 async fn the_http_api_asks_for_a_token_with_auth_api_token() {
     let s = start(&["--auth-api", "token"]);
     let addr = &s.server.addr;
+    // A live room (HTTP does not start rooms); its WebSocket kind is public.
+    let (_member, _) = open(&s.server.ws("/rooms/broadcast/news"), &[], &[]).await.unwrap();
     let (status, body) = http_get(addr, "/api/rooms/broadcast/news/_stats", "").await;
     assert_eq!((status, body.as_str()), (401, "a token is required\n"));
     let bearer = format!("Authorization: Bearer {}\r\n", good("acme"));
     assert_eq!(http_get(addr, "/api/rooms/broadcast/news/_stats", &bearer).await.0, 200);
     assert_eq!(http_get(addr, "/api/call/ice", "").await.0, 401);
     assert_eq!(http_get(addr, "/api/call/ice", &bearer).await.0, 200);
+    assert_eq!(http_get(addr, "/api/stats", "").await.0, 401);
+    assert_eq!(http_get(addr, "/api/stats", &bearer).await.0, 200);
     // Rooms named for subjects: another account's room is 403 here too.
     assert_eq!(http_get(addr, "/api/rooms/chat/globex/_stats", &bearer).await.0, 403);
     // Pages and health checks stay public.

@@ -82,16 +82,16 @@ impl Denied {
 }
 
 /// The edge's checks, shared by every connection.
-pub(crate) struct Edge {
+pub(crate) struct Gate {
     config: AuthConfig,
     trusted: TrustedProxies,
     forward: Option<forward::Forwarder>,
 }
 
-impl Edge {
-    pub(crate) fn new(config: AuthConfig, trusted: TrustedProxies) -> Edge {
+impl Gate {
+    pub(crate) fn new(config: AuthConfig, trusted: TrustedProxies) -> Gate {
         let forward = config.forward.clone().map(forward::Forwarder::new);
-        Edge { config, trusted, forward }
+        Gate { config, trusted, forward }
     }
 
     /// Admits (or refuses) a WebSocket upgrade to room `id` of `kind`.
