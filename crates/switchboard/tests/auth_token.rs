@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use common::ServerProcess;
 use edge::{chat_name, close_frame, echo_round_trip, good, hs256, now, open, Refused, SECRET};
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -104,15 +105,39 @@ async fn an_open_connection_is_closed_with_4001_when_its_token_expires() {
 
 #[tokio::test]
 async fn public_keys_verify_tokens_of_their_algorithm_only() {
-    let public = edge::eddsa_public_key_path();
-    let server = ServerProcess::start_with(&["--memory", "--auth", "token", "--jwt-public-key-file", &public, "--jwt-algorithm", "EdDSA"]);
-    let url = server.ws("/rooms/echo/k");
-    let token = edge::eddsa(json!({ "sub": "acme", "exp": now() + 3600 }));
-    let (mut ws, _) = open(&format!("{url}?token={token}"), &[], &[]).await.unwrap();
-    echo_round_trip(&mut ws, "signed with a private key").await;
-    // No secret is configured, so an HS256 token is not even tried.
-    let refusal = open(&format!("{url}?token={}", good("acme")), &[], &[]).await.unwrap_err();
-    assert_eq!(refusal, Refused { status: 401, body: "the token's algorithm is not accepted\n".into() });
+    for (name, algorithm, flag) in [("ed25519", Algorithm::EdDSA, "EdDSA"), ("es256", Algorithm::ES256, "ES256"), ("rs256", Algorithm::RS256, "RS256")] {
+        let public = edge::test_public_key_path(name);
+        let server = ServerProcess::start_with(&["--memory", "--auth", "token", "--jwt-public-key-file", &public, "--jwt-algorithm", flag]);
+        let url = server.ws("/rooms/echo/k");
+        let token = edge::signed_with_test_key(algorithm, json!({ "sub": "acme", "exp": now() + 3600 }));
+        let (mut ws, _) = open(&format!("{url}?token={token}"), &[], &[]).await.unwrap_or_else(|e| panic!("{flag}: {e:?}"));
+        echo_round_trip(&mut ws, "signed with a private key").await;
+        // No secret is configured, so an HS256 token is not even tried.
+        let refusal = open(&format!("{url}?token={}", good("acme")), &[], &[]).await.unwrap_err();
+        assert_eq!(refusal, Refused { status: 401, body: "the token's algorithm is not accepted\n".into() }, "{flag}");
+    }
+}
+
+#[tokio::test]
+async fn unusable_keys_stop_the_server_at_start_with_the_file_named() {
+    let serve = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--memory", "--auth", "token"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let rsa = edge::test_public_key_path("rs256");
+    assert!(serve(&["--jwt-public-key-file", &rsa, "--jwt-algorithm", "ES256"]).contains("rs256-test-public.pem is not a PEM"));
+    assert!(serve(&["--jwt-public-key-file", &rsa]).contains("--jwt-algorithm"));
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "too short").unwrap();
+    let err = serve(&["--jwt-secret-file", short.to_str().unwrap()]);
+    assert!(err.contains("at least 32 bytes") && !err.contains("too short"), "{err}");
+    assert!(serve(&["--jwt-secret-file", "/nonexistent/secret"]).contains("cannot read the JWT secret file"));
 }
 
 /// A plain HTTP/1.1 GET; the status and body.

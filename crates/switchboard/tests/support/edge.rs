@@ -34,15 +34,21 @@ pub fn hs256(claims: Value, secret: &str) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
 }
 
-/// An EdDSA token signed with the test key pair's private half.
-pub fn eddsa(claims: Value) -> String {
-    let pem = include_bytes!("ed25519-test-private.pem");
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &EncodingKey::from_ed_pem(pem).unwrap()).unwrap()
+/// A token signed with the private half of a test key pair
+/// (tests/support/{ed25519,es256,rs256}-test-private.pem).
+pub fn signed_with_test_key(algorithm: Algorithm, claims: Value) -> String {
+    let key = match algorithm {
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(include_bytes!("ed25519-test-private.pem")),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(include_bytes!("es256-test-private.pem")),
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(include_bytes!("rs256-test-private.pem")),
+        other => panic!("no test key for {other:?}"),
+    };
+    jsonwebtoken::encode(&Header::new(algorithm), &claims, &key.unwrap()).unwrap()
 }
 
-/// Path of the test key pair's public half.
-pub fn eddsa_public_key_path() -> String {
-    format!("{}/tests/support/ed25519-test-public.pem", env!("CARGO_MANIFEST_DIR"))
+/// Path of a test key pair's public half: `ed25519`, `es256` or `rs256`.
+pub fn test_public_key_path(name: &str) -> String {
+    format!("{}/tests/support/{name}-test-public.pem", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A token for `sub` valid for an hour.
