@@ -67,7 +67,10 @@ impl Service for SwitchboardService {
             return Err(Refusal::new(403, refused.to_string()));
         }
         let presented = Presented { peer: info.peer, headers: &headers, target: &info.request.path };
-        let admitted = self.auth.admit_room(kind.as_str(), id.as_str(), &presented).await.map_err(|d| Refusal::new(d.status, d.reason))?;
+        let admitted = self.auth.admit_room(kind.as_str(), id.as_str(), &presented).await.map_err(|d| {
+            self.limits.count_auth_refusal(d.status);
+            Refusal::new(d.status, d.reason)
+        })?;
         let permit = self.limits.acquire(ip, now)?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let mut query = info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();

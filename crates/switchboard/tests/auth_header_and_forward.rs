@@ -83,6 +83,21 @@ async fn forward_mode_admits_what_the_backend_admits_and_passes_its_refusals_on(
     assert_eq!(open(&room, &[("cookie", "session=no-header")], &[]).await.unwrap_err(), refused(503, "the auth backend answered without an identity"));
     // The backend admits globex, but not into acme's room.
     assert_eq!(open(&room, &[("cookie", "session=globex")], &[]).await.unwrap_err().status, 403);
+
+    // Every refusal is counted by its kind in /api/stats.
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /api/stats HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut out).await.unwrap();
+    let stats: serde_json::Value = serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let refused = &stats["refused"];
+    assert_eq!(
+        (refused["unauthenticated"].as_u64(), refused["forbidden"].as_u64(), refused["auth_unavailable"].as_u64()),
+        (Some(1), Some(2), Some(2)),
+        "{stats}"
+    );
 }
 
 #[tokio::test]
