@@ -160,7 +160,11 @@ impl JwtKeys {
                 Some((name.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned)))
             })
             .collect();
-        let expires = claims.get("exp").and_then(Value::as_u64).map(|exp| UNIX_EPOCH + Duration::from_secs(exp) + self.leeway);
+        // An `exp` beyond what the clock can hold never comes: no timer.
+        let expires = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp))?.checked_add(self.leeway));
         Ok(Admitted { identity: Some(Identity { subject, claims: claims_out }), expires, via_protocol: carried.via_protocol, token: true })
     }
 
@@ -251,6 +255,14 @@ mod tests {
         assert_eq!(reason(signed(serde_json::json!({"exp": t + 100}), SECRET)), "the token has no usable subject (sub)");
         assert_eq!(reason("not.a.jwt".into()), "the token is malformed");
         assert_eq!(keys.admit(&presented(&[], "/"), "c", &[]).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn an_expiry_beyond_the_clock_admits_without_a_timer() {
+        let keys = JwtKeys::from_secret(SECRET).unwrap();
+        let token = signed(serde_json::json!({"sub": "a", "exp": u64::MAX}), SECRET);
+        let admitted = keys.admit(&presented(&[], &format!("/?token={token}")), "c", &[]).unwrap();
+        assert_eq!(admitted.expires, None);
     }
 
     #[test]
