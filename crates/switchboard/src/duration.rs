@@ -1,4 +1,5 @@
-//! Durations on the command line: `500ms`, `30s`, `2m`, `1h`.
+//! Durations on the command line and in the configuration file: `500ms`,
+//! `30s`, `2m`, `1h`.
 
 use std::time::Duration;
 
@@ -21,6 +22,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// Writes a duration in the largest unit that divides it, so that what
+/// [`parse_duration`] read is printed back the same (`90s`, not `1.5m`).
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if millis > 0 && millis.is_multiple_of(size) {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
+}
+
+/// `#[serde(with = "duration::text")]`: a duration as a string like `30s`.
+pub mod text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*duration))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +62,12 @@ mod tests {
         assert!(parse_duration("30").unwrap_err().contains("unit"));
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn formatting_reads_back_as_the_same_duration() {
+        for text in ["250ms", "1500ms", "30s", "90s", "2m", "1h", "25h"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
     }
 }
