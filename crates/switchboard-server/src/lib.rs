@@ -2,8 +2,9 @@
 //!
 //! This crate owns routing (which path reaches which room kind), the plain
 //! HTTP routes and embedded pages, the client's IP and location, the
-//! registry of live rooms, the adapters between a socket and a room, and
-//! starting/stopping a listener. The built-in room kinds come from
+//! registry of live rooms, the adapters between a socket and a room, TLS
+//! (the HTTPS listener and its certificate), and starting/stopping the
+//! listeners. The built-in room kinds come from
 //! `switchboard-apps`.
 
 mod assets;
@@ -15,6 +16,7 @@ mod registry;
 mod room_conn;
 mod routes;
 mod service;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +36,7 @@ pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
+pub use tls::{check_files as check_tls_files, log_reload as log_tls_reload, TlsFiles, TlsReloader};
 
 /// Server settings.
 #[derive(Debug, Clone, Default)]
@@ -51,14 +54,24 @@ pub struct ServerConfig {
     pub geo: Option<Arc<GeoDb>>,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// An HTTPS / `wss://` listener beside the plain one.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<TlsListener>,
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
+}
+
+/// The TLS listener: its socket, its transport and its certificate's reloader.
+struct TlsListener {
+    listener: TcpListener,
+    transport: Arc<tls::TlsTransport>,
+    reloader: TlsReloader,
 }
 
 /// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
@@ -86,8 +99,9 @@ pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10)
 pub const DATABASE_FILE: &str = "switchboard.db";
 
 impl Server {
-    /// Opens the storage and binds the listening socket. Port 0 picks a free
-    /// port; see [`Server::local_addr`].
+    /// Opens the storage, loads the TLS certificate if there is a TLS
+    /// listener, and binds the listening sockets. Port 0 picks a free port;
+    /// see [`Server::local_addr`]. Errors say which address or file failed.
     pub async fn bind(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Server> {
         let store: Arc<dyn Store> = match &config.data_dir {
             Some(dir) => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).map_err(std::io::Error::other)?),
@@ -100,9 +114,17 @@ impl Server {
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
-        let listener = listen(addr)?;
+        let tls = match &config.tls {
+            None => None,
+            Some(files) => {
+                let (transport, reloader) = tls::setup(files).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let listener = listen(files.listen).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", files.listen)))?;
+                Some(TlsListener { listener, transport, reloader })
+            }
+        };
+        let listener = listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, config, store, kinds })
+        Ok(Server { listener, tls, config, store, kinds })
     }
 
     /// Registers a room kind (or replaces a built-in one): rooms of it are
@@ -119,6 +141,17 @@ impl Server {
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The TLS listener's address, when there is one.
+    pub fn local_tls_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.tls.as_ref().map(|tls| tls.listener.local_addr())
+    }
+
+    /// Reloads the TLS certificate on demand (e.g. on `SIGHUP`); the server
+    /// also reloads it by itself when its files change.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(|tls| tls.reloader.clone())
     }
 
     /// Serves until `stop` becomes true, then closes every WebSocket with
@@ -138,7 +171,17 @@ impl Server {
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
         });
         let net_stats = Arc::new(switchboard_net::NetStats::new());
-        switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;
+        let shutdown = switchboard_net::Shutdown::from(stop);
+        let plain = switchboard_net::serve(self.listener, service.clone(), self.config.net, shutdown.clone(), net_stats.clone());
+        match self.tls {
+            None => plain.await,
+            Some(TlsListener { listener, transport, reloader }) => {
+                let watcher = tokio::spawn(tls::watch_files(reloader));
+                let tls = switchboard_net::serve_with(listener, transport, service, self.config.net, shutdown, net_stats);
+                tokio::join!(plain, tls);
+                watcher.abort();
+            }
+        }
         registry.settle(SETTLE_LIMIT).await;
     }
 }

@@ -6,6 +6,7 @@ mod duration;
 mod huge_pages;
 mod secret;
 mod settings;
+mod sighup;
 
 /// mimalloc instead of the system allocator: connections borrow and return
 /// buffers all the time, and glibc's malloc hands freed pages back to the
@@ -71,6 +72,18 @@ struct ServeArgs {
     /// listening on http://ADDR`.
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address of an HTTPS / `wss://` listener beside the plain one; needs
+    /// --tls-cert and --tls-key (docs/tls.md). Printed on stdout as
+    /// `switchboard listening on https://ADDR`.
+    #[arg(long, env = "SWITCHBOARD_LISTEN_TLS", value_name = "ADDR")]
+    listen_tls: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener, the server's certificate
+    /// first; reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "PATH")]
+    tls_key: Option<PathBuf>,
     /// Ping a connection after this much silence from it (e.g. 30s, 500ms)
     /// [default: 30s].
     #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", value_parser = duration::parse_duration)]
@@ -185,6 +198,15 @@ impl ServeArgs {
             }
         }
         set(&mut s.listen, &self.listen);
+        if self.listen_tls.is_some() {
+            s.tls.listen = self.listen_tls;
+        }
+        if self.tls_cert.is_some() {
+            s.tls.cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            s.tls.key = self.tls_key.clone();
+        }
         set(&mut s.connections.ping_interval, &self.ping_interval);
         set(&mut s.connections.pong_timeout, &self.pong_timeout);
         if let Some(dir) = &self.data_dir {
@@ -284,10 +306,11 @@ fn run(settings: Settings) -> ExitCode {
 }
 
 async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
+    let tls_cert = config.tls.as_ref().map(|tls| tls.cert.clone());
     let server = match Server::bind(listen, config).await {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("switchboard: cannot listen on {listen}: {e}");
+            eprintln!("switchboard: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -298,10 +321,23 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Tests and scripts read this line to learn the port.
+    // Tests and scripts read these lines to learn the ports; the plain
+    // listener's comes first.
     println!("switchboard listening on http://{addr}");
+    if let Some(tls_addr) = server.local_tls_addr() {
+        match tls_addr {
+            Ok(tls_addr) => println!("switchboard listening on https://{tls_addr}"),
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "try: new WebSocket('ws://{addr}/rooms/echo/x')");
+    if let (Some(reloader), Some(cert)) = (server.tls_reloader(), tls_cert) {
+        sighup::reload_tls_on_sighup(reloader, cert);
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

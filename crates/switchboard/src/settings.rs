@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use switchboard_server::call::ice::{check_url, DEFAULT_TURN_TTL};
 use switchboard_server::call::{IceConfig, TurnSecret};
-use switchboard_server::{CallConfig, ChatConfig, GeoDb, IpNet, ServerConfig, TrustedProxies};
+use switchboard_server::{CallConfig, ChatConfig, GeoDb, IpNet, ServerConfig, TlsFiles, TrustedProxies};
 
 use crate::duration;
 use crate::secret::Secret;
@@ -45,6 +45,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// Heartbeat of WebSocket connections.
     pub connections: Connections,
+    /// The HTTPS / `wss://` listener.
+    pub tls: Tls,
     /// Settings per room kind.
     pub kinds: Kinds,
 }
@@ -60,6 +62,7 @@ impl Default for Settings {
             geo_dbs: Vec::new(),
             trusted_proxies: Vec::new(),
             connections: Connections::default(),
+            tls: Tls::default(),
             kinds: Kinds::default(),
         }
     }
@@ -81,6 +84,22 @@ impl Default for Connections {
     fn default() -> Connections {
         Connections { ping_interval: Duration::from_secs(30), pong_timeout: Duration::from_secs(10) }
     }
+}
+
+/// `[tls]`: an HTTPS / `wss://` listener beside the plain one (docs/tls.md).
+/// Off while `listen` is unset; `cert` and `key` are then required.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// Address of the TLS listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain, leaf first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// `[kinds.NAME]`: one table per built-in room kind.
@@ -189,7 +208,12 @@ impl Settings {
         if call.turn.is_empty() && has_secret {
             return Err("a TURN secret is set but kinds.call.turn (--call-turn) lists no TURN server".into());
         }
-        Ok(())
+        let tls = &self.tls;
+        match (tls.listen, &tls.cert, &tls.key) {
+            (Some(_), Some(_), Some(_)) | (None, None, None) => Ok(()),
+            (Some(_), _, _) => Err("tls.listen (--listen-tls) needs tls.cert (--tls-cert) and tls.key (--tls-key)".into()),
+            (None, _, _) => Err("tls.cert and tls.key are set but tls.listen (--listen-tls) is not: give the address of the TLS listener".into()),
+        }
     }
 
     /// The server's configuration. Reads the files the settings name (the
@@ -207,13 +231,20 @@ impl Settings {
         config.apps.call = self.call_config()?;
         config.trusted_proxies = TrustedProxies::new(self.trusted_proxies.clone());
         config.geo = load_geo(&self.geo_dbs);
+        if let (Some(listen), Some(cert), Some(key)) = (self.tls.listen, &self.tls.cert, &self.tls.key) {
+            config.tls = Some(TlsFiles { listen, cert: cert.clone(), key: key.clone() });
+        }
         Ok(config)
     }
 
     /// Reads the files the settings name, as [`Settings::server_config`]
     /// would, without starting anything.
     pub fn check_files(&self) -> Result<(), String> {
-        self.call_config().map(drop)
+        self.call_config()?;
+        if let (Some(cert), Some(key)) = (&self.tls.cert, &self.tls.key) {
+            switchboard_server::check_tls_files(cert, key)?;
+        }
+        Ok(())
     }
 
     fn call_config(&self) -> Result<CallConfig, String> {
@@ -363,5 +394,17 @@ mod tests {
         assert_eq!(settings.validate(), Ok(()));
         settings.kinds.call.turn_secret_file = Some("f".into());
         assert!(settings.validate().unwrap_err().contains("both"));
+    }
+
+    #[test]
+    fn a_tls_listener_needs_its_certificate_and_key() {
+        let mut settings = Settings::default();
+        settings.tls.listen = Some("127.0.0.1:0".parse().unwrap());
+        assert!(settings.validate().unwrap_err().contains("tls.cert"));
+        settings.tls.cert = Some("c.pem".into());
+        settings.tls.key = Some("k.pem".into());
+        assert_eq!(settings.validate(), Ok(()));
+        settings.tls.listen = None;
+        assert!(settings.validate().unwrap_err().contains("tls.listen"));
     }
 }
