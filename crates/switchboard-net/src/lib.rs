@@ -28,11 +28,11 @@ mod timers;
 mod transport;
 
 pub use config::NetConfig;
-pub use handler::{Handler, Outbox};
+pub use handler::{Handler, Outbox, Traffic};
 pub use io::{BoxedStream, ByteStream, PrefixedIo};
-pub use listener::{serve, serve_with, Shutdown};
+pub use listener::{serve, serve_draining, serve_with, Shutdown};
 pub use outbound::{Outbound, Push};
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
-pub use stats::{NetSnapshot, NetStats};
+pub use stats::{CloseCodeClass, NetSnapshot, NetStats};
 pub use switchboard_proto::deflate::DeflateOptions;
 pub use transport::{Plain, Transport};

@@ -20,7 +20,7 @@ use tokio::time::timeout;
 use tracing::{debug, warn};
 
 use switchboard_proto::deflate::negotiate_server;
-use switchboard_proto::handshake::{error_response, HandshakeError, RequestHead, UpgradeRequest};
+use switchboard_proto::handshake::{error_response, error_response_retry_after, HandshakeError, RequestHead, UpgradeRequest};
 use switchboard_proto::Connection;
 
 use crate::config::NetConfig;
@@ -126,17 +126,33 @@ impl<Svc> Listener<Svc> {
 /// closing handshake. The listener's connections count what they do in
 /// `stats`.
 pub async fn serve<Svc: Service>(listener: TcpListener, service: Arc<Svc>, config: NetConfig, shutdown: Shutdown, stats: Arc<NetStats>) {
-    serve_with(listener, Arc::new(Plain), service, config, shutdown, stats).await
+    serve_with(listener, Arc::new(Plain), service, config, shutdown.clone(), shutdown, stats).await
 }
 
-/// Like [`serve`], with every accepted socket opened by `transport` (a TLS
-/// handshake) before its request head is read. Several listeners may share
-/// one service and one `stats`.
+/// Like [`serve`], in two steps for a drain: once `stop_accepting` is
+/// requested the listening socket is closed (new connections are refused
+/// by the kernel) while open connections carry on; once `shutdown` is
+/// requested they are closed with 1001 and waited for as in [`serve`].
+pub async fn serve_draining<Svc: Service>(
+    listener: TcpListener,
+    service: Arc<Svc>,
+    config: NetConfig,
+    stop_accepting: Shutdown,
+    shutdown: Shutdown,
+    stats: Arc<NetStats>,
+) {
+    serve_with(listener, Arc::new(Plain), service, config, stop_accepting, shutdown, stats).await
+}
+
+/// Like [`serve_draining`], with every accepted socket opened by
+/// `transport` (a TLS handshake) before its request head is read. Several
+/// listeners may share one service and one `stats`.
 pub async fn serve_with<Svc: Service, T: Transport>(
     listener: TcpListener,
     transport: Arc<T>,
     service: Arc<Svc>,
     config: NetConfig,
+    mut stop_accepting: Shutdown,
     mut shutdown: Shutdown,
     stats: Arc<NetStats>,
 ) {
@@ -156,10 +172,12 @@ pub async fn serve_with<Svc: Service, T: Transport>(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
+            _ = stop_accepting.wait() => break,
             _ = shutdown.wait() => break,
         }
     }
     drop(listener);
+    shutdown.wait().await;
     shared.common.timers.stop_all();
     let _ = timeout(config.close_timeout + std::time::Duration::from_secs(1), shared.drained()).await;
 }
@@ -287,7 +305,7 @@ pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: Socke
         Ok(Ok(accept)) => accept,
         Ok(Err(refusal)) => {
             stats.record_handshake_failure(if refusal.status == 404 { HandshakeFailure::NotFound } else { HandshakeFailure::Rejected });
-            let _ = stream.write_all(&error_response(refusal.status, &refusal.reason)).await;
+            let _ = stream.write_all(&error_response_retry_after(refusal.status, &refusal.reason, refusal.retry_after)).await;
             return Opened::Done;
         }
         Err(_) => {
@@ -374,7 +392,7 @@ mod tests {
         type Handler = RoomSized;
 
         async fn upgrade(&self, _info: UpgradeInfo<'_>) -> Result<Accept<RoomSized>, Refusal> {
-            Err(Refusal { status: 404, reason: String::new() })
+            Err(Refusal::new(404, ""))
         }
 
         fn http(&self, _io: PrefixedIo, _peer: SocketAddr, _shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {

@@ -12,10 +12,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::census;
 use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
-use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
+use crate::room::{Closed, ConnectRequest, Decision, Published, Room, RoomFactory, RoomRequest, RoomResponse};
 use crate::storage::{CommitSlot, Deferred, RoomStorage, WriteBehind};
 
 /// Settings of room actors.
@@ -99,6 +100,13 @@ pub(crate) enum RoomEvent {
         /// Where the response goes.
         reply: oneshot::Sender<RoomResponse>,
     },
+    /// A message published over HTTP.
+    Publish {
+        /// The message.
+        message: Message,
+        /// Where the room's answer goes.
+        reply: oneshot::Sender<Published>,
+    },
     /// Reports counters without waking the room.
     Stats {
         /// Where they go.
@@ -136,6 +144,8 @@ struct Shared {
     /// are sent, uncounted once handled). While any is, messages take the
     /// mailbox too, so nothing overtakes an event sent before it.
     queued: AtomicUsize,
+    /// The room's name, for whoever holds a handle (logs).
+    name: RoomName,
 }
 
 /// Counts an event as queued until it is sent (then the actor uncounts it)
@@ -226,8 +236,11 @@ pub enum TryDeliverError {
     Gone,
 }
 
-/// Why an event did not reach the mailbox now; the event comes back.
+/// Why an event did not reach the mailbox now; the event comes back by
+/// value (as with tokio's `try_send`): boxing it would cost an allocation
+/// on the path that is taken when the room is busy.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TrySendError {
     Full(RoomEvent),
     Gone,
@@ -253,6 +266,7 @@ impl std::fmt::Debug for RoomEvent {
             RoomEvent::Error { .. } => "Error",
             RoomEvent::Close { .. } => "Close",
             RoomEvent::Request { .. } => "Request",
+            RoomEvent::Publish { .. } => "Publish",
             RoomEvent::Stats { .. } => "Stats",
         };
         f.write_str(name)
@@ -327,6 +341,14 @@ impl RoomHandle {
         response.await.map_err(|_| RoomGone)
     }
 
+    /// A message published over HTTP: the room's answer (by default, how
+    /// many connections it was broadcast to).
+    pub async fn publish(&self, message: Message) -> Result<Published, RoomGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomEvent::Publish { message, reply }).await?;
+        answer.await.map_err(|_| RoomGone)
+    }
+
     /// Delivers an event if the mailbox has room now. The event comes back
     /// by value in the error, as with tokio's `try_send`.
     #[allow(clippy::result_large_err)]
@@ -386,6 +408,16 @@ impl RoomHandle {
         Ok(())
     }
 
+    /// True when both handles reach the same actor.
+    pub fn same_actor(&self, other: &RoomHandle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// The room's kind and id.
+    pub fn name(&self) -> &RoomName {
+        &self.shared.name
+    }
+
     /// True once the actor stopped; the owner should start a new one.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -413,7 +445,21 @@ impl RoomHandle {
 /// Starts the actor of room `name`, stored under its namespace (`kind/id`).
 /// Pending alarms of the room are loaded from the store.
 pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
+    spawn_room_notifying(name, factory, store, config, Box::new(|| {}))
+}
+
+/// Like [`spawn_room`]; `on_stop` runs on the actor's task once it has
+/// stopped (or panicked), so an owner can forget the room at once
+/// instead of finding a closed handle later.
+pub fn spawn_room_notifying(
+    name: RoomName,
+    factory: Arc<dyn RoomFactory>,
+    store: Arc<dyn Store>,
+    config: RoomConfig,
+    on_stop: Box<dyn FnOnce() + Send>,
+) -> RoomHandle {
     let room = name.namespace();
+    let name_for_handle = name.clone();
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let reports = Arc::new(CommitSlot::default());
     let alarms = match store.room_alarms(&room) {
@@ -438,9 +484,27 @@ pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn 
         last_active: Instant::now(),
         stopped: false,
     };
-    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0) });
-    tokio::spawn(run(shared.clone(), rx, reports, config));
+    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), name: name_for_handle });
+    let running = run(shared.clone(), rx, reports, config);
+    let census = census::Running::start();
+    tokio::spawn(async move {
+        let _stopped = OnDrop(Some(on_stop));
+        running.await;
+        drop(census);
+    });
     RoomHandle { tx, shared }
+}
+
+/// Runs a callback when dropped: at the end of the actor's task, whether
+/// it returned or unwound.
+struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
 }
 
 /// Events handled per wake-up of the actor: a busy room drains its mailbox
@@ -517,7 +581,9 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                     idle.as_mut().reset(due);
                 } else {
                     // Hibernate: connections, tags and attachments stay here.
-                    actor.object = None;
+                    if actor.object.take().is_some() {
+                        census::slept();
+                    }
                     batch = Vec::new();
                 }
             }
@@ -539,6 +605,14 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
             return;
         }
         plan = actor.plan();
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if self.object.is_some() {
+            census::slept();
+        }
     }
 }
 
@@ -565,6 +639,7 @@ impl Actor {
         let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
+            census::woke();
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
         let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending };
@@ -663,6 +738,10 @@ impl Actor {
             RoomEvent::Request { request, reply } => {
                 let response = self.with_room(|room, ctx| room.on_request(ctx, request));
                 let _ = reply.send(response);
+            }
+            RoomEvent::Publish { message, reply } => {
+                let published = self.with_room(|room, ctx| room.on_publish(ctx, message));
+                let _ = reply.send(published);
             }
             RoomEvent::Stats { reply } => {
                 let _ = reply.send(RoomStats { connections: self.conns.len(), wakeups: self.wakeups, awake: self.object.is_some() });

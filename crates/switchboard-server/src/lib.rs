@@ -7,15 +7,26 @@
 //! listeners. The built-in room kinds come from
 //! `switchboard-apps`.
 
+mod access_log;
 mod assets;
 mod client_ip;
+mod drain;
+mod edge;
 mod geo;
 mod http;
 mod kinds;
+mod limits;
+mod metrics;
+mod ops;
+mod origin;
+mod process_stats;
+mod publish;
+mod readiness;
 mod registry;
 mod room_conn;
 mod routes;
 mod service;
+mod timed_store;
 mod tls;
 
 use std::net::SocketAddr;
@@ -29,9 +40,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use client_ip::TrustedProxies;
+pub use drain::{DrainConfig, StopRequest};
+pub use edge::EdgeConfig;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
+pub use limits::{EdgeStats, Limits};
+pub use origin::{BadOrigin, OriginPolicy};
+pub use publish::PublishKey;
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::NetConfig;
@@ -54,6 +70,10 @@ pub struct ServerConfig {
     pub geo: Option<Arc<GeoDb>>,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// Limits, `Origin` allow-lists, HTTP body timeout, publish key.
+    pub edge: EdgeConfig,
+    /// How a drain ([`StopRequest::Drain`]) is timed.
+    pub drain: DrainConfig,
     /// An HTTPS / `wss://` listener beside the plain one.
     pub tls: Option<TlsFiles>,
 }
@@ -65,6 +85,8 @@ pub struct Server {
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
+    origins: origin::OriginCheck,
+    edge_stats: Arc<EdgeStats>,
 }
 
 /// The TLS listener: its socket, its transport and its certificate's reloader.
@@ -114,6 +136,7 @@ impl Server {
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let tls = match &config.tls {
             None => None,
             Some(files) => {
@@ -124,7 +147,13 @@ impl Server {
         };
         let listener = listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, tls, config, store, kinds })
+        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default() })
+    }
+
+    /// The edge's counters (connections, rooms, refusals by reason), for
+    /// a metrics exporter; they move once the server runs.
+    pub fn edge_stats(&self) -> Arc<EdgeStats> {
+        self.edge_stats.clone()
     }
 
     /// Registers a room kind (or replaces a built-in one): rooms of it are
@@ -158,9 +187,29 @@ impl Server {
     /// 1001, waits for their closing handshakes (bounded by the close
     /// timeout), and waits until the rooms' storage writes are committed
     /// (bounded by [`SETTLE_LIMIT`]).
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let (requests, requested) = watch::channel(StopRequest::Serve);
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            let _ = requests.send(StopRequest::Now);
+        });
+        self.run_until(requested).await
+    }
+
+    /// Serves until `requests` asks it to stop: at once (as [`Server::run`])
+    /// or after a drain timed by [`ServerConfig::drain`] (`/readyz` turns
+    /// 503, the listener closes after the grace period, connections still
+    /// open after the drain timeout are closed with 1001).
+    pub async fn run_until(self, requests: watch::Receiver<StopRequest>) {
+        let net_stats = Arc::new(switchboard_net::NetStats::new());
+        let metrics = metrics::Metrics::new(net_stats.clone());
+        let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
+        let readiness = Arc::new(readiness::Readiness::new(store.clone()));
+        let ops = Arc::new(ops::Ops { metrics, readiness: readiness.clone() });
         let kinds = Arc::new(self.kinds);
-        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
+        let edge = self.config.edge;
+        let registry = registry::Registry::start(kinds.clone(), store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let http = http::HttpSettings { max_head_len: self.config.net.max_head_len, body_timeout: edge.body_timeout, publish_key: edge.publish_key };
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
             kinds,
@@ -169,19 +218,27 @@ impl Server {
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
+            limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
+            origins: self.origins,
+            http: Arc::new(http),
+            ops,
         });
-        let net_stats = Arc::new(switchboard_net::NetStats::new());
-        let shutdown = switchboard_net::Shutdown::from(stop);
-        let plain = switchboard_net::serve(self.listener, service.clone(), self.config.net, shutdown.clone(), net_stats.clone());
+        let (stop_accepting, accepting) = watch::channel(false);
+        let (shut_down, running) = watch::channel(false);
+        let control = drain::Control { requests, config: self.config.drain, readiness, net: net_stats.clone(), stop_accepting, shut_down };
+        let control = tokio::spawn(control.run());
+        let (accepting, running) = (switchboard_net::Shutdown::from(accepting), switchboard_net::Shutdown::from(running));
+        let plain = switchboard_net::serve_draining(self.listener, service.clone(), self.config.net, accepting.clone(), running.clone(), net_stats.clone());
         match self.tls {
             None => plain.await,
             Some(TlsListener { listener, transport, reloader }) => {
                 let watcher = tokio::spawn(tls::watch_files(reloader));
-                let tls = switchboard_net::serve_with(listener, transport, service, self.config.net, shutdown, net_stats);
+                let tls = switchboard_net::serve_with(listener, transport, service, self.config.net, accepting, running, net_stats);
                 tokio::join!(plain, tls);
                 watcher.abort();
             }
         }
+        control.abort();
         registry.settle(SETTLE_LIMIT).await;
     }
 }

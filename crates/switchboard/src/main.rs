@@ -3,6 +3,7 @@
 
 mod config_file;
 mod duration;
+mod edge_args;
 mod huge_pages;
 mod secret;
 mod settings;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use switchboard_server::{IpNet, Server, ServerConfig};
+use switchboard_server::{DrainConfig, IpNet, Server, ServerConfig, StopRequest};
 use tokio::sync::watch;
 
 use crate::secret::Secret;
@@ -122,6 +123,33 @@ struct ServeArgs {
     /// and at start, for no measured speed-up (docs/benchmarks.md).
     #[arg(long, env = "SWITCHBOARD_HUGE_PAGES", num_args = 0..=1, default_missing_value = "true")]
     huge_pages: Option<bool>,
+    #[command(flatten)]
+    edge: edge_args::EdgeArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
+}
+
+/// Draining and logs (docs/operations.md).
+#[derive(clap::Args)]
+struct OpsArgs {
+    /// On SIGTERM, how long the listener keeps accepting after /readyz
+    /// turned 503, so load balancers stop sending clients first (0s: none).
+    #[arg(long, default_value = "5s", value_parser = duration::parse_duration_or_zero)]
+    drain_grace: Duration,
+    /// On SIGTERM, how long open connections may stay after the listener
+    /// closed; those left are then closed with 1001 (0s: at once).
+    #[arg(long, default_value = "20s", value_parser = duration::parse_duration_or_zero)]
+    drain_timeout: Duration,
+    /// Log lines as human-readable text, or as one JSON object per line
+    /// for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The chat room kind's limits (`[kinds.chat]`).
@@ -243,13 +271,13 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(match &cli.command {
+        Command::Serve(args) => args.ops.log_format,
+        Command::Config(_) => LogFormat::Text,
+    });
     match cli.command {
         Command::Serve(args) => match args.settings() {
-            Ok(settings) => run(settings),
+            Ok(settings) => run(settings, &args),
             Err(e) => {
                 eprintln!("switchboard: {e}");
                 ExitCode::FAILURE
@@ -281,18 +309,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts the server with the effective settings.
-fn run(settings: Settings) -> ExitCode {
+/// Starts the server with the effective settings (and the flags that
+/// have no key in the file yet: the edge's limits, draining, logs).
+fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
     if !settings.huge_pages {
         huge_pages::disable();
     }
-    let config = match settings.server_config() {
+    let mut config = match settings.server_config() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("switchboard: {e}");
             return ExitCode::FAILURE;
         }
     };
+    config.edge = match args.edge.config() {
+        Ok(edge) => edge,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.drain = DrainConfig { grace: args.ops.drain_grace, timeout: args.ops.drain_timeout };
     let ice = &config.apps.call.ice;
     tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -339,27 +376,48 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
         sighup::reload_tls_on_sighup(reloader, cert);
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: closing connections with 1001");
-        let _ = stop_tx.send(true);
-    });
-    server.run(stop_rx).await;
+    let (stop_tx, stop_rx) = watch::channel(StopRequest::Serve);
+    tokio::spawn(forward_signals(stop_tx));
+    server.run_until(stop_rx).await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Text for people, or one JSON object per line (tracing-subscriber's
+/// `json` format, the event's fields at the top level) for log shippers.
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// SIGTERM drains (what an orchestrator or a rolling deploy sends); SIGINT
+/// (Ctrl-C at a terminal) stops at once, as does a second SIGTERM during a
+/// drain. The sender stays with this task for the process's life: the
+/// server takes a dropped sender as a request to stop.
+async fn forward_signals(stop: watch::Sender<StopRequest>) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => Some(term),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM; only Ctrl-C stops the server");
+            None
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    };
+    loop {
+        let request = tokio::select! {
+            _ = tokio::signal::ctrl_c() => StopRequest::Now,
+            Some(()) = async { term.as_mut()?.recv().await } => {
+                if *stop.borrow() == StopRequest::Serve { StopRequest::Drain } else { StopRequest::Now }
+            }
+        };
+        tracing::info!(?request, "signal received");
+        let _ = stop.send(request);
+        if request == StopRequest::Now {
+            std::future::pending::<()>().await;
         }
     }
 }
