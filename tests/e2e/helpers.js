@@ -80,8 +80,11 @@ function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb }) {
   return server.startServer({ listen, dataDir, args, logFile: path.join(REPORTS, `${label}-server-${serverCount}.log`) });
 }
 
-/** One headless Chromium for a test file (launch options: docs/e2e.md). */
-async function launchBrowser() {
+/**
+ * One headless Chromium for a test file (launch options: docs/e2e.md);
+ * `extraArgs` are added to the command line (e.g. a certificate to trust).
+ */
+async function launchBrowser({ extraArgs = [] } = {}) {
   const { chromium } = require('playwright-core');
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -90,7 +93,7 @@ async function launchBrowser() {
     // Playwright adds --headless, --no-sandbox, a fresh profile and its own
     // --disable-features list; passing --disable-features here would replace
     // that list, so don't.
-    args: ['--disable-gpu', '--disable-quic'],
+    args: ['--disable-gpu', '--disable-quic', ...extraArgs],
   });
 }
 

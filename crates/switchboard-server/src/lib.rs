@@ -3,7 +3,8 @@
 //! This crate owns routing (which path reaches which room kind), identity
 //! at the edge, the plain HTTP routes and embedded pages, the client's IP
 //! and location, the registry of live rooms, the adapters between a socket
-//! and a room, and starting/stopping a listener. The built-in room kinds come from
+//! and a room, TLS (the HTTPS listener and its certificate), and
+//! starting/stopping the listeners. The built-in room kinds come from
 //! `switchboard-apps`.
 
 mod access_log;
@@ -27,6 +28,7 @@ mod room_conn;
 mod routes;
 mod service;
 mod timed_store;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +53,7 @@ pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
+pub use tls::{check_files as check_tls_files, log_reload as log_tls_reload, TlsFiles, TlsReloader};
 
 /// Server settings.
 #[derive(Debug, Clone, Default)]
@@ -75,16 +78,26 @@ pub struct ServerConfig {
     pub drain: DrainConfig,
     /// Identity at the edge: a mode per room kind and for the HTTP API.
     pub auth: auth::AuthConfig,
+    /// An HTTPS / `wss://` listener beside the plain one.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<TlsListener>,
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
     origins: origin::OriginCheck,
     edge_stats: Arc<EdgeStats>,
+}
+
+/// The TLS listener: its socket, its transport and its certificate's reloader.
+struct TlsListener {
+    listener: TcpListener,
+    transport: Arc<tls::TlsTransport>,
+    reloader: TlsReloader,
 }
 
 /// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
@@ -112,8 +125,9 @@ pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10)
 pub const DATABASE_FILE: &str = "switchboard.db";
 
 impl Server {
-    /// Opens the storage and binds the listening socket. Port 0 picks a free
-    /// port; see [`Server::local_addr`].
+    /// Opens the storage, loads the TLS certificate if there is a TLS
+    /// listener, and binds the listening sockets. Port 0 picks a free port;
+    /// see [`Server::local_addr`]. Errors say which address or file failed.
     pub async fn bind(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Server> {
         let store: Arc<dyn Store> = match &config.data_dir {
             Some(dir) => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).map_err(std::io::Error::other)?),
@@ -128,9 +142,17 @@ impl Server {
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
         config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = listen(addr)?;
+        let tls = match &config.tls {
+            None => None,
+            Some(files) => {
+                let (transport, reloader) = tls::setup(files).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let listener = listen(files.listen).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", files.listen)))?;
+                Some(TlsListener { listener, transport, reloader })
+            }
+        };
+        let listener = listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, config, store, kinds, origins, edge_stats: Arc::default() })
+        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default() })
     }
 
     /// The edge's counters (connections, rooms, refusals by reason), for
@@ -153,6 +175,17 @@ impl Server {
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The TLS listener's address, when there is one.
+    pub fn local_tls_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.tls.as_ref().map(|tls| tls.listener.local_addr())
+    }
+
+    /// Reloads the TLS certificate on demand (e.g. on `SIGHUP`); the server
+    /// also reloads it by itself when its files change.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(|tls| tls.reloader.clone())
     }
 
     /// Serves until `stop` becomes true, then closes every WebSocket with
@@ -207,7 +240,16 @@ impl Server {
         let control = drain::Control { requests, config: self.config.drain, readiness, net: net_stats.clone(), stop_accepting, shut_down };
         let control = tokio::spawn(control.run());
         let (accepting, running) = (switchboard_net::Shutdown::from(accepting), switchboard_net::Shutdown::from(running));
-        switchboard_net::serve_draining(self.listener, service, self.config.net, accepting, running, net_stats).await;
+        let plain = switchboard_net::serve_draining(self.listener, service.clone(), self.config.net, accepting.clone(), running.clone(), net_stats.clone());
+        match self.tls {
+            None => plain.await,
+            Some(TlsListener { listener, transport, reloader }) => {
+                let watcher = tokio::spawn(tls::watch_files(reloader));
+                let tls = switchboard_net::serve_with(listener, transport, service, self.config.net, accepting, running, net_stats);
+                tokio::join!(plain, tls);
+                watcher.abort();
+            }
+        }
         control.abort();
         registry.settle(SETTLE_LIMIT).await;
     }
