@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use crate::access_log;
+use crate::limits::ConnPermit;
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push, Traffic};
 use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
@@ -23,8 +24,10 @@ use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 
 /// The room side of a connection's outbound queue: frames the room's
-/// messages (a run once for all its recipients) and queues them.
-pub(crate) struct SocketSink(Arc<Outbound>);
+/// messages (a run once for all its recipients) and queues them. It holds
+/// the connection's place in the limits, given back when the room lets go
+/// of the connection.
+pub(crate) struct SocketSink(Arc<Outbound>, #[allow(dead_code)] ConnPermit);
 
 fn data_op(message: &Message) -> OpCode {
     match message {
@@ -99,8 +102,8 @@ impl ConnSink for SocketSink {
 pub(crate) struct RoomConnection {
     room: RoomHandle,
     conn: ConnId,
-    /// Tags and attachment from the room's decision, until `on_open` hands
-    /// them to the room (boxed: most connections have neither).
+    /// Tags, attachment and place in the limits, until `on_open` hands
+    /// them to the room (boxed: needed once).
     joining: Option<Box<Joining>>,
     opened: bool,
     /// Messages of the current read, sent to the room as one event.
@@ -119,11 +122,20 @@ pub(crate) struct RoomConnection {
 struct Joining {
     tags: Vec<String>,
     attachment: Option<Vec<u8>>,
+    permit: ConnPermit,
 }
 
 impl RoomConnection {
-    pub(crate) fn new(room: RoomHandle, conn: ConnId, tags: Vec<String>, attachment: Option<Vec<u8>>, close_wait: Duration, client: IpAddr) -> RoomConnection {
-        let joining = (!tags.is_empty() || attachment.is_some()).then(|| Box::new(Joining { tags, attachment }));
+    pub(crate) fn new(
+        room: RoomHandle,
+        conn: ConnId,
+        tags: Vec<String>,
+        attachment: Option<Vec<u8>>,
+        close_wait: Duration,
+        permit: ConnPermit,
+        client: IpAddr,
+    ) -> RoomConnection {
+        let joining = Some(Box::new(Joining { tags, attachment, permit }));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
         let started_ms = access_log::session_clock_ms();
         RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
@@ -132,8 +144,9 @@ impl RoomConnection {
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
-        let sink = Box::new(SocketSink(out.outbound()));
-        let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
+        let Some(joining) = self.joining.take() else { return };
+        let Joining { tags, attachment, permit } = *joining;
+        let sink = Box::new(SocketSink(out.outbound(), permit));
         self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
