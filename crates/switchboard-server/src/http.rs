@@ -55,6 +55,7 @@ pub(crate) struct HttpSettings {
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+#[allow(clippy::too_many_arguments)] // what each connection's requests share, passed once
 pub(crate) async fn serve_connection(
     io: PrefixedIo,
     peer: SocketAddr,

@@ -119,7 +119,8 @@ impl Pattern {
             return Ok(Pattern::Any);
         }
         let origin = Origin::parse(text.trim()).ok_or_else(|| BadOrigin(text.to_owned()))?;
-        if origin.host.contains('*') && !(origin.host.starts_with("*.") && !origin.host[2..].contains('*')) {
+        let leading_wildcard = origin.host.strip_prefix("*.").is_some_and(|rest| !rest.contains('*'));
+        if origin.host.contains('*') && !leading_wildcard {
             return Err(BadOrigin(text.to_owned()));
         }
         Ok(Pattern::Origin(origin))

@@ -55,6 +55,8 @@ impl std::fmt::Debug for PublishKey {
 
 /// 401 without the right key, 403 when the API is off, 405 for anything
 /// but POST.
+/// The refusal is answered at once, never stored, so its size does not matter.
+#[allow(clippy::result_large_err)]
 fn authorize(req: &Request<Incoming>, settings: &HttpSettings) -> Result<(), Response<Full<Bytes>>> {
     if req.method() != Method::POST {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "publish with POST\n");
