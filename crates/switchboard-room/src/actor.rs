@@ -236,8 +236,9 @@ pub enum TryDeliverError {
     Gone,
 }
 
-/// Why an event did not reach the mailbox now; the event comes back.
-/// Short-lived (returned and matched at once), so its size does not matter.
+/// Why an event did not reach the mailbox now; the event comes back by
+/// value (as with tokio's `try_send`): boxing it would cost an allocation
+/// on the path that is taken when the room is busy.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum TrySendError {
@@ -407,14 +408,14 @@ impl RoomHandle {
         Ok(())
     }
 
-    /// The room's kind and id.
-    pub fn name(&self) -> &RoomName {
-        &self.shared.name
-    }
-
     /// True when both handles reach the same actor.
     pub fn same_actor(&self, other: &RoomHandle) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// The room's kind and id.
+    pub fn name(&self) -> &RoomName {
+        &self.shared.name
     }
 
     /// True once the actor stopped; the owner should start a new one.
@@ -488,8 +489,8 @@ pub fn spawn_room_notifying(
     let census = census::Running::start();
     tokio::spawn(async move {
         let _stopped = OnDrop(Some(on_stop));
-        let _census = census;
         running.await;
+        drop(census);
     });
     RoomHandle { tx, shared }
 }

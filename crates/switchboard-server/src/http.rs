@@ -55,7 +55,7 @@ pub(crate) struct HttpSettings {
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[allow(clippy::too_many_arguments)] // what each connection's requests share, passed once
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve_connection(
     io: PrefixedIo,
     peer: SocketAddr,
@@ -120,10 +120,10 @@ async fn route(
     }
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") => ops.readyz_response().await,
-        (&Method::GET | &Method::HEAD, "/metrics") => ops.metrics_response(),
         (&Method::GET | &Method::HEAD, "/api/stats") => json(stats.to_json()),
         (_, "/api/publish") => publish::batch(req, &registry, settings).await,
+        (&Method::GET | &Method::HEAD, "/readyz") => ops.readyz_response().await,
+        (&Method::GET | &Method::HEAD, "/metrics") => ops.metrics_response(),
         (&Method::GET | &Method::HEAD, "/api/call/ice") => ice_servers(call_ice),
         (_, "/api/call/ice") => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");

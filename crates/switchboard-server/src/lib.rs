@@ -67,10 +67,10 @@ pub struct ServerConfig {
     pub geo: Option<Arc<GeoDb>>,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: TrustedProxies,
-    /// How a drain ([`StopRequest::Drain`]) is timed.
-    pub drain: DrainConfig,
     /// Limits, `Origin` allow-lists, HTTP body timeout, publish key.
     pub edge: EdgeConfig,
+    /// How a drain ([`StopRequest::Drain`]) is timed.
+    pub drain: DrainConfig,
 }
 
 /// A bound, not yet running server.
@@ -185,10 +185,10 @@ impl Server {
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
-            ops,
             limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
             origins: self.origins,
             http: Arc::new(http),
+            ops,
         });
         let (stop_accepting, accepting) = watch::channel(false);
         let (shut_down, running) = watch::channel(false);

@@ -119,8 +119,12 @@ impl Pattern {
             return Ok(Pattern::Any);
         }
         let origin = Origin::parse(text.trim()).ok_or_else(|| BadOrigin(text.to_owned()))?;
-        let leading_wildcard = origin.host.strip_prefix("*.").is_some_and(|rest| !rest.contains('*'));
-        if origin.host.contains('*') && !leading_wildcard {
+        // A wildcard only as the whole leftmost label: `*.example.com`.
+        let wildcard_ok = match origin.host.strip_prefix("*.") {
+            Some(rest) => !rest.contains('*'),
+            None => !origin.host.contains('*'),
+        };
+        if !wildcard_ok {
             return Err(BadOrigin(text.to_owned()));
         }
         Ok(Pattern::Origin(origin))

@@ -80,13 +80,11 @@ impl Service for SwitchboardService {
                     return Err(Refusal { status: 503, reason: "the server is at its room limit; try again later".into(), retry_after: Some(ROOMS_RETRY) });
                 }
             };
-            let request = connect_request();
-            let client_ip = request.ip;
-            match room.connect(request).await {
+            match room.connect(connect_request()).await {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit, client_ip);
+                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit, ip);
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal::new(status, reason)),

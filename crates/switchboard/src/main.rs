@@ -225,8 +225,8 @@ fn main() -> ExitCode {
             chat,
             call,
             edge,
-            ops,
             huge_pages: _,
+            ops,
         } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
             config.apps.call = match call.config() {
