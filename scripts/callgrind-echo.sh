@@ -23,6 +23,10 @@ run() {
   local binary=$1 seconds=$2 out="$WORK/out" pid addr rate duration total
   # Stopped with SIGINT: at once, with or without a drain (and binaries
   # from before the drain existed have no flags for it).
+  # Emptied here, not by the redirection below: that happens in the
+  # background job, possibly after the wait for the address has read the
+  # previous run's.
+  : > "$out"
   valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$binary" serve --listen 127.0.0.1:0 --memory > "$out" 2> "$WORK/err" &
   pid=$!
   addr=""
@@ -37,6 +41,7 @@ run() {
   kill -INT "$pid"
   wait "$pid" || true
   rate=$(awk '$1 == "messages/s" { print $2 }' "$WORK/load")
+  [ -n "$rate" ] || { echo "the load generator failed against $binary" >&2; exit 1; }
   duration=$(awk '$1 == "duration" { print $2 }' "$WORK/load")
   total=$(awk '/^totals:/ { print $2 }' "$WORK"/cg.*)
   rm -f "$WORK"/cg.*
