@@ -20,6 +20,7 @@ use tracing::debug;
 use switchboard_net::{PrefixedIo, Shutdown};
 
 use crate::assets::{self, Asset};
+use crate::clicks_edge::ClicksEdge;
 use crate::registry::Registry;
 use crate::routes::{ApiRoute, Route};
 
@@ -30,11 +31,25 @@ const MAX_ROOM_REQUEST_BODY: usize = 1 << 20;
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, call_ice: Arc<IceConfig>, mut shutdown: Shutdown) {
+pub(crate) async fn serve_connection(
+    io: PrefixedIo,
+    peer: SocketAddr,
+    registry: Registry,
+    call_ice: Arc<IceConfig>,
+    clicks: Arc<ClicksEdge>,
+    mut shutdown: Shutdown,
+) {
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
         let call_ice = call_ice.clone();
-        async move { Ok::<_, Infallible>(route(req, registry, &call_ice).await) }
+        let clicks = clicks.clone();
+        async move {
+            let req = match clicks.route(req, peer).await {
+                Ok(response) => return Ok::<_, Infallible>(response),
+                Err(req) => req,
+            };
+            Ok::<_, Infallible>(route(req, registry, &call_ice).await)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -123,6 +138,11 @@ fn asset_response(asset: Asset, req: &Request<Incoming>) -> Response<Full<Bytes>
 /// `GET .../_stats` reports the room actor's counters without waking the
 /// room; every other path is the room's own `on_request`.
 async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry) -> Response<Full<Bytes>> {
+    if api.kind.as_str() == switchboard_apps::clicks::KIND {
+        // Clicks rooms take requests from the server only (recorded clicks
+        // and link changes); the public links API is /api/links.
+        return text(StatusCode::NOT_FOUND, "clicks rooms take no HTTP requests; use /api/links\n");
+    }
     let Some(room) = registry.room(&api.kind, api.id) else {
         return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind.as_str()));
     };

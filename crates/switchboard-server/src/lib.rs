@@ -6,11 +6,17 @@
 //! starting/stopping a listener. The built-in room kinds come from
 //! `switchboard-apps`.
 
+pub mod accounts;
 mod assets;
+mod click_recorder;
+mod clicks_edge;
 mod client_ip;
 mod geo;
 mod http;
 mod kinds;
+pub mod links;
+mod links_api;
+mod redirect;
 mod registry;
 mod room_conn;
 mod routes;
@@ -26,6 +32,7 @@ use switchboard_store::{MemoryStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use accounts::{AccountError, Accounts};
 pub use client_ip::TrustedProxies;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
@@ -59,6 +66,8 @@ pub struct Server {
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
+    accounts: Arc<Accounts>,
+    links: Arc<links::Links>,
 }
 
 /// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
@@ -101,8 +110,14 @@ impl Server {
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
         let listener = listen(addr)?;
-        let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, config, store, kinds })
+        let mut kinds = kinds::built_in(&config.apps);
+        // Accounts and links share the rooms' database file, in tables of their own.
+        let database = config.data_dir.as_ref().map(|dir| dir.join(DATABASE_FILE));
+        let accounts = Arc::new(Accounts::open(database.as_deref()).map_err(std::io::Error::other)?);
+        let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
+        let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
+        kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
+        Ok(Server { listener, config, store, kinds, accounts, links })
     }
 
     /// Registers a room kind (or replaces a built-in one): rooms of it are
@@ -116,6 +131,12 @@ impl Server {
         Ok(())
     }
 
+    /// The accounts table: the HTTP API resolves `Bearer` API keys with
+    /// [`Accounts::resolve_api_key`].
+    pub fn accounts(&self) -> Arc<Accounts> {
+        self.accounts.clone()
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -123,11 +144,20 @@ impl Server {
 
     /// Serves until `stop` becomes true, then closes every WebSocket with
     /// 1001, waits for their closing handshakes (bounded by the close
-    /// timeout), and waits until the rooms' storage writes are committed
+    /// timeout), hands the last recorded clicks to their rooms, and waits until the rooms' storage writes are committed
     /// (bounded by [`SETTLE_LIMIT`]).
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let kinds = Arc::new(self.kinds);
         let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
+        let recorder = click_recorder::ClickRecorder::start(registry.clone());
+        let clicks = Arc::new(clicks_edge::ClicksEdge {
+            accounts: self.accounts,
+            links: self.links,
+            recorder: recorder.clone(),
+            registry: registry.clone(),
+            geo: self.config.geo.clone(),
+            trusted_proxies: self.config.trusted_proxies.clone(),
+        });
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
             kinds,
@@ -136,9 +166,12 @@ impl Server {
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
+            clicks,
         });
         let net_stats = Arc::new(switchboard_net::NetStats::new());
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;
+        // The last redirects' clicks reach their rooms before the rooms settle.
+        recorder.flush().await;
         registry.settle(SETTLE_LIMIT).await;
     }
 }

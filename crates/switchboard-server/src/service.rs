@@ -12,6 +12,7 @@ use switchboard_apps::call::IceConfig;
 use switchboard_net::{Accept, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
+use crate::clicks_edge::ClicksEdge;
 use crate::client_ip::TrustedProxies;
 use crate::geo::GeoDb;
 use crate::http;
@@ -29,6 +30,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) trusted_proxies: TrustedProxies,
     /// The call's ICE servers, for `GET /api/call/ice`.
     pub(crate) call_ice: Arc<IceConfig>,
+    /// Links API and redirects.
+    pub(crate) clicks: Arc<ClicksEdge>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -73,6 +76,6 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), shutdown))
+        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.clicks.clone(), shutdown))
     }
 }

@@ -1,6 +1,7 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod accounts_cmd;
 mod duration;
 mod huge_pages;
 
@@ -77,6 +78,14 @@ enum Command {
         /// and at start, for no measured speed-up (docs/benchmarks.md).
         #[arg(long)]
         huge_pages: bool,
+    },
+    /// Manage accounts and their API keys (for the links API and dashboards).
+    Accounts {
+        /// Directory of the database (as `serve --data-dir`).
+        #[arg(long, default_value = "./data", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        action: accounts_cmd::AccountsAction,
     },
 }
 
@@ -176,8 +185,10 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve { huge_pages, .. } = &cli.command;
-    if !huge_pages {
+    if let Command::Accounts { data_dir, action } = cli.command {
+        return accounts_cmd::run(&data_dir, action);
+    }
+    if let Command::Serve { huge_pages: false, .. } = &cli.command {
         huge_pages::disable();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -213,6 +224,7 @@ fn main() -> ExitCode {
             config.geo = load_geo(&geo_dbs);
             runtime.block_on(serve(listen, config))
         }
+        Command::Accounts { .. } => unreachable!("handled before the runtime starts"),
     }
 }
 
