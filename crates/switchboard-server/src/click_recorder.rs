@@ -104,7 +104,7 @@ async fn deliver(registry: &Registry, kind: &RoomKind, account: &str, clicks: Ve
     };
     let body = Bytes::from(serde_json::to_vec(&clicks).expect("clicks serialize"));
     for _ in 0..ROOM_ATTEMPTS {
-        let Some(room) = registry.room(kind, id.clone()) else { break };
+        let Ok(room) = registry.owned_room(kind, id.clone()) else { break };
         let request = RoomRequest { method: "POST".into(), path: "/clicks".into(), body: body.clone() };
         match room.request(request).await {
             Ok(response) if response.status == 200 => return,

@@ -11,11 +11,15 @@ mod assets;
 mod click_recorder;
 mod clicks_edge;
 mod client_ip;
+mod edge;
 mod geo;
 mod http;
 mod kinds;
+mod limits;
 pub mod links;
 mod links_api;
+mod origin;
+mod publish;
 mod redirect;
 mod registry;
 mod room_conn;
@@ -34,9 +38,13 @@ use tokio::sync::watch;
 
 pub use accounts::{AccountError, Accounts};
 pub use client_ip::TrustedProxies;
+pub use edge::EdgeConfig;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
+pub use limits::{EdgeStats, Limits};
+pub use origin::{BadOrigin, OriginPolicy};
+pub use publish::PublishKey;
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::NetConfig;
@@ -58,6 +66,8 @@ pub struct ServerConfig {
     pub geo: Option<Arc<GeoDb>>,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// Limits, `Origin` allow-lists, HTTP body timeout, publish key.
+    pub edge: EdgeConfig,
 }
 
 /// A bound, not yet running server.
@@ -68,6 +78,8 @@ pub struct Server {
     kinds: kinds::Kinds,
     accounts: Arc<Accounts>,
     links: Arc<links::Links>,
+    origins: origin::OriginCheck,
+    edge_stats: Arc<EdgeStats>,
 }
 
 /// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
@@ -109,6 +121,7 @@ impl Server {
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = listen(addr)?;
         let mut kinds = kinds::built_in(&config.apps);
         // Accounts and links share the rooms' database file, in tables of their own.
@@ -117,7 +130,13 @@ impl Server {
         let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
         let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
         kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
-        Ok(Server { listener, config, store, kinds, accounts, links })
+        Ok(Server { listener, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links })
+    }
+
+    /// The edge's counters (connections, rooms, refusals by reason), for
+    /// a metrics exporter; they move once the server runs.
+    pub fn edge_stats(&self) -> Arc<EdgeStats> {
+        self.edge_stats.clone()
     }
 
     /// Registers a room kind (or replaces a built-in one): rooms of it are
@@ -148,7 +167,9 @@ impl Server {
     /// (bounded by [`SETTLE_LIMIT`]).
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let kinds = Arc::new(self.kinds);
-        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
+        let edge = self.config.edge;
+        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let http = http::HttpSettings { max_head_len: self.config.net.max_head_len, body_timeout: edge.body_timeout, publish_key: edge.publish_key };
         let recorder = click_recorder::ClickRecorder::start(registry.clone());
         let clicks = Arc::new(clicks_edge::ClicksEdge {
             accounts: self.accounts,
@@ -166,6 +187,9 @@ impl Server {
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
+            limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
+            origins: self.origins,
+            http: Arc::new(http),
             clicks,
         });
         let net_stats = Arc::new(switchboard_net::NetStats::new());

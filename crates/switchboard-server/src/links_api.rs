@@ -172,7 +172,7 @@ async fn delete(edge: &ClicksEdge, account: &str, slug: &str) -> Response<Full<B
 /// The account's clicks room's JSON answer to an internal request.
 async fn ask_room(edge: &ClicksEdge, account: &str, method: &str, path: String) -> Option<Value> {
     let kind = RoomKind::parse(KIND)?;
-    let room = edge.registry.room(&kind, RoomId::parse(account)?)?;
+    let room = edge.registry.owned_room(&kind, RoomId::parse(account)?).ok()?;
     let response = room.request(RoomRequest { method: method.to_owned(), path, body: Bytes::new() }).await.ok()?;
     (response.status == 200).then(|| serde_json::from_slice(&response.body).ok()).flatten()
 }
