@@ -170,6 +170,10 @@ deps() {
   # The call's relay test: Debian's coturn, which that test starts and stops
   # itself on loopback (the package's own service is not needed).
   [ -x /usr/bin/turnserver ] || apt+=(coturn)
+  # The clicks benchmark (scripts/bench-clicks.sh): wrk against the
+  # redirects, nginx's static redirect as the ceiling.
+  have wrk || apt+=(wrk)
+  have nginx || [ -x /usr/sbin/nginx ] || apt+=(nginx-light)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }
