@@ -173,7 +173,7 @@ deps() {
   # The clicks benchmark (scripts/bench-clicks.sh): wrk against the
   # redirects, nginx's static redirect as the ceiling.
   have wrk || apt+=(wrk)
-  have nginx || [ -x /usr/sbin/nginx ] || apt+=(nginx-light)
+  have nginx || [ -x /usr/sbin/nginx ] || apt+=(nginx)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }
