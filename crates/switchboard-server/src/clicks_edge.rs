@@ -14,6 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use crate::accounts::Accounts;
 use crate::click_recorder::ClickRecorder;
 use crate::client_ip::TrustedProxies;
+use crate::dashboard_token::DashboardTokens;
 use crate::geo::GeoDb;
 use crate::links::Links;
 use crate::registry::Registry;
@@ -23,6 +24,7 @@ use crate::{links_api, redirect};
 pub(crate) struct ClicksEdge {
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) links: Arc<Links>,
+    pub(crate) tokens: Arc<DashboardTokens>,
     pub(crate) recorder: ClickRecorder,
     pub(crate) registry: Registry,
     pub(crate) geo: Option<Arc<GeoDb>>,
@@ -31,12 +33,15 @@ pub(crate) struct ClicksEdge {
 
 impl ClicksEdge {
     /// The response for `req` when its path is one of the clicks routes
-    /// (`/l/...`, `/api/links...`); gives the request back otherwise.
+    /// (`/l/...`, `/api/links...`, `/api/token`); gives the request back otherwise.
     pub(crate) async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Full<Bytes>>, Request<Incoming>> {
         let path = req.uri().path();
         if let Some(slug) = path.strip_prefix("/l/") {
             let slug = slug.to_owned();
             return Ok(redirect::handle(self, req, peer, &slug).await);
+        }
+        if path == "/api/token" {
+            return Ok(links_api::token(self, req).await);
         }
         if path == "/api/links" || path.starts_with("/api/links/") {
             return Ok(links_api::handle(self, req, peer).await);

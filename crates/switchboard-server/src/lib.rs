@@ -11,6 +11,7 @@ mod assets;
 mod click_recorder;
 mod clicks_edge;
 mod client_ip;
+pub mod dashboard_token;
 mod edge;
 mod geo;
 mod http;
@@ -78,6 +79,7 @@ pub struct Server {
     kinds: kinds::Kinds,
     accounts: Arc<Accounts>,
     links: Arc<links::Links>,
+    tokens: Arc<dashboard_token::DashboardTokens>,
     origins: origin::OriginCheck,
     edge_stats: Arc<EdgeStats>,
 }
@@ -130,7 +132,8 @@ impl Server {
         let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
         let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
         kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
-        Ok(Server { listener, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links })
+        let tokens = Arc::new(dashboard_token::DashboardTokens::open(config.data_dir.as_deref())?);
+        Ok(Server { listener, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, tokens })
     }
 
     /// The edge's counters (connections, rooms, refusals by reason), for
@@ -174,6 +177,7 @@ impl Server {
         let clicks = Arc::new(clicks_edge::ClicksEdge {
             accounts: self.accounts,
             links: self.links,
+            tokens: self.tokens,
             recorder: recorder.clone(),
             registry: registry.clone(),
             geo: self.config.geo.clone(),

@@ -49,6 +49,23 @@ pub(crate) async fn handle(edge: &ClicksEdge, req: Request<Incoming>, peer: Sock
     }
 }
 
+/// `POST /api/token`: a dashboard token for the `Bearer` API key's account
+/// (`{"token", "account", "expires_in"}`; see `dashboard_token`).
+pub(crate) async fn token(edge: &ClicksEdge, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let account = match authenticate(edge, &req).await {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    let ttl = crate::dashboard_token::DASHBOARD_TOKEN_TTL;
+    let token = edge.tokens.mint(&account, ttl);
+    json_response(StatusCode::OK, json!({ "token": token, "account": account, "expires_in": ttl.as_secs() }).to_string())
+}
+
 /// The account of the request's `Bearer` API key, or the 401 to answer.
 async fn authenticate(edge: &ClicksEdge, req: &Request<Incoming>) -> Result<String, Response<Full<Bytes>>> {
     let unauthorized = |why: &str| {

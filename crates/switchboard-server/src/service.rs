@@ -69,8 +69,14 @@ impl Service for SwitchboardService {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let query = info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
         let geo = self.geo.as_ref().and_then(|db| db.lookup(ip));
+        // A clicks dashboard's account comes from its token (dashboard_token).
+        let identity = if kind.as_str() == switchboard_apps::clicks::KIND {
+            self.clicks.tokens.identity(&info.request.path, &headers, &info.request.protocols).map_err(|reason| Refusal::new(401, reason))?
+        } else {
+            None
+        };
         // Made again only for a retry.
-        let connect_request = || ConnectRequest { conn, query: query.clone(), headers: headers.clone(), ip, geo: geo.clone(), identity: None };
+        let connect_request = || ConnectRequest { conn, query: query.clone(), headers: headers.clone(), ip, geo: geo.clone(), identity: identity.clone() };
         for _ in 0..ROOM_ATTEMPTS {
             let room = match self.registry.room(&kind, id.clone()) {
                 Ok(room) => room,

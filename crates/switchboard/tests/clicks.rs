@@ -279,3 +279,82 @@ async fn clicks_rooms_take_no_public_http_and_no_dashboard_without_identity() {
     let text = String::from_utf8_lossy(&raw[..n]);
     assert!(text.starts_with("HTTP/1.1 401"), "a path alone does not open a dashboard: {text}");
 }
+
+/// The status line of a WebSocket upgrade to `path` with extra header lines.
+async fn upgrade_status(server: &ServerProcess, path: &str, extra: &[String]) -> String {
+    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+    let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: sb.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = vec![0; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut raw)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&raw[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn next_json(socket: &mut Socket) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a message within 10 s").unwrap().unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn api_keys_buy_dashboard_tokens_that_open_only_their_own_accounts_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let geo = geo_file(dir.path());
+    let a = add_account(dir.path(), "acme");
+    let b = add_account(dir.path(), "bravo");
+    let server = server_on(dir.path(), &geo);
+    assert_eq!(request(&server, "POST", "/api/token", &[], "").await.status, 401);
+    assert_eq!(request(&server, "POST", "/api/token", &[bearer("sbk_wrong")], "").await.status, 401);
+    assert_eq!(request(&server, "GET", "/api/token", &[bearer(&a)], "").await.status, 405);
+    let reply = request(&server, "POST", "/api/token", &[bearer(&a)], "").await;
+    assert_eq!(reply.status, 200);
+    let answer = reply.json();
+    assert_eq!((answer["account"].as_str(), answer["expires_in"].as_u64()), (Some("acme"), Some(3600)));
+    let token_a = answer["token"].as_str().unwrap().to_owned();
+    let token_b = request(&server, "POST", "/api/token", &[bearer(&b)], "").await.json()["token"].as_str().unwrap().to_owned();
+
+    assert!(upgrade_status(&server, "/rooms/clicks/acme", &[]).await.contains(" 401 "), "no token");
+    assert!(upgrade_status(&server, "/rooms/clicks/acme?token=not.a.jwt", &[]).await.contains(" 401 "), "a bad token");
+    let at = token_a.len() - 10;
+    let swapped = if &token_a[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{swapped}{}", &token_a[..at], &token_a[at + 1..]);
+    assert!(upgrade_status(&server, &format!("/rooms/clicks/acme?token={forged}"), &[]).await.contains(" 401 "), "a wrong signature");
+    assert!(upgrade_status(&server, &format!("/rooms/clicks/bravo?token={token_a}"), &[]).await.contains(" 403 "), "A's token for B's room");
+    assert!(upgrade_status(&server, "/rooms/clicks/acme", &[format!("Sec-WebSocket-Protocol: json, switchboard.token.{token_a}")])
+        .await
+        .contains(" 101 "));
+
+    let body = json!({"url": "https://example.com/", "slug": "live"}).to_string();
+    assert_eq!(request(&server, "POST", "/api/links", &[bearer(&a)], &body).await.status, 201);
+    let (mut dash_a, _) = tokio_tungstenite::connect_async(server.ws(&format!("/rooms/clicks/acme?token={token_a}"))).await.unwrap();
+    let (mut dash_b, _) = tokio_tungstenite::connect_async(server.ws(&format!("/rooms/clicks/bravo?token={token_b}"))).await.unwrap();
+    let snapshot = next_json(&mut dash_a).await;
+    assert_eq!((snapshot["type"].as_str(), snapshot["account"].as_str(), snapshot["total"].as_u64()), (Some("snapshot"), Some("acme"), Some(0)));
+    assert_eq!(snapshot["links"][0]["slug"], "live");
+    assert_eq!(next_json(&mut dash_b).await["account"], "bravo");
+
+    request(&server, "GET", "/l/live", &["X-Forwarded-For: 203.0.113.1".to_owned(), "Referer: https://t.example/x".to_owned()], "").await;
+    let click = next_json(&mut dash_a).await;
+    assert_eq!(click["type"], "click");
+    assert_eq!((click["slug"].as_str(), click["country"].as_str(), click["city"].as_str()), (Some("live"), Some("DE"), Some("Berlin")));
+    assert_eq!((click["lat"].as_f64(), click["lon"].as_f64(), click["referrer"].as_str()), (Some(52.52), Some(13.40), Some("t.example")));
+    assert_eq!(click["total"], 1);
+
+    // B hears of its own link and click, never of A's.
+    let body = json!({"url": "https://example.org/", "slug": "bee"}).to_string();
+    assert_eq!(request(&server, "POST", "/api/links", &[bearer(&b)], &body).await.status, 201);
+    let links = next_json(&mut dash_b).await;
+    assert_eq!((links["type"].as_str(), links["links"][0]["slug"].as_str()), (Some("links"), Some("bee")));
+    request(&server, "GET", "/l/bee", &[], "").await;
+    let own = next_json(&mut dash_b).await;
+    assert_eq!((own["type"].as_str(), own["slug"].as_str(), own["total"].as_u64()), (Some("click"), Some("bee"), Some(1)));
+}
