@@ -104,9 +104,15 @@ function signIn(token) {
   start(token, claims);
 }
 
-function signOut(message = '') {
-  room?.close(1000, 'signed out');
+/** Closes the current room, if any, without reacting to its close. */
+function dropRoom(reason) {
+  const old = room;
   room = null;
+  old?.close(1000, reason);
+}
+
+function signOut(message = '') {
+  dropRoom('signed out');
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(API_KEY_KEY);
   document.body.dataset.signedIn = 'false';
@@ -141,14 +147,19 @@ function setStatus(status) {
 }
 
 function start(token, claims) {
-  room?.close(1000, 'new token');
-  room = connect({ kind: 'clicks', id: claims.sub, token });
-  room.on('status', ({ status }) => setStatus(status));
-  room.on('message', ({ json, data }) => {
+  dropRoom('new token');
+  const mine = connect({ kind: 'clicks', id: claims.sub, token });
+  room = mine;
+  mine.on('status', ({ status }) => {
+    if (room === mine) setStatus(status);
+  });
+  mine.on('message', ({ json, data }) => {
+    if (room !== mine) return;
     if (json && typeof json === 'object' && typeof json.type === 'string') handle(json);
     else console.warn('clicks: ignoring a message that is not a typed JSON object', data);
   });
-  room.on('close', ({ willReconnect }) => {
+  mine.on('close', ({ willReconnect }) => {
+    if (room !== mine) return;
     const expiring = typeof claims.exp === 'number' && claims.exp * 1000 - Date.now() < RENEW_MARGIN_MS;
     if (willReconnect && !expiring) return;
     renew();
@@ -158,8 +169,7 @@ function start(token, claims) {
 /** A fresh token from the API key, or back to the sign-in form. */
 async function renew() {
   const key = sessionStorage.getItem(API_KEY_KEY);
-  room?.close(1000, 'renewing');
-  room = null;
+  dropRoom('renewing');
   if (key === null) {
     signOut('the dashboard token expired or was refused: sign in again');
     return;
@@ -391,7 +401,7 @@ async function deleteLink(slug) {
 
 // --- start ---
 
-closeWhenLeaving(() => room?.close(1000, 'page closed'));
+closeWhenLeaving(() => dropRoom('page closed'));
 await loadMap().catch((e) => console.warn('clicks: no map', e));
 const fromAddress = new URLSearchParams(location.search).get('token');
 if (fromAddress) {
