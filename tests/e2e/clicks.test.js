@@ -127,6 +127,8 @@ step('account A signs in with an API key and its dashboard connects', async () =
   await waitFor(page, 'A connected with a snapshot', () => window.clicksState.status === 'open' && window.clicksState.snapshots >= 1, null, seen);
   assert.equal(await page.textContent('#account'), 'alpha');
   assert.equal(await page.textContent('#status'), 'connected');
+  assert.equal(await page.isVisible('#login'), false, 'the sign-in form is gone');
+  assert.equal(await page.isVisible('#map'), true);
   assert.equal(await page.locator('#links tr[data-slug="launch"]').count(), 1, 'the link is in the table');
   assert.equal(await page.locator('#map path[data-country]').count() > 150, true, 'the world map is drawn');
   assert.ok(await page.evaluate(() => sessionStorage.getItem('switchboard.clicks.token')), 'the token is kept for the tab');
