@@ -47,6 +47,8 @@ pub(crate) struct HttpSettings {
     pub(crate) body_timeout: Duration,
     /// The publish API's key; `None`: the API is off.
     pub(crate) publish_key: Option<PublishKey>,
+    /// The clicks app's routes: links API, dashboard tokens, redirects.
+    pub(crate) clicks: Arc<ClicksEdge>,
 }
 
 /// Time a client has to send a request head. 30 s: patient with slow links,
@@ -60,7 +62,6 @@ pub(crate) async fn serve_connection(
     call_ice: Arc<IceConfig>,
     settings: Arc<HttpSettings>,
     stats: Arc<EdgeStats>,
-    clicks: Arc<ClicksEdge>,
     mut shutdown: Shutdown,
 ) {
     let max_head_len = settings.max_head_len.max(HYPER_MIN_BUF);
@@ -69,9 +70,8 @@ pub(crate) async fn serve_connection(
         let call_ice = call_ice.clone();
         let settings = settings.clone();
         let stats = stats.clone();
-        let clicks = clicks.clone();
         async move {
-            let req = match clicks.route(req, peer).await {
+            let req = match settings.clicks.route(req, peer).await {
                 Ok(response) => return Ok::<_, Infallible>(response),
                 Err(req) => req,
             };

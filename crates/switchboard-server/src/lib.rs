@@ -172,7 +172,6 @@ impl Server {
         let kinds = Arc::new(self.kinds);
         let edge = self.config.edge;
         let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
-        let http = http::HttpSettings { max_head_len: self.config.net.max_head_len, body_timeout: edge.body_timeout, publish_key: edge.publish_key };
         let recorder = click_recorder::ClickRecorder::start(registry.clone());
         let clicks = Arc::new(clicks_edge::ClicksEdge {
             accounts: self.accounts,
@@ -183,6 +182,12 @@ impl Server {
             geo: self.config.geo.clone(),
             trusted_proxies: self.config.trusted_proxies.clone(),
         });
+        let http = http::HttpSettings {
+            max_head_len: self.config.net.max_head_len,
+            body_timeout: edge.body_timeout,
+            publish_key: edge.publish_key,
+            clicks: clicks.clone(),
+        };
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
             kinds,

@@ -101,15 +101,6 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(
-            io,
-            peer,
-            self.registry.clone(),
-            self.call_ice.clone(),
-            self.http.clone(),
-            self.limits.stats().clone(),
-            self.clicks.clone(),
-            shutdown,
-        ))
+        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.http.clone(), self.limits.stats().clone(), shutdown))
     }
 }
