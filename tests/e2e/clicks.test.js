@@ -216,6 +216,8 @@ step('links are created, copied and deleted from the table', async () => {
 
 step('the server restarts: the badge shows the outage, the page reconnects and the snapshot has the same totals', async () => {
   const page = dashboard.a;
+  // The badge is in the header: bring it into the screenshots.
+  await page.evaluate(() => window.scrollTo(0, 0));
   const { addr } = server;
   await server.stop();
   await waitFor(page, 'A shows the connection lost', () => window.clicksState.status !== 'open', null, seen);
