@@ -358,3 +358,26 @@ async fn api_keys_buy_dashboard_tokens_that_open_only_their_own_accounts_room() 
     let own = next_json(&mut dash_b).await;
     assert_eq!((own["type"].as_str(), own["slug"].as_str(), own["total"].as_u64()), (Some("click"), Some("bee"), Some(1)));
 }
+
+#[tokio::test]
+async fn dashboard_tokens_and_the_edges_token_mode_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_account(dir.path(), "acme");
+    let data = dir.path().to_str().unwrap();
+    let server = ServerProcess::start_with(&["--data-dir", data, "--auth-kind", "clicks=token"]);
+    let token = request(&server, "POST", "/api/token", &[bearer(&key)], "").await.json()["token"].as_str().unwrap().to_owned();
+    assert!(upgrade_status(&server, &format!("/rooms/clicks/acme?token={token}"), &[]).await.contains(" 101 "), "the edge's token mode takes it");
+    assert!(upgrade_status(&server, &format!("/rooms/clicks/bravo?token={token}"), &[]).await.contains(" 403 "));
+    assert!(upgrade_status(&server, "/rooms/clicks/acme", &[]).await.contains(" 401 "));
+    drop(server);
+
+    // `switchboard token` signs with the same secret: its tokens open dashboards too.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["token", "--account", "acme", "--ttl", "1h", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let server = ServerProcess::start_with(&["--data-dir", data]);
+    assert!(upgrade_status(&server, &format!("/rooms/clicks/acme?token={printed}"), &[]).await.contains(" 101 "));
+}
