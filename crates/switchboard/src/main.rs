@@ -37,8 +37,6 @@ struct Cli {
     command: Command,
 }
 
-// One value, parsed once at start: the size of `serve`'s flags costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 // Parsed once at start; the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
