@@ -175,6 +175,9 @@ deps() {
   # The gateway test (auth_nginx_gateway): Debian's nginx, run by the test
   # itself in the foreground on loopback (the package's service is not needed).
   [ -x /usr/sbin/nginx ] || apt+=(nginx)
+  # The clicks benchmark (scripts/bench-clicks.sh): wrk against the
+  # redirects, beside nginx's static redirect.
+  have wrk || apt+=(wrk)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }

@@ -71,12 +71,13 @@ let serverCount = 0;
  * Starts the server on `listen` (port 0 picks one) with its storage in
  * `dataDir` (in memory without one), quick heartbeats (a ping after 1 s of
  * silence, dropped 2 s later) and `geoDb` if given; its stderr goes to
- * target/test-reports/e2e/<label>-server-N.log. The result is the shared
- * helper's: { pid, addr, url, logFile, running(), stop() }.
+ * target/test-reports/e2e/<label>-server-N.log; `extra` are further `serve`
+ * flags. The result is the shared helper's: { pid, addr, url, logFile,
+ * running(), stop() }.
  */
-function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb }) {
+function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb, extra = [] }) {
   serverCount += 1;
-  const args = ['--ping-interval', '1s', '--pong-timeout', '2s', ...(geoDb ? ['--geo-db', geoDb] : [])];
+  const args = ['--ping-interval', '1s', '--pong-timeout', '2s', ...(geoDb ? ['--geo-db', geoDb] : []), ...extra];
   return server.startServer({ listen, dataDir, args, logFile: path.join(REPORTS, `${label}-server-${serverCount}.log`) });
 }
 

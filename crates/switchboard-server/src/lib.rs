@@ -8,21 +8,28 @@
 //! `switchboard-apps`.
 
 mod access_log;
+pub mod accounts;
 mod assets;
 pub mod auth;
+mod click_recorder;
+mod clicks_edge;
 mod client_ip;
+pub mod dashboard_token;
 mod drain;
 mod edge;
 mod geo;
 mod http;
 mod kinds;
 mod limits;
+pub mod links;
+mod links_api;
 mod metrics;
 mod ops;
 mod origin;
 mod process_stats;
 mod publish;
 mod readiness;
+mod redirect;
 mod registry;
 mod room_conn;
 mod routes;
@@ -40,6 +47,7 @@ use switchboard_store::{MemoryStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use accounts::{AccountError, Accounts};
 pub use client_ip::TrustedProxies;
 pub use drain::{DrainConfig, StopRequest};
 pub use edge::EdgeConfig;
@@ -89,6 +97,9 @@ pub struct Server {
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
+    accounts: Arc<Accounts>,
+    links: Arc<links::Links>,
+    tokens: Arc<dashboard_token::DashboardTokens>,
     origins: origin::OriginCheck,
     edge_stats: Arc<EdgeStats>,
 }
@@ -151,8 +162,15 @@ impl Server {
             }
         };
         let listener = listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default() })
+        let mut kinds = kinds::built_in(&config.apps);
+        // Accounts and links share the rooms' database file, in tables of their own.
+        let database = config.data_dir.as_ref().map(|dir| dir.join(DATABASE_FILE));
+        let accounts = Arc::new(Accounts::open(database.as_deref()).map_err(std::io::Error::other)?);
+        let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
+        let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
+        kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
+        let tokens = Arc::new(dashboard_token::DashboardTokens::open(config.data_dir.as_deref())?);
+        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, tokens })
     }
 
     /// The edge's counters (connections, rooms, refusals by reason), for
@@ -170,6 +188,12 @@ impl Server {
         let subprotocols = subprotocols.iter().map(|p| p.to_string()).collect();
         self.kinds.insert(name.to_owned(), RoomKindSpec { factory, subprotocols });
         Ok(())
+    }
+
+    /// The accounts table: the HTTP API resolves `Bearer` API keys with
+    /// [`Accounts::resolve_api_key`].
+    pub fn accounts(&self) -> Arc<Accounts> {
+        self.accounts.clone()
     }
 
     /// The address actually bound.
@@ -190,7 +214,7 @@ impl Server {
 
     /// Serves until `stop` becomes true, then closes every WebSocket with
     /// 1001, waits for their closing handshakes (bounded by the close
-    /// timeout), and waits until the rooms' storage writes are committed
+    /// timeout), hands the last recorded clicks to their rooms, and waits until the rooms' storage writes are committed
     /// (bounded by [`SETTLE_LIMIT`]).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let (requests, requested) = watch::channel(StopRequest::Serve);
@@ -214,11 +238,22 @@ impl Server {
         let kinds = Arc::new(self.kinds);
         let edge = self.config.edge;
         let registry = registry::Registry::start(kinds.clone(), store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let recorder = click_recorder::ClickRecorder::start(registry.clone());
+        let clicks = Arc::new(clicks_edge::ClicksEdge {
+            accounts: self.accounts,
+            links: self.links,
+            tokens: self.tokens,
+            recorder: recorder.clone(),
+            registry: registry.clone(),
+            geo: self.config.geo.clone(),
+            trusted_proxies: self.config.trusted_proxies.clone(),
+        });
         let auth = Arc::new(auth::Gate::new(self.config.auth, self.config.trusted_proxies.clone()));
         let http = http::HttpSettings {
             max_head_len: self.config.net.max_head_len,
             body_timeout: edge.body_timeout,
             publish_key: edge.publish_key,
+            clicks: clicks.clone(),
             auth: auth.clone(),
         };
         let service = Arc::new(service::SwitchboardService {
@@ -233,6 +268,7 @@ impl Server {
             limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
             origins: self.origins,
             http: Arc::new(http),
+            clicks,
             ops,
         });
         let (stop_accepting, accepting) = watch::channel(false);
@@ -251,6 +287,8 @@ impl Server {
             }
         }
         control.abort();
+        // The last redirects' clicks reach their rooms before the rooms settle.
+        recorder.flush().await;
         registry.settle(SETTLE_LIMIT).await;
     }
 }

@@ -1,6 +1,7 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod accounts_cmd;
 mod auth_args;
 mod config_file;
 mod duration;
@@ -48,6 +49,14 @@ enum Command {
     /// Check or print the configuration (docs/configuration.md).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage accounts and their API keys (for the links API and dashboards).
+    Accounts {
+        /// Directory of the database (as `serve --data-dir`).
+        #[arg(long, default_value = "./data", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        action: accounts_cmd::AccountsAction,
+    },
     /// Print a token for an account: HS256, signed with the server's secret
     /// (docs/auth.md).
     Token {
@@ -294,7 +303,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(match &cli.command {
         Command::Serve(args) => args.ops.log_format,
-        Command::Config(_) | Command::Token { .. } => LogFormat::Text,
+        Command::Config(_) | Command::Token { .. } | Command::Accounts { .. } => LogFormat::Text,
     });
     match cli.command {
         Command::Serve(args) => match args.settings() {
@@ -328,6 +337,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Token { account, ttl, jwt_secret_file, data_dir } => print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir),
+        Command::Accounts { data_dir, action } => accounts_cmd::run(&data_dir, action),
     }
 }
 
