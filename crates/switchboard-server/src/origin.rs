@@ -119,7 +119,11 @@ impl Pattern {
             return Ok(Pattern::Any);
         }
         let origin = Origin::parse(text.trim()).ok_or_else(|| BadOrigin(text.to_owned()))?;
-        if origin.host.contains('*') && !(origin.host.starts_with("*.") && !origin.host[2..].contains('*')) {
+        let wildcard_ok = match origin.host.strip_prefix("*.") {
+            Some(suffix) => !suffix.contains('*'),
+            None => !origin.host.contains('*'),
+        };
+        if !wildcard_ok {
             return Err(BadOrigin(text.to_owned()));
         }
         Ok(Pattern::Origin(origin))
