@@ -119,8 +119,9 @@ impl Pattern {
             return Ok(Pattern::Any);
         }
         let origin = Origin::parse(text.trim()).ok_or_else(|| BadOrigin(text.to_owned()))?;
+        // A wildcard only as the whole leftmost label: `*.example.com`.
         let wildcard_ok = match origin.host.strip_prefix("*.") {
-            Some(suffix) => !suffix.contains('*'),
+            Some(rest) => !rest.contains('*'),
             None => !origin.host.contains('*'),
         };
         if !wildcard_ok {
