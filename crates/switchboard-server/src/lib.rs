@@ -169,7 +169,8 @@ impl Server {
     /// open after the drain timeout are closed with 1001).
     pub async fn run_until(self, requests: watch::Receiver<StopRequest>) {
         let net_stats = Arc::new(switchboard_net::NetStats::new());
-        let metrics = metrics::Metrics::new(net_stats.clone());
+        let mut metrics = metrics::Metrics::new(net_stats.clone());
+        metrics.register_edge(self.edge_stats.clone());
         let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
         let readiness = Arc::new(readiness::Readiness::new(store.clone()));
         let ops = Arc::new(ops::Ops { metrics, readiness: readiness.clone() });

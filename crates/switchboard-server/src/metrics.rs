@@ -23,6 +23,7 @@ use prometheus_client::registry::{Registry, Unit};
 use switchboard_net::NetStats;
 use switchboard_room::RoomCensus;
 
+use crate::limits::EdgeStats;
 use crate::process_stats::ProcessStats;
 
 /// The content type of [`Metrics::render`]'s text.
@@ -81,6 +82,11 @@ impl Metrics {
         registry.register("switchboard_storage_commit_failures", "Storage batches that failed to commit", storage.commit_failures.clone());
         registry.register_collector(Box::new(Live { net }));
         Metrics { registry, auth, storage }
+    }
+
+    /// Adds the edge's limit counters (docs/limits.md), read at scrape time.
+    pub(crate) fn register_edge(&mut self, edge: Arc<EdgeStats>) {
+        self.registry.register_collector(Box::new(Edge(edge)));
     }
 
     /// The edge's auth decision counters.
@@ -166,6 +172,28 @@ impl Collector for Live {
     }
 }
 
+/// The edge's limits, read at scrape time.
+#[derive(Debug)]
+struct Edge(Arc<EdgeStats>);
+
+impl Collector for Edge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let e = &self.0;
+        let refusals = [
+            ("handshake_rate", e.refused_handshake_rate.load(Relaxed)),
+            ("origin", e.refused_origin.load(Relaxed)),
+            ("connections_per_ip", e.refused_connections_per_ip.load(Relaxed)),
+            ("max_connections", e.refused_max_connections.load(Relaxed)),
+            ("max_rooms", e.refused_max_rooms.load(Relaxed)),
+        ];
+        counters(&mut encoder, "switchboard_edge_refusals", "WebSocket upgrades refused by the edge's limits and Origin check, by reason", "reason", refusals)?;
+        let places = e.connections.load(Relaxed) as u64;
+        gauge(&mut encoder, "switchboard_edge_connections", "WebSocket connections holding a place in the connection limits", places)?;
+        gauge(&mut encoder, "switchboard_edge_tracked_ips", "Client addresses (IPv6: /64s) the per-IP limits track now", e.tracked_ips.load(Relaxed) as u64)
+    }
+}
+
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
@@ -197,7 +225,10 @@ mod tests {
 
     #[test]
     fn renders_live_figures_and_recorded_ones() {
-        let metrics = Metrics::new(Arc::new(NetStats::new()));
+        let mut metrics = Metrics::new(Arc::new(NetStats::new()));
+        let edge = Arc::new(EdgeStats::default());
+        edge.refused_origin.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+        metrics.register_edge(edge);
         metrics.auth().record("token", "denied");
         metrics.auth().record("token", "denied");
         metrics.storage().commit_seconds.observe(0.003);
@@ -205,6 +236,7 @@ mod tests {
         assert!(text.contains("switchboard_auth_decisions_total{mode=\"token\",decision=\"denied\"} 2\n"), "{text}");
         assert!(text.contains("switchboard_storage_commit_seconds_count 1\n"), "{text}");
         assert!(text.contains("# TYPE switchboard_connections_open gauge\nswitchboard_connections_open 0\n"), "{text}");
+        assert!(text.contains("switchboard_edge_refusals_total{reason=\"origin\"} 3\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }
