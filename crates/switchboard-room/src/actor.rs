@@ -1,7 +1,7 @@
 //! The actor that owns one room: its mailbox, its connections, its alarms,
 //! and the room object that hibernation drops and rebuilds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -476,6 +476,7 @@ pub fn spawn_room_notifying(
         store,
         object: None,
         conns: BTreeMap::new(),
+        accepted: BTreeSet::new(),
         alarms,
         auto_response: None,
         held: Held::default(),
@@ -520,6 +521,9 @@ struct Actor {
     /// The room object; `None` while hibernating.
     object: Option<Box<dyn Room>>,
     conns: BTreeMap<ConnId, ConnRecord>,
+    /// Connections accepted and not yet opened (or closed): the 101 is on
+    /// its way, so the actor must not stop before their `Open` arrives.
+    accepted: BTreeSet<ConnId>,
     alarms: BTreeMap<String, SystemTime>,
     auto_response: Option<Arc<AutoResponse>>,
     /// Frames held back until the end of the batch (see `Ctx::send`, `Ctx::broadcast`).
@@ -599,7 +603,8 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                 }
             }
         }
-        if actor.object.is_none() && actor.conns.is_empty() && actor.alarms.is_empty() && actor.pending.is_idle() && rx.is_empty() {
+        if actor.object.is_none() && actor.conns.is_empty() && actor.accepted.is_empty() && actor.alarms.is_empty() && actor.pending.is_idle() && rx.is_empty()
+        {
             // Nothing left to wait for: stop; the owner starts a new actor on demand.
             actor.stopped = true;
             return;
@@ -698,9 +703,14 @@ impl Actor {
                         decision = Decision::Reject { status: 500, reason: "room attachment too large".into() };
                     }
                 }
-                let _ = reply.send(decision);
+                let accepted = matches!(decision, Decision::Accept { .. });
+                // A decision nobody waits for any more opens nothing.
+                if reply.send(decision).is_ok() && accepted {
+                    self.accepted.insert(request.conn);
+                }
             }
             RoomEvent::Open { conn, sink, tags, attachment } => {
+                self.accepted.remove(&conn);
                 if self.auto_response.is_some() {
                     sink.set_auto_response(self.auto_response.clone());
                 }
@@ -727,6 +737,8 @@ impl Actor {
                 }
             }
             RoomEvent::Close { conn, mut closed, done } => {
+                // Also the end of an accepted connection that never opened.
+                self.accepted.remove(&conn);
                 if let Some(record) = self.conns.remove(&conn) {
                     closed.attachment = record.into_attachment();
                     self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));

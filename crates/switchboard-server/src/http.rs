@@ -236,7 +236,7 @@ async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry,
     let method = req.method().to_string();
     let body = match read_body(req.into_body(), MAX_ROOM_REQUEST_BODY, settings.body_timeout).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(room) = registry.existing(&api.kind, api.id) else { return text(StatusCode::NOT_FOUND, "no such room\n") };
     let request = RoomRequest { method, path: api.rest, body };
@@ -264,11 +264,11 @@ fn ice_servers(config: &IceConfig) -> Response<Full<Bytes>> {
 /// Reads a request body whole, bounded in size (413) and time (408); a
 /// body that breaks HTTP's framing (bad chunk sizes) is a 400. A refusal
 /// closes the connection: the rest of the body is not read.
-pub(crate) async fn read_body(body: Incoming, limit: usize, deadline: Duration) -> Result<Bytes, Response<Full<Bytes>>> {
+pub(crate) async fn read_body(body: Incoming, limit: usize, deadline: Duration) -> Result<Bytes, Box<Response<Full<Bytes>>>> {
     let refused = |status, message: String| {
         let mut response = text(status, message);
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-        response
+        Box::new(response)
     };
     let too_large = || refused(StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {limit} bytes\n"));
     // An announced length beyond the limit is refused before any of it is read.

@@ -34,12 +34,14 @@ pub struct Limits {
     /// NAT puts many users behind one address.
     pub max_connections_per_ip: usize,
     /// Upgrade requests per second per client IP, sustained; more are
-    /// refused with 429 and `Retry-After`. Default 1,000: a reconnect
-    /// storm of a whole office behind one NAT, or the benchmarks' churn
-    /// from one address, pass; a client looping on handshakes does not.
+    /// refused with 429 and `Retry-After`. Default 2,000: a reconnect
+    /// storm of a whole office behind one NAT, and the benchmarks (10,000
+    /// subscribers from 127.0.0.1, several hundred handshakes a second
+    /// per source address), pass; a client looping on handshakes is held
+    /// to a small share of a core.
     pub handshakes_per_second_per_ip: u32,
     /// Upgrade requests one IP may send in a burst above the sustained rate.
-    /// Default 2,000.
+    /// Default 4,000: two seconds' worth.
     pub handshake_burst_per_ip: u32,
     /// Live rooms (actors) on this server; a connection that would start
     /// another is refused with 503. Default 100,000.

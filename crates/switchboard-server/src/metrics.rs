@@ -11,7 +11,6 @@
 //! request at the edge (auth decisions). docs/operations.md lists every
 //! metric with its type and labels.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -82,7 +81,9 @@ impl Metrics {
             storage.commit_seconds.clone(),
         );
         registry.register("switchboard_storage_commit_failures", "Storage batches that failed to commit", storage.commit_failures.clone());
-        registry.register_collector(Box::new(Live { net, edge }));
+        registry.register_collector(Box::new(Live { net }));
+        // The edge's limit counters (docs/limits.md), read at scrape time.
+        registry.register_collector(Box::new(Edge(edge)));
         Metrics { registry, auth, storage }
     }
 
@@ -111,7 +112,6 @@ impl Metrics {
 #[derive(Debug)]
 struct Live {
     net: Arc<NetStats>,
-    edge: Arc<EdgeStats>,
 }
 
 impl Collector for Live {
@@ -147,17 +147,6 @@ impl Collector for Live {
             net.closed_slow_consumer,
         )?;
 
-        let edge = &self.edge;
-        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        let limits = [
-            ("handshake_rate", load(&edge.refused_handshake_rate)),
-            ("connections_per_ip", load(&edge.refused_connections_per_ip)),
-            ("max_connections", load(&edge.refused_max_connections)),
-            ("max_rooms", load(&edge.refused_max_rooms)),
-            ("origin", load(&edge.refused_origin)),
-        ];
-        counters(&mut encoder, "switchboard_edge_refusals", "Upgrade requests the edge refused, by the limit or check that refused them", "reason", limits)?;
-
         let rooms = RoomCensus::now();
         gauge(&mut encoder, "switchboard_rooms_live", "Rooms whose actor runs (awake or hibernated)", rooms.live)?;
         gauge(&mut encoder, "switchboard_rooms_hibernated", "Live rooms whose in-memory state is dropped until the next event", rooms.hibernated())?;
@@ -178,6 +167,28 @@ impl Collector for Live {
             metric.encode(encoder.encode_descriptor("process_cpu_seconds", "User and system CPU time spent, in seconds", None, metric.metric_type())?)?;
         }
         Ok(())
+    }
+}
+
+/// The edge's limits, read at scrape time.
+#[derive(Debug)]
+struct Edge(Arc<EdgeStats>);
+
+impl Collector for Edge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let e = &self.0;
+        let refusals = [
+            ("handshake_rate", e.refused_handshake_rate.load(Relaxed)),
+            ("origin", e.refused_origin.load(Relaxed)),
+            ("connections_per_ip", e.refused_connections_per_ip.load(Relaxed)),
+            ("max_connections", e.refused_max_connections.load(Relaxed)),
+            ("max_rooms", e.refused_max_rooms.load(Relaxed)),
+        ];
+        counters(&mut encoder, "switchboard_edge_refusals", "WebSocket upgrades refused by the edge's limits and Origin check, by reason", "reason", refusals)?;
+        let places = e.connections.load(Relaxed) as u64;
+        gauge(&mut encoder, "switchboard_edge_connections", "WebSocket connections holding a place in the connection limits", places)?;
+        gauge(&mut encoder, "switchboard_edge_tracked_ips", "Client addresses (IPv6: /64s) the per-IP limits track now", e.tracked_ips.load(Relaxed) as u64)
     }
 }
 
@@ -212,7 +223,9 @@ mod tests {
 
     #[test]
     fn renders_live_figures_and_recorded_ones() {
-        let metrics = Metrics::new(Arc::new(NetStats::new()), Arc::default());
+        let edge = Arc::new(EdgeStats::default());
+        edge.refused_origin.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+        let metrics = Metrics::new(Arc::new(NetStats::new()), edge);
         metrics.auth().record("token", "denied");
         metrics.auth().record("token", "denied");
         metrics.storage().commit_seconds.observe(0.003);
@@ -220,6 +233,7 @@ mod tests {
         assert!(text.contains("switchboard_auth_decisions_total{mode=\"token\",decision=\"denied\"} 2\n"), "{text}");
         assert!(text.contains("switchboard_storage_commit_seconds_count 1\n"), "{text}");
         assert!(text.contains("# TYPE switchboard_connections_open gauge\nswitchboard_connections_open 0\n"), "{text}");
+        assert!(text.contains("switchboard_edge_refusals_total{reason=\"origin\"} 3\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

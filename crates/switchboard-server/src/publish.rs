@@ -119,7 +119,7 @@ pub(crate) async fn one(req: Request<Incoming>, api: ApiRoute, registry: &Regist
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match read_body(req.into_body(), MAX_ROOM_REQUEST_BODY, settings.body_timeout).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let message = match body_message(content_type.as_deref(), body) {
         Ok(message) => message,
@@ -151,7 +151,7 @@ pub(crate) async fn batch(req: Request<Incoming>, registry: &Registry, settings:
     }
     let body = match read_body(req.into_body(), MAX_ROOM_REQUEST_BODY, settings.body_timeout).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let entries: Vec<Entry<'_>> = match serde_json::from_slice(&body) {
         Ok(entries) => entries,

@@ -283,8 +283,9 @@ impl<W: Future<Output = bool>> Future for Delivery<'_, W> {
 impl Drop for RoomConnection {
     fn drop(&mut self) {
         // The task ended without on_close (it panicked, or the runtime is
-        // stopping): make sure the room forgets the connection.
-        if !self.opened {
+        // stopping), or the connection was accepted and never opened (the
+        // 101 could not be written): make sure the room forgets it.
+        if !self.opened && self.joining.is_none() {
             return;
         }
         let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "connection task ended".into(), clean: false, attachment: None };

@@ -81,6 +81,11 @@ async fn by_default_the_own_origin_and_local_pages_may_connect_and_other_sites_m
         assert_eq!(connect(&server, "/rooms/echo/o", &[("Origin", origin)], "127.0.0.1").await.err(), Some(403), "{origin}");
     }
     assert_eq!(stats(&server).await["refused"]["origin"], 3);
+    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut metrics = String::new();
+    stream.read_to_string(&mut metrics).await.unwrap();
+    assert!(metrics.contains("switchboard_edge_refusals_total{reason=\"origin\"} 3\n"), "{metrics}");
 }
 
 #[tokio::test]

@@ -141,3 +141,12 @@ async fn publishing_to_a_room_that_does_not_run_starts_nothing() {
     let (status, _) = post(&server, "/api/rooms/nokind/a/publish", Some(&bearer()), "text/plain", "x").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_room_kind_may_refuse_publications() {
+    let (server, _key) = server_with_key();
+    let _peer = join(&server, "call/c1").await;
+    let (status, body) = post(&server, "/api/rooms/call/c1/publish", Some(&bearer()), "application/json", "{}").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("signaling"), "{body}");
+}

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use rand::Rng;
-use switchboard_room::{CloseCode, Closed, ConnId, Ctx, Message, Room, RoomFactory, RoomStorage};
+use switchboard_room::{CloseCode, Closed, ConnId, Ctx, Message, Published, Room, RoomFactory, RoomStorage};
 
 use crate::rate::TokenBucket;
 pub use ice::{IceConfig, IceServers, TurnSecret};
@@ -177,6 +177,12 @@ impl Call {
 }
 
 impl Room for Call {
+    /// A call carries only its peers' signaling: anything else on the
+    /// socket would reach the call page as a protocol error.
+    fn on_publish(&mut self, _ctx: &mut Ctx<'_>, _message: Message) -> Published {
+        Published::Refused { status: 403, reason: "call rooms carry only their peers' signaling; they take no published messages".into() }
+    }
+
     fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
         let peers: Vec<Peer> = Call::peers(ctx).into_iter().map(|(_, p)| p).collect();
         if peers.len() >= self.config.max_peers {

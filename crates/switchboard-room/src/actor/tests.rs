@@ -659,3 +659,30 @@ async fn the_owner_hears_when_an_actor_stops() {
     assert!(room.is_closed());
     drop(a);
 }
+
+#[tokio::test]
+async fn an_accepted_connection_keeps_the_actor_until_it_opens_or_closes() {
+    let room = spawn_room(name("slow-open"), factory(), Arc::new(MemoryStore::new()), config());
+    let request = ConnectRequest { conn: ConnId(1), query: "x".into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
+    assert!(matches!(room.connect(request).await, Ok(Decision::Accept { .. })));
+    // The 101 takes longer than the room's idle time: it hibernates, and
+    // must not stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!room.is_closed());
+    let sink = Arc::new(FakeSink::default());
+    room.open(ConnId(1), Box::new(sink.clone()), vec![], None).await.expect("the room is still there");
+    assert_eq!(settle(&room).await.connections, 1);
+    // An accepted connection that never opens is given up by a close.
+    let request = ConnectRequest { conn: ConnId(2), query: "x".into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
+    assert!(matches!(room.connect(request).await, Ok(Decision::Accept { .. })));
+    for id in [1, 2] {
+        room.close(ConnId(id), Closed { code: None, reason: String::new(), clean: false, attachment: None }, None).await.unwrap();
+    }
+    for _ in 0..100 {
+        if room.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the actor did not stop once nothing was left");
+}
