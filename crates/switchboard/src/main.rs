@@ -1,6 +1,7 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod auth_args;
 mod config_file;
 mod duration;
 mod edge_args;
@@ -39,12 +40,30 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start; the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
     /// Check or print the configuration (docs/configuration.md).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a token for an account: HS256, signed with the server's secret
+    /// (docs/auth.md).
+    Token {
+        /// The token's subject.
+        #[arg(long)]
+        account: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = duration::parse_duration)]
+        ttl: Duration,
+        /// File holding the HS256 secret; by default DATA_DIR/jwt-secret.
+        #[arg(long, value_name = "PATH")]
+        jwt_secret_file: Option<PathBuf>,
+        /// The server's data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +142,8 @@ struct ServeArgs {
     /// and at start, for no measured speed-up (docs/benchmarks.md).
     #[arg(long, env = "SWITCHBOARD_HUGE_PAGES", num_args = 0..=1, default_missing_value = "true")]
     huge_pages: Option<bool>,
+    #[command(flatten)]
+    auth: auth_args::AuthArgs,
     #[command(flatten)]
     edge: edge_args::EdgeArgs,
     #[command(flatten)]
@@ -304,11 +325,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Token { account, ttl, jwt_secret_file, data_dir } => {
+            init_logs(LogFormat::Text);
+            print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir)
+        }
     }
 }
 
 /// Starts the server with the effective settings (and the flags that
-/// have no key in the file yet: the edge's limits).
+/// have no key in the file yet: identity at the edge, the edge's limits).
 fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
     if !settings.huge_pages {
         huge_pages::disable();
@@ -320,6 +345,17 @@ fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    config.auth = match args.auth.config(config.data_dir.as_deref()) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = config.auth.check(!config.trusted_proxies.is_empty()) {
+        eprintln!("switchboard: {e}");
+        return ExitCode::FAILURE;
+    }
     config.edge = match args.edge.config() {
         Ok(edge) => edge,
         Err(e) => {
@@ -338,6 +374,20 @@ fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(serve(settings.listen, config))
+}
+
+fn print_token(account: &str, ttl: Duration, secret_file: Option<&std::path::Path>, data_dir: &std::path::Path) -> ExitCode {
+    let token = auth_args::minting_keys(secret_file, data_dir).and_then(|keys| keys.mint(account, ttl).map_err(|e| e.to_string()));
+    match token {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
