@@ -406,6 +406,11 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the address lines: whoever reads them may send SIGHUP at once,
+    // and without the handler it would stop the process.
+    if let (Some(reloader), Some(cert)) = (server.tls_reloader(), tls_cert) {
+        sighup::reload_tls_on_sighup(reloader, cert);
+    }
     // Tests and scripts read these lines to learn the ports; the plain
     // listener's comes first.
     println!("switchboard listening on http://{addr}");
@@ -420,9 +425,6 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
     }
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "try: new WebSocket('ws://{addr}/rooms/echo/x')");
-    if let (Some(reloader), Some(cert)) = (server.tls_reloader(), tls_cert) {
-        sighup::reload_tls_on_sighup(reloader, cert);
-    }
 
     let (stop_tx, stop_rx) = watch::channel(StopRequest::Serve);
     tokio::spawn(forward_signals(stop_tx));
