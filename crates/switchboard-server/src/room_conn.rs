@@ -10,15 +10,17 @@
 //! closed when the token expires.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use crate::access_log;
 use crate::auth::TOKEN_EXPIRED_CLOSE;
 use crate::limits::ConnPermit;
 use bytes::Bytes;
-use switchboard_net::{Handler, Outbound, Outbox, Push};
+use switchboard_net::{Handler, Outbound, Outbox, Push, Traffic};
 use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
@@ -27,8 +29,8 @@ use tokio::task::AbortHandle;
 /// The room side of a connection's outbound queue: frames the room's
 /// messages (a run once for all its recipients) and queues them. It holds
 /// the connection's place in the limits, given back when the room lets go
-/// of the connection.
-pub(crate) struct SocketSink(Arc<Outbound>, #[allow(dead_code)] ConnPermit);
+/// of the connection, and the token's expiry timer, if any.
+pub(crate) struct SocketSink(Arc<Outbound>, #[allow(dead_code)] ConnPermit, #[allow(dead_code)] Option<ExpiryTimer>);
 
 fn data_op(message: &Message) -> OpCode {
     match message {
@@ -112,61 +114,66 @@ pub(crate) struct RoomConnection {
     /// Longest wait in milliseconds for the room to process our close
     /// before replying anyway (a `u32`: this struct is in every connection).
     close_wait_ms: u32,
-    /// Closes the connection when its token expires (token auth only).
-    expiry: Option<AbortHandle>,
+    /// For the session's access log line: the client's address, when the
+    /// session began (`access_log::session_clock_ms`), and the close code
+    /// it ended with (0 until `on_close`; 1005 for a close without code).
+    client: IpAddr,
+    started_ms: u64,
+    close_code: u16,
 }
 
-struct Joining {
-    tags: Vec<String>,
-    attachment: Option<Vec<u8>>,
-    permit: ConnPermit,
-    expires: Option<SystemTime>,
+/// What an accepted connection brings to the room when it opens.
+pub(crate) struct Joining {
+    /// Tags and attachment from the room's decision.
+    pub(crate) tags: Vec<String>,
+    pub(crate) attachment: Option<Vec<u8>>,
+    /// Its place in the limits.
+    pub(crate) permit: ConnPermit,
+    /// When its token expires (token auth only).
+    pub(crate) expires: Option<SystemTime>,
 }
 
 impl RoomConnection {
-    pub(crate) fn new(
-        room: RoomHandle,
-        conn: ConnId,
-        tags: Vec<String>,
-        attachment: Option<Vec<u8>>,
-        close_wait: Duration,
-        permit: ConnPermit,
-        expires: Option<SystemTime>,
-    ) -> RoomConnection {
-        let joining = Some(Box::new(Joining { tags, attachment, permit, expires }));
+    pub(crate) fn new(room: RoomHandle, conn: ConnId, joining: Joining, close_wait: Duration, client: IpAddr) -> RoomConnection {
+        let joining = Some(Box::new(joining));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
-        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, expiry: None }
-    }
-
-    fn stop_expiry(&mut self) {
-        if let Some(expiry) = self.expiry.take() {
-            expiry.abort();
-        }
+        let started_ms = access_log::session_clock_ms();
+        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
     }
 }
 
-/// Closes the connection with [`TOKEN_EXPIRED_CLOSE`] once `expires` has
-/// passed. A task of its own (not the connection's timers): only
-/// token-authenticated connections pay for it.
-fn close_at_expiry(outbound: Arc<Outbound>, expires: SystemTime) -> AbortHandle {
-    let left = expires.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-    tokio::spawn(async move {
-        tokio::time::sleep(left).await;
-        outbound.close(TOKEN_EXPIRED_CLOSE, "token expired");
-    })
-    .abort_handle()
+/// Closes the connection with [`TOKEN_EXPIRED_CLOSE`] once its token has
+/// expired. A task of its own (not the connection's timers), so only
+/// token-authenticated connections pay for it; it lives in the room's
+/// sink, and stops when the room lets go of the connection.
+struct ExpiryTimer(AbortHandle);
+
+impl ExpiryTimer {
+    fn start(outbound: Arc<Outbound>, expires: SystemTime) -> ExpiryTimer {
+        let left = expires.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(left).await;
+            outbound.close(TOKEN_EXPIRED_CLOSE, "token expired");
+        });
+        ExpiryTimer(task.abort_handle())
+    }
+}
+
+impl Drop for ExpiryTimer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
         let Some(joining) = self.joining.take() else { return };
         let Joining { tags, attachment, permit, expires } = *joining;
-        let sink = Box::new(SocketSink(out.outbound(), permit));
+        let expiry = expires.map(|at| ExpiryTimer::start(out.outbound(), at));
+        let sink = Box::new(SocketSink(out.outbound(), permit, expiry));
         self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
-        } else if let Some(expires) = expires {
-            self.expiry = Some(close_at_expiry(out.outbound(), expires));
         }
     }
 
@@ -199,7 +206,7 @@ impl Handler for RoomConnection {
     }
 
     async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
-        self.stop_expiry();
+        self.close_code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
         if !self.opened {
             return;
         }
@@ -214,6 +221,11 @@ impl Handler for RoomConnection {
         // Replies the room sent before our close frame must go out before it.
         let wait = orderly.then(|| Duration::from_millis(self.close_wait_ms.into()));
         let _ = self.room.close(self.conn, closed, wait).await;
+    }
+
+    fn on_end(&mut self, traffic: Traffic) {
+        let code = (self.close_code != 0).then_some(self.close_code);
+        access_log::session(self.client, self.room.name(), access_log::since(self.started_ms), traffic, code);
     }
 }
 
@@ -270,7 +282,6 @@ impl<W: Future<Output = bool>> Future for Delivery<'_, W> {
 
 impl Drop for RoomConnection {
     fn drop(&mut self) {
-        self.stop_expiry();
         // The task ended without on_close (it panicked, or the runtime is
         // stopping): make sure the room forgets the connection.
         if !self.opened {
@@ -278,5 +289,21 @@ impl Drop for RoomConnection {
         }
         let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "connection task ended".into(), clean: false, attachment: None };
         self.room.close_detached(self.conn, closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoomConnection;
+
+    /// The handler lives in every connection's box beside the protocol
+    /// engine and the read buffer; at 88 bytes that box stays within
+    /// mimalloc's 192-byte size class (docs/benchmarks.md, idle memory).
+    #[test]
+    fn a_room_connection_takes_at_most_88_bytes() {
+        let size = std::mem::size_of::<RoomConnection>();
+        assert!(size <= 88, "RoomConnection is {size} bytes");
+        let boxed = size + std::mem::size_of::<switchboard_proto::Connection>() + std::mem::size_of::<bytes::BytesMut>();
+        assert!(boxed <= 192, "a connection's box is {boxed} bytes");
     }
 }

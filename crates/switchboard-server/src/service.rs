@@ -19,9 +19,10 @@ use crate::geo::GeoDb;
 use crate::http;
 use crate::kinds::Kinds;
 use crate::limits::EdgeLimits;
+use crate::ops::Ops;
 use crate::origin::OriginCheck;
 use crate::registry::{Registry, RoomUnavailable};
-use crate::room_conn::RoomConnection;
+use crate::room_conn::{Joining, RoomConnection};
 use crate::routes::{Route, RouteError};
 
 pub(crate) struct SwitchboardService {
@@ -39,6 +40,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) origins: OriginCheck,
     /// Plain HTTP's bounds and the publish API's key.
     pub(crate) http: Arc<http::HttpSettings>,
+    /// Metrics and readiness, for their HTTP routes.
+    pub(crate) ops: Arc<Ops>,
     /// Who clients are, per room kind and for the HTTP API.
     pub(crate) auth: Arc<Gate>,
 }
@@ -97,7 +100,8 @@ impl Service for SwitchboardService {
                     // when the kind speaks nothing else the client offered.
                     let marker = admitted.via_protocol.then(|| info.request.select_protocol(&[auth::TOKEN_PROTOCOL])).flatten();
                     let protocol = info.request.select_protocol(&supported).or(marker).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit, admitted.expires);
+                    let joining = Joining { tags, attachment, permit, expires: admitted.expires };
+                    let handler = RoomConnection::new(room, conn, joining, self.close_wait, ip);
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal::new(status, reason)),
@@ -108,6 +112,15 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.http.clone(), self.limits.stats().clone(), shutdown))
+        Box::pin(http::serve_connection(
+            io,
+            peer,
+            self.registry.clone(),
+            self.call_ice.clone(),
+            self.http.clone(),
+            self.limits.stats().clone(),
+            self.ops.clone(),
+            shutdown,
+        ))
     }
 }
