@@ -79,8 +79,8 @@ pub(crate) async fn serve_connection(
         let (started, method, path) = (Instant::now(), req.method().clone(), req.uri().path().to_owned());
         async move {
             let response = match admit_api(&req, peer, &settings.auth).await {
-                Ok(()) => route(req, registry, &call_ice, &settings, &stats, &ops).await,
                 Err(denied) => text(StatusCode::from_u16(denied.status).unwrap_or(StatusCode::UNAUTHORIZED), format!("{}\n", denied.reason)),
+                Ok(()) => route(req, registry, &call_ice, &settings, &stats, &ops).await,
             };
             access_log::http(peer, &method, &path, response.status(), started.elapsed());
             Ok::<_, Infallible>(response)

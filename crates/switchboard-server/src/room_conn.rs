@@ -29,8 +29,19 @@ use tokio::task::AbortHandle;
 /// The room side of a connection's outbound queue: frames the room's
 /// messages (a run once for all its recipients) and queues them. It holds
 /// the connection's place in the limits, given back when the room lets go
-/// of the connection, and the token's expiry timer, if any.
+/// of the connection.
 pub(crate) struct SocketSink(Arc<Outbound>, #[allow(dead_code)] ConnPermit, #[allow(dead_code)] Option<ExpiryTimer>);
+
+/// The task that closes a token-authenticated connection when its token
+/// expires; it lives with the room's sink, so it ends when the room lets
+/// go of the connection (and the handler stays small for every other one).
+pub(crate) struct ExpiryTimer(AbortHandle);
+
+impl Drop for ExpiryTimer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 fn data_op(message: &Message) -> OpCode {
     match message {
@@ -122,12 +133,12 @@ pub(crate) struct RoomConnection {
     close_code: u16,
 }
 
-/// What an accepted connection brings to the room when it opens.
+/// What an accepted connection brings to its room when it opens.
 pub(crate) struct Joining {
-    /// Tags and attachment from the room's decision.
+    /// The room's decision: tags and attachment.
     pub(crate) tags: Vec<String>,
     pub(crate) attachment: Option<Vec<u8>>,
-    /// Its place in the limits.
+    /// Its place in the edge's connection limits, held while it is open.
     pub(crate) permit: ConnPermit,
     /// When its token expires (token auth only).
     pub(crate) expires: Option<SystemTime>,
@@ -142,34 +153,23 @@ impl RoomConnection {
     }
 }
 
-/// Closes the connection with [`TOKEN_EXPIRED_CLOSE`] once its token has
-/// expired. A task of its own (not the connection's timers), so only
-/// token-authenticated connections pay for it; it lives in the room's
-/// sink, and stops when the room lets go of the connection.
-struct ExpiryTimer(AbortHandle);
-
-impl ExpiryTimer {
-    fn start(outbound: Arc<Outbound>, expires: SystemTime) -> ExpiryTimer {
-        let left = expires.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-        let task = tokio::spawn(async move {
-            tokio::time::sleep(left).await;
-            outbound.close(TOKEN_EXPIRED_CLOSE, "token expired");
-        });
-        ExpiryTimer(task.abort_handle())
-    }
-}
-
-impl Drop for ExpiryTimer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// Closes the connection with [`TOKEN_EXPIRED_CLOSE`] once `expires` has
+/// passed. A task of its own (not the connection's timers): only
+/// token-authenticated connections pay for it.
+fn close_at_expiry(outbound: Arc<Outbound>, expires: SystemTime) -> ExpiryTimer {
+    let left = expires.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(left).await;
+        outbound.close(TOKEN_EXPIRED_CLOSE, "token expired");
+    });
+    ExpiryTimer(task.abort_handle())
 }
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
         let Some(joining) = self.joining.take() else { return };
         let Joining { tags, attachment, permit, expires } = *joining;
-        let expiry = expires.map(|at| ExpiryTimer::start(out.outbound(), at));
+        let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
         let sink = Box::new(SocketSink(out.outbound(), permit, expiry));
         self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {

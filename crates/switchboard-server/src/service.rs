@@ -100,8 +100,7 @@ impl Service for SwitchboardService {
                     // when the kind speaks nothing else the client offered.
                     let marker = admitted.via_protocol.then(|| info.request.select_protocol(&[auth::TOKEN_PROTOCOL])).flatten();
                     let protocol = info.request.select_protocol(&supported).or(marker).map(str::to_owned);
-                    let joining = Joining { tags, attachment, permit, expires: admitted.expires };
-                    let handler = RoomConnection::new(room, conn, joining, self.close_wait, ip);
+                    let handler = RoomConnection::new(room, conn, Joining { tags, attachment, permit, expires: admitted.expires }, self.close_wait, ip);
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal::new(status, reason)),
