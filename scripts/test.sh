@@ -10,7 +10,8 @@
 #             (pins ws 8.23.0 and playwright-core 1.65.1), Python's
 #             prometheus_client 0.26.0 in target/prometheus-venv if missing
 #   build     release binaries target/release/switchboard{,-loadgen} and the
-#             geo_fixture example (the browser tests' geo database)
+#             geo_fixture and tls_test_certs examples (the browser tests' geo
+#             database, the Node and browser tests' TLS certificates)
 #   lint      `cargo fmt --all --check` (rustfmt.toml) and `cargo clippy
 #             --workspace --all-targets --locked -- -D warnings`
 #   rust      unit + integration tests (cargo nextest + doc tests, or cargo test)
@@ -50,7 +51,7 @@ main() {
 
   part deps 900 "$SELF" --part deps
 
-  if part build 2400 cargo build --release --locked -p switchboard -p switchboard-loadgen --bins --example geo_fixture; then
+  if part build 2400 cargo build --release --locked -p switchboard -p switchboard-loadgen --bins --example geo_fixture --example tls_test_certs; then
     BUILT=1
   else
     BUILT=0
@@ -174,6 +175,9 @@ deps() {
   # The gateway test (auth_nginx_gateway): Debian's nginx, run by the test
   # itself in the foreground on loopback (the package's service is not needed).
   [ -x /usr/sbin/nginx ] || apt+=(nginx)
+  # The clicks benchmark (scripts/bench-clicks.sh): wrk against the
+  # redirects, beside nginx's static redirect.
+  have wrk || apt+=(wrk)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }

@@ -61,7 +61,7 @@ const texts = (selector) => [...document.querySelectorAll(selector)].map((e) => 
 test('landing page links to every app, and the chat link opens a working chat', { timeout: 60_000 }, async () => {
   const page = await open(`${server.url}/`);
   const links = await page.$$eval('a[href^="/apps/"]', (as) => as.map((a) => a.getAttribute('href')));
-  assert.deepEqual(links.sort(), ['/apps/broadcast/', '/apps/call/', '/apps/chat/', '/apps/echo/']);
+  assert.deepEqual(links.sort(), ['/apps/broadcast/', '/apps/call/', '/apps/chat/', '/apps/clicks/', '/apps/echo/']);
   await screenshot(page, 'landing');
   await page.click('#app-chat');
   await waitFor(page, 'the chat page, connected to the lobby',

@@ -71,17 +71,21 @@ let serverCount = 0;
  * Starts the server on `listen` (port 0 picks one) with its storage in
  * `dataDir` (in memory without one), quick heartbeats (a ping after 1 s of
  * silence, dropped 2 s later) and `geoDb` if given; its stderr goes to
- * target/test-reports/e2e/<label>-server-N.log. The result is the shared
- * helper's: { pid, addr, url, logFile, running(), stop() }.
+ * target/test-reports/e2e/<label>-server-N.log; `extra` are further `serve`
+ * flags. The result is the shared helper's: { pid, addr, url, logFile,
+ * running(), stop() }.
  */
-function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb }) {
+function startServer({ label, listen = '127.0.0.1:0', dataDir, geoDb, extra = [] }) {
   serverCount += 1;
-  const args = ['--ping-interval', '1s', '--pong-timeout', '2s', ...(geoDb ? ['--geo-db', geoDb] : [])];
+  const args = ['--ping-interval', '1s', '--pong-timeout', '2s', ...(geoDb ? ['--geo-db', geoDb] : []), ...extra];
   return server.startServer({ listen, dataDir, args, logFile: path.join(REPORTS, `${label}-server-${serverCount}.log`) });
 }
 
-/** One headless Chromium for a test file (launch options: docs/e2e.md). */
-async function launchBrowser() {
+/**
+ * One headless Chromium for a test file (launch options: docs/e2e.md);
+ * `extraArgs` are added to the command line (e.g. a certificate to trust).
+ */
+async function launchBrowser({ extraArgs = [] } = {}) {
   const { chromium } = require('playwright-core');
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -90,7 +94,7 @@ async function launchBrowser() {
     // Playwright adds --headless, --no-sandbox, a fresh profile and its own
     // --disable-features list; passing --disable-features here would replace
     // that list, so don't.
-    args: ['--disable-gpu', '--disable-quic'],
+    args: ['--disable-gpu', '--disable-quic', ...extraArgs],
   });
 }
 

@@ -2,7 +2,7 @@
 // tests/e2e) and stops it by its own PID. The one place those tests spawn
 // the server: the binary is $SWITCHBOARD_BIN, else target/release/switchboard.
 'use strict';
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -26,8 +26,9 @@ function missingBinary() {
  * Starts `switchboard serve` on `listen` (port 0 picks a free one) with its
  * storage in `dataDir`, or in memory without one, plus `args`. Its stderr
  * goes to the file `logFile`, or to this process's stderr without one.
- * Resolves once the server prints `switchboard listening on http://ADDR`,
- * with { pid, addr, url, logFile, running(), stop() }; stop() sends SIGTERM
+ * Resolves once the server prints `switchboard listening on http://ADDR`
+ * (and, when `args` has `--listen-tls`, `... on https://ADDR`, as `tlsAddr`),
+ * with { pid, addr, url, tlsAddr, logFile, running(), stop() }; stop() sends SIGTERM
  * to that PID and resolves with { code, signal } once it exits (after
  * WAIT_MS it sends SIGKILL and rejects: a server must shut down on SIGTERM).
  */
@@ -77,11 +78,14 @@ async function startServer({ listen = '127.0.0.1:0', dataDir, args = [], logFile
         reject(new Error(`server exited (code ${code}, signal ${signal}) before listening${seeLog}`));
       });
       let seen = '';
+      const wantsTls = args.includes('--listen-tls');
       child.stdout.on('data', (chunk) => {
         seen += chunk;
         const m = /switchboard listening on http:\/\/(\S+)/.exec(seen);
-        if (m) {
+        const tls = /switchboard listening on https:\/\/(\S+)/.exec(seen);
+        if (m && (!wantsTls || tls)) {
           clearTimeout(timer);
+          if (tls) server.tlsAddr = tls[1];
           resolve(m[1]);
         }
       });
@@ -94,9 +98,24 @@ async function startServer({ listen = '127.0.0.1:0', dataDir, args = [], logFile
   return server;
 }
 
+/**
+ * A throwaway CA and a server certificate for `localhost` and `127.0.0.1`,
+ * written into `dir` by the tls_test_certs example: { ca, cert, key }
+ * (paths; cert is the chain, server first).
+ */
+function testCertificates(dir) {
+  const built = path.join(ROOT, 'target', 'release', 'examples', 'tls_test_certs');
+  const run = fs.existsSync(built)
+    ? spawnSync(built, [dir], { cwd: ROOT, encoding: 'utf8' })
+    : spawnSync('cargo', ['run', '--release', '--quiet', '-p', 'switchboard', '--example', 'tls_test_certs', '--', dir],
+      { cwd: ROOT, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`tls_test_certs failed: ${run.stderr}`);
+  return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') };
+}
+
 /** Stops every server started here that is still running (for `after` hooks). */
 async function stopAll() {
   await Promise.all([...running].map((server) => server.stop()));
 }
 
-module.exports = { BINARY, ROOT, WAIT_MS, missingBinary, startServer, stopAll };
+module.exports = { BINARY, ROOT, WAIT_MS, missingBinary, startServer, stopAll, testCertificates };

@@ -1,7 +1,9 @@
 //! The built-in room kinds, written only against the public room API like
 //! any user's room: `echo` (the conformance target), `broadcast` (welcome,
 //! visitor count, relay), `chat` (the group chat of docs/chat.md) and
-//! `call` (the video-call signaling of docs/call.md).
+//! `call` (the video-call signaling of docs/call.md); and `clicks` (the
+//! live click dashboard of docs/clicks.md), which the server registers
+//! itself since its rooms need the server's link table.
 //!
 //! Each kind comes as a [`KindDef`]: its name, the subprotocols it speaks
 //! and the factory that builds its rooms. The server registers them all.
@@ -9,6 +11,7 @@
 pub mod broadcast;
 pub mod call;
 pub mod chat;
+pub mod clicks;
 pub mod echo;
 mod rate;
 

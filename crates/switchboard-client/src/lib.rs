@@ -1,18 +1,22 @@
 //! A WebSocket client on the switchboard protocol engine, over tokio.
 //!
 //! Used by the test suite, the load generator and Rust programs that talk to a
-//! switchboard server. It speaks `ws://` URLs, offers subprotocols and
+//! switchboard server. It speaks `ws://` URLs, and `wss://` with the roots
+//! the caller trusts ([`ClientOptions::tls`], [`tls_config`]), offers subprotocols and
 //! permessage-deflate, masks every frame with a fresh random key, answers
 //! pings, and completes the closing handshake. It is one owner of one socket:
 //! `send` queues and writes, `recv` reads until the next event.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+
+use crate::stream::Stream;
 
 use switchboard_proto::connection::State;
 use switchboard_proto::deflate::{client_accept, client_offer, DeflateOptions};
@@ -21,9 +25,12 @@ use switchboard_proto::Connection;
 pub use switchboard_proto::{CloseCode, CloseFrame, Config, Event, Message, ProtocolError};
 
 mod error;
+mod stream;
 mod url;
 
 pub use error::ClientError;
+pub use rustls::{ClientConfig as TlsConfig, RootCertStore};
+pub use stream::tls_config;
 pub use url::WsUrl;
 
 /// How to connect.
@@ -47,6 +54,9 @@ pub struct ClientOptions {
     /// again (the kernel still refuses a connection that would reuse the
     /// exact address pair too early). Default `None`: the system chooses.
     pub local_addr: Option<IpAddr>,
+    /// TLS settings for `wss://` URLs: the roots trusted, from
+    /// [`tls_config`]. Default `None`: a `wss://` URL is refused.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -58,13 +68,14 @@ impl Default for ClientOptions {
             limits: Config::default(),
             connect_timeout: Duration::from_secs(10),
             local_addr: None,
+            tls: None,
         }
     }
 }
 
 /// An open WebSocket connection.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     conn: Connection,
     buf: BytesMut,
     protocol: Option<String>,
@@ -87,8 +98,13 @@ impl Client {
         if options.headers.iter().any(|(k, v)| forged(k) || forged(v) || k.contains(':')) || options.protocols.iter().any(|p| forged(p) || p.contains(',')) {
             return Err(ClientError::InvalidOption("header names, values and subprotocols must not contain control characters".into()));
         }
-        let mut stream = connect_tcp(&url, options.local_addr).await?;
-        let _ = stream.set_nodelay(true);
+        let tcp = connect_tcp(&url, options.local_addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let mut stream = match (url.tls, &options.tls) {
+            (false, _) => Stream::Plain(tcp),
+            (true, Some(tls)) => Stream::tls(tcp, &url.host, tls.clone()).await?,
+            (true, None) => return Err(ClientError::InvalidOption("a wss:// URL needs ClientOptions::tls (see tls_config)".into())),
+        };
         let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
         let offer = options.deflate.as_ref().map(client_offer);
         let headers: Vec<(&str, &str)> = options.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -113,6 +129,16 @@ impl Client {
         let mut keys = MaskKeys::new();
         let conn = Connection::client(options.limits, deflate, Box::new(move || keys.next()));
         Ok(Client { stream, conn, buf, protocol: accepted.protocol })
+    }
+
+    /// The TLS version agreed (`None` for `ws://`).
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.stream.tls_version()
+    }
+
+    /// The server's TLS certificate, DER-encoded (`None` for `ws://`).
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.stream.peer_certificate()
     }
 
     /// The subprotocol the server chose.
@@ -172,6 +198,8 @@ impl Client {
             }
             self.conn.advance(written);
         }
+        // TLS may hold the last record until flushed; TCP holds nothing.
+        self.stream.flush().await?;
         Ok(())
     }
 

@@ -75,7 +75,7 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
         Ok(result) => result?,
         Err(_) => return Err(format!("the {subscribers} subscribers did not all connect within {} s", CONNECT_LIMIT.as_secs())),
     }
-    let mut publisher = Client::connect(&common.target.url).await.map_err(|e| format!("publisher: {e}"))?;
+    let mut publisher = Client::connect_with(&common.target.url, crate::tls::client_options()).await.map_err(|e| format!("publisher: {e}"))?;
     eprintln!("loadgen: {subscribers} subscribers and a publisher open");
     {
         let (window, progress, running, failures) = (window.clone(), progress.clone(), running.clone(), failures.clone());
@@ -125,7 +125,7 @@ async fn connect_all(url: &str, total: usize, subscribe: impl Fn(Client)) -> Res
     while opened < total {
         while started < total && opening.len() < CONNECTS_IN_FLIGHT {
             let (url, i) = (url.to_owned(), started);
-            opening.spawn_local(async move { Client::connect(&url).await.map_err(|e| format!("subscriber {i}: {e}")) });
+            opening.spawn_local(async move { Client::connect_with(&url, crate::tls::client_options()).await.map_err(|e| format!("subscriber {i}: {e}")) });
             started += 1;
         }
         let client = opening.join_next().await.expect("a connect is under way").map_err(|e| format!("a connect task failed: {e}"))??;

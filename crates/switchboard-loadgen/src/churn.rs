@@ -184,7 +184,7 @@ async fn churn(shared: Rc<Shared>, url: Rc<str>, message: Message, sources: Rc<S
     while Instant::now() < shared.until {
         let i = shared.started.get();
         shared.started.set(i + 1);
-        let options = ClientOptions { local_addr: sources.nth(i), ..ClientOptions::default() };
+        let options = ClientOptions { local_addr: sources.nth(i), ..crate::tls::client_options() };
         let began = Instant::now();
         let result = tokio::time::timeout(CYCLE_LIMIT, lifetime(&url, options, &message)).await;
         match result.unwrap_or_else(|_| Err(format!("not closed within {} s", CYCLE_LIMIT.as_secs()))) {

@@ -205,7 +205,7 @@ async fn open_some(shared: Rc<Shared>, urls: Rc<[String]>, sources: Rc<Sources>,
         }
         shared.next.set(i + 1);
         let url = &urls[i % urls.len()];
-        let options = ClientOptions { local_addr: sources.nth(i), ..ClientOptions::default() };
+        let options = ClientOptions { local_addr: sources.nth(i), ..crate::tls::client_options() };
         match Client::connect_with(url, options).await {
             Ok(client) => {
                 shared.opened.set(shared.opened.get() + 1);

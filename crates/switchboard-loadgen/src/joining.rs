@@ -99,7 +99,7 @@ async fn join_some<T, F, Fut>(
         }
         state.next.set(i + 1);
         let url = urls[i % urls.len()].clone();
-        let options = ClientOptions { local_addr: sources.nth(i), ..ClientOptions::default() };
+        let options = ClientOptions { local_addr: sources.nth(i), ..crate::tls::client_options() };
         match join(url.clone(), options).await {
             Ok(member) => {
                 state.joined.set(state.joined.get() + 1);

@@ -17,6 +17,7 @@ mod joining;
 mod proc_stats;
 mod report;
 mod target;
+mod tls;
 
 /// mimalloc, as in the server: the generator must cost less than what it
 /// measures, and with glibc's malloc it spent noticeably more instructions
@@ -92,6 +93,9 @@ pub(crate) struct Target {
     /// Allow a target outside 127.0.0.0/8.
     #[arg(long)]
     allow_remote: bool,
+    /// PEM file of the CA to trust for a `wss://` URL.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Options of the echo and broadcast scenarios.
@@ -132,6 +136,12 @@ fn main() -> ExitCode {
     if let Err(why) = target::check(&target.url, target.allow_remote) {
         eprintln!("switchboard-loadgen: {why}");
         return ExitCode::from(2);
+    }
+    if let Some(ca) = &target.tls_ca {
+        if let Err(why) = tls::trust(ca) {
+            eprintln!("switchboard-loadgen: {why}");
+            return ExitCode::from(2);
+        }
     }
     // Every connection is an open file; the usual soft limit (1024) is far
     // below what the idle and broadcast scenarios open.

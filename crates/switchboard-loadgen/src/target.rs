@@ -14,9 +14,13 @@ pub(crate) fn check(url: &str, allow_remote: bool) -> Result<(), String> {
 
 /// The URL's host:port and the addresses it resolves to (at least one).
 fn resolve(url: &str) -> Result<(&str, Vec<IpAddr>), String> {
-    let rest = url.strip_prefix("ws://").ok_or("only ws:// URLs are supported")?;
+    let (rest, default_port) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, 80),
+        (_, Some(rest)) => (rest, 443),
+        _ => return Err("only ws:// and wss:// URLs are supported".into()),
+    };
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let with_port = if authority.contains(':') && !authority.ends_with(']') { authority.to_owned() } else { format!("{authority}:80") };
+    let with_port = if authority.contains(':') && !authority.ends_with(']') { authority.to_owned() } else { format!("{authority}:{default_port}") };
     let addrs: Vec<IpAddr> = with_port.to_socket_addrs().map_err(|e| format!("cannot resolve {authority}: {e}"))?.map(|a| a.ip()).collect();
     if addrs.is_empty() {
         return Err(format!("{authority} resolves to nothing"));

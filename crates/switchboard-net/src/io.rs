@@ -6,10 +6,11 @@
 //! pipe in tests; the code is generic over it, so each kind of stream gets
 //! its own compiled copy and a plain TCP connection pays for no indirection.
 //!
-//! [`PrefixedIo`] is a TCP stream that first replays bytes already read from
-//! it. The listener reads the request head itself to tell WebSocket upgrades
-//! from plain HTTP; when it hands a plain request to the HTTP server, those
-//! bytes must be read again.
+//! [`PrefixedIo`] is a stream (TCP or TLS, boxed) that first replays bytes
+//! already read from it. The listener reads the request head itself to tell
+//! WebSocket upgrades from plain HTTP; when it hands a plain request to the
+//! HTTP server, those bytes must be read again. Plain HTTP is not the hot
+//! path, so one HTTP server serves every kind of stream through the box.
 
 use std::io;
 use std::pin::Pin;
@@ -17,24 +18,28 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// A stream a connection can run over. Implemented for every type that
 /// qualifies.
-pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
 
-/// A `TcpStream` with a prefix of bytes to read before the socket.
+/// A stream, boxed: what a listener's transport may hand on when its own
+/// stream type is large (a TLS session), so that the tasks holding it stay
+/// small.
+pub type BoxedStream = Box<dyn ByteStream>;
+
+/// A stream with a prefix of bytes to read before the stream's own.
 pub struct PrefixedIo {
     prefix: Bytes,
-    stream: TcpStream,
+    stream: BoxedStream,
 }
 
 impl PrefixedIo {
     /// Wraps `stream`, replaying `prefix` first.
-    pub fn new(prefix: Bytes, stream: TcpStream) -> Self {
-        PrefixedIo { prefix, stream }
+    pub fn new(prefix: Bytes, stream: impl ByteStream) -> Self {
+        PrefixedIo { prefix, stream: Box::new(stream) }
     }
 }
 
@@ -60,7 +65,7 @@ impl AsyncWrite for PrefixedIo {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.stream.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

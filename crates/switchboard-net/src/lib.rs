@@ -9,8 +9,9 @@
 //! and knows nothing of rooms or HTTP routes: a [`Service`] decides what an
 //! upgrade request is connected to and serves every other HTTP request, and
 //! a [`Handler`] receives one connection's messages. The handshake and the
-//! connection's driver are generic over the byte stream (TCP today), so
-//! that TLS can slot in beneath them.
+//! connection's driver are generic over the byte stream: a listener's
+//! [`Transport`] turns each accepted socket into one (plain TCP, or TLS,
+//! which the server crate brings).
 
 mod config;
 mod driver;
@@ -24,12 +25,14 @@ mod stats;
 #[cfg(test)]
 mod testing;
 mod timers;
+mod transport;
 
 pub use config::NetConfig;
 pub use handler::{Handler, Outbox, Traffic};
-pub use io::PrefixedIo;
-pub use listener::{serve, serve_draining, Shutdown};
+pub use io::{BoxedStream, ByteStream, PrefixedIo};
+pub use listener::{serve, serve_draining, serve_with, Shutdown};
 pub use outbound::{Outbound, Push};
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
 pub use stats::{CloseCodeClass, NetSnapshot, NetStats};
 pub use switchboard_proto::deflate::DeflateOptions;
+pub use transport::{Plain, Transport};

@@ -30,6 +30,7 @@ use crate::io::{ByteStream, PrefixedIo};
 use crate::service::{Service, UpgradeInfo};
 use crate::stats::{HandshakeFailure, NetStats};
 use crate::timers::Timers;
+use crate::transport::{Plain, Transport};
 
 /// Tells every connection that the server is stopping. The listener passes
 /// it on to its WebSocket connections (through its timer list), which
@@ -120,11 +121,12 @@ impl<Svc> Listener<Svc> {
     }
 }
 
-/// Accepts connections until shutdown, then waits (at most `close_timeout`
-/// plus a second) for open connections to finish their closing handshake.
-/// The listener's connections count what they do in `stats`.
+/// Accepts plain TCP connections until shutdown, then waits (at most
+/// `close_timeout` plus a second) for open connections to finish their
+/// closing handshake. The listener's connections count what they do in
+/// `stats`.
 pub async fn serve<Svc: Service>(listener: TcpListener, service: Arc<Svc>, config: NetConfig, shutdown: Shutdown, stats: Arc<NetStats>) {
-    serve_draining(listener, service, config, shutdown.clone(), shutdown, stats).await
+    serve_with(listener, Arc::new(Plain), service, config, shutdown.clone(), shutdown, stats).await
 }
 
 /// Like [`serve`], in two steps for a drain: once `stop_accepting` is
@@ -133,6 +135,21 @@ pub async fn serve<Svc: Service>(listener: TcpListener, service: Arc<Svc>, confi
 /// requested they are closed with 1001 and waited for as in [`serve`].
 pub async fn serve_draining<Svc: Service>(
     listener: TcpListener,
+    service: Arc<Svc>,
+    config: NetConfig,
+    stop_accepting: Shutdown,
+    shutdown: Shutdown,
+    stats: Arc<NetStats>,
+) {
+    serve_with(listener, Arc::new(Plain), service, config, stop_accepting, shutdown, stats).await
+}
+
+/// Like [`serve_draining`], with every accepted socket opened by
+/// `transport` (a TLS handshake) before its request head is read. Several
+/// listeners may share one service and one `stats`.
+pub async fn serve_with<Svc: Service, T: Transport>(
+    listener: TcpListener,
+    transport: Arc<T>,
     service: Arc<Svc>,
     config: NetConfig,
     mut stop_accepting: Shutdown,
@@ -147,7 +164,7 @@ pub async fn serve_draining<Svc: Service>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(handle_socket(stream, peer, Alive::new(&shared)));
+                    tokio::spawn(handle_socket(stream, transport.clone(), peer, Alive::new(&shared)));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -208,12 +225,13 @@ impl<H: Handler, S: ByteStream> Upgraded<H, S> {
 /// handshake's state (the request head, the upgrade decision, the timeouts)
 /// is several times an open connection's; so is anything kept beside the
 /// driver in one future (the finished handshake's result, its box). A new
-/// task for the driver holds the driver alone. The handshake itself is
-/// boxed so that this future stays small: spawning moves a future a few
-/// times, and the handshake's state is large.
-async fn handle_socket<Svc: Service>(stream: TcpStream, peer: SocketAddr, alive: Alive<Svc>) {
+/// task for the driver holds the driver alone. The handshake itself (the
+/// transport's, then the WebSocket one) is boxed so that this future stays
+/// small: spawning moves a future a few times, and the handshake's state is
+/// large.
+async fn handle_socket<Svc: Service, T: Transport>(stream: TcpStream, transport: Arc<T>, peer: SocketAddr, alive: Alive<Svc>) {
     let _ = stream.set_nodelay(true);
-    match Box::pin(open(stream, peer, &alive.0)).await {
+    match Box::pin(open_transport(stream, &*transport, peer, &alive.0)).await {
         Opened::Upgraded(upgraded) => {
             tokio::spawn(upgraded.drive(alive));
         }
@@ -225,6 +243,26 @@ async fn handle_socket<Svc: Service>(stream: TcpStream, peer: SocketAddr, alive:
             });
         }
         Opened::Done => {}
+    }
+}
+
+/// Opens the transport (bounded by the handshake timeout), then the request.
+async fn open_transport<Svc: Service, T: Transport>(
+    tcp: TcpStream,
+    transport: &T,
+    peer: SocketAddr,
+    shared: &Listener<Svc>,
+) -> Opened<Svc::Handler, T::Stream> {
+    match timeout(shared.common.config.handshake_timeout, transport.open(tcp)).await {
+        Ok(Ok(stream)) => open(stream, peer, shared).await,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "transport handshake failed");
+            Opened::Done
+        }
+        Err(_) => {
+            debug!(%peer, "transport handshake timed out");
+            Opened::Done
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use switchboard_net::{PrefixedIo, Shutdown};
 use crate::access_log;
 use crate::assets::{self, Asset};
 use crate::auth::{Denied, Gate, Presented};
+use crate::clicks_edge::ClicksEdge;
 use crate::limits::EdgeStats;
 use crate::ops::Ops;
 use crate::publish::{self, PublishKey};
@@ -50,6 +51,8 @@ pub(crate) struct HttpSettings {
     pub(crate) body_timeout: Duration,
     /// The publish API's key; `None`: the API is off.
     pub(crate) publish_key: Option<PublishKey>,
+    /// The clicks app's routes: links API, dashboard tokens, redirects.
+    pub(crate) clicks: Arc<ClicksEdge>,
     /// Who may use the HTTP API (`--auth-api`).
     pub(crate) auth: Arc<Gate>,
 }
@@ -78,9 +81,12 @@ pub(crate) async fn serve_connection(
         let ops = ops.clone();
         let (started, method, path) = (Instant::now(), req.method().clone(), req.uri().path().to_owned());
         async move {
-            let response = match admit_api(&req, peer, &settings.auth).await {
-                Err(denied) => text(StatusCode::from_u16(denied.status).unwrap_or(StatusCode::UNAUTHORIZED), format!("{}\n", denied.reason)),
-                Ok(()) => route(req, registry, &call_ice, &settings, &stats, &ops).await,
+            let response = match settings.clicks.route(req, peer).await {
+                Ok(response) => response,
+                Err(req) => match admit_api(&req, peer, &settings.auth).await {
+                    Err(denied) => text(StatusCode::from_u16(denied.status).unwrap_or(StatusCode::UNAUTHORIZED), format!("{}\n", denied.reason)),
+                    Ok(()) => route(req, registry, &call_ice, &settings, &stats, &ops).await,
+                },
             };
             access_log::http(peer, &method, &path, response.status(), started.elapsed());
             Ok::<_, Infallible>(response)
@@ -212,6 +218,11 @@ fn asset_response(asset: Asset, req: &Request<Incoming>) -> Response<Full<Bytes>
 /// other path is the room's own `on_request`, for a room that runs or has
 /// stored data.
 async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry, settings: &HttpSettings) -> Response<Full<Bytes>> {
+    if api.kind.as_str() == switchboard_apps::clicks::KIND {
+        // Clicks rooms take requests from the server only (recorded clicks
+        // and link changes); the public links API is /api/links.
+        return text(StatusCode::NOT_FOUND, "clicks rooms take no HTTP requests; use /api/links\n");
+    }
     if !registry.has_kind(&api.kind) {
         return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind.as_str()));
     }

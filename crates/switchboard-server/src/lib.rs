@@ -3,30 +3,39 @@
 //! This crate owns routing (which path reaches which room kind), identity
 //! at the edge, the plain HTTP routes and embedded pages, the client's IP
 //! and location, the registry of live rooms, the adapters between a socket
-//! and a room, and starting/stopping a listener. The built-in room kinds come from
+//! and a room, TLS (the HTTPS listener and its certificate), and
+//! starting/stopping the listeners. The built-in room kinds come from
 //! `switchboard-apps`.
 
 mod access_log;
+pub mod accounts;
 mod assets;
 pub mod auth;
+mod click_recorder;
+mod clicks_edge;
 mod client_ip;
+pub mod dashboard_token;
 mod drain;
 mod edge;
 mod geo;
 mod http;
 mod kinds;
 mod limits;
+pub mod links;
+mod links_api;
 mod metrics;
 mod ops;
 mod origin;
 mod process_stats;
 mod publish;
 mod readiness;
+mod redirect;
 mod registry;
 mod room_conn;
 mod routes;
 mod service;
 mod timed_store;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +47,7 @@ use switchboard_store::{MemoryStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use accounts::{AccountError, Accounts};
 pub use client_ip::TrustedProxies;
 pub use drain::{DrainConfig, StopRequest};
 pub use edge::EdgeConfig;
@@ -51,6 +61,7 @@ pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::NetConfig;
 pub use switchboard_room::RoomConfig;
+pub use tls::{check_files as check_tls_files, log_reload as log_tls_reload, TlsFiles, TlsReloader};
 
 /// Server settings.
 #[derive(Debug, Clone, Default)]
@@ -75,16 +86,29 @@ pub struct ServerConfig {
     pub drain: DrainConfig,
     /// Identity at the edge: a mode per room kind and for the HTTP API.
     pub auth: auth::AuthConfig,
+    /// An HTTPS / `wss://` listener beside the plain one.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<TlsListener>,
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
+    accounts: Arc<Accounts>,
+    links: Arc<links::Links>,
+    tokens: Arc<dashboard_token::DashboardTokens>,
     origins: origin::OriginCheck,
     edge_stats: Arc<EdgeStats>,
+}
+
+/// The TLS listener: its socket, its transport and its certificate's reloader.
+struct TlsListener {
+    listener: TcpListener,
+    transport: Arc<tls::TlsTransport>,
+    reloader: TlsReloader,
 }
 
 /// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
@@ -112,8 +136,9 @@ pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10)
 pub const DATABASE_FILE: &str = "switchboard.db";
 
 impl Server {
-    /// Opens the storage and binds the listening socket. Port 0 picks a free
-    /// port; see [`Server::local_addr`].
+    /// Opens the storage, loads the TLS certificate if there is a TLS
+    /// listener, and binds the listening sockets. Port 0 picks a free port;
+    /// see [`Server::local_addr`]. Errors say which address or file failed.
     pub async fn bind(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Server> {
         let store: Arc<dyn Store> = match &config.data_dir {
             Some(dir) => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).map_err(std::io::Error::other)?),
@@ -128,9 +153,24 @@ impl Server {
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
         config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = listen(addr)?;
-        let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, config, store, kinds, origins, edge_stats: Arc::default() })
+        let tls = match &config.tls {
+            None => None,
+            Some(files) => {
+                let (transport, reloader) = tls::setup(files).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let listener = listen(files.listen).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", files.listen)))?;
+                Some(TlsListener { listener, transport, reloader })
+            }
+        };
+        let listener = listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let mut kinds = kinds::built_in(&config.apps);
+        // Accounts and links share the rooms' database file, in tables of their own.
+        let database = config.data_dir.as_ref().map(|dir| dir.join(DATABASE_FILE));
+        let accounts = Arc::new(Accounts::open(database.as_deref()).map_err(std::io::Error::other)?);
+        let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
+        let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
+        kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
+        let tokens = Arc::new(dashboard_token::DashboardTokens::open(config.data_dir.as_deref())?);
+        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, tokens })
     }
 
     /// The edge's counters (connections, rooms, refusals by reason), for
@@ -150,14 +190,31 @@ impl Server {
         Ok(())
     }
 
+    /// The accounts table: the HTTP API resolves `Bearer` API keys with
+    /// [`Accounts::resolve_api_key`].
+    pub fn accounts(&self) -> Arc<Accounts> {
+        self.accounts.clone()
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// The TLS listener's address, when there is one.
+    pub fn local_tls_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.tls.as_ref().map(|tls| tls.listener.local_addr())
+    }
+
+    /// Reloads the TLS certificate on demand (e.g. on `SIGHUP`); the server
+    /// also reloads it by itself when its files change.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(|tls| tls.reloader.clone())
+    }
+
     /// Serves until `stop` becomes true, then closes every WebSocket with
     /// 1001, waits for their closing handshakes (bounded by the close
-    /// timeout), and waits until the rooms' storage writes are committed
+    /// timeout), hands the last recorded clicks to their rooms, and waits until the rooms' storage writes are committed
     /// (bounded by [`SETTLE_LIMIT`]).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let (requests, requested) = watch::channel(StopRequest::Serve);
@@ -174,18 +231,29 @@ impl Server {
     /// open after the drain timeout are closed with 1001).
     pub async fn run_until(self, requests: watch::Receiver<StopRequest>) {
         let net_stats = Arc::new(switchboard_net::NetStats::new());
-        let metrics = metrics::Metrics::new(net_stats.clone());
+        let metrics = metrics::Metrics::new(net_stats.clone(), self.edge_stats.clone());
         let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
         let readiness = Arc::new(readiness::Readiness::new(store.clone()));
         let ops = Arc::new(ops::Ops { metrics, readiness: readiness.clone() });
         let kinds = Arc::new(self.kinds);
         let edge = self.config.edge;
         let registry = registry::Registry::start(kinds.clone(), store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let recorder = click_recorder::ClickRecorder::start(registry.clone());
+        let clicks = Arc::new(clicks_edge::ClicksEdge {
+            accounts: self.accounts,
+            links: self.links,
+            tokens: self.tokens,
+            recorder: recorder.clone(),
+            registry: registry.clone(),
+            geo: self.config.geo.clone(),
+            trusted_proxies: self.config.trusted_proxies.clone(),
+        });
         let auth = Arc::new(auth::Gate::new(self.config.auth, self.config.trusted_proxies.clone()));
         let http = http::HttpSettings {
             max_head_len: self.config.net.max_head_len,
             body_timeout: edge.body_timeout,
             publish_key: edge.publish_key,
+            clicks: clicks.clone(),
             auth: auth.clone(),
         };
         let service = Arc::new(service::SwitchboardService {
@@ -200,6 +268,7 @@ impl Server {
             limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
             origins: self.origins,
             http: Arc::new(http),
+            clicks,
             ops,
         });
         let (stop_accepting, accepting) = watch::channel(false);
@@ -207,8 +276,19 @@ impl Server {
         let control = drain::Control { requests, config: self.config.drain, readiness, net: net_stats.clone(), stop_accepting, shut_down };
         let control = tokio::spawn(control.run());
         let (accepting, running) = (switchboard_net::Shutdown::from(accepting), switchboard_net::Shutdown::from(running));
-        switchboard_net::serve_draining(self.listener, service, self.config.net, accepting, running, net_stats).await;
+        let plain = switchboard_net::serve_draining(self.listener, service.clone(), self.config.net, accepting.clone(), running.clone(), net_stats.clone());
+        match self.tls {
+            None => plain.await,
+            Some(TlsListener { listener, transport, reloader }) => {
+                let watcher = tokio::spawn(tls::watch_files(reloader));
+                let tls = switchboard_net::serve_with(listener, transport, service, self.config.net, accepting, running, net_stats);
+                tokio::join!(plain, tls);
+                watcher.abort();
+            }
+        }
         control.abort();
+        // The last redirects' clicks reach their rooms before the rooms settle.
+        recorder.flush().await;
         registry.settle(SETTLE_LIMIT).await;
     }
 }

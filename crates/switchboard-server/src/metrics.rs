@@ -2,7 +2,8 @@
 //! format (which Prometheus scrapes) by `prometheus-client`.
 //!
 //! Most figures are counters that already exist for other reasons and are
-//! only read at scrape time: the listener's [`NetStats`], the process-wide
+//! only read at scrape time: the listener's [`NetStats`], the edge's
+//! [`EdgeStats`], the process-wide
 //! room counts ([`RoomCensus`]) and /proc/self ([`ProcessStats`]). A
 //! connection's hot path pays nothing for metrics beyond those relaxed
 //! adds. What is recorded here instead happens at most once per storage
@@ -10,6 +11,7 @@
 //! request at the edge (auth decisions). docs/operations.md lists every
 //! metric with its type and labels.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -23,6 +25,7 @@ use prometheus_client::registry::{Registry, Unit};
 use switchboard_net::NetStats;
 use switchboard_room::RoomCensus;
 
+use crate::limits::EdgeStats;
 use crate::process_stats::ProcessStats;
 
 /// The content type of [`Metrics::render`]'s text.
@@ -67,7 +70,7 @@ impl Default for StorageMetrics {
 
 impl Metrics {
     /// The metrics of a server whose listener counts into `net`.
-    pub(crate) fn new(net: Arc<NetStats>) -> Metrics {
+    pub(crate) fn new(net: Arc<NetStats>, edge: Arc<EdgeStats>) -> Metrics {
         let mut registry = Registry::default();
         let auth = AuthDecisions::default();
         let storage = StorageMetrics::default();
@@ -79,7 +82,7 @@ impl Metrics {
             storage.commit_seconds.clone(),
         );
         registry.register("switchboard_storage_commit_failures", "Storage batches that failed to commit", storage.commit_failures.clone());
-        registry.register_collector(Box::new(Live { net }));
+        registry.register_collector(Box::new(Live { net, edge }));
         Metrics { registry, auth, storage }
     }
 
@@ -108,6 +111,7 @@ impl Metrics {
 #[derive(Debug)]
 struct Live {
     net: Arc<NetStats>,
+    edge: Arc<EdgeStats>,
 }
 
 impl Collector for Live {
@@ -142,6 +146,17 @@ impl Collector for Live {
             "Connections cut off with 1008 because they did not read what was sent to them",
             net.closed_slow_consumer,
         )?;
+
+        let edge = &self.edge;
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let limits = [
+            ("handshake_rate", load(&edge.refused_handshake_rate)),
+            ("connections_per_ip", load(&edge.refused_connections_per_ip)),
+            ("max_connections", load(&edge.refused_max_connections)),
+            ("max_rooms", load(&edge.refused_max_rooms)),
+            ("origin", load(&edge.refused_origin)),
+        ];
+        counters(&mut encoder, "switchboard_edge_refusals", "Upgrade requests the edge refused, by the limit or check that refused them", "reason", limits)?;
 
         let rooms = RoomCensus::now();
         gauge(&mut encoder, "switchboard_rooms_live", "Rooms whose actor runs (awake or hibernated)", rooms.live)?;
@@ -197,7 +212,7 @@ mod tests {
 
     #[test]
     fn renders_live_figures_and_recorded_ones() {
-        let metrics = Metrics::new(Arc::new(NetStats::new()));
+        let metrics = Metrics::new(Arc::new(NetStats::new()), Arc::default());
         metrics.auth().record("token", "denied");
         metrics.auth().record("token", "denied");
         metrics.storage().commit_seconds.observe(0.003);

@@ -95,6 +95,13 @@ impl Registry {
         self.0.kinds.contains_key(kind.as_str())
     }
 
+    /// The mailbox of a room the server itself addresses for records it
+    /// holds (an account's clicks room), starting it whatever the cap: like
+    /// a room with an alarm, it exists, and its events must not be lost.
+    pub(crate) fn owned_room(&self, kind: &RoomKind, id: RoomId) -> Result<RoomHandle, RoomUnavailable> {
+        self.start_room(kind, id, false)
+    }
+
     /// The mailbox of a room whose actor runs now, never starting one.
     pub(crate) fn live_room(&self, kind: &RoomKind, id: RoomId) -> Option<RoomHandle> {
         self.live(&RoomName::new(kind.clone(), id))

@@ -1,4 +1,5 @@
-//! Durations on the command line: `500ms`, `30s`, `2m`, `1h`.
+//! Durations on the command line and in the configuration file: `500ms`,
+//! `30s`, `2m`, `1h`.
 
 use std::time::Duration;
 
@@ -19,6 +20,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("a duration must be more than zero".into());
     }
     Ok(Duration::from_millis(millis))
+}
+
+/// Writes a duration in the largest unit that divides it, so that what
+/// [`parse_duration`] read is printed back the same (`90s`, not `1.5m`).
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if millis > 0 && millis.is_multiple_of(size) {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
+}
+
+/// `#[serde(with = "duration::text")]`: a duration as a string like `30s`.
+pub mod text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*duration))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Like [`parse_duration`], and `0s` (or `0ms`, ...) for none at all.
@@ -46,5 +75,12 @@ mod tests {
         assert_eq!(parse_duration_or_zero("00ms"), Ok(Duration::ZERO));
         assert_eq!(parse_duration_or_zero("5s"), Ok(Duration::from_secs(5)));
         assert!(parse_duration_or_zero("0").is_err());
+    }
+
+    #[test]
+    fn formatting_reads_back_as_the_same_duration() {
+        for text in ["250ms", "1500ms", "30s", "90s", "2m", "1h", "25h"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
     }
 }

@@ -1,10 +1,15 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod accounts_cmd;
 mod auth_args;
+mod config_file;
 mod duration;
 mod edge_args;
 mod huge_pages;
+mod secret;
+mod settings;
+mod sighup;
 
 /// mimalloc instead of the system allocator: connections borrow and return
 /// buffers all the time, and glibc's malloc hands freed pages back to the
@@ -19,14 +24,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
 
-use switchboard_server::call::ice::{check_url, DEFAULT_TURN_TTL};
-use switchboard_server::call::{IceConfig, TurnSecret};
-use switchboard_server::{CallConfig, ChatConfig, DrainConfig, GeoDb, IpNet, Server, ServerConfig, StopRequest, TrustedProxies};
+use switchboard_server::{DrainConfig, IpNet, Server, ServerConfig, StopRequest};
 use tokio::sync::watch;
+
+use crate::secret::Secret;
+use crate::settings::{parse_count, parse_network, parse_stun_url, parse_turn_ttl, parse_turn_url, Settings};
 
 /// A self-hosted realtime server: WebSocket rooms as durable actors.
 #[derive(Parser)]
@@ -41,52 +45,17 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server.
-    Serve {
-        /// Address to listen on. Port 0 picks a free port; the address bound
-        /// is printed on stdout as `switchboard listening on http://ADDR`.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Ping a connection after this much silence from it (e.g. 30s, 500ms).
-        #[arg(long, default_value = "30s", value_parser = duration::parse_duration)]
-        ping_interval: Duration,
-        /// Drop a pinged connection that sends nothing back within this time.
-        #[arg(long, default_value = "10s", value_parser = duration::parse_duration)]
-        pong_timeout: Duration,
-        /// Directory of the room database (SQLite, `switchboard.db`).
-        #[arg(long, default_value = "./data")]
+    Serve(Box<ServeArgs>),
+    /// Check or print the configuration (docs/configuration.md).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage accounts and their API keys (for the links API and dashboards).
+    Accounts {
+        /// Directory of the database (as `serve --data-dir`).
+        #[arg(long, default_value = "./data", global = true)]
         data_dir: PathBuf,
-        /// Keep room storage in memory only (nothing survives a restart).
-        #[arg(long, conflicts_with = "data_dir")]
-        memory: bool,
-        /// Drop an idle room's in-memory state after this long; its
-        /// connections stay open and the next event rebuilds it.
-        #[arg(long, default_value = "10s", value_parser = duration::parse_duration)]
-        hibernate_after: Duration,
-        /// MaxMind-format geo database (GeoLite2/GeoIP2 City or Country,
-        /// DB-IP, ip-location-db) for client countries; repeatable (e.g. the
-        /// IPv4 and the IPv6 file), first match wins. Without one countries
-        /// are unknown; an unreadable file is reported and skipped.
-        #[arg(long = "geo-db", value_name = "PATH")]
-        geo_dbs: Vec<PathBuf>,
-        /// A proxy (address or CIDR network) whose `Forwarded` /
-        /// `X-Forwarded-For` headers name the client; repeatable.
-        #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_network)]
-        trusted_proxies: Vec<IpNet>,
-        #[command(flatten)]
-        chat: ChatArgs,
-        #[command(flatten)]
-        call: CallArgs,
-        #[command(flatten)]
-        auth: auth_args::AuthArgs,
-        #[command(flatten)]
-        edge: edge_args::EdgeArgs,
-        /// Let the allocator use transparent huge pages (the kernel's
-        /// default). Off by default: they cost memory per idle connection
-        /// and at start, for no measured speed-up (docs/benchmarks.md).
-        #[arg(long)]
-        huge_pages: bool,
-        #[command(flatten)]
-        ops: OpsArgs,
+        #[command(subcommand)]
+        action: accounts_cmd::AccountsAction,
     },
     /// Print a token for an account: HS256, signed with the server's secret
     /// (docs/auth.md).
@@ -104,6 +73,90 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: exit 0 when it is valid, else 1 with
+    /// what is wrong (file, line, key).
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print the effective configuration as TOML: the file's settings with
+    /// environment variables and flags applied, secrets masked.
+    Show(Box<ServeArgs>),
+}
+
+/// `serve`'s settings. Each overrides the configuration file's key of the
+/// same meaning, and each can come from an environment variable instead
+/// (the flag wins over the variable). Defaults are in docs/configuration.md.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags and environment variables override it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free
+    /// port; the address bound is printed on stdout as `switchboard
+    /// listening on http://ADDR`.
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address of an HTTPS / `wss://` listener beside the plain one; needs
+    /// --tls-cert and --tls-key (docs/tls.md). Printed on stdout as
+    /// `switchboard listening on https://ADDR`.
+    #[arg(long, env = "SWITCHBOARD_LISTEN_TLS", value_name = "ADDR")]
+    listen_tls: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener, the server's certificate
+    /// first; reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+    /// Ping a connection after this much silence from it (e.g. 30s, 500ms)
+    /// [default: 30s].
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", value_parser = duration::parse_duration)]
+    ping_interval: Option<Duration>,
+    /// Drop a pinged connection that sends nothing back within this time
+    /// [default: 10s].
+    #[arg(long, env = "SWITCHBOARD_PONG_TIMEOUT", value_parser = duration::parse_duration)]
+    pong_timeout: Option<Duration>,
+    /// Directory of the room database (SQLite, `switchboard.db`)
+    /// [default: ./data].
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep room storage in memory only (nothing survives a restart).
+    #[arg(long, env = "SWITCHBOARD_MEMORY", conflicts_with = "data_dir", num_args = 0..=1, default_missing_value = "true")]
+    memory: Option<bool>,
+    /// Drop an idle room's in-memory state after this long; its
+    /// connections stay open and the next event rebuilds it [default: 10s].
+    #[arg(long, env = "SWITCHBOARD_HIBERNATE_AFTER", value_parser = duration::parse_duration)]
+    hibernate_after: Option<Duration>,
+    /// MaxMind-format geo database (GeoLite2/GeoIP2 City or Country,
+    /// DB-IP, ip-location-db) for client countries; repeatable (e.g. the
+    /// IPv4 and the IPv6 file), first match wins. Without one countries
+    /// are unknown; an unreadable file is reported and skipped.
+    #[arg(long = "geo-db", env = "SWITCHBOARD_GEO_DB", value_delimiter = ',', value_name = "PATH")]
+    geo_dbs: Vec<PathBuf>,
+    /// A proxy (address or CIDR network) whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the client; repeatable.
+    #[arg(long = "trusted-proxy", env = "SWITCHBOARD_TRUSTED_PROXY", value_delimiter = ',', value_name = "CIDR", value_parser = parse_network)]
+    trusted_proxies: Vec<IpNet>,
+    #[command(flatten)]
+    chat: ChatArgs,
+    #[command(flatten)]
+    call: CallArgs,
+    /// Let the allocator use transparent huge pages (the kernel's
+    /// default). Off by default: they cost memory per idle connection
+    /// and at start, for no measured speed-up (docs/benchmarks.md).
+    #[arg(long, env = "SWITCHBOARD_HUGE_PAGES", num_args = 0..=1, default_missing_value = "true")]
+    huge_pages: Option<bool>,
+    #[command(flatten)]
+    auth: auth_args::AuthArgs,
+    #[command(flatten)]
+    edge: edge_args::EdgeArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 /// Draining and logs (docs/operations.md).
@@ -129,107 +182,199 @@ enum LogFormat {
     Json,
 }
 
-/// The chat room kind's limits.
+/// The chat room kind's limits (`[kinds.chat]`).
 #[derive(clap::Args)]
 struct ChatArgs {
-    /// Users per chat room.
-    #[arg(long, default_value_t = ChatConfig::default().max_users, value_parser = clap::value_parser!(u32).range(1..=100_000).map(|v| v as usize))]
-    chat_max_users: usize,
-    /// Longest chat message, in characters.
-    #[arg(long, default_value_t = ChatConfig::default().max_length, value_parser = clap::value_parser!(u32).range(1..=65_536).map(|v| v as usize))]
-    chat_max_length: usize,
-    /// Chat messages per second per user, sustained.
-    #[arg(long, default_value_t = ChatConfig::default().per_second, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    chat_rate: u32,
-    /// Chat messages a user may send in one burst.
-    #[arg(long, default_value_t = ChatConfig::default().burst, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    chat_burst: u32,
-    /// Chat messages kept per room and sent to newcomers.
-    #[arg(long, default_value_t = ChatConfig::default().history, value_parser = clap::value_parser!(u32).range(0..=10_000).map(|v| v as usize))]
-    chat_history: usize,
+    /// Users per chat room [default: 100].
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_USERS", value_parser = parse_count::<1, 100_000, usize>)]
+    chat_max_users: Option<usize>,
+    /// Longest chat message, in characters [default: 500].
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_LENGTH", value_parser = parse_count::<1, 65_536, usize>)]
+    chat_max_length: Option<usize>,
+    /// Chat messages per second per user, sustained [default: 5].
+    #[arg(long, env = "SWITCHBOARD_CHAT_RATE", value_parser = parse_count::<1, 10_000, u32>)]
+    chat_rate: Option<u32>,
+    /// Chat messages a user may send in one burst [default: 10].
+    #[arg(long, env = "SWITCHBOARD_CHAT_BURST", value_parser = parse_count::<1, 10_000, u32>)]
+    chat_burst: Option<u32>,
+    /// Chat messages kept per room and sent to newcomers [default: 50].
+    #[arg(long, env = "SWITCHBOARD_CHAT_HISTORY", value_parser = parse_count::<0, 10_000, usize>)]
+    chat_history: Option<usize>,
 }
 
-impl ChatArgs {
-    fn config(&self) -> ChatConfig {
-        ChatConfig {
-            max_users: self.chat_max_users,
-            max_length: self.chat_max_length,
-            per_second: self.chat_rate,
-            burst: self.chat_burst,
-            history: self.chat_history,
-        }
-    }
-}
-
-/// The call room kind's limits and ICE servers (docs/call.md).
+/// The call room kind's limits and ICE servers (`[kinds.call]`, docs/call.md).
 #[derive(clap::Args)]
 struct CallArgs {
     /// A STUN server for call peers, `stun:HOST[:PORT]`; repeatable.
-    #[arg(long = "call-stun", value_name = "URL", value_parser = |url: &str| check_url(url, &["stun", "stuns"]).map(|()| url.to_owned()))]
+    #[arg(long = "call-stun", env = "SWITCHBOARD_CALL_STUN", value_delimiter = ',', value_name = "URL", value_parser = parse_stun_url)]
     call_stun: Vec<String>,
     /// A TURN server for call peers, `turn:HOST[:PORT][?transport=udp|tcp]`
-    /// or `turns:`; repeatable. Needs --call-turn-secret-file.
-    #[arg(long = "call-turn", value_name = "URL", requires = "call_turn_secret_file",
-          value_parser = |url: &str| check_url(url, &["turn", "turns"]).map(|()| url.to_owned()))]
+    /// or `turns:`; repeatable. Needs a TURN secret.
+    #[arg(long = "call-turn", env = "SWITCHBOARD_CALL_TURN", value_delimiter = ',', value_name = "URL", value_parser = parse_turn_url)]
     call_turn: Vec<String>,
     /// File holding the TURN server's shared secret (coturn's
     /// `static-auth-secret`; white space around it is ignored). The server
     /// does not start if it cannot read it. The secret is never logged.
-    #[arg(long, value_name = "PATH", requires = "call_turn")]
+    #[arg(long, env = "SWITCHBOARD_CALL_TURN_SECRET_FILE", value_name = "PATH")]
     call_turn_secret_file: Option<PathBuf>,
-    /// How long the TURN credentials handed to a peer stay valid.
-    #[arg(long, default_value = "1h", value_parser = turn_ttl)]
-    call_turn_ttl: Duration,
-    /// Peers per call.
-    #[arg(long, default_value_t = CallConfig::default().max_peers, value_parser = clap::value_parser!(u32).range(2..=100).map(|v| v as usize))]
-    call_max_peers: usize,
+    /// The TURN server's shared secret itself, for deployments that pass
+    /// secrets in the environment; prefer the variable to the flag, which
+    /// other users of the machine can see. Never logged or shown.
+    #[arg(long, env = "SWITCHBOARD_CALL_TURN_SECRET", hide_env_values = true, value_name = "SECRET", conflicts_with = "call_turn_secret_file")]
+    call_turn_secret: Option<Secret>,
+    /// How long the TURN credentials handed to a peer stay valid
+    /// [default: 1h].
+    #[arg(long, env = "SWITCHBOARD_CALL_TURN_TTL", value_parser = parse_turn_ttl)]
+    call_turn_ttl: Option<Duration>,
+    /// Peers per call [default: 6].
+    #[arg(long, env = "SWITCHBOARD_CALL_MAX_PEERS", value_parser = parse_count::<2, 100, usize>)]
+    call_max_peers: Option<usize>,
 }
 
-impl CallArgs {
-    /// The call's settings, with the TURN secret read from its file; the
-    /// error names the file and why, never its content.
-    fn config(&self) -> Result<CallConfig, String> {
-        let turn_secret = match &self.call_turn_secret_file {
-            None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the TURN secret file {}: {e}", path.display()))?;
-                let secret = TurnSecret::from_file_text(&text).ok_or_else(|| format!("the TURN secret file {} is empty", path.display()))?;
-                Some(secret)
-            }
+impl ServeArgs {
+    /// The effective settings: the configuration file's (or the defaults),
+    /// then every flag or environment variable given.
+    fn settings(&self) -> Result<Settings, String> {
+        let mut settings = match &self.config {
+            Some(file) => config_file::load(file).map_err(|e| e.to_string())?,
+            None => Settings::default(),
         };
-        let ice = IceConfig { stun: self.call_stun.clone(), turn: self.call_turn.clone(), turn_secret, turn_ttl: self.call_turn_ttl };
-        Ok(CallConfig { max_peers: self.call_max_peers, ice, ..CallConfig::default() })
+        self.apply(&mut settings);
+        settings.validate()?;
+        Ok(settings)
     }
-}
 
-/// A TURN credential lifetime: whole seconds (the expiry in the username
-/// is in seconds), at least one.
-fn turn_ttl(text: &str) -> Result<Duration, String> {
-    let ttl = duration::parse_duration(text)?;
-    if ttl < Duration::from_secs(1) {
-        return Err(format!("TURN credentials must live at least 1s (default {}s)", DEFAULT_TURN_TTL.as_secs()));
+    fn apply(&self, s: &mut Settings) {
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(value) = value {
+                *target = value.clone();
+            }
+        }
+        fn set_list<T: Clone>(target: &mut Vec<T>, values: &[T]) {
+            if !values.is_empty() {
+                *target = values.to_vec();
+            }
+        }
+        set(&mut s.listen, &self.listen);
+        if self.listen_tls.is_some() {
+            s.tls.listen = self.listen_tls;
+        }
+        if self.tls_cert.is_some() {
+            s.tls.cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            s.tls.key = self.tls_key.clone();
+        }
+        set(&mut s.connections.ping_interval, &self.ping_interval);
+        set(&mut s.connections.pong_timeout, &self.pong_timeout);
+        if let Some(dir) = &self.data_dir {
+            // Naming a directory means storing there, whatever the file says.
+            s.data_dir = dir.clone();
+            s.memory = false;
+        }
+        set(&mut s.memory, &self.memory);
+        set(&mut s.hibernate_after, &self.hibernate_after);
+        set_list(&mut s.geo_dbs, &self.geo_dbs);
+        set_list(&mut s.trusted_proxies, &self.trusted_proxies);
+        set(&mut s.huge_pages, &self.huge_pages);
+        let chat = &mut s.kinds.chat;
+        set(&mut chat.max_users, &self.chat.chat_max_users);
+        set(&mut chat.max_length, &self.chat.chat_max_length);
+        set(&mut chat.rate, &self.chat.chat_rate);
+        set(&mut chat.burst, &self.chat.chat_burst);
+        set(&mut chat.history, &self.chat.chat_history);
+        let call = &mut s.kinds.call;
+        set_list(&mut call.stun, &self.call.call_stun);
+        set_list(&mut call.turn, &self.call.call_turn);
+        if self.call.call_turn_secret_file.is_some() {
+            call.turn_secret_file = self.call.call_turn_secret_file.clone();
+            call.turn_secret = None;
+        }
+        if self.call.call_turn_secret.is_some() {
+            call.turn_secret = self.call.call_turn_secret.clone();
+            call.turn_secret_file = None;
+        }
+        set(&mut call.turn_ttl, &self.call.call_turn_ttl);
+        set(&mut call.max_peers, &self.call.call_max_peers);
     }
-    Ok(ttl)
-}
-
-/// `10.0.0.0/8`, or a single address (`10.0.0.5`, `::1`).
-fn parse_network(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network like 10.0.0.0/8"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match &cli.command {
-        Command::Serve { huge_pages, ops, .. } => {
-            init_logs(ops.log_format);
-            if !huge_pages {
-                huge_pages::disable();
+    init_logs(match &cli.command {
+        Command::Serve(args) => args.ops.log_format,
+        Command::Config(_) | Command::Token { .. } | Command::Accounts { .. } => LogFormat::Text,
+    });
+    match cli.command {
+        Command::Serve(args) => match args.settings() {
+            Ok(settings) => run(settings, &args),
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::FAILURE
             }
-        }
-        _ => init_logs(LogFormat::Text),
+        },
+        Command::Config(ConfigCommand::Check { file }) => match config_file::load(&file).and_then(|s| config_file::check_files(&file, &s)) {
+            Ok(()) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Config(ConfigCommand::Show(args)) => match args.settings().and_then(|s| toml::to_string(&s).map_err(|e| e.to_string())) {
+            Ok(text) => {
+                print!("{text}");
+                if !text.ends_with('\n') {
+                    println!();
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Token { account, ttl, jwt_secret_file, data_dir } => print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir),
+        Command::Accounts { data_dir, action } => accounts_cmd::run(&data_dir, action),
     }
+}
+
+/// Starts the server with the effective settings (and the flags that
+/// have no key in the file yet: the edge's limits, draining, logs).
+fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
+    if !settings.huge_pages {
+        huge_pages::disable();
+    }
+    let mut config = match settings.server_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.edge = match args.edge.config() {
+        Ok(edge) => edge,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.auth = match args.auth.config(config.data_dir.as_deref()) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = config.auth.check(!config.trusted_proxies.is_empty()) {
+        eprintln!("switchboard: {e}");
+        return ExitCode::FAILURE;
+    }
+    config.drain = DrainConfig { grace: args.ops.drain_grace, timeout: args.ops.drain_timeout };
+    let ice = &config.apps.call.ice;
+    tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -237,68 +382,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        Command::Serve {
-            listen,
-            ping_interval,
-            pong_timeout,
-            data_dir,
-            memory,
-            hibernate_after,
-            geo_dbs,
-            trusted_proxies,
-            chat,
-            call,
-            auth,
-            edge,
-            huge_pages: _,
-            ops,
-        } => {
-            let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
-            config.auth = match auth.config(config.data_dir.as_deref()) {
-                Ok(auth) => auth,
-                Err(e) => {
-                    eprintln!("switchboard: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            if let Err(e) = config.auth.check(!trusted_proxies.is_empty()) {
-                eprintln!("switchboard: {e}");
-                return ExitCode::FAILURE;
-            }
-            config.apps.call = match call.config() {
-                Ok(call) => call,
-                Err(e) => {
-                    eprintln!("switchboard: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let ice = &config.apps.call.ice;
-            tracing::info!(
-                stun = ice.stun.len(),
-                turn = ice.turn.len(),
-                turn_ttl_s = ice.turn_ttl.as_secs(),
-                max_peers = config.apps.call.max_peers,
-                "call settings"
-            );
-            config.net.ping_interval = ping_interval;
-            config.net.pong_timeout = pong_timeout;
-            config.rooms.hibernate_after = hibernate_after;
-            config.apps.chat = chat.config();
-            config.trusted_proxies = TrustedProxies::new(trusted_proxies);
-            config.edge = match edge.config() {
-                Ok(edge) => edge,
-                Err(e) => {
-                    eprintln!("switchboard: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            config.geo = load_geo(&geo_dbs);
-            config.drain = DrainConfig { grace: ops.drain_grace, timeout: ops.drain_timeout };
-            runtime.block_on(serve(listen, config))
-        }
-        Command::Token { account, ttl, jwt_secret_file, data_dir } => print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir),
-    }
+    runtime.block_on(serve(settings.listen, config))
 }
 
 fn print_token(account: &str, ttl: Duration, secret_file: Option<&std::path::Path>, data_dir: &std::path::Path) -> ExitCode {
@@ -315,28 +399,12 @@ fn print_token(account: &str, ttl: Duration, secret_file: Option<&std::path::Pat
     }
 }
 
-/// Loads every readable geo database. A missing file must not keep the
-/// server from starting (countries are a nicety), so it is reported loudly
-/// and skipped.
-fn load_geo(paths: &[PathBuf]) -> Option<Arc<GeoDb>> {
-    let mut db = GeoDb::new();
-    for path in paths {
-        match db.add(path) {
-            Ok(kind) => tracing::info!(path = %path.display(), kind, "geo database loaded"),
-            Err(e) => tracing::warn!("{e}; skipped"),
-        }
-    }
-    if db.is_empty() && !paths.is_empty() {
-        tracing::warn!("no geo database could be read: client countries will be unknown");
-    }
-    (!db.is_empty()).then(|| Arc::new(db))
-}
-
 async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
+    let tls_cert = config.tls.as_ref().map(|tls| tls.cert.clone());
     let server = match Server::bind(listen, config).await {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("switchboard: cannot listen on {listen}: {e}");
+            eprintln!("switchboard: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -347,10 +415,23 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Tests and scripts read this line to learn the port.
+    // Tests and scripts read these lines to learn the ports; the plain
+    // listener's comes first.
     println!("switchboard listening on http://{addr}");
+    if let Some(tls_addr) = server.local_tls_addr() {
+        match tls_addr {
+            Ok(tls_addr) => println!("switchboard listening on https://{tls_addr}"),
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "try: new WebSocket('ws://{addr}/rooms/echo/x')");
+    if let (Some(reloader), Some(cert)) = (server.tls_reloader(), tls_cert) {
+        sighup::reload_tls_on_sighup(reloader, cert);
+    }
 
     let (stop_tx, stop_rx) = watch::channel(StopRequest::Serve);
     tokio::spawn(forward_signals(stop_tx));

@@ -41,6 +41,8 @@ async fn every_app_page_and_the_client_are_served() {
         ("/apps/chat/", "text/html"),
         ("/apps/echo/", "text/html"),
         ("/apps/broadcast/", "text/html"),
+        ("/apps/clicks/", "text/html"),
+        ("/apps/clicks/world.json", "application/json"),
         ("/client.js", "text/javascript"),
         ("/client.d.ts", "text/plain"),
     ] {

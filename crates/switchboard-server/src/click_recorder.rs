@@ -1,0 +1,119 @@
+//! Hands the clicks that redirects record to the owning accounts' clicks
+//! rooms, in groups.
+//!
+//! A redirect queues its click here and answers at once: it never waits for
+//! a room or a dashboard (only, when [`QUEUE`] clicks are already waiting,
+//! for room in the queue, which slows visitors down instead of losing
+//! clicks). One task takes every click waiting, at most [`MAX_GROUP`],
+//! splits them by account and hands each account's share to its room as
+//! one request; the room counts them, pushes them to its dashboards, and
+//! its storage writes for the whole share are committed in one
+//! transaction. The clicks that arrive meanwhile form the next group, so
+//! the window of a group is the time the previous one took to be handed
+//! over: a lone click goes at once, and under load groups grow instead of
+//! transactions multiplying. At shutdown, after the last request has been
+//! answered, [`ClickRecorder::flush`] waits until every queued click is in
+//! its room, and the rooms' writes are then committed before the process
+//! exits, so a graceful shutdown loses no click.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use switchboard_apps::clicks::{Click, KIND};
+use switchboard_room::{RoomId, RoomKind, RoomRequest};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use crate::registry::Registry;
+
+/// Clicks that may wait for the recorder before redirects wait for room.
+pub const QUEUE: usize = 65_536;
+
+/// Most clicks in one group: bounds one room request's size and how long
+/// one room's handler runs.
+pub const MAX_GROUP: usize = 4096;
+
+/// Attempts to reach a room whose actor stopped between lookup and send.
+const ROOM_ATTEMPTS: usize = 3;
+
+enum Item {
+    Click { account: String, click: Click },
+    Flush(oneshot::Sender<()>),
+}
+
+/// The queue of clicks on their way to the rooms; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct ClickRecorder {
+    tx: mpsc::Sender<Item>,
+}
+
+impl ClickRecorder {
+    /// Starts the recorder's task.
+    pub(crate) fn start(registry: Registry) -> ClickRecorder {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(rx, registry));
+        ClickRecorder { tx }
+    }
+
+    /// Queues a click for `account`'s room.
+    pub(crate) async fn record(&self, account: String, click: Click) {
+        if self.tx.send(Item::Click { account, click }).await.is_err() {
+            warn!("the click recorder has stopped; a click is lost");
+        }
+    }
+
+    /// Waits until every click queued before this call is in its room.
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Item::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Item>, registry: Registry) {
+    let kind = RoomKind::parse(KIND).expect("a valid kind name");
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let mut by_account: HashMap<String, Vec<Click>> = HashMap::new();
+        let mut flushed = Vec::new();
+        for item in group.drain(..) {
+            match item {
+                Item::Click { account, click } => by_account.entry(account).or_default().push(click),
+                Item::Flush(done) => flushed.push(done),
+            }
+        }
+        let mut deliveries = JoinSet::new();
+        for (account, clicks) in by_account {
+            let registry = registry.clone();
+            let kind = kind.clone();
+            deliveries.spawn(async move { deliver(&registry, &kind, &account, clicks).await });
+        }
+        while deliveries.join_next().await.is_some() {}
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn deliver(registry: &Registry, kind: &RoomKind, account: &str, clicks: Vec<Click>) {
+    let Some(id) = RoomId::parse(account) else {
+        warn!(account, clicks = clicks.len(), "clicks for an account name that is no room id are lost");
+        return;
+    };
+    let body = Bytes::from(serde_json::to_vec(&clicks).expect("clicks serialize"));
+    for _ in 0..ROOM_ATTEMPTS {
+        let Ok(room) = registry.owned_room(kind, id.clone()) else { break };
+        let request = RoomRequest { method: "POST".into(), path: "/clicks".into(), body: body.clone() };
+        match room.request(request).await {
+            Ok(response) if response.status == 200 => return,
+            Ok(response) => {
+                warn!(account, status = response.status, clicks = clicks.len(), "the clicks room refused clicks");
+                return;
+            }
+            Err(_) => continue,
+        }
+    }
+    warn!(account, clicks = clicks.len(), "the clicks room is unavailable; clicks are lost");
+}

@@ -1,0 +1,189 @@
+//! The configuration file against the real binary: precedence of file,
+//! environment and flags, every kind of bad file and its message,
+//! `config check` and `config show` (secrets masked).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn switchboard() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    // The test's own environment must not leak settings in.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SWITCHBOARD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(command: &mut Command) -> (bool, String, String) {
+    let Output { status, stdout, stderr } = command.output().expect("run switchboard");
+    (status.success(), String::from_utf8(stdout).unwrap(), String::from_utf8(stderr).unwrap())
+}
+
+/// A server process, killed (by its handle) when dropped.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `serve` and returns the address from its `listening on` line.
+fn serve_addr(command: &mut Command) -> (Serving, String) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start switchboard");
+    let stdout = child.stdout.take().unwrap();
+    let child = Serving(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("switchboard listening on http://").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
+    (child, addr)
+}
+
+#[test]
+fn the_file_is_overridden_by_the_environment_and_that_by_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    // Loopback addresses tell the three sources apart without racing for ports.
+    let file = write(dir.path(), "s.toml", "listen = \"127.0.0.2:0\"\nmemory = true\n[kinds.chat]\nrate = 7\nburst = 8\nhistory = 9\n");
+    let serve = |env: Option<&str>, flag: Option<&str>| {
+        let mut command = switchboard();
+        command.arg("serve").arg("--config").arg(&file);
+        if let Some(env) = env {
+            command.env("SWITCHBOARD_LISTEN", env);
+        }
+        if let Some(flag) = flag {
+            command.args(["--listen", flag]);
+        }
+        serve_addr(&mut command)
+    };
+    let (_a, from_file) = serve(None, None);
+    assert!(from_file.starts_with("127.0.0.2:"), "{from_file}");
+    let (_b, from_env) = serve(Some("127.0.0.3:0"), None);
+    assert!(from_env.starts_with("127.0.0.3:"), "{from_env}");
+    let (_c, from_flag) = serve(Some("127.0.0.3:0"), Some("127.0.0.4:0"));
+    assert!(from_flag.starts_with("127.0.0.4:"), "{from_flag}");
+
+    // The same order for a kind's settings, as `config show` reports them.
+    let (ok, shown, err) = run(switchboard()
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .env("SWITCHBOARD_CHAT_BURST", "20")
+        .env("SWITCHBOARD_CHAT_HISTORY", "30")
+        .args(["--chat-history", "40"]));
+    assert!(ok, "{err}");
+    let chat = shown.split("[kinds.chat]").nth(1).expect("a chat table");
+    for line in ["rate = 7", "burst = 20", "history = 40", "max_users = 100"] {
+        assert!(chat.lines().any(|l| l.trim() == line), "{line:?} missing in\n{shown}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_bad_file_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "bad.toml", "memory = true\n[connections]\nping_intervall = \"5s\"\n");
+    let (ok, stdout, stderr) = run(switchboard().arg("serve").arg("--config").arg(&file));
+    assert!(!ok);
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(stderr.contains("bad.toml line 3: unknown key `connections.ping_intervall`"), "{stderr}");
+}
+
+/// Each kind of mistake, and the message `config check` gives for it.
+#[test]
+fn config_check_names_the_line_and_key_of_each_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unknown.toml",
+            "listen = \"127.0.0.1:80\"\n\n[kinds.chat]\nmax_user = 6\n",
+            "unknown.toml line 4: unknown key `kinds.chat.max_user` (expected one of `max_users`",
+        ),
+        ("kind.toml", "[kinds.video]\nmax_users = 1\n", "kind.toml line 1: unknown key `kinds.video`"),
+        ("type.toml", "memory = true\n[kinds.chat]\nhistory = \"lots\"\n", "type.toml line 3: `kinds.chat.history`: invalid type: string \"lots\""),
+        ("range.toml", "[kinds.call]\nmax_peers = 1\n", "range.toml line 2: `kinds.call.max_peers`: 1 is out of range: must be 2 to 100"),
+        (
+            "duration.toml",
+            "\n[connections]\npong_timeout = \"10 seconds\"\n",
+            "duration.toml line 3: `connections.pong_timeout`: \"10 seconds\": the unit must be ms, s, m or h",
+        ),
+        ("zero.toml", "hibernate_after = \"0s\"\n", "zero.toml line 1: `hibernate_after`: a duration must be more than zero"),
+        ("addr.toml", "listen = \"localhost\"\n", "addr.toml line 1: `listen`: invalid socket address syntax"),
+        ("proxy.toml", "trusted_proxies = [\"10.0.0.0/8\", \"gateway\"]\n", "proxy.toml line 1: `trusted_proxies"),
+        ("syntax.toml", "memory = true\nlisten = 127.0.0.1\n", "syntax.toml line 2: not valid TOML"),
+        (
+            "turn.toml",
+            "[kinds.call]\nturn = [\"turn:turn.example.org\"]\n",
+            "turn.toml: kinds.call.turn (--call-turn) needs the TURN secret: kinds.call.turn_secret_file",
+        ),
+        (
+            "secretfile.toml",
+            "[kinds.call]\nturn = [\"turn:t.example.org\"]\nturn_secret_file = \"/nonexistent/secret\"\n",
+            "cannot read the TURN secret file /nonexistent/secret",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let file = write(dir.path(), name, text);
+        let (ok, _, stderr) = run(switchboard().args(["config", "check"]).arg(&file));
+        assert!(!ok, "{name} was accepted");
+        assert!(stderr.contains(expected), "{name}: expected {expected:?} in {stderr:?}");
+    }
+    let (ok, _, stderr) = run(switchboard().args(["config", "check"]).arg(dir.path().join("missing.toml")));
+    assert!(!ok);
+    assert!(stderr.contains("missing.toml: cannot read"), "{stderr}");
+}
+
+#[test]
+fn the_example_file_in_the_repository_is_valid_and_holds_the_defaults() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../switchboard.example.toml");
+    let (ok, stdout, stderr) = run(switchboard().args(["config", "check"]).arg(&example));
+    assert!(ok, "{stderr}");
+    assert!(stdout.ends_with(": ok\n"), "{stdout}");
+    let (_, with_example, _) = run(switchboard().args(["config", "show", "--config"]).arg(&example));
+    let (_, defaults, _) = run(switchboard().args(["config", "show"]));
+    assert_eq!(with_example, defaults, "the example's values are the defaults");
+}
+
+#[test]
+fn config_show_masks_secrets_and_never_reads_out_the_turn_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = write(dir.path(), "turn-secret", "file-secret-value\n");
+    let file =
+        write(dir.path(), "s.toml", &format!("[kinds.call]\nturn = [\"turn:turn.example.org\"]\nturn_secret_file = {:?}\n", secret_file.display().to_string()));
+    let (ok, shown, stderr) = run(switchboard().args(["config", "show", "--config"]).arg(&file));
+    assert!(ok, "{stderr}");
+    assert!(!shown.contains("file-secret-value"), "{shown}");
+    assert!(shown.contains(&format!("turn_secret_file = {:?}", secret_file.display().to_string())), "{shown}");
+
+    let (ok, shown, stderr) = run(switchboard()
+        .args(["config", "show", "--call-turn", "turn:turn.example.org"])
+        .env("SWITCHBOARD_CALL_TURN_SECRET", "env-secret-value"));
+    assert!(ok, "{stderr}");
+    assert!(!shown.contains("env-secret-value"), "{shown}");
+    assert!(shown.contains("turn_secret = \"********\""), "{shown}");
+    // What `config show` prints is itself a valid file.
+    let shown_file = write(dir.path(), "shown.toml", &shown);
+    let (ok, _, stderr) = run(switchboard().args(["config", "check"]).arg(&shown_file));
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn a_flag_given_twice_over_the_file_replaces_the_files_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "s.toml", "trusted_proxies = [\"10.0.0.0/8\"]\n[kinds.call]\nstun = [\"stun:a.example.org\"]\n");
+    let (ok, shown, stderr) = run(switchboard()
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .args(["--call-stun", "stun:b.example.org", "--call-stun", "stun:c.example.org"])
+        .env("SWITCHBOARD_TRUSTED_PROXY", "192.168.0.0/16,::1"));
+    assert!(ok, "{stderr}");
+    assert!(shown.contains("stun = [\"stun:b.example.org\", \"stun:c.example.org\"]"), "{shown}");
+    assert!(shown.contains("trusted_proxies = [\"192.168.0.0/16\", \"::1/128\"]"), "{shown}");
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The redirect benchmark (docs/benchmarks.md, "Clicks"): wrk with
+# keep-alive against /l/{slug} of the release binary while DASHBOARDS
+# dashboards of the link's account are connected, and, in the same run,
+# against Debian's nginx answering a static `return 302` (the ceiling for
+# a redirect on this machine). Reports redirects/s and p99 of both, checks
+# that every redirect answered was recorded as a click, and the
+# click-to-dashboard latency the dashboards saw. Loopback only.
+#
+#   scripts/bench-clicks.sh [SECONDS] [CONNECTIONS] [DASHBOARDS]
+#
+# Needs wrk and nginx (the test command's deps part installs them).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+SECONDS_RUN=${1:-10}
+CONNECTIONS=${2:-50}
+DASHBOARDS=${3:-100}
+BIN=target/release/switchboard
+[ -x "$BIN" ] || cargo build --release --locked -p switchboard
+for tool in wrk nginx node; do command -v "$tool" >/dev/null || { echo "bench-clicks: $tool is missing" >&2; exit 1; }; done
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+NGINX_PID=""
+DASH_PID=""
+cleanup() {
+  [ -n "$DASH_PID" ] && kill "$DASH_PID" 2>/dev/null || true
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# nginx: one static redirect, workers as many as cores, no logs.
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { add_header Cache-Control "private, max-age=0" always; return 302 https://example.com/; }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+NGINX_PID=$!
+
+# switchboard: an account, a link, dashboards with a token for the account.
+DATA="$WORK/data"
+KEY=$("$BIN" accounts add bench --data-dir "$DATA")
+RUST_LOG=warn "$BIN" serve --listen 127.0.0.1:0 --data-dir "$DATA" > "$WORK/server.out" 2> "$WORK/server.log" &
+SERVER_PID=$!
+ADDR=""
+for _ in $(seq 1 100); do
+  ADDR=$(sed -n 's#^switchboard listening on http://##p' "$WORK/server.out" | head -n1)
+  [ -n "$ADDR" ] && break
+  sleep 0.1
+done
+[ -n "$ADDR" ] || { echo "the server did not start:"; cat "$WORK/server.log"; exit 1; }
+curl -sf -X POST "http://$ADDR/api/links" -H "Authorization: Bearer $KEY" -d '{"url":"https://example.com/","slug":"bench"}' > /dev/null
+TOKEN=$(curl -sf -X POST "http://$ADDR/api/token" -H "Authorization: Bearer $KEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+
+mkfifo "$WORK/dash.in"
+node bench/clicks/dashboards.js "ws://$ADDR/rooms/clicks/bench" "$TOKEN" "$DASHBOARDS" < "$WORK/dash.in" > "$WORK/dash.out" 2> "$WORK/dash.err" &
+DASH_PID=$!
+exec 3> "$WORK/dash.in"
+for _ in $(seq 1 100); do grep -q ready "$WORK/dash.out" && break; sleep 0.1; done
+grep -q ready "$WORK/dash.out" || { echo "the dashboards did not connect:"; cat "$WORK/dash.err"; exit 1; }
+
+run_wrk() { wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency "$1" > "$2"; }
+run_wrk "http://127.0.0.1:$NGINX_PORT/l/bench" "$WORK/nginx.wrk"
+run_wrk "http://$ADDR/l/bench" "$WORK/switchboard.wrk"
+sleep 1
+exec 3>&-
+wait "$DASH_PID" || true
+DASH_PID=""
+
+requests() { sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$1"; }
+rate() { sed -n 's/^Requests\/sec: *//p' "$1"; }
+p99() { sed -n 's/^ *99% *//p' "$1"; }
+errors() { grep -E 'Non-2xx|Socket errors' "$1" || true; }
+CLICKS=$(curl -sf "http://$ADDR/api/links/bench" -H "Authorization: Bearer $KEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clicks"])')
+
+echo "redirect benchmark: wrk -t2 -c$CONNECTIONS -d${SECONDS_RUN}s, keep-alive, $DASHBOARDS dashboards connected to switchboard"
+printf '%-12s %12s %10s %12s\n' server "redirects/s" p99 requests
+printf '%-12s %12s %10s %12s\n' nginx "$(rate "$WORK/nginx.wrk")" "$(p99 "$WORK/nginx.wrk")" "$(requests "$WORK/nginx.wrk")"
+printf '%-12s %12s %10s %12s\n' switchboard "$(rate "$WORK/switchboard.wrk")" "$(p99 "$WORK/switchboard.wrk")" "$(requests "$WORK/switchboard.wrk")"
+errors "$WORK/nginx.wrk"
+errors "$WORK/switchboard.wrk"
+echo "clicks recorded: $CLICKS of $(requests "$WORK/switchboard.wrk") redirects answered"
+echo "dashboards: $(cat "$WORK/dash.out" | tail -n1)"
+python3 - "$(rate "$WORK/switchboard.wrk")" "$(rate "$WORK/nginx.wrk")" <<'PY'
+import sys
+sb, ng = float(sys.argv[1]), float(sys.argv[2])
+print(f"switchboard / nginx: {sb / ng:.2f}")
+PY

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# User-space instructions per echoed message of one or more server binaries,
+# measured in the same session: each server runs under callgrind while
+# switchboard-loadgen drives echo (100 connections, 16 in flight, 20 B) for a
+# short and a long time; the difference of the two runs' instruction totals
+# divided by the difference of their messages cancels what does not depend
+# on the load (start-up, handshakes, shutdown).
+#
+#   scripts/callgrind-echo.sh NAME=BINARY [NAME=BINARY ...]
+#
+# Environment: SHORT (default 3 s), LONG (default 9 s), LOADGEN (default
+# target/release/switchboard-loadgen). Loopback only. Needs valgrind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHORT=${SHORT:-3}
+LONG=${LONG:-9}
+LOADGEN=${LOADGEN:-target/release/switchboard-loadgen}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# run BINARY SECONDS: prints "INSTRUCTIONS MESSAGES".
+run() {
+  local binary=$1 seconds=$2 out="$WORK/out" pid addr rate duration total
+  # Stopped with SIGINT: at once, with or without a drain (and binaries
+  # from before the drain existed have no flags for it).
+  # Emptied here, not by the redirection below: that happens in the
+  # background job, possibly after the wait for the address has read the
+  # previous run's.
+  : > "$out"
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$binary" serve --listen 127.0.0.1:0 --memory > "$out" 2> "$WORK/err" &
+  pid=$!
+  addr=""
+  for _ in $(seq 1 600); do
+    addr=$(sed -n 's#^switchboard listening on http://##p' "$out")
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "the server did not start:" >&2; cat "$WORK/err" >&2; kill "$pid" 2>/dev/null; exit 1; }
+  # The verdict needs --server-pid; only the counts matter here.
+  "$LOADGEN" echo --url "ws://$addr/rooms/echo/cg" --connections 100 --in-flight 16 --size 20 --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
+  kill -INT "$pid"
+  wait "$pid" || true
+  rate=$(awk '$1 == "messages/s" { print $2 }' "$WORK/load")
+  [ -n "$rate" ] || { echo "the load generator failed against $binary" >&2; exit 1; }
+  duration=$(awk '$1 == "duration" { print $2 }' "$WORK/load")
+  total=$(awk '/^totals:/ { print $2 }' "$WORK"/cg.*)
+  rm -f "$WORK"/cg.*
+  echo "$total $(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%.0f", r * d }')"
+}
+
+for named in "$@"; do
+  name=${named%%=*}
+  binary=${named#*=}
+  read -r short_ir short_msgs < <(run "$binary" "$SHORT")
+  read -r long_ir long_msgs < <(run "$binary" "$LONG")
+  awk -v n="$name" -v a="$short_ir" -v b="$long_ir" -v m="$short_msgs" -v k="$long_msgs" \
+    'BEGIN { printf "%-12s %8.1f instructions per echoed message (runs: %d msgs / %d Ir, %d msgs / %d Ir)\n", n, (b - a) / (k - m), m, a, k, b }'
+done
