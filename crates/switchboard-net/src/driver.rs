@@ -54,7 +54,7 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 use switchboard_proto::connection::State;
@@ -204,7 +204,6 @@ struct Link<S, C: Deref<Target = Common>> {
     stream: S,
     common: C,
     outbound: Arc<Outbound>,
-    auto: AutoResponse,
     clock: Clock,
     /// Messages read since the last count.
     messages: u32,
@@ -281,7 +280,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
             common.stats.record_read(buffered);
         }
         let clock = Clock::new(common.timers.now_ms());
-        Link { stream, common, outbound, auto: AutoResponse::default(), clock, messages: 0, closing: false, blocked: false, outcome: None }
+        Link { stream, common, outbound, clock, messages: 0, closing: false, blocked: false, outcome: None }
     }
 
     fn config(&self) -> &NetConfig {
@@ -295,8 +294,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     // ---- reading and dispatch ----
 
     /// Runs the engine over what was read until a message needs the
-    /// handler's `on_message` or the pass ends. Answers the auto-response
-    /// request itself, and hands the handler what it takes at once
+    /// handler's `on_message` or the pass ends. Hands the handler what it
+    /// takes at once
     /// (`take_message`), setting `delivered`.
     #[inline]
     fn next_message<H: Handler>(&mut self, parts: &mut Parts<H>, delivered: &mut bool) -> Next {
@@ -304,11 +303,6 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
             match parts.conn.handle_read(&mut parts.buf) {
                 Ok(Some(Event::Message(message))) => {
                     self.messages += 1;
-                    if let Some(response) = self.auto.answer(&message) {
-                        let _ = parts.conn.send_prepared(response);
-                        self.outbound.record_auto_response();
-                        continue;
-                    }
                     match parts.handler.take_message(message) {
                         Ok(()) => *delivered = true,
                         Err(message) => return Next::Message(message),
@@ -359,15 +353,11 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     // ---- other tasks ----
 
     /// Moves a close request, and queued frames while the engine's queue is
-    /// short, from the outbound queue into the engine; takes a new
-    /// auto-response pair; returns the other signals.
+    /// short, from the outbound queue into the engine; returns the other
+    /// signals.
     fn take_outbound(&mut self, conn: &mut Connection) -> Signals {
         let room_to_write = conn.queued_bytes() < self.config().max_pending_write;
-        let news = move_outbound(&self.outbound, conn, room_to_write);
-        if let Some(pair) = news.auto {
-            self.auto.0 = pair;
-        }
-        Signals { overflowed: news.overflowed, due: news.due, stopping: news.stopping }
+        move_outbound(&self.outbound, conn, room_to_write)
     }
 
     // ---- timers ----
@@ -572,34 +562,9 @@ impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
     }
 }
 
-/// The auto-response pair, cached per connection (a pointer to the pair
-/// the room shares among its connections), replaced when the outbound
-/// queue reports a change.
-#[derive(Default)]
-struct AutoResponse(Option<Arc<(Bytes, Bytes)>>);
-
-impl AutoResponse {
-    /// The response frame if `message` is exactly the auto-response request.
-    #[inline]
-    fn answer(&self, message: &Message) -> Option<Bytes> {
-        match (self.0.as_deref(), message) {
-            (Some((request, response)), Message::Text(text)) if text == request => Some(response.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// Signals taken from the outbound queue besides frames and close requests.
-struct News {
-    overflowed: bool,
-    due: bool,
-    stopping: bool,
-    auto: Option<Option<Arc<(Bytes, Bytes)>>>,
-}
-
 /// Moves a close request, and queued frames if `frames`, from the outbound
 /// queue into the engine, and returns the other signals.
-fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> News {
+fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Signals {
     let taken = outbound.take(frames);
     for chunk in taken.frames {
         let _ = match chunk {
@@ -610,7 +575,7 @@ fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Ne
     if let Some((code, reason)) = taken.close {
         conn.close(CloseCode::new(code), &reason);
     }
-    News { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping, auto: taken.auto }
+    Signals { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping }
 }
 
 /// The connection's timers, in milliseconds on the listener's clock

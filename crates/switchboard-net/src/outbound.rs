@@ -19,9 +19,8 @@
 //! of its own besides the socket's readiness.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use switchboard_proto::frame::SharedFrame;
@@ -67,8 +66,6 @@ struct Queue {
     due: bool,
     /// The server is stopping.
     stopping: bool,
-    /// The auto-response pair changed since the connection last took it.
-    auto_changed: bool,
     rare: Option<Box<Rare>>,
     /// The connection's task while it waits.
     waker: Option<Waker>,
@@ -78,9 +75,6 @@ struct Queue {
 #[derive(Default)]
 struct Rare {
     close: Option<(u16, String)>,
-    auto: Option<Arc<(Bytes, Bytes)>>,
-    /// When the connection last answered with the auto-response.
-    last_auto: Option<SystemTime>,
 }
 
 impl Queue {
@@ -124,8 +118,6 @@ pub(crate) struct Taken {
     pub(crate) overflowed: bool,
     pub(crate) due: bool,
     pub(crate) stopping: bool,
-    /// The new auto-response pair, if it changed.
-    pub(crate) auto: Option<Option<Arc<(Bytes, Bytes)>>>,
 }
 
 impl Outbound {
@@ -192,34 +184,13 @@ impl Outbound {
         wake(q);
     }
 
-    /// Sets the exact text request answered by the connection itself with
-    /// the encoded response frame; `None` turns it off. Shared, so that a
-    /// room's connections hold one pointer each, not a copy each. The
-    /// connection takes the change at its next wake-up (this wakes it).
-    pub fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
-        let mut q = self.lock();
-        q.rare().auto = pair;
-        q.auto_changed = true;
-        wake(q);
-    }
-
-    /// When the connection last answered with the auto-response.
-    pub fn last_auto_response(&self) -> Option<SystemTime> {
-        self.lock().rare.as_ref().and_then(|rare| rare.last_auto)
-    }
-
-    pub(crate) fn record_auto_response(&self) {
-        self.lock().rare().last_auto = Some(SystemTime::now());
-    }
-
     /// Ready when there is something to take: a close request, a cut-off,
-    /// a due deadline, the server stopping, a new auto-response pair, or
-    /// frames if `frames`. Otherwise the task's waker is kept and woken by
+    /// a due deadline, the server stopping, or frames if `frames`. Otherwise the task's waker is kept and woken by
     /// the next of these.
     pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool) -> Poll<()> {
         let mut q = self.lock();
         let close = q.rare.as_ref().is_some_and(|rare| rare.close.is_some());
-        if close || q.overflowed || q.due || q.stopping || q.auto_changed || (frames && !q.frames.is_empty()) {
+        if close || q.overflowed || q.due || q.stopping || (frames && !q.frames.is_empty()) {
             return Poll::Ready(());
         }
         if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -236,8 +207,8 @@ impl Outbound {
         self.lock().waker = None;
     }
 
-    /// Takes the signals (close request, cut-off, due deadline, stopping,
-    /// auto-response change), and the queued frames if `frames` (the
+    /// Takes the signals (close request, cut-off, due deadline, stopping),
+    /// and the queued frames if `frames` (the
     /// connection leaves them here while its socket is full).
     pub(crate) fn take(&self, frames: bool) -> Taken {
         let mut q = self.lock();
@@ -247,14 +218,12 @@ impl Outbound {
         } else {
             Vec::new()
         };
-        let auto = std::mem::take(&mut q.auto_changed).then(|| q.rare.as_ref().and_then(|rare| rare.auto.clone()));
         Taken {
             frames,
             close: q.rare.as_mut().and_then(|rare| rare.close.take()),
             overflowed: std::mem::take(&mut q.overflowed),
             due: std::mem::take(&mut q.due),
             stopping: std::mem::take(&mut q.stopping),
-            auto,
         }
     }
 

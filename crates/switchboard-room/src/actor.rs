@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
+use crate::auto_response::AutoResponses;
+use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
@@ -136,6 +137,9 @@ struct Shared {
     /// are sent, uncounted once handled). While any is, messages take the
     /// mailbox too, so nothing overtakes an event sent before it.
     queued: AtomicUsize,
+    /// The room's auto-response, answered by connections' readers without
+    /// the lock.
+    auto: Arc<AutoResponses>,
 }
 
 /// Counts an event as queued until it is sent (then the actor uncounts it)
@@ -386,6 +390,24 @@ impl RoomHandle {
         Ok(())
     }
 
+    /// The room's auto-response to `message` from `conn`, if the room set
+    /// one and this is its request (see `Ctx::set_auto_response`): the
+    /// connection's reader answers it itself, and the room, hibernated or
+    /// not, is not involved. Records the answer for
+    /// `Ctx::last_auto_response`. For a room without one this is a single
+    /// atomic load.
+    #[inline]
+    pub fn auto_answer(&self, conn: ConnId, message: &Message) -> Option<Message> {
+        self.shared.auto.answer(conn, message)
+    }
+
+    /// Whether [`RoomHandle::auto_answer`] would answer `message` (nothing
+    /// is recorded).
+    #[inline]
+    pub fn is_auto_request(&self, message: &Message) -> bool {
+        self.shared.auto.would_answer(message)
+    }
+
     /// True once the actor stopped; the owner should start a new one.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -423,6 +445,7 @@ pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn 
             BTreeMap::new()
         }
     };
+    let auto = Arc::new(AutoResponses::default());
     let actor = Actor {
         room,
         name,
@@ -431,14 +454,14 @@ pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn 
         object: None,
         conns: BTreeMap::new(),
         alarms,
-        auto_response: None,
+        auto_response: auto.clone(),
         held: Held::default(),
         pending: WriteBehind::new(reports.clone()),
         wakeups: 0,
         last_active: Instant::now(),
         stopped: false,
     };
-    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0) });
+    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), auto });
     tokio::spawn(run(shared.clone(), rx, reports, config));
     RoomHandle { tx, shared }
 }
@@ -457,7 +480,7 @@ struct Actor {
     object: Option<Box<dyn Room>>,
     conns: BTreeMap<ConnId, ConnRecord>,
     alarms: BTreeMap<String, SystemTime>,
-    auto_response: Option<Arc<AutoResponse>>,
+    auto_response: Arc<AutoResponses>,
     /// Frames held back until the end of the batch (see `Ctx::send`, `Ctx::broadcast`).
     held: Held,
     /// Storage writes not yet committed, and replies waiting for them.
@@ -567,7 +590,7 @@ impl Actor {
             *wakeups += 1;
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
-        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending };
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response: &**auto_response, held, pending };
         f(object.as_mut(), &mut ctx)
     }
 
@@ -626,9 +649,6 @@ impl Actor {
                 let _ = reply.send(decision);
             }
             RoomEvent::Open { conn, sink, tags, attachment } => {
-                if self.auto_response.is_some() {
-                    sink.set_auto_response(self.auto_response.clone());
-                }
                 self.conns.insert(conn, ConnRecord::new(sink, tags, attachment));
                 self.with_room(|room, ctx| room.on_open(ctx, conn));
             }
@@ -653,6 +673,7 @@ impl Actor {
             }
             RoomEvent::Close { conn, mut closed, done } => {
                 if let Some(record) = self.conns.remove(&conn) {
+                    self.auto_response.forget(conn);
                     closed.attachment = record.into_attachment();
                     self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));
                 }

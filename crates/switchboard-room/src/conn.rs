@@ -3,9 +3,7 @@
 //! how a message is framed (or compressed, or forwarded to another node) is
 //! the sink's business.
 
-use std::any::Any;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use switchboard_proto::{CloseCode, Message};
@@ -66,41 +64,6 @@ impl Run {
     }
 }
 
-/// A text request the connection layer answers with a text response by
-/// itself, without waking the room (an application-level `ping` → `pong`).
-/// One is shared by every connection of a room.
-#[derive(Debug)]
-pub struct AutoResponse {
-    request: Bytes,
-    response: Bytes,
-    wire: OnceLock<Arc<dyn Any + Send + Sync>>,
-}
-
-impl AutoResponse {
-    /// Answer the exact text `request` with `response`.
-    pub fn new(request: &str, response: &str) -> AutoResponse {
-        AutoResponse { request: Bytes::copy_from_slice(request.as_bytes()), response: Bytes::copy_from_slice(response.as_bytes()), wire: OnceLock::new() }
-    }
-
-    /// The request's text, as bytes.
-    pub fn request(&self) -> &Bytes {
-        &self.request
-    }
-
-    /// The response's text, as bytes.
-    pub fn response(&self) -> &Bytes {
-        &self.response
-    }
-
-    /// The pair in a sink's own form (say, the response framed), made by
-    /// `make` for the first connection that asks and shared by the others.
-    /// A sink should always ask for the same type; another type gets `None`.
-    pub fn wire<T: Any + Send + Sync>(&self, make: impl FnOnce(&AutoResponse) -> T) -> Option<Arc<T>> {
-        let made = self.wire.get_or_init(|| Arc::new(make(self)));
-        made.clone().downcast::<T>().ok()
-    }
-}
-
 /// The outbound side of one connection, implemented by the server over a
 /// socket (and by fakes in tests). Calls must not block.
 pub trait ConnSink: Send + Sync + 'static {
@@ -115,11 +78,6 @@ pub trait ConnSink: Send + Sync + 'static {
     fn send_run(&self, run: &Run) -> SendOutcome;
     /// Starts the closing handshake with `code` and `reason`.
     fn close(&self, code: CloseCode, reason: &str);
-    /// Sets the auto-response the connection layer answers by itself, or
-    /// none.
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>);
-    /// When the connection layer last answered an auto-response request.
-    fn last_auto_response(&self) -> Option<SystemTime>;
 }
 
 /// A shared sink, e.g. a fake kept by a test to see what the room sent.
@@ -138,14 +96,6 @@ impl<T: ConnSink + ?Sized> ConnSink for Arc<T> {
 
     fn close(&self, code: CloseCode, reason: &str) {
         (**self).close(code, reason)
-    }
-
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
-        (**self).set_auto_response(auto)
-    }
-
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        (**self).last_auto_response()
     }
 }
 
@@ -221,15 +171,5 @@ mod tests {
             assert_eq!(&encoded[..], b"ab");
         }
         assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn an_auto_response_keeps_one_wire_form() {
-        let auto = AutoResponse::new("ping", "pong");
-        let first = auto.wire(|a| (a.request().clone(), a.response().len())).unwrap();
-        let second = auto.wire(|_| unreachable!("made once")).unwrap();
-        assert!(Arc::ptr_eq(&first, &second));
-        assert_eq!(*first, (Bytes::from_static(b"ping"), 4));
-        assert!(auto.wire(|_| 0u8).is_none(), "another type is not the wire form");
     }
 }

@@ -3,13 +3,13 @@
 //! batch of events (see the `storage` module); nothing here waits.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Store, Write};
 
-use crate::conn::{AutoResponse, ConnId, ConnRecord, Run, SendOutcome, MAX_ATTACHMENT_LEN};
+use crate::auto_response::{AutoResponse, AutoResponses};
+use crate::conn::{ConnId, ConnRecord, Run, SendOutcome, MAX_ATTACHMENT_LEN};
 use crate::storage::{RoomStorage, WriteBehind};
 
 /// A room's view of its world during one handler call.
@@ -18,7 +18,7 @@ pub struct Ctx<'a> {
     pub(crate) conns: &'a mut BTreeMap<ConnId, ConnRecord>,
     pub(crate) store: &'a dyn Store,
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
-    pub(crate) auto_response: &'a mut Option<Arc<AutoResponse>>,
+    pub(crate) auto_response: &'a AutoResponses,
     pub(crate) held: &'a mut Held,
     pub(crate) pending: &'a mut WriteBehind,
 }
@@ -329,20 +329,17 @@ impl Ctx<'_> {
         self.alarms.iter().map(|(n, at)| (n.as_str(), *at))
     }
 
-    /// Makes the connection layer answer the exact text `request` with
-    /// `response` on every connection of this room, without waking the room
-    /// (e.g. an application-level `ping` → `pong`). `None` turns it off.
+    /// Makes the reader of every connection of this room answer the exact
+    /// text `request` with `response` by itself, without this room's
+    /// handlers and without waking the room (e.g. an application-level
+    /// `ping` → `pong`). `None` turns it off.
     pub fn set_auto_response(&mut self, pair: Option<(&str, &str)>) {
-        let auto = pair.map(|(request, response)| Arc::new(AutoResponse::new(request, response)));
-        for record in self.conns.values() {
-            record.sink.set_auto_response(auto.clone());
-        }
-        *self.auto_response = auto;
+        self.auto_response.set(pair.map(|(request, response)| AutoResponse::new(request, response)));
     }
 
-    /// When the connection layer last answered an auto-response for `conn`.
+    /// When `conn`'s reader last answered it with the auto-response.
     pub fn last_auto_response(&self, conn: ConnId) -> Option<SystemTime> {
-        self.conns.get(&conn).and_then(|c| c.sink.last_auto_response())
+        self.auto_response.last_answered(conn)
     }
 }
 

@@ -17,6 +17,7 @@
 //! the event.
 
 mod actor;
+mod auto_response;
 mod conn;
 mod context;
 mod name;
@@ -25,7 +26,8 @@ mod storage;
 pub mod testing;
 
 pub use actor::{spawn_room, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
-pub use conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
+pub use auto_response::AutoResponse;
+pub use conn::{ConnId, ConnSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};
 pub use room::{Closed, ConnectRequest, Decision, Geo, Identity, Room, RoomFactory, RoomRequest, RoomResponse};

@@ -1,10 +1,11 @@
 //! A WebSocket connection joined to a room: the two small adapters between
 //! the connection layer and the room layer.
 //!
-//! [`RoomConnection`] is the connection's `Handler`: it hands messages to
-//! the room (handled at once on this connection's task when the room is
-//! free, queued in its mailbox otherwise) and the end of the connection to
-//! the room's mailbox. [`SocketSink`] is
+//! [`RoomConnection`] is the connection's `Handler`: it answers the room's
+//! auto-response request itself, hands every other message to the room
+//! (handled at once on this connection's task when the room is free, queued
+//! in its mailbox otherwise) and the end of the connection to the room's
+//! mailbox. [`SocketSink`] is
 //! the room's `ConnSink`: it frames the room's messages and puts them on
 //! the connection's outbound queue.
 
@@ -12,13 +13,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
-use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
+use switchboard_proto::frame::{append_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use switchboard_room::{Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 
 /// The room side of a connection's outbound queue: frames the room's
 /// messages (a run once for all its recipients) and queues them.
@@ -41,10 +42,6 @@ fn encode_run(messages: &[Message]) -> Bytes {
     }
     Bytes::from(frames)
 }
-
-/// The auto-response as net answers it: the request's text and the
-/// response's whole frame.
-type WirePair = (Bytes, Bytes);
 
 impl SocketSink {
     fn push(&self, frame: &SharedFrame) -> SendOutcome {
@@ -73,16 +70,6 @@ impl ConnSink for SocketSink {
 
     fn close(&self, code: CloseCode, reason: &str) {
         self.0.close(code.as_u16(), reason)
-    }
-
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
-        // Framed once per room, shared by its connections.
-        let pair = auto.and_then(|auto| auto.wire::<WirePair>(|a| (a.request().clone(), encode_frame(OpCode::Data(DataOp::Text), false, a.response()))));
-        self.0.set_auto_response(pair)
-    }
-
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        self.0.last_auto_response()
     }
 }
 
@@ -131,10 +118,11 @@ impl Handler for RoomConnection {
         }
     }
 
-    /// Gathers the message for the read's batch, unless it completes one:
-    /// that one goes through `on_message`, which sends the batch.
+    /// Gathers the message for the read's batch, unless it completes one
+    /// or is the room's auto-response request: those go through
+    /// `on_message`, which sends the batch or answers the request.
     fn take_message(&mut self, message: Message) -> Result<(), Message> {
-        if self.pending.len() + 1 >= MAX_BATCH {
+        if self.pending.len() + 1 >= MAX_BATCH || self.room.is_auto_request(&message) {
             return Err(message);
         }
         if self.pending.capacity() == 0 {
@@ -149,8 +137,22 @@ impl Handler for RoomConnection {
     // Not `async fn`s: the work is done before the future is made, and the
     // future holds only the rare wait for a full mailbox.
     fn on_message(&mut self, message: Message, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
-        self.pending.push(message);
-        let waiting = if self.pending.len() >= MAX_BATCH { self.forward(&mut out) } else { None };
+        let waiting = match self.room.auto_answer(self.conn, &message) {
+            // Answered here, on the connection's own task: the room, awake
+            // or hibernated, is not involved.
+            Some(response) => {
+                let _ = out.send(&response);
+                None
+            }
+            None => {
+                self.pending.push(message);
+                if self.pending.len() >= MAX_BATCH {
+                    self.forward(&mut out)
+                } else {
+                    None
+                }
+            }
+        };
         Delivery { waiting, out }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use switchboard_store::MemoryStore;
 
 use crate::testing::GatedStore;
-use crate::{AutoResponse, CloseCode, Run, SendOutcome};
+use crate::{CloseCode, Run, SendOutcome};
 
 use super::*;
 
@@ -22,7 +22,6 @@ enum Got {
 struct FakeSink {
     got: Mutex<Vec<Got>>,
     closed: Mutex<Option<(CloseCode, String)>>,
-    auto: Mutex<Option<Arc<AutoResponse>>>,
     /// What sends report (`Queued` if unset).
     outcome: Mutex<Option<SendOutcome>>,
 }
@@ -42,12 +41,6 @@ impl ConnSink for FakeSink {
     }
     fn close(&self, code: CloseCode, reason: &str) {
         *self.closed.lock().unwrap() = Some((code, reason.to_owned()));
-    }
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
-        *self.auto.lock().unwrap() = auto;
-    }
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        None
     }
 }
 
@@ -263,19 +256,34 @@ async fn a_stored_alarm_fires_when_the_room_starts_after_a_restart() {
 }
 
 #[tokio::test]
-async fn auto_responses_reach_current_and_future_connections() {
+async fn auto_responses_are_answered_for_every_connection_without_the_room() {
     let room = spawn_room(name("ar"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "").await.unwrap();
+    let ping = Message::text("ping");
+    assert_eq!(room.auto_answer(ConnId(1), &ping), None, "none set yet");
     say(&room, 1, "auto").await;
     settle(&room).await;
     let b = join(&room, 2, "").await.unwrap();
     settle(&room).await;
-    for sink in [&a, &b] {
-        let auto = sink.auto.lock().unwrap().clone().unwrap();
-        assert_eq!((&auto.request()[..], &auto.response()[..]), (&b"ping"[..], &b"pong"[..]));
+    for conn in [ConnId(1), ConnId(2)] {
+        assert!(room.is_auto_request(&ping));
+        assert_eq!(room.auto_answer(conn, &ping), Some(Message::text("pong")));
     }
-    let (a_auto, b_auto) = (a.auto.lock().unwrap().clone().unwrap(), b.auto.lock().unwrap().clone().unwrap());
-    assert!(Arc::ptr_eq(&a_auto, &b_auto), "one shared by the room's connections");
+    assert_eq!(room.auto_answer(ConnId(1), &Message::text("pong")), None, "only the request");
+    assert!(a.texts().is_empty() && b.texts().is_empty(), "the answer is the reader's to send, not the room's");
+    say(&room, 1, "count").await;
+    settle(&room).await;
+    assert_eq!(a.texts(), ["count=2"], "the room's handler saw only `auto` and `count`");
+    assert!(room.shared.auto.last_answered(ConnId(2)).is_some(), "the answer is recorded per connection");
+    room.send(RoomEvent::Close {
+        conn: ConnId(2),
+        closed: Closed { code: Some(CloseCode::NORMAL), reason: String::new(), clean: true, attachment: None },
+        done: None,
+    })
+    .await
+    .unwrap();
+    settle(&room).await;
+    assert_eq!(room.shared.auto.last_answered(ConnId(2)), None, "forgotten when the connection leaves");
 }
 
 #[tokio::test]
