@@ -493,11 +493,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         }
     }
 
-    /// Bytes arrived: the peer is alive, and the task runs now (it may
-    /// queue frames on its own outbound queue through a room it handles;
-    /// see `Outbound::forget_waker`).
+    /// Bytes arrived: the peer is alive.
     fn on_read(&mut self, n: usize) {
-        self.outbound.forget_waker();
         self.stats().record_read(n);
         self.clock.peer_alive(self.common.timers.now_ms());
     }
@@ -566,16 +563,25 @@ impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
 /// queue into the engine, and returns the other signals.
 fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Signals {
     let taken = outbound.take(frames);
-    for chunk in taken.frames {
+    queue_chunks(conn, taken.frames);
+    if let Some((code, reason)) = taken.close {
+        conn.close(CloseCode::new(code), &reason);
+    }
+    Signals { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping }
+}
+
+/// Moves the queued frames alone from the outbound queue into the engine.
+pub(crate) fn move_frames(outbound: &Outbound, conn: &mut Connection) {
+    queue_chunks(conn, outbound.take_frames());
+}
+
+fn queue_chunks(conn: &mut Connection, chunks: Vec<Chunk>) {
+    for chunk in chunks {
         let _ = match chunk {
             Chunk::Copied(frames) => conn.send_coalesced(frames),
             Chunk::Shared(payload) => conn.send_prepared(payload),
         };
     }
-    if let Some((code, reason)) = taken.close {
-        conn.close(CloseCode::new(code), &reason);
-    }
-    Signals { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping }
 }
 
 /// The connection's timers, in milliseconds on the listener's clock

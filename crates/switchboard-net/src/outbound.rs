@@ -199,12 +199,14 @@ impl Outbound {
         Poll::Pending
     }
 
-    /// Drops the waker kept by the last wait that found nothing: the task
-    /// runs now, and may itself queue frames here (a room handled on its
-    /// task, see `Handler::on_read_end`); waking it for those would only
-    /// make it run again for nothing. Its next wait keeps a waker again.
-    pub(crate) fn forget_waker(&self) {
-        self.lock().waker = None;
+    /// Takes the queued frames alone, leaving the signals.
+    pub(crate) fn take_frames(&self) -> Vec<Chunk> {
+        let mut q = self.lock();
+        if q.frames.is_empty() {
+            return Vec::new();
+        }
+        q.bytes = 0;
+        std::mem::take(&mut q.frames)
     }
 
     /// Takes the signals (close request, cut-off, due deadline, stopping),

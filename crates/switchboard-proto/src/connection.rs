@@ -517,6 +517,18 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a message as it is, never compressed (RSV1 clear: valid
+    /// whether or not permessage-deflate was negotiated), as a server sends
+    /// what it also sends to many connections framed once. Written straight
+    /// into the output buffer; a large payload is shared, not copied.
+    pub fn send_uncompressed(&mut self, message: &Message) -> Result<(), ConnectionClosed> {
+        if !self.can_send() {
+            return Err(ConnectionClosed);
+        }
+        self.queue_owned(OpCode::Data(message.opcode()), false, message.payload());
+        Ok(())
+    }
+
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), ConnectionClosed> {
         self.send_data(DataOp::Text, text.as_bytes())

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::auto_response::AutoResponses;
-use crate::conn::{ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
+use crate::conn::{ConnId, ConnRecord, ConnSink, Local, LocalSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
@@ -351,10 +351,13 @@ impl RoomHandle {
     /// mailbox if it has room. Handlers still run one at a time and each
     /// sender's events in order; what is saved is the hop to the actor's
     /// task and back (a mailbox slot, two wake-ups and two task switches
-    /// per read). A handler that panics here unwinds the caller's task, and
+    /// per read). What the room sends `conn` during that batch goes to
+    /// `local` (straight into the caller's own connection), not through
+    /// `conn`'s sink, which is for other tasks; `local` must keep it after
+    /// whatever that sink queued before. A handler that panics here unwinds the caller's task, and
     /// the room's actor stops at its next event (the lock is poisoned), as
     /// when one panics on the actor's task.
-    pub fn try_deliver(&self, conn: ConnId, messages: Vec<Message>) -> Result<(), TryDeliverError> {
+    pub fn try_deliver(&self, conn: ConnId, messages: Vec<Message>, local: &mut dyn LocalSink) -> Result<(), TryDeliverError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -375,8 +378,9 @@ impl RoomHandle {
             return queue(event);
         }
         let plan = actor.plan();
-        actor.handle(event);
-        actor.end_batch();
+        let mut local = Some(Local { conn, sink: local });
+        actor.handle_in(event, &mut local);
+        actor.end_batch_in(&mut local);
         actor.last_active = Instant::now();
         let replan = actor.plan() != plan;
         drop(actor);
@@ -585,12 +589,18 @@ impl Actor {
 
     /// Runs `f` with the room object (building it if hibernated) and a context.
     fn with_room<R>(&mut self, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
+        self.with_room_in(&mut None, f)
+    }
+
+    /// As `with_room`, with the batch's local connection, if any.
+    fn with_room_in<R>(&mut self, local: &mut Option<Local<'_>>, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
         let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
-        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response: &**auto_response, held, pending };
+        let local = local.as_mut().map(Local::reborrow);
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response: &**auto_response, held, pending, local };
         f(object.as_mut(), &mut ctx)
     }
 
@@ -600,10 +610,15 @@ impl Actor {
     /// to the store as one transaction. Flushing first keeps the batch's
     /// messages from waiting on whatever `on_batch_end` does.
     fn end_batch(&mut self) {
-        self.held.flush(&self.conns);
+        self.end_batch_in(&mut None)
+    }
+
+    /// As `end_batch`, with the batch's local connection, if any.
+    fn end_batch_in(&mut self, local: &mut Option<Local<'_>>) {
+        self.held.flush(&self.conns, local);
         if self.object.is_some() {
-            self.with_room(|room, ctx| room.on_batch_end(ctx));
-            self.held.flush(&self.conns);
+            self.with_room_in(local, |room, ctx| room.on_batch_end(ctx));
+            self.held.flush(&self.conns, local);
         }
         self.pending.submit(&*self.store, &self.room);
     }
@@ -612,7 +627,7 @@ impl Actor {
     /// out, or, if it failed, the room hears whom they were for.
     fn committed(&mut self, number: u64, result: StoreResult<()>) {
         let released = self.pending.committed(number, result);
-        self.held.flush(&self.conns);
+        self.held.flush(&self.conns, &mut None);
         let mut unsent = Vec::new();
         for (conn, what) in released.messages {
             let message = match what {
@@ -633,10 +648,16 @@ impl Actor {
     }
 
     fn handle(&mut self, event: RoomEvent) {
+        self.handle_in(event, &mut None)
+    }
+
+    /// As `handle`, with the batch's local connection, if any (messages
+    /// handled on their connection's task).
+    fn handle_in(&mut self, event: RoomEvent, local: &mut Option<Local<'_>>) {
         if !matches!(event, RoomEvent::Message { .. } | RoomEvent::Messages { .. }) {
             // A join or a leave changes who held frames are for; other
             // events may reach connections in ways that must come after them.
-            self.held.flush(&self.conns);
+            self.held.flush(&self.conns, local);
         }
         match event {
             RoomEvent::Connect { request, reply } => {
@@ -654,12 +675,12 @@ impl Actor {
             }
             RoomEvent::Message { conn, message } => {
                 if self.conns.contains_key(&conn) {
-                    self.with_room(|room, ctx| room.on_message(ctx, conn, message));
+                    self.with_room_in(local, |room, ctx| room.on_message(ctx, conn, message));
                 }
             }
             RoomEvent::Messages { conn, messages } => {
                 if self.conns.contains_key(&conn) {
-                    self.with_room(|room, ctx| {
+                    self.with_room_in(local, |room, ctx| {
                         for message in messages {
                             room.on_message(ctx, conn, message);
                         }

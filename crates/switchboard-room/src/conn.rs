@@ -3,6 +3,7 @@
 //! how a message is framed (or compressed, or forwarded to another node) is
 //! the sink's business.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -78,6 +79,89 @@ pub trait ConnSink: Send + Sync + 'static {
     fn send_run(&self, run: &Run) -> SendOutcome;
     /// Starts the closing handshake with `code` and `reason`.
     fn close(&self, code: CloseCode, reason: &str);
+}
+
+/// The connection whose own task runs the room's handlers for its own
+/// messages ([`crate::RoomHandle::try_deliver`]): what the room sends that
+/// connection meanwhile is handed here, straight to it, instead of to its
+/// [`ConnSink`], whose queue exists for other tasks to reach it. Only ever
+/// called while the room's state is held.
+pub trait LocalSink {
+    /// Sends one message.
+    fn send(&mut self, message: &Message) -> SendOutcome;
+    /// Sends small messages, in order.
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome;
+    /// Sends a run of small messages that goes to other connections too.
+    fn send_run(&mut self, run: &Run) -> SendOutcome;
+}
+
+/// A connection's own sink as its local one: sends take the queue, as
+/// from any other task (tests, and callers without a faster way in).
+impl<T: ConnSink + ?Sized> LocalSink for &T {
+    fn send(&mut self, message: &Message) -> SendOutcome {
+        ConnSink::send(*self, message)
+    }
+
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
+        ConnSink::send_all(*self, messages)
+    }
+
+    fn send_run(&mut self, run: &Run) -> SendOutcome {
+        ConnSink::send_run(*self, run)
+    }
+}
+
+/// The local connection during a batch handled on its own task.
+pub(crate) struct Local<'a> {
+    pub(crate) conn: ConnId,
+    pub(crate) sink: &'a mut dyn LocalSink,
+}
+
+impl Local<'_> {
+    /// A shorter borrow of the same, for one handler call.
+    pub(crate) fn reborrow(&mut self) -> Local<'_> {
+        Local { conn: self.conn, sink: &mut *self.sink }
+    }
+}
+
+/// Where a message for one connection goes: its queue, or straight to it
+/// when it is the local connection.
+pub(crate) enum Target<'s> {
+    Queue(&'s dyn ConnSink),
+    Local(&'s mut dyn LocalSink),
+}
+
+impl Target<'_> {
+    pub(crate) fn send(self, message: &Message) -> SendOutcome {
+        match self {
+            Target::Queue(sink) => sink.send(message),
+            Target::Local(sink) => sink.send(message),
+        }
+    }
+
+    pub(crate) fn send_all(self, messages: &[Message]) -> SendOutcome {
+        match self {
+            Target::Queue(sink) => sink.send_all(messages),
+            Target::Local(sink) => sink.send_all(messages),
+        }
+    }
+
+    pub(crate) fn send_run(self, run: &Run) -> SendOutcome {
+        match self {
+            Target::Queue(sink) => sink.send_run(run),
+            Target::Local(sink) => sink.send_run(run),
+        }
+    }
+}
+
+/// Where a message for `conn` goes, if it is open.
+#[inline]
+pub(crate) fn target<'s>(conns: &'s BTreeMap<ConnId, ConnRecord>, local: &'s mut Option<Local<'_>>, conn: ConnId) -> Option<Target<'s>> {
+    let record = conns.get(&conn)?;
+    Some(match local {
+        Some(local) if local.conn == conn => Target::Local(&mut *local.sink),
+        _ => Target::Queue(&*record.sink),
+    })
 }
 
 /// A shared sink, e.g. a fake kept by a test to see what the room sent.

@@ -27,7 +27,7 @@ pub mod testing;
 
 pub use actor::{spawn_room, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
 pub use auto_response::AutoResponse;
-pub use conn::{ConnId, ConnSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
+pub use conn::{ConnId, ConnSink, LocalSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};
 pub use room::{Closed, ConnectRequest, Decision, Geo, Identity, Room, RoomFactory, RoomRequest, RoomResponse};

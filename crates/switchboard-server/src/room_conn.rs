@@ -7,7 +7,10 @@
 //! in its mailbox otherwise) and the end of the connection to the room's
 //! mailbox. [`SocketSink`] is
 //! the room's `ConnSink`: it frames the room's messages and puts them on
-//! the connection's outbound queue.
+//! the connection's outbound queue, for other tasks. [`OwnTask`] is the
+//! room's `LocalSink` while the room handles a read's messages on the
+//! connection's own task: what the room sends this connection then goes
+//! straight into its engine's output buffer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,9 +20,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
+use switchboard_proto::connection::ConnectionClosed;
 use switchboard_proto::frame::{append_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 
 /// The room side of a connection's outbound queue: frames the room's
 /// messages (a run once for all its recipients) and queues them.
@@ -70,6 +74,50 @@ impl ConnSink for SocketSink {
 
     fn close(&self, code: CloseCode, reason: &str) {
         self.0.close(code.as_u16(), reason)
+    }
+}
+
+/// The room's way straight into this connection while it handles the
+/// connection's messages on its task (`RoomHandle::try_deliver`, under the
+/// room's lock). Messages are framed into the engine's output buffer, with
+/// no queue, lock or wake-up; only the first send first takes what other
+/// tasks queued before (`Outbox::catch_up`), so nothing overtakes it.
+struct OwnTask<'o, 'a> {
+    out: &'o mut Outbox<'a>,
+    caught_up: bool,
+}
+
+impl<'a> OwnTask<'_, 'a> {
+    #[inline]
+    fn out(&mut self) -> &mut Outbox<'a> {
+        if !self.caught_up {
+            self.caught_up = true;
+            self.out.catch_up();
+        }
+        self.out
+    }
+}
+
+fn outcome(sent: Result<(), ConnectionClosed>) -> SendOutcome {
+    match sent {
+        Ok(()) => SendOutcome::Queued,
+        Err(ConnectionClosed) => SendOutcome::Dropped,
+    }
+}
+
+impl LocalSink for OwnTask<'_, '_> {
+    fn send(&mut self, message: &Message) -> SendOutcome {
+        outcome(self.out().send_uncompressed(message))
+    }
+
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
+        let out = self.out();
+        outcome(messages.iter().try_for_each(|message| out.send_uncompressed(message)))
+    }
+
+    fn send_run(&mut self, run: &Run) -> SendOutcome {
+        // Framed once for every recipient of the run, this one included.
+        outcome(self.out().send_frames(run.encoded(encode_run).clone()))
     }
 }
 
@@ -193,7 +241,7 @@ impl RoomConnection {
         if messages.is_empty() {
             return None;
         }
-        match self.room.try_deliver(self.conn, messages) {
+        match self.room.try_deliver(self.conn, messages, &mut OwnTask { out, caught_up: false }) {
             Ok(()) => None,
             Err(TryDeliverError::Full(messages)) => {
                 let (room, conn) = (&self.room, self.conn);

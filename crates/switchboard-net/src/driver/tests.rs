@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::outbound::Push;
 use crate::spare;
-use crate::testing::{on_time, Call, CountingPipe, Peer, Server};
+use crate::testing::{on_time, Call, CountingPipe, Peer, Server, CATCH_UP};
 use crate::NetConfig;
 
 fn close_event(code: CloseCode, reason: &str) -> Option<Event> {
@@ -218,4 +218,15 @@ async fn writes_for_a_large_reply(vectored: bool) -> usize {
 async fn frames_leave_in_one_vectored_write_where_the_stream_takes_them_and_one_write_each_otherwise() {
     assert_eq!(writes_for_a_large_reply(true).await, 1);
     assert_eq!(writes_for_a_large_reply(false).await, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_sent_straight_after_catching_up_follows_what_other_tasks_queued_before() {
+    let server = Server::start(NetConfig::default());
+    let (io, _task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    peer.send(&Message::text(CATCH_UP)).await;
+    for expected in ["queued before", "sent straight", CATCH_UP] {
+        assert_eq!(peer.next_event().await, Some(Event::Message(Message::text(expected))));
+    }
 }
