@@ -85,10 +85,10 @@ impl<'a> Outbox<'a> {
         move_frames(self.outbound, self.conn);
     }
 
-    /// Queues a message uncompressed, straight into the engine's output
-    /// buffer (see `Connection::send_uncompressed`).
-    pub fn send_uncompressed(&mut self, message: &Message) -> Result<(), ConnectionClosed> {
-        self.conn.send_uncompressed(message)
+    /// Queues messages uncompressed, framed straight into the engine's
+    /// output buffer (see `Connection::send_uncompressed`).
+    pub fn send_uncompressed(&mut self, messages: &[Message]) -> Result<(), ConnectionClosed> {
+        self.conn.send_uncompressed(messages)
     }
 
     /// Queues whole encoded, unmasked frames made once for many

@@ -89,7 +89,7 @@ impl Handler for Recorder {
             // frame for the connection before; the reply must follow it.
             out.outbound().push(&SharedFrame::new(OpCode::Data(DataOp::Text), false, &Bytes::from_static(b"queued before")));
             out.catch_up();
-            out.send_uncompressed(&Message::text("sent straight")).expect("open");
+            out.send_uncompressed(&[Message::text("sent straight")]).expect("open");
         }
         out.send(&message).expect("open");
         lock(&self.0).calls.push(Call::Message(message));

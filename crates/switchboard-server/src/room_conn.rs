@@ -107,12 +107,11 @@ fn outcome(sent: Result<(), ConnectionClosed>) -> SendOutcome {
 
 impl LocalSink for OwnTask<'_, '_> {
     fn send(&mut self, message: &Message) -> SendOutcome {
-        outcome(self.out().send_uncompressed(message))
+        outcome(self.out().send_uncompressed(std::slice::from_ref(message)))
     }
 
     fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
-        let out = self.out();
-        outcome(messages.iter().try_for_each(|message| out.send_uncompressed(message)))
+        outcome(self.out().send_uncompressed(messages))
     }
 
     fn send_run(&mut self, run: &Run) -> SendOutcome {
