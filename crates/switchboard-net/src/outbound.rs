@@ -44,7 +44,7 @@ pub enum Push {
 pub struct Outbound {
     queue: Mutex<Queue>,
     /// The connection's next timer deadline on the listener's clock
-    /// (`Timers::now_ms`), 0 for none. Written by the connection, read (and
+    /// (`Timers::now`), 0 for none. Written by the connection, read (and
     /// cleared when it fires) by the listener's sweep without taking the
     /// lock.
     deadline: AtomicU64,

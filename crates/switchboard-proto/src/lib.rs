@@ -13,6 +13,8 @@
 //! - [`frame`]: frame headers, decoding and encoding; [`mask`]: masking;
 //! - [`utf8`]: incremental UTF-8 validation; [`close`]: close codes;
 //! - [`connection`]: message assembly, control frames and the closing handshake;
+//! - [`timers`]: the heartbeat and the closing handshake's deadline, with the
+//!   time passed in;
 //! - [`error`]: every protocol error and its close code.
 
 pub mod close;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod timers;
 pub mod utf8;
 
 /// Fuzz harnesses (see `fuzz/`); built with the `fuzzing` feature and in tests.
