@@ -2,6 +2,7 @@
 //! runs the server. No logic of its own lives here.
 
 mod duration;
+mod edge_args;
 mod huge_pages;
 
 /// mimalloc instead of the system allocator: connections borrow and return
@@ -72,6 +73,8 @@ enum Command {
         chat: ChatArgs,
         #[command(flatten)]
         call: CallArgs,
+        #[command(flatten)]
+        edge: edge_args::EdgeArgs,
         /// Let the allocator use transparent huge pages (the kernel's
         /// default). Off by default: they cost memory per idle connection
         /// and at start, for no measured speed-up (docs/benchmarks.md).
@@ -188,7 +191,20 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, ping_interval, pong_timeout, data_dir, memory, hibernate_after, geo_dbs, trusted_proxies, chat, call, huge_pages: _ } => {
+        Command::Serve {
+            listen,
+            ping_interval,
+            pong_timeout,
+            data_dir,
+            memory,
+            hibernate_after,
+            geo_dbs,
+            trusted_proxies,
+            chat,
+            call,
+            edge,
+            huge_pages: _,
+        } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
             config.apps.call = match call.config() {
                 Ok(call) => call,
@@ -210,6 +226,13 @@ fn main() -> ExitCode {
             config.rooms.hibernate_after = hibernate_after;
             config.apps.chat = chat.config();
             config.trusted_proxies = TrustedProxies::new(trusted_proxies);
+            config.edge = match edge.config() {
+                Ok(edge) => edge,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             config.geo = load_geo(&geo_dbs);
             runtime.block_on(serve(listen, config))
         }
