@@ -30,7 +30,7 @@ pub use config::NetConfig;
 pub use handler::{Handler, Outbox};
 pub use io::PrefixedIo;
 pub use listener::{serve, Shutdown};
-pub use outbound::{Outbound, Push};
+pub use outbound::Outbound;
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
 pub use stats::{NetSnapshot, NetStats};
 pub use switchboard_proto::deflate::DeflateOptions;

@@ -24,17 +24,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use switchboard_proto::frame::SharedFrame;
-
-/// What happened to a pushed frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
-    /// Queued.
-    Queued,
-    /// Queued, but more than half the limit is waiting: the peer is slow.
-    Backpressure,
-    /// Not queued: the connection is closing or was just cut off.
-    Dropped,
-}
+use switchboard_proto::SendOutcome;
 
 /// The shared outbound side of one connection.
 ///
@@ -136,10 +126,10 @@ impl Outbound {
     /// Queues a frame: a small one is copied behind the small frames
     /// waiting; a large one's header is, and its payload is shared; a run
     /// of frames is shared whole.
-    pub fn push(&self, frame: &SharedFrame) -> Push {
+    pub fn push(&self, frame: &SharedFrame) -> SendOutcome {
         let mut q = self.lock();
         if q.closing {
-            return Push::Dropped;
+            return SendOutcome::Dropped;
         }
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         // One frame is always taken into an empty queue, so a single message
@@ -150,7 +140,7 @@ impl Outbound {
             q.frames = Vec::new();
             q.bytes = 0;
             wake(q);
-            return Push::Dropped;
+            return SendOutcome::Dropped;
         }
         q.bytes = q.bytes.saturating_add(len);
         let was_empty = q.frames.is_empty();
@@ -166,7 +156,7 @@ impl Outbound {
             }
             q.frames.push(Chunk::Shared(frame.payload().clone()));
         }
-        let outcome = if q.bytes > q.limit / 2 { Push::Backpressure } else { Push::Queued };
+        let outcome = if q.bytes > q.limit / 2 { SendOutcome::Backpressure } else { SendOutcome::Queued };
         if was_empty {
             // One wake-up per batch: later frames join the queue the task will drain anyway.
             wake(q);
@@ -287,10 +277,10 @@ mod tests {
     #[test]
     fn frames_queue_until_the_limit_then_the_connection_is_cut_off() {
         let out = Outbound::new(100);
-        assert_eq!(out.push(&frame(40)), Push::Queued);
-        assert_eq!(out.push(&frame(40)), Push::Backpressure);
-        assert_eq!(out.push(&frame(40)), Push::Dropped);
-        assert_eq!(out.push(&frame(2)), Push::Dropped, "nothing after the cut-off");
+        assert_eq!(out.push(&frame(40)), SendOutcome::Queued);
+        assert_eq!(out.push(&frame(40)), SendOutcome::Backpressure);
+        assert_eq!(out.push(&frame(40)), SendOutcome::Dropped);
+        assert_eq!(out.push(&frame(2)), SendOutcome::Dropped, "nothing after the cut-off");
         let taken = out.take(true);
         assert!(taken.overflowed);
         assert!(taken.frames.is_empty(), "queued frames are released at once");
@@ -299,8 +289,8 @@ mod tests {
     #[test]
     fn one_frame_larger_than_the_limit_fits_an_empty_queue() {
         let out = Outbound::new(10);
-        assert_eq!(out.push(&frame(100)), Push::Backpressure);
-        assert_eq!(out.push(&frame(2)), Push::Dropped);
+        assert_eq!(out.push(&frame(100)), SendOutcome::Backpressure);
+        assert_eq!(out.push(&frame(2)), SendOutcome::Dropped);
     }
 
     #[test]
@@ -349,7 +339,7 @@ mod tests {
         let out = Outbound::new(1000);
         out.push(&frame(3));
         out.close(1000, "bye");
-        assert_eq!(out.push(&frame(3)), Push::Dropped);
+        assert_eq!(out.push(&frame(3)), SendOutcome::Dropped);
         let taken = out.take(true);
         assert_eq!(taken.frames.len(), 1);
         assert_eq!(taken.close, Some((1000, "bye".into())));

@@ -15,7 +15,8 @@
 //! - [`connection`]: message assembly, control frames and the closing handshake;
 //! - [`timers`]: the heartbeat and the closing handshake's deadline, with the
 //!   time passed in;
-//! - [`error`]: every protocol error and its close code.
+//! - [`error`]: every protocol error and its close code;
+//! - [`outcome`]: what became of a message handed to a connection.
 
 pub mod close;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod outcome;
 pub mod timers;
 pub mod utf8;
 
@@ -36,3 +38,4 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
 pub use connection::{Connection, Event, Message};
 pub use error::ProtocolError;
+pub use outcome::SendOutcome;

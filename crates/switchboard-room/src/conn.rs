@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use switchboard_proto::{CloseCode, Message};
+use switchboard_proto::{CloseCode, Message, SendOutcome};
 
 /// A connection's id, unique for the life of the server process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,19 +17,6 @@ impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "c{}", self.0)
     }
-}
-
-/// What happened to a message handed to a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// Queued for writing.
-    Queued,
-    /// Queued, but the connection's queue is above its low watermark: the
-    /// peer reads slowly.
-    Backpressure,
-    /// Not queued: the connection is closing, or its queue limit was passed
-    /// and it is being cut off.
-    Dropped,
 }
 
 /// Small messages that go out together, to one connection or to many: a

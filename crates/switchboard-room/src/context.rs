@@ -9,8 +9,9 @@ use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Store, Write};
 
 use crate::auto_response::{AutoResponse, AutoResponses};
-use crate::conn::{target, ConnId, ConnRecord, Local, Run, SendOutcome, Target, MAX_ATTACHMENT_LEN};
+use crate::conn::{target, ConnId, ConnRecord, Local, Run, Target, MAX_ATTACHMENT_LEN};
 use crate::storage::{RoomStorage, WriteBehind};
+use crate::SendOutcome;
 
 /// A room's view of its world during one handler call.
 pub struct Ctx<'a> {

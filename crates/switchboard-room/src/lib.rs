@@ -27,10 +27,10 @@ pub mod testing;
 
 pub use actor::{spawn_room, spawn_room_notifying, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
 pub use auto_response::AutoResponse;
-pub use conn::{ConnId, ConnSink, LocalSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
+pub use conn::{ConnId, ConnSink, LocalSink, Run, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};
 pub use room::{Closed, ConnectRequest, Decision, Geo, Identity, Published, Room, RoomFactory, RoomRequest, RoomResponse};
 pub use storage::RoomStorage;
-pub use switchboard_proto::{CloseCode, Message};
+pub use switchboard_proto::{CloseCode, Message, SendOutcome};
 pub use switchboard_store::{StoreError, StoreResult, Write};

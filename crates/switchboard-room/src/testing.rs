@@ -38,9 +38,10 @@ use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Batch, Committed, Flushed, MemoryStore, Store, StoreError, StoreResult};
 
 use crate::actor::{RoomEvent, RoomHandle, RoomStats};
-use crate::conn::{ConnId, ConnSink, Run, SendOutcome};
+use crate::conn::{ConnId, ConnSink, Run};
 use crate::name::{RoomId, RoomKind, RoomName};
 use crate::room::{Closed, ConnectRequest, Decision, RoomFactory, RoomRequest, RoomResponse};
+use crate::SendOutcome;
 use crate::{spawn_room, RoomConfig};
 
 /// One room of a kind, on its real actor, with an in-memory store unless

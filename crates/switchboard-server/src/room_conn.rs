@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::limits::ConnPermit;
 use bytes::Bytes;
-use switchboard_net::{Handler, Outbound, Outbox, Push};
+use switchboard_net::{Handler, Outbound, Outbox};
 use switchboard_proto::connection::ConnectionClosed;
 use switchboard_proto::frame::{append_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
@@ -52,11 +52,7 @@ fn encode_run(messages: &[Message]) -> Bytes {
 
 impl SocketSink {
     fn push(&self, frame: &SharedFrame) -> SendOutcome {
-        match self.0.push(frame) {
-            Push::Queued => SendOutcome::Queued,
-            Push::Backpressure => SendOutcome::Backpressure,
-            Push::Dropped => SendOutcome::Dropped,
-        }
+        self.0.push(frame)
     }
 }
 

@@ -9,10 +9,10 @@ use switchboard_proto::frame::{DataOp, OpCode, SharedFrame};
 use switchboard_proto::{CloseCode, CloseFrame, Event, Message, ProtocolError};
 use tokio::time::Instant;
 
-use crate::outbound::Push;
 use crate::spare;
 use crate::testing::{on_time, Call, CountingPipe, Peer, Server, CATCH_UP};
 use crate::NetConfig;
+use switchboard_proto::SendOutcome;
 
 fn close_event(code: CloseCode, reason: &str) -> Option<Event> {
     Some(Event::Close(CloseFrame { code: Some(code), reason: reason.into() }))
@@ -119,7 +119,7 @@ async fn a_peer_that_stops_reading_is_cut_off_at_the_outbound_queue_limit() {
     // between pushes.
     let frame = SharedFrame::new(OpCode::Data(DataOp::Binary), false, &Bytes::from(vec![7; 1000]));
     let mut pushed = 0;
-    while outbound.push(&frame) != Push::Dropped {
+    while outbound.push(&frame) != SendOutcome::Dropped {
         pushed += 1;
         tokio::task::yield_now().await;
         assert!(pushed < 1000, "never cut off");
@@ -128,7 +128,7 @@ async fn a_peer_that_stops_reading_is_cut_off_at_the_outbound_queue_limit() {
         pushed * frame.len() > config.max_outbound_queue + config.max_pending_write,
         "the connection took frames until its own write queue was full ({pushed} pushed)"
     );
-    assert_eq!(outbound.push(&frame), Push::Dropped, "nothing more after the cut-off");
+    assert_eq!(outbound.push(&frame), SendOutcome::Dropped, "nothing more after the cut-off");
 
     // The peer reads again: the frames that were written, in order, then
     // the 1008 close; it never answers, and the closing handshake times out.
