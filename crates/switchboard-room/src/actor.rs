@@ -650,7 +650,7 @@ impl Actor {
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
         let local = local.as_mut().map(Local::reborrow);
-        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response: &**auto_response, held, pending, local };
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending, local };
         f(object.as_mut(), &mut ctx)
     }
 
