@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::auto_response::AutoResponses;
+use crate::census;
 use crate::conn::{ConnId, ConnRecord, ConnSink, Local, LocalSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
@@ -147,6 +148,8 @@ struct Shared {
     /// The room's auto-response, answered by connections' readers without
     /// the lock.
     auto: Arc<AutoResponses>,
+    /// The room's name, for whoever holds a handle (logs).
+    name: RoomName,
 }
 
 /// Counts an event as queued until it is sent (then the actor uncounts it)
@@ -237,8 +240,11 @@ pub enum TryDeliverError {
     Gone,
 }
 
-/// Why an event did not reach the mailbox now; the event comes back.
+/// Why an event did not reach the mailbox now; the event comes back by
+/// value (as with tokio's `try_send`): boxing it would cost an allocation
+/// on the path that is taken when the room is busy.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TrySendError {
     Full(RoomEvent),
     Gone,
@@ -433,6 +439,11 @@ impl RoomHandle {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
+    /// The room's kind and id.
+    pub fn name(&self) -> &RoomName {
+        &self.shared.name
+    }
+
     /// True once the actor stopped; the owner should start a new one.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -474,6 +485,7 @@ pub fn spawn_room_notifying(
     on_stop: Box<dyn FnOnce() + Send>,
 ) -> RoomHandle {
     let room = name.namespace();
+    let name_for_handle = name.clone();
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let reports = Arc::new(CommitSlot::default());
     let alarms = match store.room_alarms(&room) {
@@ -499,11 +511,13 @@ pub fn spawn_room_notifying(
         last_active: Instant::now(),
         stopped: false,
     };
-    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), auto });
+    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), auto, name: name_for_handle });
     let running = run(shared.clone(), rx, reports, config);
+    let census = census::Running::start();
     tokio::spawn(async move {
         let _stopped = OnDrop(Some(on_stop));
         running.await;
+        drop(census);
     });
     RoomHandle { tx, shared }
 }
@@ -594,7 +608,9 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                     idle.as_mut().reset(due);
                 } else {
                     // Hibernate: connections, tags and attachments stay here.
-                    actor.object = None;
+                    if actor.object.take().is_some() {
+                        census::slept();
+                    }
                     batch = Vec::new();
                 }
             }
@@ -616,6 +632,14 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
             return;
         }
         plan = actor.plan();
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if self.object.is_some() {
+            census::slept();
+        }
     }
 }
 
@@ -647,6 +671,7 @@ impl Actor {
         let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
+            census::woke();
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
         let local = local.as_mut().map(Local::reborrow);

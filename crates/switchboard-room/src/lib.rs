@@ -18,6 +18,7 @@
 
 mod actor;
 mod auto_response;
+mod census;
 mod conn;
 mod context;
 mod name;
@@ -27,6 +28,7 @@ pub mod testing;
 
 pub use actor::{spawn_room, spawn_room_notifying, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
 pub use auto_response::AutoResponse;
+pub use census::RoomCensus;
 pub use conn::{ConnId, ConnSink, LocalSink, Run, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};

@@ -17,6 +17,7 @@ use crate::geo::GeoDb;
 use crate::http;
 use crate::kinds::Kinds;
 use crate::limits::EdgeLimits;
+use crate::ops::Ops;
 use crate::origin::OriginCheck;
 use crate::registry::{Registry, RoomUnavailable};
 use crate::room_conn::RoomConnection;
@@ -37,6 +38,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) origins: OriginCheck,
     /// Plain HTTP's bounds and the publish API's key.
     pub(crate) http: Arc<http::HttpSettings>,
+    /// Metrics and readiness, for their HTTP routes.
+    pub(crate) ops: Arc<Ops>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -81,7 +84,7 @@ impl Service for SwitchboardService {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit);
+                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit, ip);
                     return Ok(Accept { handler, protocol });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal::new(status, reason)),
@@ -92,6 +95,15 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.http.clone(), self.limits.stats().clone(), shutdown))
+        Box::pin(http::serve_connection(
+            io,
+            peer,
+            self.registry.clone(),
+            self.call_ice.clone(),
+            self.http.clone(),
+            self.limits.stats().clone(),
+            self.ops.clone(),
+            shutdown,
+        ))
     }
 }
