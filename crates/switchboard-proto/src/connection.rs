@@ -23,7 +23,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
 use crate::deflate::{Compressor, Decompressor, DeflateConfig};
 use crate::error::ProtocolError;
-use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::frame::{append_frame, ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
 
@@ -513,6 +513,28 @@ impl Connection {
                 self.queue_owned(op, true, &compressed);
             }
             None => self.queue_owned(op, false, message.payload()),
+        }
+        Ok(())
+    }
+
+    /// Queues messages as they are, never compressed (RSV1 clear: valid
+    /// whether or not permessage-deflate was negotiated), as a server sends
+    /// what it also sends to many connections framed once. Small ones are
+    /// framed straight into the output buffer, one after the other; a large
+    /// payload is shared, not copied. Server role only: the frames are
+    /// unmasked.
+    pub fn send_uncompressed(&mut self, messages: &[Message]) -> Result<(), ConnectionClosed> {
+        debug_assert_eq!(self.role, Role::Server, "uncompressed frames are queued unmasked");
+        if !self.can_send() {
+            return Err(ConnectionClosed);
+        }
+        for message in messages {
+            let (op, payload) = (OpCode::Data(message.opcode()), message.payload());
+            if payload.len() > COPY_THRESHOLD {
+                self.queue_shared(op, false, payload.clone());
+            } else {
+                append_frame(op, false, payload, self.output().pending_for(MAX_HEADER_LEN + payload.len()));
+            }
         }
         Ok(())
     }

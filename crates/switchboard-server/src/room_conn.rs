@@ -1,13 +1,17 @@
 //! A WebSocket connection joined to a room: the two small adapters between
 //! the connection layer and the room layer.
 //!
-//! [`RoomConnection`] is the connection's `Handler`: it hands messages to
-//! the room (handled at once on this connection's task when the room is
-//! free, queued in its mailbox otherwise) and the end of the connection to
-//! the room's mailbox. [`SocketSink`] is
+//! [`RoomConnection`] is the connection's `Handler`: it answers the room's
+//! auto-response request itself, hands every other message to the room
+//! (handled at once on this connection's task when the room is free, queued
+//! in its mailbox otherwise) and the end of the connection to the room's
+//! mailbox. [`SocketSink`] is
 //! the room's `ConnSink`: it frames the room's messages and puts them on
-//! the connection's outbound queue. A connection admitted with a token is
-//! closed when the token expires.
+//! the connection's outbound queue, for other tasks. [`OwnTask`] is the
+//! room's `LocalSink` while the room handles a read's messages on the
+//! connection's own task: what the room sends this connection then goes
+//! straight into its engine's output buffer. A connection admitted with a
+//! token is closed when the token expires.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -20,10 +24,11 @@ use crate::access_log;
 use crate::auth::TOKEN_EXPIRED_CLOSE;
 use crate::limits::ConnPermit;
 use bytes::Bytes;
-use switchboard_net::{Handler, Outbound, Outbox, Push, Traffic};
-use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
+use switchboard_net::{Handler, Outbound, Outbox, Traffic};
+use switchboard_proto::connection::ConnectionClosed;
+use switchboard_proto::frame::{append_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
@@ -61,17 +66,9 @@ fn encode_run(messages: &[Message]) -> Bytes {
     Bytes::from(frames)
 }
 
-/// The auto-response as net answers it: the request's text and the
-/// response's whole frame.
-type WirePair = (Bytes, Bytes);
-
 impl SocketSink {
     fn push(&self, frame: &SharedFrame) -> SendOutcome {
-        match self.0.push(frame) {
-            Push::Queued => SendOutcome::Queued,
-            Push::Backpressure => SendOutcome::Backpressure,
-            Push::Dropped => SendOutcome::Dropped,
-        }
+        self.0.push(frame)
     }
 }
 
@@ -93,15 +90,48 @@ impl ConnSink for SocketSink {
     fn close(&self, code: CloseCode, reason: &str) {
         self.0.close(code.as_u16(), reason)
     }
+}
 
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
-        // Framed once per room, shared by its connections.
-        let pair = auto.and_then(|auto| auto.wire::<WirePair>(|a| (a.request().clone(), encode_frame(OpCode::Data(DataOp::Text), false, a.response()))));
-        self.0.set_auto_response(pair)
+/// The room's way straight into this connection while it handles the
+/// connection's messages on its task (`RoomHandle::try_deliver`, under the
+/// room's lock). Messages are framed into the engine's output buffer, with
+/// no queue, lock or wake-up; only the first send first takes what other
+/// tasks queued before (`Outbox::catch_up`), so nothing overtakes it.
+struct OwnTask<'o, 'a> {
+    out: &'o mut Outbox<'a>,
+    caught_up: bool,
+}
+
+impl<'a> OwnTask<'_, 'a> {
+    #[inline]
+    fn out(&mut self) -> &mut Outbox<'a> {
+        if !self.caught_up {
+            self.caught_up = true;
+            self.out.catch_up();
+        }
+        self.out
+    }
+}
+
+fn outcome(sent: Result<(), ConnectionClosed>) -> SendOutcome {
+    match sent {
+        Ok(()) => SendOutcome::Queued,
+        Err(ConnectionClosed) => SendOutcome::Dropped,
+    }
+}
+
+impl LocalSink for OwnTask<'_, '_> {
+    fn send(&mut self, message: &Message) -> SendOutcome {
+        outcome(self.out().send_uncompressed(std::slice::from_ref(message)))
     }
 
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        self.0.last_auto_response()
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
+        outcome(self.out().send_uncompressed(messages))
+    }
+
+    fn send_run(&mut self, run: &Run) -> SendOutcome {
+        // Framed once for every recipient of the run, this one included.
+        outcome(self.out().send_frames(run.encoded(encode_run).clone()))
     }
 }
 
@@ -177,10 +207,11 @@ impl Handler for RoomConnection {
         }
     }
 
-    /// Gathers the message for the read's batch, unless it completes one:
-    /// that one goes through `on_message`, which sends the batch.
+    /// Gathers the message for the read's batch, unless it completes one
+    /// or is the room's auto-response request: those go through
+    /// `on_message`, which sends the batch or answers the request.
     fn take_message(&mut self, message: Message) -> Result<(), Message> {
-        if self.pending.len() + 1 >= MAX_BATCH {
+        if self.pending.len() + 1 >= MAX_BATCH || self.room.is_auto_request(&message) {
             return Err(message);
         }
         if self.pending.capacity() == 0 {
@@ -195,8 +226,22 @@ impl Handler for RoomConnection {
     // Not `async fn`s: the work is done before the future is made, and the
     // future holds only the rare wait for a full mailbox.
     fn on_message(&mut self, message: Message, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
-        self.pending.push(message);
-        let waiting = if self.pending.len() >= MAX_BATCH { self.forward(&mut out) } else { None };
+        let waiting = match self.room.auto_answer(self.conn, &message) {
+            // Answered here, on the connection's own task: the room, awake
+            // or hibernated, is not involved.
+            Some(response) => {
+                let _ = out.send(&response);
+                None
+            }
+            None => {
+                self.pending.push(message);
+                if self.pending.len() >= MAX_BATCH {
+                    self.forward(&mut out)
+                } else {
+                    None
+                }
+            }
+        };
         Delivery { waiting, out }
     }
 
@@ -243,7 +288,7 @@ impl RoomConnection {
         if messages.is_empty() {
             return None;
         }
-        match self.room.try_deliver(self.conn, messages) {
+        match self.room.try_deliver(self.conn, messages, &mut OwnTask { out, caught_up: false }) {
             Ok(()) => None,
             Err(TryDeliverError::Full(messages)) => {
                 let (room, conn) = (&self.room, self.conn);

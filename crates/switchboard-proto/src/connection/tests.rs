@@ -492,10 +492,11 @@ fn the_byte_stream_keeps_its_order_through_partial_writes_and_every_kind_of_queu
         let len = [3, 40, 900, 1500, 5000][next(5) as usize];
         let payload: Vec<u8> = (0..len).map(|i| (i as u32 + step) as u8).collect();
         let encoded = crate::frame::encode_frame(OpCode::Data(DataOp::Binary), false, &payload);
-        match next(4) {
+        match next(5) {
             0 => conn.send_binary(&payload).unwrap(),
             1 => conn.send(&Message::Binary(Bytes::from(payload))).unwrap(),
             2 => conn.send_prepared(encoded.clone()).unwrap(),
+            3 => conn.send_uncompressed(&[Message::Binary(Bytes::from(payload))]).unwrap(),
             _ => conn.send_coalesced(encoded.to_vec()).unwrap(),
         }
         expected.extend_from_slice(&encoded);
@@ -636,4 +637,23 @@ fn a_compressed_message_that_inflates_past_the_limit_closes_with_1009() {
     let out = run_on(&mut conn, &[&frame(0xc2, &bomb)]);
     assert_eq!(out.error, Some(ProtocolError::MessageTooBig));
     assert_eq!(&out.written[2..4], &1009u16.to_be_bytes());
+}
+
+#[test]
+fn uncompressed_messages_reach_a_peer_that_negotiated_deflate_and_share_large_payloads() {
+    let mut pair = Pair::new(Some(deflate_config("permessage-deflate")));
+    let large = Bytes::from(vec![7; COPY_THRESHOLD + 1]);
+    let messages = [msg_of("one"), Message::Binary(large.clone()), msg_of("two")];
+    pair.server.send_uncompressed(&messages).unwrap();
+    let mut slices = [IoSlice::new(&[]); 8];
+    let n = pair.server.transmit_chunks(&mut slices);
+    assert!(slices[..n].iter().any(|s| s.as_ptr() == large.as_ptr()), "the large payload is written from the message itself");
+    let got = pair.deliver_to_client();
+    assert_eq!(got, messages.map(Event::Message));
+    pair.server.close(Some(CloseCode::NORMAL), "");
+    assert_eq!(pair.server.send_uncompressed(&[msg_of("late")]), Err(ConnectionClosed));
+}
+
+fn msg_of(text: &str) -> Message {
+    Message::text(text)
 }
