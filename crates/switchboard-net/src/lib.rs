@@ -32,4 +32,4 @@ pub use listener::{serve, Shutdown};
 pub use outbound::{Outbound, Push};
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
 pub use stats::{NetSnapshot, NetStats};
-pub use switchboard_proto::deflate::DeflateOptions;
+pub use switchboard_proto::deflate::{DeflateOptions, Outgoing, Policy};

@@ -107,7 +107,7 @@ impl Service for TestService {
             "/missing" => Err(Refusal { status: 404, reason: "no such room".into() }),
             "/forbidden" => Err(Refusal { status: 403, reason: "not for you".into() }),
             "/stalled" => std::future::pending().await,
-            _ => Ok(Accept { handler: Recorder(self.0.clone()), protocol: None }),
+            _ => Ok(Accept { handler: Recorder(self.0.clone()), protocol: None, compression: None }),
         }
     }
 

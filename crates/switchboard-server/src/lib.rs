@@ -8,6 +8,7 @@
 
 mod assets;
 mod client_ip;
+mod framing;
 mod geo;
 mod http;
 mod kinds;
@@ -16,6 +17,7 @@ mod room_conn;
 mod routes;
 mod service;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -32,7 +34,7 @@ pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
-pub use switchboard_net::NetConfig;
+pub use switchboard_net::{DeflateOptions, NetConfig, Policy};
 pub use switchboard_room::RoomConfig;
 
 /// Server settings.
@@ -51,6 +53,9 @@ pub struct ServerConfig {
     pub geo: Option<Arc<GeoDb>>,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// permessage-deflate policy per room kind, where it differs from the
+    /// server's (`net.deflate.policy`); see docs/compression.md.
+    pub compression_kinds: BTreeMap<String, Policy>,
 }
 
 /// A bound, not yet running server.
@@ -126,6 +131,9 @@ impl Server {
     /// timeout), and waits until the rooms' storage writes are committed
     /// (bounded by [`SETTLE_LIMIT`]).
     pub async fn run(self, stop: watch::Receiver<bool>) {
+        for kind in self.config.compression_kinds.keys().filter(|kind| !self.kinds.contains_key(*kind)) {
+            tracing::warn!(kind, "a compression policy is set for a room kind this server does not have");
+        }
         let kinds = Arc::new(self.kinds);
         let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
         let service = Arc::new(service::SwitchboardService {
@@ -136,6 +144,7 @@ impl Server {
             geo: self.config.geo,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
+            compression_kinds: self.config.compression_kinds,
         });
         let net_stats = Arc::new(switchboard_net::NetStats::new());
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;

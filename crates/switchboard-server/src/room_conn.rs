@@ -14,75 +14,57 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use crate::framing::Framing;
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
-use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
+use switchboard_proto::frame::{encode_frame, DataOp, OpCode};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 
 /// The room side of a connection's outbound queue: frames the room's
-/// messages (a run once for all its recipients) and queues them.
-pub(crate) struct SocketSink(Arc<Outbound>);
-
-fn data_op(message: &Message) -> OpCode {
-    match message {
-        Message::Text(_) => OpCode::Data(DataOp::Text),
-        Message::Binary(_) => OpCode::Data(DataOp::Binary),
-    }
-}
-
-/// A run's messages as whole frames back to back, in one buffer that every
-/// recipient's queue shares.
-fn encode_run(messages: &[Message]) -> Bytes {
-    let len = messages.iter().map(|m| MAX_HEADER_LEN + m.payload().len()).sum();
-    let mut frames = Vec::with_capacity(len);
-    for message in messages {
-        append_frame(data_op(message), false, message.payload(), &mut frames);
-    }
-    Bytes::from(frames)
+/// messages (a run once for all its recipients, see `framing`) and queues them.
+pub(crate) struct SocketSink {
+    outbound: Arc<Outbound>,
+    framing: Framing,
 }
 
 /// The auto-response as net answers it: the request's text and the
 /// response's whole frame.
 type WirePair = (Bytes, Bytes);
 
-impl SocketSink {
-    fn push(&self, frame: &SharedFrame) -> SendOutcome {
-        match self.0.push(frame) {
-            Push::Queued => SendOutcome::Queued,
-            Push::Backpressure => SendOutcome::Backpressure,
-            Push::Dropped => SendOutcome::Dropped,
-        }
+fn outcome(push: Push) -> SendOutcome {
+    match push {
+        Push::Queued => SendOutcome::Queued,
+        Push::Backpressure => SendOutcome::Backpressure,
+        Push::Dropped => SendOutcome::Dropped,
     }
 }
 
 impl ConnSink for SocketSink {
     fn send(&self, message: &Message) -> SendOutcome {
-        // The header is made here; the queue copies a small payload and
-        // shares a large one.
-        self.push(&SharedFrame::new(data_op(message), false, message.payload()))
+        outcome(self.framing.send(&self.outbound, message))
     }
 
     fn send_all(&self, messages: &[Message]) -> SendOutcome {
-        self.push(&SharedFrame::run(encode_run(messages)))
+        outcome(self.framing.send_all(&self.outbound, messages))
     }
 
     fn send_run(&self, run: &Run) -> SendOutcome {
-        self.push(&SharedFrame::run(run.encoded(encode_run).clone()))
+        outcome(self.framing.send_run(&self.outbound, run))
     }
 
     fn close(&self, code: CloseCode, reason: &str) {
-        self.0.close(code.as_u16(), reason)
+        self.outbound.close(code.as_u16(), reason)
     }
 
     fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
         // Framed once per room, shared by its connections.
         let pair = auto.and_then(|auto| auto.wire::<WirePair>(|a| (a.request().clone(), encode_frame(OpCode::Data(DataOp::Text), false, a.response()))));
-        self.0.set_auto_response(pair)
+        self.outbound.set_auto_response(pair)
     }
 
     fn last_auto_response(&self) -> Option<SystemTime> {
-        self.0.last_auto_response()
+        self.outbound.last_auto_response()
     }
 }
 
@@ -123,7 +105,7 @@ impl RoomConnection {
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
-        let sink = Box::new(SocketSink(out.outbound()));
+        let sink = Box::new(SocketSink { outbound: out.outbound(), framing: Framing::new(out.take_outgoing_deflate()) });
         let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
         self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {

@@ -1,6 +1,7 @@
 //! The server's [`Service`]: upgrades go to rooms (the room decides before
 //! the 101), everything else to the HTTP routes.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_apps::call::IceConfig;
-use switchboard_net::{Accept, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
+use switchboard_net::{Accept, Policy, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
 use crate::client_ip::TrustedProxies;
@@ -29,6 +30,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) trusted_proxies: TrustedProxies,
     /// The call's ICE servers, for `GET /api/call/ice`.
     pub(crate) call_ice: Arc<IceConfig>,
+    /// Room kinds whose permessage-deflate policy is not the server's.
+    pub(crate) compression_kinds: BTreeMap<String, Policy>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -63,7 +66,8 @@ impl Service for SwitchboardService {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
                     let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait);
-                    return Ok(Accept { handler, protocol });
+                    let compression = self.compression_kinds.get(kind.as_str()).copied();
+                    return Ok(Accept { handler, protocol, compression });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal { status, reason }),
                 Err(RoomGone) => continue,
