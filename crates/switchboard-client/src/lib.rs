@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use switchboard_proto::connection::State;
-use switchboard_proto::deflate::{client_accept, client_offer, DeflateOptions, DeflateParams, Policy};
+use switchboard_proto::deflate::{client_accept, client_offer, DeflateParams};
+pub use switchboard_proto::deflate::{DeflateOptions, Policy};
 use switchboard_proto::handshake::ClientHandshake;
 use switchboard_proto::Connection;
 pub use switchboard_proto::{CloseCode, CloseFrame, Config, Event, Message, ProtocolError};

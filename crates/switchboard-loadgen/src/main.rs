@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use switchboard_client::{ClientOptions, DeflateOptions};
 
 /// Load generator for WebSocket servers.
 #[derive(Parser)]
@@ -92,6 +93,18 @@ pub(crate) struct Target {
     /// Allow a target outside 127.0.0.0/8.
     #[arg(long)]
     allow_remote: bool,
+    /// Offer permessage-deflate as a browser does (Chromium's offer,
+    /// `permessage-deflate; client_max_window_bits`), so the server pays
+    /// what browsers cost it. Messages we send are compressed from any size.
+    #[arg(long)]
+    pub(crate) deflate: bool,
+}
+
+impl Target {
+    /// Client options for this target: the browser's offer with `--deflate`.
+    pub(crate) fn client_options(&self) -> ClientOptions {
+        ClientOptions { deflate: self.deflate.then(DeflateOptions::browser), ..ClientOptions::default() }
+    }
 }
 
 /// Options of the echo and broadcast scenarios.
