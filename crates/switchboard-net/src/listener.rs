@@ -20,7 +20,7 @@ use tokio::time::timeout;
 use tracing::{debug, warn};
 
 use switchboard_proto::deflate::{negotiate_server, DeflateOptions, DeflateParams};
-use switchboard_proto::handshake::{error_response, HandshakeError, RequestHead, UpgradeRequest};
+use switchboard_proto::handshake::{error_response, error_response_retry_after, HandshakeError, RequestHead, UpgradeRequest};
 use switchboard_proto::Connection;
 
 use crate::config::NetConfig;
@@ -250,7 +250,7 @@ pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: Socke
         Ok(Ok(accept)) => accept,
         Ok(Err(refusal)) => {
             stats.record_handshake_failure(if refusal.status == 404 { HandshakeFailure::NotFound } else { HandshakeFailure::Rejected });
-            let _ = stream.write_all(&error_response(refusal.status, &refusal.reason)).await;
+            let _ = stream.write_all(&error_response_retry_after(refusal.status, &refusal.reason, refusal.retry_after)).await;
             return Opened::Done;
         }
         Err(_) => {
@@ -338,7 +338,7 @@ mod tests {
         type Handler = RoomSized;
 
         async fn upgrade(&self, _info: UpgradeInfo<'_>) -> Result<Accept<RoomSized>, Refusal> {
-            Err(Refusal { status: 404, reason: String::new() })
+            Err(Refusal::new(404, ""))
         }
 
         fn http(&self, _io: PrefixedIo, _peer: SocketAddr, _shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {

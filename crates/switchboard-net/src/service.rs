@@ -41,6 +41,16 @@ pub struct Refusal {
     pub status: u16,
     /// Human-readable reason, sent as the body.
     pub reason: String,
+    /// Seconds after which the client may try again, sent as `Retry-After`
+    /// (a limit's 429 or 503); `None` sends no such header.
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    /// A refusal without `Retry-After`.
+    pub fn new(status: u16, reason: impl Into<String>) -> Refusal {
+        Refusal { status, reason: reason.into(), retry_after: None }
+    }
 }
 
 /// The application side of a listener.

@@ -104,8 +104,8 @@ impl Service for TestService {
 
     async fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<Recorder>, Refusal> {
         match info.request.path.as_str() {
-            "/missing" => Err(Refusal { status: 404, reason: "no such room".into() }),
-            "/forbidden" => Err(Refusal { status: 403, reason: "not for you".into() }),
+            "/missing" => Err(Refusal::new(404, "no such room")),
+            "/forbidden" => Err(Refusal::new(403, "not for you")),
             "/stalled" => std::future::pending().await,
             _ => Ok(Accept { handler: Recorder(self.0.clone()), protocol: None, compression: None }),
         }

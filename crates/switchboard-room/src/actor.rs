@@ -15,7 +15,7 @@ use tracing::warn;
 use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
-use crate::room::{Closed, ConnectRequest, Decision, Room, RoomFactory, RoomRequest, RoomResponse};
+use crate::room::{Closed, ConnectRequest, Decision, Published, Room, RoomFactory, RoomRequest, RoomResponse};
 use crate::storage::{CommitSlot, Deferred, RoomStorage, WriteBehind};
 
 /// Settings of room actors.
@@ -98,6 +98,13 @@ pub(crate) enum RoomEvent {
         request: RoomRequest,
         /// Where the response goes.
         reply: oneshot::Sender<RoomResponse>,
+    },
+    /// A message published over HTTP.
+    Publish {
+        /// The message.
+        message: Message,
+        /// Where the room's answer goes.
+        reply: oneshot::Sender<Published>,
     },
     /// Reports counters without waking the room.
     Stats {
@@ -253,6 +260,7 @@ impl std::fmt::Debug for RoomEvent {
             RoomEvent::Error { .. } => "Error",
             RoomEvent::Close { .. } => "Close",
             RoomEvent::Request { .. } => "Request",
+            RoomEvent::Publish { .. } => "Publish",
             RoomEvent::Stats { .. } => "Stats",
         };
         f.write_str(name)
@@ -327,6 +335,14 @@ impl RoomHandle {
         response.await.map_err(|_| RoomGone)
     }
 
+    /// A message published over HTTP: the room's answer (by default, how
+    /// many connections it was broadcast to).
+    pub async fn publish(&self, message: Message) -> Result<Published, RoomGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomEvent::Publish { message, reply }).await?;
+        answer.await.map_err(|_| RoomGone)
+    }
+
     /// Delivers an event if the mailbox has room now. The event comes back
     /// by value in the error, as with tokio's `try_send`.
     #[allow(clippy::result_large_err)]
@@ -386,6 +402,11 @@ impl RoomHandle {
         Ok(())
     }
 
+    /// True when both handles reach the same actor.
+    pub fn same_actor(&self, other: &RoomHandle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// True once the actor stopped; the owner should start a new one.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -413,6 +434,19 @@ impl RoomHandle {
 /// Starts the actor of room `name`, stored under its namespace (`kind/id`).
 /// Pending alarms of the room are loaded from the store.
 pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn Store>, config: RoomConfig) -> RoomHandle {
+    spawn_room_notifying(name, factory, store, config, Box::new(|| {}))
+}
+
+/// Like [`spawn_room`]; `on_stop` runs on the actor's task once it has
+/// stopped (or panicked), so an owner can forget the room at once
+/// instead of finding a closed handle later.
+pub fn spawn_room_notifying(
+    name: RoomName,
+    factory: Arc<dyn RoomFactory>,
+    store: Arc<dyn Store>,
+    config: RoomConfig,
+    on_stop: Box<dyn FnOnce() + Send>,
+) -> RoomHandle {
     let room = name.namespace();
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let reports = Arc::new(CommitSlot::default());
@@ -439,8 +473,24 @@ pub fn spawn_room(name: RoomName, factory: Arc<dyn RoomFactory>, store: Arc<dyn 
         stopped: false,
     };
     let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0) });
-    tokio::spawn(run(shared.clone(), rx, reports, config));
+    let running = run(shared.clone(), rx, reports, config);
+    tokio::spawn(async move {
+        let _stopped = OnDrop(Some(on_stop));
+        running.await;
+    });
     RoomHandle { tx, shared }
+}
+
+/// Runs a callback when dropped: at the end of the actor's task, whether
+/// it returned or unwound.
+struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
 }
 
 /// Events handled per wake-up of the actor: a busy room drains its mailbox
@@ -663,6 +713,10 @@ impl Actor {
             RoomEvent::Request { request, reply } => {
                 let response = self.with_room(|room, ctx| room.on_request(ctx, request));
                 let _ = reply.send(response);
+            }
+            RoomEvent::Publish { message, reply } => {
+                let published = self.with_room(|room, ctx| room.on_publish(ctx, message));
+                let _ = reply.send(published);
             }
             RoomEvent::Stats { reply } => {
                 let _ = reply.send(RoomStats { connections: self.conns.len(), wakeups: self.wakeups, awake: self.object.is_some() });

@@ -24,11 +24,11 @@ mod room;
 mod storage;
 pub mod testing;
 
-pub use actor::{spawn_room, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
+pub use actor::{spawn_room, spawn_room_notifying, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
 pub use conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};
-pub use room::{Closed, ConnectRequest, Decision, Geo, Identity, Room, RoomFactory, RoomRequest, RoomResponse};
+pub use room::{Closed, ConnectRequest, Decision, Geo, Identity, Published, Room, RoomFactory, RoomRequest, RoomResponse};
 pub use storage::RoomStorage;
 pub use switchboard_proto::{CloseCode, Message};
 pub use switchboard_store::{StoreError, StoreResult, Write};

@@ -129,6 +129,21 @@ impl RoomResponse {
     }
 }
 
+/// What a room made of a message published to it over HTTP
+/// (`POST /api/rooms/{kind}/{id}/publish`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Delivered (as it was, or transformed) to this many connections.
+    Delivered(usize),
+    /// Not taken: the publisher gets this HTTP status and reason.
+    Refused {
+        /// HTTP status, e.g. 403 or 422.
+        status: u16,
+        /// Why, shown to the publisher.
+        reason: String,
+    },
+}
+
 /// A room kind. Handlers run one at a time, on the room's actor task or on
 /// the task of the connection whose messages they handle. They are plain
 /// computation: storage writes are recorded and committed after the batch
@@ -149,6 +164,12 @@ pub trait Room: Send + 'static {
     /// HTTP to the room, e.g. a backend pushing an event. Default: 404.
     fn on_request(&mut self, _ctx: &mut Ctx<'_>, _request: RoomRequest) -> RoomResponse {
         RoomResponse::not_found()
+    }
+    /// A backend published `message` to the room (text for a JSON or text
+    /// body, binary otherwise). Default: broadcast it to every connection
+    /// as it is. A kind may refuse it, or wrap it in its own protocol.
+    fn on_publish(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Published {
+        Published::Delivered(ctx.broadcast(message, None))
     }
     /// A named alarm fired.
     fn on_alarm(&mut self, _ctx: &mut Ctx<'_>, _name: &str) {}

@@ -1,6 +1,12 @@
 //! Plain HTTP on the same port, served by hyper: health, HTTP to rooms, the
-//! call's ICE servers, the embedded pages and client, and clear answers for
-//! requests that reach a WebSocket path without upgrading.
+//! publish API, the edge's counters, the call's ICE servers, the embedded
+//! pages and client, and clear answers for requests that reach a WebSocket
+//! path without upgrading.
+//!
+//! Every request of a keep-alive connection has the same head limit as the
+//! first (`max_head_len`, which the listener applied to the first) and the
+//! same time for its head; a body has `body_timeout` to arrive whole. HTTP
+//! never starts a room that does not exist (`Registry::existing`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use switchboard_apps::call::{self, IceConfig};
@@ -20,25 +26,55 @@ use tracing::debug;
 use switchboard_net::{PrefixedIo, Shutdown};
 
 use crate::assets::{self, Asset};
+use crate::limits::EdgeStats;
+use crate::publish::{self, PublishKey};
 use crate::registry::Registry;
 use crate::routes::{ApiRoute, Route};
 
-/// Largest request body passed to a room. 1 MiB: events, not uploads.
-const MAX_ROOM_REQUEST_BODY: usize = 1 << 20;
+/// Largest request body passed to a room or published. 1 MiB: events,
+/// not uploads.
+pub(crate) const MAX_ROOM_REQUEST_BODY: usize = 1 << 20;
+
+/// Smallest read buffer hyper accepts; `max_head_len` below it is raised.
+const HYPER_MIN_BUF: usize = 8192;
+
+/// What plain HTTP needs beyond the routes' own state.
+pub(crate) struct HttpSettings {
+    /// Longest request head, for every request of a connection.
+    pub(crate) max_head_len: usize,
+    /// Time a request body has to arrive whole.
+    pub(crate) body_timeout: Duration,
+    /// The publish API's key; `None`: the API is off.
+    pub(crate) publish_key: Option<PublishKey>,
+}
 
 /// Time a client has to send a request head. 30 s: patient with slow links,
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry: Registry, call_ice: Arc<IceConfig>, mut shutdown: Shutdown) {
+pub(crate) async fn serve_connection(
+    io: PrefixedIo,
+    peer: SocketAddr,
+    registry: Registry,
+    call_ice: Arc<IceConfig>,
+    settings: Arc<HttpSettings>,
+    stats: Arc<EdgeStats>,
+    mut shutdown: Shutdown,
+) {
+    let max_head_len = settings.max_head_len.max(HYPER_MIN_BUF);
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
         let call_ice = call_ice.clone();
-        async move { Ok::<_, Infallible>(route(req, registry, &call_ice).await) }
+        let settings = settings.clone();
+        let stats = stats.clone();
+        async move { Ok::<_, Infallible>(route(req, registry, &call_ice, &settings, &stats).await) }
     });
+    // The read buffer bounds a request head (hyper answers 431 beyond it);
+    // bodies stream through it.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(max_head_len)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let ended = tokio::select! {
@@ -55,16 +91,19 @@ pub(crate) async fn serve_connection(io: PrefixedIo, peer: SocketAddr, registry:
     }
 }
 
-async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig, settings: &HttpSettings, stats: &EdgeStats) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if let Some(api) = ApiRoute::parse(&path) {
         return match api {
-            Ok(api) => room_request(req, api, registry).await,
+            Ok(api) if api.rest == "/publish" => publish::one(req, api, &registry, settings).await,
+            Ok(api) => room_request(req, api, registry, settings).await,
             Err(e) => text(StatusCode::NOT_FOUND, e.to_string()),
         };
     }
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/api/stats") => json(stats.to_json()),
+        (_, "/api/publish") => publish::batch(req, &registry, settings).await,
         (&Method::GET | &Method::HEAD, "/api/call/ice") => ice_servers(call_ice),
         (_, "/api/call/ice") => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
@@ -121,22 +160,26 @@ fn asset_response(asset: Asset, req: &Request<Incoming>) -> Response<Full<Bytes>
 }
 
 /// `GET .../_stats` reports the room actor's counters without waking the
-/// room; every other path is the room's own `on_request`.
-async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry) -> Response<Full<Bytes>> {
-    let Some(room) = registry.room(&api.kind, api.id) else {
+/// room (404 when no actor runs: nothing is started to answer it); every
+/// other path is the room's own `on_request`, for a room that runs or has
+/// stored data.
+async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry, settings: &HttpSettings) -> Response<Full<Bytes>> {
+    if !registry.has_kind(&api.kind) {
         return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind.as_str()));
-    };
+    }
     if api.rest == "/_stats" && req.method() == Method::GET {
+        let Some(room) = registry.live_room(&api.kind, api.id) else { return text(StatusCode::NOT_FOUND, "no such room is running\n") };
         return match room.stats().await {
             Some(s) => json(format!(r#"{{"connections":{},"wakeups":{},"awake":{}}}"#, s.connections, s.wakeups, s.awake)),
-            None => text(StatusCode::SERVICE_UNAVAILABLE, "room unavailable\n"),
+            None => text(StatusCode::NOT_FOUND, "no such room is running\n"),
         };
     }
     let method = req.method().to_string();
-    let body = match Limited::new(req.into_body(), MAX_ROOM_REQUEST_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {MAX_ROOM_REQUEST_BODY} bytes\n")),
+    let body = match read_body(req.into_body(), MAX_ROOM_REQUEST_BODY, settings.body_timeout).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
+    let Some(room) = registry.existing(&api.kind, api.id) else { return text(StatusCode::NOT_FOUND, "no such room\n") };
     let request = RoomRequest { method, path: api.rest, body };
     match room.request(request).await {
         Ok(r) => {
@@ -159,13 +202,38 @@ fn ice_servers(config: &IceConfig) -> Response<Full<Bytes>> {
     response
 }
 
-fn json(body: String) -> Response<Full<Bytes>> {
+/// Reads a request body whole, bounded in size (413) and time (408); a
+/// body that breaks HTTP's framing (bad chunk sizes) is a 400. A refusal
+/// closes the connection: the rest of the body is not read.
+pub(crate) async fn read_body(body: Incoming, limit: usize, deadline: Duration) -> Result<Bytes, Response<Full<Bytes>>> {
+    let refused = |status, message: String| {
+        let mut response = text(status, message);
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    let too_large = || refused(StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {limit} bytes\n"));
+    // An announced length beyond the limit is refused before any of it is read.
+    if usize::try_from(hyper::body::Body::size_hint(&body).lower()).map_or(true, |announced| announced > limit) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => {
+            debug!(error = %e, "bad request body");
+            Err(refused(StatusCode::BAD_REQUEST, "malformed request body\n".into()))
+        }
+        Err(_) => Err(refused(StatusCode::REQUEST_TIMEOUT, format!("request body not received within {} s\n", deadline.as_secs_f64()))),
+    }
+}
+
+pub(crate) fn json(body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

@@ -8,10 +8,14 @@
 
 mod assets;
 mod client_ip;
+mod edge;
 mod framing;
 mod geo;
 mod http;
 mod kinds;
+mod limits;
+mod origin;
+mod publish;
 mod registry;
 mod room_conn;
 mod routes;
@@ -29,9 +33,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use client_ip::TrustedProxies;
+pub use edge::EdgeConfig;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
 pub use kinds::RoomKindSpec;
+pub use limits::{EdgeStats, Limits};
+pub use origin::{BadOrigin, OriginPolicy};
+pub use publish::PublishKey;
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
 pub use switchboard_net::{DeflateOptions, NetConfig, Policy};
@@ -56,6 +64,8 @@ pub struct ServerConfig {
     /// permessage-deflate policy per room kind, where it differs from the
     /// server's (`net.deflate.policy`); see docs/compression.md.
     pub compression_kinds: BTreeMap<String, Policy>,
+    /// Limits, `Origin` allow-lists, HTTP body timeout, publish key.
+    pub edge: EdgeConfig,
 }
 
 /// A bound, not yet running server.
@@ -64,6 +74,8 @@ pub struct Server {
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
+    origins: origin::OriginCheck,
+    edge_stats: Arc<EdgeStats>,
 }
 
 /// A room kind name that is not 1-32 characters of `a-z 0-9 - _`.
@@ -105,9 +117,16 @@ impl Server {
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = listen(addr)?;
         let kinds = kinds::built_in(&config.apps);
-        Ok(Server { listener, config, store, kinds })
+        Ok(Server { listener, config, store, kinds, origins, edge_stats: Arc::default() })
+    }
+
+    /// The edge's counters (connections, rooms, refusals by reason), for
+    /// a metrics exporter; they move once the server runs.
+    pub fn edge_stats(&self) -> Arc<EdgeStats> {
+        self.edge_stats.clone()
     }
 
     /// Registers a room kind (or replaces a built-in one): rooms of it are
@@ -135,7 +154,9 @@ impl Server {
             tracing::warn!(kind, "a compression policy is set for a room kind this server does not have");
         }
         let kinds = Arc::new(self.kinds);
-        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms);
+        let edge = self.config.edge;
+        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let http = http::HttpSettings { max_head_len: self.config.net.max_head_len, body_timeout: edge.body_timeout, publish_key: edge.publish_key };
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
             kinds,
@@ -145,6 +166,9 @@ impl Server {
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
             compression_kinds: self.config.compression_kinds,
+            limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
+            origins: self.origins,
+            http: Arc::new(http),
         });
         let net_stats = Arc::new(switchboard_net::NetStats::new());
         switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use crate::framing::Framing;
+use crate::limits::ConnPermit;
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Push};
 use switchboard_proto::frame::{encode_frame, DataOp, OpCode};
@@ -22,10 +23,13 @@ use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 
 /// The room side of a connection's outbound queue: frames the room's
-/// messages (a run once for all its recipients, see `framing`) and queues them.
+/// messages (a run once for all its recipients, see `framing`) and queues
+/// them. It holds the connection's place in the limits, given back when the
+/// room lets go of the connection.
 pub(crate) struct SocketSink {
     outbound: Arc<Outbound>,
     framing: Framing,
+    _permit: ConnPermit,
 }
 
 /// The auto-response as net answers it: the request's text and the
@@ -79,8 +83,8 @@ impl ConnSink for SocketSink {
 pub(crate) struct RoomConnection {
     room: RoomHandle,
     conn: ConnId,
-    /// Tags and attachment from the room's decision, until `on_open` hands
-    /// them to the room (boxed: most connections have neither).
+    /// Tags, attachment and place in the limits, until `on_open` hands
+    /// them to the room (boxed: needed once).
     joining: Option<Box<Joining>>,
     opened: bool,
     /// Messages of the current read, sent to the room as one event.
@@ -93,11 +97,19 @@ pub(crate) struct RoomConnection {
 struct Joining {
     tags: Vec<String>,
     attachment: Option<Vec<u8>>,
+    permit: ConnPermit,
 }
 
 impl RoomConnection {
-    pub(crate) fn new(room: RoomHandle, conn: ConnId, tags: Vec<String>, attachment: Option<Vec<u8>>, close_wait: Duration) -> RoomConnection {
-        let joining = (!tags.is_empty() || attachment.is_some()).then(|| Box::new(Joining { tags, attachment }));
+    pub(crate) fn new(
+        room: RoomHandle,
+        conn: ConnId,
+        tags: Vec<String>,
+        attachment: Option<Vec<u8>>,
+        close_wait: Duration,
+        permit: ConnPermit,
+    ) -> RoomConnection {
+        let joining = Some(Box::new(Joining { tags, attachment, permit }));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
         RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms }
     }
@@ -105,8 +117,10 @@ impl RoomConnection {
 
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
-        let sink = Box::new(SocketSink { outbound: out.outbound(), framing: Framing::new(out.take_outgoing_deflate()) });
-        let (tags, attachment) = self.joining.take().map_or((Vec::new(), None), |j| (j.tags, j.attachment));
+        let Some(joining) = self.joining.take() else { return };
+        let Joining { tags, attachment, permit } = *joining;
+        let framing = Framing::new(out.take_outgoing_deflate());
+        let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit });
         self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");

@@ -17,7 +17,9 @@ use crate::client_ip::TrustedProxies;
 use crate::geo::GeoDb;
 use crate::http;
 use crate::kinds::Kinds;
-use crate::registry::Registry;
+use crate::limits::EdgeLimits;
+use crate::origin::OriginCheck;
+use crate::registry::{Registry, RoomUnavailable};
 use crate::room_conn::RoomConnection;
 use crate::routes::{Route, RouteError};
 
@@ -32,51 +34,68 @@ pub(crate) struct SwitchboardService {
     pub(crate) call_ice: Arc<IceConfig>,
     /// Room kinds whose permessage-deflate policy is not the server's.
     pub(crate) compression_kinds: BTreeMap<String, Policy>,
+    /// Per-IP and server-wide connection limits.
+    pub(crate) limits: Arc<EdgeLimits>,
+    /// Which pages may open WebSockets to which kinds.
+    pub(crate) origins: OriginCheck,
+    /// Plain HTTP's bounds and the publish API's key.
+    pub(crate) http: Arc<http::HttpSettings>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
 const ROOM_ATTEMPTS: usize = 3;
 
+/// `Retry-After` when the rooms cap is reached: rooms stop once their last
+/// connection leaves, so places free up, but not on a client's schedule.
+const ROOMS_RETRY: u64 = 10;
+
 impl Service for SwitchboardService {
     type Handler = RoomConnection;
 
     async fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<RoomConnection>, Refusal> {
-        let not_found = |e: RouteError| Refusal { status: 404, reason: e.to_string() };
+        let not_found = |e: RouteError| Refusal::new(404, e.to_string());
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
         let spec = self.kinds.get(kind.as_str()).ok_or_else(|| not_found(RouteError::UnknownKind(kind.as_str().to_owned())))?;
+        let headers: Vec<(String, String)> = info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
+        let ip = self.trusted_proxies.client_ip(info.peer, &headers);
+        // The edge's checks, cheapest first; none of them touches a room.
+        let now = std::time::Instant::now();
+        self.limits.check_handshake(ip, now)?;
+        if let Err(refused) = self.origins.check(kind.as_str(), info.request.origin.as_deref(), Some(&info.request.host)) {
+            self.limits.count_origin_refusal();
+            return Err(Refusal::new(403, refused.to_string()));
+        }
+        let permit = self.limits.acquire(ip, now)?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        // Made again only for a retry: the headers are copied into it.
-        let connect_request = || {
-            let headers: Vec<(String, String)> =
-                info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
-            let ip = self.trusted_proxies.client_ip(info.peer, &headers);
-            ConnectRequest {
-                conn,
-                query: info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
-                headers,
-                ip,
-                geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
-                identity: None,
-            }
-        };
+        let query = info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+        let geo = self.geo.as_ref().and_then(|db| db.lookup(ip));
+        // Made again only for a retry.
+        let connect_request = || ConnectRequest { conn, query: query.clone(), headers: headers.clone(), ip, geo: geo.clone(), identity: None };
         for _ in 0..ROOM_ATTEMPTS {
-            let Some(room) = self.registry.room(&kind, id.clone()) else { break };
+            let room = match self.registry.room(&kind, id.clone()) {
+                Ok(room) => room,
+                Err(RoomUnavailable::UnknownKind) => break,
+                Err(RoomUnavailable::Full) => {
+                    self.limits.count_rooms_refusal();
+                    return Err(Refusal { status: 503, reason: "the server is at its room limit; try again later".into(), retry_after: Some(ROOMS_RETRY) });
+                }
+            };
             match room.connect(connect_request()).await {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait);
+                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit);
                     let compression = self.compression_kinds.get(kind.as_str()).copied();
                     return Ok(Accept { handler, protocol, compression });
                 }
-                Ok(Decision::Reject { status, reason }) => return Err(Refusal { status, reason }),
+                Ok(Decision::Reject { status, reason }) => return Err(Refusal::new(status, reason)),
                 Err(RoomGone) => continue,
             }
         }
-        Err(Refusal { status: 503, reason: "room unavailable, try again".into() })
+        Err(Refusal::new(503, "room unavailable, try again"))
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), shutdown))
+        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.http.clone(), self.limits.stats().clone(), shutdown))
     }
 }

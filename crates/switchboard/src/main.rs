@@ -1,7 +1,9 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod compression_args;
 mod duration;
+mod edge_args;
 mod huge_pages;
 
 /// mimalloc instead of the system allocator: connections borrow and return
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use switchboard_server::call::ice::{check_url, DEFAULT_TURN_TTL};
 use switchboard_server::call::{IceConfig, TurnSecret};
-use switchboard_server::{CallConfig, ChatConfig, DeflateOptions, GeoDb, IpNet, Policy, Server, ServerConfig, TrustedProxies};
+use switchboard_server::{CallConfig, ChatConfig, GeoDb, IpNet, Server, ServerConfig, TrustedProxies};
 use tokio::sync::watch;
 
 /// A self-hosted realtime server: WebSocket rooms as durable actors.
@@ -73,7 +75,9 @@ enum Command {
         #[command(flatten)]
         call: CallArgs,
         #[command(flatten)]
-        compression: CompressionArgs,
+        compression: compression_args::CompressionArgs,
+        #[command(flatten)]
+        edge: edge_args::EdgeArgs,
         /// Let the allocator use transparent huge pages (the kernel's
         /// default). Off by default: they cost memory per idle connection
         /// and at start, for no measured speed-up (docs/benchmarks.md).
@@ -112,50 +116,6 @@ impl ChatArgs {
             history: self.chat_history,
         }
     }
-}
-
-/// permessage-deflate (docs/compression.md).
-#[derive(clap::Args)]
-struct CompressionArgs {
-    /// What to agree to when a client offers permessage-deflate: off,
-    /// shared (no context kept between messages; codecs per thread) or
-    /// dedicated (our context kept, in state per connection).
-    #[arg(long, value_name = "POLICY", default_value = "shared")]
-    compression: Policy,
-    /// The policy of one room kind, `KIND=POLICY` (e.g. chat=dedicated);
-    /// repeatable.
-    #[arg(long = "compression-kind", value_name = "KIND=POLICY", value_parser = parse_kind_policy)]
-    compression_kinds: Vec<(String, Policy)>,
-    /// Messages shorter than this many bytes go out uncompressed.
-    #[arg(long, value_name = "BYTES", default_value_t = DeflateOptions::default().threshold)]
-    compression_threshold: usize,
-    /// zlib compression level, 0-9.
-    #[arg(long, default_value_t = DeflateOptions::default().level, value_parser = clap::value_parser!(u32).range(0..=9))]
-    compression_level: u32,
-    /// Window of a dedicated compressor, in bits (9-15): its memory and its ratio.
-    #[arg(long, default_value_t = DeflateOptions::default().server_max_window_bits, value_parser = clap::value_parser!(u8).range(9..=15))]
-    compression_window_bits: u8,
-}
-
-impl CompressionArgs {
-    fn apply(&self, config: &mut ServerConfig) {
-        config.net.deflate = DeflateOptions {
-            policy: self.compression,
-            threshold: self.compression_threshold,
-            level: self.compression_level,
-            server_max_window_bits: self.compression_window_bits,
-            ..DeflateOptions::default()
-        };
-        config.compression_kinds = self.compression_kinds.iter().cloned().collect();
-    }
-}
-
-fn parse_kind_policy(text: &str) -> Result<(String, Policy), String> {
-    let (kind, policy) = text.split_once('=').ok_or_else(|| format!("expected KIND=POLICY, got {text:?}"))?;
-    if !switchboard_server::is_kind_name(kind) {
-        return Err(format!("{kind:?} is not a room kind name"));
-    }
-    Ok((kind.to_owned(), policy.parse()?))
 }
 
 /// The call room kind's limits and ICE servers (docs/call.md).
@@ -246,6 +206,7 @@ fn main() -> ExitCode {
             chat,
             call,
             compression,
+            edge,
             huge_pages: _,
         } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
@@ -270,6 +231,13 @@ fn main() -> ExitCode {
             config.apps.chat = chat.config();
             compression.apply(&mut config);
             config.trusted_proxies = TrustedProxies::new(trusted_proxies);
+            config.edge = match edge.config() {
+                Ok(edge) => edge,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             config.geo = load_geo(&geo_dbs);
             runtime.block_on(serve(listen, config))
         }

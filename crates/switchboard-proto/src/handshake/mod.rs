@@ -66,10 +66,17 @@ impl std::error::Error for HandshakeError {}
 /// A complete HTTP/1.1 error response with `reason` as a text body. The
 /// connection is closed after it; a 426 carries `Sec-WebSocket-Version: 13`.
 pub fn error_response(status: u16, reason: &str) -> Vec<u8> {
+    error_response_retry_after(status, reason, None)
+}
+
+/// Like [`error_response`], with `Retry-After: {seconds}` when given (a
+/// 429 or 503 that tells the client when to try again).
+pub fn error_response_retry_after(status: u16, reason: &str, retry_after: Option<u64>) -> Vec<u8> {
     let body = format!("{reason}\n");
     let version = if status == 426 { "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" } else { "" };
+    let retry = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
     format!(
-        "HTTP/1.1 {status} {}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{version}\r\n{body}",
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{version}{retry}\r\n{body}",
         reason_phrase(status),
         body.len()
     )

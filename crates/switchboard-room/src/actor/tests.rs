@@ -634,3 +634,28 @@ fn mailbox_slots_stay_small() {
     assert!(slot <= 48, "{slot}");
     assert!(std::mem::size_of::<RoomEvent>() > 2 * slot, "boxing the other events is what keeps slots small");
 }
+
+#[tokio::test]
+async fn a_publication_is_broadcast_by_default_and_its_reach_reported() {
+    let room = spawn_room(name("pub"), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "x").await.unwrap();
+    let b = join(&room, 2, "y").await.unwrap();
+    assert_eq!(room.publish(Message::text("news")).await, Ok(Published::Delivered(2)));
+    settle(&room).await;
+    assert_eq!((a.texts(), b.texts()), (vec!["news".to_owned()], vec!["news".to_owned()]));
+}
+
+#[tokio::test]
+async fn the_owner_hears_when_an_actor_stops() {
+    let (tx, rx) = oneshot::channel();
+    let on_stop = Box::new(move || {
+        let _ = tx.send(());
+    });
+    let room = spawn_room_notifying(name("stops"), factory(), Arc::new(MemoryStore::new()), config(), on_stop);
+    let a = join(&room, 1, "x").await.unwrap();
+    room.close(ConnId(1), Closed { code: None, reason: String::new(), clean: true, attachment: None }, None).await.unwrap();
+    // No connection left: it hibernates after 100 ms, then stops.
+    tokio::time::timeout(Duration::from_secs(5), rx).await.expect("stopped in time").unwrap();
+    assert!(room.is_closed());
+    drop(a);
+}
