@@ -26,7 +26,7 @@ OUT=target/bench-matrix
 LOADGEN=target/release/switchboard-loadgen
 
 declare -A SERVER=(
-  [switchboard]="target/release/switchboard serve --listen 127.0.0.1:0 --memory"
+  [switchboard]="target/release/switchboard serve --listen 127.0.0.1:0 --memory --drain-grace 0s --drain-timeout 0s"
   [tokio-tungstenite]="bench/peers/target/release/peer-tungstenite 127.0.0.1:0"
   [fastwebsockets]="bench/peers/target/release/peer-fastwebsockets 127.0.0.1:0"
   [node-ws]="node bench/peers/node/peer-ws.js 127.0.0.1:0"

@@ -7,7 +7,8 @@
 #
 # Parts, in order (docs/testing.md has the details and the time budgets):
 #   deps      apt packages only if missing (chromium and coturn too), `npm ci`
-#             (pins ws 8.23.0 and playwright-core 1.65.1)
+#             (pins ws 8.23.0 and playwright-core 1.65.1), Python's
+#             prometheus_client 0.26.0 in target/prometheus-venv if missing
 #   build     release binaries target/release/switchboard{,-loadgen} and the
 #             geo_fixture example (the browser tests' geo database)
 #   lint      `cargo fmt --all --check` (rustfmt.toml) and `cargo clippy
@@ -181,6 +182,21 @@ deps() {
   fi
   echo "node $(node --version), npm $(npm --version), $(python3 --version), $(cargo --version)"
   npm ci --no-audit --no-fund --loglevel=error
+  metrics_parser
+}
+
+# The independent Prometheus/OpenMetrics text parser the metrics tests
+# check /metrics with (crates/switchboard/tests/operations.rs): Python's
+# prometheus_client in a venv of its own under target/, only if missing.
+metrics_parser() {
+  local venv=target/prometheus-venv
+  if "$venv/bin/python3" -c 'import prometheus_client' 2>/dev/null; then
+    echo "prometheus_client: present in $venv"
+    return 0
+  fi
+  echo "installing prometheus_client 0.26.0 into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check prometheus_client==0.26.0
 }
 
 lint() {

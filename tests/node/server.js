@@ -32,7 +32,10 @@ function missingBinary() {
  * WAIT_MS it sends SIGKILL and rejects: a server must shut down on SIGTERM).
  */
 async function startServer({ listen = '127.0.0.1:0', dataDir, args = [], logFile } = {}) {
-  const argv = ['serve', '--listen', listen, ...(dataDir ? ['--data-dir', dataDir] : ['--memory']), ...args];
+  // SIGTERM stops these servers at once, without a drain (docs/operations.md),
+  // unless a test sets its own drain.
+  const noDrain = args.includes('--drain-grace') ? [] : ['--drain-grace', '0s', '--drain-timeout', '0s'];
+  const argv = ['serve', '--listen', listen, ...(dataDir ? ['--data-dir', dataDir] : ['--memory']), ...noDrain, ...args];
   let stderr = 'inherit';
   if (logFile) {
     fs.mkdirSync(path.dirname(logFile), { recursive: true });

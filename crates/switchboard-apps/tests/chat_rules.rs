@@ -298,7 +298,8 @@ async fn refused_messages_get_the_sender_an_error_and_reach_nobody() {
     assert_eq!(history[0]["id"], "m1", "refused messages take no id");
 }
 
-#[tokio::test]
+// The clock stands still: a refill during a slow run would change the count.
+#[tokio::test(start_paused = true)]
 async fn the_rate_limit_allows_the_burst_then_refuses() {
     let room = chat("fast", ChatConfig { per_second: 1, burst: 3, ..ChatConfig::default() });
     let (a, _) = join(&room).await;
@@ -345,7 +346,8 @@ async fn the_rate_limit_refills_at_the_sustained_rate() {
     assert_eq!(types(&take(&a)), ["ack"]);
 }
 
-#[tokio::test]
+// The clock stands still: a refill during a slow run would change the count.
+#[tokio::test(start_paused = true)]
 async fn checks_run_in_order_shape_length_rate_profanity() {
     let room = chat("order", ChatConfig { max_length: 10, per_second: 1, burst: 2, ..ChatConfig::default() });
     let (a, _) = join(&room).await;

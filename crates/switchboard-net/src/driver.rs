@@ -61,7 +61,7 @@ use switchboard_proto::connection::State;
 use switchboard_proto::{CloseCode, Connection, Event, Message, ProtocolError};
 
 use crate::config::NetConfig;
-use crate::handler::{Handler, Outbox};
+use crate::handler::{Handler, Outbox, Traffic};
 use crate::io::ByteStream;
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
@@ -169,6 +169,7 @@ where
             //    6455 §7.1.1).
             if parts.conn.state() == State::Closed && !link.blocked {
                 link.shutdown().await;
+                parts.handler.on_end(link.traffic);
                 return;
             }
             link.publish_deadline(&parts.conn);
@@ -183,6 +184,7 @@ where
         if let Some(on_close) = link.report(&mut parts.handler, cut.outcome(), Some(CloseCode::ABNORMAL), cut.reason().into(), false) {
             on_close.await;
         }
+        parts.handler.on_end(link.traffic);
     }
 }
 
@@ -214,6 +216,8 @@ struct Link<S, C: Deref<Target = Common>> {
     blocked: bool,
     /// How the connection ended, once the handler was told.
     outcome: Option<Outcome>,
+    /// What this connection read and wrote.
+    traffic: Traffic,
 }
 
 /// What ended a pass over the bytes read.
@@ -281,7 +285,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
             common.stats.record_read(buffered);
         }
         let clock = Clock::new(common.timers.now_ms());
-        Link { stream, common, outbound, auto: AutoResponse::default(), clock, messages: 0, closing: false, blocked: false, outcome: None }
+        let traffic = Traffic { read: buffered as u64, written: 0 };
+        Link { stream, common, outbound, auto: AutoResponse::default(), clock, messages: 0, closing: false, blocked: false, outcome: None, traffic }
     }
 
     fn config(&self) -> &NetConfig {
@@ -346,6 +351,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
             return None;
         }
         self.outcome = Some(outcome);
+        self.common.stats.record_close_code(code.map_or(CloseCode::NO_STATUS.as_u16(), CloseCode::as_u16));
         Some(Box::pin(async move { handler.on_close(code, &reason, clean).await }))
     }
 
@@ -442,6 +448,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
                 }
             };
             self.common.stats.record_write(written);
+            self.traffic.written += written as u64;
             conn.advance(written);
         }
         Pin::new(&mut self.stream).poll_flush(cx)
@@ -509,6 +516,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     fn on_read(&mut self, n: usize) {
         self.outbound.forget_waker();
         self.stats().record_read(n);
+        self.traffic.read += n as u64;
         self.clock.peer_alive(self.common.timers.now_ms());
     }
 }

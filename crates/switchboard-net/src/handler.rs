@@ -55,6 +55,20 @@ pub trait Handler: Send + 'static {
     fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str, _clean: bool) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// The connection's task is ending, after `on_close` and the last write
+    /// (an access log's moment). Not called when a handler panicked.
+    fn on_end(&mut self, _traffic: Traffic) {}
+}
+
+/// What one connection read and wrote after its handshake, in bytes on the
+/// stream (frame headers, masks and close frames included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes read.
+    pub read: u64,
+    /// Bytes written.
+    pub written: u64,
 }
 
 /// Sending side of a connection, handed to a [`Handler`] for one event.

@@ -26,10 +26,10 @@ mod testing;
 mod timers;
 
 pub use config::NetConfig;
-pub use handler::{Handler, Outbox};
+pub use handler::{Handler, Outbox, Traffic};
 pub use io::PrefixedIo;
-pub use listener::{serve, Shutdown};
+pub use listener::{serve, serve_draining, Shutdown};
 pub use outbound::{Outbound, Push};
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
-pub use stats::{NetSnapshot, NetStats};
+pub use stats::{CloseCodeClass, NetSnapshot, NetStats};
 pub use switchboard_proto::deflate::{DeflateOptions, Outgoing, Policy};

@@ -123,7 +123,22 @@ impl<Svc> Listener<Svc> {
 /// Accepts connections until shutdown, then waits (at most `close_timeout`
 /// plus a second) for open connections to finish their closing handshake.
 /// The listener's connections count what they do in `stats`.
-pub async fn serve<Svc: Service>(listener: TcpListener, service: Arc<Svc>, config: NetConfig, mut shutdown: Shutdown, stats: Arc<NetStats>) {
+pub async fn serve<Svc: Service>(listener: TcpListener, service: Arc<Svc>, config: NetConfig, shutdown: Shutdown, stats: Arc<NetStats>) {
+    serve_draining(listener, service, config, shutdown.clone(), shutdown, stats).await
+}
+
+/// Like [`serve`], in two steps for a drain: once `stop_accepting` is
+/// requested the listening socket is closed (new connections are refused
+/// by the kernel) while open connections carry on; once `shutdown` is
+/// requested they are closed with 1001 and waited for as in [`serve`].
+pub async fn serve_draining<Svc: Service>(
+    listener: TcpListener,
+    service: Arc<Svc>,
+    config: NetConfig,
+    mut stop_accepting: Shutdown,
+    mut shutdown: Shutdown,
+    stats: Arc<NetStats>,
+) {
     let shared = Arc::new(Listener::new(service, config, shutdown.clone(), stats));
     // One task checks the deadlines of every connection, once per tick.
     let sweeper = shared.clone();
@@ -140,10 +155,12 @@ pub async fn serve<Svc: Service>(listener: TcpListener, service: Arc<Svc>, confi
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
+            _ = stop_accepting.wait() => break,
             _ = shutdown.wait() => break,
         }
     }
     drop(listener);
+    shutdown.wait().await;
     shared.common.timers.stop_all();
     let _ = timeout(config.close_timeout + std::time::Duration::from_secs(1), shared.drained()).await;
 }

@@ -20,6 +20,13 @@
 //! written say what left. A peer that goes away before sending a whole
 //! request head is no refused handshake either.
 //!
+//! Close codes: each connection's end is also counted by its close code
+//! (the peer's code for a clean close, 1005 when its close frame had none;
+//! ours for a protocol error or a cut-off; 1006 for a dropped connection),
+//! in one slot per code of the 1000-1015 range plus one per application
+//! range (3000-3999, 4000-4999) and one for anything else, so the set of
+//! series stays small whatever peers send.
+//!
 //! Each counter is read on its own, so a snapshot taken while connections
 //! come and go is not one instant; the open-connection figure is derived so
 //! that it never goes below zero.
@@ -43,6 +50,64 @@ pub struct NetStats {
     messages_in: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    closed_by_code: [AtomicU64; CLOSE_CODE_SLOTS],
+}
+
+/// Slots of [`NetStats`]'s close-code counts: 1000-1015, 3xxx, 4xxx, other.
+const CLOSE_CODE_SLOTS: usize = 19;
+
+/// A slot of the close-code counts, as a metrics label names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCodeClass {
+    /// A code of the protocol's range, 1000-1015 (1005: the close frame
+    /// had no code; 1006: no close frame at all).
+    Protocol(u16),
+    /// 3000-3999: registered with IANA for libraries and frameworks.
+    Registered,
+    /// 4000-4999: private to applications.
+    Private,
+    /// Anything else.
+    Other,
+}
+
+impl CloseCodeClass {
+    fn of(code: u16) -> CloseCodeClass {
+        match code {
+            1000..=1015 => CloseCodeClass::Protocol(code),
+            3000..=3999 => CloseCodeClass::Registered,
+            4000..=4999 => CloseCodeClass::Private,
+            _ => CloseCodeClass::Other,
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            CloseCodeClass::Protocol(code) => usize::from(code - 1000),
+            CloseCodeClass::Registered => 16,
+            CloseCodeClass::Private => 17,
+            CloseCodeClass::Other => 18,
+        }
+    }
+
+    fn from_slot(slot: usize) -> CloseCodeClass {
+        match slot {
+            0..=15 => CloseCodeClass::Protocol(1000 + slot as u16),
+            16 => CloseCodeClass::Registered,
+            17 => CloseCodeClass::Private,
+            _ => CloseCodeClass::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for CloseCodeClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseCodeClass::Protocol(code) => write!(f, "{code}"),
+            CloseCodeClass::Registered => f.write_str("3xxx"),
+            CloseCodeClass::Private => f.write_str("4xxx"),
+            CloseCodeClass::Other => f.write_str("other"),
+        }
+    }
 }
 
 /// The counters at one moment (each read on its own).
@@ -83,6 +148,16 @@ pub struct NetSnapshot {
     pub bytes_in: u64,
     /// Bytes written to WebSocket connections after their handshake.
     pub bytes_out: u64,
+    /// Connections ended, by close code; see [`NetSnapshot::closed_by_code`].
+    closed_by_code: [u64; CLOSE_CODE_SLOTS],
+}
+
+impl NetSnapshot {
+    /// Connections ended with each close code seen so far (slots never
+    /// used are left out).
+    pub fn closed_by_code(&self) -> impl Iterator<Item = (CloseCodeClass, u64)> + '_ {
+        self.closed_by_code.iter().enumerate().filter(|(_, n)| **n > 0).map(|(slot, n)| (CloseCodeClass::from_slot(slot), *n))
+    }
 }
 
 /// How a connection ended, counted once per connection: the first cause
@@ -140,11 +215,17 @@ impl NetStats {
             messages_in: get(&self.messages_in),
             bytes_in: get(&self.bytes_in),
             bytes_out: get(&self.bytes_out),
+            closed_by_code: std::array::from_fn(|slot| get(&self.closed_by_code[slot])),
         }
     }
 
     pub(crate) fn record_open(&self) {
         add(&self.opened, 1);
+    }
+
+    /// The close code a connection ended with (once per connection).
+    pub(crate) fn record_close_code(&self, code: u16) {
+        add(&self.closed_by_code[CloseCodeClass::of(code).slot()], 1);
     }
 
     pub(crate) fn record_close(&self, outcome: Outcome) {
@@ -207,5 +288,16 @@ mod tests {
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.connections_opened, snapshot.connections_open), (3, 1));
         assert_eq!((snapshot.closed_clean, snapshot.closed_timeout, snapshot.closed_abnormal), (1, 1, 0));
+    }
+
+    #[test]
+    fn close_codes_fall_into_a_bounded_set_of_slots() {
+        let stats = NetStats::new();
+        for code in [1000, 1000, 1006, 1015, 3001, 4999, 999, 5000, 2000] {
+            stats.record_close_code(code);
+        }
+        let counted: Vec<(String, u64)> = stats.snapshot().closed_by_code().map(|(class, n)| (class.to_string(), n)).collect();
+        let expected = [("1000", 2), ("1006", 1), ("1015", 1), ("3xxx", 1), ("4xxx", 1), ("other", 3)];
+        assert_eq!(counted, expected.map(|(c, n)| (c.to_owned(), n)));
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::census;
 use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
@@ -143,6 +144,8 @@ struct Shared {
     /// are sent, uncounted once handled). While any is, messages take the
     /// mailbox too, so nothing overtakes an event sent before it.
     queued: AtomicUsize,
+    /// The room's name, for whoever holds a handle (logs).
+    name: RoomName,
 }
 
 /// Counts an event as queued until it is sent (then the actor uncounts it)
@@ -233,8 +236,11 @@ pub enum TryDeliverError {
     Gone,
 }
 
-/// Why an event did not reach the mailbox now; the event comes back.
+/// Why an event did not reach the mailbox now; the event comes back by
+/// value (as with tokio's `try_send`): boxing it would cost an allocation
+/// on the path that is taken when the room is busy.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TrySendError {
     Full(RoomEvent),
     Gone,
@@ -407,6 +413,11 @@ impl RoomHandle {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
+    /// The room's kind and id.
+    pub fn name(&self) -> &RoomName {
+        &self.shared.name
+    }
+
     /// True once the actor stopped; the owner should start a new one.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -448,6 +459,7 @@ pub fn spawn_room_notifying(
     on_stop: Box<dyn FnOnce() + Send>,
 ) -> RoomHandle {
     let room = name.namespace();
+    let name_for_handle = name.clone();
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let reports = Arc::new(CommitSlot::default());
     let alarms = match store.room_alarms(&room) {
@@ -472,11 +484,13 @@ pub fn spawn_room_notifying(
         last_active: Instant::now(),
         stopped: false,
     };
-    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0) });
+    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), name: name_for_handle });
     let running = run(shared.clone(), rx, reports, config);
+    let census = census::Running::start();
     tokio::spawn(async move {
         let _stopped = OnDrop(Some(on_stop));
         running.await;
+        drop(census);
     });
     RoomHandle { tx, shared }
 }
@@ -567,7 +581,9 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                     idle.as_mut().reset(due);
                 } else {
                     // Hibernate: connections, tags and attachments stay here.
-                    actor.object = None;
+                    if actor.object.take().is_some() {
+                        census::slept();
+                    }
                     batch = Vec::new();
                 }
             }
@@ -589,6 +605,14 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
             return;
         }
         plan = actor.plan();
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if self.object.is_some() {
+            census::slept();
+        }
     }
 }
 
@@ -615,6 +639,7 @@ impl Actor {
         let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
+            census::woke();
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
         let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending };

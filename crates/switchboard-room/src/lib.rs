@@ -17,6 +17,7 @@
 //! the event.
 
 mod actor;
+mod census;
 mod conn;
 mod context;
 mod name;
@@ -25,6 +26,7 @@ mod storage;
 pub mod testing;
 
 pub use actor::{spawn_room, spawn_room_notifying, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
+pub use census::RoomCensus;
 pub use conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};

@@ -1,7 +1,8 @@
-//! Plain HTTP on the same port, served by hyper: health, HTTP to rooms, the
-//! publish API, the edge's counters, the call's ICE servers, the embedded
-//! pages and client, and clear answers for requests that reach a WebSocket
-//! path without upgrading.
+//! Plain HTTP on the same port, served by hyper: health, readiness and
+//! metrics, HTTP to rooms, the publish API, the edge's counters, the call's
+//! ICE servers, the embedded pages and client, and clear answers for
+//! requests that reach a WebSocket path without upgrading. Every request
+//! gets an access log line.
 //!
 //! Every request of a keep-alive connection has the same head limit as the
 //! first (`max_head_len`, which the listener applied to the first) and the
@@ -11,7 +12,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -25,8 +26,10 @@ use tracing::debug;
 
 use switchboard_net::{PrefixedIo, Shutdown};
 
+use crate::access_log;
 use crate::assets::{self, Asset};
 use crate::limits::EdgeStats;
+use crate::ops::Ops;
 use crate::publish::{self, PublishKey};
 use crate::registry::Registry;
 use crate::routes::{ApiRoute, Route};
@@ -52,6 +55,7 @@ pub(crate) struct HttpSettings {
 /// and a connection that sends nothing does not hold a task forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve_connection(
     io: PrefixedIo,
     peer: SocketAddr,
@@ -59,6 +63,7 @@ pub(crate) async fn serve_connection(
     call_ice: Arc<IceConfig>,
     settings: Arc<HttpSettings>,
     stats: Arc<EdgeStats>,
+    ops: Arc<Ops>,
     mut shutdown: Shutdown,
 ) {
     let max_head_len = settings.max_head_len.max(HYPER_MIN_BUF);
@@ -67,7 +72,13 @@ pub(crate) async fn serve_connection(
         let call_ice = call_ice.clone();
         let settings = settings.clone();
         let stats = stats.clone();
-        async move { Ok::<_, Infallible>(route(req, registry, &call_ice, &settings, &stats).await) }
+        let ops = ops.clone();
+        let (started, method, path) = (Instant::now(), req.method().clone(), req.uri().path().to_owned());
+        async move {
+            let response = route(req, registry, &call_ice, &settings, &stats, &ops).await;
+            access_log::http(peer, &method, &path, response.status(), started.elapsed());
+            Ok::<_, Infallible>(response)
+        }
     });
     // The read buffer bounds a request head (hyper answers 431 beyond it);
     // bodies stream through it.
@@ -91,7 +102,14 @@ pub(crate) async fn serve_connection(
     }
 }
 
-async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig, settings: &HttpSettings, stats: &EdgeStats) -> Response<Full<Bytes>> {
+async fn route(
+    req: Request<Incoming>,
+    registry: Registry,
+    call_ice: &IceConfig,
+    settings: &HttpSettings,
+    stats: &EdgeStats,
+    ops: &Ops,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if let Some(api) = ApiRoute::parse(&path) {
         return match api {
@@ -104,6 +122,8 @@ async fn route(req: Request<Incoming>, registry: Registry, call_ice: &IceConfig,
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/api/stats") => json(stats.to_json()),
         (_, "/api/publish") => publish::batch(req, &registry, settings).await,
+        (&Method::GET | &Method::HEAD, "/readyz") => ops.readyz_response().await,
+        (&Method::GET | &Method::HEAD, "/metrics") => ops.metrics_response(),
         (&Method::GET | &Method::HEAD, "/api/call/ice") => ice_servers(call_ice),
         (_, "/api/call/ice") => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");

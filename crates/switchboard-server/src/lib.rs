@@ -6,20 +6,27 @@
 //! starting/stopping a listener. The built-in room kinds come from
 //! `switchboard-apps`.
 
+mod access_log;
 mod assets;
 mod client_ip;
+mod drain;
 mod edge;
 mod framing;
 mod geo;
 mod http;
 mod kinds;
 mod limits;
+mod metrics;
+mod ops;
 mod origin;
+mod process_stats;
 mod publish;
+mod readiness;
 mod registry;
 mod room_conn;
 mod routes;
 mod service;
+mod timed_store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use client_ip::TrustedProxies;
+pub use drain::{DrainConfig, StopRequest};
 pub use edge::EdgeConfig;
 pub use geo::GeoDb;
 pub use ipnet::IpNet;
@@ -66,6 +74,8 @@ pub struct ServerConfig {
     pub compression_kinds: BTreeMap<String, Policy>,
     /// Limits, `Origin` allow-lists, HTTP body timeout, publish key.
     pub edge: EdgeConfig,
+    /// How a drain ([`StopRequest::Drain`]) is timed.
+    pub drain: DrainConfig,
 }
 
 /// A bound, not yet running server.
@@ -149,13 +159,31 @@ impl Server {
     /// 1001, waits for their closing handshakes (bounded by the close
     /// timeout), and waits until the rooms' storage writes are committed
     /// (bounded by [`SETTLE_LIMIT`]).
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let (requests, requested) = watch::channel(StopRequest::Serve);
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            let _ = requests.send(StopRequest::Now);
+        });
+        self.run_until(requested).await
+    }
+
+    /// Serves until `requests` asks it to stop: at once (as [`Server::run`])
+    /// or after a drain timed by [`ServerConfig::drain`] (`/readyz` turns
+    /// 503, the listener closes after the grace period, connections still
+    /// open after the drain timeout are closed with 1001).
+    pub async fn run_until(self, requests: watch::Receiver<StopRequest>) {
         for kind in self.config.compression_kinds.keys().filter(|kind| !self.kinds.contains_key(*kind)) {
             tracing::warn!(kind, "a compression policy is set for a room kind this server does not have");
         }
+        let net_stats = Arc::new(switchboard_net::NetStats::new());
+        let metrics = metrics::Metrics::new(net_stats.clone());
+        let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
+        let readiness = Arc::new(readiness::Readiness::new(store.clone()));
+        let ops = Arc::new(ops::Ops { metrics, readiness: readiness.clone() });
         let kinds = Arc::new(self.kinds);
         let edge = self.config.edge;
-        let registry = registry::Registry::start(kinds.clone(), self.store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let registry = registry::Registry::start(kinds.clone(), store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
         let http = http::HttpSettings { max_head_len: self.config.net.max_head_len, body_timeout: edge.body_timeout, publish_key: edge.publish_key };
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
@@ -169,9 +197,15 @@ impl Server {
             limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
             origins: self.origins,
             http: Arc::new(http),
+            ops,
         });
-        let net_stats = Arc::new(switchboard_net::NetStats::new());
-        switchboard_net::serve(self.listener, service, self.config.net, switchboard_net::Shutdown::from(stop), net_stats).await;
+        let (stop_accepting, accepting) = watch::channel(false);
+        let (shut_down, running) = watch::channel(false);
+        let control = drain::Control { requests, config: self.config.drain, readiness, net: net_stats.clone(), stop_accepting, shut_down };
+        let control = tokio::spawn(control.run());
+        let (accepting, running) = (switchboard_net::Shutdown::from(accepting), switchboard_net::Shutdown::from(running));
+        switchboard_net::serve_draining(self.listener, service, self.config.net, accepting, running, net_stats).await;
+        control.abort();
         registry.settle(SETTLE_LIMIT).await;
     }
 }

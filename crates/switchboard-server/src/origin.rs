@@ -119,7 +119,12 @@ impl Pattern {
             return Ok(Pattern::Any);
         }
         let origin = Origin::parse(text.trim()).ok_or_else(|| BadOrigin(text.to_owned()))?;
-        if origin.host.contains('*') && !(origin.host.starts_with("*.") && !origin.host[2..].contains('*')) {
+        // A wildcard only as the whole leftmost label: `*.example.com`.
+        let wildcard_ok = match origin.host.strip_prefix("*.") {
+            Some(rest) => !rest.contains('*'),
+            None => !origin.host.contains('*'),
+        };
+        if !wildcard_ok {
             return Err(BadOrigin(text.to_owned()));
         }
         Ok(Pattern::Origin(origin))

@@ -55,14 +55,14 @@ impl std::fmt::Debug for PublishKey {
 
 /// 401 without the right key, 403 when the API is off, 405 for anything
 /// but POST.
-fn authorize(req: &Request<Incoming>, settings: &HttpSettings) -> Result<(), Response<Full<Bytes>>> {
+fn authorize(req: &Request<Incoming>, settings: &HttpSettings) -> Result<(), Box<Response<Full<Bytes>>>> {
     if req.method() != Method::POST {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "publish with POST\n");
         response.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
-        return Err(response);
+        return Err(Box::new(response));
     }
     let Some(key) = &settings.publish_key else {
-        return Err(text(StatusCode::FORBIDDEN, "the publish API is off: start the server with --publish-key-file\n"));
+        return Err(Box::new(text(StatusCode::FORBIDDEN, "the publish API is off: start the server with --publish-key-file\n")));
     };
     let presented = req.headers().get(AUTHORIZATION).and_then(|v| {
         let v = v.as_bytes();
@@ -73,7 +73,7 @@ fn authorize(req: &Request<Incoming>, settings: &HttpSettings) -> Result<(), Res
     }
     let mut response = text(StatusCode::UNAUTHORIZED, "publishing needs Authorization: Bearer <publish key>\n");
     response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Err(response)
+    Err(Box::new(response))
 }
 
 /// What one publication came to.
@@ -114,7 +114,7 @@ fn body_message(content_type: Option<&str>, body: Bytes) -> Result<Message, Stri
 /// `POST /api/rooms/{kind}/{id}/publish`: `{"reached":N}`.
 pub(crate) async fn one(req: Request<Incoming>, api: ApiRoute, registry: &Registry, settings: &HttpSettings) -> Response<Full<Bytes>> {
     if let Err(refused) = authorize(&req, settings) {
-        return refused;
+        return *refused;
     }
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match read_body(req.into_body(), MAX_ROOM_REQUEST_BODY, settings.body_timeout).await {
@@ -147,7 +147,7 @@ struct Entry<'a> {
 /// {"status":S,"error":"..."}]}`, one result per entry.
 pub(crate) async fn batch(req: Request<Incoming>, registry: &Registry, settings: &HttpSettings) -> Response<Full<Bytes>> {
     if let Err(refused) = authorize(&req, settings) {
-        return refused;
+        return *refused;
     }
     let body = match read_body(req.into_body(), MAX_ROOM_REQUEST_BODY, settings.body_timeout).await {
         Ok(body) => body,

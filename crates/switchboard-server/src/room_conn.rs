@@ -9,15 +9,17 @@
 //! the connection's outbound queue.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use crate::access_log;
 use crate::framing::Framing;
 use crate::limits::ConnPermit;
 use bytes::Bytes;
-use switchboard_net::{Handler, Outbound, Outbox, Push};
+use switchboard_net::{Handler, Outbound, Outbox, Push, Traffic};
 use switchboard_proto::frame::{encode_frame, DataOp, OpCode};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
@@ -92,6 +94,12 @@ pub(crate) struct RoomConnection {
     /// Longest wait in milliseconds for the room to process our close
     /// before replying anyway (a `u32`: this struct is in every connection).
     close_wait_ms: u32,
+    /// For the session's access log line: the client's address, when the
+    /// session began (`access_log::session_clock_ms`), and the close code
+    /// it ended with (0 until `on_close`; 1005 for a close without code).
+    client: IpAddr,
+    started_ms: u64,
+    close_code: u16,
 }
 
 struct Joining {
@@ -108,10 +116,12 @@ impl RoomConnection {
         attachment: Option<Vec<u8>>,
         close_wait: Duration,
         permit: ConnPermit,
+        client: IpAddr,
     ) -> RoomConnection {
         let joining = Some(Box::new(Joining { tags, attachment, permit }));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
-        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms }
+        let started_ms = access_log::session_clock_ms();
+        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
     }
 }
 
@@ -156,6 +166,7 @@ impl Handler for RoomConnection {
     }
 
     async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
+        self.close_code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
         if !self.opened {
             return;
         }
@@ -170,6 +181,11 @@ impl Handler for RoomConnection {
         // Replies the room sent before our close frame must go out before it.
         let wait = orderly.then(|| Duration::from_millis(self.close_wait_ms.into()));
         let _ = self.room.close(self.conn, closed, wait).await;
+    }
+
+    fn on_end(&mut self, traffic: Traffic) {
+        let code = (self.close_code != 0).then_some(self.close_code);
+        access_log::session(self.client, self.room.name(), access_log::since(self.started_ms), traffic, code);
     }
 }
 
@@ -233,5 +249,21 @@ impl Drop for RoomConnection {
         }
         let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "connection task ended".into(), clean: false, attachment: None };
         self.room.close_detached(self.conn, closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoomConnection;
+
+    /// The handler lives in every connection's box beside the protocol
+    /// engine and the read buffer; at 88 bytes that box stays within
+    /// mimalloc's 192-byte size class (docs/benchmarks.md, idle memory).
+    #[test]
+    fn a_room_connection_takes_at_most_88_bytes() {
+        let size = std::mem::size_of::<RoomConnection>();
+        assert!(size <= 88, "RoomConnection is {size} bytes");
+        let boxed = size + std::mem::size_of::<switchboard_proto::Connection>() + std::mem::size_of::<bytes::BytesMut>();
+        assert!(boxed <= 192, "a connection's box is {boxed} bytes");
     }
 }

@@ -18,6 +18,7 @@ use crate::geo::GeoDb;
 use crate::http;
 use crate::kinds::Kinds;
 use crate::limits::EdgeLimits;
+use crate::ops::Ops;
 use crate::origin::OriginCheck;
 use crate::registry::{Registry, RoomUnavailable};
 use crate::room_conn::RoomConnection;
@@ -40,6 +41,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) origins: OriginCheck,
     /// Plain HTTP's bounds and the publish API's key.
     pub(crate) http: Arc<http::HttpSettings>,
+    /// Metrics and readiness, for their HTTP routes.
+    pub(crate) ops: Arc<Ops>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -84,7 +87,7 @@ impl Service for SwitchboardService {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
                     let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit);
+                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit, ip);
                     let compression = self.compression_kinds.get(kind.as_str()).copied();
                     return Ok(Accept { handler, protocol, compression });
                 }
@@ -96,6 +99,15 @@ impl Service for SwitchboardService {
     }
 
     fn http(&self, io: PrefixedIo, peer: SocketAddr, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(http::serve_connection(io, peer, self.registry.clone(), self.call_ice.clone(), self.http.clone(), self.limits.stats().clone(), shutdown))
+        Box::pin(http::serve_connection(
+            io,
+            peer,
+            self.registry.clone(),
+            self.call_ice.clone(),
+            self.http.clone(),
+            self.limits.stats().clone(),
+            self.ops.clone(),
+            shutdown,
+        ))
     }
 }

@@ -21,6 +21,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// Like [`parse_duration`], and `0s` (or `0ms`, ...) for none at all.
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    let zero = text.trim().trim_start_matches('0');
+    if text.trim().starts_with('0') && ["ms", "s", "m", "h"].contains(&zero) {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +42,9 @@ mod tests {
         assert!(parse_duration("30").unwrap_err().contains("unit"));
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("00ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("5s"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration_or_zero("0").is_err());
     }
 }

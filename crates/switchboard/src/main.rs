@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use switchboard_server::call::ice::{check_url, DEFAULT_TURN_TTL};
 use switchboard_server::call::{IceConfig, TurnSecret};
-use switchboard_server::{CallConfig, ChatConfig, GeoDb, IpNet, Server, ServerConfig, TrustedProxies};
+use switchboard_server::{CallConfig, ChatConfig, DrainConfig, GeoDb, IpNet, Server, ServerConfig, StopRequest, TrustedProxies};
 use tokio::sync::watch;
 
 /// A self-hosted realtime server: WebSocket rooms as durable actors.
@@ -83,7 +83,32 @@ enum Command {
         /// and at start, for no measured speed-up (docs/benchmarks.md).
         #[arg(long)]
         huge_pages: bool,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
+}
+
+/// Draining and logs (docs/operations.md).
+#[derive(clap::Args)]
+struct OpsArgs {
+    /// On SIGTERM, how long the listener keeps accepting after /readyz
+    /// turned 503, so load balancers stop sending clients first (0s: none).
+    #[arg(long, default_value = "5s", value_parser = duration::parse_duration_or_zero)]
+    drain_grace: Duration,
+    /// On SIGTERM, how long open connections may stay after the listener
+    /// closed; those left are then closed with 1001 (0s: at once).
+    #[arg(long, default_value = "20s", value_parser = duration::parse_duration_or_zero)]
+    drain_timeout: Duration,
+    /// Log lines as human-readable text, or as one JSON object per line
+    /// for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The chat room kind's limits.
@@ -178,11 +203,8 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let Command::Serve { huge_pages, .. } = &cli.command;
+    let Command::Serve { huge_pages, ops, .. } = &cli.command;
+    init_logs(ops.log_format);
     if !huge_pages {
         huge_pages::disable();
     }
@@ -208,6 +230,7 @@ fn main() -> ExitCode {
             compression,
             edge,
             huge_pages: _,
+            ops,
         } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
             config.apps.call = match call.config() {
@@ -239,6 +262,7 @@ fn main() -> ExitCode {
                 }
             };
             config.geo = load_geo(&geo_dbs);
+            config.drain = DrainConfig { grace: ops.drain_grace, timeout: ops.drain_timeout };
             runtime.block_on(serve(listen, config))
         }
     }
@@ -281,27 +305,48 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "try: new WebSocket('ws://{addr}/rooms/echo/x')");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: closing connections with 1001");
-        let _ = stop_tx.send(true);
-    });
-    server.run(stop_rx).await;
+    let (stop_tx, stop_rx) = watch::channel(StopRequest::Serve);
+    tokio::spawn(forward_signals(stop_tx));
+    server.run_until(stop_rx).await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Text for people, or one JSON object per line (tracing-subscriber's
+/// `json` format, the event's fields at the top level) for log shippers.
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// SIGTERM drains (what an orchestrator or a rolling deploy sends); SIGINT
+/// (Ctrl-C at a terminal) stops at once, as does a second SIGTERM during a
+/// drain. The sender stays with this task for the process's life: the
+/// server takes a dropped sender as a request to stop.
+async fn forward_signals(stop: watch::Sender<StopRequest>) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => Some(term),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM; only Ctrl-C stops the server");
+            None
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    };
+    loop {
+        let request = tokio::select! {
+            _ = tokio::signal::ctrl_c() => StopRequest::Now,
+            Some(()) = async { term.as_mut()?.recv().await } => {
+                if *stop.borrow() == StopRequest::Serve { StopRequest::Drain } else { StopRequest::Now }
+            }
+        };
+        tracing::info!(?request, "signal received");
+        let _ = stop.send(request);
+        if request == StopRequest::Now {
+            std::future::pending::<()>().await;
         }
     }
 }

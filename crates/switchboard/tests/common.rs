@@ -21,13 +21,22 @@ impl ServerProcess {
     }
 
     /// Starts the server with extra `serve` flags (pass `--memory` or a
-    /// `--data-dir`, or it writes to `./data`).
+    /// `--data-dir`, or it writes to `./data`). SIGTERM stops it without a
+    /// drain unless the flags set `--drain-grace`.
     pub fn start_with(flags: &[&str]) -> ServerProcess {
+        ServerProcess::start_logging(flags, Stdio::null())
+    }
+
+    /// Like [`ServerProcess::start_with`], with the server's stderr (its
+    /// logs) going to `stderr`.
+    pub fn start_logging(flags: &[&str], stderr: impl Into<Stdio>) -> ServerProcess {
+        let no_drain: &[&str] = if flags.contains(&"--drain-grace") { &[] } else { &["--drain-grace", "0s", "--drain-timeout", "0s"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(no_drain)
             .args(flags)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start the switchboard binary");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -19,7 +19,7 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use switchboard_room::{CloseCode, Closed, ConnId, ConnectRequest, Ctx, Decision, Message, Room, RoomFactory, RoomStorage, StoreError};
@@ -165,7 +165,9 @@ impl Chat {
         if text.chars().count() > self.config.max_length {
             return Err((ErrorCode::TooLong, "that message is too long", r#ref));
         }
-        let now = Instant::now();
+        // tokio's clock, so that tests can stop it; the same as the
+        // system's monotonic clock otherwise.
+        let now = tokio::time::Instant::now().into_std();
         let bucket = self.buckets.entry(conn).or_insert_with(|| TokenBucket::new(self.config.burst, now));
         if !bucket.take(self.config.per_second, self.config.burst, now) {
             return Err((ErrorCode::RateLimited, "you are sending messages too fast; wait a moment", r#ref));

@@ -1,0 +1,238 @@
+//! What an operator sees of a running server: `/metrics` parsed by an
+//! independent OpenMetrics parser (Python's `prometheus_client`, installed
+//! by `scripts/test.sh --part deps`) with its counters moving as traffic
+//! flows, `/readyz` and the drain on SIGTERM, and the access logs (JSON
+//! lines, no query strings or tokens).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::ServerProcess;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A token a client puts in its query string; it must never reach a log.
+const SECRET: &str = "sekrit-token-4f1c9a";
+
+/// One GET on a fresh connection: (status, body).
+async fn get(addr: &str, target: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response)).await.expect("answered in time").unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The Python of the venv `scripts/test.sh --part deps` makes.
+fn parser_python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/prometheus-venv/bin/python3");
+    assert!(python.exists(), "{} is missing: run `scripts/test.sh --part deps` (installs prometheus_client)", python.display());
+    python
+}
+
+/// Parses the text with prometheus_client's OpenMetrics parser (strict: it
+/// rejects what Prometheus would) into sample name + sorted labels -> value.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(parser_python())
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the parser");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the parser rejected /metrics: {}\n{text}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
+}
+
+async fn scrape(addr: &str) -> HashMap<String, f64> {
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    parse_metrics(&body)
+}
+
+fn value(metrics: &HashMap<String, f64>, sample: &str) -> f64 {
+    metrics.get(sample).copied().unwrap_or(0.0)
+}
+
+/// Reads the log file until `done` holds for its lines (bounded).
+async fn wait_for_log(path: &std::path::Path, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}")))
+            .collect();
+        if done(&lines) {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the expected log lines did not appear:\n{}", std::fs::read_to_string(path).unwrap_or_default());
+}
+
+fn sessions_in(lines: &[serde_json::Value], room: &str) -> Vec<serde_json::Value> {
+    lines.iter().filter(|l| l["target"] == "access" && l["kind"] == "websocket" && l["room"] == room).cloned().collect()
+}
+
+#[tokio::test]
+async fn metrics_move_with_traffic_and_logs_are_json_without_secrets() {
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("server.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let server = ServerProcess::start_logging(&["--memory", "--log-format", "json"], log_file);
+
+    let before = scrape(&server.addr).await;
+    for family in ["process_resident_memory_bytes{}", "process_open_fds{}", "process_cpu_seconds_total{}", "switchboard_rooms_live{}"] {
+        assert!(before.contains_key(family), "{family} missing from {before:?}");
+    }
+
+    // Three clients echo messages; two leave with 1000, one with 4001.
+    const MESSAGES: usize = 20;
+    const PAYLOAD: usize = 100;
+    let mut payload_bytes = 0;
+    for (c, code) in [1000u16, 1000, 4001].into_iter().enumerate() {
+        let url = server.ws(&format!("/rooms/echo/ops?token={SECRET}"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        for i in 0..MESSAGES {
+            let text = format!("{c}:{i}:{}", "x".repeat(PAYLOAD));
+            payload_bytes += text.len();
+            ws.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+        }
+        ws.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: "bye".into() }))).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    // Refusals: an unknown room kind (404) and an old protocol version (426).
+    let (status, _) = get(&server.addr, "/api/rooms/nope/x").await;
+    assert_eq!(status, 404);
+    let mut old = TcpStream::connect(&server.addr).await.unwrap();
+    old.write_all(b"GET /rooms/echo/ops HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), old.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 426"), "{}", String::from_utf8_lossy(&answer));
+    let unknown_kind = tokio_tungstenite::connect_async(server.ws("/rooms/nope/x")).await;
+    assert!(unknown_kind.is_err(), "an unknown room kind is refused");
+    // An HTTP request with a token in its query string.
+    assert_eq!(get(&server.addr, &format!("/healthz?token={SECRET}")).await.0, 200);
+
+    // The sessions end on the server shortly after the clients saw the
+    // close: wait for their log lines, then read the counters.
+    let lines = wait_for_log(&log_path, |lines| sessions_in(lines, "echo/ops").len() == 3).await;
+    let after = scrape(&server.addr).await;
+    let delta = |sample: &str| value(&after, sample) - value(&before, sample);
+    assert_eq!(delta("switchboard_connections_opened_total{}"), 3.0);
+    assert_eq!(value(&after, "switchboard_connections_open{}"), 0.0);
+    assert_eq!(delta(r#"switchboard_connections_closed_total{outcome="clean"}"#), 3.0);
+    assert_eq!(delta(r#"switchboard_connections_closed_by_code_total{code="1000"}"#), 2.0);
+    assert_eq!(delta(r#"switchboard_connections_closed_by_code_total{code="4xxx"}"#), 1.0);
+    assert_eq!(delta("switchboard_messages_received_total{}"), (3 * MESSAGES) as f64);
+    // Masked client frames: payload plus at least 6 header bytes each.
+    let received = delta("switchboard_received_bytes_total{}");
+    assert!(received >= (payload_bytes + 6 * 3 * MESSAGES) as f64, "received {received} bytes for {payload_bytes} of payload");
+    let sent = delta("switchboard_sent_bytes_total{}");
+    assert!(sent >= (payload_bytes + 2 * 3 * MESSAGES) as f64 && sent < received, "sent {sent}, received {received}");
+    assert_eq!(delta(r#"switchboard_handshake_refusals_total{reason="wrong_version"}"#), 1.0);
+    assert_eq!(delta(r#"switchboard_handshake_refusals_total{reason="not_found"}"#), 1.0);
+    assert!(value(&after, "switchboard_room_wakeups_total{}") >= 1.0);
+    assert!(value(&after, "switchboard_rooms_live{}") >= 1.0);
+    assert_eq!(delta("switchboard_outbound_cutoffs_total{}"), 0.0);
+
+    // The access lines: every HTTP request, each session with its traffic.
+    let sessions = sessions_in(&lines, "echo/ops");
+    let mut codes: Vec<String> = sessions.iter().map(|s| s["close_code"].as_str().unwrap().to_owned()).collect();
+    codes.sort();
+    assert_eq!(codes, ["1000", "1000", "4001"]);
+    for session in &sessions {
+        assert!(session["bytes_in"].as_u64().unwrap() > (MESSAGES * PAYLOAD) as u64, "{session}");
+        assert!(session["bytes_out"].as_u64().unwrap() > (MESSAGES * PAYLOAD) as u64, "{session}");
+        assert!(session["duration_ms"].as_f64().is_some() && session["client"] == "127.0.0.1", "{session}");
+    }
+    let http: Vec<&serde_json::Value> = lines.iter().filter(|l| l["target"] == "access" && l["kind"] == "http").collect();
+    assert!(http.iter().any(|l| l["path"] == "/healthz" && l["status"] == 200 && l["method"] == "GET"), "{http:?}");
+    assert!(http.iter().any(|l| l["path"] == "/api/rooms/nope/x" && l["status"] == 404), "{http:?}");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains(SECRET), "a token reached the log:\n{text}");
+    assert!(!text.contains("token="), "a query string reached the log:\n{text}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_readyz_first_then_the_listener_then_the_clients_with_1001() {
+    let mut server = ServerProcess::start_with(&["--memory", "--drain-grace", "3s", "--drain-timeout", "3s"]);
+    assert_eq!(get(&server.addr, "/readyz").await, (200, "ready\n".to_owned()));
+    let (mut staying, _) = tokio_tungstenite::connect_async(server.ws("/rooms/echo/drain")).await.unwrap();
+
+    server.send_sigterm();
+    // Not ready at once (polled only until the signal is handled)...
+    let mut readyz = get(&server.addr, "/readyz").await;
+    for _ in 0..40 {
+        if readyz.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        readyz = get(&server.addr, "/readyz").await;
+    }
+    assert_eq!(readyz.0, 503, "{readyz:?}");
+    assert!(readyz.1.contains("draining"), "{readyz:?}");
+    // ...while the listener still serves: a new client is welcome, and
+    // the liveness probe stays 200.
+    let (mut late, _) = tokio_tungstenite::connect_async(server.ws("/rooms/echo/drain")).await.expect("accepted during the grace period");
+    late.send(Message::text("still here")).await.unwrap();
+    assert_eq!(late.next().await.unwrap().unwrap(), Message::text("still here"));
+    assert_eq!(get(&server.addr, "/healthz").await.0, 200);
+
+    // After the grace the listener closes; open clients are served on.
+    let mut refused = false;
+    for _ in 0..200 {
+        if TcpStream::connect(&server.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the listener never closed");
+    staying.send(Message::text("served while draining")).await.unwrap();
+    assert_eq!(staying.next().await.unwrap().unwrap(), Message::text("served while draining"));
+
+    // The one that leaves goes; the one that stays gets 1001 at the timeout.
+    late.close(None).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match staying.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed by the drain timeout");
+    assert_eq!(closed.map(|f| f.code), Some(CloseCode::Away));
+    while let Some(Ok(_)) = staying.next().await {}
+    let exit = tokio::task::spawn_blocking(move || server.wait_exit()).await.unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
