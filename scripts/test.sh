@@ -6,7 +6,7 @@
 #   scripts/test.sh --part deps|lint|rust|node|e2e   one of the parts written here, alone
 #
 # Parts, in order (docs/testing.md has the details and the time budgets):
-#   deps      apt packages only if missing (chromium and coturn too), `npm ci`
+#   deps      apt packages only if missing (chromium, coturn and nginx too), `npm ci`
 #             (pins ws 8.23.0 and playwright-core 1.65.1), Python's
 #             prometheus_client 0.26.0 in target/prometheus-venv if missing
 #   build     release binaries target/release/switchboard{,-loadgen} and the
@@ -171,6 +171,9 @@ deps() {
   # The call's relay test: Debian's coturn, which that test starts and stops
   # itself on loopback (the package's own service is not needed).
   [ -x /usr/bin/turnserver ] || apt+=(coturn)
+  # The gateway test (auth_nginx_gateway): Debian's nginx, run by the test
+  # itself in the foreground on loopback (the package's service is not needed).
+  [ -x /usr/sbin/nginx ] || apt+=(nginx)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }

@@ -66,8 +66,13 @@ export interface ConnectOptions {
   url?: string | URL;
   /** Subprotocols to offer. Default ['json']; '' or [] offers none. */
   protocols?: string | string[];
-  /** Appended to the URL as `?token=...` (percent-encoded). */
-  token?: string;
+  /**
+   * A token, or a function called before every connection that gives one
+   * (or a promise of one), so reconnects use a fresh token (docs/auth.md).
+   */
+  token?: string | (() => string | Promise<string>);
+  /** Where the token travels: `?token=` (default) or the protocol list. */
+  tokenIn?: 'query' | 'protocol';
   /** Reconnect policy, or false to never reconnect. */
   reconnect?: ReconnectPolicy | false;
   /** Messages held while no socket is open. Default 100; 0 queues nothing. */

@@ -51,6 +51,15 @@ const DEFAULT_PROTOCOLS = Object.freeze(['json']);
 // unless `reconnect.retryCodes` lists it.
 const RETRY_CODES = Object.freeze([1001, 1005, 1006, 1011, 1012, 1013, 1014]);
 
+// The server closes a connection whose token expired with this code
+// (docs/auth.md). With a token callback the room fetches a fresh token and
+// reconnects; with a fixed token the same token would be refused again.
+const TOKEN_EXPIRED = 4001;
+
+// A token offered as a subprotocol (docs/auth.md): the server reads it and
+// never selects it; it selects the room's own protocol or this bare marker.
+const TOKEN_PROTOCOL = 'switchboard.token';
+
 // WebSocket.readyState values (the fakes used in tests need not define them).
 const OPEN = 1;
 
@@ -81,6 +90,9 @@ export function backoffDelay(attempt, policy = DEFAULT_RECONNECT, random = Math.
 export class RoomSocket extends EventTarget {
   #url;
   #protocols;
+  #tokenSource; // () => token or a promise of one; null for no token or a fixed one in the URL
+  #tokenIn; // 'query' | 'protocol'
+  #tokenRequest = 0; // which token request the next socket waits for
   #binaryType;
   #policy; // null when reconnecting is off
   #queueLimit;
@@ -100,7 +112,17 @@ export class RoomSocket extends EventTarget {
 
   constructor(options = {}) {
     super();
-    this.#url = resolveUrl(options);
+    this.#tokenIn = normalizeTokenIn(options.tokenIn);
+    const { token } = options;
+    if (typeof token === 'function' || (this.#tokenIn === 'protocol' && token !== undefined && token !== null)) {
+      // Asked for before each connection (or sent in the protocol list), so
+      // the URL itself carries none.
+      this.#tokenSource = typeof token === 'function' ? token : () => String(token);
+      this.#url = resolveUrl({ ...options, token: undefined });
+    } else {
+      this.#tokenSource = null;
+      this.#url = resolveUrl(options);
+    }
     this.#protocols = normalizeProtocols(options.protocols);
     this.#binaryType = options.binaryType ?? 'arraybuffer';
     this.#policy = normalizePolicy(options.reconnect);
@@ -113,8 +135,9 @@ export class RoomSocket extends EventTarget {
     this.#clearTimeout = options.clearTimeout ?? ((id) => globalThis.clearTimeout(id));
     this.#random = options.random ?? Math.random;
     // A constructor failure here (a URL or subprotocol the WebSocket refuses)
-    // is the caller's mistake and is thrown, not retried.
-    this.#socket = this.#createSocket();
+    // is the caller's mistake and is thrown, not retried. With a token
+    // callback the socket comes once the token does.
+    this.#connect();
   }
 
   /** 'connecting' | 'open' | 'reconnecting' | 'closed' */
@@ -123,7 +146,7 @@ export class RoomSocket extends EventTarget {
   /** The subprotocol the server chose on the last open ('' until the first open). */
   get protocol() { return this.#protocol; }
 
-  /** The resolved ws: or wss: URL, with the token if one was given. */
+  /** The resolved ws: or wss: URL, with the token if a fixed one rides in the query. */
   get url() { return this.#url; }
 
   /** How many messages wait in the queue for the next open socket. */
@@ -263,7 +286,7 @@ export class RoomSocket extends EventTarget {
     this.#timer = null;
     if (this.#closed) return;
     try {
-      this.#socket = this.#createSocket();
+      this.#connect();
     } catch (error) {
       // Counted as a failed attempt, like a refused connection.
       this.#emit('error', { error });
@@ -273,8 +296,41 @@ export class RoomSocket extends EventTarget {
 
   // --- helpers ---
 
-  #createSocket() {
-    const socket = new this.#WebSocket(this.#url, this.#protocols);
+  // Opens the next socket: at once, or once the token callback answers. A
+  // callback that throws, rejects or gives no token counts as a failed
+  // attempt (reported as 'error', retried with backoff).
+  #connect() {
+    if (!this.#tokenSource) {
+      this.#socket = this.#createSocket(this.#url, this.#protocols);
+      return;
+    }
+    const request = ++this.#tokenRequest;
+    new Promise((resolve) => resolve(this.#tokenSource()))
+      .then((token) => {
+        if (this.#closed || request !== this.#tokenRequest) return;
+        if (typeof token !== 'string' || token === '') {
+          throw new TypeError('switchboard: the token callback must give a non-empty string');
+        }
+        this.#socket = this.#createSocket(...this.#withToken(token));
+      })
+      .catch((error) => {
+        if (this.#closed || request !== this.#tokenRequest) return;
+        this.#emit('error', { error });
+        if (!this.#timer && !this.#socket) this.#finishSocket(1006, '', false);
+      });
+  }
+
+  // The URL and protocol list that carry `token`.
+  #withToken(token) {
+    if (this.#tokenIn === 'protocol') {
+      const protocols = this.#protocols.length === 0 ? [TOKEN_PROTOCOL] : [...this.#protocols];
+      return [this.#url, [...protocols, `${TOKEN_PROTOCOL}.${token}`]];
+    }
+    return [withQueryToken(new URL(this.#url), token), this.#protocols];
+  }
+
+  #createSocket(url, protocols) {
+    const socket = new this.#WebSocket(url, protocols);
     try { socket.binaryType = this.#binaryType; } catch { /* implementation without it */ }
     socket.onopen = () => this.#handleOpen(socket);
     socket.onmessage = (event) => this.#handleMessage(socket, event);
@@ -285,6 +341,7 @@ export class RoomSocket extends EventTarget {
 
   #shouldRetry(code) {
     if (!this.#policy) return false;
+    if (code === TOKEN_EXPIRED && this.#tokenSource) return true;
     return RETRY_CODES.includes(code) || this.#policy.retryCodes.includes(code);
   }
 
@@ -356,13 +413,26 @@ export function resolveUrl(options = {}) {
   }
   url.hash = ''; // WebSocket URLs have no fragment
   if (token !== undefined && token !== null) {
-    // Browsers cannot set headers on a WebSocket, so the token rides in the
-    // query. encodeURIComponent escapes every reserved character ('+', '&',
-    // '=', '#', space, ...), which both plain and form decoding read back.
-    const pair = `token=${encodeURIComponent(String(token))}`;
-    url.search = url.search ? `${url.search}&${pair}` : `?${pair}`;
+    if (typeof token === 'function') throw new TypeError('switchboard: resolveUrl takes a token string, not a callback');
+    return withQueryToken(url, token);
   }
   return url.href;
+}
+
+// Browsers cannot set headers on a WebSocket, so a token rides in the query
+// (or the protocol list). encodeURIComponent escapes every reserved
+// character ('+', '&', '=', '#', space, ...), which both plain and form
+// decoding read back.
+function withQueryToken(url, token) {
+  const pair = `token=${encodeURIComponent(String(token))}`;
+  url.search = url.search ? `${url.search}&${pair}` : `?${pair}`;
+  return url.href;
+}
+
+function normalizeTokenIn(tokenIn) {
+  if (tokenIn === undefined || tokenIn === null) return 'query';
+  if (tokenIn === 'query' || tokenIn === 'protocol') return tokenIn;
+  throw new TypeError("switchboard: tokenIn must be 'query' or 'protocol'");
 }
 
 function pageHref(location) {

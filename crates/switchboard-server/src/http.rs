@@ -28,6 +28,7 @@ use switchboard_net::{PrefixedIo, Shutdown};
 
 use crate::access_log;
 use crate::assets::{self, Asset};
+use crate::auth::{Denied, Gate, Presented};
 use crate::limits::EdgeStats;
 use crate::ops::Ops;
 use crate::publish::{self, PublishKey};
@@ -49,6 +50,8 @@ pub(crate) struct HttpSettings {
     pub(crate) body_timeout: Duration,
     /// The publish API's key; `None`: the API is off.
     pub(crate) publish_key: Option<PublishKey>,
+    /// Who may use the HTTP API (`--auth-api`).
+    pub(crate) auth: Arc<Gate>,
 }
 
 /// Time a client has to send a request head. 30 s: patient with slow links,
@@ -75,7 +78,10 @@ pub(crate) async fn serve_connection(
         let ops = ops.clone();
         let (started, method, path) = (Instant::now(), req.method().clone(), req.uri().path().to_owned());
         async move {
-            let response = route(req, registry, &call_ice, &settings, &stats, &ops).await;
+            let response = match admit_api(&req, peer, &settings.auth).await {
+                Err(denied) => text(StatusCode::from_u16(denied.status).unwrap_or(StatusCode::UNAUTHORIZED), format!("{}\n", denied.reason)),
+                Ok(()) => route(req, registry, &call_ice, &settings, &stats, &ops).await,
+            };
             access_log::http(peer, &method, &path, response.status(), started.elapsed());
             Ok::<_, Infallible>(response)
         }
@@ -100,6 +106,28 @@ pub(crate) async fn serve_connection(
     if let Err(e) = ended {
         debug!(%peer, error = %e, "http connection ended with an error");
     }
+}
+
+/// The HTTP API's identity check (`--auth-api`): room requests, the call's
+/// ICE servers and the edge's stats. Pages, the client and health checks
+/// stay public; the publish API has its own key.
+async fn admit_api(req: &Request<Incoming>, peer: SocketAddr, auth: &Gate) -> Result<(), Denied> {
+    if auth.all_public() {
+        return Ok(());
+    }
+    let path = req.uri().path();
+    let room = match ApiRoute::parse(path) {
+        Some(Ok(api)) if api.rest == "/publish" => return Ok(()),
+        Some(Ok(api)) => Some((api.kind, api.id)),
+        Some(Err(_)) => return Ok(()),
+        None if path == "/api/call/ice" || path == "/api/stats" => None,
+        None => return Ok(()),
+    };
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let target = req.uri().path_and_query().map_or(path, |p| p.as_str());
+    let presented = Presented { peer, headers: &headers, target };
+    auth.admit_api(room.as_ref().map(|(kind, id)| (kind.as_str(), id.as_str())), &presented).await.map(drop)
 }
 
 async fn route(

@@ -1,13 +1,14 @@
 //! The switchboard server: joins the connection layer to the room layer.
 //!
-//! This crate owns routing (which path reaches which room kind), the plain
-//! HTTP routes and embedded pages, the client's IP and location, the
-//! registry of live rooms, the adapters between a socket and a room, and
-//! starting/stopping a listener. The built-in room kinds come from
+//! This crate owns routing (which path reaches which room kind), identity
+//! at the edge, the plain HTTP routes and embedded pages, the client's IP
+//! and location, the registry of live rooms, the adapters between a socket
+//! and a room, and starting/stopping a listener. The built-in room kinds come from
 //! `switchboard-apps`.
 
 mod access_log;
 mod assets;
+pub mod auth;
 mod client_ip;
 mod drain;
 mod edge;
@@ -67,7 +68,8 @@ pub struct ServerConfig {
     pub apps: AppsConfig,
     /// Where client IPs are looked up; `None`: every location is unknown.
     pub geo: Option<Arc<GeoDb>>,
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
+    /// (and, in `trusted-header` auth mode, the identity header).
     pub trusted_proxies: TrustedProxies,
     /// permessage-deflate policy per room kind, where it differs from the
     /// server's (`net.deflate.policy`); see docs/compression.md.
@@ -76,6 +78,8 @@ pub struct ServerConfig {
     pub edge: EdgeConfig,
     /// How a drain ([`StopRequest::Drain`]) is timed.
     pub drain: DrainConfig,
+    /// Identity at the edge: a mode per room kind and for the HTTP API.
+    pub auth: auth::AuthConfig,
 }
 
 /// A bound, not yet running server.
@@ -127,6 +131,7 @@ impl Server {
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
     pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = listen(addr)?;
         let kinds = kinds::built_in(&config.apps);
@@ -184,13 +189,20 @@ impl Server {
         let kinds = Arc::new(self.kinds);
         let edge = self.config.edge;
         let registry = registry::Registry::start(kinds.clone(), store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
-        let http = http::HttpSettings { max_head_len: self.config.net.max_head_len, body_timeout: edge.body_timeout, publish_key: edge.publish_key };
+        let auth = Arc::new(auth::Gate::new(self.config.auth, self.config.trusted_proxies.clone()));
+        let http = http::HttpSettings {
+            max_head_len: self.config.net.max_head_len,
+            body_timeout: edge.body_timeout,
+            publish_key: edge.publish_key,
+            auth: auth.clone(),
+        };
         let service = Arc::new(service::SwitchboardService {
             registry: registry.clone(),
             kinds,
             next_conn: AtomicU64::new(1),
             close_wait: self.config.net.close_timeout,
             geo: self.config.geo,
+            auth,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
             compression_kinds: self.config.compression_kinds,

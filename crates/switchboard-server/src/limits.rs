@@ -78,6 +78,13 @@ pub struct EdgeStats {
     pub refused_max_rooms: AtomicU64,
     /// Upgrades refused: the `Origin` is not allowed.
     pub refused_origin: AtomicU64,
+    /// Upgrades refused by identity at the edge: no or bad credentials (401).
+    pub refused_unauthenticated: AtomicU64,
+    /// Upgrades refused by identity at the edge: a room the identity may not
+    /// enter (403).
+    pub refused_forbidden: AtomicU64,
+    /// Upgrades refused by identity at the edge: the auth backend failed (503).
+    pub refused_auth_unavailable: AtomicU64,
 }
 
 impl EdgeStats {
@@ -86,7 +93,7 @@ impl EdgeStats {
         let g = |a: &AtomicUsize| a.load(Ordering::Relaxed);
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            r#"{{"connections":{},"rooms":{},"tracked_ips":{},"refused":{{"handshake_rate":{},"connections_per_ip":{},"max_connections":{},"max_rooms":{},"origin":{}}}}}"#,
+            r#"{{"connections":{},"rooms":{},"tracked_ips":{},"refused":{{"handshake_rate":{},"connections_per_ip":{},"max_connections":{},"max_rooms":{},"origin":{},"unauthenticated":{},"forbidden":{},"auth_unavailable":{}}}}}"#,
             g(&self.connections),
             g(&self.rooms),
             g(&self.tracked_ips),
@@ -95,6 +102,9 @@ impl EdgeStats {
             c(&self.refused_max_connections),
             c(&self.refused_max_rooms),
             c(&self.refused_origin),
+            c(&self.refused_unauthenticated),
+            c(&self.refused_forbidden),
+            c(&self.refused_auth_unavailable),
         )
     }
 }
@@ -209,6 +219,16 @@ impl EdgeLimits {
     /// Counts a connection refused because the rooms cap is reached.
     pub(crate) fn count_rooms_refusal(&self) {
         self.stats.refused_max_rooms.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection refused by identity at the edge, by its status.
+    pub(crate) fn count_auth_refusal(&self, status: u16) {
+        let counter = match status {
+            403 => &self.stats.refused_forbidden,
+            503 => &self.stats.refused_auth_unavailable,
+            _ => &self.stats.refused_unauthenticated,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection refused for its origin.

@@ -6,7 +6,8 @@
 //! free, queued in its mailbox otherwise) and the end of the connection to
 //! the room's mailbox. [`SocketSink`] is
 //! the room's `ConnSink`: it frames the room's messages and puts them on
-//! the connection's outbound queue.
+//! the connection's outbound queue. A connection admitted with a token is
+//! closed when the token expires.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -16,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use crate::access_log;
+use crate::auth::TOKEN_EXPIRED_CLOSE;
 use crate::framing::Framing;
 use crate::limits::ConnPermit;
 use bytes::Bytes;
@@ -23,15 +25,28 @@ use switchboard_net::{Handler, Outbound, Outbox, Push, Traffic};
 use switchboard_proto::frame::{encode_frame, DataOp, OpCode};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
 /// messages (a run once for all its recipients, see `framing`) and queues
 /// them. It holds the connection's place in the limits, given back when the
-/// room lets go of the connection.
+/// room lets go of the connection, and a token's expiry timer.
 pub(crate) struct SocketSink {
     outbound: Arc<Outbound>,
     framing: Framing,
     _permit: ConnPermit,
+    _expiry: Option<ExpiryTimer>,
+}
+
+/// The task that closes a token-authenticated connection when its token
+/// expires; it lives with the room's sink, so it ends when the room lets
+/// go of the connection (and the handler stays small for every other one).
+pub(crate) struct ExpiryTimer(AbortHandle);
+
+impl Drop for ExpiryTimer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The auto-response as net answers it: the request's text and the
@@ -102,35 +117,45 @@ pub(crate) struct RoomConnection {
     close_code: u16,
 }
 
-struct Joining {
-    tags: Vec<String>,
-    attachment: Option<Vec<u8>>,
-    permit: ConnPermit,
+/// What an accepted connection brings to its room when it opens.
+pub(crate) struct Joining {
+    /// The room's decision: tags and attachment.
+    pub(crate) tags: Vec<String>,
+    pub(crate) attachment: Option<Vec<u8>>,
+    /// Its place in the edge's connection limits, held while it is open.
+    pub(crate) permit: ConnPermit,
+    /// When its token expires (token auth only).
+    pub(crate) expires: Option<SystemTime>,
 }
 
 impl RoomConnection {
-    pub(crate) fn new(
-        room: RoomHandle,
-        conn: ConnId,
-        tags: Vec<String>,
-        attachment: Option<Vec<u8>>,
-        close_wait: Duration,
-        permit: ConnPermit,
-        client: IpAddr,
-    ) -> RoomConnection {
-        let joining = Some(Box::new(Joining { tags, attachment, permit }));
+    pub(crate) fn new(room: RoomHandle, conn: ConnId, joining: Joining, close_wait: Duration, client: IpAddr) -> RoomConnection {
+        let joining = Some(Box::new(joining));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
         let started_ms = access_log::session_clock_ms();
         RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
     }
 }
 
+/// Closes the connection with [`TOKEN_EXPIRED_CLOSE`] once `expires` has
+/// passed. A task of its own (not the connection's timers): only
+/// token-authenticated connections pay for it.
+fn close_at_expiry(outbound: Arc<Outbound>, expires: SystemTime) -> ExpiryTimer {
+    let left = expires.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(left).await;
+        outbound.close(TOKEN_EXPIRED_CLOSE, "token expired");
+    });
+    ExpiryTimer(task.abort_handle())
+}
+
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
         let Some(joining) = self.joining.take() else { return };
-        let Joining { tags, attachment, permit } = *joining;
+        let Joining { tags, attachment, permit, expires } = *joining;
+        let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
         let framing = Framing::new(out.take_outgoing_deflate());
-        let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit });
+        let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry });
         self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
         if !self.opened {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");

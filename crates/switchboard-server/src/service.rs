@@ -1,5 +1,6 @@
-//! The server's [`Service`]: upgrades go to rooms (the room decides before
-//! the 101), everything else to the HTTP routes.
+//! The server's [`Service`]: upgrades go to rooms (the edge checks who the
+//! client is, then the room decides, both before the 101), everything else
+//! to the HTTP routes.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,6 +14,7 @@ use switchboard_apps::call::IceConfig;
 use switchboard_net::{Accept, Policy, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
+use crate::auth::{self, Gate, Presented};
 use crate::client_ip::TrustedProxies;
 use crate::geo::GeoDb;
 use crate::http;
@@ -21,7 +23,7 @@ use crate::limits::EdgeLimits;
 use crate::ops::Ops;
 use crate::origin::OriginCheck;
 use crate::registry::{Registry, RoomUnavailable};
-use crate::room_conn::RoomConnection;
+use crate::room_conn::{Joining, RoomConnection};
 use crate::routes::{Route, RouteError};
 
 pub(crate) struct SwitchboardService {
@@ -43,6 +45,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) http: Arc<http::HttpSettings>,
     /// Metrics and readiness, for their HTTP routes.
     pub(crate) ops: Arc<Ops>,
+    /// Who clients are, per room kind and for the HTTP API.
+    pub(crate) auth: Arc<Gate>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -68,12 +72,21 @@ impl Service for SwitchboardService {
             self.limits.count_origin_refusal();
             return Err(Refusal::new(403, refused.to_string()));
         }
+        let presented = Presented { peer: info.peer, headers: &headers, target: &info.request.path };
+        let admitted = self.auth.admit_room(kind.as_str(), id.as_str(), &presented).await.map_err(|d| {
+            self.limits.count_auth_refusal(d.status);
+            Refusal::new(d.status, d.reason)
+        })?;
         let permit = self.limits.acquire(ip, now)?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let query = info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+        let mut query = info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+        if admitted.token {
+            query = auth::query_without_token(&query);
+        }
         let geo = self.geo.as_ref().and_then(|db| db.lookup(ip));
         // Made again only for a retry.
-        let connect_request = || ConnectRequest { conn, query: query.clone(), headers: headers.clone(), ip, geo: geo.clone(), identity: None };
+        let connect_request =
+            || ConnectRequest { conn, query: query.clone(), headers: headers.clone(), ip, geo: geo.clone(), identity: admitted.identity.clone() };
         for _ in 0..ROOM_ATTEMPTS {
             let room = match self.registry.room(&kind, id.clone()) {
                 Ok(room) => room,
@@ -86,8 +99,11 @@ impl Service for SwitchboardService {
             match room.connect(connect_request()).await {
                 Ok(Decision::Accept { tags, attachment }) => {
                     let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
-                    let protocol = info.request.select_protocol(&supported).map(str::to_owned);
-                    let handler = RoomConnection::new(room, conn, tags, attachment, self.close_wait, permit, ip);
+                    // The token itself is never the answer; the bare marker is,
+                    // when the kind speaks nothing else the client offered.
+                    let marker = admitted.via_protocol.then(|| info.request.select_protocol(&[auth::TOKEN_PROTOCOL])).flatten();
+                    let protocol = info.request.select_protocol(&supported).or(marker).map(str::to_owned);
+                    let handler = RoomConnection::new(room, conn, Joining { tags, attachment, permit, expires: admitted.expires }, self.close_wait, ip);
                     let compression = self.compression_kinds.get(kind.as_str()).copied();
                     return Ok(Accept { handler, protocol, compression });
                 }

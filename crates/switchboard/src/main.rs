@@ -1,6 +1,7 @@
 //! The `switchboard` command: parses the command line, sets up logging and
 //! runs the server. No logic of its own lives here.
 
+mod auth_args;
 mod compression_args;
 mod duration;
 mod edge_args;
@@ -37,6 +38,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start; the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server.
     Serve {
@@ -76,6 +79,7 @@ enum Command {
         call: CallArgs,
         #[command(flatten)]
         compression: compression_args::CompressionArgs,
+        auth: auth_args::AuthArgs,
         #[command(flatten)]
         edge: edge_args::EdgeArgs,
         /// Let the allocator use transparent huge pages (the kernel's
@@ -85,6 +89,22 @@ enum Command {
         huge_pages: bool,
         #[command(flatten)]
         ops: OpsArgs,
+    },
+    /// Print a token for an account: HS256, signed with the server's secret
+    /// (docs/auth.md).
+    Token {
+        /// The token's subject.
+        #[arg(long)]
+        account: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = duration::parse_duration)]
+        ttl: Duration,
+        /// File holding the HS256 secret; by default DATA_DIR/jwt-secret.
+        #[arg(long, value_name = "PATH")]
+        jwt_secret_file: Option<PathBuf>,
+        /// The server's data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -203,10 +223,14 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve { huge_pages, ops, .. } = &cli.command;
-    init_logs(ops.log_format);
-    if !huge_pages {
-        huge_pages::disable();
+    match &cli.command {
+        Command::Serve { huge_pages, ops, .. } => {
+            init_logs(ops.log_format);
+            if !huge_pages {
+                huge_pages::disable();
+            }
+        }
+        _ => init_logs(LogFormat::Text),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -228,11 +252,23 @@ fn main() -> ExitCode {
             chat,
             call,
             compression,
+            auth,
             edge,
             huge_pages: _,
             ops,
         } => {
             let mut config = ServerConfig { data_dir: (!memory).then_some(data_dir), ..ServerConfig::default() };
+            config.auth = match auth.config(config.data_dir.as_deref()) {
+                Ok(auth) => auth,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Err(e) = config.auth.check(!trusted_proxies.is_empty()) {
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
             config.apps.call = match call.config() {
                 Ok(call) => call,
                 Err(e) => {
@@ -264,6 +300,21 @@ fn main() -> ExitCode {
             config.geo = load_geo(&geo_dbs);
             config.drain = DrainConfig { grace: ops.drain_grace, timeout: ops.drain_timeout };
             runtime.block_on(serve(listen, config))
+        }
+        Command::Token { account, ttl, jwt_secret_file, data_dir } => print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir),
+    }
+}
+
+fn print_token(account: &str, ttl: Duration, secret_file: Option<&std::path::Path>, data_dir: &std::path::Path) -> ExitCode {
+    let token = auth_args::minting_keys(secret_file, data_dir).and_then(|keys| keys.mint(account, ttl).map_err(|e| e.to_string()));
+    match token {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
         }
     }
 }

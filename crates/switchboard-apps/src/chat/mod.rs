@@ -182,7 +182,9 @@ impl Chat {
 impl Room for Chat {
     fn on_connect(&mut self, _ctx: &mut Ctx<'_>, request: &ConnectRequest) -> Decision {
         let country = request.geo.as_ref().and_then(|g| g.country.clone());
-        let member = Member { name: None, country };
+        // A verified identity (a token's subject, a gateway's account) is
+        // the member's name; anonymous members get a random one on open.
+        let member = Member { name: request.identity.as_ref().map(|i| i.subject.clone()), country };
         Decision::Accept { tags: Vec::new(), attachment: serde_json::to_vec(&member).ok() }
     }
 
@@ -196,8 +198,9 @@ impl Room for Chat {
             ctx.close(conn, CloseCode::POLICY_VIOLATION, "room is full");
             return;
         }
-        let name = names::unique_name(&mut rand::rng(), |n| others.iter().any(|u| u.name == n));
-        member.name = Some(name);
+        if member.name.is_none() {
+            member.name = Some(names::unique_name(&mut rand::rng(), |n| others.iter().any(|u| u.name == n)));
+        }
         if ctx.set_attachment(conn, serde_json::to_vec(&member).ok()).is_err() {
             ctx.close(conn, CloseCode::INTERNAL_ERROR, "cannot keep the member's name");
             return;
