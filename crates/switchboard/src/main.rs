@@ -79,6 +79,7 @@ enum Command {
         call: CallArgs,
         #[command(flatten)]
         compression: compression_args::CompressionArgs,
+        #[command(flatten)]
         auth: auth_args::AuthArgs,
         #[command(flatten)]
         edge: edge_args::EdgeArgs,
