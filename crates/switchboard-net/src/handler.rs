@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use switchboard_proto::connection::ConnectionClosed;
+use switchboard_proto::deflate::Outgoing;
 use switchboard_proto::{CloseCode, Connection, Message};
 
 use bytes::Bytes;
@@ -119,6 +120,13 @@ impl<'a> Outbox<'a> {
     /// Starts the closing handshake.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         self.conn.close(Some(code), reason)
+    }
+
+    /// Takes the compressor of this connection's messages (permessage-deflate,
+    /// if agreed), for a caller that frames them for the outbound queue:
+    /// see `Connection::take_outgoing_deflate`.
+    pub fn take_outgoing_deflate(&mut self) -> Option<Outgoing> {
+        self.conn.take_outgoing_deflate()
     }
 
     /// The connection's shared outbound queue, for other tasks.

@@ -35,5 +35,5 @@ pub use listener::{serve, serve_draining, serve_with, Shutdown};
 pub use outbound::Outbound;
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
 pub use stats::{CloseCodeClass, NetSnapshot, NetStats};
-pub use switchboard_proto::deflate::DeflateOptions;
+pub use switchboard_proto::deflate::{DeflateOptions, Outgoing, Policy};
 pub use transport::{Plain, Transport};

@@ -119,7 +119,7 @@ impl Service for TestService {
             "/missing" => Err(Refusal::new(404, "no such room")),
             "/forbidden" => Err(Refusal::new(403, "not for you")),
             "/stalled" => std::future::pending().await,
-            _ => Ok(Accept { handler: Recorder(self.0.clone()), protocol: None }),
+            _ => Ok(Accept { handler: Recorder(self.0.clone()), protocol: None, compression: None }),
         }
     }
 

@@ -400,7 +400,7 @@ impl RoomHandle {
             return queue(event);
         }
         let plan = actor.plan();
-        let mut local = Some(Local { conn, sink: local });
+        let mut local = local.is_direct().then_some(Local { conn, sink: local });
         actor.handle_in(event, &mut local);
         actor.end_batch_in(&mut local);
         actor.last_active = Instant::now();

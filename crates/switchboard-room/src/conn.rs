@@ -19,20 +19,22 @@ impl std::fmt::Display for ConnId {
     }
 }
 
-/// Small messages that go out together, to one connection or to many: a
-/// room's sends of one batch, gathered. A sink that must encode them (a
-/// socket frames them) does it once for every recipient through
-/// [`Run::encoded`].
+/// Messages that go out together, to one connection or to many: a room's
+/// sends of one batch, gathered, or one broadcast. A sink that must encode
+/// them (a socket frames them) does it once for every recipient through
+/// [`Run::encoded`], and once for the recipients that share a second
+/// encoding (compressed frames, say) through [`Run::encoded_keyed`].
 #[derive(Debug)]
 pub struct Run {
     messages: Vec<Message>,
     encoded: OnceLock<Bytes>,
+    keyed: OnceLock<(u64, Bytes)>,
 }
 
 impl Run {
     /// The run of `messages`, in order.
     pub fn new(messages: Vec<Message>) -> Run {
-        Run { messages, encoded: OnceLock::new() }
+        Run { messages, encoded: OnceLock::new(), keyed: OnceLock::new() }
     }
 
     /// The messages, in order.
@@ -49,6 +51,18 @@ impl Run {
     /// recipient that asks, shared by the others.
     pub fn encoded(&self, encode: impl FnOnce(&[Message]) -> Bytes) -> &Bytes {
         self.encoded.get_or_init(|| encode(&self.messages))
+    }
+
+    /// The run in a second encoding, which `key` names: made by `encode`
+    /// for the first recipient that asks and shared by the others that ask
+    /// with the same key; a recipient with another key gets its own.
+    pub fn encoded_keyed(&self, key: u64, encode: impl FnOnce(&[Message]) -> Bytes) -> Bytes {
+        let mut encode = Some(encode);
+        let (made_for, bytes) = self.keyed.get_or_init(|| (key, (encode.take().expect("unused"))(&self.messages)));
+        match encode {
+            Some(encode) if *made_for != key => encode(&self.messages),
+            _ => bytes.clone(),
+        }
     }
 }
 
@@ -80,6 +94,12 @@ pub trait LocalSink {
     fn send_all(&mut self, messages: &[Message]) -> SendOutcome;
     /// Sends a run of small messages that goes to other connections too.
     fn send_run(&mut self, run: &Run) -> SendOutcome;
+    /// False when this connection's messages must take its `ConnSink`
+    /// after all (the sink encodes them in a way this one cannot, say
+    /// compressed); the room then sends through the sink.
+    fn is_direct(&self) -> bool {
+        true
+    }
 }
 
 /// A connection's own sink as its local one: sends take the queue, as

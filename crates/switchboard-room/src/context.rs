@@ -243,8 +243,10 @@ impl Ctx<'_> {
         }
         held.flush(self.conns, &mut self.local);
         if message.message().payload().len() > HOLD_THRESHOLD || recipients == 0 {
-            // A large payload is shared by the queues as it is.
-            return fan_out(self.conns, &mut self.local, |sink| sink.send(message.message()), |id| Some(id) != except);
+            // A large payload goes now, as a run of one: the queues share it
+            // (and a sink that compresses does so once for all).
+            let run = Run::new(vec![message.into_message()]);
+            return fan_out(self.conns, &mut self.local, |sink| sink.send_run(&run), |id| Some(id) != except);
         }
         held.hold(to, message);
         recipients
@@ -255,13 +257,11 @@ impl Ctx<'_> {
     /// many connections queued it.
     pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
         self.held.flush(self.conns, &mut self.local);
-        // A small message as a run of one: encoded once and shared, where
-        // each queue would copy it.
-        let run = (message.payload().len() <= HOLD_THRESHOLD).then(|| Run::new(vec![message.clone()]));
-        let send = |sink: Target<'_>| match &run {
-            Some(run) => sink.send_run(run),
-            None => sink.send(message),
-        };
+        // A run of one: encoded once and shared (a small message, which
+        // each queue would copy; a large one, which a compressing sink
+        // would compress for each).
+        let run = Run::new(vec![message.clone()]);
+        let send = |sink: Target<'_>| sink.send_run(&run);
         if !self.pending.any_waiting() {
             return fan_out(self.conns, &mut self.local, send, to);
         }

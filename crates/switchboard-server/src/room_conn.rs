@@ -22,20 +22,26 @@ use std::time::{Duration, SystemTime};
 
 use crate::access_log;
 use crate::auth::TOKEN_EXPIRED_CLOSE;
+use crate::framing::Framing;
 use crate::limits::ConnPermit;
 use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Traffic};
 use switchboard_proto::connection::ConnectionClosed;
-use switchboard_proto::frame::{append_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
+use switchboard_proto::frame::{append_frame, DataOp, OpCode, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
-/// messages (a run once for all its recipients) and queues them. It holds
-/// the connection's place in the limits, given back when the room lets go
-/// of the connection.
-pub(crate) struct SocketSink(Arc<Outbound>, #[allow(dead_code)] ConnPermit, #[allow(dead_code)] Option<ExpiryTimer>);
+/// messages (a run once for all its recipients, see `framing`) and queues
+/// them. It holds the connection's place in the limits, given back when the
+/// room lets go of the connection, and a token's expiry timer.
+pub(crate) struct SocketSink {
+    outbound: Arc<Outbound>,
+    framing: Framing,
+    _permit: ConnPermit,
+    _expiry: Option<ExpiryTimer>,
+}
 
 /// The task that closes a token-authenticated connection when its token
 /// expires; it lives with the room's sink, so it ends when the room lets
@@ -66,29 +72,21 @@ fn encode_run(messages: &[Message]) -> Bytes {
     Bytes::from(frames)
 }
 
-impl SocketSink {
-    fn push(&self, frame: &SharedFrame) -> SendOutcome {
-        self.0.push(frame)
-    }
-}
-
 impl ConnSink for SocketSink {
     fn send(&self, message: &Message) -> SendOutcome {
-        // The header is made here; the queue copies a small payload and
-        // shares a large one.
-        self.push(&SharedFrame::new(data_op(message), false, message.payload()))
+        self.framing.send(&self.outbound, message)
     }
 
     fn send_all(&self, messages: &[Message]) -> SendOutcome {
-        self.push(&SharedFrame::run(encode_run(messages)))
+        self.framing.send_all(&self.outbound, messages)
     }
 
     fn send_run(&self, run: &Run) -> SendOutcome {
-        self.push(&SharedFrame::run(run.encoded(encode_run).clone()))
+        self.framing.send_run(&self.outbound, run)
     }
 
     fn close(&self, code: CloseCode, reason: &str) {
-        self.0.close(code.as_u16(), reason)
+        self.outbound.close(code.as_u16(), reason)
     }
 }
 
@@ -97,9 +95,12 @@ impl ConnSink for SocketSink {
 /// room's lock). Messages are framed into the engine's output buffer, with
 /// no queue, lock or wake-up; only the first send first takes what other
 /// tasks queued before (`Outbox::catch_up`), so nothing overtakes it.
+/// A connection that negotiated compression is not `direct`: its messages
+/// take the sink, whose framing compresses them.
 struct OwnTask<'o, 'a> {
     out: &'o mut Outbox<'a>,
     caught_up: bool,
+    direct: bool,
 }
 
 impl<'a> OwnTask<'_, 'a> {
@@ -133,6 +134,20 @@ impl LocalSink for OwnTask<'_, '_> {
         // Framed once for every recipient of the run, this one included.
         outcome(self.out().send_frames(run.encoded(encode_run).clone()))
     }
+
+    fn is_direct(&self) -> bool {
+        self.direct
+    }
+}
+
+/// Whether a connection is open in its room. A connection that negotiated
+/// compression is open `Compressing`: the room's replies to it take the
+/// sink, which compresses them, rather than the engine's plain path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    No,
+    Plain,
+    Compressing,
 }
 
 /// A connection accepted into a room.
@@ -149,7 +164,9 @@ pub(crate) struct RoomConnection {
     /// Tags, attachment and place in the limits, until `on_open` hands
     /// them to the room (boxed: needed once).
     joining: Option<Box<Joining>>,
-    opened: bool,
+    /// Whether the room has the connection open, and how its replies
+    /// leave (one byte: this struct is in every connection).
+    opened: Opened,
     /// Messages of the current read, sent to the room as one event.
     pending: Vec<Message>,
     /// Longest wait in milliseconds for the room to process our close
@@ -179,7 +196,7 @@ impl RoomConnection {
         let joining = Some(Box::new(joining));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
         let started_ms = access_log::session_clock_ms();
-        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
+        RoomConnection { room, conn, joining, opened: Opened::No, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
     }
 }
 
@@ -200,9 +217,16 @@ impl Handler for RoomConnection {
         let Some(joining) = self.joining.take() else { return };
         let Joining { tags, attachment, permit, expires } = *joining;
         let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
-        let sink = Box::new(SocketSink(out.outbound(), permit, expiry));
-        self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
-        if !self.opened {
+        let deflate = out.take_outgoing_deflate();
+        let compressing = deflate.is_some();
+        let framing = Framing::new(deflate);
+        let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry });
+        self.opened = match self.room.open(self.conn, sink, tags, attachment).await {
+            Ok(_) if compressing => Opened::Compressing,
+            Ok(_) => Opened::Plain,
+            Err(_) => Opened::No,
+        };
+        if self.opened == Opened::No {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
         }
     }
@@ -252,12 +276,12 @@ impl Handler for RoomConnection {
 
     async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
         self.close_code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
-        if !self.opened {
+        if self.opened == Opened::No {
             return;
         }
         // Messages read before the close or the error reach the room first.
         let _ = self.room.deliver(self.conn, std::mem::take(&mut self.pending)).await;
-        self.opened = false;
+        self.opened = Opened::No;
         if !clean && code != Some(CloseCode::ABNORMAL) {
             let _ = self.room.error(self.conn, reason.to_owned()).await;
         }
@@ -288,7 +312,7 @@ impl RoomConnection {
         if messages.is_empty() {
             return None;
         }
-        match self.room.try_deliver(self.conn, messages, &mut OwnTask { out, caught_up: false }) {
+        match self.room.try_deliver(self.conn, messages, &mut OwnTask { out, caught_up: false, direct: self.opened != Opened::Compressing }) {
             Ok(()) => None,
             Err(TryDeliverError::Full(messages)) => {
                 let (room, conn) = (&self.room, self.conn);
@@ -330,7 +354,7 @@ impl Drop for RoomConnection {
         // The task ended without on_close (it panicked, or the runtime is
         // stopping), or the connection was accepted and never opened (the
         // 101 could not be written): make sure the room forgets it.
-        if !self.opened && self.joining.is_none() {
+        if self.opened == Opened::No && self.joining.is_none() {
             return;
         }
         let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "connection task ended".into(), clean: false, attachment: None };

@@ -3,6 +3,7 @@
 
 mod accounts_cmd;
 mod auth_args;
+mod compression_args;
 mod config_file;
 mod duration;
 mod edge_args;
@@ -155,6 +156,8 @@ struct ServeArgs {
     auth: auth_args::AuthArgs,
     #[command(flatten)]
     edge: edge_args::EdgeArgs,
+    #[command(flatten)]
+    compression: compression_args::CompressionArgs,
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -376,6 +379,7 @@ fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    args.compression.apply(&mut config);
 
     let ice = &config.apps.call.ice;
     tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
