@@ -5,31 +5,11 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const path = require('node:path');
 const WebSocket = require('ws');
 const { missingBinary, startServer, stopAll } = require('./server.js');
+const { loadClient, next } = require('./client.js');
 
 const MISSING = missingBinary();
-
-// The package has no "type", so importing the .js file directly makes Node
-// guess its module type and print a warning; import its text as an ES module.
-async function loadClient() {
-  const file = path.join(__dirname, '..', '..', 'web', 'switchboard.js');
-  const source = `${fs.readFileSync(file, 'utf8')}\n//# sourceURL=${file}\n`;
-  return import(`data:text/javascript;base64,${Buffer.from(source).toString('base64')}`);
-}
-
-// Resolves with the detail of the next `type` event that satisfies `match`.
-function next(room, type, match = () => true) {
-  return new Promise((resolve) => {
-    const off = room.on(type, (detail) => {
-      if (!match(detail)) return;
-      off();
-      resolve(detail);
-    });
-  });
-}
 
 let connect;
 before(async () => {

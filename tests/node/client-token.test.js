@@ -14,24 +14,9 @@ const os = require('node:os');
 const path = require('node:path');
 const WebSocket = require('ws');
 const { BINARY, missingBinary, startServer, stopAll } = require('./server.js');
+const { loadClient, next } = require('./client.js');
 
 const MISSING = missingBinary();
-
-async function loadClient() {
-  const file = path.join(__dirname, '..', '..', 'web', 'switchboard.js');
-  const source = `${fs.readFileSync(file, 'utf8')}\n//# sourceURL=${file}\n`;
-  return import(`data:text/javascript;base64,${Buffer.from(source).toString('base64')}`);
-}
-
-function next(room, type, match = () => true) {
-  return new Promise((resolve) => {
-    const off = room.on(type, (detail) => {
-      if (!match(detail)) return;
-      off();
-      resolve(detail);
-    });
-  });
-}
 
 let connect;
 let dir;
