@@ -19,7 +19,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::stream::Stream;
 
 use switchboard_proto::connection::State;
-use switchboard_proto::deflate::{client_accept, client_offer, DeflateOptions};
+use switchboard_proto::deflate::{client_accept, client_offer, DeflateParams};
+pub use switchboard_proto::deflate::{DeflateOptions, Policy};
 use switchboard_proto::handshake::ClientHandshake;
 use switchboard_proto::Connection;
 pub use switchboard_proto::{CloseCode, CloseFrame, Config, Event, Message, ProtocolError};
@@ -106,7 +107,8 @@ impl Client {
             (true, None) => return Err(ClientError::InvalidOption("a wss:// URL needs ClientOptions::tls (see tls_config)".into())),
         };
         let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
-        let offer = options.deflate.as_ref().map(client_offer);
+        let deflate_options = options.deflate.filter(|d| d.policy != Policy::Off);
+        let offer = deflate_options.as_ref().map(client_offer);
         let headers: Vec<(&str, &str)> = options.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (handshake, request) = ClientHandshake::new(&url.host_header(), &url.path, &protocols, offer.as_deref(), &headers, rand::random());
         stream.write_all(&request).await?;
@@ -121,8 +123,8 @@ impl Client {
             }
         };
         let _ = buf.split_to(consumed);
-        let deflate = match (&accepted.extensions, &options.deflate) {
-            (Some(value), Some(deflate)) => Some((client_accept(value, deflate)?, deflate.level)),
+        let deflate = match (&accepted.extensions, &deflate_options) {
+            (Some(value), Some(deflate)) => Some(DeflateParams::new(client_accept(value, deflate)?, deflate)),
             (Some(_), None) => return Err(ClientError::UnexpectedExtension),
             (None, _) => None,
         };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use switchboard_client::{Client, Event, Message};
+use switchboard_client::{Client, ClientOptions, Event, Message};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -71,11 +71,11 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
             }
         });
     };
-    match tokio::time::timeout(CONNECT_LIMIT, connect_all(&common.target.url, subscribers, subscribe)).await {
+    match tokio::time::timeout(CONNECT_LIMIT, connect_all(&common.target.url, common.target.client_options(), subscribers, subscribe)).await {
         Ok(result) => result?,
         Err(_) => return Err(format!("the {subscribers} subscribers did not all connect within {} s", CONNECT_LIMIT.as_secs())),
     }
-    let mut publisher = Client::connect_with(&common.target.url, crate::tls::client_options()).await.map_err(|e| format!("publisher: {e}"))?;
+    let mut publisher = Client::connect_with(&common.target.url, common.target.client_options()).await.map_err(|e| format!("publisher: {e}"))?;
     eprintln!("loadgen: {subscribers} subscribers and a publisher open");
     {
         let (window, progress, running, failures) = (window.clone(), progress.clone(), running.clone(), failures.clone());
@@ -119,13 +119,13 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(600);
 
 /// Opens `total` connections to `url`, `CONNECTS_IN_FLIGHT` at a time, and
 /// hands each to `subscribe` once open; stops at the first failure.
-async fn connect_all(url: &str, total: usize, subscribe: impl Fn(Client)) -> Result<(), String> {
+async fn connect_all(url: &str, options: ClientOptions, total: usize, subscribe: impl Fn(Client)) -> Result<(), String> {
     let mut opening = JoinSet::new();
     let (mut started, mut opened) = (0, 0);
     while opened < total {
         while started < total && opening.len() < CONNECTS_IN_FLIGHT {
-            let (url, i) = (url.to_owned(), started);
-            opening.spawn_local(async move { Client::connect_with(&url, crate::tls::client_options()).await.map_err(|e| format!("subscriber {i}: {e}")) });
+            let (url, i, options) = (url.to_owned(), started, options.clone());
+            opening.spawn_local(async move { Client::connect_with(&url, options).await.map_err(|e| format!("subscriber {i}: {e}")) });
             started += 1;
         }
         let client = opening.join_next().await.expect("a connect is under way").map_err(|e| format!("a connect task failed: {e}"))??;

@@ -16,7 +16,7 @@ pub(crate) async fn run(common: &Common, connections: usize) -> Result<Report, S
     let message = if common.binary { Message::Binary(Bytes::from(vec![0x5a; common.size])) } else { Message::Text(Bytes::from("x".repeat(common.size))) };
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        clients.push(Client::connect_with(&common.target.url, crate::tls::client_options()).await.map_err(|e| format!("connect: {e}"))?);
+        clients.push(Client::connect_with(&common.target.url, common.target.client_options()).await.map_err(|e| format!("connect: {e}"))?);
     }
     eprintln!("loadgen: {connections} connections open");
     let counted = Rc::new(Cell::new(0u64));

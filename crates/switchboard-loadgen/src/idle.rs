@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use switchboard_client::{Client, ClientOptions, Event};
+use switchboard_client::{Client, ClientOptions, Event, Message};
 use tokio::sync::Notify;
 
 use crate::proc_stats::{self, Sample};
@@ -62,6 +62,12 @@ pub(crate) struct Options {
     /// only), so one address's ~28,000 ephemeral ports are not the limit.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..))]
     source_addrs: u8,
+    /// Each connection sends one text message of this many bytes (JSON-like,
+    /// so it compresses as chat traffic does) once open and waits for its
+    /// echo (echo rooms only), so what a first message leaves behind on the
+    /// server (compression state) is counted too. 0: nothing is sent.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1 << 20))]
+    echo_once: u32,
 }
 
 /// What the opening tasks, the holding tasks and the run share (one
@@ -99,6 +105,9 @@ pub(crate) struct IdleReport {
     server_cpu: Option<f64>,
     lost: usize,
     first_loss: Option<String>,
+    /// The offer made (`--deflate`), and the one message each sent.
+    deflate: bool,
+    echo_once: u32,
 }
 
 pub(crate) async fn run(options: &Options) -> Result<IdleReport, String> {
@@ -134,7 +143,7 @@ pub(crate) async fn run(options: &Options) -> Result<IdleReport, String> {
     let open_limit = RUN_LIMIT - SETTLE - Duration::from_secs(options.hibernate_wait);
     let (client_cpu0, server_cpu0) = (cpu::seconds(None), pid.and_then(|p| cpu::seconds(Some(p))));
     for _ in 0..openers {
-        tokio::task::spawn_local(open_some(shared.clone(), urls.clone(), sources.clone(), total));
+        tokio::task::spawn_local(open_some(shared.clone(), urls.clone(), sources.clone(), total, options.clone()));
     }
     let mut last = (0, start);
     loop {
@@ -183,6 +192,8 @@ pub(crate) async fn run(options: &Options) -> Result<IdleReport, String> {
         server_cpu,
         lost: shared.lost.get(),
         first_loss,
+        deflate: options.target.deflate,
+        echo_once: options.echo_once,
     })
 }
 
@@ -197,7 +208,8 @@ pub(crate) fn room_url(url: &str, room: u32) -> String {
 
 /// One of `--concurrency` tasks that open connections until all `total` are
 /// open or one fails, and hand each to a [`hold`] task.
-async fn open_some(shared: Rc<Shared>, urls: Rc<[String]>, sources: Rc<Sources>, total: usize) {
+async fn open_some(shared: Rc<Shared>, urls: Rc<[String]>, sources: Rc<Sources>, total: usize, run: Options) {
+    let echo = (run.echo_once > 0).then(|| Message::Text(json_like(run.echo_once as usize).into()));
     loop {
         let i = shared.next.get();
         if i >= total || shared.error.borrow().is_some() {
@@ -205,8 +217,15 @@ async fn open_some(shared: Rc<Shared>, urls: Rc<[String]>, sources: Rc<Sources>,
         }
         shared.next.set(i + 1);
         let url = &urls[i % urls.len()];
-        let options = ClientOptions { local_addr: sources.nth(i), ..crate::tls::client_options() };
-        match Client::connect_with(url, options).await {
+        let options = ClientOptions { local_addr: sources.nth(i), ..run.target.client_options() };
+        let opened = match Client::connect_with(url, options).await {
+            Ok(client) => match &echo {
+                Some(message) => echo_once(client, message).await,
+                None => Ok(client),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match opened {
             Ok(client) => {
                 shared.opened.set(shared.opened.get() + 1);
                 tokio::task::spawn_local(hold(client, shared.clone()));
@@ -222,6 +241,32 @@ async fn open_some(shared: Rc<Shared>, urls: Rc<[String]>, sources: Rc<Sources>,
     if shared.openers.get() == 0 {
         shared.done.notify_one();
     }
+}
+
+/// Sends `message` and waits for it to come back.
+async fn echo_once(mut client: Client, message: &Message) -> Result<Client, String> {
+    client.send(message).await.map_err(|e| e.to_string())?;
+    let back = tokio::time::timeout(Duration::from_secs(30), client.recv_message()).await.map_err(|_| "no echo within 30 s".to_owned())?;
+    match back.map_err(|e| e.to_string())? {
+        got if got == *message => Ok(client),
+        _ => Err("the echo differs from the message sent".to_owned()),
+    }
+}
+
+/// About `len` bytes of JSON objects, as a chat or a dashboard sends.
+fn json_like(len: usize) -> String {
+    let mut text = String::with_capacity(len + 64);
+    text.push('[');
+    let mut i = 0;
+    while text.len() + 48 < len {
+        text.push_str(&format!("{{\"id\":{i},\"user\":\"u{}\",\"ok\":true}},", i % 17));
+        i += 1;
+    }
+    while text.len() + 1 < len {
+        text.push(' ');
+    }
+    text.push(']');
+    text
 }
 
 /// Reads `client` until it ends: pings are answered inside `recv`, anything
@@ -251,6 +296,10 @@ impl IdleReport {
         println!("scenario      idle");
         println!("connections   {} over {} rooms, from {}", grouped(n), self.rooms, self.sources);
         println!("concurrency   {} handshake{} at a time", self.concurrency, if self.concurrency == 1 { "" } else { "s" });
+        println!("offer         {}", if self.deflate { "permessage-deflate; client_max_window_bits (a browser's)" } else { "none" });
+        if self.echo_once > 0 {
+            println!("echo once     {} bytes each, echoed before counting as open", grouped(self.echo_once.into()));
+        }
         println!("open time     {secs:.2} s");
         println!("handshakes/s  {}", grouped((n as f64 / secs) as u64));
         match (self.before, self.open) {

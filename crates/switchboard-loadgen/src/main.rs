@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use switchboard_client::{ClientOptions, DeflateOptions};
 
 /// Load generator for WebSocket servers.
 #[derive(Parser)]
@@ -96,6 +97,19 @@ pub(crate) struct Target {
     /// PEM file of the CA to trust for a `wss://` URL.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<std::path::PathBuf>,
+    /// Offer permessage-deflate as a browser does (Chromium's offer,
+    /// `permessage-deflate; client_max_window_bits`), so the server pays
+    /// what browsers cost it. Messages we send are compressed from any size.
+    #[arg(long)]
+    pub(crate) deflate: bool,
+}
+
+impl Target {
+    /// Client options for this target: the browser's offer with `--deflate`,
+    /// the CA of `--tls-ca` for `wss://`.
+    pub(crate) fn client_options(&self) -> ClientOptions {
+        ClientOptions { deflate: self.deflate.then(DeflateOptions::browser), ..crate::tls::client_options() }
+    }
 }
 
 /// Options of the echo and broadcast scenarios.

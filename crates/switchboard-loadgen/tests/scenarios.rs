@@ -105,6 +105,20 @@ fn idle_opens_and_holds_connections_over_rooms() {
 }
 
 #[test]
+fn idle_makes_the_browsers_offer_and_echoes_once_under_each_policy() {
+    for policy in ["shared", "dedicated", "off"] {
+        let server = Server::start_with(&["--compression", policy]);
+        let url = format!("ws://{}/rooms/echo/idle", server.addr);
+        let args = ["idle", "--url", &url, "--connections", "50", "--rooms", "2", "--server-pid", &server.pid(), "--deflate", "--echo-once", "3000"];
+        let out = table(&loadgen(&args));
+        assert_eq!(row(&out, "offer"), "permessage-deflate; client_max_window_bits (a browser's)", "{out}");
+        assert!(row(&out, "echo once").starts_with("3,000 bytes each"), "{out}");
+        assert!(row(&out, "server RSS").contains("B per connection"), "{out}");
+        assert!(!out.contains("lost"), "--compression {policy}: {out}");
+    }
+}
+
+#[test]
 fn churn_completes_connections_and_finds_no_leak() {
     let server = Server::start();
     let url = format!("ws://{}/rooms/echo/churn", server.addr);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use switchboard_proto::deflate::DeflateOptions;
+use switchboard_proto::timers::TimerConfig;
 use switchboard_proto::Config;
 
 /// Settings of the connection layer.
@@ -59,6 +60,12 @@ impl NetConfig {
     pub fn timer_tick(&self) -> Duration {
         let shortest = self.ping_interval.min(self.pong_timeout).min(self.close_timeout);
         (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// The engine's timers: heartbeat and closing handshake.
+    #[inline]
+    pub fn timers(&self) -> TimerConfig {
+        TimerConfig { ping_interval: self.ping_interval, pong_timeout: self.pong_timeout, close_timeout: self.close_timeout }
     }
 }
 

@@ -37,10 +37,15 @@
 //! live in a box of their own (`Parts`), and the task keeps the stream, the
 //! timers and a few pointers (`Link`).
 //!
-//! Heartbeat: after `ping_interval` without a frame from the peer the server
-//! pings; if nothing arrives within `pong_timeout` the peer is dead, the
-//! stream is dropped and the handler learns it with 1006. Both are checked
-//! once per timer tick (see `NetConfig::timer_tick`).
+//! Timers: the engine's (`switchboard_proto::timers::Timers`, kept here
+//! next to the `Connection`, on the listener's clock) decide: after
+//! `ping_interval` without a frame from the peer the server pings; if
+//! nothing arrives within `pong_timeout` the peer is dead, the stream is
+//! dropped and the handler learns it with 1006; a closing handshake longer
+//! than `close_timeout` is cut the same way. The driver only publishes the
+//! engine's next deadline (`poll_timeout`) for the listener's sweep, which
+//! wakes it once per timer tick (see `NetConfig::timer_tick`) when it has
+//! passed, and then calls `handle_timeout`.
 //!
 //! Counting: each read adds its bytes and the number of messages it carried
 //! to the listener's [`NetStats`](crate::NetStats), each write its bytes;
@@ -54,10 +59,11 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 use switchboard_proto::connection::State;
+use switchboard_proto::timers::{Expired, Timers};
 use switchboard_proto::{CloseCode, Connection, Event, Message, ProtocolError};
 
 use crate::config::NetConfig;
@@ -67,6 +73,7 @@ use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
 use crate::spare;
 use crate::stats::{NetStats, Outcome};
+use crate::timers::Ms;
 
 /// Slices handed to one vectored write. Linux takes up to 1024; 64 covers a
 /// read's worth of replies without a large array on the stack.
@@ -206,12 +213,11 @@ struct Link<S, C: Deref<Target = Common>> {
     stream: S,
     common: C,
     outbound: Arc<Outbound>,
-    auto: AutoResponse,
-    clock: Clock,
+    /// The engine's timers (heartbeat, closing handshake) on the
+    /// listener's clock.
+    timers: Timers<Ms>,
     /// Messages read since the last count.
     messages: u32,
-    /// Set once the closing handshake started; `clock.mark` is then its end.
-    closing: bool,
     /// The stream did not take (or flush) everything at the last write.
     blocked: bool,
     /// How the connection ended, once the handler was told.
@@ -284,9 +290,9 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         if buffered > 0 {
             common.stats.record_read(buffered);
         }
-        let clock = Clock::new(common.timers.now_ms());
+        let timers = Timers::new(common.timers.now());
         let traffic = Traffic { read: buffered as u64, written: 0 };
-        Link { stream, common, outbound, auto: AutoResponse::default(), clock, messages: 0, closing: false, blocked: false, outcome: None, traffic }
+        Link { stream, common, outbound, timers, messages: 0, blocked: false, outcome: None, traffic }
     }
 
     fn config(&self) -> &NetConfig {
@@ -300,8 +306,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     // ---- reading and dispatch ----
 
     /// Runs the engine over what was read until a message needs the
-    /// handler's `on_message` or the pass ends. Answers the auto-response
-    /// request itself, and hands the handler what it takes at once
+    /// handler's `on_message` or the pass ends. Hands the handler what it
+    /// takes at once
     /// (`take_message`), setting `delivered`.
     #[inline]
     fn next_message<H: Handler>(&mut self, parts: &mut Parts<H>, delivered: &mut bool) -> Next {
@@ -309,11 +315,6 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
             match parts.conn.handle_read(&mut parts.buf) {
                 Ok(Some(Event::Message(message))) => {
                     self.messages += 1;
-                    if let Some(response) = self.auto.answer(&message) {
-                        let _ = parts.conn.send_prepared(response);
-                        self.outbound.record_auto_response();
-                        continue;
-                    }
                     match parts.handler.take_message(message) {
                         Ok(()) => *delivered = true,
                         Err(message) => return Next::Message(message),
@@ -365,49 +366,32 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     // ---- other tasks ----
 
     /// Moves a close request, and queued frames while the engine's queue is
-    /// short, from the outbound queue into the engine; takes a new
-    /// auto-response pair; returns the other signals.
+    /// short, from the outbound queue into the engine; returns the other
+    /// signals.
     fn take_outbound(&mut self, conn: &mut Connection) -> Signals {
         let room_to_write = conn.queued_bytes() < self.config().max_pending_write;
-        let news = move_outbound(&self.outbound, conn, room_to_write);
-        if let Some(pair) = news.auto {
-            self.auto.0 = pair;
-        }
-        Signals { overflowed: news.overflowed, due: news.due, stopping: news.stopping }
+        move_outbound(&self.outbound, conn, room_to_write)
     }
 
     // ---- timers ----
 
-    /// The deadline the connection published passed: the closing handshake
-    /// timed out, or the heartbeat is due (a ping, or the end of a peer
-    /// that did not answer one).
+    /// The deadline the connection published passed: the engine's timers
+    /// ping a silent peer, or end the connection (a pinged peer that stayed
+    /// silent, a closing handshake that ran out of time).
     fn on_deadline(&mut self, conn: &mut Connection) -> Option<Cut> {
-        let now = self.common.timers.now_ms();
-        if self.closing {
-            return (now >= self.clock.mark).then_some(Cut::CloseTimedOut);
-        }
-        if conn.state() == State::Open {
-            match self.clock.on_deadline(now, &self.common.config) {
-                Beat::Ping => {
-                    let _ = conn.send_ping(b"");
-                }
-                Beat::Wait => {}
-                Beat::Dead => return Some(Cut::NoPong),
-            }
-        }
-        None
+        let now = self.common.timers.now();
+        self.timers.handle_timeout(conn, now, &self.common.config.timers()).map(|expired| match expired {
+            Expired::NoPong => Cut::NoPong,
+            Expired::CloseTimedOut => Cut::CloseTimedOut,
+        })
     }
 
-    /// Starts the close timer when the closing handshake began, and
-    /// publishes the next deadline for the listener's sweep (a plain store,
-    /// on every pass; the sweep clears it when it fires).
+    /// Publishes the engine's next deadline for the listener's sweep (a
+    /// plain store, on every pass; the sweep clears it when it fires).
     fn publish_deadline(&mut self, conn: &Connection) {
-        if !self.closing && matches!(conn.state(), State::Closed | State::CloseSent) {
-            self.closing = true;
-            self.clock.mark = self.common.timers.now_ms() + self.config().close_timeout.as_millis() as u64;
-        }
-        let deadline = if self.closing { self.clock.mark } else { self.clock.heartbeat_deadline(&self.common.config) };
-        self.outbound.set_deadline(deadline);
+        let clock = &self.common.timers;
+        let deadline = self.timers.poll_timeout(conn, &self.common.config.timers(), || clock.now());
+        self.outbound.set_deadline(deadline.get());
     }
 
     // ---- writing ----
@@ -510,14 +494,11 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         }
     }
 
-    /// Bytes arrived: the peer is alive, and the task runs now (it may
-    /// queue frames on its own outbound queue through a room it handles;
-    /// see `Outbound::forget_waker`).
+    /// Bytes arrived: the peer is alive.
     fn on_read(&mut self, n: usize) {
-        self.outbound.forget_waker();
         self.stats().record_read(n);
         self.traffic.read += n as u64;
-        self.clock.peer_alive(self.common.timers.now_ms());
+        self.timers.peer_alive(self.common.timers.now());
     }
 }
 
@@ -580,99 +561,28 @@ impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
     }
 }
 
-/// The auto-response pair, cached per connection (a pointer to the pair
-/// the room shares among its connections), replaced when the outbound
-/// queue reports a change.
-#[derive(Default)]
-struct AutoResponse(Option<Arc<(Bytes, Bytes)>>);
-
-impl AutoResponse {
-    /// The response frame if `message` is exactly the auto-response request.
-    #[inline]
-    fn answer(&self, message: &Message) -> Option<Bytes> {
-        match (self.0.as_deref(), message) {
-            (Some((request, response)), Message::Text(text)) if text == request => Some(response.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// Signals taken from the outbound queue besides frames and close requests.
-struct News {
-    overflowed: bool,
-    due: bool,
-    stopping: bool,
-    auto: Option<Option<Arc<(Bytes, Bytes)>>>,
-}
-
 /// Moves a close request, and queued frames if `frames`, from the outbound
 /// queue into the engine, and returns the other signals.
-fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> News {
+fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Signals {
     let taken = outbound.take(frames);
-    for chunk in taken.frames {
+    queue_chunks(conn, taken.frames);
+    if let Some((code, reason)) = taken.close {
+        conn.close(CloseCode::new(code), &reason);
+    }
+    Signals { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping }
+}
+
+/// Moves the queued frames alone from the outbound queue into the engine.
+pub(crate) fn move_frames(outbound: &Outbound, conn: &mut Connection) {
+    queue_chunks(conn, outbound.take_frames());
+}
+
+fn queue_chunks(conn: &mut Connection, chunks: Vec<Chunk>) {
+    for chunk in chunks {
         let _ = match chunk {
             Chunk::Copied(frames) => conn.send_coalesced(frames),
             Chunk::Shared(payload) => conn.send_prepared(payload),
         };
-    }
-    if let Some((code, reason)) = taken.close {
-        conn.close(CloseCode::new(code), &reason);
-    }
-    News { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping, auto: taken.auto }
-}
-
-/// The connection's timers, in milliseconds on the listener's clock
-/// (`Timers::now_ms`). A read only records the time; the deadline is
-/// derived when the loop publishes it, so the hot path never touches a
-/// timer.
-struct Clock {
-    last_seen: u64,
-    /// While open: when the unanswered ping went out (0: none). Once
-    /// closing: when the closing handshake times out.
-    mark: u64,
-}
-
-enum Beat {
-    /// Send a ping.
-    Ping,
-    /// Nothing to do yet.
-    Wait,
-    /// The peer did not answer in time.
-    Dead,
-}
-
-impl Clock {
-    fn new(now: u64) -> Clock {
-        Clock { last_seen: now, mark: 0 }
-    }
-
-    fn peer_alive(&mut self, now: u64) {
-        self.last_seen = now;
-    }
-
-    /// The next heartbeat check while open.
-    fn heartbeat_deadline(&self, config: &NetConfig) -> u64 {
-        match self.mark {
-            0 => self.last_seen + config.ping_interval.as_millis() as u64,
-            ping_sent => ping_sent + config.pong_timeout.as_millis() as u64,
-        }
-    }
-
-    /// The heartbeat, when a deadline came while open.
-    fn on_deadline(&mut self, now: u64, config: &NetConfig) -> Beat {
-        let (interval, timeout) = (config.ping_interval.as_millis() as u64, config.pong_timeout.as_millis() as u64);
-        if self.mark != 0 {
-            // Anything read since the ping (in the same millisecond too) is an answer.
-            if self.last_seen < self.mark {
-                return if now >= self.mark + timeout { Beat::Dead } else { Beat::Wait };
-            }
-            self.mark = 0;
-        }
-        if now < self.last_seen + interval {
-            return Beat::Wait;
-        }
-        self.mark = now;
-        Beat::Ping
     }
 }
 

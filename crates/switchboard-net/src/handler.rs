@@ -4,8 +4,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use switchboard_proto::connection::ConnectionClosed;
+use switchboard_proto::deflate::Outgoing;
 use switchboard_proto::{CloseCode, Connection, Message};
 
+use bytes::Bytes;
+
+use crate::driver::move_frames;
 use crate::outbound::Outbound;
 
 /// Receives one connection's events, from the task that owns the socket,
@@ -86,6 +90,28 @@ impl<'a> Outbox<'a> {
         self.conn.send(message)
     }
 
+    /// Moves the frames other tasks queued on the outbound queue so far into
+    /// the engine, so that what is sent through this outbox next follows
+    /// them. A handler that sends on behalf of others who may also have
+    /// queued for this connection (a room handled on this task) calls it
+    /// once, before its first send, at a point where nobody else can queue
+    /// more for the connection (under the room's lock).
+    pub fn catch_up(&mut self) {
+        move_frames(self.outbound, self.conn);
+    }
+
+    /// Queues messages uncompressed, framed straight into the engine's
+    /// output buffer (see `Connection::send_uncompressed`).
+    pub fn send_uncompressed(&mut self, messages: &[Message]) -> Result<(), ConnectionClosed> {
+        self.conn.send_uncompressed(messages)
+    }
+
+    /// Queues whole encoded, unmasked frames made once for many
+    /// connections (shared, not copied, when large).
+    pub fn send_frames(&mut self, frames: Bytes) -> Result<(), ConnectionClosed> {
+        self.conn.send_prepared(frames)
+    }
+
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), ConnectionClosed> {
         self.conn.send_text(text)
@@ -94,6 +120,13 @@ impl<'a> Outbox<'a> {
     /// Starts the closing handshake.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         self.conn.close(Some(code), reason)
+    }
+
+    /// Takes the compressor of this connection's messages (permessage-deflate,
+    /// if agreed), for a caller that frames them for the outbound queue:
+    /// see `Connection::take_outgoing_deflate`.
+    pub fn take_outgoing_deflate(&mut self) -> Option<Outgoing> {
+        self.conn.take_outgoing_deflate()
     }
 
     /// The connection's shared outbound queue, for other tasks.

@@ -2,8 +2,9 @@
 //! WebSocket handshake, then drive each connection from one task.
 //!
 //! This crate owns everything that touches a socket: read buffers, the
-//! outbound queue and its flushing, timers (handshake, heartbeat, close;
-//! the last two by one sweep per listener, not a timer per connection),
+//! outbound queue and its flushing, timers (the handshake's; and the
+//! engine's heartbeat and close deadlines, woken by one sweep per listener,
+//! not a timer per connection),
 //! graceful shutdown, and the counters a metrics exporter reads
 //! ([`NetStats`]). It parses no frame itself (that is `switchboard-proto`)
 //! and knows nothing of rooms or HTTP routes: a [`Service`] decides what an
@@ -31,8 +32,8 @@ pub use config::NetConfig;
 pub use handler::{Handler, Outbox, Traffic};
 pub use io::{BoxedStream, ByteStream, PrefixedIo};
 pub use listener::{serve, serve_draining, serve_with, Shutdown};
-pub use outbound::{Outbound, Push};
+pub use outbound::Outbound;
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
 pub use stats::{CloseCodeClass, NetSnapshot, NetStats};
-pub use switchboard_proto::deflate::DeflateOptions;
+pub use switchboard_proto::deflate::{DeflateOptions, Outgoing, Policy};
 pub use transport::{Plain, Transport};

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
-use switchboard_proto::deflate::negotiate_server;
+use switchboard_proto::deflate::{negotiate_server, DeflateOptions, DeflateParams};
 use switchboard_proto::handshake::{error_response, error_response_retry_after, HandshakeError, RequestHead, UpgradeRequest};
 use switchboard_proto::Connection;
 
@@ -315,12 +315,13 @@ pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: Socke
         }
     };
     let offers: Vec<&str> = request.extensions.iter().map(String::as_str).collect();
-    let deflate = negotiate_server(&offers, &config.deflate);
+    let options = DeflateOptions { policy: accept.compression.unwrap_or(config.deflate.policy), ..config.deflate };
+    let deflate = negotiate_server(&offers, &options);
     let response = request.accept_response(accept.protocol.as_deref(), deflate.as_ref().map(|(_, value)| value.as_str()), &[]);
     if stream.write_all(&response).await.is_err() {
         return Opened::Done;
     }
-    let conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| (agreed, config.deflate.level)));
+    let conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| DeflateParams::new(agreed, &options)));
     buf.advance(consumed);
     Opened::Upgraded(Upgraded { stream, conn, buf, handler: accept.handler })
 }

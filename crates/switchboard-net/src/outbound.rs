@@ -19,23 +19,12 @@
 //! of its own besides the socket's readiness.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use switchboard_proto::frame::SharedFrame;
-
-/// What happened to a pushed frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
-    /// Queued.
-    Queued,
-    /// Queued, but more than half the limit is waiting: the peer is slow.
-    Backpressure,
-    /// Not queued: the connection is closing or was just cut off.
-    Dropped,
-}
+use switchboard_proto::SendOutcome;
 
 /// The shared outbound side of one connection.
 ///
@@ -45,7 +34,7 @@ pub enum Push {
 pub struct Outbound {
     queue: Mutex<Queue>,
     /// The connection's next timer deadline on the listener's clock
-    /// (`Timers::now_ms`), 0 for none. Written by the connection, read (and
+    /// (`Timers::now`), 0 for none. Written by the connection, read (and
     /// cleared when it fires) by the listener's sweep without taking the
     /// lock.
     deadline: AtomicU64,
@@ -67,8 +56,6 @@ struct Queue {
     due: bool,
     /// The server is stopping.
     stopping: bool,
-    /// The auto-response pair changed since the connection last took it.
-    auto_changed: bool,
     rare: Option<Box<Rare>>,
     /// The connection's task while it waits.
     waker: Option<Waker>,
@@ -78,9 +65,6 @@ struct Queue {
 #[derive(Default)]
 struct Rare {
     close: Option<(u16, String)>,
-    auto: Option<Arc<(Bytes, Bytes)>>,
-    /// When the connection last answered with the auto-response.
-    last_auto: Option<SystemTime>,
 }
 
 impl Queue {
@@ -124,8 +108,6 @@ pub(crate) struct Taken {
     pub(crate) overflowed: bool,
     pub(crate) due: bool,
     pub(crate) stopping: bool,
-    /// The new auto-response pair, if it changed.
-    pub(crate) auto: Option<Option<Arc<(Bytes, Bytes)>>>,
 }
 
 impl Outbound {
@@ -144,10 +126,10 @@ impl Outbound {
     /// Queues a frame: a small one is copied behind the small frames
     /// waiting; a large one's header is, and its payload is shared; a run
     /// of frames is shared whole.
-    pub fn push(&self, frame: &SharedFrame) -> Push {
+    pub fn push(&self, frame: &SharedFrame) -> SendOutcome {
         let mut q = self.lock();
         if q.closing {
-            return Push::Dropped;
+            return SendOutcome::Dropped;
         }
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         // One frame is always taken into an empty queue, so a single message
@@ -158,7 +140,7 @@ impl Outbound {
             q.frames = Vec::new();
             q.bytes = 0;
             wake(q);
-            return Push::Dropped;
+            return SendOutcome::Dropped;
         }
         q.bytes = q.bytes.saturating_add(len);
         let was_empty = q.frames.is_empty();
@@ -174,7 +156,7 @@ impl Outbound {
             }
             q.frames.push(Chunk::Shared(frame.payload().clone()));
         }
-        let outcome = if q.bytes > q.limit / 2 { Push::Backpressure } else { Push::Queued };
+        let outcome = if q.bytes > q.limit / 2 { SendOutcome::Backpressure } else { SendOutcome::Queued };
         if was_empty {
             // One wake-up per batch: later frames join the queue the task will drain anyway.
             wake(q);
@@ -192,34 +174,13 @@ impl Outbound {
         wake(q);
     }
 
-    /// Sets the exact text request answered by the connection itself with
-    /// the encoded response frame; `None` turns it off. Shared, so that a
-    /// room's connections hold one pointer each, not a copy each. The
-    /// connection takes the change at its next wake-up (this wakes it).
-    pub fn set_auto_response(&self, pair: Option<Arc<(Bytes, Bytes)>>) {
-        let mut q = self.lock();
-        q.rare().auto = pair;
-        q.auto_changed = true;
-        wake(q);
-    }
-
-    /// When the connection last answered with the auto-response.
-    pub fn last_auto_response(&self) -> Option<SystemTime> {
-        self.lock().rare.as_ref().and_then(|rare| rare.last_auto)
-    }
-
-    pub(crate) fn record_auto_response(&self) {
-        self.lock().rare().last_auto = Some(SystemTime::now());
-    }
-
     /// Ready when there is something to take: a close request, a cut-off,
-    /// a due deadline, the server stopping, a new auto-response pair, or
-    /// frames if `frames`. Otherwise the task's waker is kept and woken by
+    /// a due deadline, the server stopping, or frames if `frames`. Otherwise the task's waker is kept and woken by
     /// the next of these.
     pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool) -> Poll<()> {
         let mut q = self.lock();
         let close = q.rare.as_ref().is_some_and(|rare| rare.close.is_some());
-        if close || q.overflowed || q.due || q.stopping || q.auto_changed || (frames && !q.frames.is_empty()) {
+        if close || q.overflowed || q.due || q.stopping || (frames && !q.frames.is_empty()) {
             return Poll::Ready(());
         }
         if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -228,16 +189,18 @@ impl Outbound {
         Poll::Pending
     }
 
-    /// Drops the waker kept by the last wait that found nothing: the task
-    /// runs now, and may itself queue frames here (a room handled on its
-    /// task, see `Handler::on_read_end`); waking it for those would only
-    /// make it run again for nothing. Its next wait keeps a waker again.
-    pub(crate) fn forget_waker(&self) {
-        self.lock().waker = None;
+    /// Takes the queued frames alone, leaving the signals.
+    pub(crate) fn take_frames(&self) -> Vec<Chunk> {
+        let mut q = self.lock();
+        if q.frames.is_empty() {
+            return Vec::new();
+        }
+        q.bytes = 0;
+        std::mem::take(&mut q.frames)
     }
 
-    /// Takes the signals (close request, cut-off, due deadline, stopping,
-    /// auto-response change), and the queued frames if `frames` (the
+    /// Takes the signals (close request, cut-off, due deadline, stopping),
+    /// and the queued frames if `frames` (the
     /// connection leaves them here while its socket is full).
     pub(crate) fn take(&self, frames: bool) -> Taken {
         let mut q = self.lock();
@@ -247,14 +210,12 @@ impl Outbound {
         } else {
             Vec::new()
         };
-        let auto = std::mem::take(&mut q.auto_changed).then(|| q.rare.as_ref().and_then(|rare| rare.auto.clone()));
         Taken {
             frames,
             close: q.rare.as_mut().and_then(|rare| rare.close.take()),
             overflowed: std::mem::take(&mut q.overflowed),
             due: std::mem::take(&mut q.due),
             stopping: std::mem::take(&mut q.stopping),
-            auto,
         }
     }
 
@@ -316,10 +277,10 @@ mod tests {
     #[test]
     fn frames_queue_until_the_limit_then_the_connection_is_cut_off() {
         let out = Outbound::new(100);
-        assert_eq!(out.push(&frame(40)), Push::Queued);
-        assert_eq!(out.push(&frame(40)), Push::Backpressure);
-        assert_eq!(out.push(&frame(40)), Push::Dropped);
-        assert_eq!(out.push(&frame(2)), Push::Dropped, "nothing after the cut-off");
+        assert_eq!(out.push(&frame(40)), SendOutcome::Queued);
+        assert_eq!(out.push(&frame(40)), SendOutcome::Backpressure);
+        assert_eq!(out.push(&frame(40)), SendOutcome::Dropped);
+        assert_eq!(out.push(&frame(2)), SendOutcome::Dropped, "nothing after the cut-off");
         let taken = out.take(true);
         assert!(taken.overflowed);
         assert!(taken.frames.is_empty(), "queued frames are released at once");
@@ -328,8 +289,8 @@ mod tests {
     #[test]
     fn one_frame_larger_than_the_limit_fits_an_empty_queue() {
         let out = Outbound::new(10);
-        assert_eq!(out.push(&frame(100)), Push::Backpressure);
-        assert_eq!(out.push(&frame(2)), Push::Dropped);
+        assert_eq!(out.push(&frame(100)), SendOutcome::Backpressure);
+        assert_eq!(out.push(&frame(2)), SendOutcome::Dropped);
     }
 
     #[test]
@@ -378,7 +339,7 @@ mod tests {
         let out = Outbound::new(1000);
         out.push(&frame(3));
         out.close(1000, "bye");
-        assert_eq!(out.push(&frame(3)), Push::Dropped);
+        assert_eq!(out.push(&frame(3)), SendOutcome::Dropped);
         let taken = out.take(true);
         assert_eq!(taken.frames.len(), 1);
         assert_eq!(taken.close, Some((1000, "bye".into())));

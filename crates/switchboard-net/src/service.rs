@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use switchboard_proto::deflate::Policy;
 use switchboard_proto::handshake::{RequestHead, UpgradeRequest};
 
 use crate::handler::Handler;
@@ -28,6 +29,9 @@ pub struct Accept<H> {
     /// The subprotocol to answer with; must be one the client offered
     /// (see `UpgradeRequest::select_protocol`).
     pub protocol: Option<String>,
+    /// The permessage-deflate policy of this connection, when it is not
+    /// the listener's (`NetConfig::deflate`): a room kind's own, say.
+    pub compression: Option<Policy>,
 }
 
 /// A refused upgrade, answered with an HTTP status before any 101.

@@ -17,11 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{duplex, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use switchboard_proto::frame::{DataOp, OpCode, SharedFrame};
 use switchboard_proto::handshake::ClientHandshake;
 use switchboard_proto::{CloseCode, Config, Connection, Event, Message};
 
@@ -67,6 +68,10 @@ fn lock(log: &Log) -> std::sync::MutexGuard<'_, Recorded> {
     log.lock().unwrap()
 }
 
+/// The message on which the recorder queues a frame on its outbound queue,
+/// then catches up and sends one straight into the engine, before its echo.
+pub(crate) const CATCH_UP: &str = "catch up";
+
 /// Records every call and echoes every message.
 pub(crate) struct Recorder(Log);
 
@@ -79,6 +84,13 @@ impl Handler for Recorder {
     }
 
     fn on_message(&mut self, message: Message, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
+        if message.as_text() == Some(CATCH_UP) {
+            // As a room handled on this task does: someone else queued a
+            // frame for the connection before; the reply must follow it.
+            out.outbound().push(&SharedFrame::new(OpCode::Data(DataOp::Text), false, &Bytes::from_static(b"queued before")));
+            out.catch_up();
+            out.send_uncompressed(&[Message::text("sent straight")]).expect("open");
+        }
         out.send(&message).expect("open");
         lock(&self.0).calls.push(Call::Message(message));
         async {}
@@ -107,7 +119,7 @@ impl Service for TestService {
             "/missing" => Err(Refusal::new(404, "no such room")),
             "/forbidden" => Err(Refusal::new(403, "not for you")),
             "/stalled" => std::future::pending().await,
-            _ => Ok(Accept { handler: Recorder(self.0.clone()), protocol: None }),
+            _ => Ok(Accept { handler: Recorder(self.0.clone()), protocol: None, compression: None }),
         }
     }
 

@@ -6,7 +6,8 @@
 //! pushed back. A tokio `Sleep` per connection would add its state to every
 //! connection's task, and a wake-up per re-arm. Instead a connection
 //! publishes its next deadline as a number (milliseconds on the listener's
-//! clock, [`Timers::now_ms`]) in its [`Outbound`], and one task per
+//! clock, [`Timers::now`]; the engine's `proto::timers` says which) in its
+//! [`Outbound`], and one task per
 //! listener reads every connection's deadline once per tick and wakes only
 //! those whose deadline has passed. That costs one `Weak` pointer per
 //! connection, in the sweep's list.
@@ -18,6 +19,8 @@
 //!
 //! The same list tells every connection when the server stops.
 
+use std::num::NonZeroU64;
+use std::ops::Add;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -25,6 +28,31 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::listener::Shutdown;
 use crate::outbound::Outbound;
+
+/// A time on a listener's clock: milliseconds since the listener started,
+/// plus one, so that it is never 0 (an `Option<Ms>` is as small as a `Ms`,
+/// and 0 can mean "no deadline" where a deadline is published).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Ms(NonZeroU64);
+
+impl Ms {
+    fn from_millis(ms: u64) -> Ms {
+        Ms(NonZeroU64::MIN.saturating_add(ms))
+    }
+
+    /// The milliseconds, never 0.
+    pub(crate) fn get(self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl Add<Duration> for Ms {
+    type Output = Ms;
+
+    fn add(self, duration: Duration) -> Ms {
+        Ms(self.0.saturating_add(duration.as_millis().try_into().unwrap_or(u64::MAX)))
+    }
+}
 
 /// The open connections of one listener and how often their deadlines are
 /// checked.
@@ -43,10 +71,9 @@ impl Timers {
         Timers { tick, epoch: Instant::now(), conns: Mutex::new(Vec::new()) }
     }
 
-    /// Milliseconds since the listener started, plus one, so that 0 can
-    /// mean "no deadline".
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
+    /// The time on the listener's clock.
+    pub(crate) fn now(&self) -> Ms {
+        Ms::from_millis(self.epoch.elapsed().as_millis() as u64)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Outbound>>> {
@@ -65,7 +92,7 @@ impl Timers {
 
     /// Wakes every connection whose deadline has passed, forgets ended ones.
     pub(crate) fn sweep(&self) {
-        let now = self.now_ms();
+        let now = self.now().get();
         self.lock().retain(|conn| match conn.upgrade() {
             Some(outbound) => {
                 outbound.fire_if_due(now);
@@ -103,7 +130,7 @@ mod tests {
         let (_stop, shutdown) = Shutdown::new();
         let outbound = Arc::new(Outbound::new(100));
         timers.register(&outbound, &shutdown);
-        let now = timers.now_ms();
+        let now = timers.now().get();
         outbound.set_deadline(now + 60_000);
         timers.sweep();
         assert!(!outbound.take(true).due, "not before the deadline");

@@ -21,9 +21,9 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
-use crate::deflate::{Compressor, Decompressor, DeflateConfig};
+use crate::deflate::{DeflateParams, Incoming, Outgoing};
 use crate::error::ProtocolError;
-use crate::frame::{ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::frame::{append_frame, ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
 
@@ -137,10 +137,13 @@ struct InFrame {
     validate: bool,
 }
 
-/// The permessage-deflate contexts of a connection that negotiated it.
+/// The permessage-deflate codecs of a connection that negotiated it (each
+/// a few bytes until a direction that keeps its context needs zlib state).
 struct Deflate {
-    compressor: Compressor,
-    decompressor: Decompressor,
+    /// Compresses what the engine sends; `None` once the caller took it
+    /// (see [`Connection::take_outgoing_deflate`]).
+    outgoing: Option<Outgoing>,
+    incoming: Incoming,
 }
 
 /// What `reply_close` sends.
@@ -230,19 +233,18 @@ pub struct Connection {
 
 impl Connection {
     /// A server-side connection. `deflate` is what the handshake agreed, if
-    /// anything; `level` is the compression level for our messages.
-    pub fn server(config: Config, deflate: Option<(DeflateConfig, u32)>) -> Connection {
+    /// anything, with our level and threshold.
+    pub fn server(config: Config, deflate: Option<DeflateParams>) -> Connection {
         Connection::new(Role::Server, config, deflate, None)
     }
 
     /// A client-side connection; `mask_source` yields a fresh key per frame.
-    pub fn client(config: Config, deflate: Option<(DeflateConfig, u32)>, mask_source: MaskSource) -> Connection {
+    pub fn client(config: Config, deflate: Option<DeflateParams>, mask_source: MaskSource) -> Connection {
         Connection::new(Role::Client, config, deflate, Some(mask_source))
     }
 
-    fn new(role: Role, config: Config, deflate: Option<(DeflateConfig, u32)>, mask_source: Option<MaskSource>) -> Connection {
-        let deflate =
-            deflate.map(|(cfg, level)| Box::new(Deflate { compressor: Compressor::new(&cfg, role, level), decompressor: Decompressor::new(&cfg, role) }));
+    fn new(role: Role, config: Config, deflate: Option<DeflateParams>, mask_source: Option<MaskSource>) -> Connection {
+        let deflate = deflate.map(|params| Box::new(Deflate { outgoing: Some(Outgoing::new(&params, role)), incoming: Incoming::new(&params, role) }));
         Connection {
             role,
             config,
@@ -270,6 +272,21 @@ impl Connection {
     /// True when permessage-deflate is in use.
     pub fn is_compressed(&self) -> bool {
         self.deflate.is_some()
+    }
+
+    /// Takes the compressor of our messages, for a caller that frames
+    /// messages itself (a server queueing frames from other tasks): with
+    /// context takeover only one compressor may serve a connection. From
+    /// then on the engine sends its own messages uncompressed (RSV1 clear,
+    /// always valid). `None` without permessage-deflate or once taken.
+    pub fn take_outgoing_deflate(&mut self) -> Option<Outgoing> {
+        self.deflate.as_mut().and_then(|deflate| deflate.outgoing.take())
+    }
+
+    /// True while this connection holds zlib state of its own (a direction
+    /// that keeps its context, after its first compressed message).
+    pub fn holds_deflate_state(&self) -> bool {
+        self.deflate.as_ref().is_some_and(|d| d.incoming.holds_state() || d.outgoing.as_ref().is_some_and(Outgoing::holds_state))
     }
 
     /// True while a frame or a fragmented message is partly received: the
@@ -469,7 +486,7 @@ impl Connection {
     fn finish_message(&mut self, op: DataOp, compressed: bool, payload: Bytes) -> Result<Event, ProtocolError> {
         let payload = if compressed {
             let deflate = self.deflate.as_mut().expect("RSV1 only accepted with deflate");
-            let data = deflate.decompressor.decompress(&payload, self.config.max_message_size)?;
+            let data = deflate.incoming.decompress(&payload, self.config.max_message_size)?;
             if op == DataOp::Text && simdutf8::basic::from_utf8(&data).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
             }
@@ -507,12 +524,31 @@ impl Connection {
             return Err(ConnectionClosed);
         }
         let op = OpCode::Data(message.opcode());
-        match self.deflate.as_mut() {
-            Some(deflate) => {
-                let compressed = deflate.compressor.compress(message.payload());
-                self.queue_owned(op, true, &compressed);
-            }
+        match self.deflate.as_mut().and_then(|d| d.outgoing.as_mut()).and_then(|out| out.compress(message.payload())) {
+            Some(compressed) => self.queue_owned(op, true, &compressed),
             None => self.queue_owned(op, false, message.payload()),
+        }
+        Ok(())
+    }
+
+    /// Queues messages as they are, never compressed (RSV1 clear: valid
+    /// whether or not permessage-deflate was negotiated), as a server sends
+    /// what it also sends to many connections framed once. Small ones are
+    /// framed straight into the output buffer, one after the other; a large
+    /// payload is shared, not copied. Server role only: the frames are
+    /// unmasked.
+    pub fn send_uncompressed(&mut self, messages: &[Message]) -> Result<(), ConnectionClosed> {
+        debug_assert_eq!(self.role, Role::Server, "uncompressed frames are queued unmasked");
+        if !self.can_send() {
+            return Err(ConnectionClosed);
+        }
+        for message in messages {
+            let (op, payload) = (OpCode::Data(message.opcode()), message.payload());
+            if payload.len() > COPY_THRESHOLD {
+                self.queue_shared(op, false, payload.clone());
+            } else {
+                append_frame(op, false, payload, self.output().pending_for(MAX_HEADER_LEN + payload.len()));
+            }
         }
         Ok(())
     }
@@ -531,11 +567,8 @@ impl Connection {
         if !self.can_send() {
             return Err(ConnectionClosed);
         }
-        match self.deflate.as_mut() {
-            Some(deflate) => {
-                let compressed = deflate.compressor.compress(payload);
-                self.queue_owned(OpCode::Data(op), true, &compressed);
-            }
+        match self.deflate.as_mut().and_then(|d| d.outgoing.as_mut()).and_then(|out| out.compress(payload)) {
+            Some(compressed) => self.queue_owned(OpCode::Data(op), true, &compressed),
             None => self.queue_frame(OpCode::Data(op), false, payload),
         }
         Ok(())

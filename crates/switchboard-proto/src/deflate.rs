@@ -1,45 +1,92 @@
-//! permessage-deflate (RFC 7692): negotiation and the per-message codec.
+//! permessage-deflate (RFC 7692): negotiation, per policy, and the codec.
 //!
 //! Negotiation reads `Sec-WebSocket-Extensions` offers and produces the
-//! agreed [`DeflateConfig`] plus the exact response value. The codec
-//! compresses one whole message at a time with a sync flush and strips the
-//! trailing `00 00 ff ff` (RFC 7692 §7.2.1); inflation appends it back and is
-//! capped, so a small compressed message cannot expand past the message limit.
-//!
-//! Window sizes: inflation always uses a 32 KiB (15-bit) window, which decodes
-//! a stream made with any smaller window. Compression honours the agreed
-//! window of our side. zlib cannot make raw-deflate streams with an 8-bit
-//! window, so when a peer limits us to 8 bits we emit stored (uncompressed)
-//! deflate blocks, which contain no back-references and are therefore valid
-//! for every window size.
+//! agreed [`DeflateConfig`] plus the exact response value. What a server
+//! agrees to follows its [`Policy`]; which codec serves each direction of a
+//! connection is in `message`, the codec itself in `codec`, and the codecs
+//! shared by a thread's connections in `pool`.
 
-use bytes::Bytes;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+mod codec;
+mod message;
+mod pool;
 
-use crate::config::Role;
-use crate::error::ProtocolError;
+pub use codec::{Compressor, Decompressor};
+pub use message::{Incoming, Outgoing};
 
 /// The extension's registered name.
 pub const EXTENSION_NAME: &str = "permessage-deflate";
-const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// What we are willing to agree to.
+/// What a server agrees to when a client offers permessage-deflate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Decline every offer: messages go out and come in uncompressed.
+    Off,
+    /// `server_no_context_takeover` and `client_no_context_takeover`: every
+    /// message is compressed from a fresh state, so the codecs are shared
+    /// by the connections of a thread and an idle connection keeps no zlib
+    /// state. The default.
+    #[default]
+    Shared,
+    /// Our compressor keeps its context between messages (better ratios
+    /// for a chatty connection) with a bounded window, in state of its own
+    /// made on the first compressed message. The client is still asked for
+    /// `client_no_context_takeover`, so inflating stays shared.
+    Dedicated,
+}
+
+impl Policy {
+    /// The policy's name as configured: `off`, `shared` or `dedicated`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Off => "off",
+            Policy::Shared => "shared",
+            Policy::Dedicated => "dedicated",
+        }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Policy, String> {
+        match s {
+            "off" => Ok(Policy::Off),
+            "shared" => Ok(Policy::Shared),
+            "dedicated" => Ok(Policy::Dedicated),
+            other => Err(format!("unknown compression policy {other:?} (expected off, shared or dedicated)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What we are willing to agree to (server) or offer (client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateOptions {
-    /// Accept (server) or offer (client) the extension. Default true.
-    pub enabled: bool,
+    /// Server: what to agree to. Client: `Off` makes no offer, anything
+    /// else offers the extension as set by the fields below.
+    pub policy: Policy,
     /// Compression level 0-9. Default 1: realtime traffic is small and
     /// latency-bound; level 1 gets most of the ratio at a fraction of the CPU.
     pub level: u32,
-    /// Ask for `server_no_context_takeover` even if the client did not.
-    /// Default false: context takeover compresses repetitive JSON far better,
-    /// at the cost of a 32 KiB window kept per connection while compressing.
-    pub server_no_context_takeover: bool,
-    /// Largest window for the server's compression, 8-15. Default 15.
+    /// Messages shorter than this many bytes go out uncompressed (RSV1
+    /// clear, RFC 7692 §6.1). Default 1024: below that, JSON gains little
+    /// and zlib's fixed cost per message is most of the work.
+    pub threshold: usize,
+    /// Window of our compressor when it keeps its context (server,
+    /// `dedicated`), 9-15. Default 12: 4 KiB of history catches the
+    /// repetition of a stream of JSON messages at a fraction of the memory
+    /// of zlib's 32 KiB. A client's offer of a smaller window is honoured.
     pub server_max_window_bits: u8,
     /// Ask the client to limit its window when it offered the parameter.
     /// Default `None`: our inflater handles every window size.
     pub client_max_window_bits: Option<u8>,
+    /// Client side: offer `server_no_context_takeover`. Default false.
+    pub server_no_context_takeover: bool,
     /// Client side: offer `client_no_context_takeover`. Default false.
     pub client_no_context_takeover: bool,
 }
@@ -47,13 +94,42 @@ pub struct DeflateOptions {
 impl Default for DeflateOptions {
     fn default() -> Self {
         DeflateOptions {
-            enabled: true,
+            policy: Policy::default(),
             level: 1,
-            server_no_context_takeover: false,
-            server_max_window_bits: 15,
+            threshold: 1024,
+            server_max_window_bits: 12,
             client_max_window_bits: None,
+            server_no_context_takeover: false,
             client_no_context_takeover: false,
         }
+    }
+}
+
+impl DeflateOptions {
+    /// The offer a browser makes (Chromium's `permessage-deflate;
+    /// client_max_window_bits`), for a client that wants to cost a server
+    /// what a browser costs it.
+    pub fn browser() -> DeflateOptions {
+        DeflateOptions { server_max_window_bits: 15, threshold: 0, ..DeflateOptions::default() }
+    }
+}
+
+/// What one connection compresses with: the agreed parameters, the level
+/// and the threshold of our side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateParams {
+    /// What the handshake agreed.
+    pub config: DeflateConfig,
+    /// Our compression level.
+    pub level: u32,
+    /// Our messages shorter than this go out uncompressed.
+    pub threshold: usize,
+}
+
+impl DeflateParams {
+    /// The parameters of a connection that agreed `config` under `options`.
+    pub fn new(config: DeflateConfig, options: &DeflateOptions) -> DeflateParams {
+        DeflateParams { config, level: options.level, threshold: options.threshold }
     }
 }
 
@@ -210,7 +286,7 @@ impl Offer {
 /// `offers` (the raw header values, in order) and returns the agreed config
 /// and the response header value. `None`: no acceptable offer, or disabled.
 pub fn negotiate_server(offers: &[&str], options: &DeflateOptions) -> Option<(DeflateConfig, String)> {
-    if !options.enabled {
+    if options.policy == Policy::Off {
         return None;
     }
     parse_extensions(offers)
@@ -222,17 +298,21 @@ pub fn negotiate_server(offers: &[&str], options: &DeflateOptions) -> Option<(De
 
 fn answer(offer: &Offer, options: &DeflateOptions) -> (DeflateConfig, String) {
     let mut response = String::from(EXTENSION_NAME);
-    let server_no_context_takeover = offer.server_no_context_takeover || options.server_no_context_takeover;
+    // Shared: no context on either side. Dedicated: ours is kept unless the
+    // client asked otherwise; the client's never is (RFC 7692 §7.1.1.2 lets
+    // a server ask for that unprompted), so inflating is always shared.
+    let server_no_context_takeover = offer.server_no_context_takeover || options.policy == Policy::Shared;
     if server_no_context_takeover {
         response.push_str("; server_no_context_takeover");
     }
-    if offer.client_no_context_takeover {
-        response.push_str("; client_no_context_takeover");
-    }
-    let ours = options.server_max_window_bits.clamp(8, 15);
+    response.push_str("; client_no_context_takeover");
+    // Without context our window costs nothing per connection: zlib's
+    // largest. With it, the configured bound. A smaller window than the
+    // client's limit needs no mention: any inflater decodes it.
+    let ours = if server_no_context_takeover { 15 } else { options.server_max_window_bits.clamp(9, 15) };
     let server_max_window_bits = offer.server_max_window_bits.map_or(ours, |asked| asked.min(ours));
-    if offer.server_max_window_bits.is_some() || server_max_window_bits < 15 {
-        response.push_str(&format!("; server_max_window_bits={server_max_window_bits}"));
+    if let Some(asked) = offer.server_max_window_bits {
+        response.push_str(&format!("; server_max_window_bits={}", asked.min(server_max_window_bits)));
     }
     let client_max_window_bits = match (offer.client_max_window_bits, options.client_max_window_bits) {
         (Some(offered), Some(wanted)) => {
@@ -243,12 +323,7 @@ fn answer(offer: &Offer, options: &DeflateOptions) -> (DeflateConfig, String) {
         (Some(Some(offered)), None) => offered,
         _ => 15,
     };
-    let config = DeflateConfig {
-        server_no_context_takeover,
-        client_no_context_takeover: offer.client_no_context_takeover,
-        server_max_window_bits,
-        client_max_window_bits,
-    };
+    let config = DeflateConfig { server_no_context_takeover, client_no_context_takeover: true, server_max_window_bits, client_max_window_bits };
     (config, response)
 }
 
@@ -260,9 +335,6 @@ pub fn client_offer(options: &DeflateOptions) -> String {
     }
     if options.client_no_context_takeover {
         offer.push_str("; client_no_context_takeover");
-    }
-    if options.server_max_window_bits < 15 {
-        offer.push_str(&format!("; server_max_window_bits={}", options.server_max_window_bits.clamp(8, 15)));
     }
     // We can honour any window limit the server asks of us.
     offer.push_str("; client_max_window_bits");
@@ -284,10 +356,8 @@ pub fn client_accept(response: &str, options: &DeflateOptions) -> Result<Deflate
     if options.server_no_context_takeover && !agreed.server_no_context_takeover {
         return Err(DeflateNegotiationError::Unacceptable("server_no_context_takeover was required".into()));
     }
+    // We offered no server_max_window_bits, and inflate any window size.
     let server_max_window_bits = agreed.server_max_window_bits.unwrap_or(15);
-    if server_max_window_bits > options.server_max_window_bits {
-        return Err(DeflateNegotiationError::Unacceptable("server_max_window_bits above our limit".into()));
-    }
     let client_max_window_bits = match agreed.client_max_window_bits {
         Some(Some(bits)) => bits,
         Some(None) => return Err(malformed("client_max_window_bits needs a value in a response")),
@@ -301,251 +371,80 @@ pub fn client_accept(response: &str, options: &DeflateOptions) -> Result<Deflate
     })
 }
 
-/// Compresses the messages one side sends.
-pub struct Compressor {
-    stream: Compress,
-    no_context_takeover: bool,
-}
-
-impl Compressor {
-    /// The compressor for `role`'s own messages.
-    pub fn new(config: &DeflateConfig, role: Role, level: u32) -> Compressor {
-        let (bits, no_context_takeover) = match role {
-            Role::Server => (config.server_max_window_bits, config.server_no_context_takeover),
-            Role::Client => (config.client_max_window_bits, config.client_no_context_takeover),
-        };
-        // See the module docs: 8-bit windows get stored blocks only.
-        let (bits, level) = if bits < 9 { (9, 0) } else { (bits, level.min(9)) };
-        Compressor { stream: Compress::new_with_window_bits(Compression::new(level), false, bits), no_context_takeover }
-    }
-
-    /// Compresses one whole message payload (without the trailing `00 00 ff ff`).
-    pub fn compress(&mut self, payload: &[u8]) -> Bytes {
-        if payload.is_empty() {
-            // RFC 7692 §7.2.3.6: one 0x00 byte (an empty stored block once the
-            // tail is appended). zlib itself emits nothing for a sync flush
-            // without input right after another one, and an empty payload
-            // would leave the peer's inflater inside a stored block header.
-            return Bytes::from_static(&[0x00]);
-        }
-        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
-        let start = self.stream.total_in();
-        loop {
-            let consumed = (self.stream.total_in() - start) as usize;
-            if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(64));
-            }
-            self.stream.compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync).expect("deflate never fails on valid state");
-            let consumed = (self.stream.total_in() - start) as usize;
-            // The sync flush is complete once all input is taken and zlib
-            // stopped with output space to spare.
-            if consumed == payload.len() && out.len() < out.capacity() {
-                break;
-            }
-        }
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
-        if self.no_context_takeover {
-            self.stream.reset();
-        }
-        Bytes::from(out)
-    }
-}
-
-/// Inflates the messages the peer sends.
-pub struct Decompressor {
-    stream: Decompress,
-    no_context_takeover: bool,
-}
-
-impl Decompressor {
-    /// The decompressor for messages from `role`'s peer.
-    pub fn new(config: &DeflateConfig, role: Role) -> Decompressor {
-        let no_context_takeover = match role {
-            Role::Server => config.client_no_context_takeover,
-            Role::Client => config.server_no_context_takeover,
-        };
-        Decompressor { stream: Decompress::new_with_window_bits(false, 15), no_context_takeover }
-    }
-
-    /// Inflates one whole message payload, failing with `MessageTooBig` as
-    /// soon as the output would pass `max_size`; never allocates beyond it.
-    pub fn decompress(&mut self, payload: &[u8], max_size: usize) -> Result<Bytes, ProtocolError> {
-        if payload.is_empty() {
-            // Some peers send an empty compressed payload for an empty
-            // message; the tail alone would open a stored block, not close one.
-            return Ok(Bytes::new());
-        }
-        let limit = max_size.saturating_add(1);
-        let mut out = Vec::with_capacity(payload.len().saturating_mul(3).saturating_add(256).min(limit));
-        let result = self.inflate_into(payload, &mut out, limit).and_then(|ended| match ended {
-            true => Ok(()),
-            false => self.inflate_into(&TAIL, &mut out, limit).map(|_| ()),
-        });
-        if self.no_context_takeover || result.is_err() {
-            self.stream.reset(false);
-        }
-        result?;
-        if out.len() > max_size {
-            return Err(ProtocolError::MessageTooBig);
-        }
-        Ok(Bytes::from(out))
-    }
-
-    /// Feeds `input`; returns true if the deflate stream ended (a final block).
-    fn inflate_into(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<bool, ProtocolError> {
-        let start = self.stream.total_in();
-        loop {
-            let consumed = (self.stream.total_in() - start) as usize;
-            if out.len() == out.capacity() {
-                if out.len() >= limit {
-                    return Err(ProtocolError::MessageTooBig);
-                }
-                let grow = out.capacity().max(256).min(limit - out.len());
-                out.reserve_exact(grow);
-            }
-            let before = out.len();
-            let status = self.stream.decompress_vec(&input[consumed..], out, FlushDecompress::Sync).map_err(|_| ProtocolError::BadCompressedData)?;
-            let consumed_now = (self.stream.total_in() - start) as usize;
-            match status {
-                Status::StreamEnd => {
-                    // A final block ends this stream; the next message starts a new one.
-                    self.stream.reset(false);
-                    return Ok(true);
-                }
-                Status::Ok | Status::BufError => {
-                    let progressed = consumed_now > consumed || out.len() > before;
-                    if consumed_now == input.len() && out.len() < out.capacity() {
-                        return Ok(false);
-                    }
-                    if !progressed && out.len() < out.capacity() {
-                        return Err(ProtocolError::BadCompressedData);
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn default_config() -> DeflateConfig {
-        negotiate_server(&["permessage-deflate"], &DeflateOptions::default()).unwrap().0
+    fn shared() -> DeflateOptions {
+        DeflateOptions::default()
     }
 
-    fn config_with(offer: &str) -> DeflateConfig {
-        negotiate_server(&[offer], &DeflateOptions::default()).unwrap().0
+    fn dedicated() -> DeflateOptions {
+        DeflateOptions { policy: Policy::Dedicated, ..DeflateOptions::default() }
     }
 
-    #[test]
-    fn rfc7692_hello_vectors_inflate() {
-        let mut d = Decompressor::new(&default_config(), Role::Client);
-        // §7.2.3.1 a message compressed in one block
-        assert_eq!(&d.decompress(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 100).unwrap()[..], b"Hello");
-        // §7.2.3.2 the same again, referring back to the first (context takeover)
-        assert_eq!(&d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], 100).unwrap()[..], b"Hello");
-        // §7.2.3.3 a stored (uncompressed) block
-        let mut d = Decompressor::new(&default_config(), Role::Client);
-        assert_eq!(&d.decompress(&[0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f], 100).unwrap()[..], b"Hello");
-        // §7.2.3.5 two deflate blocks in one message
-        let mut d = Decompressor::new(&default_config(), Role::Client);
-        let two_blocks = [0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00];
-        assert_eq!(&d.decompress(&two_blocks, 100).unwrap()[..], b"Hello");
-        // §7.2.3.4 a final (BFINAL) block
-        let mut d = Decompressor::new(&default_config(), Role::Client);
-        assert_eq!(&d.decompress(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00], 100).unwrap()[..], b"Hello");
+    fn off() -> DeflateOptions {
+        DeflateOptions { policy: Policy::Off, ..DeflateOptions::default() }
     }
 
-    #[test]
-    fn compressing_hello_twice_uses_the_shared_context() {
-        let mut c = Compressor::new(&default_config(), Role::Server, 6);
-        assert_eq!(&c.compress(b"Hello")[..], &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
-        let second = c.compress(b"Hello");
-        assert!(second.len() < 7, "the second Hello refers back to the first: {second:x?}");
-    }
+    /// What browsers and common clients send (as of their current releases).
+    const CHROMIUM: &str = "permessage-deflate; client_max_window_bits";
+    const FIREFOX: &str = "permessage-deflate";
+    const NODE_WS: &str = "permessage-deflate; client_max_window_bits";
+    const PYTHON_WEBSOCKETS: &str = "permessage-deflate; client_max_window_bits";
 
-    #[test]
-    fn an_empty_message_compresses_to_one_zero_byte_and_back() {
-        let mut c = Compressor::new(&default_config(), Role::Server, 1);
-        assert_eq!(&c.compress(b"")[..], &[0x00]);
-        let mut d = Decompressor::new(&default_config(), Role::Client);
-        assert_eq!(d.decompress(&[0x00], 10).unwrap().len(), 0);
-    }
-
-    #[test]
-    fn round_trips_for_every_window_and_takeover_setting() {
-        let text: Vec<u8> = (0..20_000u32).flat_map(|i| format!("{{\"n\":{},\"t\":\"msg\"}}", i % 97).into_bytes()).collect();
-        for bits in 8..=15u8 {
-            for nct in [false, true] {
-                let mut offer = format!("permessage-deflate; server_max_window_bits={bits}; client_max_window_bits={bits}");
-                if nct {
-                    offer.push_str("; server_no_context_takeover; client_no_context_takeover");
-                }
-                let config = config_with(&offer);
-                assert_eq!(config.server_max_window_bits, bits);
-                for role in [Role::Server, Role::Client] {
-                    let peer = if role == Role::Server { Role::Client } else { Role::Server };
-                    let mut c = Compressor::new(&config, role, 6);
-                    let mut d = Decompressor::new(&config, peer);
-                    for chunk in [&text[..10], &text[..], b"", &text[100..5000]] {
-                        let compressed = c.compress(chunk);
-                        let back = d.decompress(&compressed, 1 << 24).unwrap();
-                        let diff = back.iter().zip(chunk).position(|(a, b)| a != b);
-                        assert!(
-                            back.len() == chunk.len() && diff.is_none(),
-                            "bits {bits} nct {nct} {role:?}: {} -> {} bytes, first difference at {diff:?}",
-                            chunk.len(),
-                            back.len()
-                        );
-                    }
-                }
-            }
+    fn config(server_nct: bool, server_bits: u8, client_bits: u8) -> DeflateConfig {
+        DeflateConfig {
+            server_no_context_takeover: server_nct,
+            client_no_context_takeover: true,
+            server_max_window_bits: server_bits,
+            client_max_window_bits: client_bits,
         }
     }
 
     #[test]
-    fn an_8_bit_window_emits_no_back_references() {
-        // Stored blocks: the output holds the input bytes verbatim.
-        let config = config_with("permessage-deflate; server_max_window_bits=8");
-        let mut c = Compressor::new(&config, Role::Server, 9);
-        let data = b"abcabcabcabcabcabcabcabcabcabc".repeat(20);
-        let out = c.compress(&data);
-        assert!(out.len() > data.len());
-        assert!(out.windows(data.len()).any(|w| w == &data[..]));
+    fn shared_answers_every_common_offer_without_context_on_either_side() {
+        for offer in [CHROMIUM, FIREFOX, NODE_WS, PYTHON_WEBSOCKETS] {
+            let (agreed, response) = negotiate_server(&[offer], &shared()).unwrap();
+            assert_eq!(response, "permessage-deflate; server_no_context_takeover; client_no_context_takeover", "{offer}");
+            assert_eq!(agreed, config(true, 15, 15), "{offer}");
+            // What each client's own check of the answer sees, through ours.
+            let client = client_accept(&response, &DeflateOptions::browser()).unwrap();
+            assert_eq!(client, agreed);
+        }
     }
 
     #[test]
-    fn a_deflate_bomb_stops_at_the_cap() {
-        let mut c = Compressor::new(&default_config(), Role::Client, 9);
-        let bomb = c.compress(&vec![0u8; 8 << 20]);
-        assert!(bomb.len() < 16 * 1024);
-        let mut d = Decompressor::new(&default_config(), Role::Server);
-        assert_eq!(d.decompress(&bomb, 1 << 20), Err(ProtocolError::MessageTooBig));
+    fn dedicated_keeps_the_servers_context_with_a_bounded_window() {
+        for offer in [CHROMIUM, FIREFOX, NODE_WS, PYTHON_WEBSOCKETS] {
+            let (agreed, response) = negotiate_server(&[offer], &dedicated()).unwrap();
+            // The smaller window needs no mention: any inflater decodes it.
+            assert_eq!(response, "permessage-deflate; client_no_context_takeover", "{offer}");
+            assert_eq!(agreed, config(false, 12, 15), "{offer}");
+        }
+        // A client that asks for no server context gets none.
+        let (agreed, _) = negotiate_server(&["permessage-deflate; server_no_context_takeover"], &dedicated()).unwrap();
+        assert!(agreed.server_no_context_takeover);
+        // A client's smaller window is honoured and answered.
+        let (agreed, response) = negotiate_server(&["permessage-deflate; server_max_window_bits=10"], &dedicated()).unwrap();
+        assert_eq!(response, "permessage-deflate; client_no_context_takeover; server_max_window_bits=10");
+        assert_eq!(agreed.server_max_window_bits, 10);
+        let (agreed, response) = negotiate_server(&["permessage-deflate; server_max_window_bits=14"], &dedicated()).unwrap();
+        assert_eq!(response, "permessage-deflate; client_no_context_takeover; server_max_window_bits=12");
+        assert_eq!(agreed.server_max_window_bits, 12);
     }
 
     #[test]
-    fn corrupt_data_is_rejected() {
-        let mut d = Decompressor::new(&default_config(), Role::Server);
-        assert_eq!(d.decompress(&[0xff, 0xff, 0xff, 0xff], 100), Err(ProtocolError::BadCompressedData));
-    }
-
-    #[test]
-    fn the_plain_offer_is_accepted_as_is() {
-        let (config, response) = negotiate_server(&["permessage-deflate"], &DeflateOptions::default()).unwrap();
-        assert_eq!(response, "permessage-deflate");
-        assert_eq!(
-            config,
-            DeflateConfig { server_no_context_takeover: false, client_no_context_takeover: false, server_max_window_bits: 15, client_max_window_bits: 15 }
-        );
+    fn off_declines_every_offer() {
+        for offer in [CHROMIUM, FIREFOX, NODE_WS, PYTHON_WEBSOCKETS] {
+            assert_eq!(negotiate_server(&[offer], &off()), None, "{offer}");
+        }
     }
 
     #[test]
     fn every_parameter_is_answered() {
         let offer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits";
-        let (config, response) = negotiate_server(&[offer], &DeflateOptions::default()).unwrap();
+        let (config, response) = negotiate_server(&[offer], &shared()).unwrap();
         assert_eq!(response, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10");
         assert!(config.server_no_context_takeover && config.client_no_context_takeover);
         assert_eq!((config.server_max_window_bits, config.client_max_window_bits), (10, 15));
@@ -555,9 +454,9 @@ mod tests {
     fn client_max_window_bits_is_answered_only_when_offered() {
         let options = DeflateOptions { client_max_window_bits: Some(10), ..DeflateOptions::default() };
         let (_, response) = negotiate_server(&["permessage-deflate"], &options).unwrap();
-        assert_eq!(response, "permessage-deflate");
+        assert_eq!(response, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
         let (config, response) = negotiate_server(&["permessage-deflate; client_max_window_bits"], &options).unwrap();
-        assert_eq!(response, "permessage-deflate; client_max_window_bits=10");
+        assert_eq!(response, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=10");
         assert_eq!(config.client_max_window_bits, 10);
     }
 
@@ -584,8 +483,7 @@ mod tests {
         let header = "permessage-deflate; server_max_window_bits=\"9\", permessage-deflate";
         let (config, response) = negotiate_server(&[header], &DeflateOptions::default()).unwrap();
         assert_eq!(config.server_max_window_bits, 9);
-        assert_eq!(response, "permessage-deflate; server_max_window_bits=9");
-        assert_eq!(negotiate_server(&["permessage-deflate"], &DeflateOptions { enabled: false, ..DeflateOptions::default() }), None);
+        assert_eq!(response, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9");
     }
 
     #[test]
@@ -595,6 +493,7 @@ mod tests {
         assert_eq!(offer, "permessage-deflate; client_no_context_takeover; client_max_window_bits");
         let (server_side, response) = negotiate_server(&[&offer], &DeflateOptions::default()).unwrap();
         assert_eq!(client_accept(&response, &options).unwrap(), server_side);
+        assert_eq!(client_offer(&DeflateOptions::browser()), CHROMIUM, "the browser's offer is Chromium's");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 
 use crate::config::{Config, Role};
 use crate::connection::{Connection, Event, State};
-use crate::deflate::{negotiate_server, Compressor, Decompressor, DeflateOptions};
+use crate::deflate::{negotiate_server, Compressor, Decompressor, DeflateOptions, DeflateParams};
 use crate::handshake::{RequestHead, UpgradeRequest};
 
 /// Frame decoding on a server connection. The first byte chooses a split
@@ -15,9 +15,10 @@ use crate::handshake::{RequestHead, UpgradeRequest};
 pub fn frame_decoder(data: &[u8]) {
     let Some((&selector, input)) = data.split_first() else { return };
     let config = Config { max_frame_size: 1 << 16, max_message_size: 1 << 17 };
-    let deflate = (selector & 1 == 1).then(|| negotiate_server(&["permessage-deflate"], &DeflateOptions::default()).expect("default offer").0);
+    let options = DeflateOptions { threshold: 0, ..DeflateOptions::default() };
+    let deflate = (selector & 1 == 1).then(|| DeflateParams::new(negotiate_server(&["permessage-deflate"], &options).expect("default offer").0, &options));
     let run = |chunks: &[&[u8]]| {
-        let mut conn = Connection::server(config, deflate.map(|d| (d, 1)));
+        let mut conn = Connection::server(config, deflate);
         let mut buf = BytesMut::new();
         let mut events: Vec<Event> = Vec::new();
         let mut error = None;

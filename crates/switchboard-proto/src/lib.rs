@@ -13,7 +13,10 @@
 //! - [`frame`]: frame headers, decoding and encoding; [`mask`]: masking;
 //! - [`utf8`]: incremental UTF-8 validation; [`close`]: close codes;
 //! - [`connection`]: message assembly, control frames and the closing handshake;
-//! - [`error`]: every protocol error and its close code.
+//! - [`timers`]: the heartbeat and the closing handshake's deadline, with the
+//!   time passed in;
+//! - [`error`]: every protocol error and its close code;
+//! - [`outcome`]: what became of a message handed to a connection.
 
 pub mod close;
 pub mod config;
@@ -23,6 +26,8 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod outcome;
+pub mod timers;
 pub mod utf8;
 
 /// Fuzz harnesses (see `fuzz/`); built with the `fuzzing` feature and in tests.
@@ -33,3 +38,4 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
 pub use connection::{Connection, Event, Message};
 pub use error::ProtocolError;
+pub use outcome::SendOutcome;

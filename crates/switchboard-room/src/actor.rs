@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::auto_response::AutoResponses;
 use crate::census;
-use crate::conn::{AutoResponse, ConnId, ConnRecord, ConnSink, MAX_ATTACHMENT_LEN};
+use crate::conn::{ConnId, ConnRecord, ConnSink, Local, LocalSink, MAX_ATTACHMENT_LEN};
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Published, Room, RoomFactory, RoomRequest, RoomResponse};
@@ -144,6 +145,9 @@ struct Shared {
     /// are sent, uncounted once handled). While any is, messages take the
     /// mailbox too, so nothing overtakes an event sent before it.
     queued: AtomicUsize,
+    /// The room's auto-response, answered by connections' readers without
+    /// the lock.
+    auto: Arc<AutoResponses>,
     /// The room's name, for whoever holds a handle (logs).
     name: RoomName,
 }
@@ -369,10 +373,13 @@ impl RoomHandle {
     /// mailbox if it has room. Handlers still run one at a time and each
     /// sender's events in order; what is saved is the hop to the actor's
     /// task and back (a mailbox slot, two wake-ups and two task switches
-    /// per read). A handler that panics here unwinds the caller's task, and
+    /// per read). What the room sends `conn` during that batch goes to
+    /// `local` (straight into the caller's own connection), not through
+    /// `conn`'s sink, which is for other tasks; `local` must keep it after
+    /// whatever that sink queued before. A handler that panics here unwinds the caller's task, and
     /// the room's actor stops at its next event (the lock is poisoned), as
     /// when one panics on the actor's task.
-    pub fn try_deliver(&self, conn: ConnId, messages: Vec<Message>) -> Result<(), TryDeliverError> {
+    pub fn try_deliver(&self, conn: ConnId, messages: Vec<Message>, local: &mut dyn LocalSink) -> Result<(), TryDeliverError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -393,8 +400,9 @@ impl RoomHandle {
             return queue(event);
         }
         let plan = actor.plan();
-        actor.handle(event);
-        actor.end_batch();
+        let mut local = local.is_direct().then_some(Local { conn, sink: local });
+        actor.handle_in(event, &mut local);
+        actor.end_batch_in(&mut local);
         actor.last_active = Instant::now();
         let replan = actor.plan() != plan;
         drop(actor);
@@ -406,6 +414,24 @@ impl RoomHandle {
             }
         }
         Ok(())
+    }
+
+    /// The room's auto-response to `message` from `conn`, if the room set
+    /// one and this is its request (see `Ctx::set_auto_response`): the
+    /// connection's reader answers it itself, and the room, hibernated or
+    /// not, is not involved. Records the answer for
+    /// `Ctx::last_auto_response`. For a room without one this is a single
+    /// atomic load.
+    #[inline]
+    pub fn auto_answer(&self, conn: ConnId, message: &Message) -> Option<Message> {
+        self.shared.auto.answer(conn, message)
+    }
+
+    /// Whether [`RoomHandle::auto_answer`] would answer `message` (nothing
+    /// is recorded).
+    #[inline]
+    pub fn is_auto_request(&self, message: &Message) -> bool {
+        self.shared.auto.would_answer(message)
     }
 
     /// True when both handles reach the same actor.
@@ -469,6 +495,7 @@ pub fn spawn_room_notifying(
             BTreeMap::new()
         }
     };
+    let auto = Arc::new(AutoResponses::default());
     let actor = Actor {
         room,
         name,
@@ -478,14 +505,14 @@ pub fn spawn_room_notifying(
         conns: BTreeMap::new(),
         accepted: BTreeSet::new(),
         alarms,
-        auto_response: None,
+        auto_response: auto.clone(),
         held: Held::default(),
         pending: WriteBehind::new(reports.clone()),
         wakeups: 0,
         last_active: Instant::now(),
         stopped: false,
     };
-    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), name: name_for_handle });
+    let shared = Arc::new(Shared { actor: Mutex::new(actor), queued: AtomicUsize::new(0), auto, name: name_for_handle });
     let running = run(shared.clone(), rx, reports, config);
     let census = census::Running::start();
     tokio::spawn(async move {
@@ -525,7 +552,7 @@ struct Actor {
     /// its way, so the actor must not stop before their `Open` arrives.
     accepted: BTreeSet<ConnId>,
     alarms: BTreeMap<String, SystemTime>,
-    auto_response: Option<Arc<AutoResponse>>,
+    auto_response: Arc<AutoResponses>,
     /// Frames held back until the end of the batch (see `Ctx::send`, `Ctx::broadcast`).
     held: Held,
     /// Storage writes not yet committed, and replies waiting for them.
@@ -641,13 +668,19 @@ impl Actor {
 
     /// Runs `f` with the room object (building it if hibernated) and a context.
     fn with_room<R>(&mut self, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
+        self.with_room_in(&mut None, f)
+    }
+
+    /// As `with_room`, with the batch's local connection, if any.
+    fn with_room_in<R>(&mut self, local: &mut Option<Local<'_>>, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
         let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
             census::woke();
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
-        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending };
+        let local = local.as_mut().map(Local::reborrow);
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending, local };
         f(object.as_mut(), &mut ctx)
     }
 
@@ -657,10 +690,15 @@ impl Actor {
     /// to the store as one transaction. Flushing first keeps the batch's
     /// messages from waiting on whatever `on_batch_end` does.
     fn end_batch(&mut self) {
-        self.held.flush(&self.conns);
+        self.end_batch_in(&mut None)
+    }
+
+    /// As `end_batch`, with the batch's local connection, if any.
+    fn end_batch_in(&mut self, local: &mut Option<Local<'_>>) {
+        self.held.flush(&self.conns, local);
         if self.object.is_some() {
-            self.with_room(|room, ctx| room.on_batch_end(ctx));
-            self.held.flush(&self.conns);
+            self.with_room_in(local, |room, ctx| room.on_batch_end(ctx));
+            self.held.flush(&self.conns, local);
         }
         self.pending.submit(&*self.store, &self.room);
     }
@@ -669,7 +707,7 @@ impl Actor {
     /// out, or, if it failed, the room hears whom they were for.
     fn committed(&mut self, number: u64, result: StoreResult<()>) {
         let released = self.pending.committed(number, result);
-        self.held.flush(&self.conns);
+        self.held.flush(&self.conns, &mut None);
         let mut unsent = Vec::new();
         for (conn, what) in released.messages {
             let message = match what {
@@ -690,10 +728,16 @@ impl Actor {
     }
 
     fn handle(&mut self, event: RoomEvent) {
+        self.handle_in(event, &mut None)
+    }
+
+    /// As `handle`, with the batch's local connection, if any (messages
+    /// handled on their connection's task).
+    fn handle_in(&mut self, event: RoomEvent, local: &mut Option<Local<'_>>) {
         if !matches!(event, RoomEvent::Message { .. } | RoomEvent::Messages { .. }) {
             // A join or a leave changes who held frames are for; other
             // events may reach connections in ways that must come after them.
-            self.held.flush(&self.conns);
+            self.held.flush(&self.conns, local);
         }
         match event {
             RoomEvent::Connect { request, reply } => {
@@ -711,20 +755,17 @@ impl Actor {
             }
             RoomEvent::Open { conn, sink, tags, attachment } => {
                 self.accepted.remove(&conn);
-                if self.auto_response.is_some() {
-                    sink.set_auto_response(self.auto_response.clone());
-                }
                 self.conns.insert(conn, ConnRecord::new(sink, tags, attachment));
                 self.with_room(|room, ctx| room.on_open(ctx, conn));
             }
             RoomEvent::Message { conn, message } => {
                 if self.conns.contains_key(&conn) {
-                    self.with_room(|room, ctx| room.on_message(ctx, conn, message));
+                    self.with_room_in(local, |room, ctx| room.on_message(ctx, conn, message));
                 }
             }
             RoomEvent::Messages { conn, messages } => {
                 if self.conns.contains_key(&conn) {
-                    self.with_room(|room, ctx| {
+                    self.with_room_in(local, |room, ctx| {
                         for message in messages {
                             room.on_message(ctx, conn, message);
                         }
@@ -740,6 +781,7 @@ impl Actor {
                 // Also the end of an accepted connection that never opened.
                 self.accepted.remove(&conn);
                 if let Some(record) = self.conns.remove(&conn) {
+                    self.auto_response.forget(conn);
                     closed.attachment = record.into_attachment();
                     self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));
                 }

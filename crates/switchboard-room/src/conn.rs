@@ -3,12 +3,11 @@
 //! how a message is framed (or compressed, or forwarded to another node) is
 //! the sink's business.
 
-use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 use bytes::Bytes;
-use switchboard_proto::{CloseCode, Message};
+use switchboard_proto::{CloseCode, Message, SendOutcome};
 
 /// A connection's id, unique for the life of the server process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,33 +19,22 @@ impl std::fmt::Display for ConnId {
     }
 }
 
-/// What happened to a message handed to a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// Queued for writing.
-    Queued,
-    /// Queued, but the connection's queue is above its low watermark: the
-    /// peer reads slowly.
-    Backpressure,
-    /// Not queued: the connection is closing, or its queue limit was passed
-    /// and it is being cut off.
-    Dropped,
-}
-
-/// Small messages that go out together, to one connection or to many: a
-/// room's sends of one batch, gathered. A sink that must encode them (a
-/// socket frames them) does it once for every recipient through
-/// [`Run::encoded`].
+/// Messages that go out together, to one connection or to many: a room's
+/// sends of one batch, gathered, or one broadcast. A sink that must encode
+/// them (a socket frames them) does it once for every recipient through
+/// [`Run::encoded`], and once for the recipients that share a second
+/// encoding (compressed frames, say) through [`Run::encoded_keyed`].
 #[derive(Debug)]
 pub struct Run {
     messages: Vec<Message>,
     encoded: OnceLock<Bytes>,
+    keyed: OnceLock<(u64, Bytes)>,
 }
 
 impl Run {
     /// The run of `messages`, in order.
     pub fn new(messages: Vec<Message>) -> Run {
-        Run { messages, encoded: OnceLock::new() }
+        Run { messages, encoded: OnceLock::new(), keyed: OnceLock::new() }
     }
 
     /// The messages, in order.
@@ -64,40 +52,17 @@ impl Run {
     pub fn encoded(&self, encode: impl FnOnce(&[Message]) -> Bytes) -> &Bytes {
         self.encoded.get_or_init(|| encode(&self.messages))
     }
-}
 
-/// A text request the connection layer answers with a text response by
-/// itself, without waking the room (an application-level `ping` → `pong`).
-/// One is shared by every connection of a room.
-#[derive(Debug)]
-pub struct AutoResponse {
-    request: Bytes,
-    response: Bytes,
-    wire: OnceLock<Arc<dyn Any + Send + Sync>>,
-}
-
-impl AutoResponse {
-    /// Answer the exact text `request` with `response`.
-    pub fn new(request: &str, response: &str) -> AutoResponse {
-        AutoResponse { request: Bytes::copy_from_slice(request.as_bytes()), response: Bytes::copy_from_slice(response.as_bytes()), wire: OnceLock::new() }
-    }
-
-    /// The request's text, as bytes.
-    pub fn request(&self) -> &Bytes {
-        &self.request
-    }
-
-    /// The response's text, as bytes.
-    pub fn response(&self) -> &Bytes {
-        &self.response
-    }
-
-    /// The pair in a sink's own form (say, the response framed), made by
-    /// `make` for the first connection that asks and shared by the others.
-    /// A sink should always ask for the same type; another type gets `None`.
-    pub fn wire<T: Any + Send + Sync>(&self, make: impl FnOnce(&AutoResponse) -> T) -> Option<Arc<T>> {
-        let made = self.wire.get_or_init(|| Arc::new(make(self)));
-        made.clone().downcast::<T>().ok()
+    /// The run in a second encoding, which `key` names: made by `encode`
+    /// for the first recipient that asks and shared by the others that ask
+    /// with the same key; a recipient with another key gets its own.
+    pub fn encoded_keyed(&self, key: u64, encode: impl FnOnce(&[Message]) -> Bytes) -> Bytes {
+        let mut encode = Some(encode);
+        let (made_for, bytes) = self.keyed.get_or_init(|| (key, (encode.take().expect("unused"))(&self.messages)));
+        match encode {
+            Some(encode) if *made_for != key => encode(&self.messages),
+            _ => bytes.clone(),
+        }
     }
 }
 
@@ -115,11 +80,95 @@ pub trait ConnSink: Send + Sync + 'static {
     fn send_run(&self, run: &Run) -> SendOutcome;
     /// Starts the closing handshake with `code` and `reason`.
     fn close(&self, code: CloseCode, reason: &str);
-    /// Sets the auto-response the connection layer answers by itself, or
-    /// none.
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>);
-    /// When the connection layer last answered an auto-response request.
-    fn last_auto_response(&self) -> Option<SystemTime>;
+}
+
+/// The connection whose own task runs the room's handlers for its own
+/// messages ([`crate::RoomHandle::try_deliver`]): what the room sends that
+/// connection meanwhile is handed here, straight to it, instead of to its
+/// [`ConnSink`], whose queue exists for other tasks to reach it. Only ever
+/// called while the room's state is held.
+pub trait LocalSink {
+    /// Sends one message.
+    fn send(&mut self, message: &Message) -> SendOutcome;
+    /// Sends small messages, in order.
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome;
+    /// Sends a run of small messages that goes to other connections too.
+    fn send_run(&mut self, run: &Run) -> SendOutcome;
+    /// False when this connection's messages must take its `ConnSink`
+    /// after all (the sink encodes them in a way this one cannot, say
+    /// compressed); the room then sends through the sink.
+    fn is_direct(&self) -> bool {
+        true
+    }
+}
+
+/// A connection's own sink as its local one: sends take the queue, as
+/// from any other task (tests, and callers without a faster way in).
+impl<T: ConnSink + ?Sized> LocalSink for &T {
+    fn send(&mut self, message: &Message) -> SendOutcome {
+        ConnSink::send(*self, message)
+    }
+
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
+        ConnSink::send_all(*self, messages)
+    }
+
+    fn send_run(&mut self, run: &Run) -> SendOutcome {
+        ConnSink::send_run(*self, run)
+    }
+}
+
+/// The local connection during a batch handled on its own task.
+pub(crate) struct Local<'a> {
+    pub(crate) conn: ConnId,
+    pub(crate) sink: &'a mut dyn LocalSink,
+}
+
+impl Local<'_> {
+    /// A shorter borrow of the same, for one handler call.
+    pub(crate) fn reborrow(&mut self) -> Local<'_> {
+        Local { conn: self.conn, sink: &mut *self.sink }
+    }
+}
+
+/// Where a message for one connection goes: its queue, or straight to it
+/// when it is the local connection.
+pub(crate) enum Target<'s> {
+    Queue(&'s dyn ConnSink),
+    Local(&'s mut dyn LocalSink),
+}
+
+impl Target<'_> {
+    pub(crate) fn send(self, message: &Message) -> SendOutcome {
+        match self {
+            Target::Queue(sink) => sink.send(message),
+            Target::Local(sink) => sink.send(message),
+        }
+    }
+
+    pub(crate) fn send_all(self, messages: &[Message]) -> SendOutcome {
+        match self {
+            Target::Queue(sink) => sink.send_all(messages),
+            Target::Local(sink) => sink.send_all(messages),
+        }
+    }
+
+    pub(crate) fn send_run(self, run: &Run) -> SendOutcome {
+        match self {
+            Target::Queue(sink) => sink.send_run(run),
+            Target::Local(sink) => sink.send_run(run),
+        }
+    }
+}
+
+/// Where a message for `conn` goes, if it is open.
+#[inline]
+pub(crate) fn target<'s>(conns: &'s BTreeMap<ConnId, ConnRecord>, local: &'s mut Option<Local<'_>>, conn: ConnId) -> Option<Target<'s>> {
+    let record = conns.get(&conn)?;
+    Some(match local {
+        Some(local) if local.conn == conn => Target::Local(&mut *local.sink),
+        _ => Target::Queue(&*record.sink),
+    })
 }
 
 /// A shared sink, e.g. a fake kept by a test to see what the room sent.
@@ -138,14 +187,6 @@ impl<T: ConnSink + ?Sized> ConnSink for Arc<T> {
 
     fn close(&self, code: CloseCode, reason: &str) {
         (**self).close(code, reason)
-    }
-
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
-        (**self).set_auto_response(auto)
-    }
-
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        (**self).last_auto_response()
     }
 }
 
@@ -221,15 +262,5 @@ mod tests {
             assert_eq!(&encoded[..], b"ab");
         }
         assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn an_auto_response_keeps_one_wire_form() {
-        let auto = AutoResponse::new("ping", "pong");
-        let first = auto.wire(|a| (a.request().clone(), a.response().len())).unwrap();
-        let second = auto.wire(|_| unreachable!("made once")).unwrap();
-        assert!(Arc::ptr_eq(&first, &second));
-        assert_eq!(*first, (Bytes::from_static(b"ping"), 4));
-        assert!(auto.wire(|_| 0u8).is_none(), "another type is not the wire form");
     }
 }

@@ -3,14 +3,15 @@
 //! batch of events (see the `storage` module); nothing here waits.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Store, Write};
 
-use crate::conn::{AutoResponse, ConnId, ConnRecord, Run, SendOutcome, MAX_ATTACHMENT_LEN};
+use crate::auto_response::{AutoResponse, AutoResponses};
+use crate::conn::{target, ConnId, ConnRecord, Local, Run, Target, MAX_ATTACHMENT_LEN};
 use crate::storage::{RoomStorage, WriteBehind};
+use crate::SendOutcome;
 
 /// A room's view of its world during one handler call.
 pub struct Ctx<'a> {
@@ -18,9 +19,12 @@ pub struct Ctx<'a> {
     pub(crate) conns: &'a mut BTreeMap<ConnId, ConnRecord>,
     pub(crate) store: &'a dyn Store,
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
-    pub(crate) auto_response: &'a mut Option<Arc<AutoResponse>>,
+    pub(crate) auto_response: &'a AutoResponses,
     pub(crate) held: &'a mut Held,
     pub(crate) pending: &'a mut WriteBehind,
+    /// The connection whose own task runs this batch, if one does: what is
+    /// sent to it goes straight to it.
+    pub(crate) local: Option<Local<'a>>,
 }
 
 /// Small messages held back until the end of the room's batch of events or
@@ -71,7 +75,7 @@ pub const HOLD_THRESHOLD: usize = 1024;
 impl Held {
     /// Queues the held frames on every connection they are for; holds
     /// nothing after.
-    pub(crate) fn flush(&mut self, conns: &BTreeMap<ConnId, ConnRecord>) {
+    pub(crate) fn flush(&mut self, conns: &BTreeMap<ConnId, ConnRecord>, local: &mut Option<Local<'_>>) {
         let to = std::mem::take(&mut self.to);
         if self.messages.is_empty() {
             return;
@@ -80,15 +84,15 @@ impl Held {
         match to {
             HeldFor::All { except } => {
                 let run = Run::new(std::mem::take(&mut self.messages));
-                fan_out(conns, |sink| sink.send_run(&run), |id| Some(id) != except);
+                fan_out(conns, local, |sink| sink.send_run(&run), |id| Some(id) != except);
                 // The list's memory is kept for the room's next run.
                 self.messages = run.into_messages();
             }
             HeldFor::One { conn, .. } => {
                 // A dropped run needs no report: the connection is being cut
                 // off, and the room hears of it as a close.
-                if let Some(record) = conns.get(&conn) {
-                    record.sink.send_all(&self.messages);
+                if let Some(target) = target(conns, local, conn) {
+                    target.send_all(&self.messages);
                 }
             }
             HeldFor::Nobody => unreachable!("messages are held for someone"),
@@ -119,9 +123,24 @@ impl Held {
 }
 
 /// Hands something to every connection `to` picks, in id order, with
-/// `send`. Returns how many queued it.
-fn fan_out(conns: &BTreeMap<ConnId, ConnRecord>, send: impl Fn(&dyn crate::ConnSink) -> SendOutcome, mut to: impl FnMut(ConnId) -> bool) -> usize {
-    conns.iter().filter(|(id, _)| to(**id)).filter(|(_, c)| send(&*c.sink) != SendOutcome::Dropped).count()
+/// `send` (the local connection straight). Returns how many queued it.
+fn fan_out(
+    conns: &BTreeMap<ConnId, ConnRecord>,
+    local: &mut Option<Local<'_>>,
+    send: impl Fn(Target<'_>) -> SendOutcome,
+    mut to: impl FnMut(ConnId) -> bool,
+) -> usize {
+    let mut queued = 0;
+    for (id, record) in conns.iter().filter(|(id, _)| to(**id)) {
+        let target = match local {
+            Some(local) if local.conn == *id => Target::Local(&mut *local.sink),
+            _ => Target::Queue(&*record.sink),
+        };
+        if send(target) != SendOutcome::Dropped {
+            queued += 1;
+        }
+    }
+    queued
 }
 
 /// A message to send: owned (held without a copy of its handle) or
@@ -194,10 +213,10 @@ impl Ctx<'_> {
                 return outcome;
             }
         }
-        held.flush(self.conns);
-        let Some(record) = self.conns.get(&conn) else { return SendOutcome::Dropped };
+        held.flush(self.conns, &mut self.local);
+        let Some(target) = target(self.conns, &mut self.local, conn) else { return SendOutcome::Dropped };
         let message = message.message();
-        let outcome = record.sink.send(message);
+        let outcome = target.send(message);
         if message.payload().len() <= HOLD_THRESHOLD {
             // Nothing held yet: this records whom the next sends may join.
             held.to = HeldFor::One { conn, outcome };
@@ -222,10 +241,12 @@ impl Ctx<'_> {
             held.hold(to, message);
             return recipients;
         }
-        held.flush(self.conns);
+        held.flush(self.conns, &mut self.local);
         if message.message().payload().len() > HOLD_THRESHOLD || recipients == 0 {
-            // A large payload is shared by the queues as it is.
-            return fan_out(self.conns, |sink| sink.send(message.message()), |id| Some(id) != except);
+            // A large payload goes now, as a run of one: the queues share it
+            // (and a sink that compresses does so once for all).
+            let run = Run::new(vec![message.into_message()]);
+            return fan_out(self.conns, &mut self.local, |sink| sink.send_run(&run), |id| Some(id) != except);
         }
         held.hold(to, message);
         recipients
@@ -235,16 +256,14 @@ impl Ctx<'_> {
     /// order, encoding it once, now (after any held broadcasts). Returns how
     /// many connections queued it.
     pub fn broadcast_where(&mut self, message: &Message, mut to: impl FnMut(ConnId) -> bool) -> usize {
-        self.held.flush(self.conns);
-        // A small message as a run of one: encoded once and shared, where
-        // each queue would copy it.
-        let run = (message.payload().len() <= HOLD_THRESHOLD).then(|| Run::new(vec![message.clone()]));
-        let send = |sink: &dyn crate::ConnSink| match &run {
-            Some(run) => sink.send_run(run),
-            None => sink.send(message),
-        };
+        self.held.flush(self.conns, &mut self.local);
+        // A run of one: encoded once and shared (a small message, which
+        // each queue would copy; a large one, which a compressing sink
+        // would compress for each).
+        let run = Run::new(vec![message.clone()]);
+        let send = |sink: Target<'_>| sink.send_run(&run);
         if !self.pending.any_waiting() {
-            return fan_out(self.conns, send, to);
+            return fan_out(self.conns, &mut self.local, send, to);
         }
         // Connections waiting for a reply after a commit get it behind that.
         let pending = &mut *self.pending;
@@ -253,7 +272,13 @@ impl Ctx<'_> {
             if pending.is_waiting(*id) {
                 pending.queue_behind(*id, message.clone());
                 queued += 1;
-            } else if send(&*record.sink) != SendOutcome::Dropped {
+                continue;
+            }
+            let target = match &mut self.local {
+                Some(local) if local.conn == *id => Target::Local(&mut *local.sink),
+                _ => Target::Queue(&*record.sink),
+            };
+            if send(target) != SendOutcome::Dropped {
                 queued += 1;
             }
         }
@@ -262,7 +287,7 @@ impl Ctx<'_> {
 
     /// Starts closing a connection.
     pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
-        self.held.flush(self.conns);
+        self.held.flush(self.conns, &mut self.local);
         if let Some(record) = self.conns.get(&conn) {
             record.sink.close(code, reason);
         }
@@ -304,7 +329,7 @@ impl Ctx<'_> {
     /// [`crate::Room::on_commit_failed`] is told whom it was for.
     pub fn send_after_commit(&mut self, conn: ConnId, message: Message) {
         // What the room sent before goes first.
-        self.held.flush(self.conns);
+        self.held.flush(self.conns, &mut self.local);
         if let Some(message) = self.pending.defer(conn, message) {
             self.send(conn, &message);
         }
@@ -329,20 +354,17 @@ impl Ctx<'_> {
         self.alarms.iter().map(|(n, at)| (n.as_str(), *at))
     }
 
-    /// Makes the connection layer answer the exact text `request` with
-    /// `response` on every connection of this room, without waking the room
-    /// (e.g. an application-level `ping` → `pong`). `None` turns it off.
+    /// Makes the reader of every connection of this room answer the exact
+    /// text `request` with `response` by itself, without this room's
+    /// handlers and without waking the room (e.g. an application-level
+    /// `ping` → `pong`). `None` turns it off.
     pub fn set_auto_response(&mut self, pair: Option<(&str, &str)>) {
-        let auto = pair.map(|(request, response)| Arc::new(AutoResponse::new(request, response)));
-        for record in self.conns.values() {
-            record.sink.set_auto_response(auto.clone());
-        }
-        *self.auto_response = auto;
+        self.auto_response.set(pair.map(|(request, response)| AutoResponse::new(request, response)));
     }
 
-    /// When the connection layer last answered an auto-response for `conn`.
+    /// When `conn`'s reader last answered it with the auto-response.
     pub fn last_auto_response(&self, conn: ConnId) -> Option<SystemTime> {
-        self.conns.get(&conn).and_then(|c| c.sink.last_auto_response())
+        self.auto_response.last_answered(conn)
     }
 }
 

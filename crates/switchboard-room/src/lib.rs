@@ -17,6 +17,7 @@
 //! the event.
 
 mod actor;
+mod auto_response;
 mod census;
 mod conn;
 mod context;
@@ -26,11 +27,12 @@ mod storage;
 pub mod testing;
 
 pub use actor::{spawn_room, spawn_room_notifying, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
+pub use auto_response::AutoResponse;
 pub use census::RoomCensus;
-pub use conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome, MAX_ATTACHMENT_LEN};
+pub use conn::{ConnId, ConnSink, LocalSink, Run, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};
 pub use name::{RoomId, RoomKind, RoomName, MAX_KIND_LEN, MAX_ROOM_ID_LEN};
 pub use room::{Closed, ConnectRequest, Decision, Geo, Identity, Published, Room, RoomFactory, RoomRequest, RoomResponse};
 pub use storage::RoomStorage;
-pub use switchboard_proto::{CloseCode, Message};
+pub use switchboard_proto::{CloseCode, Message, SendOutcome};
 pub use switchboard_store::{StoreError, StoreResult, Write};

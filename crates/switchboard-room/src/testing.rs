@@ -31,16 +31,17 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Batch, Committed, Flushed, MemoryStore, Store, StoreError, StoreResult};
 
 use crate::actor::{RoomEvent, RoomHandle, RoomStats};
-use crate::conn::{AutoResponse, ConnId, ConnSink, Run, SendOutcome};
+use crate::conn::{ConnId, ConnSink, Run};
 use crate::name::{RoomId, RoomKind, RoomName};
 use crate::room::{Closed, ConnectRequest, Decision, RoomFactory, RoomRequest, RoomResponse};
+use crate::SendOutcome;
 use crate::{spawn_room, RoomConfig};
 
 /// One room of a kind, on its real actor, with an in-memory store unless
@@ -360,11 +361,5 @@ impl ConnSink for RecordingSink {
 
     fn close(&self, code: CloseCode, reason: &str) {
         *self.closed.lock().expect("not poisoned") = Some((code, reason.to_owned()));
-    }
-
-    fn set_auto_response(&self, _auto: Option<Arc<AutoResponse>>) {}
-
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        None
     }
 }

@@ -31,7 +31,7 @@ impl Room for Counter {
         ctx.send(conn, Message::text(format!("hello {name}, the count is {}", self.value)));
         // Alarms are stored durably and fire after a restart too.
         ctx.set_alarm("nightly-reset", SystemTime::now() + Duration::from_secs(86_400));
-        // Answered by the connection layer, without waking the room.
+        // Answered on each connection's own task, without waking the room.
         ctx.set_auto_response(Some(("ping", "pong")));
     }
 

@@ -16,6 +16,7 @@ mod clicks_edge;
 mod client_ip;
 mod drain;
 mod edge;
+mod framing;
 mod geo;
 mod http;
 mod kinds;
@@ -36,6 +37,7 @@ mod service;
 mod timed_store;
 mod tls;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -58,7 +60,7 @@ pub use origin::{BadOrigin, OriginPolicy};
 pub use publish::PublishKey;
 pub use routes::{is_kind_name, ApiRoute, RoomId, RoomKind, Route, RouteError};
 pub use switchboard_apps::{call, AppsConfig, CallConfig, ChatConfig};
-pub use switchboard_net::NetConfig;
+pub use switchboard_net::{DeflateOptions, NetConfig, Policy};
 pub use switchboard_room::RoomConfig;
 pub use tls::{check_files as check_tls_files, log_reload as log_tls_reload, TlsFiles, TlsReloader};
 
@@ -79,6 +81,9 @@ pub struct ServerConfig {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
     /// (and, in `trusted-header` auth mode, the identity header).
     pub trusted_proxies: TrustedProxies,
+    /// permessage-deflate policy per room kind, where it differs from the
+    /// server's (`net.deflate.policy`); see docs/compression.md.
+    pub compression_kinds: BTreeMap<String, Policy>,
     /// Limits, `Origin` allow-lists, HTTP body timeout, publish key.
     pub edge: EdgeConfig,
     /// How a drain ([`StopRequest::Drain`]) is timed.
@@ -228,6 +233,9 @@ impl Server {
     /// 503, the listener closes after the grace period, connections still
     /// open after the drain timeout are closed with 1001).
     pub async fn run_until(self, requests: watch::Receiver<StopRequest>) {
+        for kind in self.config.compression_kinds.keys().filter(|kind| !self.kinds.contains_key(*kind)) {
+            tracing::warn!(kind, "a compression policy is set for a room kind this server does not have");
+        }
         let net_stats = Arc::new(switchboard_net::NetStats::new());
         let metrics = metrics::Metrics::new(net_stats.clone(), self.edge_stats.clone());
         let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
@@ -263,6 +271,7 @@ impl Server {
             auth,
             trusted_proxies: self.config.trusted_proxies,
             call_ice: Arc::new(self.config.apps.call.ice.clone()),
+            compression_kinds: self.config.compression_kinds,
             limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
             origins: self.origins,
             http: Arc::new(http),

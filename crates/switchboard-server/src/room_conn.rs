@@ -1,13 +1,17 @@
 //! A WebSocket connection joined to a room: the two small adapters between
 //! the connection layer and the room layer.
 //!
-//! [`RoomConnection`] is the connection's `Handler`: it hands messages to
-//! the room (handled at once on this connection's task when the room is
-//! free, queued in its mailbox otherwise) and the end of the connection to
-//! the room's mailbox. [`SocketSink`] is
+//! [`RoomConnection`] is the connection's `Handler`: it answers the room's
+//! auto-response request itself, hands every other message to the room
+//! (handled at once on this connection's task when the room is free, queued
+//! in its mailbox otherwise) and the end of the connection to the room's
+//! mailbox. [`SocketSink`] is
 //! the room's `ConnSink`: it frames the room's messages and puts them on
-//! the connection's outbound queue. A connection admitted with a token is
-//! closed when the token expires.
+//! the connection's outbound queue, for other tasks. [`OwnTask`] is the
+//! room's `LocalSink` while the room handles a read's messages on the
+//! connection's own task: what the room sends this connection then goes
+//! straight into its engine's output buffer. A connection admitted with a
+//! token is closed when the token expires.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -18,19 +22,26 @@ use std::time::{Duration, SystemTime};
 
 use crate::access_log;
 use crate::auth::TOKEN_EXPIRED_CLOSE;
+use crate::framing::Framing;
 use crate::limits::ConnPermit;
 use bytes::Bytes;
-use switchboard_net::{Handler, Outbound, Outbox, Push, Traffic};
-use switchboard_proto::frame::{append_frame, encode_frame, DataOp, OpCode, SharedFrame, MAX_HEADER_LEN};
+use switchboard_net::{Handler, Outbound, Outbox, Traffic};
+use switchboard_proto::connection::ConnectionClosed;
+use switchboard_proto::frame::{append_frame, DataOp, OpCode, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{AutoResponse, Closed, ConnId, ConnSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
-/// messages (a run once for all its recipients) and queues them. It holds
-/// the connection's place in the limits, given back when the room lets go
-/// of the connection.
-pub(crate) struct SocketSink(Arc<Outbound>, #[allow(dead_code)] ConnPermit, #[allow(dead_code)] Option<ExpiryTimer>);
+/// messages (a run once for all its recipients, see `framing`) and queues
+/// them. It holds the connection's place in the limits, given back when the
+/// room lets go of the connection, and a token's expiry timer.
+pub(crate) struct SocketSink {
+    outbound: Arc<Outbound>,
+    framing: Framing,
+    _permit: ConnPermit,
+    _expiry: Option<ExpiryTimer>,
+}
 
 /// The task that closes a token-authenticated connection when its token
 /// expires; it lives with the room's sink, so it ends when the room lets
@@ -61,48 +72,82 @@ fn encode_run(messages: &[Message]) -> Bytes {
     Bytes::from(frames)
 }
 
-/// The auto-response as net answers it: the request's text and the
-/// response's whole frame.
-type WirePair = (Bytes, Bytes);
-
-impl SocketSink {
-    fn push(&self, frame: &SharedFrame) -> SendOutcome {
-        match self.0.push(frame) {
-            Push::Queued => SendOutcome::Queued,
-            Push::Backpressure => SendOutcome::Backpressure,
-            Push::Dropped => SendOutcome::Dropped,
-        }
-    }
-}
-
 impl ConnSink for SocketSink {
     fn send(&self, message: &Message) -> SendOutcome {
-        // The header is made here; the queue copies a small payload and
-        // shares a large one.
-        self.push(&SharedFrame::new(data_op(message), false, message.payload()))
+        self.framing.send(&self.outbound, message)
     }
 
     fn send_all(&self, messages: &[Message]) -> SendOutcome {
-        self.push(&SharedFrame::run(encode_run(messages)))
+        self.framing.send_all(&self.outbound, messages)
     }
 
     fn send_run(&self, run: &Run) -> SendOutcome {
-        self.push(&SharedFrame::run(run.encoded(encode_run).clone()))
+        self.framing.send_run(&self.outbound, run)
     }
 
     fn close(&self, code: CloseCode, reason: &str) {
-        self.0.close(code.as_u16(), reason)
+        self.outbound.close(code.as_u16(), reason)
+    }
+}
+
+/// The room's way straight into this connection while it handles the
+/// connection's messages on its task (`RoomHandle::try_deliver`, under the
+/// room's lock). Messages are framed into the engine's output buffer, with
+/// no queue, lock or wake-up; only the first send first takes what other
+/// tasks queued before (`Outbox::catch_up`), so nothing overtakes it.
+/// A connection that negotiated compression is not `direct`: its messages
+/// take the sink, whose framing compresses them.
+struct OwnTask<'o, 'a> {
+    out: &'o mut Outbox<'a>,
+    caught_up: bool,
+    direct: bool,
+}
+
+impl<'a> OwnTask<'_, 'a> {
+    #[inline]
+    fn out(&mut self) -> &mut Outbox<'a> {
+        if !self.caught_up {
+            self.caught_up = true;
+            self.out.catch_up();
+        }
+        self.out
+    }
+}
+
+fn outcome(sent: Result<(), ConnectionClosed>) -> SendOutcome {
+    match sent {
+        Ok(()) => SendOutcome::Queued,
+        Err(ConnectionClosed) => SendOutcome::Dropped,
+    }
+}
+
+impl LocalSink for OwnTask<'_, '_> {
+    fn send(&mut self, message: &Message) -> SendOutcome {
+        outcome(self.out().send_uncompressed(std::slice::from_ref(message)))
     }
 
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
-        // Framed once per room, shared by its connections.
-        let pair = auto.and_then(|auto| auto.wire::<WirePair>(|a| (a.request().clone(), encode_frame(OpCode::Data(DataOp::Text), false, a.response()))));
-        self.0.set_auto_response(pair)
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
+        outcome(self.out().send_uncompressed(messages))
     }
 
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        self.0.last_auto_response()
+    fn send_run(&mut self, run: &Run) -> SendOutcome {
+        // Framed once for every recipient of the run, this one included.
+        outcome(self.out().send_frames(run.encoded(encode_run).clone()))
     }
+
+    fn is_direct(&self) -> bool {
+        self.direct
+    }
+}
+
+/// Whether a connection is open in its room. A connection that negotiated
+/// compression is open `Compressing`: the room's replies to it take the
+/// sink, which compresses them, rather than the engine's plain path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    No,
+    Plain,
+    Compressing,
 }
 
 /// A connection accepted into a room.
@@ -119,7 +164,9 @@ pub(crate) struct RoomConnection {
     /// Tags, attachment and place in the limits, until `on_open` hands
     /// them to the room (boxed: needed once).
     joining: Option<Box<Joining>>,
-    opened: bool,
+    /// Whether the room has the connection open, and how its replies
+    /// leave (one byte: this struct is in every connection).
+    opened: Opened,
     /// Messages of the current read, sent to the room as one event.
     pending: Vec<Message>,
     /// Longest wait in milliseconds for the room to process our close
@@ -149,7 +196,7 @@ impl RoomConnection {
         let joining = Some(Box::new(joining));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
         let started_ms = access_log::session_clock_ms();
-        RoomConnection { room, conn, joining, opened: false, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
+        RoomConnection { room, conn, joining, opened: Opened::No, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
     }
 }
 
@@ -170,17 +217,25 @@ impl Handler for RoomConnection {
         let Some(joining) = self.joining.take() else { return };
         let Joining { tags, attachment, permit, expires } = *joining;
         let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
-        let sink = Box::new(SocketSink(out.outbound(), permit, expiry));
-        self.opened = self.room.open(self.conn, sink, tags, attachment).await.is_ok();
-        if !self.opened {
+        let deflate = out.take_outgoing_deflate();
+        let compressing = deflate.is_some();
+        let framing = Framing::new(deflate);
+        let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry });
+        self.opened = match self.room.open(self.conn, sink, tags, attachment).await {
+            Ok(_) if compressing => Opened::Compressing,
+            Ok(_) => Opened::Plain,
+            Err(_) => Opened::No,
+        };
+        if self.opened == Opened::No {
             out.close(CloseCode::TRY_AGAIN_LATER, "room unavailable");
         }
     }
 
-    /// Gathers the message for the read's batch, unless it completes one:
-    /// that one goes through `on_message`, which sends the batch.
+    /// Gathers the message for the read's batch, unless it completes one
+    /// or is the room's auto-response request: those go through
+    /// `on_message`, which sends the batch or answers the request.
     fn take_message(&mut self, message: Message) -> Result<(), Message> {
-        if self.pending.len() + 1 >= MAX_BATCH {
+        if self.pending.len() + 1 >= MAX_BATCH || self.room.is_auto_request(&message) {
             return Err(message);
         }
         if self.pending.capacity() == 0 {
@@ -195,8 +250,22 @@ impl Handler for RoomConnection {
     // Not `async fn`s: the work is done before the future is made, and the
     // future holds only the rare wait for a full mailbox.
     fn on_message(&mut self, message: Message, mut out: Outbox<'_>) -> impl Future<Output = ()> + Send {
-        self.pending.push(message);
-        let waiting = if self.pending.len() >= MAX_BATCH { self.forward(&mut out) } else { None };
+        let waiting = match self.room.auto_answer(self.conn, &message) {
+            // Answered here, on the connection's own task: the room, awake
+            // or hibernated, is not involved.
+            Some(response) => {
+                let _ = out.send(&response);
+                None
+            }
+            None => {
+                self.pending.push(message);
+                if self.pending.len() >= MAX_BATCH {
+                    self.forward(&mut out)
+                } else {
+                    None
+                }
+            }
+        };
         Delivery { waiting, out }
     }
 
@@ -207,12 +276,12 @@ impl Handler for RoomConnection {
 
     async fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) {
         self.close_code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
-        if !self.opened {
+        if self.opened == Opened::No {
             return;
         }
         // Messages read before the close or the error reach the room first.
         let _ = self.room.deliver(self.conn, std::mem::take(&mut self.pending)).await;
-        self.opened = false;
+        self.opened = Opened::No;
         if !clean && code != Some(CloseCode::ABNORMAL) {
             let _ = self.room.error(self.conn, reason.to_owned()).await;
         }
@@ -243,7 +312,7 @@ impl RoomConnection {
         if messages.is_empty() {
             return None;
         }
-        match self.room.try_deliver(self.conn, messages) {
+        match self.room.try_deliver(self.conn, messages, &mut OwnTask { out, caught_up: false, direct: self.opened != Opened::Compressing }) {
             Ok(()) => None,
             Err(TryDeliverError::Full(messages)) => {
                 let (room, conn) = (&self.room, self.conn);
@@ -285,7 +354,7 @@ impl Drop for RoomConnection {
         // The task ended without on_close (it panicked, or the runtime is
         // stopping), or the connection was accepted and never opened (the
         // 101 could not be written): make sure the room forgets it.
-        if !self.opened && self.joining.is_none() {
+        if self.opened == Opened::No && self.joining.is_none() {
             return;
         }
         let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "connection task ended".into(), clean: false, attachment: None };

@@ -2,6 +2,7 @@
 //! client is, then the room decides, both before the 101), everything else
 //! to the HTTP routes.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_apps::call::IceConfig;
-use switchboard_net::{Accept, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
+use switchboard_net::{Accept, Policy, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
 use crate::auth::{self, Gate, Presented};
@@ -34,6 +35,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) trusted_proxies: TrustedProxies,
     /// The call's ICE servers, for `GET /api/call/ice`.
     pub(crate) call_ice: Arc<IceConfig>,
+    /// Room kinds whose permessage-deflate policy is not the server's.
+    pub(crate) compression_kinds: BTreeMap<String, Policy>,
     /// Per-IP and server-wide connection limits.
     pub(crate) limits: Arc<EdgeLimits>,
     /// Which pages may open WebSockets to which kinds.
@@ -101,7 +104,8 @@ impl Service for SwitchboardService {
                     let marker = admitted.via_protocol.then(|| info.request.select_protocol(&[auth::TOKEN_PROTOCOL])).flatten();
                     let protocol = info.request.select_protocol(&supported).or(marker).map(str::to_owned);
                     let handler = RoomConnection::new(room, conn, Joining { tags, attachment, permit, expires: admitted.expires }, self.close_wait, ip);
-                    return Ok(Accept { handler, protocol });
+                    let compression = self.compression_kinds.get(kind.as_str()).copied();
+                    return Ok(Accept { handler, protocol, compression });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal::new(status, reason)),
                 Err(RoomGone) => continue,

@@ -50,6 +50,24 @@ pub mod text {
     }
 }
 
+/// `#[serde(with = "duration::text_or_zero")]`: like [`text`], and `"0s"`
+/// for none at all.
+pub mod text_or_zero {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = if duration.is_zero() { "0s".to_owned() } else { super::format_duration(*duration) };
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_duration_or_zero(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Like [`parse_duration`], and `0s` (or `0ms`, ...) for none at all.
 pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     let zero = text.trim().trim_start_matches('0');

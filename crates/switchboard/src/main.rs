@@ -3,6 +3,7 @@
 
 mod accounts_cmd;
 mod auth_args;
+mod compression_args;
 mod config_file;
 mod duration;
 mod edge_args;
@@ -26,11 +27,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use switchboard_server::{DrainConfig, IpNet, Server, ServerConfig, StopRequest};
+use switchboard_server::{IpNet, Server, ServerConfig, StopRequest};
 use tokio::sync::watch;
 
 use crate::secret::Secret;
-use crate::settings::{parse_count, parse_network, parse_stun_url, parse_turn_ttl, parse_turn_url, Settings};
+use crate::settings::{parse_count, parse_network, parse_stun_url, parse_turn_ttl, parse_turn_url, LogFormat, Settings};
 
 /// A self-hosted realtime server: WebSocket rooms as durable actors.
 #[derive(Parser)]
@@ -156,30 +157,28 @@ struct ServeArgs {
     #[command(flatten)]
     edge: edge_args::EdgeArgs,
     #[command(flatten)]
+    compression: compression_args::CompressionArgs,
+    #[command(flatten)]
     ops: OpsArgs,
 }
 
-/// Draining and logs (docs/operations.md).
+/// Draining and logs (docs/operations.md; `[drain]` and `log_format`).
 #[derive(clap::Args)]
 struct OpsArgs {
     /// On SIGTERM, how long the listener keeps accepting after /readyz
-    /// turned 503, so load balancers stop sending clients first (0s: none).
-    #[arg(long, default_value = "5s", value_parser = duration::parse_duration_or_zero)]
-    drain_grace: Duration,
+    /// turned 503, so load balancers stop sending clients first (0s: none)
+    /// [default: 5s].
+    #[arg(long, env = "SWITCHBOARD_DRAIN_GRACE", value_parser = duration::parse_duration_or_zero)]
+    drain_grace: Option<Duration>,
     /// On SIGTERM, how long open connections may stay after the listener
-    /// closed; those left are then closed with 1001 (0s: at once).
-    #[arg(long, default_value = "20s", value_parser = duration::parse_duration_or_zero)]
-    drain_timeout: Duration,
+    /// closed; those left are then closed with 1001 (0s: at once)
+    /// [default: 20s].
+    #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT", value_parser = duration::parse_duration_or_zero)]
+    drain_timeout: Option<Duration>,
     /// Log lines as human-readable text, or as one JSON object per line
-    /// for log shippers.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+    /// for log shippers [default: text].
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 /// The chat room kind's limits (`[kinds.chat]`).
@@ -277,6 +276,9 @@ impl ServeArgs {
         set_list(&mut s.geo_dbs, &self.geo_dbs);
         set_list(&mut s.trusted_proxies, &self.trusted_proxies);
         set(&mut s.huge_pages, &self.huge_pages);
+        set(&mut s.log_format, &self.ops.log_format);
+        set(&mut s.drain.grace, &self.ops.drain_grace);
+        set(&mut s.drain.timeout, &self.ops.drain_timeout);
         let chat = &mut s.kinds.chat;
         set(&mut chat.max_users, &self.chat.chat_max_users);
         set(&mut chat.max_length, &self.chat.chat_max_length);
@@ -301,13 +303,12 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(match &cli.command {
-        Command::Serve(args) => args.ops.log_format,
-        Command::Config(_) | Command::Token { .. } | Command::Accounts { .. } => LogFormat::Text,
-    });
     match cli.command {
         Command::Serve(args) => match args.settings() {
-            Ok(settings) => run(settings, &args),
+            Ok(settings) => {
+                init_logs(settings.log_format);
+                run(settings, &args)
+            }
             Err(e) => {
                 eprintln!("switchboard: {e}");
                 ExitCode::FAILURE
@@ -336,26 +337,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Token { account, ttl, jwt_secret_file, data_dir } => print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir),
-        Command::Accounts { data_dir, action } => accounts_cmd::run(&data_dir, action),
+        Command::Token { account, ttl, jwt_secret_file, data_dir } => {
+            init_logs(LogFormat::Text);
+            print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir)
+        }
+        Command::Accounts { data_dir, action } => {
+            init_logs(LogFormat::Text);
+            accounts_cmd::run(&data_dir, action)
+        }
     }
 }
 
 /// Starts the server with the effective settings (and the flags that
-/// have no key in the file yet: the edge's limits, draining, logs).
+/// have no key in the file yet: identity at the edge, the edge's limits).
 fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
     if !settings.huge_pages {
         huge_pages::disable();
     }
     let mut config = match settings.server_config() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("switchboard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    config.edge = match args.edge.config() {
-        Ok(edge) => edge,
         Err(e) => {
             eprintln!("switchboard: {e}");
             return ExitCode::FAILURE;
@@ -372,7 +372,15 @@ fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
         eprintln!("switchboard: {e}");
         return ExitCode::FAILURE;
     }
-    config.drain = DrainConfig { grace: args.ops.drain_grace, timeout: args.ops.drain_timeout };
+    config.edge = match args.edge.config() {
+        Ok(edge) => edge,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    args.compression.apply(&mut config);
+
     let ice = &config.apps.call.ice;
     tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -415,6 +423,11 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the address lines: whoever reads them may send SIGHUP at once,
+    // and without the handler it would stop the process.
+    if let (Some(reloader), Some(cert)) = (server.tls_reloader(), tls_cert) {
+        sighup::reload_tls_on_sighup(reloader, cert);
+    }
     // Tests and scripts read these lines to learn the ports; the plain
     // listener's comes first.
     println!("switchboard listening on http://{addr}");
@@ -429,9 +442,6 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
     }
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "try: new WebSocket('ws://{addr}/rooms/echo/x')");
-    if let (Some(reloader), Some(cert)) = (server.tls_reloader(), tls_cert) {
-        sighup::reload_tls_on_sighup(reloader, cert);
-    }
 
     let (stop_tx, stop_rx) = watch::channel(StopRequest::Serve);
     tokio::spawn(forward_signals(stop_tx));

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use switchboard_server::call::ice::{check_url, DEFAULT_TURN_TTL};
 use switchboard_server::call::{IceConfig, TurnSecret};
-use switchboard_server::{CallConfig, ChatConfig, GeoDb, IpNet, ServerConfig, TlsFiles, TrustedProxies};
+use switchboard_server::{CallConfig, ChatConfig, DrainConfig, GeoDb, IpNet, ServerConfig, TlsFiles, TrustedProxies};
 
 use crate::duration;
 use crate::secret::Secret;
@@ -38,6 +38,8 @@ pub struct Settings {
     pub hibernate_after: Duration,
     /// Keep the kernel's transparent huge pages.
     pub huge_pages: bool,
+    /// Log lines as text or JSON.
+    pub log_format: LogFormat,
     /// MaxMind-format databases, first match wins.
     pub geo_dbs: Vec<PathBuf>,
     /// Proxies whose forwarding headers name the client.
@@ -45,6 +47,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// Heartbeat of WebSocket connections.
     pub connections: Connections,
+    /// How a SIGTERM drains.
+    pub drain: Drain,
     /// The HTTPS / `wss://` listener.
     pub tls: Tls,
     /// Settings per room kind.
@@ -59,12 +63,43 @@ impl Default for Settings {
             memory: false,
             hibernate_after: Duration::from_secs(10),
             huge_pages: false,
+            log_format: LogFormat::Text,
             geo_dbs: Vec::new(),
             trusted_proxies: Vec::new(),
             connections: Connections::default(),
+            drain: Drain::default(),
             tls: Tls::default(),
             kinds: Kinds::default(),
         }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `[drain]`: what a SIGTERM does (docs/configuration.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Drain {
+    /// How long the listener keeps accepting after /readyz turned 503.
+    #[serde(with = "duration::text_or_zero")]
+    pub grace: Duration,
+    /// How long open connections may stay after the listener closed.
+    #[serde(with = "duration::text_or_zero")]
+    pub timeout: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Drain {
+        let drain = DrainConfig::default();
+        Drain { grace: drain.grace, timeout: drain.timeout }
     }
 }
 
@@ -230,6 +265,7 @@ impl Settings {
             ChatConfig { max_users: chat.max_users, max_length: chat.max_length, per_second: chat.rate, burst: chat.burst, history: chat.history };
         config.apps.call = self.call_config()?;
         config.trusted_proxies = TrustedProxies::new(self.trusted_proxies.clone());
+        config.drain = DrainConfig { grace: self.drain.grace, timeout: self.drain.timeout };
         config.geo = load_geo(&self.geo_dbs);
         if let (Some(listen), Some(cert), Some(key)) = (self.tls.listen, &self.tls.cert, &self.tls.key) {
             config.tls = Some(TlsFiles { listen, cert: cert.clone(), key: key.clone() });

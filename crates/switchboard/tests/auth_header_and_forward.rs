@@ -38,6 +38,30 @@ async fn the_identity_header_is_believed_from_the_trusted_proxy_only() {
     assert!(open(&server.ws("/rooms/echo/x"), &[], &[]).await.is_ok());
 }
 
+/// A plain HTTP/1.1 GET from a chosen local address; the status.
+async fn http_get_from(local: &str, addr: &str, path: &str, headers: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(edge::WAIT, stream.read_to_string(&mut out)).await.expect("answered in time").unwrap();
+    out[9..12].parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_http_api_behind_the_gateway_takes_its_header_from_it_only() {
+    let server = ServerProcess::start_with(&["--memory", "--trusted-proxy", GATEWAY, "--auth-api", "trusted-header"]);
+    let account = "X-Switchboard-Account: acme\r\n";
+    assert_eq!(http_get_from(GATEWAY, &server.addr, "/api/stats", account).await, 200);
+    assert_eq!(http_get_from(GATEWAY, &server.addr, "/api/stats", "").await, 401);
+    assert_eq!(http_get_from("127.0.0.1", &server.addr, "/api/stats", account).await, 401);
+    assert_eq!(http_get_from("127.0.0.1", &server.addr, "/healthz", "").await, 200);
+    // WebSockets stay public: only the API's mode was set.
+    assert!(open(&server.ws("/rooms/echo/x"), &[], &[]).await.is_ok());
+}
+
 #[tokio::test]
 async fn a_server_in_trusted_header_mode_without_trusted_proxies_does_not_start() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))

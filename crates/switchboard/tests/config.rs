@@ -187,3 +187,22 @@ fn a_flag_given_twice_over_the_file_replaces_the_files_list() {
     assert!(shown.contains("stun = [\"stun:b.example.org\", \"stun:c.example.org\"]"), "{shown}");
     assert!(shown.contains("trusted_proxies = [\"192.168.0.0/16\", \"::1/128\"]"), "{shown}");
 }
+
+#[test]
+fn drain_and_log_settings_come_from_the_file_the_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "s.toml", "log_format = \"text\"\n[drain]\ngrace = \"0s\"\ntimeout = \"5s\"\n");
+    let (ok, shown, stderr) = run(switchboard()
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .env("SWITCHBOARD_DRAIN_TIMEOUT", "1m")
+        .args(["--log-format", "json"]));
+    assert!(ok, "{stderr}");
+    for line in ["log_format = \"json\"", "grace = \"0s\"", "timeout = \"1m\""] {
+        assert!(shown.lines().any(|l| l.trim() == line), "{line:?} missing in\n{shown}");
+    }
+    let bad = write(dir.path(), "bad.toml", "log_format = \"xml\"\n");
+    let (ok, _, stderr) = run(switchboard().args(["config", "check"]).arg(&bad));
+    assert!(!ok);
+    assert!(stderr.contains("bad.toml line 1: `log_format`: unknown variant `xml`"), "{stderr}");
+}

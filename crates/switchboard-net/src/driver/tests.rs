@@ -9,10 +9,10 @@ use switchboard_proto::frame::{DataOp, OpCode, SharedFrame};
 use switchboard_proto::{CloseCode, CloseFrame, Event, Message, ProtocolError};
 use tokio::time::Instant;
 
-use crate::outbound::Push;
 use crate::spare;
-use crate::testing::{on_time, Call, CountingPipe, Peer, Server};
+use crate::testing::{on_time, Call, CountingPipe, Peer, Server, CATCH_UP};
 use crate::NetConfig;
+use switchboard_proto::SendOutcome;
 
 fn close_event(code: CloseCode, reason: &str) -> Option<Event> {
     Some(Event::Close(CloseFrame { code: Some(code), reason: reason.into() }))
@@ -119,7 +119,7 @@ async fn a_peer_that_stops_reading_is_cut_off_at_the_outbound_queue_limit() {
     // between pushes.
     let frame = SharedFrame::new(OpCode::Data(DataOp::Binary), false, &Bytes::from(vec![7; 1000]));
     let mut pushed = 0;
-    while outbound.push(&frame) != Push::Dropped {
+    while outbound.push(&frame) != SendOutcome::Dropped {
         pushed += 1;
         tokio::task::yield_now().await;
         assert!(pushed < 1000, "never cut off");
@@ -128,7 +128,7 @@ async fn a_peer_that_stops_reading_is_cut_off_at_the_outbound_queue_limit() {
         pushed * frame.len() > config.max_outbound_queue + config.max_pending_write,
         "the connection took frames until its own write queue was full ({pushed} pushed)"
     );
-    assert_eq!(outbound.push(&frame), Push::Dropped, "nothing more after the cut-off");
+    assert_eq!(outbound.push(&frame), SendOutcome::Dropped, "nothing more after the cut-off");
 
     // The peer reads again: the frames that were written, in order, then
     // the 1008 close; it never answers, and the closing handshake times out.
@@ -218,4 +218,15 @@ async fn writes_for_a_large_reply(vectored: bool) -> usize {
 async fn frames_leave_in_one_vectored_write_where_the_stream_takes_them_and_one_write_each_otherwise() {
     assert_eq!(writes_for_a_large_reply(true).await, 1);
     assert_eq!(writes_for_a_large_reply(false).await, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_sent_straight_after_catching_up_follows_what_other_tasks_queued_before() {
+    let server = Server::start(NetConfig::default());
+    let (io, _task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    peer.send(&Message::text(CATCH_UP)).await;
+    for expected in ["queued before", "sent straight", CATCH_UP] {
+        assert_eq!(peer.next_event().await, Some(Event::Message(Message::text(expected))));
+    }
 }

@@ -3,7 +3,7 @@
 //! against each other in memory.
 
 use super::*;
-use crate::deflate::{negotiate_server, DeflateOptions};
+use crate::deflate::{negotiate_server, Compressor, DeflateOptions, DeflateParams, Policy};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -492,10 +492,11 @@ fn the_byte_stream_keeps_its_order_through_partial_writes_and_every_kind_of_queu
         let len = [3, 40, 900, 1500, 5000][next(5) as usize];
         let payload: Vec<u8> = (0..len).map(|i| (i as u32 + step) as u8).collect();
         let encoded = crate::frame::encode_frame(OpCode::Data(DataOp::Binary), false, &payload);
-        match next(4) {
+        match next(5) {
             0 => conn.send_binary(&payload).unwrap(),
             1 => conn.send(&Message::Binary(Bytes::from(payload))).unwrap(),
             2 => conn.send_prepared(encoded.clone()).unwrap(),
+            3 => conn.send_uncompressed(&[Message::Binary(Bytes::from(payload))]).unwrap(),
             _ => conn.send_coalesced(encoded.to_vec()).unwrap(),
         }
         expected.extend_from_slice(&encoded);
@@ -526,17 +527,17 @@ struct Pair {
 }
 
 impl Pair {
-    fn new(deflate: Option<DeflateConfig>) -> Pair {
+    fn new(deflate: Option<DeflateParams>) -> Pair {
         let mut counter = 0u32;
         let client = Connection::client(
             Config::default(),
-            deflate.map(|d| (d, 1)),
+            deflate,
             Box::new(move || {
                 counter = counter.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 counter.to_le_bytes()
             }),
         );
-        Pair { client, server: Connection::server(Config::default(), deflate.map(|d| (d, 1))) }
+        Pair { client, server: Connection::server(Config::default(), deflate) }
     }
 
     fn deliver_to_server(&mut self) -> Vec<Event> {
@@ -563,15 +564,19 @@ fn feed(conn: &mut Connection, bytes: &[u8]) -> Vec<Event> {
     events
 }
 
-fn deflate_config(offer: &str) -> DeflateConfig {
-    negotiate_server(&[offer], &DeflateOptions::default()).expect("offer accepted").0
+/// What `policy` agrees to for `offer`, every message compressed (no threshold).
+fn agreed(offer: &str, policy: Policy) -> DeflateParams {
+    let options = DeflateOptions { policy, threshold: 0, ..DeflateOptions::default() };
+    DeflateParams::new(negotiate_server(&[offer], &options).expect("offer accepted").0, &options)
+}
+
+fn deflate_config(offer: &str) -> DeflateParams {
+    agreed(offer, Policy::Shared)
 }
 
 #[test]
 fn two_peers_exchange_messages_both_ways() {
-    for deflate in
-        [None, Some(deflate_config("permessage-deflate")), Some(deflate_config("permessage-deflate; client_no_context_takeover; server_no_context_takeover"))]
-    {
+    for deflate in [None, Some(deflate_config("permessage-deflate")), Some(agreed("permessage-deflate; client_max_window_bits", Policy::Dedicated))] {
         let mut pair = Pair::new(deflate);
         let texts = ["hello", "hello", "", "κόσμε", &"long text ".repeat(500)];
         for t in texts {
@@ -609,7 +614,7 @@ fn compressed_frames_are_smaller_and_marked_rsv1() {
 
 #[test]
 fn rsv1_on_a_continuation_is_a_protocol_error_with_deflate() {
-    let mut conn = Connection::server(Config::default(), Some((deflate_config("permessage-deflate"), 1)));
+    let mut conn = Connection::server(Config::default(), Some(deflate_config("permessage-deflate")));
     let mut input = frame(0x41, &[0xf2, 0x48]);
     input.extend(frame(0xc0, &[0xcd]));
     let out = run_on(&mut conn, &[&input]);
@@ -619,7 +624,7 @@ fn rsv1_on_a_continuation_is_a_protocol_error_with_deflate() {
 #[test]
 fn a_compressed_message_split_over_fragments_inflates() {
     // RFC 7692 §7.2.3.1 "Hello", in two fragments.
-    let mut conn = Connection::server(Config::default(), Some((deflate_config("permessage-deflate"), 1)));
+    let mut conn = Connection::server(Config::default(), Some(deflate_config("permessage-deflate")));
     let mut input = frame(0x41, &[0xf2, 0x48, 0xcd]);
     input.extend(frame(0x80, &[0xc9, 0xc9, 0x07, 0x00]));
     let out = run_on(&mut conn, &[&input]);
@@ -629,11 +634,82 @@ fn a_compressed_message_split_over_fragments_inflates() {
 #[test]
 fn a_compressed_message_that_inflates_past_the_limit_closes_with_1009() {
     let cfg = deflate_config("permessage-deflate");
-    let mut compressor = Compressor::new(&cfg, Role::Client, 6);
+    let mut compressor = Compressor::new(&cfg.config, Role::Client, 6);
     let bomb = compressor.compress(&vec![0u8; 1 << 20]);
     assert!(bomb.len() < 2048);
-    let mut conn = Connection::server(Config { max_frame_size: 1 << 20, max_message_size: 64 << 10 }, Some((cfg, 1)));
+    let mut conn = Connection::server(Config { max_frame_size: 1 << 20, max_message_size: 64 << 10 }, Some(cfg));
     let out = run_on(&mut conn, &[&frame(0xc2, &bomb)]);
     assert_eq!(out.error, Some(ProtocolError::MessageTooBig));
     assert_eq!(&out.written[2..4], &1009u16.to_be_bytes());
+}
+
+#[test]
+fn uncompressed_messages_reach_a_peer_that_negotiated_deflate_and_share_large_payloads() {
+    let mut pair = Pair::new(Some(deflate_config("permessage-deflate")));
+    let large = Bytes::from(vec![7; COPY_THRESHOLD + 1]);
+    let messages = [msg_of("one"), Message::Binary(large.clone()), msg_of("two")];
+    pair.server.send_uncompressed(&messages).unwrap();
+    let mut slices = [IoSlice::new(&[]); 8];
+    let n = pair.server.transmit_chunks(&mut slices);
+    assert!(slices[..n].iter().any(|s| s.as_ptr() == large.as_ptr()), "the large payload is written from the message itself");
+    let got = pair.deliver_to_client();
+    assert_eq!(got, messages.map(Event::Message));
+    pair.server.close(Some(CloseCode::NORMAL), "");
+    assert_eq!(pair.server.send_uncompressed(&[msg_of("late")]), Err(ConnectionClosed));
+}
+
+fn msg_of(text: &str) -> Message {
+    Message::text(text)
+}
+
+#[test]
+fn messages_below_the_threshold_go_out_uncompressed() {
+    let options = DeflateOptions { threshold: 64, ..DeflateOptions::default() };
+    let params = DeflateParams::new(negotiate_server(&["permessage-deflate"], &options).unwrap().0, &options);
+    let mut server = Connection::server(Config::default(), Some(params));
+    server.send_text(&"a".repeat(63)).unwrap();
+    let bytes = drain(&mut server);
+    assert_eq!((bytes[0], bytes.len()), (0x81, 2 + 63), "FIN + text, RSV1 clear, as it is");
+    server.send_text(&"a".repeat(64)).unwrap();
+    let bytes = drain(&mut server);
+    assert_eq!(bytes[0], 0xc1, "FIN + RSV1 + text");
+    assert!(bytes.len() < 2 + 64);
+}
+
+#[test]
+fn a_compressed_message_cut_inside_a_deflate_block_closes_with_1002() {
+    let cfg = deflate_config("permessage-deflate");
+    let whole = Compressor::new(&cfg.config, Role::Client, 6).compress(&b"abcdefgh, then more text that is not just repetition".repeat(8));
+    for cut in [whole.len() / 2, whole.len() - 1] {
+        let mut conn = Connection::server(Config::default(), Some(cfg));
+        let mut input = frame(0xc1, &whole[..cut]);
+        input.extend(frame(0xc1, &whole));
+        let out = run_on(&mut conn, &[&input]);
+        assert_eq!(out.error, Some(ProtocolError::BadCompressedData), "cut at {cut}");
+        assert!(out.events.is_empty(), "nothing delivered after a cut at {cut}: {:?}", out.events);
+        assert_eq!(&out.written[2..4], &1002u16.to_be_bytes());
+    }
+}
+
+#[test]
+fn shared_connections_keep_no_zlib_state_and_dedicated_ones_make_it_on_first_use() {
+    let mut pair = Pair::new(Some(deflate_config("permessage-deflate; client_max_window_bits")));
+    pair.client.send_text(&"shared ".repeat(100)).unwrap();
+    pair.deliver_to_server();
+    pair.server.send_text(&"shared ".repeat(100)).unwrap();
+    pair.deliver_to_client();
+    assert!(!pair.server.holds_deflate_state() && !pair.client.holds_deflate_state());
+
+    let mut pair = Pair::new(Some(agreed("permessage-deflate; client_max_window_bits", Policy::Dedicated)));
+    assert!(!pair.server.holds_deflate_state(), "nothing before the first compressed message");
+    pair.client.send_text(&"dedicated ".repeat(100)).unwrap();
+    pair.deliver_to_server();
+    assert!(!pair.server.holds_deflate_state(), "the client keeps no context: inflating is shared");
+    let first = "dedicated ".repeat(100);
+    pair.server.send_text(&first).unwrap();
+    let first_len = drain(&mut pair.server).len();
+    assert!(pair.server.holds_deflate_state());
+    pair.server.send_text(&first).unwrap();
+    let second = drain(&mut pair.server);
+    assert!(second.len() < first_len, "the second refers back to the first: {} then {}", first_len, second.len());
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use switchboard_store::MemoryStore;
 
 use crate::testing::GatedStore;
-use crate::{AutoResponse, CloseCode, Run, SendOutcome};
+use crate::{CloseCode, LocalSink, Run, SendOutcome};
 
 use super::*;
 
@@ -22,7 +22,6 @@ enum Got {
 struct FakeSink {
     got: Mutex<Vec<Got>>,
     closed: Mutex<Option<(CloseCode, String)>>,
-    auto: Mutex<Option<Arc<AutoResponse>>>,
     /// What sends report (`Queued` if unset).
     outcome: Mutex<Option<SendOutcome>>,
 }
@@ -42,12 +41,6 @@ impl ConnSink for FakeSink {
     }
     fn close(&self, code: CloseCode, reason: &str) {
         *self.closed.lock().unwrap() = Some((code, reason.to_owned()));
-    }
-    fn set_auto_response(&self, auto: Option<Arc<AutoResponse>>) {
-        *self.auto.lock().unwrap() = auto;
-    }
-    fn last_auto_response(&self) -> Option<SystemTime> {
-        None
     }
 }
 
@@ -263,19 +256,34 @@ async fn a_stored_alarm_fires_when_the_room_starts_after_a_restart() {
 }
 
 #[tokio::test]
-async fn auto_responses_reach_current_and_future_connections() {
+async fn auto_responses_are_answered_for_every_connection_without_the_room() {
     let room = spawn_room(name("ar"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "").await.unwrap();
+    let ping = Message::text("ping");
+    assert_eq!(room.auto_answer(ConnId(1), &ping), None, "none set yet");
     say(&room, 1, "auto").await;
     settle(&room).await;
     let b = join(&room, 2, "").await.unwrap();
     settle(&room).await;
-    for sink in [&a, &b] {
-        let auto = sink.auto.lock().unwrap().clone().unwrap();
-        assert_eq!((&auto.request()[..], &auto.response()[..]), (&b"ping"[..], &b"pong"[..]));
+    for conn in [ConnId(1), ConnId(2)] {
+        assert!(room.is_auto_request(&ping));
+        assert_eq!(room.auto_answer(conn, &ping), Some(Message::text("pong")));
     }
-    let (a_auto, b_auto) = (a.auto.lock().unwrap().clone().unwrap(), b.auto.lock().unwrap().clone().unwrap());
-    assert!(Arc::ptr_eq(&a_auto, &b_auto), "one shared by the room's connections");
+    assert_eq!(room.auto_answer(ConnId(1), &Message::text("pong")), None, "only the request");
+    assert!(a.texts().is_empty() && b.texts().is_empty(), "the answer is the reader's to send, not the room's");
+    say(&room, 1, "count").await;
+    settle(&room).await;
+    assert_eq!(a.texts(), ["count=2"], "the room's handler saw only `auto` and `count`");
+    assert!(room.shared.auto.last_answered(ConnId(2)).is_some(), "the answer is recorded per connection");
+    room.send(RoomEvent::Close {
+        conn: ConnId(2),
+        closed: Closed { code: Some(CloseCode::NORMAL), reason: String::new(), clean: true, attachment: None },
+        done: None,
+    })
+    .await
+    .unwrap();
+    settle(&room).await;
+    assert_eq!(room.shared.auto.last_answered(ConnId(2)), None, "forgotten when the connection leaves");
 }
 
 #[tokio::test]
@@ -426,10 +434,31 @@ async fn a_free_room_handles_delivered_messages_on_the_callers_task() {
     settle(&room).await;
     // No await in between: on this single-threaded runtime the actor's task
     // cannot have run, so the replies were made by `try_deliver` itself.
-    room.try_deliver(ConnId(1), vec![Message::text("hello")]).unwrap();
-    room.try_deliver(ConnId(1), vec![Message::text("count"), Message::text("again")]).unwrap();
-    assert_eq!(b.texts(), ["hello", "again"]);
-    assert_eq!(a.texts(), ["count=2"]);
+    let mut straight = Straight::default();
+    room.try_deliver(ConnId(1), vec![Message::text("hello")], &mut straight).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("count"), Message::text("again")], &mut straight).unwrap();
+    assert_eq!(b.texts(), ["hello", "again"], "other connections through their sinks");
+    assert!(a.texts().is_empty(), "nothing through the delivering connection's own sink");
+    assert_eq!(straight.0, [Message::text("count=2")], "its reply went straight to it");
+}
+
+/// A local sink that records what reached it.
+#[derive(Default)]
+struct Straight(Vec<Message>);
+
+impl LocalSink for Straight {
+    fn send(&mut self, message: &Message) -> SendOutcome {
+        self.0.push(message.clone());
+        SendOutcome::Queued
+    }
+    fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
+        self.0.extend_from_slice(messages);
+        SendOutcome::Queued
+    }
+    fn send_run(&mut self, run: &Run) -> SendOutcome {
+        self.0.extend_from_slice(run.messages());
+        SendOutcome::Queued
+    }
 }
 
 #[tokio::test]
@@ -441,14 +470,14 @@ async fn delivered_messages_wait_behind_events_still_in_the_mailbox() {
     // would find no connection 1 and drop it.
     let a = Arc::new(FakeSink::default());
     room.try_send(RoomEvent::Open { conn: ConnId(1), sink: Box::new(a.clone()), tags: vec![], attachment: None }).unwrap();
-    room.try_deliver(ConnId(1), vec![Message::text("count")]).unwrap();
-    room.try_deliver(ConnId(1), vec![Message::text("after")]).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("count")], &mut &*a).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("after")], &mut &*a).unwrap();
     assert!(a.texts().is_empty() && b.texts().is_empty(), "nothing handled before the actor ran");
     settle(&room).await;
     assert_eq!(a.texts(), ["count=1"]);
     assert_eq!(b.texts(), ["after"]);
     // Once the mailbox is empty again, delivery is immediate.
-    room.try_deliver(ConnId(1), vec![Message::text("count")]).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("count")], &mut &*a).unwrap();
     assert_eq!(a.texts(), ["count=1", "count=3"]);
 }
 
@@ -461,7 +490,7 @@ async fn a_room_run_by_a_connection_still_hibernates_and_fires_its_alarms() {
     // Woken by a delivered message, not by its mailbox: the actor's task
     // must learn of it to hibernate the room again, and of the alarm the
     // message sets to fire it.
-    room.try_deliver(ConnId(1), vec![Message::text("alarm")]).unwrap();
+    room.try_deliver(ConnId(1), vec![Message::text("alarm")], &mut &*a).unwrap();
     for _ in 0..100 {
         if !a.texts().is_empty() {
             break;
@@ -498,12 +527,11 @@ async fn concurrent_deliveries_lose_nothing_and_keep_each_connections_order() {
             tokio::spawn(async move {
                 // Only queued when this returns: the messages right after it
                 // must not overtake it (the room would not know connection `id`).
-                room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(Arc::new(FakeSink::default())), tags: vec![], attachment: None })
-                    .await
-                    .unwrap();
+                let sink = Arc::new(FakeSink::default());
+                room.send(RoomEvent::Open { conn: ConnId(id), sink: Box::new(sink.clone()), tags: vec![], attachment: None }).await.unwrap();
                 for read in 0..500 {
                     let messages = (0..3).map(|i| Message::text((read * 3 + i).to_string())).collect();
-                    match room.try_deliver(ConnId(id), messages) {
+                    match room.try_deliver(ConnId(id), messages, &mut &*sink) {
                         Ok(()) => {}
                         Err(TryDeliverError::Full(messages)) => room.deliver(ConnId(id), messages).await.unwrap(),
                         Err(TryDeliverError::Gone) => panic!("the room stopped"),
@@ -543,7 +571,7 @@ async fn a_handler_panicking_on_a_connections_task_stops_the_room() {
     let _a = join(&room, 1, "").await.unwrap();
     settle(&room).await;
     let delivering = room.clone();
-    let outcome = tokio::spawn(async move { delivering.try_deliver(ConnId(1), vec![Message::text("x")]).is_ok() }).await;
+    let outcome = tokio::spawn(async move { delivering.try_deliver(ConnId(1), vec![Message::text("x")], &mut Straight::default()).is_ok() }).await;
     assert!(outcome.unwrap_err().is_panic(), "the panic unwound the delivering task");
     // The next event finds the room's state poisoned: the actor stops, as
     // it would had the handler panicked on its own task.
