@@ -12,9 +12,9 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use crate::accounts::Accounts;
+use crate::auth::JwtKeys;
 use crate::click_recorder::ClickRecorder;
 use crate::client_ip::TrustedProxies;
-use crate::dashboard_token::DashboardTokens;
 use crate::geo::GeoDb;
 use crate::links::Links;
 use crate::registry::Registry;
@@ -24,7 +24,9 @@ use crate::{links_api, redirect};
 pub(crate) struct ClicksEdge {
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) links: Arc<Links>,
-    pub(crate) tokens: Arc<DashboardTokens>,
+    /// The keys the edge verifies `token` mode with: `POST /api/token`
+    /// mints with them (none when the clicks kind is in another mode).
+    pub(crate) tokens: Option<Arc<JwtKeys>>,
     pub(crate) recorder: ClickRecorder,
     pub(crate) registry: Registry,
     pub(crate) geo: Option<Arc<GeoDb>>,

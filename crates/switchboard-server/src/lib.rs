@@ -14,7 +14,6 @@ pub mod auth;
 mod click_recorder;
 mod clicks_edge;
 mod client_ip;
-pub mod dashboard_token;
 mod drain;
 mod edge;
 mod framing;
@@ -104,7 +103,6 @@ pub struct Server {
     kinds: kinds::Kinds,
     accounts: Arc<Accounts>,
     links: Arc<links::Links>,
-    tokens: Arc<dashboard_token::DashboardTokens>,
     origins: origin::OriginCheck,
     edge_stats: Arc<EdgeStats>,
 }
@@ -155,7 +153,8 @@ impl Server {
     /// Like [`Server::bind`], with rooms stored in `store` instead of the
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
-    pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+    pub async fn bind_with_store(addr: SocketAddr, mut config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        auth::apply_kind_defaults(&mut config.auth, config.data_dir.as_deref()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let tls = match &config.tls {
@@ -174,8 +173,7 @@ impl Server {
         let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
         let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
         kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
-        let tokens = Arc::new(dashboard_token::DashboardTokens::open(config.data_dir.as_deref())?);
-        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, tokens })
+        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links })
     }
 
     /// The edge's counters (connections, rooms, refusals by reason), for
@@ -250,7 +248,7 @@ impl Server {
         let clicks = Arc::new(clicks_edge::ClicksEdge {
             accounts: self.accounts,
             links: self.links,
-            tokens: self.tokens,
+            tokens: self.config.auth.jwt.clone().filter(|_| self.config.auth.mode_for(switchboard_apps::clicks::KIND) == auth::AuthMode::Token),
             recorder: recorder.clone(),
             registry: registry.clone(),
             geo: self.config.geo.clone(),
@@ -277,7 +275,6 @@ impl Server {
             limits: Arc::new(limits::EdgeLimits::new(edge.limits, self.edge_stats)),
             origins: self.origins,
             http: Arc::new(http),
-            clicks,
             ops,
         });
         let (stop_accepting, accepting) = watch::channel(false);

@@ -14,9 +14,11 @@ use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, HOST, LOCATION, WWW_AUTHE
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::time::Duration;
 use switchboard_apps::clicks::KIND;
 use switchboard_room::{RoomId, RoomKind, RoomRequest};
 
+use crate::auth::MintError;
 use crate::clicks_edge::{json_error, json_response, ClicksEdge};
 use crate::links::{Link, LinkError, NewLink};
 
@@ -49,8 +51,15 @@ pub(crate) async fn handle(edge: &ClicksEdge, req: Request<Incoming>, peer: Sock
     }
 }
 
+/// How long a dashboard token from `POST /api/token` is valid: long enough
+/// for a working session, short enough that a leaked one expires soon; the
+/// page renews it with its API key.
+pub const DASHBOARD_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
 /// `POST /api/token`: a dashboard token for the `Bearer` API key's account
-/// (`{"token", "account", "expires_in"}`; see `dashboard_token`).
+/// (`{"token", "account", "expires_in"}`), signed with the keys the edge's
+/// `token` mode verifies with, so it opens `clicks/{account}` and no other
+/// account's room.
 pub(crate) async fn token(edge: &ClicksEdge, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::POST {
         let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
@@ -61,8 +70,17 @@ pub(crate) async fn token(edge: &ClicksEdge, req: Request<Incoming>) -> Response
         Ok(account) => account,
         Err(response) => return response,
     };
-    let ttl = crate::dashboard_token::DASHBOARD_TOKEN_TTL;
-    let token = edge.tokens.mint(&account, ttl);
+    let ttl = DASHBOARD_TOKEN_TTL;
+    // In another mode (a gateway names the account) a token would open nothing.
+    let Some(keys) = &edge.tokens else {
+        return json_error(StatusCode::NOT_FOUND, "this server issues no dashboard tokens: the clicks kind is not in token mode");
+    };
+    let token = match keys.mint(&account, ttl) {
+        Ok(token) => token,
+        // Public keys only: the tokens come from the operator's issuer.
+        Err(e @ MintError::NoSecret) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
     json_response(StatusCode::OK, json!({ "token": token, "account": account, "expires_in": ttl.as_secs() }).to_string())
 }
 

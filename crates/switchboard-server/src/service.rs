@@ -15,7 +15,6 @@ use switchboard_net::{Accept, Policy, PrefixedIo, Refusal, Service, Shutdown, Up
 use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
 
 use crate::auth::{self, Gate, Presented};
-use crate::clicks_edge::ClicksEdge;
 use crate::client_ip::TrustedProxies;
 use crate::geo::GeoDb;
 use crate::http;
@@ -46,8 +45,6 @@ pub(crate) struct SwitchboardService {
     pub(crate) http: Arc<http::HttpSettings>,
     /// Metrics and readiness, for their HTTP routes.
     pub(crate) ops: Arc<Ops>,
-    /// Links API and redirects.
-    pub(crate) clicks: Arc<ClicksEdge>,
     /// Who clients are, per room kind and for the HTTP API.
     pub(crate) auth: Arc<Gate>,
 }
@@ -87,15 +84,7 @@ impl Service for SwitchboardService {
             query = auth::query_without_token(&query);
         }
         let geo = self.geo.as_ref().and_then(|db| db.lookup(ip));
-        let identity = match admitted.identity.clone() {
-            Some(identity) => Some(identity),
-            // Where the edge names no one (the kind is public), a clicks
-            // dashboard's account comes from its dashboard token.
-            None if kind.as_str() == switchboard_apps::clicks::KIND => {
-                self.clicks.tokens.identity(&info.request.path, &headers, &info.request.protocols).map_err(|reason| Refusal::new(401, reason))?
-            }
-            None => None,
-        };
+        let identity = admitted.identity.clone();
         // Made again only for a retry.
         let connect_request = || ConnectRequest { conn, query: query.clone(), headers: headers.clone(), ip, geo: geo.clone(), identity: identity.clone() };
         for _ in 0..ROOM_ATTEMPTS {

@@ -13,7 +13,8 @@ use crate::duration;
 #[derive(clap::Args)]
 pub struct AuthArgs {
     /// Identity mode of every room kind not named by --auth-kind: public,
-    /// token, trusted-header or forward.
+    /// token, trusted-header or forward (clicks is in token mode unless
+    /// named).
     #[arg(long = "auth", value_name = "MODE", default_value = "public")]
     auth: AuthMode,
     /// Identity mode of one room kind, `KIND=MODE` (e.g. clicks=token);
@@ -24,12 +25,14 @@ pub struct AuthArgs {
     #[arg(long = "auth-api", value_name = "MODE", default_value = "public")]
     auth_api: AuthMode,
     /// A room kind whose room id must equal the identity's subject (a
-    /// token for account A cannot open KIND/B); repeatable.
+    /// token for account A cannot open KIND/B); repeatable; always on for
+    /// clicks.
     #[arg(long = "auth-room-is-subject", value_name = "KIND")]
     auth_room_is_subject: Vec<String>,
     /// File holding the HS256 secret (at least 32 bytes). Without it and
     /// without --jwt-public-key-file, token mode uses DATA_DIR/jwt-secret,
-    /// made on first use.
+    /// made on first use (with --memory, clicks' default token mode uses a
+    /// random secret).
     #[arg(long, value_name = "PATH")]
     jwt_secret_file: Option<PathBuf>,
     /// PEM public key that verifies tokens (RS256, ES256, EdDSA...; needs

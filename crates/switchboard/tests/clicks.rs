@@ -264,7 +264,8 @@ async fn clicks_rooms_take_no_public_http_and_no_dashboard_without_identity() {
     let server = server_on(dir.path(), &geo);
     let forged = json!([{"time": 1, "slug": "x"}]).to_string();
     let reply = request(&server, "POST", "/api/rooms/clicks/acme/clicks", &[], &forged).await;
-    assert_eq!(reply.status, 404, "clicks cannot be forged through the room's HTTP path");
+    // The edge asks for the account's identity before any room is asked.
+    assert_eq!(reply.status, 401, "clicks cannot be forged through the room's HTTP path");
     let upgrade = [
         "Upgrade: websocket".to_owned(),
         "Connection: Upgrade".to_owned(),
@@ -380,4 +381,19 @@ async fn dashboard_tokens_and_the_edges_token_mode_agree() {
     let printed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let server = ServerProcess::start_with(&["--data-dir", data]);
     assert!(upgrade_status(&server, &format!("/rooms/clicks/acme?token={printed}"), &[]).await.contains(" 101 "));
+}
+
+#[tokio::test]
+async fn an_operators_mode_for_clicks_replaces_dashboard_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_account(dir.path(), "acme");
+    let data = dir.path().to_str().unwrap();
+    let server = ServerProcess::start_with(&["--data-dir", data, "--trusted-proxy", "127.0.0.1", "--auth-kind", "clicks=trusted-header"]);
+    let gateway_says = |account: &str| vec![format!("X-Switchboard-Account: {account}")];
+    assert!(upgrade_status(&server, "/rooms/clicks/acme", &gateway_says("acme")).await.contains(" 101 "), "the gateway names the account");
+    assert!(upgrade_status(&server, "/rooms/clicks/acme", &gateway_says("bravo")).await.contains(" 403 "), "the room is still the subject's own");
+    assert!(upgrade_status(&server, "/rooms/clicks/acme", &[]).await.contains(" 401 "));
+    let reply = request(&server, "POST", "/api/token", &[bearer(&key)], "").await;
+    assert_eq!(reply.status, 404, "no tokens where no token opens a dashboard");
+    assert!(!dir.path().join("jwt-secret").exists(), "no secret is made for a mode that does not use it");
 }

@@ -12,6 +12,7 @@
 mod carrier;
 mod config;
 mod forward;
+mod kind_defaults;
 mod secret_file;
 mod token;
 mod trusted_header;
@@ -26,6 +27,7 @@ use crate::client_ip::TrustedProxies;
 pub(crate) use carrier::query_without_token;
 pub use carrier::{redact_target, TOKEN_PROTOCOL, TOKEN_PROTOCOL_PREFIX, TOKEN_QUERY_PARAM};
 pub use config::{AuthConfig, AuthMode, ForwardConfig, DEFAULT_FORWARD_TIMEOUT, DEFAULT_IDENTITY_HEADER, DEFAULT_TOKEN_COOKIE};
+pub use kind_defaults::apply_kind_defaults;
 pub use secret_file::{load_or_create_secret, SECRET_FILE};
 pub use token::{JwtKeys, KeyError, MintError, MIN_SECRET_LEN};
 
