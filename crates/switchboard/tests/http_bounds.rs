@@ -80,7 +80,11 @@ async fn http_to_rooms_that_do_not_exist_starts_no_room() {
     }
     assert_eq!(get_json(&server, "/api/stats").await["rooms"], 0);
     // A room that runs answers, and counts.
-    let _client = switchboard_client::Client::connect(&server.ws("/rooms/echo/real")).await.unwrap();
+    let mut client = switchboard_client::Client::connect(&server.ws("/rooms/echo/real")).await.unwrap();
+    // The 101 comes before the room has seen the connection; an echo is the
+    // room's word that it has.
+    client.send_text("in").await.unwrap();
+    client.recv_message().await.unwrap();
     assert_eq!(get_json(&server, "/api/rooms/echo/real/_stats").await["connections"], 1);
     assert_eq!(get_json(&server, "/api/stats").await["rooms"], 1);
 }

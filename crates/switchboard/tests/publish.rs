@@ -55,8 +55,20 @@ async fn next_published(client: &mut Client) -> String {
     }
 }
 
+/// Joins `room` and returns once the room has handled the join: the 101 comes
+/// before the room sees the connection, so a publication sent right after the
+/// upgrade could miss it. An echo's round trip, or the first message the room
+/// sends a newcomer (broadcast's welcome, call's joined), is the room's own
+/// word that the member is in.
 async fn join(server: &ServerProcess, room: &str) -> Client {
-    Client::connect(&server.ws(&format!("/rooms/{room}"))).await.unwrap()
+    let mut client = Client::connect(&server.ws(&format!("/rooms/{room}"))).await.unwrap();
+    if room.starts_with("echo/") {
+        client.send_text("joined?").await.unwrap();
+        assert_eq!(client.recv_message().await.unwrap(), Message::text("joined?"));
+    } else {
+        tokio::time::timeout(Duration::from_secs(10), client.recv_message()).await.unwrap().unwrap();
+    }
+    client
 }
 
 #[tokio::test]

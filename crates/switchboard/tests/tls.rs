@@ -68,7 +68,7 @@ impl TlsServer {
 
     /// Waits (bounded) until the log contains `text`.
     fn wait_for_log(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !self.log.lock().unwrap().contains(text) {
             assert!(Instant::now() < deadline, "no {text:?} in the log:\n{}", self.log.lock().unwrap());
             std::thread::sleep(Duration::from_millis(50));
