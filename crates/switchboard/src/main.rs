@@ -451,9 +451,13 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
 
 /// Text for people, or one JSON object per line (tracing-subscriber's
 /// `json` format, the event's fields at the top level) for log shippers.
+/// Colours only on a terminal: in a file or a log collector the escape
+/// codes are noise around every field.
 fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

@@ -236,3 +236,23 @@ async fn sigterm_drains_readyz_first_then_the_listener_then_the_clients_with_100
     let exit = tokio::task::spawn_blocking(move || server.wait_exit()).await.unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn text_logs_written_to_a_file_carry_no_colour_codes() {
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("server.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let server = ServerProcess::start_logging(&["--memory", "--log-format", "text"], log_file);
+    assert_eq!(get(&server.addr, "/healthz").await.0, 200);
+    // The access line of that request is the last thing the server writes.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("/healthz") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.contains("/healthz") && text.contains("INFO"), "no access line for /healthz:\n{text}");
+    assert!(!text.contains('\x1b'), "escape codes in a log that is not a terminal:\n{text:?}");
+}
