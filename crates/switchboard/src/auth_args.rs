@@ -7,6 +7,7 @@ use std::time::Duration;
 use switchboard_server::auth::{self, AuthMode, JwtKeys};
 
 use crate::duration;
+use crate::edge_settings::{parse_cookie_name, parse_header_name};
 use crate::secret::Secret;
 use crate::settings::{check_kind, Settings};
 
@@ -58,11 +59,11 @@ pub struct AuthArgs {
     #[arg(long = "jwt-claim", env = "SWITCHBOARD_JWT_CLAIM", value_delimiter = ',', value_name = "NAME")]
     jwt_claims: Vec<String>,
     /// Cookie a token may come in [default: switchboard_token].
-    #[arg(long, env = "SWITCHBOARD_AUTH_COOKIE", value_name = "NAME")]
+    #[arg(long, env = "SWITCHBOARD_AUTH_COOKIE", value_name = "NAME", value_parser = parse_cookie_name)]
     auth_cookie: Option<String>,
     /// Header naming the identity, set by the gateway (trusted-header) or
     /// the auth backend's answer (forward) [default: x-switchboard-account].
-    #[arg(long, env = "SWITCHBOARD_AUTH_HEADER", value_name = "NAME")]
+    #[arg(long, env = "SWITCHBOARD_AUTH_HEADER", value_name = "NAME", value_parser = parse_header_name)]
     auth_header: Option<String>,
     /// The auth backend of forward mode, `http://HOST[:PORT]/PATH`.
     #[arg(long, env = "SWITCHBOARD_AUTH_FORWARD_URL", value_name = "URL", value_parser = parse_forward_url)]

@@ -46,8 +46,10 @@ pub struct Auth {
     /// Token claims handed to rooms with `sub`.
     pub jwt_claims: Vec<String>,
     /// Cookie a token may come in.
+    #[serde(deserialize_with = "cookie_name")]
     pub cookie: String,
     /// Header naming the identity (trusted-header, forward).
+    #[serde(deserialize_with = "header_name")]
     pub header: String,
     /// The auth backend of forward mode.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "forward_url")]
@@ -173,6 +175,24 @@ pub fn origin_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Str
     Vec::<String>::deserialize(deserializer)?.iter().map(|entry| parse_origin(entry).map_err(serde::de::Error::custom)).collect()
 }
 
+/// Checks a cookie name (flags and the file).
+pub fn parse_cookie_name(name: &str) -> Result<String, String> {
+    AuthConfig { token_cookie: name.to_owned(), ..AuthConfig::default() }.check(false).map(|()| name.to_owned())
+}
+
+/// Checks a header name (flags and the file).
+pub fn parse_header_name(name: &str) -> Result<String, String> {
+    AuthConfig { identity_header: name.to_ascii_lowercase(), ..AuthConfig::default() }.check(false).map(|()| name.to_owned())
+}
+
+fn cookie_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    parse_cookie_name(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+}
+
+fn header_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    parse_header_name(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+}
+
 fn forward_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     let url = String::deserialize(deserializer)?;
     ForwardConfig::new(&url, auth::DEFAULT_FORWARD_TIMEOUT).map_err(serde::de::Error::custom)?;
@@ -180,10 +200,23 @@ fn forward_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Stri
 }
 
 impl Auth {
-    /// What no single key shows.
-    pub fn validate(&self) -> Result<(), String> {
+    /// What no single key shows: keys that exclude each other, and what
+    /// the modes in use (`[auth]`'s and the kinds' `auth`) need.
+    /// `memory`: storage in memory (no default HS256 secret on disk).
+    pub fn validate(&self, kinds: &[(&str, KindEdge)], has_trusted_proxies: bool, memory: bool) -> Result<(), String> {
         if self.jwt_secret.is_some() && self.jwt_secret_file.is_some() {
             return Err("auth.jwt_secret and auth.jwt_secret_file (--jwt-secret-file) are both set; give one".into());
+        }
+        let modes: Vec<AuthMode> = [self.mode, self.api].into_iter().chain(kinds.iter().filter_map(|(_, edge)| edge.auth)).collect();
+        let named_keys = self.jwt_secret.is_some() || self.jwt_secret_file.is_some() || !self.jwt_public_key_files.is_empty();
+        if memory && !named_keys && modes.contains(&AuthMode::Token) {
+            return Err("token mode with storage in memory needs keys: auth.jwt_secret_file (--jwt-secret-file), auth.jwt_secret or auth.jwt_public_key_files (--jwt-public-key-file)".into());
+        }
+        if !has_trusted_proxies && modes.contains(&AuthMode::TrustedHeader) {
+            return Err("trusted-header mode believes the header only from trusted proxies: set trusted_proxies (--trusted-proxy)".into());
+        }
+        if self.forward_url.is_none() && modes.contains(&AuthMode::Forward) {
+            return Err("forward mode needs the auth backend: auth.forward_url (--auth-forward-url)".into());
         }
         Ok(())
     }

@@ -238,7 +238,7 @@ impl ServeArgs {
     /// then every flag or environment variable given.
     fn settings(&self) -> Result<Settings, String> {
         let mut settings = match &self.config {
-            Some(file) => config_file::load(file).map_err(|e| e.to_string())?,
+            Some(file) => config_file::read(file).map_err(|e| e.to_string())?,
             None => Settings::default(),
         };
         self.apply(&mut settings);

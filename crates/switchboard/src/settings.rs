@@ -281,7 +281,7 @@ impl Settings {
         if call.turn.is_empty() && has_secret {
             return Err("a TURN secret is set but kinds.call.turn (--call-turn) lists no TURN server".into());
         }
-        self.auth.validate()?;
+        self.auth.validate(&self.kinds.edges(), !self.trusted_proxies.is_empty(), self.memory)?;
         self.publish.validate()?;
         let tls = &self.tls;
         match (tls.listen, &tls.cert, &tls.key) {

@@ -164,6 +164,15 @@ fn config_check_names_the_line_and_key_of_each_mistake() {
             "twojwt.toml: auth.jwt_secret and auth.jwt_secret_file (--jwt-secret-file) are both set",
         ),
         ("jwtfile.toml", "[auth]\njwt_secret_file = \"/nonexistent/jwt\"\n", "cannot read the JWT secret file /nonexistent/jwt"),
+        ("header.toml", "[auth]\nheader = \"x user\"\n", "header.toml line 2: `auth.header`: \"x user\" is not a header name"),
+        ("cookie.toml", "\n[auth]\ncookie = \"a;b\"\n", "cookie.toml line 3: `auth.cookie`: \"a;b\" is not a cookie name"),
+        (
+            "gateway.toml",
+            "[kinds.chat]\nauth = \"trusted-header\"\n",
+            "gateway.toml: trusted-header mode believes the header only from trusted proxies: set trusted_proxies",
+        ),
+        ("nobackend.toml", "[auth]\napi = \"forward\"\n", "nobackend.toml: forward mode needs the auth backend: auth.forward_url"),
+        ("nokeys.toml", "memory = true\n[auth]\nmode = \"token\"\n", "nokeys.toml: token mode with storage in memory needs keys"),
         ("publish.toml", "[publish]\nkey_file = \"/nonexistent/key\"\n", "publish.toml: cannot read the publish key file /nonexistent/key"),
     ];
     for (name, text, expected) in cases {
@@ -304,6 +313,15 @@ fn config_show_masks_the_jwt_secret_and_the_publish_key() {
     assert!(ok, "{stderr}");
     assert!(table(&shown, "auth").contains(&"jwt_secret_file = \"/etc/jwt\""), "{shown}");
     assert!(!shown.contains("jwt_secret ="), "{shown}");
+    // What a file's setting needs may come from the environment.
+    let token_mode = write(dir.path(), "token.toml", "memory = true\n[auth]\nmode = \"token\"\n");
+    let (ok, _, stderr) = run(switchboard()
+        .args(["config", "show", "--config"])
+        .arg(&token_mode)
+        .env("SWITCHBOARD_JWT_SECRET", "env-jwt-secret-0123456789abcdef0123"));
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(switchboard().args(["config", "show", "--config"]).arg(&token_mode));
+    assert!(!ok && stderr.contains("token mode with storage in memory needs keys"), "{stderr}");
 }
 
 /// Runs the command to its end, killing it (by its handle) if it is still
