@@ -361,16 +361,19 @@ fn a_per_kind_flag_naming_an_unknown_room_kind_stops_the_server() {
     }
 }
 
-/// A file giving chat token mode and echo its own Origin list: a real
-/// client is refused or let in accordingly, and the other kinds keep the
-/// defaults.
+/// A file giving chat token mode and echo its own Origin list and no
+/// compression: a real client is refused, let in and answered
+/// accordingly, and the other kinds keep the defaults.
 #[tokio::test]
 async fn per_kind_identity_and_origins_from_the_file_apply_to_real_connections() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
         "s.toml",
-        &format!("[auth]\njwt_secret = {:?}\n[kinds.chat]\nauth = \"token\"\n[kinds.echo]\nallowed_origins = [\"https://app.example\"]\n", edge::SECRET),
+        &format!(
+            "[auth]\njwt_secret = {:?}\n[kinds.chat]\nauth = \"token\"\n[kinds.echo]\nallowed_origins = [\"https://app.example\"]\ncompression = \"off\"\n",
+            edge::SECRET
+        ),
     );
     let config = file.display().to_string();
     let server = common::ServerProcess::start_with(&["--memory", "--config", &config]);
@@ -390,4 +393,31 @@ async fn per_kind_identity_and_origins_from_the_file_apply_to_real_connections()
     assert_eq!(status(edge::open(&server.ws("/rooms/echo/x"), &from("http://localhost:3000"), &[]).await), 403, "the list replaces the default");
     assert_eq!(status(edge::open(&server.ws("/rooms/broadcast/x"), &from("https://app.example"), &[]).await), 403);
     assert_eq!(status(edge::open(&server.ws("/rooms/broadcast/x"), &from("http://localhost:3000"), &[]).await), 101);
+
+    // echo declines permessage-deflate; broadcast agrees (the default policy).
+    assert_eq!(deflate_answer(&server.addr, "/rooms/echo/x").await, None);
+    assert!(deflate_answer(&server.addr, "/rooms/broadcast/x").await.is_some_and(|v| v.starts_with("permessage-deflate")));
+}
+
+/// Offers permessage-deflate on a raw upgrade; the server's
+/// `Sec-WebSocket-Extensions` answer, if any.
+async fn deflate_answer(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(edge::WAIT, stream.read(&mut byte)).await.expect("an answer in time").unwrap();
+        assert_eq!(n, 1, "closed before the end of the head: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    head.lines()
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions")).map(|(_, v)| v.trim().to_owned()))
 }
