@@ -301,8 +301,23 @@ fn clicks_probes_reach_every_dashboard_of_their_account() {
     let (server, tokens) = two_accounts(&dir);
     let url = format!("ws://{}/rooms/clicks", server.addr);
     let args = [
-        "clicks", "--url", &url, "--link", "ada/ada-link", "--link", "bob/bob-link", "--token-file", tokens.to_str().expect("a UTF-8 path"),
-        "--dashboards", "5", "--probe-rate", "20/s", "--seconds", "1", "--server-pid", &server.pid(),
+        "clicks",
+        "--url",
+        &url,
+        "--link",
+        "ada/ada-link",
+        "--link",
+        "bob/bob-link",
+        "--token-file",
+        tokens.to_str().expect("a UTF-8 path"),
+        "--dashboards",
+        "5",
+        "--probe-rate",
+        "20/s",
+        "--seconds",
+        "1",
+        "--server-pid",
+        &server.pid(),
     ];
     let out = table(&loadgen(&args));
     assert_eq!(row(&out, "scenario"), "clicks");
