@@ -406,7 +406,8 @@ impl ClicksReport {
     pub(crate) fn print(&self) {
         let secs = self.elapsed.as_secs_f64();
         println!("scenario      clicks");
-        println!("dashboards    {} over {} accounts, from {}", grouped(u64::from(self.dashboards)), self.accounts, self.sources);
+        let plural = if self.accounts == 1 { "" } else { "s" };
+        println!("dashboards    {} over {} account{plural}, from {}", grouped(u64::from(self.dashboards)), self.accounts, self.sources);
         println!("join time     {:.2} s (before the window)", self.joined_in.as_secs_f64());
         println!("duration      {secs:.2} s");
         println!("probes        {} sent at {}/s, every one answered 302", grouped(self.probes), self.probe_rate);
