@@ -19,7 +19,10 @@
 //! Dashboards read messages with a fixed-prefix check and one short search
 //! ([`crate::dashboard_message`]), and time the bulk clicks from their
 //! `time` (every [`LAG_SAMPLE`]th one), so a dashboard falling behind shows
-//! as a growing lag even where no probe is.
+//! as a growing lag even where no probe is. Next to the CPU shares, the
+//! report gives how long the server's threads and its own waited for a
+//! core while ready to run: on a machine with other work, that is latency
+//! no CPU share shows.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -219,6 +222,9 @@ pub(crate) struct ClicksReport {
     first_loss: Option<String>,
     client_cpu: Option<f64>,
     server_cpu: Option<f64>,
+    /// Seconds the threads spent ready to run but waiting for a core.
+    client_wait: Option<f64>,
+    server_wait: Option<f64>,
 }
 
 pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
@@ -269,6 +275,7 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
 
     let pid = options.target.server_pid;
     let (client_cpu0, server_cpu0) = (cpu::seconds(None), pid.and_then(|p| cpu::seconds(Some(p))));
+    let (client_wait0, server_wait0) = (cpu::run_queue_wait(None), pid.and_then(|p| cpu::run_queue_wait(Some(p))));
     let clicks0 = shared.clicks.get();
     shared.lag_ms.borrow_mut().reset();
     let window_start = Instant::now();
@@ -278,6 +285,8 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
     let clicks_in_window = shared.clicks.get() - clicks0;
     let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
+    let wait_delta = |before: Option<f64>, pid| Some(cpu::run_queue_wait(pid)? - before?);
+    let (client_wait, server_wait) = (wait_delta(client_wait0, None), wait_delta(server_wait0, pid));
     if let Err(e) = probing {
         shared.running.set(false);
         return Err(e);
@@ -311,6 +320,8 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
         first_loss: shared.first_loss.take(),
         client_cpu,
         server_cpu,
+        client_wait,
+        server_wait,
     };
     Ok(report)
 }
@@ -429,6 +440,14 @@ impl ClicksReport {
         }
         if self.lost > 0 {
             println!("lost          {} dashboards cut off during the run; first: {}", self.lost, self.first_loss.as_deref().unwrap_or(""));
+        }
+        let share = |wait: Option<f64>| wait.map_or_else(|| "unknown".to_owned(), |w| format!("{:.0} %", w / secs * 100.0));
+        if self.client_wait.is_some() || self.server_wait.is_some() {
+            println!(
+                "core wait     loadgen {}, server {} of the window (threads ready to run but waiting for a core, summed)",
+                share(self.client_wait),
+                share(self.server_wait)
+            );
         }
         print_cpu(secs, self.client_cpu, self.server_cpu, (self.clicks_in_window, "click message delivered"));
     }
