@@ -450,6 +450,12 @@ impl ClicksReport {
             );
         }
         print_cpu(secs, self.client_cpu, self.server_cpu, (self.clicks_in_window, "click message delivered"));
+        let starved = |wait: Option<f64>, cpu: Option<f64>| matches!((wait, cpu), (Some(w), Some(c)) if w > c);
+        if starved(self.client_wait, self.client_cpu) || starved(self.server_wait, self.server_cpu) {
+            println!(
+                "oversubscribed threads waited for a core longer than they ran: the machine had more work than cores, and the latencies include that wait"
+            );
+        }
     }
 
     /// Fails a run in which a probe click went missing on a dashboard, came
