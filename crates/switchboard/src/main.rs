@@ -16,6 +16,9 @@ mod sighup;
 /// buffers all the time, and glibc's malloc hands freed pages back to the
 /// kernel only to fault them in again (a large share of the server's time
 /// echoing large messages went to page faults; see docs/benchmarks.md).
+/// The `system-allocator` feature keeps glibc's, so that heap profilers
+/// (heaptrack, valgrind's dhat) see each allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
