@@ -260,8 +260,7 @@ pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
         let first_send = Instant::now() + period.mul_f64(i as f64 / total as f64);
         tokio::task::spawn_local(chat(client, i, users.clone(), period, first_send));
     };
-    let joining =
-        {
+    let joining = {
         // The browser's offer with `--deflate`, on top of the joiner's options.
         let deflate = options.target.client_options().deflate;
         let join = move |url: String, options| async move { join(&url, ClientOptions { deflate, ..options }).await };

@@ -13,7 +13,13 @@ use crate::report::Report;
 use crate::{cpu, Common};
 
 pub(crate) async fn run(common: &Common, connections: usize) -> Result<Report, String> {
-    let body = if common.json { crate::payload::json("", common.size) } else if common.binary { vec![0x5a; common.size] } else { vec![b'x'; common.size] };
+    let body = if common.json {
+        crate::payload::json("", common.size)
+    } else if common.binary {
+        vec![0x5a; common.size]
+    } else {
+        vec![b'x'; common.size]
+    };
     let message = if common.binary { Message::Binary(Bytes::from(body)) } else { Message::Text(Bytes::from(body)) };
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
