@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::auto_response::AutoResponses;
 use crate::census;
 use crate::conn::{ConnId, ConnRecord, ConnSink, Local, LocalSink, MAX_ATTACHMENT_LEN};
+use crate::conn_table::ConnTable;
 use crate::context::{Ctx, Held};
 use crate::name::RoomName;
 use crate::room::{Closed, ConnectRequest, Decision, Published, Room, RoomFactory, RoomRequest, RoomResponse};
@@ -502,7 +503,7 @@ pub fn spawn_room_notifying(
         factory,
         store,
         object: None,
-        conns: BTreeMap::new(),
+        conns: ConnTable::default(),
         accepted: BTreeSet::new(),
         alarms,
         auto_response: auto.clone(),
@@ -547,7 +548,7 @@ struct Actor {
     store: Arc<dyn Store>,
     /// The room object; `None` while hibernating.
     object: Option<Box<dyn Room>>,
-    conns: BTreeMap<ConnId, ConnRecord>,
+    conns: ConnTable,
     /// Connections accepted and not yet opened (or closed): the 101 is on
     /// its way, so the actor must not stop before their `Open` arrives.
     accepted: BTreeSet<ConnId>,
@@ -721,7 +722,7 @@ impl Actor {
                 }
                 Deferred::Durable(message) | Deferred::Behind(message) => message,
             };
-            if let Some(record) = self.conns.get(&conn) {
+            if let Some(record) = self.conns.get(conn) {
                 record.sink.send(&message);
             }
         }
@@ -763,12 +764,12 @@ impl Actor {
                 self.with_room(|room, ctx| room.on_open(ctx, conn));
             }
             RoomEvent::Message { conn, message } => {
-                if self.conns.contains_key(&conn) {
+                if self.conns.contains(conn) {
                     self.with_room_in(local, |room, ctx| room.on_message(ctx, conn, message));
                 }
             }
             RoomEvent::Messages { conn, messages } => {
-                if self.conns.contains_key(&conn) {
+                if self.conns.contains(conn) {
                     self.with_room_in(local, |room, ctx| {
                         for message in messages {
                             room.on_message(ctx, conn, message);
@@ -777,14 +778,14 @@ impl Actor {
                 }
             }
             RoomEvent::Error { conn, error } => {
-                if self.conns.contains_key(&conn) {
+                if self.conns.contains(conn) {
                     self.with_room(|room, ctx| room.on_error(ctx, conn, &error));
                 }
             }
             RoomEvent::Close { conn, mut closed, done } => {
                 // Also the end of an accepted connection that never opened.
                 self.accepted.remove(&conn);
-                if let Some(record) = self.conns.remove(&conn) {
+                if let Some(record) = self.conns.remove(conn) {
                     self.auto_response.forget(conn);
                     closed.attachment = record.into_attachment();
                     self.with_room(|room, ctx| room.on_close(ctx, conn, &closed));

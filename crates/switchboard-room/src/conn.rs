@@ -3,7 +3,7 @@
 //! how a message is framed (or compressed, or forwarded to another node) is
 //! the sink's business.
 
-use std::collections::BTreeMap;
+use crate::conn_table::ConnTable;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -167,8 +167,8 @@ impl Target<'_> {
 
 /// Where a message for `conn` goes, if it is open.
 #[inline]
-pub(crate) fn target<'s>(conns: &'s BTreeMap<ConnId, ConnRecord>, local: &'s mut Option<Local<'_>>, conn: ConnId) -> Option<Target<'s>> {
-    let record = conns.get(&conn)?;
+pub(crate) fn target<'s>(conns: &'s ConnTable, local: &'s mut Option<Local<'_>>, conn: ConnId) -> Option<Target<'s>> {
+    let record = conns.get(conn)?;
     Some(match local {
         Some(local) if local.conn == conn => Target::Local(&mut *local.sink),
         _ => Target::Queue(&*record.sink),

@@ -9,14 +9,15 @@ use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Store, Write};
 
 use crate::auto_response::{AutoResponse, AutoResponses};
-use crate::conn::{target, ConnId, ConnRecord, Local, Run, Target, MAX_ATTACHMENT_LEN};
+use crate::conn::{target, ConnId, Local, Run, Target, MAX_ATTACHMENT_LEN};
+use crate::conn_table::ConnTable;
 use crate::storage::{RoomStorage, WriteBehind};
 use crate::SendOutcome;
 
 /// A room's view of its world during one handler call.
 pub struct Ctx<'a> {
     pub(crate) room: &'a str,
-    pub(crate) conns: &'a mut BTreeMap<ConnId, ConnRecord>,
+    pub(crate) conns: &'a mut ConnTable,
     pub(crate) store: &'a dyn Store,
     pub(crate) alarms: &'a mut BTreeMap<String, SystemTime>,
     pub(crate) auto_response: &'a AutoResponses,
@@ -75,7 +76,7 @@ pub const HOLD_THRESHOLD: usize = 1024;
 impl Held {
     /// Queues the held frames on every connection they are for; holds
     /// nothing after.
-    pub(crate) fn flush(&mut self, conns: &BTreeMap<ConnId, ConnRecord>, local: &mut Option<Local<'_>>) {
+    pub(crate) fn flush(&mut self, conns: &ConnTable, local: &mut Option<Local<'_>>) {
         let to = std::mem::take(&mut self.to);
         if self.messages.is_empty() {
             return;
@@ -124,12 +125,7 @@ impl Held {
 
 /// Hands something to every connection `to` picks, in id order, with
 /// `send` (the local connection straight). Returns how many queued it.
-fn fan_out(
-    conns: &BTreeMap<ConnId, ConnRecord>,
-    local: &mut Option<Local<'_>>,
-    send: impl Fn(Target<'_>) -> SendOutcome,
-    mut to: impl FnMut(ConnId) -> bool,
-) -> usize {
+fn fan_out(conns: &ConnTable, local: &mut Option<Local<'_>>, send: impl Fn(Target<'_>) -> SendOutcome, mut to: impl FnMut(ConnId) -> bool) -> usize {
     let mut queued = 0;
     for (id, record) in conns.iter().filter(|(id, _)| to(**id)) {
         let target = match local {
@@ -234,7 +230,7 @@ impl Ctx<'_> {
         if self.pending.any_waiting() {
             return self.broadcast_where(message.message(), |id| Some(id) != except);
         }
-        let recipients = self.conns.len() - usize::from(except.is_some_and(|id| self.conns.contains_key(&id)));
+        let recipients = self.conns.len() - usize::from(except.is_some_and(|id| self.conns.contains(id)));
         let held = &mut *self.held;
         let to = HeldFor::All { except };
         if held.takes(to, message.message()) {
@@ -288,19 +284,19 @@ impl Ctx<'_> {
     /// Starts closing a connection.
     pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
         self.held.flush(self.conns, &mut self.local);
-        if let Some(record) = self.conns.get(&conn) {
+        if let Some(record) = self.conns.get(conn) {
             record.sink.close(code, reason);
         }
     }
 
     /// The tags a connection was accepted with.
     pub fn tags(&self, conn: ConnId) -> &[String] {
-        self.conns.get(&conn).map_or(&[], |c| c.tags())
+        self.conns.get(conn).map_or(&[], |c| c.tags())
     }
 
     /// The connection's attachment (kept while the room hibernates).
     pub fn attachment(&self, conn: ConnId) -> Option<&[u8]> {
-        self.conns.get(&conn).and_then(|c| c.attachment())
+        self.conns.get(conn).and_then(|c| c.attachment())
     }
 
     /// Replaces the connection's attachment (at most [`MAX_ATTACHMENT_LEN`] bytes).
@@ -308,7 +304,7 @@ impl Ctx<'_> {
         if value.as_ref().is_some_and(|v| v.len() > MAX_ATTACHMENT_LEN) {
             return Err(AttachmentRejected);
         }
-        let record = self.conns.get_mut(&conn).ok_or(AttachmentRejected)?;
+        let record = self.conns.get_mut(conn).ok_or(AttachmentRejected)?;
         record.set_attachment(value);
         Ok(())
     }

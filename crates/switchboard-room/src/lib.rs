@@ -20,6 +20,7 @@ mod actor;
 mod auto_response;
 mod census;
 mod conn;
+mod conn_table;
 mod context;
 mod name;
 mod room;

@@ -55,12 +55,14 @@ pub(crate) fn encode_run_compressed(messages: &[Message], deflate: &mut Outgoing
 pub(crate) struct Framing {
     /// Its permessage-deflate compressor, if agreed. Locked while a frame
     /// is compressed and queued, so frames leave in compression order.
-    deflate: Option<Mutex<Outgoing>>,
+    /// Boxed: every connection's sink holds this slot, and most connections
+    /// compress nothing (see `a_plain_sink_takes_32_bytes`).
+    deflate: Option<Box<Mutex<Outgoing>>>,
 }
 
 impl Framing {
     pub(crate) fn new(deflate: Option<Outgoing>) -> Framing {
-        Framing { deflate: deflate.map(Mutex::new) }
+        Framing { deflate: deflate.map(|deflate| Box::new(Mutex::new(deflate))) }
     }
 
     /// The compressor, locked; counted in [`compressors_held`] once it has

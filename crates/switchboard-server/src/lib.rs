@@ -237,7 +237,8 @@ impl Server {
             tracing::warn!(kind, "a compression policy is set for a room kind this server does not have");
         }
         let net_stats = Arc::new(switchboard_net::NetStats::new());
-        let metrics = metrics::Metrics::new(net_stats.clone(), self.edge_stats.clone());
+        let tls_stats = self.tls.as_ref().map(|tls| tls.transport.stats());
+        let metrics = metrics::Metrics::new(net_stats.clone(), self.edge_stats.clone(), tls_stats);
         let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
         let readiness = Arc::new(readiness::Readiness::new(store.clone()));
         let ops = Arc::new(ops::Ops { metrics, readiness: readiness.clone() });

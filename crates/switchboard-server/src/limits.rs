@@ -53,8 +53,8 @@ impl Default for Limits {
         Limits {
             max_connections: 100_000,
             max_connections_per_ip: 20_000,
-            handshakes_per_second_per_ip: 1_000,
-            handshake_burst_per_ip: 2_000,
+            handshakes_per_second_per_ip: 2_000,
+            handshake_burst_per_ip: 4_000,
             max_rooms: 100_000,
         }
     }

@@ -26,6 +26,7 @@ use switchboard_room::RoomCensus;
 
 use crate::limits::EdgeStats;
 use crate::process_stats::ProcessStats;
+use crate::tls::TlsStats;
 
 /// The content type of [`Metrics::render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -68,8 +69,9 @@ impl Default for StorageMetrics {
 }
 
 impl Metrics {
-    /// The metrics of a server whose listener counts into `net`.
-    pub(crate) fn new(net: Arc<NetStats>, edge: Arc<EdgeStats>) -> Metrics {
+    /// The metrics of a server whose listener counts into `net`, and whose
+    /// TLS listener, if it has one, into `tls`.
+    pub(crate) fn new(net: Arc<NetStats>, edge: Arc<EdgeStats>, tls: Option<Arc<TlsStats>>) -> Metrics {
         let mut registry = Registry::default();
         let auth = AuthDecisions::default();
         let storage = StorageMetrics::default();
@@ -84,6 +86,9 @@ impl Metrics {
         registry.register_collector(Box::new(Live { net }));
         // The edge's limit counters (docs/limits.md), read at scrape time.
         registry.register_collector(Box::new(Edge(edge)));
+        if let Some(tls) = tls {
+            registry.register_collector(Box::new(Tls(tls)));
+        }
         Metrics { registry, auth, storage }
     }
 
@@ -199,6 +204,16 @@ impl Collector for Edge {
     }
 }
 
+/// The TLS listener's failed handshakes, read at scrape time.
+#[derive(Debug)]
+struct Tls(Arc<TlsStats>);
+
+impl Collector for Tls {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        counters(&mut encoder, "switchboard_tls_handshake_failures", "TLS handshakes on the TLS listener that failed, by reason", "reason", self.0.failures())
+    }
+}
+
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
@@ -232,7 +247,7 @@ mod tests {
     fn renders_live_figures_and_recorded_ones() {
         let edge = Arc::new(EdgeStats::default());
         edge.refused_origin.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
-        let metrics = Metrics::new(Arc::new(NetStats::new()), edge);
+        let metrics = Metrics::new(Arc::new(NetStats::new()), edge, Some(Arc::default()));
         metrics.auth().record("token", "denied");
         metrics.auth().record("token", "denied");
         metrics.storage().commit_seconds.observe(0.003);
@@ -241,6 +256,7 @@ mod tests {
         assert!(text.contains("switchboard_storage_commit_seconds_count 1\n"), "{text}");
         assert!(text.contains("# TYPE switchboard_connections_open gauge\nswitchboard_connections_open 0\n"), "{text}");
         assert!(text.contains("switchboard_edge_refusals_total{reason=\"origin\"} 3\n"), "{text}");
+        assert!(text.contains("switchboard_tls_handshake_failures_total{reason=\"not_tls\"} 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -360,7 +360,16 @@ impl Drop for RoomConnection {
 
 #[cfg(test)]
 mod tests {
-    use super::RoomConnection;
+    use super::{RoomConnection, SocketSink};
+
+    /// Every open connection's sink is a box of its own in the room's
+    /// table; at 32 bytes it takes mimalloc's 32-byte class, half the next
+    /// one (docs/benchmarks.md, idle memory).
+    #[test]
+    fn a_plain_sink_takes_32_bytes() {
+        let size = std::mem::size_of::<SocketSink>();
+        assert!(size <= 32, "SocketSink is {size} bytes");
+    }
 
     /// The handler lives in every connection's box beside the protocol
     /// engine and the read buffer; at 88 bytes that box stays within

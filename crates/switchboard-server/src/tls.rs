@@ -16,10 +16,16 @@
 //! every [`POLL_INTERVAL`]. The TLS session of a connection is boxed before
 //! the driver gets it: it is several times the size of an idle connection's
 //! task, and boxing keeps that task the same size for TLS and plain TCP.
+//!
+//! Handshakes that fail are counted by a coarse reason ([`TlsStats`], at
+//! `/metrics`): a client that does not speak TLS (plain HTTP to the TLS
+//! port), one that refused our certificate, one that went away, one that
+//! took too long.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -52,14 +58,109 @@ pub struct TlsFiles {
 /// The TLS listener's transport: a TLS handshake on each accepted socket.
 pub(crate) struct TlsTransport {
     acceptor: TlsAcceptor,
+    stats: Arc<TlsStats>,
 }
 
 impl Transport for TlsTransport {
     type Stream = BoxedStream;
 
     async fn open(&self, tcp: TcpStream) -> io::Result<BoxedStream> {
-        let stream = self.acceptor.accept(tcp).await?;
-        Ok(Box::new(stream))
+        // The listener gives up on a slow handshake by dropping this
+        // future; the guard counts that as a timeout.
+        let mut pending = Pending { stats: &self.stats, done: false };
+        let accepted = self.acceptor.accept(tcp).await;
+        pending.done = true;
+        match accepted {
+            Ok(stream) => Ok(Box::new(stream)),
+            Err(e) => {
+                self.stats.count(FailureReason::of(&e));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Failed TLS handshakes on one listener, by reason.
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    counts: [AtomicU64; FailureReason::ALL.len()],
+}
+
+/// Why a TLS handshake failed, coarsely: the label of the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureReason {
+    /// The client spoke something other than TLS (plain HTTP, a scanner).
+    NotTls,
+    /// The client sent an alert: most often it does not trust our
+    /// certificate (unknown CA, expired, wrong name).
+    Alert,
+    /// TLS the server does not accept: no common version, cipher suite or
+    /// ALPN protocol, or a malformed or misbehaving handshake.
+    Protocol,
+    /// The connection closed or reset before the handshake finished.
+    Closed,
+    /// The handshake took longer than the handshake timeout.
+    Timeout,
+    /// Anything else (an I/O error of the socket).
+    Other,
+}
+
+impl FailureReason {
+    pub(crate) const ALL: [FailureReason; 6] =
+        [FailureReason::NotTls, FailureReason::Alert, FailureReason::Protocol, FailureReason::Closed, FailureReason::Timeout, FailureReason::Other];
+
+    /// The metric's label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FailureReason::NotTls => "not_tls",
+            FailureReason::Alert => "alert",
+            FailureReason::Protocol => "protocol",
+            FailureReason::Closed => "closed",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Other => "other",
+        }
+    }
+
+    fn of(error: &io::Error) -> FailureReason {
+        if let Some(tls) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            return match tls {
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => FailureReason::NotTls,
+                rustls::Error::AlertReceived(_) => FailureReason::Alert,
+                _ => FailureReason::Protocol,
+            };
+        }
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+                FailureReason::Closed
+            }
+            _ => FailureReason::Other,
+        }
+    }
+}
+
+impl TlsStats {
+    fn count(&self, reason: FailureReason) {
+        self.counts[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Failed handshakes by reason label.
+    pub(crate) fn failures(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        FailureReason::ALL.into_iter().map(|reason| (reason.label(), self.counts[reason as usize].load(Relaxed)))
+    }
+}
+
+/// Counts a handshake abandoned before it finished (the listener's
+/// timeout dropped it).
+struct Pending<'a> {
+    stats: &'a TlsStats,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.count(FailureReason::Timeout);
+        }
     }
 }
 
@@ -172,8 +273,15 @@ pub(crate) fn setup(files: &TlsFiles) -> Result<(Arc<TlsTransport>, TlsReloader)
         .with_no_client_auth()
         .with_cert_resolver(certificate.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let transport = Arc::new(TlsTransport { acceptor: TlsAcceptor::from(Arc::new(config)) });
+    let transport = Arc::new(TlsTransport { acceptor: TlsAcceptor::from(Arc::new(config)), stats: Arc::default() });
     Ok((transport, TlsReloader(certificate)))
+}
+
+impl TlsTransport {
+    /// Its failed handshakes.
+    pub(crate) fn stats(&self) -> Arc<TlsStats> {
+        self.stats.clone()
+    }
 }
 
 /// Checks the certificate files every [`POLL_INTERVAL`] and reloads them

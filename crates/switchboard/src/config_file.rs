@@ -34,10 +34,17 @@ impl fmt::Display for ConfigError {
 /// Reads and checks a configuration file: every key known, every value
 /// valid, and the settings that need each other present together.
 pub fn load(file: &Path) -> Result<Settings, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError { file: file.to_owned(), line: None, message: format!("cannot read: {e}") })?;
-    let settings = parse(&text).map_err(|(line, message)| ConfigError { file: file.to_owned(), line, message })?;
+    let settings = read(file)?;
     settings.validate().map_err(|message| ConfigError { file: file.to_owned(), line: None, message })?;
     Ok(settings)
+}
+
+/// Reads a configuration file: every key known, every value valid. What
+/// the file leaves to the environment or flags (a secret for a mode the
+/// file sets, say) is checked once they are applied.
+pub fn read(file: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError { file: file.to_owned(), line: None, message: format!("cannot read: {e}") })?;
+    parse(&text).map_err(|(line, message)| ConfigError { file: file.to_owned(), line, message })
 }
 
 /// Checks that the files the settings name can be used (the TURN secret,

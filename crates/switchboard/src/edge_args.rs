@@ -1,13 +1,15 @@
 //! The `serve` flags of the server's edge: limits, `Origin` allow-lists,
 //! the HTTP body timeout and the publish key (docs/limits.md,
-//! docs/publish.md).
+//! docs/publish.md), each overriding its key in `[limits]`, `[origins]`,
+//! `[publish]` or a kind's table.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchboard_server::{EdgeConfig, Limits, OriginPolicy, PublishKey};
-
 use crate::duration;
+use crate::edge_settings::parse_origin;
+use crate::secret::Secret;
+use crate::settings::{check_kind, parse_count, Settings};
 
 /// Limits against noisy clients, origins, publish API.
 #[derive(clap::Args)]
@@ -16,77 +18,94 @@ pub struct EdgeArgs {
     /// (`https://app.example`, `https://*.example.com`, `*`); repeatable.
     /// Replaces the default (localhost pages); the server's own origin is
     /// always allowed.
-    #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = origin)]
+    #[arg(long = "allowed-origin", env = "SWITCHBOARD_ALLOWED_ORIGIN", value_delimiter = ',', value_name = "ORIGIN", value_parser = parse_origin)]
     allowed_origins: Vec<String>,
     /// An origin allowed for one room kind, `KIND=ORIGIN`; repeatable. A
     /// kind with entries here uses only these (and its own origin).
-    #[arg(long = "allowed-origin-kind", value_name = "KIND=ORIGIN", value_parser = kind_origin)]
+    #[arg(long = "allowed-origin-kind", env = "SWITCHBOARD_ALLOWED_ORIGIN_KIND", value_delimiter = ',', value_name = "KIND=ORIGIN", value_parser = kind_origin)]
     allowed_origins_kind: Vec<(String, String)>,
     /// Refuse WebSocket upgrades without an `Origin` header (non-browser
     /// clients then have to send one).
-    #[arg(long)]
-    require_origin: bool,
-    /// Open WebSocket connections in all (503 beyond); 0: no limit.
-    #[arg(long, default_value_t = Limits::default().max_connections)]
-    max_connections: usize,
+    #[arg(long, env = "SWITCHBOARD_REQUIRE_ORIGIN", num_args = 0..=1, default_missing_value = "true")]
+    require_origin: Option<bool>,
+    /// Open WebSocket connections in all (503 beyond); 0: no limit
+    /// [default: 100000].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_parser = parse_count::<0, 4_294_967_295, usize>)]
+    max_connections: Option<usize>,
     /// Open WebSocket connections per client IP, IPv6 per /64 (429
-    /// beyond); 0: no limit.
-    #[arg(long, default_value_t = Limits::default().max_connections_per_ip)]
-    max_connections_per_ip: usize,
+    /// beyond); 0: no limit [default: 20000].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", value_parser = parse_count::<0, 4_294_967_295, usize>)]
+    max_connections_per_ip: Option<usize>,
     /// WebSocket handshakes per second per client IP, sustained (429 with
-    /// Retry-After beyond); 0: no limit.
-    #[arg(long, default_value_t = Limits::default().handshakes_per_second_per_ip)]
-    handshake_rate_per_ip: u32,
-    /// WebSocket handshakes one client IP may make in a burst.
-    #[arg(long, default_value_t = Limits::default().handshake_burst_per_ip, value_parser = clap::value_parser!(u32).range(1..))]
-    handshake_burst_per_ip: u32,
+    /// Retry-After beyond); 0: no limit [default: 2000].
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_RATE_PER_IP", value_parser = parse_count::<0, 4_294_967_295, u32>)]
+    handshake_rate_per_ip: Option<u32>,
+    /// WebSocket handshakes one client IP may make in a burst [default: 4000].
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_BURST_PER_IP", value_parser = parse_count::<1, 4_294_967_295, u32>)]
+    handshake_burst_per_ip: Option<u32>,
     /// Live rooms on this server (a connection that would start one more
-    /// gets 503); 0: no limit.
-    #[arg(long, default_value_t = Limits::default().max_rooms)]
-    max_rooms: usize,
-    /// Time an HTTP request body has to arrive whole (408 after it).
-    #[arg(long, default_value = "30s", value_parser = duration::parse_duration)]
-    http_body_timeout: Duration,
+    /// gets 503); 0: no limit [default: 100000].
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS", value_parser = parse_count::<0, 4_294_967_295, usize>)]
+    max_rooms: Option<usize>,
+    /// Time an HTTP request body has to arrive whole (408 after it)
+    /// [default: 30s].
+    #[arg(long, env = "SWITCHBOARD_HTTP_BODY_TIMEOUT", value_parser = duration::parse_duration)]
+    http_body_timeout: Option<Duration>,
     /// File holding the publish API's bearer key (white space around it is
-    /// ignored); without it the publish API is off. The key is never logged.
-    #[arg(long, value_name = "PATH")]
+    /// ignored); without a key the publish API is off. The key is never logged.
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY_FILE", value_name = "PATH")]
     publish_key_file: Option<PathBuf>,
-}
-
-fn origin(text: &str) -> Result<String, String> {
-    OriginPolicy::check_entry(text).map(|()| text.to_owned()).map_err(|e| e.to_string())
+    /// The publish API's bearer key itself, for deployments that pass
+    /// secrets in the environment; prefer the variable to the flag, which
+    /// other users of the machine can see. Never logged or shown.
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_KEY", hide_env_values = true, value_name = "KEY", conflicts_with = "publish_key_file")]
+    publish_key: Option<Secret>,
 }
 
 fn kind_origin(text: &str) -> Result<(String, String), String> {
     let (kind, entry) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected KIND=ORIGIN, e.g. chat=https://app.example"))?;
-    if !switchboard_server::is_kind_name(kind) {
-        return Err(format!("{kind:?} is not a room kind name (1-32 of a-z 0-9 - _)"));
-    }
-    Ok((kind.to_owned(), origin(entry)?))
+    check_kind(kind)?;
+    Ok((kind.to_owned(), parse_origin(entry)?))
 }
 
 impl EdgeArgs {
-    /// The edge's settings, with the publish key read from its file; the
-    /// error names the file and why, never its content.
-    pub fn config(&self) -> Result<EdgeConfig, String> {
-        let publish_key = match &self.publish_key_file {
-            None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the publish key file {}: {e}", path.display()))?;
-                Some(PublishKey::from_file_text(&text).ok_or_else(|| format!("the publish key file {} is empty", path.display()))?)
+    /// Overrides the settings' keys with the flags given. A kind named by
+    /// --allowed-origin-kind gets the flags' list for it instead of the
+    /// file's.
+    pub fn apply(&self, s: &mut Settings) -> Result<(), String> {
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(value) = value {
+                *target = value.clone();
             }
-        };
-        let mut origins = OriginPolicy { allowed: self.allowed_origins.clone(), require_origin: self.require_origin, ..OriginPolicy::default() };
-        for (kind, entry) in &self.allowed_origins_kind {
-            origins.per_kind.entry(kind.clone()).or_default().push(entry.clone());
         }
-        let limits = Limits {
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
-            handshakes_per_second_per_ip: self.handshake_rate_per_ip,
-            handshake_burst_per_ip: self.handshake_burst_per_ip,
-            max_rooms: self.max_rooms,
-        };
-        Ok(EdgeConfig { limits, origins, body_timeout: self.http_body_timeout, publish_key })
+        if !self.allowed_origins.is_empty() {
+            s.origins.allowed = self.allowed_origins.clone();
+        }
+        set(&mut s.origins.require, &self.require_origin);
+        let l = &mut s.limits;
+        set(&mut l.max_connections, &self.max_connections);
+        set(&mut l.max_connections_per_ip, &self.max_connections_per_ip);
+        set(&mut l.handshake_rate_per_ip, &self.handshake_rate_per_ip);
+        set(&mut l.handshake_burst_per_ip, &self.handshake_burst_per_ip);
+        set(&mut l.max_rooms, &self.max_rooms);
+        set(&mut l.http_body_timeout, &self.http_body_timeout);
+        if self.publish_key_file.is_some() {
+            s.publish.key_file = self.publish_key_file.clone();
+            s.publish.key = None;
+        }
+        if self.publish_key.is_some() {
+            s.publish.key = self.publish_key.clone();
+            s.publish.key_file = None;
+        }
+        let mut named: Vec<&str> = Vec::new();
+        for (kind, entry) in &self.allowed_origins_kind {
+            let list = s.kinds.edge_mut(kind)?.allowed_origins;
+            if !named.contains(&kind.as_str()) {
+                list.clear();
+                named.push(kind);
+            }
+            list.push(entry.clone());
+        }
+        Ok(())
     }
 }

@@ -7,7 +7,10 @@ mod compression_args;
 mod config_file;
 mod duration;
 mod edge_args;
+mod edge_settings;
 mod huge_pages;
+mod kind_table;
+mod parsed;
 mod secret;
 mod settings;
 mod sighup;
@@ -16,6 +19,9 @@ mod sighup;
 /// buffers all the time, and glibc's malloc hands freed pages back to the
 /// kernel only to fault them in again (a large share of the server's time
 /// echoing large messages went to page faults; see docs/benchmarks.md).
+/// The `system-allocator` feature keeps glibc's, so that heap profilers
+/// (heaptrack, valgrind's dhat) see each allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -235,10 +241,13 @@ impl ServeArgs {
     /// then every flag or environment variable given.
     fn settings(&self) -> Result<Settings, String> {
         let mut settings = match &self.config {
-            Some(file) => config_file::load(file).map_err(|e| e.to_string())?,
+            Some(file) => config_file::read(file).map_err(|e| e.to_string())?,
             None => Settings::default(),
         };
         self.apply(&mut settings);
+        self.auth.apply(&mut settings)?;
+        self.edge.apply(&mut settings)?;
+        self.compression.apply(&mut settings)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -307,7 +316,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => match args.settings() {
             Ok(settings) => {
                 init_logs(settings.log_format);
-                run(settings, &args)
+                run(settings)
             }
             Err(e) => {
                 eprintln!("switchboard: {e}");
@@ -348,38 +357,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts the server with the effective settings (and the flags that
-/// have no key in the file yet: identity at the edge, the edge's limits).
-fn run(settings: Settings, args: &ServeArgs) -> ExitCode {
+/// Starts the server with the effective settings.
+fn run(settings: Settings) -> ExitCode {
     if !settings.huge_pages {
         huge_pages::disable();
     }
-    let mut config = match settings.server_config() {
+    let config = match settings.server_config() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("switchboard: {e}");
             return ExitCode::FAILURE;
         }
     };
-    config.auth = match args.auth.config(config.data_dir.as_deref()) {
-        Ok(auth) => auth,
-        Err(e) => {
-            eprintln!("switchboard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = config.auth.check(!config.trusted_proxies.is_empty()) {
-        eprintln!("switchboard: {e}");
-        return ExitCode::FAILURE;
-    }
-    config.edge = match args.edge.config() {
-        Ok(edge) => edge,
-        Err(e) => {
-            eprintln!("switchboard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    args.compression.apply(&mut config);
 
     let ice = &config.apps.call.ice;
     tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
@@ -451,9 +440,13 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
 
 /// Text for people, or one JSON object per line (tracing-subscriber's
 /// `json` format, the event's fields at the top level) for log shippers.
+/// Colours only on a terminal: in a file or a log collector the escape
+/// codes are noise around every field.
 fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

@@ -21,6 +21,8 @@ use switchboard_server::call::{IceConfig, TurnSecret};
 use switchboard_server::{CallConfig, ChatConfig, DrainConfig, GeoDb, IpNet, ServerConfig, TlsFiles, TrustedProxies};
 
 use crate::duration;
+use crate::edge_settings::{Auth, Compression, Limits, Origins, Publish};
+use crate::kind_table::{kind_table, KindEdge, KindEdgeMut};
 use crate::secret::Secret;
 
 /// Everything `serve` can be told.
@@ -51,6 +53,16 @@ pub struct Settings {
     pub drain: Drain,
     /// The HTTPS / `wss://` listener.
     pub tls: Tls,
+    /// Identity at the edge.
+    pub auth: Auth,
+    /// `Origin` allow-lists.
+    pub origins: Origins,
+    /// Limits against noisy clients.
+    pub limits: Limits,
+    /// The publish API's key.
+    pub publish: Publish,
+    /// permessage-deflate.
+    pub compression: Compression,
     /// Settings per room kind.
     pub kinds: Kinds,
 }
@@ -69,6 +81,11 @@ impl Default for Settings {
             connections: Connections::default(),
             drain: Drain::default(),
             tls: Tls::default(),
+            auth: Auth::default(),
+            origins: Origins::default(),
+            limits: Limits::default(),
+            publish: Publish::default(),
+            compression: Compression::default(),
             kinds: Kinds::default(),
         }
     }
@@ -149,80 +166,101 @@ pub struct Kinds {
     pub chat: ChatKind,
     /// `/rooms/call/{id}`.
     pub call: CallKind,
+    /// `/rooms/clicks/{id}` (docs/clicks.md).
+    pub clicks: ClicksKind,
 }
 
-/// `[kinds.echo]`: no settings of its own yet.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EchoKind {}
+/// The names of the room kinds the binary serves, in the order of [`Kinds`].
+pub const KIND_NAMES: [&str; 5] = ["echo", "broadcast", "chat", "call", "clicks"];
 
-/// `[kinds.broadcast]`: no settings of its own yet.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BroadcastKind {}
-
-/// `[kinds.chat]`: the chat's limits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ChatKind {
-    /// Users per room.
-    #[serde(deserialize_with = "count::<_, 1, 100_000, _>")]
-    pub max_users: usize,
-    /// Longest message, in characters.
-    #[serde(deserialize_with = "count::<_, 1, 65_536, _>")]
-    pub max_length: usize,
-    /// Sustained messages per second per user.
-    #[serde(deserialize_with = "count::<_, 1, 10_000, _>")]
-    pub rate: u32,
-    /// Messages per burst.
-    #[serde(deserialize_with = "count::<_, 1, 10_000, _>")]
-    pub burst: u32,
-    /// Messages kept per room for newcomers.
-    #[serde(deserialize_with = "count::<_, 0, 10_000, _>")]
-    pub history: usize,
+/// Checks that a flag names a room kind this server has; the error names
+/// the kind and the kinds there are.
+pub fn check_kind(kind: &str) -> Result<(), String> {
+    if KIND_NAMES.contains(&kind) {
+        return Ok(());
+    }
+    Err(format!("unknown room kind {kind:?} (the kinds are {})", KIND_NAMES.join(", ")))
 }
 
-impl Default for ChatKind {
-    fn default() -> ChatKind {
-        let chat = ChatConfig::default();
-        ChatKind { max_users: chat.max_users, max_length: chat.max_length, rate: chat.per_second, burst: chat.burst, history: chat.history }
+impl Kinds {
+    /// Every kind's name and shared keys.
+    pub fn edges(&self) -> Vec<(&'static str, KindEdge)> {
+        let edges = [self.echo.edge(), self.broadcast.edge(), self.chat.edge(), self.call.edge(), self.clicks.edge()];
+        KIND_NAMES.into_iter().zip(edges).collect()
+    }
+
+    /// One kind's shared keys, to override; an unknown kind is an error
+    /// naming the kinds there are.
+    pub fn edge_mut(&mut self, kind: &str) -> Result<KindEdgeMut<'_>, String> {
+        check_kind(kind)?;
+        Ok(match kind {
+            "echo" => self.echo.edge_mut(),
+            "broadcast" => self.broadcast.edge_mut(),
+            "chat" => self.chat.edge_mut(),
+            "call" => self.call.edge_mut(),
+            _ => self.clicks.edge_mut(),
+        })
     }
 }
 
-/// `[kinds.call]`: the call's limits and ICE servers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CallKind {
-    /// Peers per call.
-    #[serde(deserialize_with = "count::<_, 2, 100, _>")]
-    pub max_peers: usize,
-    /// `stun:` URLs.
-    #[serde(deserialize_with = "stun_urls")]
-    pub stun: Vec<String>,
-    /// `turn:` / `turns:` URLs.
-    #[serde(deserialize_with = "turn_urls")]
-    pub turn: Vec<String>,
-    /// File holding the TURN shared secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub turn_secret_file: Option<PathBuf>,
-    /// The TURN shared secret itself (masked when shown).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub turn_secret: Option<Secret>,
-    /// Lifetime of TURN credentials.
-    #[serde(with = "turn_ttl_text")]
-    pub turn_ttl: Duration,
+kind_table! {
+    /// `[kinds.echo]`: only the keys every kind has.
+    EchoKind {}
 }
 
-impl Default for CallKind {
-    fn default() -> CallKind {
-        CallKind {
-            max_peers: CallConfig::default().max_peers,
-            stun: Vec::new(),
-            turn: Vec::new(),
-            turn_secret_file: None,
-            turn_secret: None,
-            turn_ttl: DEFAULT_TURN_TTL,
-        }
+kind_table! {
+    /// `[kinds.broadcast]`: only the keys every kind has.
+    BroadcastKind {}
+}
+
+kind_table! {
+    /// `[kinds.clicks]`: only the keys every kind has (its rooms are in
+    /// token mode with the room id as subject unless `auth` says otherwise).
+    ClicksKind {}
+}
+
+kind_table! {
+    /// `[kinds.chat]`: the chat's limits.
+    ChatKind {
+        /// Users per room.
+        #[serde(deserialize_with = "count::<_, 1, 100_000, _>")]
+        max_users: usize = ChatConfig::default().max_users,
+        /// Longest message, in characters.
+        #[serde(deserialize_with = "count::<_, 1, 65_536, _>")]
+        max_length: usize = ChatConfig::default().max_length,
+        /// Sustained messages per second per user.
+        #[serde(deserialize_with = "count::<_, 1, 10_000, _>")]
+        rate: u32 = ChatConfig::default().per_second,
+        /// Messages per burst.
+        #[serde(deserialize_with = "count::<_, 1, 10_000, _>")]
+        burst: u32 = ChatConfig::default().burst,
+        /// Messages kept per room for newcomers.
+        #[serde(deserialize_with = "count::<_, 0, 10_000, _>")]
+        history: usize = ChatConfig::default().history,
+    }
+}
+
+kind_table! {
+    /// `[kinds.call]`: the call's limits and ICE servers.
+    CallKind {
+        /// Peers per call.
+        #[serde(deserialize_with = "count::<_, 2, 100, _>")]
+        max_peers: usize = CallConfig::default().max_peers,
+        /// `stun:` URLs.
+        #[serde(deserialize_with = "stun_urls")]
+        stun: Vec<String> = Vec::new(),
+        /// `turn:` / `turns:` URLs.
+        #[serde(deserialize_with = "turn_urls")]
+        turn: Vec<String> = Vec::new(),
+        /// File holding the TURN shared secret.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        turn_secret_file: Option<PathBuf> = None,
+        /// The TURN shared secret itself (masked when shown).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        turn_secret: Option<Secret> = None,
+        /// Lifetime of TURN credentials.
+        #[serde(with = "turn_ttl_text")]
+        turn_ttl: Duration = DEFAULT_TURN_TTL,
     }
 }
 
@@ -243,6 +281,8 @@ impl Settings {
         if call.turn.is_empty() && has_secret {
             return Err("a TURN secret is set but kinds.call.turn (--call-turn) lists no TURN server".into());
         }
+        self.auth.validate(&self.kinds.edges(), !self.trusted_proxies.is_empty(), self.memory)?;
+        self.publish.validate()?;
         let tls = &self.tls;
         match (tls.listen, &tls.cert, &tls.key) {
             (Some(_), Some(_), Some(_)) | (None, None, None) => Ok(()),
@@ -270,6 +310,12 @@ impl Settings {
         if let (Some(listen), Some(cert), Some(key)) = (self.tls.listen, &self.tls.cert, &self.tls.key) {
             config.tls = Some(TlsFiles { listen, cert: cert.clone(), key: key.clone() });
         }
+        let kinds = self.kinds.edges();
+        config.auth = self.auth.config(&kinds, config.data_dir.as_deref())?;
+        config.auth.check(!config.trusted_proxies.is_empty())?;
+        config.edge = crate::edge_settings::edge_config(&self.origins, &self.limits, &self.publish, &kinds)?;
+        config.net.deflate = self.compression.options();
+        config.compression_kinds = kinds.iter().filter_map(|(kind, edge)| Some((kind.to_string(), edge.compression?))).collect();
         Ok(config)
     }
 
@@ -280,6 +326,8 @@ impl Settings {
         if let (Some(cert), Some(key)) = (&self.tls.cert, &self.tls.key) {
             switchboard_server::check_tls_files(cert, key)?;
         }
+        self.auth.named_keys()?;
+        self.publish.key()?;
         Ok(())
     }
 
@@ -329,7 +377,7 @@ fn check_count<const MIN: u64, const MAX: u64, T: TryFrom<u64>>(n: u64) -> Resul
 }
 
 /// A count between `MIN` and `MAX`, in the file.
-fn count<'de, D: Deserializer<'de>, const MIN: u64, const MAX: u64, T: TryFrom<u64>>(deserializer: D) -> Result<T, D::Error> {
+pub(crate) fn count<'de, D: Deserializer<'de>, const MIN: u64, const MAX: u64, T: TryFrom<u64>>(deserializer: D) -> Result<T, D::Error> {
     let n = i64::deserialize(deserializer)?;
     let n = u64::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range: must be {MIN} to {MAX}")))?;
     check_count::<MIN, MAX, T>(n).map_err(serde::de::Error::custom)

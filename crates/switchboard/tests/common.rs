@@ -12,6 +12,8 @@ pub struct ServerProcess {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// The TLS listener's `127.0.0.1:PORT`, when the flags ask for one.
+    pub tls_addr: Option<String>,
 }
 
 impl ServerProcess {
@@ -39,15 +41,15 @@ impl ServerProcess {
             .stderr(stderr)
             .spawn()
             .expect("start the switchboard binary");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the address line");
-        let addr = line
-            .trim()
-            .strip_prefix("switchboard listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        ServerProcess { child, addr }
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = |prefix: &str| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read the address line");
+            line.trim().strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix}, got {line:?}")).to_owned()
+        };
+        let addr = line("switchboard listening on http://");
+        let tls_addr = flags.contains(&"--listen-tls").then(|| line("switchboard listening on https://"));
+        ServerProcess { child, addr, tls_addr }
     }
 
     /// `ws://ADDR{path}`

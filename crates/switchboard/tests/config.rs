@@ -1,10 +1,16 @@
 //! The configuration file against the real binary: precedence of file,
 //! environment and flags, every kind of bad file and its message,
-//! `config check` and `config show` (secrets masked).
+//! `config check` and `config show` (secrets masked), and keys of the file
+//! taking effect on real connections.
+
+mod common;
+#[path = "support/edge.rs"]
+mod edge;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 fn switchboard() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -128,6 +134,46 @@ fn config_check_names_the_line_and_key_of_each_mistake() {
             "[kinds.call]\nturn = [\"turn:t.example.org\"]\nturn_secret_file = \"/nonexistent/secret\"\n",
             "cannot read the TURN secret file /nonexistent/secret",
         ),
+        ("mode.toml", "[auth]\nmode = \"sometimes\"\n", "mode.toml line 2: `auth.mode`: \"sometimes\" is not an auth mode"),
+        ("kindauth.toml", "memory = true\n[kinds.echo]\nauth = \"tokens\"\n", "kindauth.toml line 3: `kinds.echo.auth`: \"tokens\" is not an auth mode"),
+        (
+            "kindkey.toml",
+            "[kinds.echo]\nauth_mode = \"token\"\n",
+            "kindkey.toml line 2: unknown key `kinds.echo.auth_mode` (expected one of `auth`, `room_is_subject`",
+        ),
+        ("origin.toml", "[origins]\nallowed = [\"app.example\"]\n", "origin.toml line 2: `origins.allowed"),
+        (
+            "kindorigin.toml",
+            "[kinds.chat]\nmax_users = 5\nallowed_origins = [\"https://app.example/chat\"]\n",
+            "kindorigin.toml line 3: `kinds.chat.allowed_origins",
+        ),
+        ("policy.toml", "[kinds.chat]\ncompression = \"max\"\n", "policy.toml line 2: `kinds.chat.compression`: unknown compression policy \"max\""),
+        ("level.toml", "[compression]\nlevel = 10\n", "level.toml line 2: `compression.level`: 10 is out of range: must be 0 to 9"),
+        ("burst.toml", "[limits]\nhandshake_burst_per_ip = 0\n", "burst.toml line 2: `limits.handshake_burst_per_ip`: 0 is out of range: must be 1 to"),
+        ("limit.toml", "[limits]\nmax_rooms = -1\n", "limit.toml line 2: `limits.max_rooms`: -1 is out of range"),
+        ("body.toml", "[limits]\nhttp_body_timeout = \"0s\"\n", "body.toml line 2: `limits.http_body_timeout`: a duration must be more than zero"),
+        (
+            "forward.toml",
+            "[auth]\nforward_url = \"https://auth.example/check\"\n",
+            "forward.toml line 2: `auth.forward_url`: \"https://auth.example/check\": the auth backend URL must be http://",
+        ),
+        ("shortjwt.toml", "[auth]\njwt_secret = \"too-short\"\n", "shortjwt.toml: auth.jwt_secret: the HS256 secret must be at least 32 bytes"),
+        (
+            "twojwt.toml",
+            "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\njwt_secret_file = \"/etc/secret\"\n",
+            "twojwt.toml: auth.jwt_secret and auth.jwt_secret_file (--jwt-secret-file) are both set",
+        ),
+        ("jwtfile.toml", "[auth]\njwt_secret_file = \"/nonexistent/jwt\"\n", "cannot read the JWT secret file /nonexistent/jwt"),
+        ("header.toml", "[auth]\nheader = \"x user\"\n", "header.toml line 2: `auth.header`: \"x user\" is not a header name"),
+        ("cookie.toml", "\n[auth]\ncookie = \"a;b\"\n", "cookie.toml line 3: `auth.cookie`: \"a;b\" is not a cookie name"),
+        (
+            "gateway.toml",
+            "[kinds.chat]\nauth = \"trusted-header\"\n",
+            "gateway.toml: trusted-header mode believes the header only from trusted proxies: set trusted_proxies",
+        ),
+        ("nobackend.toml", "[auth]\napi = \"forward\"\n", "nobackend.toml: forward mode needs the auth backend: auth.forward_url"),
+        ("nokeys.toml", "memory = true\n[auth]\nmode = \"token\"\n", "nokeys.toml: token mode with storage in memory needs keys"),
+        ("publish.toml", "[publish]\nkey_file = \"/nonexistent/key\"\n", "publish.toml: cannot read the publish key file /nonexistent/key"),
     ];
     for (name, text, expected) in cases {
         let file = write(dir.path(), name, text);
@@ -205,4 +251,173 @@ fn drain_and_log_settings_come_from_the_file_the_environment_and_flags() {
     let (ok, _, stderr) = run(switchboard().args(["config", "check"]).arg(&bad));
     assert!(!ok);
     assert!(stderr.contains("bad.toml line 1: `log_format`: unknown variant `xml`"), "{stderr}");
+}
+
+/// The lines of one table in `config show`'s output.
+fn table<'a>(shown: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("[{name}]");
+    shown.lines().skip_while(|l| l.trim() != header).skip(1).take_while(|l| !l.starts_with('[')).map(str::trim).collect()
+}
+
+#[test]
+fn edge_keys_follow_the_file_then_the_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "s.toml",
+        "[auth]\nmode = \"token\"\njwt_leeway = \"5s\"\n[limits]\nmax_rooms = 5\nmax_connections = 6\n[origins]\nallowed = [\"https://a.example\"]\n\
+         [compression]\nlevel = 3\n[kinds.chat]\nauth = \"public\"\nallowed_origins = [\"https://chat.example\"]\n\
+         [kinds.echo]\nallowed_origins = [\"https://echo.example\"]\ncompression = \"off\"\n",
+    );
+    let (ok, shown, err) = run(switchboard()
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .env("SWITCHBOARD_MAX_ROOMS", "7")
+        .env("SWITCHBOARD_MAX_CONNECTIONS", "8")
+        .env("SWITCHBOARD_AUTH_KIND", "call=forward,chat=public")
+        .env("SWITCHBOARD_AUTH_ROOM_IS_SUBJECT", "chat")
+        .env("SWITCHBOARD_COMPRESSION_KIND", "broadcast=dedicated")
+        .env("SWITCHBOARD_COMPRESSION_LEVEL", "4")
+        .args(["--max-connections", "9", "--auth-kind", "chat=token", "--allowed-origin-kind", "chat=https://b.example"])
+        .args(["--allowed-origin-kind", "chat=https://c.example"]));
+    assert!(ok, "{err}");
+    let expect = |name: &str, lines: &[&str]| {
+        let table = table(&shown, name);
+        for line in lines {
+            assert!(table.contains(line), "{line:?} missing in [{name}] of\n{shown}");
+        }
+    };
+    expect("auth", &["mode = \"token\"", "jwt_leeway = \"5s\""]);
+    expect("limits", &["max_rooms = 7", "max_connections = 9"]);
+    expect("origins", &["allowed = [\"https://a.example\"]"]);
+    expect("compression", &["level = 4"]);
+    // A per-kind flag overrides the kinds it names and no other.
+    expect("kinds.chat", &["auth = \"token\"", "room_is_subject = true", "allowed_origins = [\"https://b.example\", \"https://c.example\"]"]);
+    expect("kinds.echo", &["allowed_origins = [\"https://echo.example\"]", "compression = \"off\""]);
+    expect("kinds.broadcast", &["compression = \"dedicated\""]);
+    // A flag's list replaces the variable's: call keeps the file's (no) mode.
+    assert!(!table(&shown, "kinds.call").iter().any(|l| l.starts_with("auth")), "{shown}");
+}
+
+#[test]
+fn config_show_masks_the_jwt_secret_and_the_publish_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "s.toml", "[auth]\njwt_secret = \"file-jwt-secret-0123456789abcdef0123\"\n");
+    let (ok, shown, stderr) = run(switchboard().args(["config", "show", "--config"]).arg(&file).env("SWITCHBOARD_PUBLISH_KEY", "env-publish-key-value"));
+    assert!(ok, "{stderr}");
+    assert!(!shown.contains("file-jwt-secret") && !shown.contains("env-publish-key-value"), "{shown}");
+    assert!(table(&shown, "auth").contains(&"jwt_secret = \"********\""), "{shown}");
+    assert!(table(&shown, "publish").contains(&"key = \"********\""), "{shown}");
+    // A flag's file replaces the file's inline secret.
+    let (ok, shown, stderr) = run(switchboard().args(["config", "show", "--config"]).arg(&file).args(["--jwt-secret-file", "/etc/jwt"]));
+    assert!(ok, "{stderr}");
+    assert!(table(&shown, "auth").contains(&"jwt_secret_file = \"/etc/jwt\""), "{shown}");
+    assert!(!shown.contains("jwt_secret ="), "{shown}");
+    // What a file's setting needs may come from the environment.
+    let token_mode = write(dir.path(), "token.toml", "memory = true\n[auth]\nmode = \"token\"\n");
+    let (ok, _, stderr) = run(switchboard()
+        .args(["config", "show", "--config"])
+        .arg(&token_mode)
+        .env("SWITCHBOARD_JWT_SECRET", "env-jwt-secret-0123456789abcdef0123"));
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(switchboard().args(["config", "show", "--config"]).arg(&token_mode));
+    assert!(!ok && stderr.contains("token mode with storage in memory needs keys"), "{stderr}");
+}
+
+/// Runs the command to its end, killing it (by its handle) if it is still
+/// running after 20 s: a server that accepted what it should refuse.
+fn run_bounded(command: &mut Command) -> (Option<i32>, String, String) {
+    let mut child = Serving(command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start switchboard"));
+    for _ in 0..400 {
+        if child.0.try_wait().unwrap().is_some() {
+            let mut out = (String::new(), String::new());
+            std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out.0).unwrap();
+            std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut out.1).unwrap();
+            return (child.0.try_wait().unwrap().and_then(|s| s.code()), out.0, out.1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("switchboard was still running after 20 s");
+}
+
+#[test]
+fn a_per_kind_flag_naming_an_unknown_room_kind_stops_the_server() {
+    // Flags, and environment variables.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case; 5] = [
+        (&["--auth-kind", "nope=token"], &[]),
+        (&["--allowed-origin-kind", "nope=https://app.example"], &[]),
+        (&["--compression-kind", "nope=off"], &[]),
+        (&["--auth-room-is-subject", "nope"], &[]),
+        (&[], &[("SWITCHBOARD_AUTH_KIND", "chat=token,nope=public")]),
+    ];
+    for (flags, env) in cases {
+        let mut command = switchboard();
+        command.args(["serve", "--memory", "--listen", "127.0.0.1:0"]).args(flags).envs(env.iter().copied());
+        let (code, stdout, stderr) = run_bounded(&mut command);
+        assert!(code.is_some_and(|c| c != 0), "{flags:?} {env:?}: exit {code:?}");
+        assert!(!stdout.contains("listening"), "{flags:?} {env:?}: {stdout}");
+        assert!(stderr.contains("unknown room kind \"nope\" (the kinds are echo, broadcast, chat, call, clicks)"), "{flags:?} {env:?}: {stderr}");
+    }
+}
+
+/// A file giving chat token mode and echo its own Origin list and no
+/// compression: a real client is refused, let in and answered
+/// accordingly, and the other kinds keep the defaults.
+#[tokio::test]
+async fn per_kind_identity_and_origins_from_the_file_apply_to_real_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "s.toml",
+        &format!(
+            "[auth]\njwt_secret = {:?}\n[kinds.chat]\nauth = \"token\"\n[kinds.echo]\nallowed_origins = [\"https://app.example\"]\ncompression = \"off\"\n",
+            edge::SECRET
+        ),
+    );
+    let config = file.display().to_string();
+    let server = common::ServerProcess::start_with(&["--memory", "--config", &config]);
+    let status = |result: Result<(edge::Ws, Option<String>), edge::Refused>| result.map(|_| 101).unwrap_or_else(|refused| refused.status);
+
+    // Token mode from the file: nothing without a token, in with one
+    // signed by the file's secret.
+    assert_eq!(status(edge::open(&server.ws("/rooms/chat/lobby"), &[], &["json"]).await), 401);
+    let with_token = server.ws(&format!("/rooms/chat/lobby?token={}", edge::good("ada")));
+    assert_eq!(status(edge::open(&with_token, &[], &["json"]).await), 101);
+    assert_eq!(status(edge::open(&server.ws("/rooms/echo/x"), &[], &[]).await), 101, "echo stays public");
+
+    // echo's own allow-list; broadcast keeps the default (local pages only).
+    let from = |origin: &'static str| [("Origin", origin)];
+    assert_eq!(status(edge::open(&server.ws("/rooms/echo/x"), &from("https://app.example"), &[]).await), 101);
+    assert_eq!(status(edge::open(&server.ws("/rooms/echo/x"), &from("https://evil.example"), &[]).await), 403);
+    assert_eq!(status(edge::open(&server.ws("/rooms/echo/x"), &from("http://localhost:3000"), &[]).await), 403, "the list replaces the default");
+    assert_eq!(status(edge::open(&server.ws("/rooms/broadcast/x"), &from("https://app.example"), &[]).await), 403);
+    assert_eq!(status(edge::open(&server.ws("/rooms/broadcast/x"), &from("http://localhost:3000"), &[]).await), 101);
+
+    // echo declines permessage-deflate; broadcast agrees (the default policy).
+    assert_eq!(deflate_answer(&server.addr, "/rooms/echo/x").await, None);
+    assert!(deflate_answer(&server.addr, "/rooms/broadcast/x").await.is_some_and(|v| v.starts_with("permessage-deflate")));
+}
+
+/// Offers permessage-deflate on a raw upgrade; the server's
+/// `Sec-WebSocket-Extensions` answer, if any.
+async fn deflate_answer(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(edge::WAIT, stream.read(&mut byte)).await.expect("an answer in time").unwrap();
+        assert_eq!(n, 1, "closed before the end of the head: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    head.lines()
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions")).map(|(_, v)| v.trim().to_owned()))
 }

@@ -5,6 +5,9 @@
 //! lines, no query strings or tokens).
 
 mod common;
+#[allow(dead_code)] // the certificate's DER is for the TLS tests
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -235,4 +238,86 @@ async fn sigterm_drains_readyz_first_then_the_listener_then_the_clients_with_100
     while let Some(Ok(_)) = staying.next().await {}
     let exit = tokio::task::spawn_blocking(move || server.wait_exit()).await.unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn text_logs_written_to_a_file_carry_no_colour_codes() {
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("server.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let server = ServerProcess::start_logging(&["--memory", "--log-format", "text"], log_file);
+    assert_eq!(get(&server.addr, "/healthz").await.0, 200);
+    // The access line of that request is the last thing the server writes.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("/healthz") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.contains("/healthz") && text.contains("INFO"), "no access line for /healthz:\n{text}");
+    assert!(!text.contains('\x1b'), "escape codes in a log that is not a terminal:\n{text:?}");
+}
+
+/// Each way a TLS handshake fails, driven through a real socket to the TLS
+/// listener, shows in /metrics under its reason; a handshake that works
+/// counts nowhere.
+#[tokio::test]
+async fn failed_tls_handshakes_are_counted_by_reason() {
+    use rustls::pki_types::ServerName;
+    use tokio_rustls::TlsConnector;
+
+    let ca = test_ca::TestCa::new("switchboard test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.server_cert("server").write(dir.path());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let server = ServerProcess::start_with(&["--memory", "--listen-tls", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key]);
+    let tls_addr = server.tls_addr.clone().expect("the TLS listener's address");
+    let failures = |metrics: &HashMap<String, f64>, reason: &str| value(metrics, &format!("switchboard_tls_handshake_failures_total{{reason=\"{reason}\"}}"));
+    let before = scrape(&server.addr).await;
+    for reason in ["not_tls", "alert", "protocol", "closed", "timeout", "other"] {
+        assert_eq!(failures(&before, reason), 0.0, "{reason}");
+    }
+
+    // Plain HTTP to the TLS port.
+    let mut plain = TcpStream::connect(&tls_addr).await.unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), plain.read_to_end(&mut answer)).await.expect("closed in time");
+    // A client that does not trust the certificate (it sends an alert).
+    let stranger = TlsConnector::from(switchboard_client::tls_config(test_ca::TestCa::new("another CA").roots()));
+    let tcp = TcpStream::connect(&tls_addr).await.unwrap();
+    assert!(stranger.connect(ServerName::try_from("localhost").unwrap(), tcp).await.is_err(), "an untrusted certificate was accepted");
+    // A client that offers only h2 (no common ALPN protocol).
+    let mut h2_only = (*switchboard_client::tls_config(ca.roots())).clone();
+    h2_only.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(&tls_addr).await.unwrap();
+    assert!(TlsConnector::from(std::sync::Arc::new(h2_only)).connect(ServerName::try_from("localhost").unwrap(), tcp).await.is_err());
+    // A client that connects and leaves without a word.
+    drop(TcpStream::connect(&tls_addr).await.unwrap());
+    // And one that works.
+    let tcp = TcpStream::connect(&tls_addr).await.unwrap();
+    let mut good = TlsConnector::from(switchboard_client::tls_config(ca.roots()))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    good.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = good.read_to_end(&mut answer).await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+
+    // The server counts a failure as the handshake ends, around the time
+    // the client sees it: wait (bounded) for all four.
+    let expected = [("not_tls", 1.0), ("alert", 1.0), ("protocol", 1.0), ("closed", 1.0), ("timeout", 0.0), ("other", 0.0)];
+    let mut after = HashMap::new();
+    for _ in 0..100 {
+        after = scrape(&server.addr).await;
+        if expected.iter().all(|(reason, n)| failures(&after, reason) == *n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen: Vec<(&str, f64)> = expected.iter().map(|(reason, _)| (*reason, failures(&after, reason))).collect();
+    panic!("expected {expected:?}, /metrics says {seen:?}");
 }

@@ -85,7 +85,7 @@ impl JwtKeys {
     /// ignored) and PEM public keys of `algorithm` (`RS256`, `ES256`,
     /// `EdDSA`, ...; several keys for a rotation).
     pub fn from_files(secret_file: Option<&Path>, public_key_files: &[&Path], algorithm: Option<&str>) -> Result<JwtKeys, KeyError> {
-        let mut keys = match secret_file {
+        let keys = match secret_file {
             Some(path) => {
                 let bytes = std::fs::read(path).map_err(|e| KeyError(format!("cannot read the JWT secret file {}: {e}", path.display())))?;
                 let text = bytes.trim_ascii();
@@ -93,6 +93,13 @@ impl JwtKeys {
             }
             None => JwtKeys { secret: None, public: Vec::new(), public_algorithm: None, leeway: Duration::ZERO },
         };
+        keys.with_public_key_files(public_key_files, algorithm)
+    }
+
+    /// These keys and PEM public keys of `algorithm` (for a secret given
+    /// inline rather than in a file, beside public keys).
+    pub fn with_public_key_files(self, public_key_files: &[&Path], algorithm: Option<&str>) -> Result<JwtKeys, KeyError> {
+        let mut keys = self;
         if public_key_files.is_empty() {
             if algorithm.is_some_and(|a| a != "HS256") {
                 return Err(KeyError(format!("--jwt-algorithm {} needs --jwt-public-key-file", algorithm.unwrap_or_default())));
