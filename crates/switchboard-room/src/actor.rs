@@ -616,7 +616,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                     // what their sinks keep only for sending may go.
                     if actor.object.take().is_some() {
                         census::slept();
-                        for record in actor.conns.values() {
+                        for (_, record) in actor.conns.iter() {
                             record.sink.hibernating();
                         }
                     }
