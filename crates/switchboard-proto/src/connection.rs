@@ -573,7 +573,7 @@ impl Connection {
     /// own (see [`Connection::split_outgoing_deflate`]). Server role only.
     #[inline]
     pub fn send_direct(&mut self, messages: &[Message]) -> Result<(), ConnectionClosed> {
-        if !self.deflate.as_ref().is_some_and(|d| d.outgoing.is_some()) {
+        if self.deflate.as_ref().is_none_or(|d| d.outgoing.is_none()) {
             return self.send_uncompressed(messages);
         }
         debug_assert_eq!(self.role, Role::Server, "direct frames are queued unmasked");
