@@ -4,10 +4,14 @@
 # dashboards of the link's account are connected, and, in the same run,
 # against Debian's nginx answering a static `return 302` (the ceiling for
 # a redirect on this machine). Reports redirects/s and p99 of both, checks
-# that every redirect answered was recorded as a click, and the
-# click-to-dashboard latency the dashboards saw. Loopback only.
+# that every redirect answered was recorded as a click, and, measured
+# during the switchboard run by switchboard-loadgen's clicks scenario (the
+# dashboards, plus probe clicks at PROBE_RATE on a connection of their
+# own), the click-to-dashboard latency: from a probe's redirect request to
+# its click on every dashboard. Loopback only.
 #
 #   scripts/bench-clicks.sh [SECONDS] [CONNECTIONS] [DASHBOARDS]
+#   PROBE_RATE=50 (probe clicks per second)
 #
 # Needs wrk and nginx (the test command's deps part installs them).
 set -euo pipefail
@@ -16,9 +20,13 @@ cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-10}
 CONNECTIONS=${2:-50}
 DASHBOARDS=${3:-100}
+PROBE_RATE=${PROBE_RATE:-50}
+[ "$SECONDS_RUN" -ge 2 ] || { echo "bench-clicks: SECONDS must be at least 2" >&2; exit 2; }
 BIN=target/release/switchboard
+LOADGEN=target/release/switchboard-loadgen
 [ -x "$BIN" ] || cargo build --release --locked -p switchboard
-for tool in wrk nginx node; do command -v "$tool" >/dev/null || { echo "bench-clicks: $tool is missing" >&2; exit 1; }; done
+[ -x "$LOADGEN" ] || cargo build --release --locked -p switchboard-loadgen
+for tool in wrk nginx; do command -v "$tool" >/dev/null || { echo "bench-clicks: $tool is missing" >&2; exit 1; }; done
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -76,19 +84,28 @@ done
 curl -sf -X POST "http://$ADDR/api/links" -H "Authorization: Bearer $KEY" -d '{"url":"https://example.com/","slug":"bench"}' > /dev/null
 TOKEN=$(curl -sf -X POST "http://$ADDR/api/token" -H "Authorization: Bearer $KEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
-mkfifo "$WORK/dash.in"
-node bench/clicks/dashboards.js "ws://$ADDR/rooms/clicks/bench" "$TOKEN" "$DASHBOARDS" < "$WORK/dash.in" > "$WORK/dash.out" 2> "$WORK/dash.err" &
-DASH_PID=$!
-exec 3> "$WORK/dash.in"
-for _ in $(seq 1 100); do grep -q ready "$WORK/dash.out" && break; sleep 0.1; done
-grep -q ready "$WORK/dash.out" || { echo "the dashboards did not connect:"; cat "$WORK/dash.err"; exit 1; }
-
 run_wrk() { wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency "$1" > "$2"; }
 run_wrk "http://127.0.0.1:$NGINX_PORT/l/bench" "$WORK/nginx.wrk"
+
+# The dashboards join first; once they have, wrk starts, and the probes'
+# window (half a second after the joins, one second shorter than wrk's
+# run) lies within wrk's.
+echo "$TOKEN" > "$WORK/token"
+"$LOADGEN" clicks --url "ws://$ADDR/rooms/clicks" --link bench/bench --token-file "$WORK/token" \
+  --dashboards "$DASHBOARDS" --probe-rate "$PROBE_RATE" --seconds $((SECONDS_RUN - 1)) --server-pid "$SERVER_PID" \
+  > "$WORK/dash.out" 2> "$WORK/dash.err" &
+DASH_PID=$!
+for _ in $(seq 1 600); do
+  grep -q 'dashboards joined in' "$WORK/dash.err" && break
+  kill -0 "$DASH_PID" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q 'dashboards joined in' "$WORK/dash.err" || { echo "the dashboards did not connect:"; cat "$WORK/dash.err"; exit 1; }
 run_wrk "http://$ADDR/l/bench" "$WORK/switchboard.wrk"
+# The last group of clicks reaches the room after the last answers.
 sleep 1
-exec 3>&-
-wait "$DASH_PID" || true
+DASH_STATUS=0
+wait "$DASH_PID" || DASH_STATUS=$?
 DASH_PID=""
 
 requests() { sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$1"; }
@@ -103,10 +120,14 @@ printf '%-12s %12s %10s %12s\n' nginx "$(rate "$WORK/nginx.wrk")" "$(p99 "$WORK/
 printf '%-12s %12s %10s %12s\n' switchboard "$(rate "$WORK/switchboard.wrk")" "$(p99 "$WORK/switchboard.wrk")" "$(requests "$WORK/switchboard.wrk")"
 errors "$WORK/nginx.wrk"
 errors "$WORK/switchboard.wrk"
-echo "clicks recorded: $CLICKS of $(requests "$WORK/switchboard.wrk") redirects answered"
-echo "dashboards: $(cat "$WORK/dash.out" | tail -n1)"
+PROBES=$(sed -n 's/^probes *\([0-9,]*\).*/\1/p' "$WORK/dash.out" | tr -d ,)
+echo "clicks recorded: $CLICKS of $(requests "$WORK/switchboard.wrk") redirects answered to wrk + ${PROBES:-0} probes"
 python3 - "$(rate "$WORK/switchboard.wrk")" "$(rate "$WORK/nginx.wrk")" <<'PY'
 import sys
 sb, ng = float(sys.argv[1]), float(sys.argv[2])
 print(f"switchboard / nginx: {sb / ng:.2f}")
 PY
+echo
+echo "click-to-dashboard latency, during the switchboard run (switchboard-loadgen clicks):"
+cat "$WORK/dash.out"
+[ "$DASH_STATUS" -eq 0 ] || { echo "the clicks scenario failed:"; tail -n 5 "$WORK/dash.err"; exit 1; }

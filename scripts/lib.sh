@@ -1,16 +1,20 @@
 # shellcheck shell=bash
 # Shared by the scripts that run the release binary; source it, do not run it.
 
-# start_server OUT_FILE: starts `switchboard serve` on a free loopback port
-# with in-memory storage and no drain on SIGTERM, its stdout in OUT_FILE
-# (stderr in OUT_FILE.log).
+# start_server OUT_FILE [STORAGE...]: starts `switchboard serve` on a free
+# loopback port with in-memory storage (or the STORAGE options given, e.g.
+# `--data-dir DIR`) and no drain on SIGTERM, its stdout in OUT_FILE (stderr
+# in OUT_FILE.log).
 # Sets SERVER_PID and ADDR (host:port) from the first `http://HOST:PORT` (or
 # bare `127.0.0.1:PORT`) the server prints; fails if the server exits or no
 # address appears within 10 s.
 start_server() {
   local out=$1
+  shift
+  local storage=("$@")
+  [ ${#storage[@]} -gt 0 ] || storage=(--memory)
   # No drain: SIGTERM stops it at once (docs/operations.md).
-  target/release/switchboard serve --listen 127.0.0.1:0 --memory --drain-grace 0s --drain-timeout 0s > "$out" 2> "$out.log" &
+  target/release/switchboard serve --listen 127.0.0.1:0 "${storage[@]}" --drain-grace 0s --drain-timeout 0s > "$out" 2> "$out.log" &
   SERVER_PID=$!
   ADDR=""
   for _ in $(seq 1 100); do

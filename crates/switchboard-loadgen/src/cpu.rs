@@ -15,3 +15,30 @@ pub(crate) fn seconds(pid: Option<u32>) -> Option<f64> {
     // The kernel reports clock ticks; USER_HZ is 100 on every Linux we run on.
     Some(ticks as f64 / 100.0)
 }
+
+/// Seconds the threads of `pid` (or this process) have spent so far ready
+/// to run but waiting for a core, summed over the threads alive now (the
+/// second field of /proc/PID/task/TID/schedstat, nanoseconds). On a
+/// machine with other work this is what turns into latency that neither
+/// side's CPU use shows.
+pub(crate) fn run_queue_wait(pid: Option<u32>) -> Option<f64> {
+    let dir = match pid {
+        Some(pid) => format!("/proc/{pid}/task"),
+        None => "/proc/self/task".to_owned(),
+    };
+    let mut total_ns = 0u64;
+    for task in std::fs::read_dir(dir).ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else { continue };
+        total_ns += stat.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(total_ns as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_this_process_s_wait_for_a_core() {
+        let before = super::run_queue_wait(None).expect("schedstat of this process");
+        assert!(super::run_queue_wait(None).expect("schedstat again") >= before);
+    }
+}

@@ -9,13 +9,16 @@ mod broadcast;
 mod call;
 mod chat;
 mod churn;
+mod clicks;
 mod cpu;
+mod dashboard_message;
 mod echo;
 mod fd_limit;
 mod idle;
 mod joining;
 mod payload;
 mod proc_stats;
+mod redirect_probe;
 mod report;
 mod target;
 mod tls;
@@ -80,6 +83,14 @@ enum Scenario {
     /// code, signals never relayed and the server's memory per call room.
     /// The URL names the rooms' common prefix, as for idle.
     Call(call::Options),
+    /// D dashboards on the clicks rooms of one or more accounts, taking in
+    /// every click message, and probe clicks at a steady rate on a
+    /// keep-alive HTTP connection of their own: the time from a probe's
+    /// redirect request to its click on each dashboard of its account, and
+    /// probe clicks lost. The bulk of the redirects comes from elsewhere
+    /// (wrk in scripts/bench-clicks.sh). The URL names the clicks rooms'
+    /// prefix, `ws://HOST:PORT/rooms/clicks`.
+    Clicks(clicks::Options),
 }
 
 /// Where to connect and which server process to watch.
@@ -152,6 +163,7 @@ fn main() -> ExitCode {
         Scenario::Churn(options) => &options.target,
         Scenario::Chat(options) => &options.target,
         Scenario::Call(options) => &options.target,
+        Scenario::Clicks(options) => &options.target,
     };
     if let Err(why) = target::check(&target.url, target.allow_remote) {
         eprintln!("switchboard-loadgen: {why}");
@@ -188,6 +200,10 @@ fn main() -> ExitCode {
                 r.outcome()
             }),
             Scenario::Call(options) => call::run(&options).await.and_then(|r| {
+                r.print();
+                r.outcome()
+            }),
+            Scenario::Clicks(options) => clicks::run(&options).await.and_then(|r| {
                 r.print();
                 r.outcome()
             }),

@@ -1,4 +1,4 @@
-//! The idle, churn, chat and call scenarios through real sockets: the built load
+//! The idle, churn, chat, call and clicks scenarios through real sockets: the built load
 //! generator against the real server binary, each test with its own server
 //! on a free loopback port. They check exit statuses and that the final
 //! table has its rows with plausible figures, never how fast anything was.
@@ -27,14 +27,15 @@ impl Server {
 
     /// A server with `serve` options of its own after the defaults.
     fn start_with(extra: &[&str]) -> Server {
-        let binary = PathBuf::from(env!("CARGO_BIN_EXE_switchboard-loadgen")).with_file_name(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            binary.exists(),
-            "the server binary {} is missing: build it first (`cargo build -p switchboard`), or run the tests with --workspace",
-            binary.display()
-        );
-        let mut child = Command::new(&binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--memory"])
+        Server::start_storing(&["--memory"], extra)
+    }
+
+    /// A server keeping its data where `storage` says (`--memory` or
+    /// `--data-dir DIR`), with `extra` options.
+    fn start_storing(storage: &[&str], extra: &[&str]) -> Server {
+        let mut child = Command::new(server_binary())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(storage)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -60,6 +61,17 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `switchboard` binary beside the load generator's.
+fn server_binary() -> PathBuf {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_switchboard-loadgen")).with_file_name(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "the server binary {} is missing: build it first (`cargo build -p switchboard`), or run the tests with --workspace",
+        binary.display()
+    );
+    binary
 }
 
 fn loadgen(args: &[&str]) -> Output {
@@ -220,4 +232,119 @@ fn call_relays_signals_around_each_room() {
     assert_eq!(number(row(&out, "not relayed")), 0, "{out}");
     assert!(!out.contains("lost"), "{out}");
     assert!(row(&out, "memory/room").ends_with("(RSS growth / rooms)"), "{out}");
+}
+
+/// A data directory of one test, removed when the test ends.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(name: &str) -> DataDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock after 1970").as_nanos();
+        let dir = std::env::temp_dir().join(format!("switchboard-loadgen-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the data directory");
+        DataDir(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+
+    /// Runs `switchboard ARGS --data-dir DIR` and returns its stdout, trimmed.
+    fn switchboard(&self, args: &[&str]) -> String {
+        let output = Command::new(server_binary()).args(args).args(["--data-dir", self.path()]).output().expect("run switchboard");
+        assert!(output.status.success(), "switchboard {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("UTF-8 output").trim().to_owned()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `POST /api/links` of `server` with an account's API key; panics unless
+/// the link is created.
+fn create_link(server: &Server, key: &str, slug: &str) {
+    use std::io::{Read, Write};
+    let body = format!(r#"{{"url":"https://example.com/{slug}","slug":"{slug}"}}"#);
+    let mut stream = std::net::TcpStream::connect(&server.addr).expect("connect to the server");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("set a read timeout");
+    let request = format!(
+        "POST /api/links HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.1 201"), "creating {slug}: {answer}");
+}
+
+/// Two accounts with a link each, on a server with a data directory; the
+/// returned token file holds a dashboard token of each, in that order.
+fn two_accounts(dir: &DataDir) -> (Server, PathBuf) {
+    let keys = [dir.switchboard(&["accounts", "add", "ada"]), dir.switchboard(&["accounts", "add", "bob"])];
+    let server = Server::start_storing(&["--data-dir", dir.path()], &[]);
+    create_link(&server, &keys[0], "ada-link");
+    create_link(&server, &keys[1], "bob-link");
+    // The token secret is made by the server's first start.
+    let tokens = [dir.switchboard(&["token", "--account", "ada"]), dir.switchboard(&["token", "--account", "bob"])];
+    let file = dir.0.join("tokens");
+    std::fs::write(&file, format!("{}\n{}\n", tokens[0], tokens[1])).expect("write the token file");
+    (server, file)
+}
+
+#[test]
+fn clicks_probes_reach_every_dashboard_of_their_account() {
+    let dir = DataDir::new("clicks");
+    let (server, tokens) = two_accounts(&dir);
+    let url = format!("ws://{}/rooms/clicks", server.addr);
+    let args = [
+        "clicks",
+        "--url",
+        &url,
+        "--link",
+        "ada/ada-link",
+        "--link",
+        "bob/bob-link",
+        "--token-file",
+        tokens.to_str().expect("a UTF-8 path"),
+        "--dashboards",
+        "5",
+        "--probe-rate",
+        "20/s",
+        "--seconds",
+        "1",
+        "--server-pid",
+        &server.pid(),
+    ];
+    let out = table(&loadgen(&args));
+    assert_eq!(row(&out, "scenario"), "clicks");
+    assert!(row(&out, "dashboards").starts_with("5 over 2 accounts"), "{out}");
+    let probes = number(row(&out, "probes"));
+    assert!(probes >= 2, "{out}");
+    // ada has dashboards 0, 2 and 4, bob 1 and 3; probes alternate, ada first.
+    let expected = probes.div_ceil(2) * 3 + probes / 2 * 2;
+    let deliveries = row(&out, "deliveries");
+    assert_eq!((number(deliveries), number(deliveries.split_once(" of ").expect("N of M").1)), (expected, expected), "{out}");
+    let complete = row(&out, "complete");
+    assert_eq!(number(complete.split_once(" of ").expect("N of M").1), probes, "{out}");
+    assert_eq!(number(complete), probes, "{out}");
+    assert_eq!(row(&out, "disordered"), "0");
+    assert!(row(&out, "latency us").starts_with("p50 "), "{out}");
+    assert!(number(row(&out, "clicks/s")) > 0, "{out}");
+    assert!(!out.contains("lost"), "{out}");
+}
+
+#[test]
+fn clicks_fails_when_a_token_is_for_another_account() {
+    let dir = DataDir::new("clicks-refused");
+    let (server, tokens) = two_accounts(&dir);
+    let bob_token = std::fs::read_to_string(&tokens).expect("read the tokens").lines().nth(1).expect("bob's token").to_owned();
+    let url = format!("ws://{}/rooms/clicks", server.addr);
+    let output = loadgen(&["clicks", "--url", &url, "--link", "ada/ada-link", "--token", &bob_token, "--dashboards", "2", "--seconds", "1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("403"), "{stderr}");
 }

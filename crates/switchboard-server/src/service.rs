@@ -63,7 +63,9 @@ impl Service for SwitchboardService {
         let not_found = |e: RouteError| Refusal::new(404, e.to_string());
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
         let spec = self.kinds.get(kind.as_str()).ok_or_else(|| not_found(RouteError::UnknownKind(kind.as_str().to_owned())))?;
-        let headers: Vec<(String, String)> = info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect();
+        let header_list =
+            || -> Vec<(String, String)> { info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect() };
+        let headers = header_list();
         let ip = self.trusted_proxies.client_ip(info.peer, &headers);
         // The edge's checks, cheapest first; none of them touches a room.
         let now = std::time::Instant::now();
@@ -79,14 +81,18 @@ impl Service for SwitchboardService {
         })?;
         let permit = self.limits.acquire(ip, now)?;
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let mut query = info.request.path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
-        if admitted.token {
-            query = auth::query_without_token(&query);
-        }
-        let geo = self.geo.as_ref().and_then(|db| db.lookup(ip));
-        let identity = admitted.identity.clone();
-        // Made again only for a retry.
-        let connect_request = || ConnectRequest { conn, query: query.clone(), headers: headers.clone(), ip, geo: geo.clone(), identity: identity.clone() };
+        // A request per attempt (a retry follows a room that stopped
+        // meanwhile); the first takes the headers already read, so a
+        // handshake copies none.
+        let mut headers = Some(headers);
+        let mut connect_request = || ConnectRequest {
+            conn,
+            query: room_query(&info.request.path, admitted.token),
+            headers: headers.take().unwrap_or_else(header_list),
+            ip,
+            geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
+            identity: admitted.identity.clone(),
+        };
         for _ in 0..ROOM_ATTEMPTS {
             let room = match self.registry.room(&kind, id.clone()) {
                 Ok(room) => room,
@@ -125,5 +131,16 @@ impl Service for SwitchboardService {
             self.ops.clone(),
             shutdown,
         ))
+    }
+}
+
+/// The query string a room sees: the request's, without the token when the
+/// connection authenticated with one there.
+fn room_query(path: &str, token: bool) -> String {
+    let query = path.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+    if token {
+        auth::query_without_token(&query)
+    } else {
+        query
     }
 }
