@@ -36,9 +36,15 @@ pub(crate) fn run_queue_wait(pid: Option<u32>) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    /// A one-thread process's wait only grows (this test process's own sum
+    /// can fall when another test's thread ends between two reads).
     #[test]
-    fn reads_this_process_s_wait_for_a_core() {
-        let before = super::run_queue_wait(None).expect("schedstat of this process");
-        assert!(super::run_queue_wait(None).expect("schedstat again") >= before);
+    fn reads_a_process_s_wait_for_a_core() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep runs");
+        let before = super::run_queue_wait(Some(child.id())).expect("schedstat of the child");
+        assert!(super::run_queue_wait(Some(child.id())).expect("schedstat again") >= before);
+        assert!(super::run_queue_wait(None).is_some());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
