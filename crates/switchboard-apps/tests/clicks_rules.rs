@@ -94,7 +94,9 @@ async fn a_group_of_clicks_is_pushed_live_and_committed_once() {
     room.settle().await;
     assert_eq!(
         take(&a),
-        [json!({"type": "click", "time": now + 1, "slug": "acme-link", "country": "DE", "city": "Somewhere", "lat": 1.5, "lon": 2.5, "referrer": null, "total": 51})]
+        [
+            json!({"type": "click", "time": now + 1, "slug": "acme-link", "country": "DE", "city": "Somewhere", "lat": 1.5, "lon": 2.5, "referrer": null, "total": 51})
+        ]
     );
     take(&b);
     // A list longer than one message may hold is split, in order.

@@ -276,7 +276,7 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
     let deflate = options.target.client_options().deflate;
     let join = move |url: String, mut client_options: ClientOptions| {
         let by_url = by_url.clone();
-        client_options.deflate = deflate.clone();
+        client_options.deflate = deflate;
         async move {
             let (_, token) = by_url.iter().find(|(u, _)| *u == url).expect("every URL has its token");
             client_options.headers.push(("Authorization".into(), format!("Bearer {token}")));
