@@ -9,12 +9,20 @@
 #   scripts/callgrind-echo.sh NAME=BINARY [NAME=BINARY ...]
 #
 # Environment: SHORT (default 3 s), LONG (default 9 s), LOADGEN (default
-# target/release/switchboard-loadgen). Loopback only. Needs valgrind.
+# target/release/switchboard-loadgen), DEFLATE=1 (the clients make a
+# browser's permessage-deflate offer; the server's policy is its default,
+# shared, and the messages are JSON of about SIZE bytes, one record of
+# some 130 at least), SIZE (message bytes, default 20): with DEFLATE=1,
+# replies below the 1,024-byte threshold go back plain, above it compressed.
+# Loopback only. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHORT=${SHORT:-3}
 LONG=${LONG:-9}
 LOADGEN=${LOADGEN:-target/release/switchboard-loadgen}
+SIZE=${SIZE:-20}
+EXTRA=()
+[ "${DEFLATE:-0}" = 1 ] && EXTRA+=(--deflate --json)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -37,7 +45,7 @@ run() {
   done
   [ -n "$addr" ] || { echo "the server did not start:" >&2; cat "$WORK/err" >&2; kill "$pid" 2>/dev/null; exit 1; }
   # The verdict needs --server-pid; only the counts matter here.
-  "$LOADGEN" echo --url "ws://$addr/rooms/echo/cg" --connections 100 --in-flight 16 --size 20 --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
+  "$LOADGEN" echo --url "ws://$addr/rooms/echo/cg" --connections 100 --in-flight 16 --size "$SIZE" "${EXTRA[@]}" --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
   kill -INT "$pid"
   wait "$pid" || true
   rate=$(awk '$1 == "messages/s" { print $2 }' "$WORK/load")

@@ -2,7 +2,7 @@
 // implementation that checks every compressed frame it inflates: what each
 // policy answers to ws's offer (Chromium's) and Firefox's, echoes in both
 // directions with context kept or not, and a broadcast to members with and
-// without compression.
+// without compression, and a dedicated compressor freed while idle.
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -100,5 +100,43 @@ test('a broadcast reaches ws members with and without compression', async () => 
   }
   for (const { ws } of members) ws.close();
   sender.close();
+  await server.stop();
+});
+
+// The `switchboard_deflate_compressors` gauge of /metrics.
+async function compressorsHeld(server) {
+  const body = await (await fetch(`http://${server.addr}/metrics`)).text();
+  const line = body.split('\n').find((l) => l.startsWith('switchboard_deflate_compressors '));
+  assert.ok(line, 'the gauge is in /metrics');
+  return Number(line.split(' ')[1]);
+}
+
+test('--compression dedicated: after the idle room frees the compressor, ws still inflates what follows', async () => {
+  const server = await startServer({ args: ['--compression', 'dedicated', '--hibernate-after', '1s'] });
+  const ws = await open(server, '/rooms/echo/node-release', CHROMIUM);
+  assert.equal(ws.agreed, ANSWERS.dedicated);
+  const messages = inbox(ws);
+  for (let i = 0; i < 2; i++) {
+    const text = json(3000, i);
+    ws.send(text);
+    assert.equal((await messages.next()).text, text);
+  }
+  assert.equal(await compressorsHeld(server), 1);
+  // The room hibernates 1 s after its last event and frees the compressor.
+  let held = 1;
+  for (let tries = 0; tries < 50 && held !== 0; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    held = await compressorsHeld(server);
+  }
+  assert.equal(held, 0, 'the idle compressor was freed');
+  // ws kept its window; the fresh compressor refers to none of it, and the
+  // next message refers back to the one before.
+  for (let i = 0; i < 3; i++) {
+    const text = json(3000, i);
+    ws.send(text);
+    assert.equal((await messages.next()).text, text, `message ${i} after the release`);
+  }
+  assert.equal(await compressorsHeld(server), 1);
+  ws.close();
   await server.stop();
 });

@@ -80,6 +80,8 @@ pub struct Client {
     conn: Connection,
     buf: BytesMut,
     protocol: Option<String>,
+    /// Bytes read from the stream after the handshake.
+    read: u64,
 }
 
 impl Client {
@@ -130,7 +132,7 @@ impl Client {
         };
         let mut keys = MaskKeys::new();
         let conn = Connection::client(options.limits, deflate, Box::new(move || keys.next()));
-        Ok(Client { stream, conn, buf, protocol: accepted.protocol })
+        Ok(Client { stream, conn, buf, protocol: accepted.protocol, read: 0 })
     }
 
     /// The TLS version agreed (`None` for `ws://`).
@@ -146,6 +148,14 @@ impl Client {
     /// The subprotocol the server chose.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// Bytes of frames read since the handshake, as they came on the wire
+    /// (compressed payloads, headers, control frames; for `wss://`, after
+    /// decryption). Frames that arrived in the handshake response's own
+    /// read are not counted.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
     }
 
     /// True when permessage-deflate was agreed.
@@ -220,9 +230,11 @@ impl Client {
                 Err(e) => return Err(ClientError::Protocol(e)),
             }
             self.buf.reserve(16 * 1024);
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            let n = self.stream.read_buf(&mut self.buf).await?;
+            if n == 0 {
                 return Ok(None);
             }
+            self.read += n as u64;
         }
     }
 

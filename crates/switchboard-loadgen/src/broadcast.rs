@@ -15,7 +15,8 @@ use switchboard_client::{Client, ClientOptions, Event, Message};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::echo::measure;
+use crate::echo::{measure, Probes};
+use crate::payload;
 use crate::report::Report;
 use crate::Common;
 
@@ -38,13 +39,18 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
     let running = Rc::new(Cell::new(true));
     let failures = Rc::new(Cell::new(0u32));
     let latency = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")));
+    let wire = Rc::new(Cell::new(0u64));
 
     let subscribe = |mut client: Client| {
-        let (window, progress, counted, running, failures, latency) =
-            (window.clone(), progress.clone(), counted.clone(), running.clone(), failures.clone(), latency.clone());
+        let (window, progress, counted, running, failures, latency, wire) =
+            (window.clone(), progress.clone(), counted.clone(), running.clone(), failures.clone(), latency.clone(), wire.clone());
         tokio::task::spawn_local(async move {
+            let mut read = client.bytes_read();
             while running.get() {
-                let message = match client.recv().await {
+                let received = client.recv().await;
+                wire.set(wire.get() + client.bytes_read() - read);
+                read = client.bytes_read();
+                let message = match received {
                     Ok(Some(Event::Message(m))) => m,
                     Ok(Some(_)) => continue,
                     Ok(None) | Err(_) => {
@@ -79,14 +85,19 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
     eprintln!("loadgen: {subscribers} subscribers and a publisher open");
     {
         let (window, progress, running, failures) = (window.clone(), progress.clone(), running.clone(), failures.clone());
-        let (binary, in_flight) = (common.binary, common.in_flight.max(1));
+        let (binary, json, in_flight) = (common.binary, common.json, common.in_flight.max(1));
         tokio::task::spawn_local(async move {
             let mut seq = 0u64;
             while running.get() {
                 while window.borrow().pending.len() < in_flight {
                     let stamp = format!("{seq:016x}{:016x}", epoch.elapsed().as_micros() as u64);
-                    let mut payload = stamp.into_bytes();
-                    payload.resize(size, b'.');
+                    let payload = if json {
+                        payload::json(&stamp, size)
+                    } else {
+                        let mut payload = stamp.into_bytes();
+                        payload.resize(size, b'.');
+                        payload
+                    };
                     let message = if binary { Message::Binary(Bytes::from(payload)) } else { Message::Text(Bytes::from(payload)) };
                     window.borrow_mut().pending.push_back((seq, 0));
                     seq += 1;
@@ -103,8 +114,9 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
             }
         });
     }
-    let mut report = measure(common, subscribers, "broadcast", counted, running, failures, Some(latency)).await?;
-    report.size = size;
+    let probes = Probes { latency: Some(latency), wire: Some(wire) };
+    let mut report = measure(common, subscribers, "broadcast", counted, running, failures, probes).await?;
+    report.size = if common.json { payload::json(&"0".repeat(STAMP), size).len() } else { size };
     Ok(report)
 }
 
@@ -138,10 +150,16 @@ async fn connect_all(url: &str, options: ClientOptions, total: usize, subscribe:
     Ok(())
 }
 
+/// The sequence number and send time of one of our payloads; `None` for
+/// the room's own messages (JSON without our stamp).
 fn parse_stamp(payload: &[u8]) -> Option<(u64, u64)> {
-    if payload.len() < STAMP || payload[0] == b'{' {
+    let stamp = match payload.first() {
+        Some(b'{') => payload::json_stamp(payload)?,
+        _ => payload,
+    };
+    if stamp.len() < STAMP {
         return None;
     }
-    let text = std::str::from_utf8(&payload[..STAMP]).ok()?;
+    let text = std::str::from_utf8(&stamp[..STAMP]).ok()?;
     Some((u64::from_str_radix(&text[..16], 16).ok()?, u64::from_str_radix(&text[16..], 16).ok()?))
 }

@@ -260,8 +260,12 @@ pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
         let first_send = Instant::now() + period.mul_f64(i as f64 / total as f64);
         tokio::task::spawn_local(chat(client, i, users.clone(), period, first_send));
     };
-    let joining =
-        join_all(total, options.concurrency as usize, urls, sources.clone(), "user", |url, options| async move { join(&url, options).await }, start_user);
+    let joining = {
+        // The browser's offer with `--deflate`, on top of the joiner's options.
+        let deflate = options.target.client_options().deflate;
+        let join = move |url: String, options| async move { join(&url, ClientOptions { deflate, ..options }).await };
+        join_all(total, options.concurrency as usize, urls, sources.clone(), "user", join, start_user)
+    };
     let joined_in = match joining.await {
         Ok(took) => took,
         Err(e) => {

@@ -13,7 +13,14 @@ use crate::report::Report;
 use crate::{cpu, Common};
 
 pub(crate) async fn run(common: &Common, connections: usize) -> Result<Report, String> {
-    let message = if common.binary { Message::Binary(Bytes::from(vec![0x5a; common.size])) } else { Message::Text(Bytes::from("x".repeat(common.size))) };
+    let body = if common.json {
+        crate::payload::json("", common.size)
+    } else if common.binary {
+        vec![0x5a; common.size]
+    } else {
+        vec![b'x'; common.size]
+    };
+    let message = if common.binary { Message::Binary(Bytes::from(body)) } else { Message::Text(Bytes::from(body)) };
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
         clients.push(Client::connect_with(&common.target.url, common.target.client_options()).await.map_err(|e| format!("connect: {e}"))?);
@@ -34,7 +41,7 @@ pub(crate) async fn run(common: &Common, connections: usize) -> Result<Report, S
             }
         });
     }
-    measure(common, connections, "echo", counted, running, failures, None).await
+    measure(common, connections, "echo", counted, running, failures, Probes::default()).await
 }
 
 async fn pump(client: &mut Client, message: &Message, in_flight: usize, counted: &Cell<u64>, running: &Cell<bool>) -> Result<(), String> {
@@ -56,6 +63,14 @@ async fn pump(client: &mut Client, message: &Message, in_flight: usize, counted:
     Ok(())
 }
 
+/// What a scenario records beside its message count: receipt latency,
+/// and the bytes its receivers read off the wire.
+#[derive(Default)]
+pub(crate) struct Probes {
+    pub(crate) latency: Option<Rc<std::cell::RefCell<hdrhistogram::Histogram<u64>>>>,
+    pub(crate) wire: Option<Rc<Cell<u64>>>,
+}
+
 /// Waits out the measurement, printing progress each second, and builds the
 /// report. Counting starts after a short warm-up.
 pub(crate) async fn measure(
@@ -65,11 +80,13 @@ pub(crate) async fn measure(
     counted: Rc<Cell<u64>>,
     running: Rc<Cell<bool>>,
     failures: Rc<Cell<u32>>,
-    latency: Option<Rc<std::cell::RefCell<hdrhistogram::Histogram<u64>>>>,
+    probes: Probes,
 ) -> Result<Report, String> {
+    let Probes { latency, wire } = probes;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     let start_count = counted.get();
+    let start_wire = wire.as_ref().map(|w| w.get());
     if let Some(h) = &latency {
         h.borrow_mut().reset();
     }
@@ -87,6 +104,7 @@ pub(crate) async fn measure(
     }
     let elapsed = start.elapsed();
     let messages = counted.get() - start_count;
+    let wire_bytes = wire.zip(start_wire).map(|(w, start)| w.get() - start);
     running.set(false);
     let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
     Ok(Report {
@@ -97,6 +115,7 @@ pub(crate) async fn measure(
         elapsed,
         messages,
         latency_us: latency.map(|h| h.borrow().clone()),
+        wire_bytes,
         client_cpu: delta(client_cpu0, None),
         server_cpu: delta(server_cpu0, common.target.server_pid),
     })

@@ -16,6 +16,7 @@ mod echo;
 mod fd_limit;
 mod idle;
 mod joining;
+mod payload;
 mod proc_stats;
 mod redirect_probe;
 mod report;
@@ -138,6 +139,11 @@ pub(crate) struct Common {
     /// Send binary messages instead of text.
     #[arg(long)]
     binary: bool,
+    /// Send JSON documents of about `--size` bytes (a list of records, as
+    /// apps send) instead of filler bytes: text that compresses like app
+    /// traffic, for servers that compress.
+    #[arg(long)]
+    json: bool,
     /// Measurement time in seconds (after connecting), at most 300.
     #[arg(long, default_value_t = 10)]
     seconds: u64,

@@ -16,6 +16,8 @@ pub(crate) struct Report {
     pub(crate) messages: u64,
     /// Latency from send to receipt, microseconds.
     pub(crate) latency_us: Option<Histogram<u64>>,
+    /// Bytes the receivers read off the wire during the measurement.
+    pub(crate) wire_bytes: Option<u64>,
     pub(crate) client_cpu: Option<f64>,
     pub(crate) server_cpu: Option<f64>,
 }
@@ -32,6 +34,9 @@ impl Report {
         println!("duration      {secs:.2} s");
         println!("messages/s    {rate:.0}");
         println!("MB/s          {mbps:.1}");
+        if let (Some(wire), 1..) = (self.wire_bytes, self.messages) {
+            println!("wire B/msg    {:.1} (frames as received, per message)", wire as f64 / self.messages as f64);
+        }
         if let Some(h) = &self.latency_us {
             println!("latency us    {}", latency_row(h));
         }

@@ -106,6 +106,14 @@ impl<'a> Outbox<'a> {
         self.conn.send_uncompressed(messages)
     }
 
+    /// Queues messages framed straight into the engine's output buffer,
+    /// compressed when the engine kept a compressor (see
+    /// `Connection::send_direct`).
+    #[inline]
+    pub fn send_direct(&mut self, messages: &[Message]) -> Result<(), ConnectionClosed> {
+        self.conn.send_direct(messages)
+    }
+
     /// Queues whole encoded, unmasked frames made once for many
     /// connections (shared, not copied, when large).
     pub fn send_frames(&mut self, frames: Bytes) -> Result<(), ConnectionClosed> {
@@ -122,11 +130,16 @@ impl<'a> Outbox<'a> {
         self.conn.close(Some(code), reason)
     }
 
-    /// Takes the compressor of this connection's messages (permessage-deflate,
+    /// The compressor of this connection's messages (permessage-deflate,
     /// if agreed), for a caller that frames them for the outbound queue:
-    /// see `Connection::take_outgoing_deflate`.
-    pub fn take_outgoing_deflate(&mut self) -> Option<Outgoing> {
-        self.conn.take_outgoing_deflate()
+    /// see `Connection::split_outgoing_deflate`.
+    pub fn split_outgoing_deflate(&mut self) -> Option<Outgoing> {
+        self.conn.split_outgoing_deflate()
+    }
+
+    /// The compressor the engine kept for its own sends, if any.
+    pub fn outgoing_deflate(&mut self) -> Option<&mut Outgoing> {
+        self.conn.outgoing_deflate()
     }
 
     /// The connection's shared outbound queue, for other tasks.

@@ -141,7 +141,7 @@ struct InFrame {
 /// a few bytes until a direction that keeps its context needs zlib state).
 struct Deflate {
     /// Compresses what the engine sends; `None` once the caller took it
-    /// (see [`Connection::take_outgoing_deflate`]).
+    /// (see [`Connection::split_outgoing_deflate`]).
     outgoing: Option<Outgoing>,
     incoming: Incoming,
 }
@@ -274,13 +274,27 @@ impl Connection {
         self.deflate.is_some()
     }
 
-    /// Takes the compressor of our messages, for a caller that frames
-    /// messages itself (a server queueing frames from other tasks): with
-    /// context takeover only one compressor may serve a connection. From
-    /// then on the engine sends its own messages uncompressed (RSV1 clear,
-    /// always valid). `None` without permessage-deflate or once taken.
-    pub fn take_outgoing_deflate(&mut self) -> Option<Outgoing> {
-        self.deflate.as_mut().and_then(|deflate| deflate.outgoing.take())
+    /// The compressor of our messages, for a caller that frames messages
+    /// for this connection itself (a server queueing frames from other
+    /// tasks). One without context (`shared`) keeps nothing between
+    /// messages, so it is copied and the engine goes on compressing its own
+    /// sends the same way ([`Connection::send_direct`]). One with context is
+    /// taken, since a single compressor must compress all of a connection's
+    /// messages in order: from then on the engine sends its own
+    /// uncompressed (RSV1 clear, always valid). `None` without
+    /// permessage-deflate or once taken.
+    pub fn split_outgoing_deflate(&mut self) -> Option<Outgoing> {
+        let outgoing = &mut self.deflate.as_mut()?.outgoing;
+        match outgoing.as_ref()?.shared_copy() {
+            Some(copy) => Some(copy),
+            None => outgoing.take(),
+        }
+    }
+
+    /// The compressor the engine compresses its own sends with, if it has
+    /// one (see [`Connection::split_outgoing_deflate`]).
+    pub fn outgoing_deflate(&mut self) -> Option<&mut Outgoing> {
+        self.deflate.as_mut()?.outgoing.as_mut()
     }
 
     /// True while this connection holds zlib state of its own (a direction
@@ -548,6 +562,30 @@ impl Connection {
                 self.queue_shared(op, false, payload.clone());
             } else {
                 append_frame(op, false, payload, self.output().pending_for(MAX_HEADER_LEN + payload.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues messages framed straight into the output buffer, as
+    /// [`Connection::send_uncompressed`] does, except that those at or above
+    /// the threshold are compressed when the engine has a compressor of its
+    /// own (see [`Connection::split_outgoing_deflate`]). Server role only.
+    #[inline]
+    pub fn send_direct(&mut self, messages: &[Message]) -> Result<(), ConnectionClosed> {
+        if self.deflate.as_ref().is_none_or(|d| d.outgoing.is_none()) {
+            return self.send_uncompressed(messages);
+        }
+        debug_assert_eq!(self.role, Role::Server, "direct frames are queued unmasked");
+        if !self.can_send() {
+            return Err(ConnectionClosed);
+        }
+        for message in messages {
+            let (op, payload) = (OpCode::Data(message.opcode()), message.payload());
+            match self.deflate.as_mut().and_then(|d| d.outgoing.as_mut()).and_then(|out| out.compress(payload)) {
+                Some(compressed) => self.queue_owned(op, true, &compressed),
+                None if payload.len() > COPY_THRESHOLD => self.queue_shared(op, false, payload.clone()),
+                None => append_frame(op, false, payload, self.output().pending_for(MAX_HEADER_LEN + payload.len())),
             }
         }
         Ok(())

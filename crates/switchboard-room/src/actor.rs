@@ -612,9 +612,13 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                 if due > Instant::now() {
                     idle.as_mut().reset(due);
                 } else {
-                    // Hibernate: connections, tags and attachments stay here.
+                    // Hibernate: connections, tags and attachments stay here;
+                    // what their sinks keep only for sending may go.
                     if actor.object.take().is_some() {
                         census::slept();
+                        for (_, record) in actor.conns.iter() {
+                            record.sink.hibernating();
+                        }
                     }
                     batch = Vec::new();
                 }

@@ -80,6 +80,10 @@ pub trait ConnSink: Send + Sync + 'static {
     fn send_run(&self, run: &Run) -> SendOutcome;
     /// Starts the closing handshake with `code` and `reason`.
     fn close(&self, code: CloseCode, reason: &str);
+    /// The room is hibernating: it handled nothing, so sent this connection
+    /// nothing, for its `hibernate_after`. A sink may free what it keeps
+    /// only to send (a compressor's context); the default keeps everything.
+    fn hibernating(&self) {}
 }
 
 /// The connection whose own task runs the room's handlers for its own

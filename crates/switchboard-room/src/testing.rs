@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_proto::{CloseCode, Message};
-use switchboard_store::{Batch, Committed, Flushed, MemoryStore, Store, StoreError, StoreResult};
+use switchboard_store::{Batch, Committed, Flushed, Intercepts, MemoryStore, Store, StoreError};
 
 use crate::actor::{RoomEvent, RoomHandle, RoomStats};
 use crate::conn::{ConnId, ConnSink, Run};
@@ -119,24 +119,12 @@ impl GatedStore {
     }
 }
 
-impl Store for GatedStore {
-    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(room, key)
+impl Intercepts for GatedStore {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
     }
 
-    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.inner.list(room, prefix, limit)
-    }
-
-    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.inner.room_alarms(room)
-    }
-
-    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
-        self.inner.pending_alarms()
-    }
-
-    fn commit(&self, batch: Batch, done: Committed) {
+    fn intercept_commit(&self, batch: Batch, done: Committed) {
         let mut gate = self.state.lock().expect("not poisoned");
         gate.commits += 1;
         if gate.fail {
@@ -151,7 +139,7 @@ impl Store for GatedStore {
         gate.waiting.push((batch, done));
     }
 
-    fn flush(&self, done: Flushed) {
+    fn intercept_flush(&self, done: Flushed) {
         done()
     }
 }

@@ -6,9 +6,12 @@
 //! those whose compressor keeps no context (the `shared` policy), since
 //! their frames are byte for byte the same. A compressor that keeps its
 //! context (`dedicated`) frames for its connection alone, and its frames
-//! are queued in the order they were compressed.
+//! are queued in the order they were compressed; its state is freed when
+//! the connection's room hibernates (nothing sent for `hibernate_after`)
+//! and made again by the next compressed message.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use switchboard_net::{Outbound, Outgoing};
@@ -37,7 +40,7 @@ pub(crate) fn encode_run(messages: &[Message]) -> Bytes {
 
 /// A run's messages as frames, each compressed by `deflate` unless it is
 /// below the threshold.
-fn encode_run_compressed(messages: &[Message], deflate: &mut Outgoing) -> Bytes {
+pub(crate) fn encode_run_compressed(messages: &[Message], deflate: &mut Outgoing) -> Bytes {
     let mut frames = Vec::new();
     for message in messages {
         match deflate.compress(message.payload()) {
@@ -62,10 +65,17 @@ impl Framing {
         Framing { deflate: deflate.map(|deflate| Box::new(Mutex::new(deflate))) }
     }
 
+    /// The compressor, locked; counted in [`compressors_held`] once it has
+    /// made state of its own.
+    fn lock(&self) -> Option<Held<'_>> {
+        let guard = self.deflate.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        let held = guard.holds_state();
+        Some(Held { guard, held })
+    }
+
     /// Frames one message for this connection and queues it.
     pub(crate) fn send(&self, outbound: &Outbound, message: &Message) -> SendOutcome {
-        if let Some(deflate) = &self.deflate {
-            let mut deflate = deflate.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut deflate) = self.lock() {
             if let Some(compressed) = deflate.compress(message.payload()) {
                 return outbound.push(&SharedFrame::new(data_op(message), true, &compressed));
             }
@@ -77,23 +87,84 @@ impl Framing {
 
     /// Frames messages for this connection alone and queues them as one push.
     pub(crate) fn send_all(&self, outbound: &Outbound, messages: &[Message]) -> SendOutcome {
-        if let Some(deflate) = &self.deflate {
-            let mut deflate = deflate.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut deflate) = self.lock() {
             return outbound.push(&SharedFrame::run(encode_run_compressed(messages, &mut deflate)));
         }
         outbound.push(&SharedFrame::run(encode_run(messages)))
     }
 
+    /// Frees the compressor's context, if it keeps one (`dedicated`): the
+    /// connection has been sent nothing for a while, and the next message
+    /// is compressed from a fresh state, which the peer inflates whatever
+    /// window it kept (each message ends with a sync flush, so no message
+    /// refers past a release).
+    pub(crate) fn release_idle(&self) {
+        if let Some(deflate) = &self.deflate {
+            let mut deflate = deflate.lock().unwrap_or_else(|e| e.into_inner());
+            if deflate.holds_state() {
+                deflate.release();
+                HELD.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Queues a run that goes to many connections, framed once for all
     /// those that frame it the same way.
     pub(crate) fn send_run(&self, outbound: &Outbound, run: &Run) -> SendOutcome {
-        let Some(deflate) = &self.deflate else { return send_plain_run(outbound, run) };
-        let mut deflate = deflate.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut deflate) = self.lock() else { return send_plain_run(outbound, run) };
         let frames = match deflate.shared_key() {
             Some(key) => run.encoded_keyed(key, |messages| encode_run_compressed(messages, &mut deflate)),
             None => encode_run_compressed(run.messages(), &mut deflate),
         };
         outbound.push(&SharedFrame::run(frames))
+    }
+}
+
+/// Compressors with state of their own (`dedicated`) held now, all
+/// connections together: made by a first compressed message, freed when
+/// the connection's room hibernates or the connection ends.
+static HELD: AtomicU64 = AtomicU64::new(0);
+
+/// How many connections hold a compressor of their own now (`/metrics`).
+pub(crate) fn compressors_held() -> u64 {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// A locked compressor that counts the state it makes.
+struct Held<'a> {
+    guard: MutexGuard<'a, Outgoing>,
+    held: bool,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Outgoing;
+
+    fn deref(&self) -> &Outgoing {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Outgoing {
+        &mut self.guard
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if !self.held && self.guard.holds_state() {
+            HELD.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Framing {
+    fn drop(&mut self) {
+        if let Some(deflate) = &mut self.deflate {
+            if deflate.get_mut().unwrap_or_else(|e| e.into_inner()).holds_state() {
+                HELD.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -157,6 +157,13 @@ impl Collector for Live {
         gauge(&mut encoder, "switchboard_rooms_hibernated", "Live rooms whose in-memory state is dropped until the next event", rooms.hibernated())?;
         counter(&mut encoder, "switchboard_room_wakeups", "Room objects built: a room's first use and every wake from hibernation", rooms.wakeups)?;
 
+        gauge(
+            &mut encoder,
+            "switchboard_deflate_compressors",
+            "Connections holding a compressor of their own (compression policy dedicated): from their first compressed message until their room hibernates",
+            crate::framing::compressors_held(),
+        )?;
+
         let process = ProcessStats::read();
         if let Some(bytes) = process.resident_bytes {
             gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory size in bytes", bytes)?;

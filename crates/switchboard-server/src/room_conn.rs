@@ -10,8 +10,9 @@
 //! the connection's outbound queue, for other tasks. [`OwnTask`] is the
 //! room's `LocalSink` while the room handles a read's messages on the
 //! connection's own task: what the room sends this connection then goes
-//! straight into its engine's output buffer. A connection admitted with a
-//! token is closed when the token expires.
+//! straight into its engine's output buffer, compressed there under the
+//! `shared` policy (the thread's compressor keeps nothing per connection).
+//! A connection admitted with a token is closed when the token expires.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -22,12 +23,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::access_log;
 use crate::auth::TOKEN_EXPIRED_CLOSE;
-use crate::framing::Framing;
+use crate::framing::{encode_run, encode_run_compressed, Framing};
 use crate::limits::ConnPermit;
-use bytes::Bytes;
 use switchboard_net::{Handler, Outbound, Outbox, Traffic};
 use switchboard_proto::connection::ConnectionClosed;
-use switchboard_proto::frame::{append_frame, DataOp, OpCode, MAX_HEADER_LEN};
 use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 use tokio::task::AbortHandle;
@@ -54,24 +53,6 @@ impl Drop for ExpiryTimer {
     }
 }
 
-fn data_op(message: &Message) -> OpCode {
-    match message {
-        Message::Text(_) => OpCode::Data(DataOp::Text),
-        Message::Binary(_) => OpCode::Data(DataOp::Binary),
-    }
-}
-
-/// A run's messages as whole frames back to back, in one buffer that every
-/// recipient's queue shares.
-fn encode_run(messages: &[Message]) -> Bytes {
-    let len = messages.iter().map(|m| MAX_HEADER_LEN + m.payload().len()).sum();
-    let mut frames = Vec::with_capacity(len);
-    for message in messages {
-        append_frame(data_op(message), false, message.payload(), &mut frames);
-    }
-    Bytes::from(frames)
-}
-
 impl ConnSink for SocketSink {
     fn send(&self, message: &Message) -> SendOutcome {
         self.framing.send(&self.outbound, message)
@@ -88,15 +69,21 @@ impl ConnSink for SocketSink {
     fn close(&self, code: CloseCode, reason: &str) {
         self.outbound.close(code.as_u16(), reason)
     }
+
+    fn hibernating(&self) {
+        self.framing.release_idle()
+    }
 }
 
 /// The room's way straight into this connection while it handles the
 /// connection's messages on its task (`RoomHandle::try_deliver`, under the
 /// room's lock). Messages are framed into the engine's output buffer, with
-/// no queue, lock or wake-up; only the first send first takes what other
-/// tasks queued before (`Outbox::catch_up`), so nothing overtakes it.
-/// A connection that negotiated compression is not `direct`: its messages
-/// take the sink, whose framing compresses them.
+/// no queue, lock or wake-up, and compressed there when the engine kept a
+/// compressor (the `shared` policy: the thread's compressor, above the
+/// threshold); only the first send first takes what other tasks queued
+/// before (`Outbox::catch_up`), so nothing overtakes it. A connection whose
+/// compressor keeps its context (`dedicated`) is not `direct`: that one
+/// compressor is the sink's, and its messages take the sink.
 struct OwnTask<'o, 'a> {
     out: &'o mut Outbox<'a>,
     caught_up: bool,
@@ -123,16 +110,25 @@ fn outcome(sent: Result<(), ConnectionClosed>) -> SendOutcome {
 
 impl LocalSink for OwnTask<'_, '_> {
     fn send(&mut self, message: &Message) -> SendOutcome {
-        outcome(self.out().send_uncompressed(std::slice::from_ref(message)))
+        outcome(self.out().send_direct(std::slice::from_ref(message)))
     }
 
     fn send_all(&mut self, messages: &[Message]) -> SendOutcome {
-        outcome(self.out().send_uncompressed(messages))
+        outcome(self.out().send_direct(messages))
     }
 
     fn send_run(&mut self, run: &Run) -> SendOutcome {
-        // Framed once for every recipient of the run, this one included.
-        outcome(self.out().send_frames(run.encoded(encode_run).clone()))
+        // Framed once for every recipient of the run that frames it the
+        // same way, this one included (see `framing`).
+        let out = self.out();
+        let frames = match out.outgoing_deflate() {
+            None => run.encoded(encode_run).clone(),
+            Some(deflate) => match deflate.shared_key() {
+                Some(key) => run.encoded_keyed(key, |messages| encode_run_compressed(messages, deflate)),
+                None => encode_run_compressed(run.messages(), deflate),
+            },
+        };
+        outcome(out.send_frames(frames))
     }
 
     fn is_direct(&self) -> bool {
@@ -140,14 +136,14 @@ impl LocalSink for OwnTask<'_, '_> {
     }
 }
 
-/// Whether a connection is open in its room. A connection that negotiated
-/// compression is open `Compressing`: the room's replies to it take the
-/// sink, which compresses them, rather than the engine's plain path.
+/// Whether a connection is open in its room. A connection whose compressor
+/// keeps its context is open `ViaSink`: the room's replies to it take the
+/// sink, which holds that compressor, rather than the engine's path.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Opened {
     No,
-    Plain,
-    Compressing,
+    Direct,
+    ViaSink,
 }
 
 /// A connection accepted into a room.
@@ -217,13 +213,13 @@ impl Handler for RoomConnection {
         let Some(joining) = self.joining.take() else { return };
         let Joining { tags, attachment, permit, expires } = *joining;
         let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
-        let deflate = out.take_outgoing_deflate();
-        let compressing = deflate.is_some();
+        let deflate = out.split_outgoing_deflate();
+        let via_sink = deflate.is_some() && out.outgoing_deflate().is_none();
         let framing = Framing::new(deflate);
         let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry });
         self.opened = match self.room.open(self.conn, sink, tags, attachment).await {
-            Ok(_) if compressing => Opened::Compressing,
-            Ok(_) => Opened::Plain,
+            Ok(_) if via_sink => Opened::ViaSink,
+            Ok(_) => Opened::Direct,
             Err(_) => Opened::No,
         };
         if self.opened == Opened::No {
@@ -312,7 +308,7 @@ impl RoomConnection {
         if messages.is_empty() {
             return None;
         }
-        match self.room.try_deliver(self.conn, messages, &mut OwnTask { out, caught_up: false, direct: self.opened != Opened::Compressing }) {
+        match self.room.try_deliver(self.conn, messages, &mut OwnTask { out, caught_up: false, direct: self.opened != Opened::ViaSink }) {
             Ok(()) => None,
             Err(TryDeliverError::Full(messages)) => {
                 let (room, conn) = (&self.room, self.conn);

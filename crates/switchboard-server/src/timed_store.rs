@@ -1,13 +1,13 @@
 //! A [`Store`] wrapper that times every commit into the metrics' histogram:
 //! from `commit` until the backend reports the batch durable (or failed).
-//! Reads and flushes pass through untouched. The wrapper costs one boxed
-//! callback and two clock reads per commit, and a commit is one room
-//! batch's writes, never one message's.
+//! Reads and flushes pass through untouched ([`Intercepts`]). The wrapper
+//! costs one boxed callback and two clock reads per commit, and a commit is
+//! one room batch's writes, never one message's.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchboard_store::{Batch, Committed, Flushed, Store, StoreResult};
+use switchboard_store::{Batch, Committed, Intercepts, Store};
 
 use crate::metrics::StorageMetrics;
 
@@ -22,24 +22,12 @@ impl TimedStore {
     }
 }
 
-impl Store for TimedStore {
-    fn get(&self, room: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(room, key)
+impl Intercepts for TimedStore {
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
     }
 
-    fn list(&self, room: &str, prefix: &str, limit: usize) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.inner.list(room, prefix, limit)
-    }
-
-    fn room_alarms(&self, room: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.inner.room_alarms(room)
-    }
-
-    fn pending_alarms(&self) -> StoreResult<Vec<(String, String, u64)>> {
-        self.inner.pending_alarms()
-    }
-
-    fn commit(&self, batch: Batch, done: Committed) {
+    fn intercept_commit(&self, batch: Batch, done: Committed) {
         let started = Instant::now();
         let metrics = self.metrics.clone();
         self.inner.commit(
@@ -52,9 +40,5 @@ impl Store for TimedStore {
                 done(result)
             }),
         )
-    }
-
-    fn flush(&self, done: Flushed) {
-        self.inner.flush(done)
     }
 }

@@ -19,11 +19,13 @@
 //! transaction that holds it was committed with `synchronous = FULL`).
 //! Batches of one room are applied in the order they were submitted.
 
+mod intercept;
 mod memory;
 mod sqlite;
 
 use std::sync::mpsc;
 
+pub use intercept::Intercepts;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 

@@ -270,3 +270,70 @@ async fn decompression_bombs_cost_no_memory_for_their_output() {
     assert!(peak_after.saturating_sub(rss_before) < 8 << 10, "peak RSS rose from {rss_before} to {peak_after} KiB");
     assert!(rss_after.saturating_sub(rss_before) < 4 << 10, "RSS {rss_before} -> {rss_after} KiB after 20 bombs");
 }
+
+#[tokio::test]
+async fn an_idle_dedicated_compressor_is_freed_and_later_messages_still_inflate_in_a_real_client() {
+    use switchboard_client::{Client, ClientOptions, DeflateOptions};
+    let server = ServerProcess::start_with(&["--memory", "--compression", "dedicated", "--hibernate-after", "1s"]);
+    let pid = server.pid();
+    let options = ClientOptions { deflate: Some(DeflateOptions::browser()), ..ClientOptions::default() };
+    let base = status_kib(pid, "VmRSS:");
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let mut client = Client::connect_with(&server.ws(&format!("/rooms/echo/free-{}", i % 8)), options.clone()).await.unwrap();
+        assert!(client.is_compressed());
+        echo(&mut client, json_text(3000)).await;
+        clients.push(client);
+    }
+    let busy = status_kib(pid, "VmRSS:");
+    assert_eq!(compressors(&server).await, 200, "each echo made its connection's compressor");
+    // The rooms hibernate after 1 s without events and free them.
+    let mut held = 200;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held = compressors(&server).await;
+        if held == 0 {
+            break;
+        }
+    }
+    assert_eq!(held, 0, "compressors still held once every room hibernated");
+    eprintln!("VmRSS {base} KiB, {busy} KiB with 200 compressors, {} KiB once freed", status_kib(pid, "VmRSS:"));
+    // Messages after the release come from a fresh compressor, which the
+    // client's inflater (keeping its window) decodes; the next one uses
+    // the new compressor's context again.
+    for (i, client) in clients.iter_mut().enumerate() {
+        echo(client, format!("{i}{}", json_text(3000))).await;
+        echo(client, format!("again {i}{}", json_text(2500))).await;
+    }
+    assert_eq!(compressors(&server).await, 200);
+    drop(clients);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held = compressors(&server).await;
+        if held == 0 {
+            break;
+        }
+    }
+    assert_eq!(held, 0, "a closed connection's compressor is not counted");
+}
+
+/// The server's `switchboard_deflate_compressors` gauge.
+async fn compressors(server: &ServerProcess) -> u64 {
+    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut body)).await.expect("metrics in time").unwrap();
+    body.lines()
+        .find_map(|line| line.strip_prefix("switchboard_deflate_compressors "))
+        .unwrap_or_else(|| panic!("no compressor gauge in {body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sends `text` and checks that it comes back whole.
+async fn echo(client: &mut switchboard_client::Client, text: String) {
+    client.send(&switchboard_client::Message::text(text.clone())).await.unwrap();
+    let back = tokio::time::timeout(WAIT, client.recv_message()).await.expect("echo in time").unwrap();
+    assert_eq!(back.payload(), text.as_bytes());
+}

@@ -713,3 +713,28 @@ fn shared_connections_keep_no_zlib_state_and_dedicated_ones_make_it_on_first_use
     let second = drain(&mut pair.server);
     assert!(second.len() < first_len, "the second refers back to the first: {} then {}", first_len, second.len());
 }
+
+#[test]
+fn a_shared_compressor_stays_in_the_engine_for_direct_sends_and_a_dedicated_one_is_taken() {
+    let big = Message::text("{\"direct\":true} ".repeat(100));
+    let small = Message::text("small");
+    let mut pair = Pair::new(Some(deflate_config("permessage-deflate; client_max_window_bits")));
+    let copy = pair.server.split_outgoing_deflate().expect("a copy for the framing of other tasks");
+    assert!(copy.shared_key().is_some());
+    assert!(pair.server.outgoing_deflate().is_some(), "the engine keeps compressing its own sends");
+    pair.server.send_direct(&[big.clone(), small.clone()]).unwrap();
+    let bytes = drain(&mut pair.server);
+    assert!(bytes.len() < big.payload().len(), "the large one compressed: {} bytes on the wire", bytes.len());
+    assert_eq!(bytes[0] & 0x40, 0x40, "RSV1 on the compressed frame");
+    let events = feed(&mut pair.client, &bytes);
+    assert!(matches!(&events[..], [Event::Message(a), Event::Message(b)] if a == &big && b == &small), "{events:?}");
+
+    let mut pair = Pair::new(Some(agreed("permessage-deflate; client_max_window_bits", Policy::Dedicated)));
+    let taken = pair.server.split_outgoing_deflate().expect("the one compressor");
+    assert!(taken.shared_key().is_none());
+    assert!(pair.server.outgoing_deflate().is_none() && pair.server.split_outgoing_deflate().is_none());
+    pair.server.send_direct(std::slice::from_ref(&big)).unwrap();
+    let bytes = drain(&mut pair.server);
+    assert_eq!(bytes[0] & 0x40, 0, "sent plain once the compressor is taken");
+    assert!(matches!(&feed(&mut pair.client, &bytes)[..], [Event::Message(m)] if m == &big));
+}

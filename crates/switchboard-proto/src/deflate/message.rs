@@ -63,6 +63,13 @@ impl Outgoing {
         (!self.takeover).then(|| u64::from(self.window_bits) << 40 | u64::from(self.level) << 32 | u64::from(self.threshold))
     }
 
+    /// A second handle on a compressor without context (it keeps nothing
+    /// per connection, so two handles compress alike, each message on its
+    /// own); `None` under context takeover, whose state cannot be shared.
+    pub fn shared_copy(&self) -> Option<Outgoing> {
+        (!self.takeover).then(|| Outgoing { own: None, ..*self })
+    }
+
     /// True while this connection holds its own compressor.
     pub fn holds_state(&self) -> bool {
         self.own.is_some()
