@@ -12,6 +12,9 @@
 #
 #   scripts/bench-clicks.sh [SECONDS] [CONNECTIONS] [DASHBOARDS]
 #   PROBE_RATE=50 (probe clicks per second)
+#   DEFLATE=1 (default: the dashboards make a browser's permessage-deflate
+#   offer, as every browser does, so the server compresses what it sends
+#   them; DEFLATE=0 for dashboards without compression)
 #
 # Needs wrk and nginx (the test command's deps part installs them).
 set -euo pipefail
@@ -21,6 +24,12 @@ SECONDS_RUN=${1:-10}
 CONNECTIONS=${2:-50}
 DASHBOARDS=${3:-100}
 PROBE_RATE=${PROBE_RATE:-50}
+DEFLATE=${DEFLATE:-1}
+case "$DEFLATE" in
+  1) OFFER=(--deflate); OFFER_NAME="a browser's permessage-deflate offer" ;;
+  0) OFFER=(); OFFER_NAME="no compression offered" ;;
+  *) echo "bench-clicks: DEFLATE must be 1 or 0" >&2; exit 2 ;;
+esac
 [ "$SECONDS_RUN" -ge 2 ] || { echo "bench-clicks: SECONDS must be at least 2" >&2; exit 2; }
 BIN=target/release/switchboard
 LOADGEN=target/release/switchboard-loadgen
@@ -92,7 +101,7 @@ run_wrk "http://127.0.0.1:$NGINX_PORT/l/bench" "$WORK/nginx.wrk"
 # run) lies within wrk's.
 echo "$TOKEN" > "$WORK/token"
 "$LOADGEN" clicks --url "ws://$ADDR/rooms/clicks" --link bench/bench --token-file "$WORK/token" \
-  --dashboards "$DASHBOARDS" --probe-rate "$PROBE_RATE" --seconds $((SECONDS_RUN - 1)) --server-pid "$SERVER_PID" \
+  --dashboards "$DASHBOARDS" --probe-rate "$PROBE_RATE" --seconds $((SECONDS_RUN - 1)) --server-pid "$SERVER_PID" "${OFFER[@]}" \
   > "$WORK/dash.out" 2> "$WORK/dash.err" &
 DASH_PID=$!
 for _ in $(seq 1 600); do
@@ -114,7 +123,7 @@ p99() { sed -n 's/^ *99% *//p' "$1"; }
 errors() { grep -E 'Non-2xx|Socket errors' "$1" || true; }
 CLICKS=$(curl -sf "http://$ADDR/api/links/bench" -H "Authorization: Bearer $KEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clicks"])')
 
-echo "redirect benchmark: wrk -t2 -c$CONNECTIONS -d${SECONDS_RUN}s, keep-alive, $DASHBOARDS dashboards connected to switchboard"
+echo "redirect benchmark: wrk -t2 -c$CONNECTIONS -d${SECONDS_RUN}s, keep-alive, $DASHBOARDS dashboards connected to switchboard ($OFFER_NAME)"
 printf '%-12s %12s %10s %12s\n' server "redirects/s" p99 requests
 printf '%-12s %12s %10s %12s\n' nginx "$(rate "$WORK/nginx.wrk")" "$(p99 "$WORK/nginx.wrk")" "$(requests "$WORK/nginx.wrk")"
 printf '%-12s %12s %10s %12s\n' switchboard "$(rate "$WORK/switchboard.wrk")" "$(p99 "$WORK/switchboard.wrk")" "$(requests "$WORK/switchboard.wrk")"

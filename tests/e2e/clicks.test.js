@@ -5,7 +5,9 @@
 // map, the counters and the feed update live; account B's dashboard sees
 // none of it, and a token for A cannot open B's room; the server restarts,
 // the badge shows the outage, the page reconnects by itself and the
-// snapshot shows the same totals. Screenshots: target/test-reports/e2e/clicks-*.png.
+// snapshot shows the same totals; a burst of visitors at once arrives as
+// `clicks` groups and every click is counted. Screenshots:
+// target/test-reports/e2e/clicks-*.png.
 //
 //   node --test --test-concurrency=1 tests/e2e/clicks.test.js
 //
@@ -235,4 +237,40 @@ step('the server restarts: the badge shows the outage, the page reconnects and t
   await screenshot(page, 'clicks-5-after-restart');
   assert.deepEqual(dashboard.a.errors, []);
   assert.deepEqual(dashboard.b.errors, []);
+});
+
+step('a burst of visitors at once arrives as groups: counters, map and feed count every click', async () => {
+  const page = dashboard.a;
+  const before = await page.evaluate(() => ({
+    total: window.clicksState.total, countries: { ...window.clicksState.countries }, feed: document.querySelectorAll('#feed li').length,
+  }));
+  const link = await page.getAttribute('#links tr[data-slug="launch"] td.num', 'data-clicks');
+  // The server hands the room whatever clicks waited while the previous
+  // group was delivered; thirty visitors at once make groups of more than
+  // one, sent as `clicks` messages. Bounded: a few bursts at most.
+  const BURST = 30;
+  let sent = 0;
+  for (let round = 0; round < 3; round++) {
+    const replies = await Promise.all(Array.from({ length: BURST }, (_, i) => request('GET', '/l/launch', {
+      headers: { 'X-Forwarded-For': '203.0.113.7', Referer: `https://b${sent + i}.burst.example/` },
+    })));
+    assert.deepEqual(replies.map((r) => r.status), Array(BURST).fill(302));
+    sent += BURST;
+    const total = before.total + sent;
+    await waitFor(page, `${total} clicks counted`, (t) => window.clicksState.total === t, total, seen);
+    if (await page.evaluate(() => window.clicksState.groups) > 0) break;
+  }
+  assert.ok(await page.evaluate(() => window.clicksState.groups) > 0, `${sent} visitors made no group of more than one click`);
+  const total = before.total + sent;
+  assert.equal(await page.textContent('#total'), String(total));
+  assert.deepEqual(await page.evaluate(() => window.clicksState.countries), { ...before.countries, DE: before.countries.DE + sent });
+  assert.equal(await page.getAttribute('#links tr[data-slug="launch"] td.num', 'data-clicks'), String(Number(link) + sent));
+  assert.equal(await page.$eval('#map path.hit[data-country="DE"]', (p) => Number(p.dataset.count)), before.countries.DE + sent);
+  const feed = await page.$$eval('#feed li', (lis) => lis.map((li) => li.textContent));
+  assert.equal(feed.length, Math.min(100, before.feed + sent), 'the feed keeps its last hundred');
+  const burst = new Set(feed.map((line) => line.match(/via b(\d+)\.burst\.example/)?.[1]).filter(Boolean).map(Number));
+  assert.equal(burst.size, Math.min(sent, 100 - before.feed), 'every burst click in the feed once');
+  assert.ok([...burst].every((n) => n < sent));
+  await screenshot(page, 'clicks-6-burst');
+  assert.deepEqual(dashboard.a.errors, []);
 });

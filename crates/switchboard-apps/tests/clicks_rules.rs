@@ -1,5 +1,6 @@
 //! The clicks room on a real room actor, through the room test kit: who
-//! may open a dashboard, the snapshot and the live clicks, one storage
+//! may open a dashboard, the snapshot and the live clicks (a message per
+//! group, `click` for a group of one), one storage
 //! commit per group of clicks, the recent-click window, and the state after
 //! hibernation and on a fresh actor over the same store.
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{take, types};
-use switchboard_apps::clicks::{factory, LinkBook, LinkInfo, RECENT};
+use switchboard_apps::clicks::{factory, LinkBook, LinkInfo, MAX_PER_MESSAGE, RECENT};
 use switchboard_room::testing::{GatedStore, TestRoom};
 use switchboard_room::{Decision, Identity, RoomConfig};
 use switchboard_store::{MemoryStore, Store};
@@ -79,20 +80,44 @@ async fn a_group_of_clicks_is_pushed_live_and_committed_once() {
     assert_eq!(store.commits() - before, 1, "fifty clicks, one transaction");
     for conn in [&a, &b] {
         let got = take(conn);
-        assert_eq!(got.len(), 50);
-        assert_eq!(
-            got[0],
-            json!({"type": "click", "time": now, "slug": "acme-link", "country": "DE", "city": "Somewhere", "lat": 1.5, "lon": 2.5, "referrer": null, "total": 1})
-        );
-        assert_eq!(got[49]["total"], 50);
+        assert_eq!(types(&got), ["clicks"], "a group is one message");
+        let clicks = got[0]["clicks"].as_array().unwrap();
+        assert_eq!(clicks.len(), 50, "every click of the group is in it");
+        assert_eq!(clicks[0], json!({"time": now, "slug": "acme-link", "country": "DE", "city": "Somewhere", "lat": 1.5, "lon": 2.5, "referrer": null}));
+        assert_eq!(clicks[1]["country"], "JP");
+        assert_eq!(got[0]["total"], 50, "the total after the group");
+        assert_eq!(got[0].as_object().unwrap().len(), 3, "type, clicks and total: {:?}", got[0].as_object().unwrap().keys());
     }
+    // A group of one keeps the `click` message.
+    let one = room.http("POST", "/clicks", &json!([click("acme-link", Some("DE"), now + 1)]).to_string()).await;
+    assert_eq!(one.status, 200);
+    room.settle().await;
+    assert_eq!(
+        take(&a),
+        [
+            json!({"type": "click", "time": now + 1, "slug": "acme-link", "country": "DE", "city": "Somewhere", "lat": 1.5, "lon": 2.5, "referrer": null, "total": 51})
+        ]
+    );
+    take(&b);
+    // A list longer than one message may hold is split, in order.
+    let long: Vec<Value> = (0..MAX_PER_MESSAGE as u64 + 4).map(|i| click("acme-link", Some("FR"), now + 10 + i)).collect();
+    room.http("POST", "/clicks", &Value::Array(long).to_string()).await;
+    room.settle().await;
+    let got = take(&a);
+    assert_eq!(types(&got), ["clicks", "clicks"]);
+    assert_eq!(got[0]["clicks"].as_array().unwrap().len(), MAX_PER_MESSAGE);
+    assert_eq!((got[0]["total"].as_u64(), got[1]["total"].as_u64()), (Some(51 + MAX_PER_MESSAGE as u64), Some(51 + MAX_PER_MESSAGE as u64 + 4)));
+    let times: Vec<u64> = got.iter().flat_map(|m| m["clicks"].as_array().unwrap().iter().map(|c| c["time"].as_u64().unwrap())).collect();
+    assert_eq!(times, (0..MAX_PER_MESSAGE as u64 + 4).map(|i| now + 10 + i).collect::<Vec<_>>());
+    take(&b);
 
     let report: Value = serde_json::from_slice(&room.http("GET", "/links/acme-link", "").await.body).unwrap();
-    assert_eq!(report["total"], 50);
-    assert_eq!(report["countries"], json!({"DE": 25, "JP": 25}));
-    assert_eq!(report["cities"], json!({"DE/Somewhere": 25, "JP/Somewhere": 25}));
+    let fr = MAX_PER_MESSAGE as u64 + 4;
+    assert_eq!(report["total"], 51 + fr);
+    assert_eq!(report["countries"], json!({"DE": 26, "JP": 25, "FR": fr}));
+    assert_eq!(report["cities"], json!({"DE/Somewhere": 26, "JP/Somewhere": 25, "FR/Somewhere": fr}));
     let totals: Value = serde_json::from_slice(&room.http("GET", "/totals", "").await.body).unwrap();
-    assert_eq!(totals, json!({"acme-link": 50}));
+    assert_eq!(totals, json!({"acme-link": 51 + fr}));
     let bad = room.http("POST", "/clicks", "{not json").await;
     assert_eq!(bad.status, 400);
 }
@@ -112,7 +137,10 @@ async fn the_feed_keeps_the_last_thousand_and_everything_survives_hibernation_an
     room.settle().await;
     assert_eq!(store.list("clicks/acme", "r/", 5000).unwrap().len(), RECENT, "older clicks leave storage");
     assert!(room.wait_until_hibernated(Duration::from_millis(120)).await);
-    assert_eq!(take(&watching).len(), 1 + 1500, "the snapshot and every click");
+    let seen = take(&watching);
+    assert_eq!(types(&seen), ["snapshot", "clicks", "clicks", "clicks"], "the snapshot and a message per group");
+    let times: Vec<u64> = seen[1..].iter().flat_map(|m| m["clicks"].as_array().unwrap().iter().map(|c| c["time"].as_u64().unwrap())).collect();
+    assert_eq!(times, (0..1500).map(|i| now + i).collect::<Vec<_>>(), "every click, in order");
 
     let conn = dashboard(&room, "acme").await.unwrap();
     room.settle().await;

@@ -3,22 +3,25 @@
 //! time a click from its redirect request to its arrival on every dashboard
 //! of the link's account. Something else (wrk in scripts/bench-clicks.sh)
 //! drives the bulk of the redirects; the dashboards take in every click
-//! message of it and of the probes.
+//! of it and of the probes, as the room sends them: a `click` message for
+//! a lone click, a `clicks` message for a group recorded together. With
+//! `--deflate` the dashboards make a browser's permessage-deflate offer, so
+//! the server compresses as it does for browsers.
 //!
 //! Dashboard i joins account `i mod A`'s room, `{url}/{account}`, with that
 //! account's token in `Authorization`, and counts as joined once its
 //! `snapshot` came. The probes go out at `--probe-rate` on one keep-alive
 //! HTTP connection of their own, to the accounts' links in turn; probe k
 //! carries the referrer host `probe-k.loadgen.invalid`, which its click
-//! message brings back. The window is `--seconds` of probing; afterwards
+//! brings back (alone or inside a group). The window is `--seconds` of probing; afterwards
 //! the run waits up to [`GRACE`] for the last probes' clicks, and a probe
 //! click missing on any dashboard of its account then is lost and fails
 //! the run, as do a dashboard cut off, a probe not answered with a 302,
 //! and a probe click arriving twice or out of order on a dashboard.
 //!
-//! Dashboards read messages with a fixed-prefix check and one short search
-//! ([`crate::dashboard_message`]), and time the bulk clicks from their
-//! `time` (every [`LAG_SAMPLE`]th one), so a dashboard falling behind shows
+//! Dashboards read messages with a fixed-prefix check and substring
+//! searches ([`crate::dashboard_message`]), and time the bulk clicks from
+//! their `time` (a group's first, about every [`LAG_SAMPLE`]th click), so a dashboard falling behind shows
 //! as a growing lag even where no probe is. Next to the CPU shares, the
 //! report gives how long the server's threads and its own waited for a
 //! core while ready to run: on a machine with other work, that is latency
@@ -34,7 +37,7 @@ use hdrhistogram::Histogram;
 use switchboard_client::{Client, ClientOptions, Event, Message};
 use tokio::time::MissedTickBehavior;
 
-use crate::dashboard_message::{click_time, kind, probe_host, probe_seq, Kind};
+use crate::dashboard_message::{click_count, first_time, kind, probe_host, probe_seqs, Kind};
 use crate::joining::join_all;
 use crate::redirect_probe::RedirectProbe;
 use crate::report::{grouped, latency_row, print_cpu};
@@ -45,7 +48,7 @@ use crate::{cpu, fd_limit, Target};
 const GRACE: Duration = Duration::from_secs(5);
 /// Wait between the last dashboard's snapshot and the window.
 const WARM_UP: Duration = Duration::from_millis(500);
-/// Every this many click messages a dashboard times one from its `time`.
+/// Every this many clicks a dashboard times one from its `time`.
 const LAG_SAMPLE: u64 = 64;
 
 /// Options of the clicks scenario.
@@ -142,8 +145,10 @@ struct Shared {
     complete: Cell<u64>,
     /// Probe clicks received, counting each dashboard.
     deliveries: Cell<u64>,
-    /// Click messages received, bulk and probes.
+    /// Clicks received, bulk and probes, counting each dashboard.
     clicks: Cell<u64>,
+    /// `click` and `clicks` messages received, counting each dashboard.
+    messages: Cell<u64>,
     /// Probe clicks a dashboard received twice or after a later one.
     disordered: Cell<u64>,
     /// Redirect request sent to probe click on a dashboard, microseconds.
@@ -166,17 +171,25 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Shared {
-    /// Takes in a click message that dashboard `account`'s `last` probe
-    /// sequence was the latest of.
-    fn click(&self, message: &[u8], account: usize, last: &mut Option<u64>) {
-        let clicks = self.clicks.get() + 1;
+    /// Takes in a `click` or `clicks` message that dashboard `account`'s
+    /// `last` probe sequence was the latest of.
+    fn clicks(&self, message: &[u8], kind: Kind, account: usize, last: &mut Option<u64>) {
+        let before = self.clicks.get();
+        let clicks = before + click_count(kind, message);
         self.clicks.set(clicks);
-        if clicks.is_multiple_of(LAG_SAMPLE) {
-            if let (Some(time), Ok(now)) = (click_time(message), SystemTime::now().duration_since(UNIX_EPOCH)) {
+        self.messages.set(self.messages.get() + 1);
+        if before / LAG_SAMPLE != clicks / LAG_SAMPLE {
+            // The group's first click: the one that waited longest.
+            if let (Some(time), Ok(now)) = (first_time(kind, message), SystemTime::now().duration_since(UNIX_EPOCH)) {
                 self.lag_ms.borrow_mut().saturating_record((now.as_millis() as u64).saturating_sub(time).max(1));
             }
         }
-        let Some(seq) = probe_seq(message) else { return };
+        for seq in probe_seqs(message) {
+            self.probe(seq, account, last);
+        }
+    }
+
+    fn probe(&self, seq: u64, account: usize, last: &mut Option<u64>) {
         if last.is_some_and(|l| seq <= l) {
             self.disordered.set(self.disordered.get() + 1);
             return;
@@ -214,6 +227,9 @@ pub(crate) struct ClicksReport {
     complete: u64,
     disordered: u64,
     clicks_in_window: u64,
+    messages_in_window: u64,
+    /// The dashboards offered permessage-deflate as browsers do.
+    deflate: bool,
     delivery_us: Histogram<u64>,
     everywhere_us: Histogram<u64>,
     redirect_us: Histogram<u64>,
@@ -245,6 +261,7 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
         complete: Cell::new(0),
         deliveries: Cell::new(0),
         clicks: Cell::new(0),
+        messages: Cell::new(0),
         disordered: Cell::new(0),
         delivery_us: RefCell::new(histogram()),
         everywhere_us: RefCell::new(histogram()),
@@ -256,8 +273,10 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
     });
 
     let by_url: Rc<[(String, String)]> = urls.iter().cloned().zip(tokens).collect();
+    let deflate = options.target.client_options().deflate;
     let join = move |url: String, mut client_options: ClientOptions| {
         let by_url = by_url.clone();
+        client_options.deflate = deflate;
         async move {
             let (_, token) = by_url.iter().find(|(u, _)| *u == url).expect("every URL has its token");
             client_options.headers.push(("Authorization".into(), format!("Bearer {token}")));
@@ -276,13 +295,13 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
     let pid = options.target.server_pid;
     let (client_cpu0, server_cpu0) = (cpu::seconds(None), pid.and_then(|p| cpu::seconds(Some(p))));
     let (client_wait0, server_wait0) = (cpu::run_queue_wait(None), pid.and_then(|p| cpu::run_queue_wait(Some(p))));
-    let clicks0 = shared.clicks.get();
+    let (clicks0, messages0) = (shared.clicks.get(), shared.messages.get());
     shared.lag_ms.borrow_mut().reset();
     let window_start = Instant::now();
     let duration = Duration::from_secs(options.seconds);
     let probing = send_probes(&mut probe, options, &shared, window_start, duration).await;
     let elapsed = window_start.elapsed();
-    let clicks_in_window = shared.clicks.get() - clicks0;
+    let (clicks_in_window, messages_in_window) = (shared.clicks.get() - clicks0, shared.messages.get() - messages0);
     let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
     let wait_delta = |before: Option<f64>, pid| Some(cpu::run_queue_wait(pid)? - before?);
@@ -312,6 +331,8 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
         complete: shared.complete.get(),
         disordered: shared.disordered.get(),
         clicks_in_window,
+        messages_in_window,
+        deflate: options.target.deflate,
         delivery_us: shared.delivery_us.borrow().clone(),
         everywhere_us: shared.everywhere_us.borrow().clone(),
         redirect_us: shared.redirect_us.borrow().clone(),
@@ -386,8 +407,9 @@ async fn dashboard(mut client: Client, account: usize, shared: Rc<Shared>) {
         loop {
             match event {
                 Some(Event::Message(message)) => {
-                    if kind(message.payload()) == Kind::Click {
-                        shared.click(message.payload(), account, &mut last);
+                    let kind = kind(message.payload());
+                    if matches!(kind, Kind::Click | Kind::Clicks) {
+                        shared.clicks(message.payload(), kind, account, &mut last);
                     }
                 }
                 Some(Event::Close(frame)) => {
@@ -419,6 +441,7 @@ impl ClicksReport {
         println!("scenario      clicks");
         let plural = if self.accounts == 1 { "" } else { "s" };
         println!("dashboards    {} over {} account{plural}, from {}", grouped(u64::from(self.dashboards)), self.accounts, self.sources);
+        println!("offer         {}", if self.deflate { "permessage-deflate; client_max_window_bits (a browser's)" } else { "none" });
         println!("join time     {:.2} s (before the window)", self.joined_in.as_secs_f64());
         println!("duration      {secs:.2} s");
         println!("probes        {} sent at {}/s, every one answered 302", grouped(self.probes), self.probe_rate);
@@ -434,7 +457,12 @@ impl ClicksReport {
         if !self.redirect_us.is_empty() {
             println!("redirect us   {} (probe's redirect request to its 302)", latency_row(&self.redirect_us));
         }
-        println!("clicks/s      {} click messages received by the dashboards", grouped((self.clicks_in_window as f64 / secs).round() as u64));
+        println!("clicks/s      {} clicks received by the dashboards", grouped((self.clicks_in_window as f64 / secs).round() as u64));
+        let per_message = if self.messages_in_window == 0 { 0.0 } else { self.clicks_in_window as f64 / self.messages_in_window as f64 };
+        println!(
+            "messages/s    {} click and clicks messages received by the dashboards, {per_message:.1} clicks per message",
+            grouped((self.messages_in_window as f64 / secs).round() as u64)
+        );
         if !self.lag_ms.is_empty() {
             println!("lag ms        {} (a click's time to its arrival, 1 in {LAG_SAMPLE})", latency_row(&self.lag_ms));
         }
@@ -449,7 +477,7 @@ impl ClicksReport {
                 share(self.server_wait)
             );
         }
-        print_cpu(secs, self.client_cpu, self.server_cpu, (self.clicks_in_window, "click message delivered"));
+        print_cpu(secs, self.client_cpu, self.server_cpu, (self.clicks_in_window, "click delivered"));
         let starved = |wait: Option<f64>, cpu: Option<f64>| matches!((wait, cpu), (Some(w), Some(c)) if w > c);
         if starved(self.client_wait, self.client_cpu) || starved(self.server_wait, self.server_cpu) {
             println!(

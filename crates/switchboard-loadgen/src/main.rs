@@ -84,7 +84,7 @@ enum Scenario {
     /// The URL names the rooms' common prefix, as for idle.
     Call(call::Options),
     /// D dashboards on the clicks rooms of one or more accounts, taking in
-    /// every click message, and probe clicks at a steady rate on a
+    /// every click (a message per group the room records), and probe clicks at a steady rate on a
     /// keep-alive HTTP connection of their own: the time from a probe's
     /// redirect request to its click on each dashboard of its account, and
     /// probe clicks lost. The bulk of the redirects comes from elsewhere

@@ -348,3 +348,76 @@ fn clicks_fails_when_a_token_is_for_another_account() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("403"), "{stderr}");
 }
+
+/// Visits `/l/{slug}` of `server` from `threads` threads at once, each a
+/// request per connection, until `stop` is set (at most 20 s); returns how
+/// many visits were answered 302.
+fn visit_until(server: &Server, slug: &str, threads: usize, stop: &std::sync::atomic::AtomicBool) -> u64 {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    std::thread::scope(|scope| {
+        let visitors: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut answered = 0;
+                    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                        let mut stream = std::net::TcpStream::connect(&server.addr).expect("connect to the server");
+                        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("set a read timeout");
+                        write!(stream, "GET /l/{slug} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr).expect("send the request");
+                        let mut answer = String::new();
+                        stream.read_to_string(&mut answer).expect("read the answer");
+                        assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
+                        answered += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        visitors.into_iter().map(|v| v.join().expect("a visitor thread")).sum()
+    })
+}
+
+#[test]
+fn clicks_with_the_browsers_offer_reads_groups_of_clicks_among_other_visitors() {
+    let dir = DataDir::new("clicks-groups");
+    let (server, tokens) = two_accounts(&dir);
+    let url = format!("ws://{}/rooms/clicks", server.addr);
+    let args = [
+        "clicks",
+        "--url",
+        &url,
+        "--link",
+        "ada/ada-link",
+        "--link",
+        "bob/bob-link",
+        "--token-file",
+        tokens.to_str().expect("a UTF-8 path"),
+        "--dashboards",
+        "4",
+        "--probe-rate",
+        "50/s",
+        "--seconds",
+        "2",
+        "--deflate",
+    ];
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (output, visits) = std::thread::scope(|scope| {
+        let visitors = scope.spawn(|| visit_until(&server, "ada-link", 8, &stop));
+        let output = loadgen(&args);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (output, visitors.join().expect("the visitors"))
+    });
+    let out = table(&output);
+    assert!(visits > 0);
+    assert_eq!(row(&out, "offer"), "permessage-deflate; client_max_window_bits (a browser's)");
+    let probes = number(row(&out, "probes"));
+    let deliveries = row(&out, "deliveries");
+    // Two dashboards of each account: every probe is expected twice.
+    assert_eq!((number(deliveries), number(deliveries.split_once(" of ").expect("N of M").1)), (probes * 2, probes * 2), "{out}");
+    assert_eq!(row(&out, "disordered"), "0");
+    let clicks = number(row(&out, "clicks/s"));
+    let messages = number(row(&out, "messages/s"));
+    assert!(messages > 0 && clicks >= messages, "{out}");
+    assert!(!out.contains("lost"), "{out}");
+}

@@ -32,7 +32,7 @@ pub const QUEUE: usize = 65_536;
 
 /// Most clicks in one group: bounds one room request's size and how long
 /// one room's handler runs.
-pub const MAX_GROUP: usize = 4096;
+pub const MAX_GROUP: usize = switchboard_apps::clicks::MAX_PER_MESSAGE;
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
 const ROOM_ATTEMPTS: usize = 3;

@@ -1,7 +1,8 @@
 //! The clicks app through the real binary: accounts and API keys from the
 //! command line, the links API with good and bad input, redirects that
 //! record clicks (country, city, referrer host; never the IP), totals
-//! after a graceful restart, and the clicks room's own door.
+//! after a graceful restart, the clicks room's own door, and a burst of
+//! visitors reaching the dashboards as groups holding every click.
 
 mod common;
 
@@ -396,4 +397,83 @@ async fn an_operators_mode_for_clicks_replaces_dashboard_tokens() {
     let reply = request(&server, "POST", "/api/token", &[bearer(&key)], "").await;
     assert_eq!(reply.status, 404, "no tokens where no token opens a dashboard");
     assert!(!dir.path().join("jwt-secret").exists(), "no secret is made for a mode that does not use it");
+}
+
+/// Fires `count` redirects at once, each on its own connection, each with
+/// the referrer host `v{first + i}.burst.example`.
+async fn burst(server: &ServerProcess, slug: &str, first: usize, count: usize) {
+    let path = format!("/l/{slug}");
+    let visits = (first..first + count).map(|i| {
+        let headers = vec!["X-Forwarded-For: 203.0.113.1".to_owned(), format!("Referer: https://v{i}.burst.example/")];
+        let path = path.clone();
+        async move { request(server, "GET", &path, &headers, "").await.status }
+    });
+    for status in futures_util::future::join_all(visits).await {
+        assert_eq!(status, 302);
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_visitors_reaches_the_dashboards_as_groups_holding_every_click() {
+    const BURST: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let geo = geo_file(dir.path());
+    let key = add_account(dir.path(), "acme");
+    let server = server_on(dir.path(), &geo);
+    let body = json!({"url": "https://example.com/", "slug": "many"}).to_string();
+    assert_eq!(request(&server, "POST", "/api/links", &[bearer(&key)], &body).await.status, 201);
+    let token = request(&server, "POST", "/api/token", &[bearer(&key)], "").await.json()["token"].as_str().unwrap().to_owned();
+    let mut dashboards = Vec::new();
+    for _ in 0..2 {
+        let (mut socket, _) = tokio_tungstenite::connect_async(server.ws(&format!("/rooms/clicks/acme?token={token}"))).await.unwrap();
+        assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+        dashboards.push(socket);
+    }
+
+    // The recorder groups whatever waits while the previous group is
+    // delivered; a burst of visitors at once makes groups of more than one.
+    // Bounded: a few bursts at most until a group shows.
+    let mut sent = 0;
+    let mut grouped = false;
+    let mut seen: Vec<Vec<String>> = vec![Vec::new(); dashboards.len()];
+    for _ in 0..5 {
+        burst(&server, "many", sent, BURST).await;
+        sent += BURST;
+        for (socket, seen) in dashboards.iter_mut().zip(&mut seen) {
+            let mut total = 0;
+            while seen.len() < sent {
+                let message = next_json(socket).await;
+                let clicks = match message["type"].as_str() {
+                    Some("click") => vec![message.clone()],
+                    Some("clicks") => {
+                        let clicks = message["clicks"].as_array().unwrap().clone();
+                        assert!(clicks.len() > 1, "a group of one is a click message");
+                        assert_eq!(message.as_object().unwrap().len(), 3, "type, clicks, total: {message}");
+                        for click in &clicks {
+                            let fields: Vec<&str> = click.as_object().unwrap().keys().map(String::as_str).collect();
+                            assert_eq!(fields.len(), 7, "{fields:?}");
+                            assert_eq!((click["slug"].as_str(), click["country"].as_str(), click["city"].as_str()), (Some("many"), Some("DE"), Some("Berlin")));
+                            assert_eq!((click["lat"].as_f64(), click["lon"].as_f64()), (Some(52.52), Some(13.40)));
+                        }
+                        grouped = true;
+                        clicks
+                    }
+                    other => panic!("unexpected {other:?}: {message}"),
+                };
+                total = message["total"].as_u64().unwrap();
+                seen.extend(clicks.iter().map(|c| c["referrer"].as_str().unwrap().to_owned()));
+            }
+            assert_eq!(total, sent as u64, "the total after the last group counts every click");
+        }
+        if grouped {
+            break;
+        }
+    }
+    assert!(grouped, "{sent} visitors in bursts of {BURST} made no group of more than one click");
+    let mut expected: Vec<String> = (0..sent).map(|i| format!("v{i}.burst.example")).collect();
+    expected.sort();
+    for mut seen in seen {
+        seen.sort();
+        assert_eq!(seen, expected, "every click once on every dashboard");
+    }
 }

@@ -12,7 +12,8 @@
 // sign in again).
 //
 // The server sends a snapshot on every (re)connection and a message per
-// click; the page redraws from the snapshot and counts the clicks on top.
+// group of clicks recorded together (`click` for one, `clicks` for more);
+// the page redraws from the snapshot and counts the clicks on top.
 // The map is web/apps/clicks/world.json (scripts/build-map-asset.mjs):
 // country outlines already projected, and the projection's two numbers to
 // place a click's coordinates. Every text from the network is inserted with
@@ -33,6 +34,9 @@ const MINUTE = 60_000;
 const RENEW_MARGIN_MS = 10_000;
 // How long a click's pulse stays on the map (the CSS animation's length).
 const PULSE_MS = 1600;
+// Most pulses one message starts: a group of thousands would otherwise put
+// thousands of animated circles on the map at once.
+const PULSES_PER_MESSAGE = 50;
 
 const view = {
   status: $('status'), account: $('account'), accountLabel: $('account-label'), signOut: $('sign-out'),
@@ -54,6 +58,7 @@ const state = {
   recent: [],
   snapshots: 0,
   pulses: 0,
+  groups: 0, // `clicks` messages taken in
 };
 window.clicksState = state;
 
@@ -185,6 +190,9 @@ function handle(message) {
   switch (message.type) {
     case 'snapshot': return onSnapshot(message);
     case 'click': return onClick(message);
+    case 'clicks':
+      state.groups += 1;
+      return onClicks(message);
     case 'links': return onLinks(message.links);
     case 'error': return console.warn('clicks: the server says', message.error);
     default: return console.warn('clicks: unknown message type', message.type);
@@ -203,18 +211,30 @@ function onSnapshot(snapshot) {
 }
 
 function onClick(click) {
-  state.total = click.total;
-  const country = click.country ?? '??';
-  state.countries[country] = (state.countries[country] ?? 0) + 1;
-  const minute = click.time - (click.time % MINUTE);
-  state.series.set(minute, (state.series.get(minute) ?? 0) + 1);
-  state.recent.push(click);
-  if (state.recent.length > FEED_LIMIT) state.recent.shift();
-  const link = state.links.find((l) => l.slug === click.slug);
-  if (link) link.clicks += 1;
-  view.feed.prepend(feedItem(click));
+  onClicks({ clicks: [click], total: click.total });
+}
+
+// A group of clicks recorded together (a `click` is a group of one): counted
+// one by one, drawn once. A group holds up to 4,096 clicks, so the feed
+// takes only its newest lines and the map only its newest pulses.
+function onClicks(group) {
+  const { clicks } = group;
+  state.total = group.total;
+  for (const click of clicks) {
+    const country = click.country ?? '??';
+    state.countries[country] = (state.countries[country] ?? 0) + 1;
+    const minute = click.time - (click.time % MINUTE);
+    state.series.set(minute, (state.series.get(minute) ?? 0) + 1);
+    const link = state.links.find((l) => l.slug === click.slug);
+    if (link) link.clicks += 1;
+  }
+  const newest = clicks.slice(-FEED_LIMIT);
+  state.recent.push(...newest);
+  if (state.recent.length > FEED_LIMIT) state.recent.splice(0, state.recent.length - FEED_LIMIT);
+  view.feed.prepend(...newest.map(feedItem).reverse());
   while (view.feed.children.length > FEED_LIMIT) view.feed.lastElementChild.remove();
-  if (typeof click.lat === 'number' && typeof click.lon === 'number') pulse(click.lat, click.lon);
+  const located = clicks.filter((c) => typeof c.lat === 'number' && typeof c.lon === 'number');
+  for (const click of located.slice(-PULSES_PER_MESSAGE)) pulse(click.lat, click.lon);
   drawTotals();
   drawLinks();
 }

@@ -6,7 +6,8 @@
 //! the room a group of clicks at a time (`POST /clicks`, an internal
 //! request; the public HTTP-to-room path does not reach this kind). The
 //! room counts them ([`Stats`]), keeps the latest [`RECENT`] clicks, and
-//! pushes each to every dashboard as `{"type":"click",...}`. Its storage
+//! pushes the group to every dashboard as one message: `{"type":"clicks",
+//! "clicks":[...],...}`, or `{"type":"click",...}` for a group of one. Its storage
 //! writes of a group are committed in one transaction after the group,
 //! whatever its size: a stream of clicks costs a transaction per group,
 //! not per click. A dashboard that connects gets `{"type":"snapshot",...}`.
@@ -39,6 +40,10 @@ pub const KIND: &str = "clicks";
 
 /// Clicks kept for the dashboards' feed.
 pub const RECENT: usize = 1000;
+
+/// Most clicks in one `clicks` message: the server's recorder hands a room
+/// at most this many at a time, and a longer list is split.
+pub const MAX_PER_MESSAGE: usize = 4096;
 
 /// The tag of dashboard connections.
 const DASHBOARD: &str = "dashboard";
@@ -139,24 +144,35 @@ impl Clicks {
 
     fn record(&mut self, ctx: &mut Ctx<'_>, clicks: Vec<Click>) {
         let dashboards = ctx.connection_count() > 0;
-        for click in clicks {
-            self.stats.record(&click);
-            self.dirty_links.insert(click.slug.clone());
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let mut storage = ctx.storage();
-            storage.put(&recent_key(seq), &serde_json::to_vec(&click).expect("clicks serialize"));
-            if self.recent.len() == RECENT {
-                let (old, _) = self.recent.pop_front().expect("full");
-                storage.delete(&recent_key(old));
+        let mut rest = clicks;
+        while !rest.is_empty() {
+            let group: Vec<Click> = if rest.len() > MAX_PER_MESSAGE { rest.drain(..MAX_PER_MESSAGE).collect() } else { std::mem::take(&mut rest) };
+            for click in &group {
+                self.stats.record(click);
+                self.dirty_links.insert(click.slug.clone());
             }
             if dashboards {
-                // Small messages to the same connections are gathered into
-                // one run per group by the room layer.
-                let message = ToDashboard::Click { click: &click, total: self.stats.total }.to_json();
-                ctx.broadcast(Message::text(message), None);
+                // One message per group: a broadcast is framed (and, for the
+                // dashboards that compress, compressed) once for them all,
+                // so a dashboard costs per group, not per click.
+                let total = self.stats.total;
+                let message = match group.as_slice() {
+                    [click] => ToDashboard::Click { click, total },
+                    clicks => ToDashboard::Clicks { clicks, total },
+                };
+                ctx.broadcast(Message::text(message.to_json()), None);
             }
-            self.recent.push_back((seq, click));
+            let mut storage = ctx.storage();
+            for click in group {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                storage.put(&recent_key(seq), &serde_json::to_vec(&click).expect("clicks serialize"));
+                if self.recent.len() == RECENT {
+                    let (old, _) = self.recent.pop_front().expect("full");
+                    storage.delete(&recent_key(old));
+                }
+                self.recent.push_back((seq, click));
+            }
         }
         self.dirty = true;
     }

@@ -66,6 +66,9 @@ pub(crate) enum ToDashboard<'a> {
         click: &'a Click,
         total: u64,
     },
+    /// Clicks recorded together, oldest first, with the account's total
+    /// after the last of them.
+    Clicks { clicks: &'a [Click], total: u64 },
     /// The account's links changed (created or deleted).
     Links { links: Vec<LinkTotal<'a>> },
     /// Something the dashboard sent was not understood.
