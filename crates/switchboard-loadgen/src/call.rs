@@ -36,7 +36,7 @@ use switchboard_client::{Client, ClientOptions, Event, Message};
 use tokio::time::MissedTickBehavior;
 
 use crate::idle::room_url;
-use crate::joining::join_all;
+use crate::joining::{join_all, JoinArgs};
 use crate::proc_stats::rss_kib;
 use crate::report::{grouped, latency_row, mib, print_cpu};
 use crate::target::Sources;
@@ -71,14 +71,8 @@ pub(crate) struct Options {
     /// Measurement time in seconds, after every peer has joined; at most 240.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=240))]
     seconds: u64,
-    /// Joins (handshake and `joined`) under way at once, as in the idle
-    /// scenario.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    concurrency: u32,
-    /// Connect from 127.0.0.1 … 127.0.0.N in turn (IPv4 loopback targets
-    /// only), as in the idle scenario.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..))]
-    source_addrs: u8,
+    #[command(flatten)]
+    joins: JoinArgs,
 }
 
 /// The top-level fields of a server message that this scenario reads.
@@ -249,7 +243,7 @@ pub(crate) struct CallReport {
 
 pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
     let total = options.rooms as usize * options.peers as usize;
-    let sources = Rc::new(Sources::for_url(&options.target.url, options.source_addrs)?);
+    let sources = Rc::new(Sources::for_url(&options.target.url, options.joins.source_addrs)?);
     fd_limit::check(total)?;
     let urls: Rc<[String]> = (0..options.rooms).map(|room| room_url(&options.target.url, room)).collect();
     let period = Duration::from_secs_f64(1.0 / f64::from(options.rate));
@@ -262,7 +256,8 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
     let held = shared.clone();
     let keep = move |i: usize, joined: (Client, String)| held.clients.borrow_mut()[i] = Some(joined);
     let joined_in =
-        join_all(total, options.concurrency as usize, urls, sources.clone(), "peer", |url, options| async move { join(&url, options).await }, keep).await?;
+        join_all(total, options.joins.concurrency as usize, urls, sources.clone(), "peer", |url, options| async move { join(&url, options).await }, keep)
+            .await?;
     let rss_joined = pid.and_then(rss_kib);
 
     // Peer i's ring: the peers of its room in join order, i + R after i.

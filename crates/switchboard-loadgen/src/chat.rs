@@ -31,7 +31,7 @@ use switchboard_client::{Client, ClientOptions, Event, Message};
 use tokio::time::MissedTickBehavior;
 
 use crate::idle::room_url;
-use crate::joining::join_all;
+use crate::joining::{join_all, JoinArgs};
 use crate::report::{grouped, latency_row, print_cpu};
 use crate::target::Sources;
 use crate::{cpu, fd_limit, Target};
@@ -62,14 +62,8 @@ pub(crate) struct Options {
     /// Measurement time in seconds, after every user has joined; at most 240.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=240))]
     seconds: u64,
-    /// Joins (handshake and `welcome`) under way at once, as in the idle
-    /// scenario.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    concurrency: u32,
-    /// Connect from 127.0.0.1 … 127.0.0.N in turn (IPv4 loopback targets
-    /// only), as in the idle scenario.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..))]
-    source_addrs: u8,
+    #[command(flatten)]
+    joins: JoinArgs,
 }
 
 /// `--rate`: 0.1 to 1,000 messages per second. The lower bound keeps the
@@ -247,7 +241,7 @@ pub(crate) struct ChatReport {
 
 pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
     let total = options.rooms as usize * options.users as usize;
-    let sources = Rc::new(Sources::for_url(&options.target.url, options.source_addrs)?);
+    let sources = Rc::new(Sources::for_url(&options.target.url, options.joins.source_addrs)?);
     fd_limit::check(total)?;
     let urls: Rc<[String]> = (0..options.rooms).map(|room| room_url(&options.target.url, room)).collect();
     let period = Duration::from_secs_f64(1.0 / options.rate);
@@ -264,7 +258,7 @@ pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
         // The browser's offer with `--deflate`, on top of the joiner's options.
         let deflate = options.target.client_options().deflate;
         let join = move |url: String, options| async move { join(&url, ClientOptions { deflate, ..options }).await };
-        join_all(total, options.concurrency as usize, urls, sources.clone(), "user", join, start_user)
+        join_all(total, options.joins.concurrency as usize, urls, sources.clone(), "user", join, start_user)
     };
     let joined_in = match joining.await {
         Ok(took) => took,

@@ -38,7 +38,7 @@ use switchboard_client::{Client, ClientOptions, Event, Message};
 use tokio::time::MissedTickBehavior;
 
 use crate::dashboard_message::{click_count, first_time, kind, probe_host, probe_seqs, Kind};
-use crate::joining::join_all;
+use crate::joining::{join_all, JoinArgs};
 use crate::redirect_probe::RedirectProbe;
 use crate::report::{grouped, latency_row, print_cpu};
 use crate::target::Sources;
@@ -79,13 +79,8 @@ pub(crate) struct Options {
     /// joined; at most 240.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=240))]
     seconds: u64,
-    /// Joins (handshake and snapshot) under way at once.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    concurrency: u32,
-    /// Connect from 127.0.0.1 … 127.0.0.N in turn (IPv4 loopback targets
-    /// only), as in the idle scenario.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..))]
-    source_addrs: u8,
+    #[command(flatten)]
+    joins: JoinArgs,
 }
 
 /// `ACCOUNT/SLUG`.
@@ -250,7 +245,7 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
     if total < accounts {
         return Err(format!("{total} dashboards cannot cover {accounts} accounts"));
     }
-    let sources = Rc::new(Sources::for_url(&options.target.url, options.source_addrs)?);
+    let sources = Rc::new(Sources::for_url(&options.target.url, options.joins.source_addrs)?);
     fd_limit::check(total + 1)?;
     let prefix = options.target.url.trim_end_matches('/');
     let urls: Rc<[String]> = options.links.iter().map(|(account, _)| format!("{prefix}/{account}")).collect();
@@ -287,7 +282,7 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
     let start_dashboard = move |i: usize, client: Client| {
         tokio::task::spawn_local(dashboard(client, i % accounts, dashboards.clone()));
     };
-    let joining = join_all(total, options.concurrency as usize, urls, sources.clone(), "dashboard", join, start_dashboard);
+    let joining = join_all(total, options.joins.concurrency as usize, urls, sources.clone(), "dashboard", join, start_dashboard);
     let joined_in = joining.await.inspect_err(|_| shared.running.set(false))?;
     let mut probe = RedirectProbe::connect(&options.target.url).await?;
     tokio::time::sleep(WARM_UP).await;

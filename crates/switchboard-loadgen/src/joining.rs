@@ -8,11 +8,26 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use switchboard_client::ClientOptions;
 use tokio::sync::Notify;
 
 use crate::report::grouped;
 use crate::target::Sources;
+
+/// How a scenario's members join: the options the chat, call and clicks
+/// scenarios share.
+#[derive(Args, Clone)]
+pub(crate) struct JoinArgs {
+    /// Joins (the handshake and the room's first message) under way at
+    /// once, as in the idle scenario.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) concurrency: u32,
+    /// Connect from 127.0.0.1 … 127.0.0.N in turn (IPv4 loopback targets
+    /// only), as in the idle scenario.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..))]
+    pub(crate) source_addrs: u8,
+}
 
 /// Longest the members of a scenario may take to join; with the warm-up and
 /// at most 240 s of measurement a run stays within 300 s like the others.

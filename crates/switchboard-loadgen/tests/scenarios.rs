@@ -74,7 +74,7 @@ fn server_binary() -> PathBuf {
     binary
 }
 
-fn loadgen(args: &[&str]) -> Output {
+fn loadgen<A: AsRef<std::ffi::OsStr>>(args: &[A]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchboard-loadgen")).args(args).output().expect("run switchboard-loadgen")
 }
 
@@ -295,31 +295,22 @@ fn two_accounts(dir: &DataDir) -> (Server, PathBuf) {
     (server, file)
 }
 
+/// The clicks scenario's arguments for both accounts' links and tokens, then `more`.
+fn clicks_args(server: &Server, tokens: &std::path::Path, more: &[&str]) -> Vec<String> {
+    let url = format!("ws://{}/rooms/clicks", server.addr);
+    let tokens = tokens.to_str().expect("a UTF-8 path");
+    let mut args: Vec<String> =
+        ["clicks", "--url", &url, "--link", "ada/ada-link", "--link", "bob/bob-link", "--token-file", tokens].map(String::from).to_vec();
+    args.extend(more.iter().map(|arg| arg.to_string()));
+    args
+}
+
 #[test]
 fn clicks_probes_reach_every_dashboard_of_their_account() {
     let dir = DataDir::new("clicks");
     let (server, tokens) = two_accounts(&dir);
-    let url = format!("ws://{}/rooms/clicks", server.addr);
-    let args = [
-        "clicks",
-        "--url",
-        &url,
-        "--link",
-        "ada/ada-link",
-        "--link",
-        "bob/bob-link",
-        "--token-file",
-        tokens.to_str().expect("a UTF-8 path"),
-        "--dashboards",
-        "5",
-        "--probe-rate",
-        "20/s",
-        "--seconds",
-        "1",
-        "--server-pid",
-        &server.pid(),
-    ];
-    let out = table(&loadgen(&args));
+    let pid = server.pid();
+    let out = table(&loadgen(&clicks_args(&server, &tokens, &["--dashboards", "5", "--probe-rate", "20/s", "--seconds", "1", "--server-pid", &pid])));
     assert_eq!(row(&out, "scenario"), "clicks");
     assert!(row(&out, "dashboards").starts_with("5 over 2 accounts"), "{out}");
     let probes = number(row(&out, "probes"));
@@ -382,25 +373,7 @@ fn visit_until(server: &Server, slug: &str, threads: usize, stop: &std::sync::at
 fn clicks_with_the_browsers_offer_reads_groups_of_clicks_among_other_visitors() {
     let dir = DataDir::new("clicks-groups");
     let (server, tokens) = two_accounts(&dir);
-    let url = format!("ws://{}/rooms/clicks", server.addr);
-    let args = [
-        "clicks",
-        "--url",
-        &url,
-        "--link",
-        "ada/ada-link",
-        "--link",
-        "bob/bob-link",
-        "--token-file",
-        tokens.to_str().expect("a UTF-8 path"),
-        "--dashboards",
-        "4",
-        "--probe-rate",
-        "50/s",
-        "--seconds",
-        "2",
-        "--deflate",
-    ];
+    let args = clicks_args(&server, &tokens, &["--dashboards", "4", "--probe-rate", "50/s", "--seconds", "2", "--deflate"]);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (output, visits) = std::thread::scope(|scope| {
         let visitors = scope.spawn(|| visit_until(&server, "ada-link", 8, &stop));
