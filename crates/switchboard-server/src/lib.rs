@@ -14,6 +14,8 @@ pub mod auth;
 mod click_recorder;
 mod clicks_edge;
 mod client_ip;
+mod cluster;
+mod conn_handler;
 mod drain;
 mod edge;
 mod framing;
@@ -50,6 +52,7 @@ use tokio::sync::watch;
 
 pub use accounts::{AccountError, Accounts};
 pub use client_ip::TrustedProxies;
+pub use cluster::{check_node_name, default_node_name, ClusterConfig, DEFAULT_FORWARD_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MIN_LEASE_TTL};
 pub use drain::{DrainConfig, StopRequest};
 pub use edge::EdgeConfig;
 pub use geo::GeoDb;
@@ -92,6 +95,9 @@ pub struct ServerConfig {
     pub auth: auth::AuthConfig,
     /// An HTTPS / `wss://` listener beside the plain one.
     pub tls: Option<TlsFiles>,
+    /// Cluster mode: join these NATS servers and share the rooms with the
+    /// other nodes (docs/cluster.md); `None`: a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A bound, not yet running server.
@@ -105,6 +111,7 @@ pub struct Server {
     links: Arc<links::Links>,
     origins: origin::OriginCheck,
     edge_stats: Arc<EdgeStats>,
+    cluster: Option<cluster::Link>,
 }
 
 /// The TLS listener: its socket, its transport and its certificate's reloader.
@@ -173,7 +180,11 @@ impl Server {
         let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
         let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
         kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
-        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links })
+        let cluster = match config.cluster.clone() {
+            Some(settings) => Some(cluster::Link::connect(settings).await.map_err(std::io::Error::other)?),
+            None => None,
+        };
+        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, cluster })
     }
 
     /// The edge's counters (connections, rooms, refusals by reason), for
@@ -238,13 +249,30 @@ impl Server {
         }
         let net_stats = Arc::new(switchboard_net::NetStats::new());
         let tls_stats = self.tls.as_ref().map(|tls| tls.transport.stats());
-        let metrics = metrics::Metrics::new(net_stats.clone(), self.edge_stats.clone(), tls_stats);
+        let mut metrics = metrics::Metrics::new(net_stats.clone(), self.edge_stats.clone(), tls_stats);
+        let cluster_metrics = cluster::ClusterMetrics::default();
+        if self.cluster.is_some() {
+            metrics.register_cluster(&cluster_metrics);
+        }
         let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(self.store, metrics.storage().clone()));
         let readiness = Arc::new(readiness::Readiness::new(store.clone()));
         let ops = Arc::new(ops::Ops { metrics, readiness: readiness.clone() });
         let kinds = Arc::new(self.kinds);
         let edge = self.config.edge;
         let registry = registry::Registry::start(kinds.clone(), store, self.config.rooms, edge.limits.max_rooms, self.edge_stats.clone());
+        let cluster = match self.cluster {
+            Some(link) => match cluster::Cluster::start(link, registry.clone(), cluster_metrics).await {
+                Ok(cluster) => {
+                    readiness.watch_cluster(cluster.clone());
+                    Some(cluster)
+                }
+                Err(e) => {
+                    tracing::error!(error = e, "cannot join the cluster");
+                    return;
+                }
+            },
+            None => None,
+        };
         let recorder = click_recorder::ClickRecorder::start(registry.clone());
         let clicks = Arc::new(clicks_edge::ClicksEdge {
             accounts: self.accounts,
@@ -277,6 +305,7 @@ impl Server {
             origins: self.origins,
             http: Arc::new(http),
             ops,
+            cluster,
         });
         let (stop_accepting, accepting) = watch::channel(false);
         let (shut_down, running) = watch::channel(false);

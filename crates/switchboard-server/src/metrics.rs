@@ -98,6 +98,11 @@ impl Metrics {
         &self.auth
     }
 
+    /// Adds the cluster's counters (cluster mode only).
+    pub(crate) fn register_cluster(&mut self, cluster: &crate::cluster::ClusterMetrics) {
+        cluster.register(&mut self.registry);
+    }
+
     /// What the storage wrapper records into.
     pub(crate) fn storage(&self) -> &StorageMetrics {
         &self.storage

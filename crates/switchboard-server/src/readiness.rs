@@ -37,15 +37,22 @@ pub(crate) struct Readiness {
     state: AtomicU8,
     store: Arc<dyn Store>,
     last_probe: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// In cluster mode, the node: not ready while NATS is unreachable.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Readiness {
     /// A serving server's readiness (the listener is bound and accepting).
     pub(crate) fn new(store: Arc<dyn Store>) -> Readiness {
-        Readiness { state: AtomicU8::new(SERVING), store, last_probe: Mutex::new(None) }
+        Readiness { state: AtomicU8::new(SERVING), store, last_probe: Mutex::new(None), cluster: std::sync::OnceLock::new() }
     }
 
     /// A drain began: not ready from now on.
+    /// Makes readiness depend on the node's NATS connection too.
+    pub(crate) fn watch_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
     pub(crate) fn begin_drain(&self) {
         let _ = self.state.compare_exchange(SERVING, DRAINING, Ordering::AcqRel, Ordering::Acquire);
     }
@@ -61,6 +68,9 @@ impl Readiness {
             SERVING => {}
             DRAINING => return Err("draining: shutting down, finishing open connections".into()),
             _ => return Err("not accepting connections: shutting down".into()),
+        }
+        if self.cluster.get().is_some_and(|cluster| !cluster.is_connected()) {
+            return Err("not connected to NATS: rooms owned elsewhere are out of reach".into());
         }
         self.storage_writable().await.map_err(|e| format!("storage not writable: {e}"))
     }

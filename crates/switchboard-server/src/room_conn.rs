@@ -208,15 +208,23 @@ fn close_at_expiry(outbound: Arc<Outbound>, expires: SystemTime) -> ExpiryTimer 
     ExpiryTimer(task.abort_handle())
 }
 
+/// The sink of a connection opening now, holding its place in the limits
+/// and its token's expiry; true when its compressor keeps its context, so
+/// its messages must take the sink rather than the engine's own path.
+pub(crate) fn open_sink(out: &mut Outbox<'_>, permit: ConnPermit, expires: Option<SystemTime>) -> (SocketSink, bool) {
+    let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
+    let deflate = out.split_outgoing_deflate();
+    let via_sink = deflate.is_some() && out.outgoing_deflate().is_none();
+    let framing = Framing::new(deflate);
+    (SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry }, via_sink)
+}
+
 impl Handler for RoomConnection {
     async fn on_open(&mut self, mut out: Outbox<'_>) {
         let Some(joining) = self.joining.take() else { return };
         let Joining { tags, attachment, permit, expires } = *joining;
-        let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
-        let deflate = out.split_outgoing_deflate();
-        let via_sink = deflate.is_some() && out.outgoing_deflate().is_none();
-        let framing = Framing::new(deflate);
-        let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry });
+        let (sink, via_sink) = open_sink(&mut out, permit, expires);
+        let sink = Box::new(sink);
         self.opened = match self.room.open(self.conn, sink, tags, attachment).await {
             Ok(_) if via_sink => Opened::ViaSink,
             Ok(_) => Opened::Direct,

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use switchboard_apps::call::IceConfig;
 use switchboard_net::{Accept, Policy, PrefixedIo, Refusal, Service, Shutdown, UpgradeInfo};
-use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone};
+use switchboard_room::{ConnId, ConnectRequest, Decision, RoomGone, RoomName};
 
 use crate::auth::{self, Gate, Presented};
 use crate::client_ip::TrustedProxies;
+use crate::cluster::{Cluster, RemoteConnection};
+use crate::conn_handler::ConnHandler;
 use crate::geo::GeoDb;
 use crate::http;
 use crate::kinds::Kinds;
@@ -47,6 +49,8 @@ pub(crate) struct SwitchboardService {
     pub(crate) ops: Arc<Ops>,
     /// Who clients are, per room kind and for the HTTP API.
     pub(crate) auth: Arc<Gate>,
+    /// In cluster mode, the node: rooms are joined through their owners.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
@@ -57,9 +61,9 @@ const ROOM_ATTEMPTS: usize = 3;
 const ROOMS_RETRY: u64 = 10;
 
 impl Service for SwitchboardService {
-    type Handler = RoomConnection;
+    type Handler = ConnHandler;
 
-    async fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<RoomConnection>, Refusal> {
+    async fn upgrade(&self, info: UpgradeInfo<'_>) -> Result<Accept<ConnHandler>, Refusal> {
         let not_found = |e: RouteError| Refusal::new(404, e.to_string());
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
         let spec = self.kinds.get(kind.as_str()).ok_or_else(|| not_found(RouteError::UnknownKind(kind.as_str().to_owned())))?;
@@ -93,6 +97,21 @@ impl Service for SwitchboardService {
             geo: self.geo.as_ref().and_then(|db| db.lookup(ip)),
             identity: admitted.identity.clone(),
         };
+        let protocol = |supported: &[String]| {
+            let supported: Vec<&str> = supported.iter().map(String::as_str).collect();
+            // The token itself is never the answer; the bare marker is,
+            // when the kind speaks nothing else the client offered.
+            let marker = admitted.via_protocol.then(|| info.request.select_protocol(&[auth::TOKEN_PROTOCOL])).flatten();
+            info.request.select_protocol(&supported).or(marker).map(str::to_owned)
+        };
+        let compression = self.compression_kinds.get(kind.as_str()).copied();
+        if let Some(cluster) = &self.cluster {
+            let name = RoomName::new(kind.clone(), id.clone());
+            let (tags, attachment, proxy) = cluster.join(&name, connect_request()).await.map_err(|e| Refusal::new(e.status, e.reason))?;
+            let joining = Joining { tags, attachment, permit, expires: admitted.expires };
+            let handler = ConnHandler::Remote(Box::new(RemoteConnection::new(cluster.clone(), proxy, name, joining, ip)));
+            return Ok(Accept { handler, protocol: protocol(&spec.subprotocols), compression });
+        }
         for _ in 0..ROOM_ATTEMPTS {
             let room = match self.registry.room(&kind, id.clone()) {
                 Ok(room) => room,
@@ -104,14 +123,8 @@ impl Service for SwitchboardService {
             };
             match room.connect(connect_request()).await {
                 Ok(Decision::Accept { tags, attachment }) => {
-                    let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
-                    // The token itself is never the answer; the bare marker is,
-                    // when the kind speaks nothing else the client offered.
-                    let marker = admitted.via_protocol.then(|| info.request.select_protocol(&[auth::TOKEN_PROTOCOL])).flatten();
-                    let protocol = info.request.select_protocol(&supported).or(marker).map(str::to_owned);
                     let handler = RoomConnection::new(room, conn, Joining { tags, attachment, permit, expires: admitted.expires }, self.close_wait, ip);
-                    let compression = self.compression_kinds.get(kind.as_str()).copied();
-                    return Ok(Accept { handler, protocol, compression });
+                    return Ok(Accept { handler: ConnHandler::Local(handler), protocol: protocol(&spec.subprotocols), compression });
                 }
                 Ok(Decision::Reject { status, reason }) => return Err(Refusal::new(status, reason)),
                 Err(RoomGone) => continue,

@@ -3,6 +3,8 @@
 
 mod accounts_cmd;
 mod auth_args;
+mod cluster_args;
+mod cluster_settings;
 mod compression_args;
 mod config_file;
 mod duration;
@@ -166,6 +168,8 @@ struct ServeArgs {
     compression: compression_args::CompressionArgs,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    cluster: cluster_args::ClusterArgs,
 }
 
 /// Draining and logs (docs/operations.md; `[drain]` and `log_format`).
@@ -248,6 +252,7 @@ impl ServeArgs {
         self.auth.apply(&mut settings)?;
         self.edge.apply(&mut settings)?;
         self.compression.apply(&mut settings)?;
+        self.cluster.apply(&mut settings);
         settings.validate()?;
         Ok(settings)
     }

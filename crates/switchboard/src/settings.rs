@@ -20,6 +20,7 @@ use switchboard_server::call::ice::{check_url, DEFAULT_TURN_TTL};
 use switchboard_server::call::{IceConfig, TurnSecret};
 use switchboard_server::{CallConfig, ChatConfig, DrainConfig, GeoDb, IpNet, ServerConfig, TlsFiles, TrustedProxies};
 
+use crate::cluster_settings::Cluster;
 use crate::duration;
 use crate::edge_settings::{Auth, Compression, Limits, Origins, Publish};
 use crate::kind_table::{kind_table, KindEdge, KindEdgeMut};
@@ -65,6 +66,8 @@ pub struct Settings {
     pub compression: Compression,
     /// Settings per room kind.
     pub kinds: Kinds,
+    /// Cluster mode.
+    pub cluster: Cluster,
 }
 
 impl Default for Settings {
@@ -87,6 +90,7 @@ impl Default for Settings {
             publish: Publish::default(),
             compression: Compression::default(),
             kinds: Kinds::default(),
+            cluster: Cluster::default(),
         }
     }
 }
@@ -283,6 +287,7 @@ impl Settings {
         }
         self.auth.validate(&self.kinds.edges(), !self.trusted_proxies.is_empty(), self.memory)?;
         self.publish.validate()?;
+        self.cluster.validate()?;
         let tls = &self.tls;
         match (tls.listen, &tls.cert, &tls.key) {
             (Some(_), Some(_), Some(_)) | (None, None, None) => Ok(()),
@@ -315,6 +320,7 @@ impl Settings {
         config.auth.check(!config.trusted_proxies.is_empty())?;
         config.edge = crate::edge_settings::edge_config(&self.origins, &self.limits, &self.publish, &kinds)?;
         config.net.deflate = self.compression.options();
+        config.cluster = self.cluster.config(self.listen.port());
         config.compression_kinds = kinds.iter().filter_map(|(kind, edge)| Some((kind.to_string(), edge.compression?))).collect();
         Ok(config)
     }

@@ -1,0 +1,320 @@
+//! The owner's side: the events of connections in rooms this node owns,
+//! from every node (this one included), run against the real room; and
+//! the room's sends and closes to those connections, batched per node
+//! into one NATS message per flush ([`RemoteSink`], [`PeerOutbox`]).
+//! Events arrive in order on one subscription and are applied in that
+//! order, so each connection's messages reach its room in the order it
+//! sent them; each node's effects leave in the order the room made them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use futures_util::StreamExt;
+use switchboard_proto::{CloseCode, Message, SendOutcome};
+use switchboard_room::{Closed, ConnId, ConnSink, ConnectRequest, Decision, RoomGone, RoomHandle, RoomName, Run};
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::ownership::Held;
+use super::wire::{self, Effect, Event, Reply};
+use super::{Cluster, ClusterMetrics, EFFECTS};
+use crate::registry::RoomUnavailable;
+
+/// A connection of another node (or of this one, through NATS too) in a
+/// room this node owns.
+struct Remote {
+    conn: ConnId,
+    room: String,
+    handle: RoomHandle,
+    held: Arc<Held>,
+}
+
+/// Who is where: remote connections by (node, id on that node), and the
+/// outboxes of the nodes they are on.
+#[derive(Default)]
+pub(crate) struct Owner {
+    remotes: Mutex<HashMap<(String, u64), Remote>>,
+    peers: Mutex<HashMap<String, Arc<PeerOutbox>>>,
+    next_conn: AtomicU64,
+}
+
+/// Ids the owner gives remote connections in its rooms, apart from those
+/// of its own sockets.
+const REMOTE_IDS: u64 = 1 << 62;
+
+/// Attempts to reach a room whose actor stopped between lookup and send.
+const ROOM_ATTEMPTS: usize = 3;
+
+impl Owner {
+    pub(crate) fn has_connections(&self, room: &str) -> bool {
+        self.remotes.lock().unwrap_or_else(PoisonError::into_inner).values().any(|r| r.room == room)
+    }
+
+    fn lookup(&self, node: &str, conn: u64) -> Option<(ConnId, RoomHandle, Arc<Held>)> {
+        let remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
+        remotes.get(&(node.to_owned(), conn)).map(|r| (r.conn, r.handle.clone(), r.held.clone()))
+    }
+
+    fn remove(&self, node: &str, conn: u64) -> Option<Remote> {
+        self.remotes.lock().unwrap_or_else(PoisonError::into_inner).remove(&(node.to_owned(), conn))
+    }
+
+    fn peer(&self, cluster: &Cluster, node: &str) -> Arc<PeerOutbox> {
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(peer) = peers.get(node) {
+            return peer.clone();
+        }
+        let peer = Arc::new(PeerOutbox::default());
+        let from = cluster.node().to_owned();
+        tokio::spawn(flush(cluster.client.clone(), from, cluster.subject(node, EFFECTS), cluster.metrics.clone(), Arc::downgrade(&peer)));
+        peers.insert(node.to_owned(), peer.clone());
+        peer
+    }
+
+    /// The room's lease is gone: every connection in it is told to move to
+    /// the new owner and leaves the room here (whose sends to it no longer
+    /// go anywhere: the lease fences them).
+    pub(crate) fn evict(&self, cluster: &Cluster, room: &str) {
+        let evicted: Vec<((String, u64), Remote)> = {
+            let mut remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
+            let keys: Vec<(String, u64)> = remotes.iter().filter(|(_, r)| r.room == room).map(|(k, _)| k.clone()).collect();
+            keys.into_iter().filter_map(|k| remotes.remove(&k).map(|r| (k, r))).collect()
+        };
+        for ((node, conn), remote) in evicted {
+            self.peer(cluster, &node).push(Effect::Moved { conn });
+            remote.handle.close_detached(remote.conn, moved());
+        }
+    }
+}
+
+fn moved() -> Closed {
+    Closed { code: Some(CloseCode::new(1012).unwrap_or(CloseCode::ABNORMAL)), reason: "the room moved to another node".into(), clean: false, attachment: None }
+}
+
+/// Applies the events that reach this node's events subject, in order.
+pub(crate) async fn serve(cluster: Weak<Cluster>, mut events: async_nats::Subscriber) {
+    while let Some(message) = events.next().await {
+        let Some(cluster) = cluster.upgrade() else { return };
+        let event = match Event::decode(message.payload) {
+            Ok(event) => event,
+            Err(_) => {
+                warn!(subject = %message.subject, "a malformed cluster event was ignored");
+                continue;
+            }
+        };
+        apply(&cluster, event, message.reply).await;
+    }
+}
+
+async fn apply(cluster: &Arc<Cluster>, event: Event, reply: Option<async_nats::Subject>) {
+    match event {
+        Event::Connect { node, conn, room, request } => {
+            // Not awaited here: a room's decision must not hold up other
+            // connections' events. This connection sends nothing more
+            // until it has the answer.
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let answer = connect(&cluster, node, conn, room, request).await;
+                if let Some(reply) = reply {
+                    if let Err(e) = cluster.client.publish(reply, answer.encode()).await {
+                        debug!(error = %e, "cannot answer a join");
+                    }
+                }
+            });
+        }
+        Event::Open { node, conn, tags, attachment } => {
+            let Some((id, handle, held)) = current(cluster, &node, conn) else { return };
+            let sink = RemoteSink { conn, peer: cluster.owner.peer(cluster, &node), held };
+            if handle.open(id, Box::new(sink), tags, attachment).await.is_err() {
+                cluster.owner.remove(&node, conn);
+                cluster
+                    .owner
+                    .peer(cluster, &node)
+                    .push(Effect::Close { conn, code: CloseCode::TRY_AGAIN_LATER.as_u16(), reason: "room unavailable".into() });
+            }
+        }
+        Event::Messages { node, conn, messages } => {
+            let Some((id, handle, _)) = current(cluster, &node, conn) else { return };
+            let _ = handle.deliver(id, messages).await;
+        }
+        Event::Error { node, conn, error } => {
+            let Some((id, handle, _)) = current(cluster, &node, conn) else { return };
+            let _ = handle.error(id, error).await;
+        }
+        Event::Close { node, conn, code, reason, clean } => {
+            if let Some(remote) = cluster.owner.remove(&node, conn) {
+                let _ = remote.handle.close(remote.conn, wire::closed(code, reason, clean), None).await;
+            }
+        }
+    }
+}
+
+/// The connection's place in its room, if this node still owns the room;
+/// otherwise the connection is told to move (and leaves the room here).
+fn current(cluster: &Cluster, node: &str, conn: u64) -> Option<(ConnId, RoomHandle, Arc<Held>)> {
+    match cluster.owner.lookup(node, conn) {
+        Some((id, handle, held)) if held.is_valid() => Some((id, handle, held)),
+        Some(_) => {
+            if let Some(remote) = cluster.owner.remove(node, conn) {
+                remote.handle.close_detached(remote.conn, moved());
+            }
+            cluster.owner.peer(cluster, node).push(Effect::Moved { conn });
+            None
+        }
+        None => {
+            // Not (or no longer) here: a room that moved, or one released
+            // after its last connection left while this one was joining.
+            cluster.owner.peer(cluster, node).push(Effect::Moved { conn });
+            None
+        }
+    }
+}
+
+/// Asks the room whether the connection may join; registers it if so.
+async fn connect(cluster: &Arc<Cluster>, node: String, conn: u64, room: String, mut request: ConnectRequest) -> Reply {
+    let Some(held) = cluster.held(&room) else { return Reply::NotOwner };
+    let Some(name) = RoomName::from_namespace(&room) else {
+        return Reply::Decided(Decision::Reject { status: 404, reason: "no such room".into() });
+    };
+    // A connection re-joining after a move replaces its old place.
+    if let Some(old) = cluster.owner.remove(&node, conn) {
+        let _ = old.handle.close(old.conn, moved(), None).await;
+    }
+    let id = ConnId(REMOTE_IDS | cluster.owner.next_conn.fetch_add(1, Ordering::Relaxed));
+    request.conn = id;
+    for _ in 0..ROOM_ATTEMPTS {
+        let handle = match cluster.registry.room(&name.kind, name.id.clone()) {
+            Ok(handle) => handle,
+            Err(RoomUnavailable::UnknownKind) => return Reply::Decided(Decision::Reject { status: 404, reason: "no such room kind".into() }),
+            Err(RoomUnavailable::Full) => {
+                return Reply::Decided(Decision::Reject { status: 503, reason: "the room's node is at its room limit; try again later".into() })
+            }
+        };
+        match handle.connect(request.clone()).await {
+            Ok(decision) => {
+                if matches!(decision, Decision::Accept { .. }) {
+                    let remote = Remote { conn: id, room: room.clone(), handle, held: held.clone() };
+                    cluster.owner.remotes.lock().unwrap_or_else(PoisonError::into_inner).insert((node.clone(), conn), remote);
+                }
+                return Reply::Decided(decision);
+            }
+            Err(RoomGone) => continue,
+        }
+    }
+    Reply::Decided(Decision::Reject { status: 503, reason: "room unavailable, try again".into() })
+}
+
+/// What the owner's rooms did to one node's connections, not yet sent.
+#[derive(Default)]
+pub(crate) struct PeerOutbox {
+    pending: Mutex<Pending>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    effects: Vec<Effect>,
+    /// The run the last effect came from (its address), while that effect
+    /// is last: the next recipient of the same run joins it.
+    run: usize,
+}
+
+impl PeerOutbox {
+    fn push(&self, effect: Effect) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.effects.push(effect);
+        pending.run = 0;
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    /// One more recipient of `run`: added to the last effect if that one
+    /// carries the same run (a broadcast's recipients on this node travel
+    /// together), else a new effect.
+    fn push_run(&self, conn: u64, run: &Run) {
+        let address = run as *const Run as usize;
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.run == address {
+            if let Some(Effect::Run { conns, messages }) = pending.effects.last_mut() {
+                if messages.as_slice() == run.messages() {
+                    conns.push(conn);
+                    return;
+                }
+            }
+        }
+        pending.effects.push(Effect::Run { conns: vec![conn], messages: run.messages().to_vec() });
+        pending.run = address;
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<Effect> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.run = 0;
+        std::mem::take(&mut pending.effects)
+    }
+}
+
+/// Sends a node's pending effects whenever there are some, one NATS
+/// message per flush, in order.
+async fn flush(client: async_nats::Client, from: String, subject: String, metrics: ClusterMetrics, peer: Weak<PeerOutbox>) {
+    loop {
+        let Some(outbox) = peer.upgrade() else { return };
+        outbox.wake.notified().await;
+        // Whatever else the room sends in this turn joins the same message.
+        tokio::task::yield_now().await;
+        let effects = outbox.take();
+        drop(outbox);
+        if effects.is_empty() {
+            continue;
+        }
+        metrics.effects_forwarded.inc();
+        if let Err(e) = client.publish(subject.clone(), wire::encode_effects(&from, &effects)).await {
+            warn!(error = %e, subject, "cannot send effects to a node");
+        }
+    }
+}
+
+/// A connection of another node, as its room on this node sees it: sends
+/// and closes go to the connection's node, as long as this node still
+/// holds the room's lease.
+struct RemoteSink {
+    conn: u64,
+    peer: Arc<PeerOutbox>,
+    held: Arc<Held>,
+}
+
+impl RemoteSink {
+    fn fenced(&self) -> bool {
+        !self.held.is_valid()
+    }
+}
+
+impl ConnSink for RemoteSink {
+    fn send(&self, message: &Message) -> SendOutcome {
+        self.send_all(std::slice::from_ref(message))
+    }
+
+    fn send_all(&self, messages: &[Message]) -> SendOutcome {
+        if self.fenced() {
+            return SendOutcome::Dropped;
+        }
+        self.peer.push(Effect::Send { conn: self.conn, messages: messages.to_vec() });
+        SendOutcome::Queued
+    }
+
+    fn send_run(&self, run: &Run) -> SendOutcome {
+        if self.fenced() {
+            return SendOutcome::Dropped;
+        }
+        self.peer.push_run(self.conn, run);
+        SendOutcome::Queued
+    }
+
+    fn close(&self, code: CloseCode, reason: &str) {
+        if !self.fenced() {
+            self.peer.push(Effect::Close { conn: self.conn, code: code.as_u16(), reason: reason.to_owned() });
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Cluster mode through real sockets: three switchboard nodes on loopback
+//! ports joined through one `nats-server -js` of the test's own, clients
+//! of the project's client on different nodes, one room between them.
+//! Every wait is bounded.
+
+mod common;
+#[path = "support/nats.rs"]
+mod nats;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::ServerProcess;
+use nats::Nats;
+use serde_json::{json, Value};
+use switchboard_client::{Client, ClientOptions};
+
+/// Waits at most this long for any one message.
+const WAIT: Duration = Duration::from_secs(10);
+/// The lease TTL the nodes run with: short, so failover tests stay short.
+const TTL: &str = "2s";
+
+fn node(nats: &Nats, name: &str, extra: &[&str]) -> ServerProcess {
+    let url = nats.url();
+    let mut flags = vec!["--memory", "--cluster", &url, "--node", name, "--cluster-lease-ttl", TTL];
+    flags.extend_from_slice(extra);
+    let logs = if std::env::var_os("CLUSTER_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() };
+    ServerProcess::start_logging(&flags, logs)
+}
+
+fn three_nodes(nats: &Nats) -> Vec<ServerProcess> {
+    ["n1", "n2", "n3"].iter().map(|name| node(nats, name, &[])).collect()
+}
+
+async fn next(client: &mut Client) -> Value {
+    let message = tokio::time::timeout(WAIT, client.recv_message()).await.expect("a message in time").expect("a message");
+    serde_json::from_str(message.as_text().expect("text frames only")).expect("JSON")
+}
+
+/// The next message of `kind`, skipping others.
+async fn next_of(client: &mut Client, kind: &str) -> Value {
+    for _ in 0..1000 {
+        let message = next(client).await;
+        if message["type"] == kind {
+            return message;
+        }
+    }
+    panic!("no {kind} message");
+}
+
+fn json_options() -> ClientOptions {
+    ClientOptions { protocols: vec!["json".into()], ..ClientOptions::default() }
+}
+
+struct Chatter {
+    client: Client,
+    id: String,
+}
+
+/// Joins a chat room and reads the newcomer's welcome, history, state
+/// and own join; returns the history and state too.
+async fn join_chat(server: &ServerProcess, room: &str) -> (Chatter, Value, Value) {
+    let mut client = Client::connect_with(&server.ws(&format!("/rooms/chat/{room}")), json_options()).await.unwrap();
+    let welcome = next_of(&mut client, "welcome").await;
+    let history = next(&mut client).await;
+    assert_eq!(history["type"], "history", "{history}");
+    let state = next(&mut client).await;
+    assert_eq!(state["type"], "state", "{state}");
+    let id = welcome["id"].as_str().unwrap().to_owned();
+    let admin = next_of(&mut client, "admin").await;
+    assert_eq!((admin["event"].as_str(), admin["user"]["id"].as_str()), (Some("joined"), Some(id.as_str())));
+    (Chatter { client, id }, history, state)
+}
+
+async fn say(chatter: &mut Chatter, text: &str) {
+    let message = json!({"type": "message", "text": text, "ref": text}).to_string();
+    chatter.client.send_text(&message).await.unwrap();
+}
+
+/// Reads `count` chat messages (skipping everything else), as (sender id, text).
+async fn messages(chatter: &mut Chatter, count: usize) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let message = next_of(&mut chatter.client, "message").await;
+        seen.push((message["from"]["id"].as_str().unwrap().to_owned(), message["text"].as_str().unwrap().to_owned()));
+    }
+    seen
+}
+
+/// Each sender's texts, in the order they were seen.
+fn by_sender(seen: &[(String, String)]) -> HashMap<String, Vec<String>> {
+    let mut senders: HashMap<String, Vec<String>> = HashMap::new();
+    for (from, text) in seen {
+        senders.entry(from.clone()).or_default().push(text.clone());
+    }
+    senders
+}
+
+async fn metric(server: &ServerProcess, name: &str) -> u64 {
+    let body = http_get(server, "/metrics").await.1;
+    body.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap() as u64))
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+async fn http_get(server: &ServerProcess, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await.expect("an answer in time").unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// How many nodes hold a room lease now.
+async fn leases(nodes: &[ServerProcess]) -> u64 {
+    let mut held = 0;
+    for node in nodes {
+        held += metric(node, "switchboard_cluster_leases_held").await;
+    }
+    held
+}
+
+#[tokio::test]
+async fn chat_users_on_three_nodes_see_one_room() {
+    let nats = Nats::start();
+    let nodes = three_nodes(&nats);
+    let (mut a, _, _) = join_chat(&nodes[0], "lobby").await;
+    let (mut b, _, state) = join_chat(&nodes[1], "lobby").await;
+    assert_eq!(state["count"], 2, "{state}");
+    let (mut c, _, state) = join_chat(&nodes[2], "lobby").await;
+    let roster: Vec<&str> = state["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    for id in [&a.id, &b.id, &c.id] {
+        assert!(roster.contains(&id.as_str()), "{id} missing from the roster {roster:?}");
+    }
+    // Each sends five messages; everyone sees everyone's, each sender's in order.
+    for i in 0..5 {
+        say(&mut a, &format!("a{i}")).await;
+        say(&mut b, &format!("b{i}")).await;
+        say(&mut c, &format!("c{i}")).await;
+    }
+    let expected = |p: &str| (0..5).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+    for chatter in [&mut a, &mut b, &mut c] {
+        let seen = by_sender(&messages(chatter, 15).await);
+        assert_eq!(seen.len(), 3);
+        for (sender, prefix) in [(&a_id(&seen, "a"), "a"), (&a_id(&seen, "b"), "b"), (&a_id(&seen, "c"), "c")] {
+            assert_eq!(seen[sender.as_str()], expected(prefix), "per-sender order");
+        }
+    }
+    // A newcomer on the second node finds the whole history and the roster.
+    let (_d, history, state) = join_chat(&nodes[1], "lobby").await;
+    let history: Vec<(String, String)> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from"]["id"].as_str().unwrap().to_owned(), m["text"].as_str().unwrap().to_owned()))
+        .collect();
+    let history = by_sender(&history);
+    for (id, prefix) in [(&a.id, "a"), (&b.id, "b"), (&c.id, "c")] {
+        assert_eq!(history[id.as_str()], expected(prefix), "history of {prefix}");
+    }
+    assert_eq!(state["count"], 4, "{state}");
+    assert_eq!(leases(&nodes).await, 1, "one owner");
+}
+
+/// The id of the sender whose texts start with `prefix`.
+fn a_id(seen: &HashMap<String, Vec<String>>, prefix: &str) -> String {
+    seen.iter().find(|(_, texts)| texts[0].starts_with(prefix)).map(|(id, _)| id.clone()).unwrap()
+}
+
+/// Connects to a broadcast room and reads its welcome.
+async fn join_broadcast(server: &ServerProcess, room: &str) -> Client {
+    let mut client = Client::connect(&server.ws(&format!("/rooms/broadcast/{room}"))).await.unwrap();
+    next_of(&mut client, "welcome").await;
+    client
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_members_on_every_node_crossing_once_per_node() {
+    let nats = Nats::start();
+    let nodes = three_nodes(&nats);
+    let mut sender = join_broadcast(&nodes[0], "news").await;
+    let mut members = Vec::new();
+    for round in 0..4 {
+        for node in &nodes {
+            members.push(join_broadcast(node, "news").await);
+        }
+        let _ = round;
+    }
+    // Everyone has seen the final count of 13 before the message goes out.
+    for client in members.iter_mut().chain(std::iter::once(&mut sender)) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "the count never reached 13");
+            let message = next(client).await;
+            if message["type"] == "count" && message["online"] == 13 {
+                break;
+            }
+        }
+    }
+    let owner = {
+        let mut owner = None;
+        for (i, node) in nodes.iter().enumerate() {
+            if metric(node, "switchboard_cluster_leases_held").await == 1 {
+                owner = Some(i);
+            }
+        }
+        owner.expect("one node owns the room")
+    };
+    let before = metric(&nodes[owner], "switchboard_cluster_effects_forwarded_total").await;
+    sender.send_text(r#"{"type":"note","text":"hello"}"#).await.unwrap();
+    for client in &mut members {
+        let message = next(client).await;
+        assert_eq!(message["text"], "hello", "{message}");
+    }
+    let after = metric(&nodes[owner], "switchboard_cluster_effects_forwarded_total").await;
+    // Twelve recipients on three nodes: one message per node carries each
+    // node's recipients (a flush may split a run, never per recipient).
+    let sent = after - before;
+    assert!((1..12).contains(&sent), "the broadcast crossed NATS {sent} times for 12 recipients");
+}
