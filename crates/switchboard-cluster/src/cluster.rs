@@ -97,10 +97,7 @@ impl Cluster {
 async fn connect_client(settings: &ClusterSettings, counters: Arc<Counters>) -> Result<Client, ClusterError> {
     let mut options = ConnectOptions::new().name(format!("switchboard {}", settings.node)).connection_timeout(CONNECT_TIMEOUT);
     if let Some(path) = &settings.credentials {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|e| ClusterError::Connect(format!("credentials file {}: {e}", path.display())))?;
+        options = options.credentials_file(path).await.map_err(|e| ClusterError::Connect(format!("credentials file {}: {e}", path.display())))?;
     }
     if let Some(ca) = &settings.tls_ca {
         options = options.add_root_certificates(ca.clone());

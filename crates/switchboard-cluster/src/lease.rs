@@ -131,7 +131,9 @@ impl Cluster {
     pub async fn holder(&self, room: &str) -> Result<Option<Holder>, ClusterError> {
         self.inner.counters.round_trip();
         let entry = self.inner.leases.entry(encode_room(room)).await.map_err(|e| nats("reading a room lease", e))?;
-        Ok(entry.filter(|e| e.operation == Operation::Put).and_then(|e| parse_entry(&e).map(|p| Holder { node: p.node.to_owned(), token: p.token })))
+        Ok(entry
+            .filter(|e| e.operation == Operation::Put)
+            .and_then(|e| parse_entry(&e).map(|p| Holder { node: p.node.to_owned(), token: p.token })))
     }
 
     /// Whether `token` is the fencing token of `room`'s current lease.
@@ -157,7 +159,8 @@ impl Cluster {
             counters: inner.counters.clone(),
         });
         state.extend(sent, ttl);
-        let renewer = Renewer { state: state.clone(), kv: inner.leases.clone(), key: key.clone(), value: entry_value(&inner.settings.node, &inner.instance, token), ttl };
+        let renewer =
+            Renewer { state: state.clone(), kv: inner.leases.clone(), key: key.clone(), value: entry_value(&inner.settings.node, &inner.instance, token), ttl };
         let task = tokio::spawn(renewer.run());
         tracing::debug!(room, token, "room lease claimed");
         Lease { watch: LeaseWatch { state }, task, kv: Box::new(inner.leases.clone()), key }
@@ -304,7 +307,11 @@ pub struct LeaseWatch {
 
 impl std::fmt::Debug for LeaseWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaseWatch").field("room", &self.state.room).field("token", &self.state.token).field("held", &self.is_held()).finish()
+        f.debug_struct("LeaseWatch")
+            .field("room", &self.state.room)
+            .field("token", &self.state.token)
+            .field("held", &self.is_held())
+            .finish()
     }
 }
 
@@ -367,7 +374,8 @@ impl Renewer {
             let left = state.deadline() - now;
             state.counters.round_trip();
             let sent = now;
-            let renewed = tokio::time::timeout(left.min(REQUEST_TIMEOUT), self.kv.update(&self.key, self.value.clone(), state.revision.load(Ordering::Acquire))).await;
+            let renewed =
+                tokio::time::timeout(left.min(REQUEST_TIMEOUT), self.kv.update(&self.key, self.value.clone(), state.revision.load(Ordering::Acquire))).await;
             match renewed {
                 Ok(Ok(revision)) => {
                     state.revision.store(revision, Ordering::Release);

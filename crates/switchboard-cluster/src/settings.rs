@@ -73,10 +73,7 @@ impl ClusterSettings {
         check_name("node", &self.node)?;
         check_name("prefix", &self.prefix)?;
         if self.lease_ttl < MIN_LEASE_TTL || self.lease_ttl > MAX_LEASE_TTL {
-            return Err(SettingsError::new(
-                "lease_ttl",
-                format!("{:?} is outside {:?}..={:?}", self.lease_ttl, MIN_LEASE_TTL, MAX_LEASE_TTL),
-            ));
+            return Err(SettingsError::new("lease_ttl", format!("{:?} is outside {:?}..={:?}", self.lease_ttl, MIN_LEASE_TTL, MAX_LEASE_TTL)));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(SettingsError::new("replicas", format!("{} is not between 1 and 5 (JetStream's limit)", self.replicas)));
