@@ -52,7 +52,10 @@ use tokio::sync::watch;
 
 pub use accounts::{AccountError, Accounts};
 pub use client_ip::TrustedProxies;
-pub use cluster::{check_node_name, default_node_name, ClusterConfig, DEFAULT_FORWARD_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MIN_LEASE_TTL};
+pub use cluster::{
+    check_node_name, default_node_name, ClusterConfig, ClusterSettings, DEFAULT_FORWARD_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL,
+    MIN_LEASE_TTL,
+};
 pub use drain::{DrainConfig, StopRequest};
 pub use edge::EdgeConfig;
 pub use geo::GeoDb;

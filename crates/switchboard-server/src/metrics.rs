@@ -100,7 +100,7 @@ impl Metrics {
 
     /// Adds the cluster's counters (cluster mode only).
     pub(crate) fn register_cluster(&mut self, cluster: &crate::cluster::ClusterMetrics) {
-        cluster.register(&mut self.registry);
+        self.registry.register_collector(Box::new(cluster.clone()));
     }
 
     /// What the storage wrapper records into.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cluster_settings::{parse_lease_ttl, parse_node_name, parse_prefix, parse_server_url};
 use crate::duration;
-use crate::settings::Settings;
+use crate::settings::{parse_count, Settings};
 
 /// Joining a cluster through NATS.
 #[derive(clap::Args)]
@@ -22,12 +22,16 @@ pub struct ClusterArgs {
     #[arg(long, env = "SWITCHBOARD_CLUSTER_PREFIX", value_name = "PREFIX", value_parser = parse_prefix)]
     cluster_prefix: Option<String>,
     /// How long a room's lease lives unrenewed: a dead owner's rooms move
-    /// within it [default: 5s].
+    /// within it; the same on every node [default: 3s].
     #[arg(long, env = "SWITCHBOARD_CLUSTER_LEASE_TTL", value_parser = parse_lease_ttl)]
     cluster_lease_ttl: Option<Duration>,
     /// How long a node waits for a room's owner to answer a join [default: 3s].
     #[arg(long, env = "SWITCHBOARD_CLUSTER_FORWARD_TIMEOUT", value_parser = duration::parse_duration)]
     cluster_forward_timeout: Option<Duration>,
+    /// JetStream replicas of the cluster's data, 1-5 (3 on a 3-server NATS
+    /// cluster) [default: 1].
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_REPLICAS", value_parser = parse_count::<1, 5, usize>)]
+    cluster_replicas: Option<usize>,
     /// NATS credentials file (`.creds`).
     #[arg(long, env = "SWITCHBOARD_CLUSTER_CREDENTIALS", value_name = "PATH")]
     cluster_credentials: Option<PathBuf>,
@@ -68,6 +72,9 @@ impl ClusterArgs {
         }
         if let Some(ttl) = self.cluster_lease_ttl {
             cluster.lease_ttl = ttl;
+        }
+        if let Some(replicas) = self.cluster_replicas {
+            cluster.replicas = replicas;
         }
         if let Some(timeout) = self.cluster_forward_timeout {
             cluster.forward_timeout = timeout;

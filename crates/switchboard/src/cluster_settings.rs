@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use switchboard_server::{check_node_name, default_node_name, ClusterConfig, DEFAULT_FORWARD_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MIN_LEASE_TTL};
+use switchboard_server::{
+    check_node_name, default_node_name, ClusterConfig, ClusterSettings, DEFAULT_FORWARD_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL,
+    MIN_LEASE_TTL,
+};
 
 use crate::duration;
 
@@ -28,6 +31,10 @@ pub struct Cluster {
     /// How long a node waits for a room's owner to answer a join.
     #[serde(with = "duration::text")]
     pub forward_timeout: Duration,
+    /// JetStream replicas of the cluster's buckets and stream (3 on a
+    /// 3-server NATS cluster).
+    #[serde(deserialize_with = "crate::settings::count::<_, 1, 5, _>")]
+    pub replicas: usize,
     /// NATS credentials file (JWT and NKey seed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials: Option<PathBuf>,
@@ -50,6 +57,7 @@ impl Default for Cluster {
             prefix: DEFAULT_PREFIX.into(),
             lease_ttl: DEFAULT_LEASE_TTL,
             forward_timeout: DEFAULT_FORWARD_TIMEOUT,
+            replicas: 1,
             credentials: None,
             tls_ca: None,
             tls_cert: None,
@@ -80,24 +88,24 @@ impl Cluster {
             return None;
         }
         let node = self.node.clone().unwrap_or_else(|| default_node_name(port));
-        let mut config = ClusterConfig::new(self.servers.clone(), node);
-        config.prefix = self.prefix.clone();
-        config.lease_ttl = self.lease_ttl;
-        config.forward_timeout = self.forward_timeout;
-        config.credentials = self.credentials.clone();
-        config.tls_ca = self.tls_ca.clone();
-        config.tls_client = self.tls_cert.clone().zip(self.tls_key.clone());
+        let mut settings = ClusterSettings::new(self.servers.clone(), node);
+        settings.prefix = self.prefix.clone();
+        settings.lease_ttl = self.lease_ttl;
+        settings.replicas = self.replicas;
+        settings.credentials = self.credentials.clone();
+        settings.tls_ca = self.tls_ca.clone();
+        settings.tls_client_cert = self.tls_cert.clone().zip(self.tls_key.clone());
+        let config = ClusterConfig { settings, forward_timeout: self.forward_timeout };
         Some(config)
     }
 }
 
-/// A NATS server URL: `nats://`, `tls://`, `ws://` or `wss://` and a host,
-/// or a bare `host:port`.
+/// A NATS server URL: `nats://` or `tls://` and a host.
 pub fn parse_server_url(url: &str) -> Result<String, String> {
     let rest = match url.split_once("://") {
-        Some((scheme, rest)) if matches!(scheme, "nats" | "tls" | "ws" | "wss") => rest,
-        Some((scheme, _)) => return Err(format!("NATS server URL {url:?}: the scheme must be nats, tls, ws or wss, not {scheme:?}")),
-        None => url,
+        Some(("nats" | "tls", rest)) => rest,
+        Some((scheme, _)) => return Err(format!("NATS server URL {url:?}: the scheme must be nats or tls, not {scheme:?}")),
+        None => return Err(format!("NATS server URL {url:?} needs its scheme: nats://HOST:PORT or tls://HOST:PORT")),
     };
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     if host.is_empty() || host.starts_with(':') || host.contains('/') && !host.ends_with('/') {
@@ -118,11 +126,11 @@ pub fn parse_prefix(prefix: &str) -> Result<String, String> {
         .map_err(|_| format!("cluster prefix {prefix:?} must be 1-64 characters of A-Z a-z 0-9 - _"))
 }
 
-/// A lease TTL, at least [`MIN_LEASE_TTL`].
+/// A lease TTL, [`MIN_LEASE_TTL`] to [`MAX_LEASE_TTL`].
 pub fn parse_lease_ttl(text: &str) -> Result<Duration, String> {
     let ttl = duration::parse_duration(text)?;
-    if ttl < MIN_LEASE_TTL {
-        return Err(format!("the lease TTL must be at least {}s", MIN_LEASE_TTL.as_secs()));
+    if !(MIN_LEASE_TTL..=MAX_LEASE_TTL).contains(&ttl) {
+        return Err(format!("the lease TTL must be {} to {}", duration::format_duration(MIN_LEASE_TTL), duration::format_duration(MAX_LEASE_TTL)));
     }
     Ok(ttl)
 }
@@ -161,7 +169,7 @@ mod tests {
     fn server_urls_need_a_known_scheme_and_a_host() {
         assert!(parse_server_url("nats://127.0.0.1:4222").is_ok());
         assert!(parse_server_url("tls://user:pw@nats.example:4222").is_ok());
-        assert!(parse_server_url("nats.example:4222").is_ok());
+        assert!(parse_server_url("nats.example:4222").unwrap_err().contains("scheme"));
         assert!(parse_server_url("http://nats.example").unwrap_err().contains("scheme"));
         assert!(parse_server_url("nats://").unwrap_err().contains("no host"));
     }
@@ -171,20 +179,21 @@ mod tests {
         assert!(parse_node_name("node-1_a").is_ok());
         assert!(parse_node_name("a.b").is_err());
         assert!(parse_node_name("").is_err());
-        assert!(parse_lease_ttl("500ms").unwrap_err().contains("at least"));
+        assert!(parse_lease_ttl("100ms").unwrap_err().contains("500ms to"));
         assert_eq!(parse_lease_ttl("2s"), Ok(Duration::from_secs(2)));
     }
 
     #[test]
     fn settings_without_servers_are_refused_and_the_default_is_off() {
-        assert_eq!(Cluster::default().config(8080).map(|c| c.node), None);
+        assert!(Cluster::default().config(8080).is_none());
         let cluster = Cluster { node: Some("a".into()), ..Cluster::default() };
         assert!(cluster.validate().unwrap_err().contains("cluster.servers"));
         let cluster = Cluster { servers: vec!["nats://h:1".into()], tls_cert: Some("c".into()), ..Cluster::default() };
         assert!(cluster.validate().unwrap_err().contains("tls_key"));
         let cluster = Cluster { servers: vec!["nats://h:1".into()], ..Cluster::default() };
         let config = cluster.config(8081).unwrap();
-        assert!(config.node.ends_with("-8081"), "{}", config.node);
-        assert_eq!(config.lease_ttl, DEFAULT_LEASE_TTL);
+        assert!(config.settings.node.ends_with("-8081"), "{}", config.settings.node);
+        assert_eq!(config.settings.lease_ttl, DEFAULT_LEASE_TTL);
+        assert_eq!(config.settings.validate(), Ok(()));
     }
 }

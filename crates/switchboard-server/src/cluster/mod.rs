@@ -1,78 +1,37 @@
 //! Cluster mode (docs/cluster.md): several nodes share the rooms through
 //! NATS with JetStream. Each room has one owner, the node holding the
-//! room's lease (`lease`, `ownership`); the owner runs the room as on one
+//! room's lease (`switchboard-cluster`; which leases this node holds, in
+//! `ownership`); the owner runs the room as on one
 //! node and serves the events of every connection to it (`owner`), which
 //! reach it from the connection's node (`proxy`) in the encoding of
 //! `wire`. Settings and the connection to NATS are here.
 
-mod lease;
 mod metrics;
 mod owner;
 mod ownership;
 mod proxy;
 mod wire;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
-
 pub use metrics::ClusterMetrics;
 pub(crate) use proxy::RemoteConnection;
+pub use switchboard_cluster::{ClusterSettings, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL, MIN_LEASE_TTL};
 
 use crate::registry::Registry;
 
 /// How a node joins the cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// NATS server URLs (`nats://host:4222`, `tls://host:4222`); the client
-    /// connects to one and fails over to the others.
-    pub servers: Vec<String>,
-    /// This node's name, unique in the cluster: `A-Z a-z 0-9 - _`, at most
-    /// 64 characters.
-    pub node: String,
-    /// Prefix of the NATS subjects and JetStream buckets, so several
-    /// clusters can share one NATS deployment.
-    pub prefix: String,
-    /// How long a room's lease lives without renewal: after an owner dies,
-    /// its rooms move after at most this long.
-    pub lease_ttl: Duration,
+    /// NATS servers, node name, credentials and TLS, lease TTL, prefix.
+    pub settings: ClusterSettings,
     /// How long a node waits for the owner's answer to a connection's join.
     pub forward_timeout: Duration,
-    /// A NATS credentials file (`.creds`: JWT and NKey seed).
-    pub credentials: Option<PathBuf>,
-    /// PEM CA certificates to trust for NATS over TLS.
-    pub tls_ca: Option<PathBuf>,
-    /// A PEM client certificate and its key, for NATS servers that verify clients.
-    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
-impl ClusterConfig {
-    /// The settings of a node named `node` joining the NATS servers `servers`, with the defaults.
-    pub fn new(servers: Vec<String>, node: String) -> ClusterConfig {
-        ClusterConfig {
-            servers,
-            node,
-            prefix: DEFAULT_PREFIX.into(),
-            lease_ttl: DEFAULT_LEASE_TTL,
-            forward_timeout: DEFAULT_FORWARD_TIMEOUT,
-            credentials: None,
-            tls_ca: None,
-            tls_client: None,
-        }
-    }
-}
-
-/// The default subject and bucket prefix.
-pub const DEFAULT_PREFIX: &str = "switchboard";
-/// The default lease TTL: an owner renews every third of it, so a node
-/// survives one slow renewal; after a crash its rooms move within it.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 /// The default wait for an owner's answer to a join.
 pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
-/// Shortest lease TTL accepted: renewals every third of it must fit a NATS round trip with room to spare.
-pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 
 /// Checks a node name: it is a token of NATS subjects.
 pub fn check_node_name(name: &str) -> Result<(), String> {
@@ -95,51 +54,25 @@ pub fn default_node_name(port: u16) -> String {
 
 /// A node connected to NATS, not yet serving rooms.
 pub(crate) struct Link {
-    config: ClusterConfig,
-    client: async_nats::Client,
-    js: jetstream::Context,
-    leases: lease::Leases,
+    nats: switchboard_cluster::Cluster,
+    forward_timeout: Duration,
 }
 
 impl Link {
-    /// Connects to NATS and opens the lease bucket. The first connection
-    /// must succeed (a node that cannot reach NATS cannot serve a room);
-    /// later ones are retried for ever.
+    /// Connects to NATS and opens what the cluster keeps in JetStream. The
+    /// first connection must succeed (a node that cannot reach NATS cannot
+    /// serve a room); later ones are retried for ever.
     pub(crate) async fn connect(config: ClusterConfig) -> Result<Link, String> {
-        check_node_name(&config.node)?;
-        if config.servers.is_empty() {
-            return Err("no NATS server given".into());
-        }
-        let mut options = async_nats::ConnectOptions::new()
-            .name(format!("switchboard {}", config.node))
-            .connection_timeout(Duration::from_secs(5))
-            .request_timeout(Some(config.forward_timeout))
-            .max_reconnects(None::<usize>);
-        if let Some(path) = &config.credentials {
-            options = options.credentials_file(path).await.map_err(|e| format!("cannot read the NATS credentials {}: {e}", path.display()))?;
-        }
-        if let Some(ca) = &config.tls_ca {
-            options = options.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let Some((cert, key)) = &config.tls_client {
-            options = options.add_client_certificate(cert.clone(), key.clone()).require_tls(true);
-        }
-        let servers: Vec<async_nats::ServerAddr> =
-            config.servers.iter().map(|s| s.parse().map_err(|e| format!("bad NATS server URL {s:?}: {e}"))).collect::<Result<_, _>>()?;
-        let client = options.connect(servers).await.map_err(|e| format!("cannot connect to NATS at {}: {e}", config.servers.join(",")))?;
-        let js = jetstream::new(client.clone());
-        let leases = lease::Leases::open(&js, &format!("{}_leases", config.prefix), &config.node, config.lease_ttl).await?;
-        Ok(Link { config, client, js, leases })
+        let nats = switchboard_cluster::Cluster::connect(config.settings).await.map_err(|e| e.to_string())?;
+        Ok(Link { nats, forward_timeout: config.forward_timeout })
     }
 }
 
 /// A node of the cluster, serving rooms.
 pub(crate) struct Cluster {
-    config: ClusterConfig,
+    nats: switchboard_cluster::Cluster,
     client: async_nats::Client,
-    #[allow(dead_code)] // the cluster store is opened from it
-    js: jetstream::Context,
-    leases: lease::Leases,
+    forward_timeout: Duration,
     registry: Registry,
     metrics: ClusterMetrics,
     owned: ownership::Owned,
@@ -149,20 +82,24 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Starts serving: the owner's events, the effects for this node's
-    /// connections, lease renewals and the watch over the owners of rooms
-    /// this node's connections are in.
+    /// connections, and the watch over the owners of rooms this node's
+    /// connections are in.
     pub(crate) async fn start(link: Link, registry: Registry, metrics: ClusterMetrics) -> Result<Arc<Cluster>, String> {
-        let Link { config, client, js, leases } = link;
-        let events = client.subscribe(subject(&config, &config.node, EVENTS)).await.map_err(|e| format!("cannot subscribe to NATS: {e}"))?;
-        let effects = client.subscribe(subject(&config, &config.node, EFFECTS)).await.map_err(|e| format!("cannot subscribe to NATS: {e}"))?;
+        let Link { nats, forward_timeout } = link;
+        let client = nats.client().clone();
+        let subscribe = |kind: &'static str| {
+            let (client, subject) = (client.clone(), subject(&nats, nats.node(), kind));
+            async move { client.subscribe(subject).await.map_err(|e| format!("cannot subscribe to NATS: {e}")) }
+        };
+        let (events, effects) = (subscribe(EVENTS).await?, subscribe(EFFECTS).await?);
+        metrics.watch(nats.clone());
         let cluster = Arc::new(Cluster {
             owned: ownership::Owned::default(),
             owner: owner::Owner::default(),
             proxies: proxy::Proxies::default(),
-            config,
+            nats,
             client,
-            js,
-            leases,
+            forward_timeout,
             registry,
             metrics,
         });
@@ -174,15 +111,19 @@ impl Cluster {
 
     /// Whether the node's NATS connection is up now.
     pub(crate) fn is_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        self.nats.is_connected()
     }
 
     fn node(&self) -> &str {
-        &self.config.node
+        self.nats.node()
+    }
+
+    fn lease_ttl(&self) -> Duration {
+        self.nats.settings().lease_ttl
     }
 
     fn subject(&self, node: &str, kind: &str) -> String {
-        subject(&self.config, node, kind)
+        subject(&self.nats, node, kind)
     }
 }
 
@@ -193,6 +134,6 @@ const EVENTS: &str = "ev";
 /// the node's connections.
 const EFFECTS: &str = "fx";
 
-fn subject(config: &ClusterConfig, node: &str, kind: &str) -> String {
-    format!("{}.node.{node}.{kind}", config.prefix)
+fn subject(nats: &switchboard_cluster::Cluster, node: &str, kind: &str) -> String {
+    format!("{}.node.{node}.{kind}", nats.settings().prefix)
 }

@@ -16,10 +16,10 @@ use switchboard_room::{Closed, ConnId, ConnSink, ConnectRequest, Decision, RoomG
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use super::ownership::Held;
 use super::wire::{self, Effect, Event, Reply};
 use super::{Cluster, ClusterMetrics, EFFECTS};
 use crate::registry::RoomUnavailable;
+use switchboard_cluster::LeaseWatch;
 
 /// A connection of another node (or of this one, through NATS too) in a
 /// room this node owns.
@@ -27,7 +27,7 @@ struct Remote {
     conn: ConnId,
     room: String,
     handle: RoomHandle,
-    held: Arc<Held>,
+    held: LeaseWatch,
 }
 
 /// Who is where: remote connections by (node, id on that node), and the
@@ -51,7 +51,7 @@ impl Owner {
         self.remotes.lock().unwrap_or_else(PoisonError::into_inner).values().any(|r| r.room == room)
     }
 
-    fn lookup(&self, node: &str, conn: u64) -> Option<(ConnId, RoomHandle, Arc<Held>)> {
+    fn lookup(&self, node: &str, conn: u64) -> Option<(ConnId, RoomHandle, LeaseWatch)> {
         let remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
         remotes.get(&(node.to_owned(), conn)).map(|r| (r.conn, r.handle.clone(), r.held.clone()))
     }
@@ -152,9 +152,9 @@ async fn apply(cluster: &Arc<Cluster>, event: Event, reply: Option<async_nats::S
 
 /// The connection's place in its room, if this node still owns the room;
 /// otherwise the connection is told to move (and leaves the room here).
-fn current(cluster: &Cluster, node: &str, conn: u64) -> Option<(ConnId, RoomHandle, Arc<Held>)> {
+fn current(cluster: &Cluster, node: &str, conn: u64) -> Option<(ConnId, RoomHandle, LeaseWatch)> {
     match cluster.owner.lookup(node, conn) {
-        Some((id, handle, held)) if held.is_valid() => Some((id, handle, held)),
+        Some((id, handle, held)) if held.is_held() => Some((id, handle, held)),
         Some(_) => {
             if let Some(remote) = cluster.owner.remove(node, conn) {
                 remote.handle.close_detached(remote.conn, moved());
@@ -282,12 +282,12 @@ async fn flush(client: async_nats::Client, from: String, subject: String, metric
 struct RemoteSink {
     conn: u64,
     peer: Arc<PeerOutbox>,
-    held: Arc<Held>,
+    held: LeaseWatch,
 }
 
 impl RemoteSink {
     fn fenced(&self) -> bool {
-        !self.held.is_valid()
+        !self.held.is_held()
     }
 }
 

@@ -19,7 +19,6 @@ use switchboard_proto::{CloseCode, Message};
 use switchboard_room::{ConnSink, ConnectRequest, Decision, RoomName, Run};
 use tracing::{debug, info, warn};
 
-use super::lease;
 use super::wire::{self, Effect, Event, Reply};
 use super::{Cluster, EVENTS};
 use crate::access_log;
@@ -96,7 +95,14 @@ impl Cluster {
         let namespace = room.namespace();
         let unavailable = |reason: String| JoinError { status: 503, reason };
         for _ in 0..JOIN_ATTEMPTS {
-            let owner = self.owner_of(&namespace).await.map_err(unavailable)?;
+            let owner = match self.owner_of(&namespace).await {
+                Ok(owner) => owner,
+                Err(e) => {
+                    debug!(room = namespace, error = e, "no owner yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             match self.ask(&owner, &namespace, &request).await {
                 Ok(Reply::Decided(Decision::Accept { tags, attachment })) => {
                     let proxy = Arc::new(ProxyConn {
@@ -121,13 +127,14 @@ impl Cluster {
     /// One join request to `owner`, answered within the forward timeout.
     async fn ask(&self, owner: &str, room: &str, request: &ConnectRequest) -> Result<Reply, String> {
         let event = Event::Connect { node: self.node().to_owned(), conn: request.conn.0, room: room.to_owned(), request: request.clone() };
-        self.metrics.round_trips.inc();
+        self.metrics.join_round_trips.inc();
         self.metrics.events_forwarded.inc();
-        let answer = self
-            .client
-            .request(self.subject(owner, EVENTS), event.encode())
-            .await
-            .map_err(|e| format!("the room's node {owner} did not answer: {e}"))?;
+        let request = self.client.request(self.subject(owner, EVENTS), event.encode());
+        let answer = match tokio::time::timeout(self.forward_timeout, request).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return Err(format!("the room's node {owner} did not answer: {e}")),
+            Err(_) => return Err(format!("the room's node {owner} did not answer in time")),
+        };
         Reply::decode(answer.payload).map_err(|_| format!("the room's node {owner} answered nonsense"))
     }
 }
@@ -188,7 +195,7 @@ async fn reattach(cluster: Arc<Cluster>, proxy: Arc<ProxyConn>, from: String, jo
     if link.closed || link.owner != from || proxy.joins.load(Ordering::Acquire) != joins {
         return;
     }
-    let deadline = Instant::now() + 3 * cluster.config.lease_ttl + cluster.config.forward_timeout;
+    let deadline = Instant::now() + 3 * cluster.lease_ttl() + cluster.forward_timeout;
     while Instant::now() < deadline {
         let owner = match cluster.owner_of(&proxy.room).await {
             Ok(owner) => owner,
@@ -228,18 +235,22 @@ async fn reattach(cluster: Arc<Cluster>, proxy: Arc<ProxyConn>, from: String, jo
     }
 }
 
+/// A connection and how many joins it had when seen.
+type Joined = (Arc<ProxyConn>, u64);
+
 /// Watches the owners of the rooms this node's connections are in: an
 /// owner that died or was paused says nothing, but its lease expires (or
 /// is taken); its connections here then join the new owner.
 pub(crate) async fn watch_owners(cluster: Weak<Cluster>) {
     loop {
         let period = match cluster.upgrade() {
-            Some(cluster) => cluster.config.lease_ttl / 2,
+            Some(cluster) => cluster.lease_ttl() / 2,
             None => return,
         };
         tokio::time::sleep(period).await;
         let Some(cluster) = cluster.upgrade() else { return };
-        let mut by_room: HashMap<(String, String), Vec<(Arc<ProxyConn>, u64)>> = HashMap::new();
+        // (room, owner) -> the connections there, with their join counts.
+        let mut by_room: HashMap<(String, String), Vec<Joined>> = HashMap::new();
         for proxy in cluster.proxies.all() {
             let Ok(link) = proxy.link.try_lock() else { continue };
             if link.closed || link.owner == cluster.node() {
@@ -251,16 +262,15 @@ pub(crate) async fn watch_owners(cluster: Weak<Cluster>) {
             by_room.entry(key).or_default().push((proxy, joins));
         }
         for ((room, owner), proxies) in by_room {
-            cluster.metrics.round_trips.inc();
-            match cluster.leases.holder(&lease::key(&room)).await {
-                Ok(Some((holder, _))) if holder == owner => {}
+            match cluster.nats.owner(&room).await {
+                Ok(Some(holder)) if holder == owner => {}
                 Ok(_) => {
                     info!(room, owner, "the owner of a room lost it; moving this node's connections");
                     for (proxy, joins) in proxies {
                         tokio::spawn(reattach(cluster.clone(), proxy, owner.clone(), joins));
                     }
                 }
-                Err(e) => debug!(room, error = e, "cannot read a room's lease"),
+                Err(e) => debug!(room, error = %e, "cannot read a room's lease"),
             }
         }
     }
