@@ -218,3 +218,167 @@ async fn a_broadcast_reaches_members_on_every_node_crossing_once_per_node() {
     let sent = after - before;
     assert!((1..12).contains(&sent), "the broadcast crossed NATS {sent} times for 12 recipients");
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a node, by its PID.
+fn signal(server: &ServerProcess, signal: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &server.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Waits (bounded) until exactly one node holds a lease.
+async fn one_owner(nodes: &[&ServerProcess]) -> usize {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut holders = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if metric(node, "switchboard_cluster_leases_held").await > 0 {
+                holders.push(i);
+            }
+        }
+        if holders.len() == 1 {
+            return holders[0];
+        }
+        assert!(Instant::now() < deadline, "owners: {holders:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The connection was moved to the room's new owner: the room welcomes it
+/// again (its new id).
+async fn rejoined(chatter: &mut Chatter) {
+    let welcome = next_of(&mut chatter.client, "welcome").await;
+    chatter.id = welcome["id"].as_str().unwrap().to_owned();
+}
+
+#[tokio::test]
+async fn when_the_owner_is_killed_the_room_moves_and_members_elsewhere_stay() {
+    let nats = Nats::start();
+    let mut nodes = three_nodes(&nats);
+    // The first join claims the room for the first node.
+    let (_a, _, _) = join_chat(&nodes[0], "lobby").await;
+    let (mut b, _, _) = join_chat(&nodes[1], "lobby").await;
+    let (mut c, _, _) = join_chat(&nodes[2], "lobby").await;
+    assert_eq!(one_owner(&nodes.iter().collect::<Vec<_>>()).await, 0);
+    say(&mut b, "before").await;
+    assert_eq!(messages(&mut c, 1).await[0].1, "before");
+
+    let killed = Instant::now();
+    nodes[0].kill9();
+    // b and c keep their sockets and are joined to the room on its new owner.
+    rejoined(&mut b).await;
+    rejoined(&mut c).await;
+    let moved_after = killed.elapsed();
+    let survivors = [&nodes[1], &nodes[2]];
+    let owner = one_owner(&survivors).await;
+    assert!(
+        metric(survivors[owner], "switchboard_cluster_failovers_total").await + metric(survivors[1 - owner], "switchboard_cluster_failovers_total").await >= 2
+    );
+    say(&mut b, "after").await;
+    assert_eq!(messages(&mut c, 1).await[0], (b.id.clone(), "after".to_owned()));
+    eprintln!("the room moved {} ms after the kill (lease TTL {TTL})", moved_after.as_millis());
+}
+
+#[tokio::test]
+async fn an_owner_paused_past_its_lease_does_not_act_as_owner_when_it_resumes() {
+    let nats = Nats::start();
+    let nodes = three_nodes(&nats);
+    let (mut a, _, _) = join_chat(&nodes[0], "lobby").await;
+    let (mut b, _, _) = join_chat(&nodes[1], "lobby").await;
+    let (mut c, _, _) = join_chat(&nodes[2], "lobby").await;
+    assert_eq!(one_owner(&nodes.iter().collect::<Vec<_>>()).await, 0);
+
+    signal(&nodes[0], "STOP");
+    rejoined(&mut b).await;
+    rejoined(&mut c).await;
+    say(&mut b, "while-paused").await;
+    assert_eq!(messages(&mut c, 1).await[0], (b.id.clone(), "while-paused".to_owned()));
+
+    signal(&nodes[0], "CONT");
+    // The old owner finds its lease lost and moves its own member to the
+    // new owner; it never applies anything as the owner again.
+    rejoined(&mut a).await;
+    let owner = one_owner(&nodes.iter().collect::<Vec<_>>()).await;
+    assert_ne!(owner, 0, "the paused node owns the room again");
+    say(&mut c, "after-resume").await;
+    say(&mut a, "from-a").await;
+    // Exactly once each for every member (two senders: either order).
+    let mut seen = messages(&mut b, 2).await;
+    seen.sort();
+    let mut expected = vec![(c.id.clone(), "after-resume".to_owned()), (a.id.clone(), "from-a".to_owned())];
+    expected.sort();
+    assert_eq!(seen, expected);
+    let seen = messages(&mut a, 1).await;
+    assert_eq!(seen, vec![(c.id.clone(), "after-resume".to_owned())]);
+    let seen = messages(&mut c, 1).await;
+    assert_eq!(seen, vec![(a.id.clone(), "from-a".to_owned())]);
+    // A newcomer finds each message once in the history.
+    let (_d, history, state) = join_chat(&nodes[0], "lobby").await;
+    let texts: Vec<&str> = history["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let mut texts = texts;
+    if texts.len() == 3 {
+        texts[1..].sort_unstable();
+    }
+    // The last two came from two senders at once: either order.
+    assert_eq!(texts, ["while-paused", "after-resume", "from-a"], "nothing lost, nothing applied twice");
+    assert_eq!(state["count"], 4, "{state}");
+}
+
+#[tokio::test]
+async fn clients_racing_into_a_fresh_room_through_every_node_find_one_owner() {
+    let nats = Nats::start();
+    let nodes = three_nodes(&nats);
+    let joins = (0..12).map(|i| {
+        let url = nodes[i % 3].ws("/rooms/broadcast/race");
+        async move {
+            let mut client = Client::connect(&url).await.unwrap();
+            next_of(&mut client, "welcome").await;
+            client
+        }
+    });
+    let mut clients = futures_util::future::join_all(joins).await;
+    one_owner(&nodes.iter().collect::<Vec<_>>()).await;
+    // One room: a message from any member reaches the eleven others.
+    clients[0].send_text(r#"{"hello":1}"#).await.unwrap();
+    for client in &mut clients[1..] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline);
+            if next(client).await["hello"] == 1 {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn nodes_carry_on_after_nats_restarts() {
+    let mut nats = Nats::start();
+    let nodes = three_nodes(&nats);
+    let (mut a, _, _) = join_chat(&nodes[0], "lobby").await;
+    let (mut b, _, _) = join_chat(&nodes[1], "lobby").await;
+    for node in &nodes {
+        assert_eq!(http_get(node, "/readyz").await.0, 200);
+    }
+    nats.restart();
+    for node in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(node, "/readyz").await.0 != 200 {
+            assert!(Instant::now() < deadline, "a node did not reconnect to NATS");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Messages cross nodes again (once the room has an owner again, if
+    // the outage outlived its lease): b says something until a hears it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut heard = false;
+    for i in 0.. {
+        assert!(Instant::now() < deadline, "no message crossed after the restart");
+        say(&mut b, &format!("ping{i}")).await;
+        if let Ok(message) = tokio::time::timeout(Duration::from_millis(500), next_of(&mut a.client, "message")).await {
+            assert!(message["text"].as_str().unwrap().starts_with("ping"));
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard);
+}
