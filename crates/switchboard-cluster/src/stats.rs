@@ -35,7 +35,6 @@ impl Counters {
             self.lease_losses.fetch_add(1, Relaxed);
         }
     }
-    #[allow(dead_code)]
     pub(crate) fn fenced(&self) {
         self.fenced_writes.fetch_add(1, Relaxed);
     }
