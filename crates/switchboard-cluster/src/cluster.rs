@@ -114,8 +114,8 @@ async fn connect_client(settings: &ClusterSettings, counters: Arc<Counters>) -> 
         async move {
             match event {
                 Event::Connected => {
-                    counters.reconnected();
-                    tracing::info!(%node, "NATS connection back");
+                    counters.connected();
+                    tracing::info!(%node, "connected to NATS");
                 }
                 Event::Disconnected => tracing::warn!(%node, "NATS connection lost; reconnecting"),
                 other => tracing::info!(%node, event = %other, "NATS"),

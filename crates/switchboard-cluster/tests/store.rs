@@ -250,19 +250,20 @@ async fn after_a_nats_restart_the_node_reconnects_and_commits_again() {
     let mut server = NatsServer::start();
     let (a, b) = (node(&server, "a").await, node(&server, "b").await);
     let store = JetStreamStore::new(&a);
+    assert_eq!(a.stats().reconnects, 0);
     let lease = own(&a, "chat/restart").await;
     store.load_room(&lease).await.unwrap();
     commit(&store, "chat/restart", vec![put("k", "before")]).await.unwrap();
 
     tokio::task::block_in_place(|| server.restart());
     for _ in 0..200 {
-        if a.is_connected() && b.is_connected() {
+        if a.is_connected() && b.is_connected() && a.stats().reconnects >= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(a.is_connected() && b.is_connected(), "the clients reconnect");
-    assert!(a.stats().reconnects >= 1, "{:?}", a.stats());
+    assert_eq!(a.stats().reconnects, 1, "{:?}", a.stats());
     // The lease may or may not have outlived the outage; either way the
     // node can own the room again and write.
     let lease = if lease.is_held() { lease } else { own(&a, "chat/restart").await };
@@ -276,4 +277,19 @@ async fn after_a_nats_restart_the_node_reconnects_and_commits_again() {
     let other = JetStreamStore::new(&b);
     other.load_room(&lease).await.unwrap();
     assert_eq!(get(&other, "chat/restart", "k").as_deref(), Some("after"), "what was acknowledged survived the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_nats_message_fails_alone() {
+    let server = NatsServer::start();
+    let a = node(&server, "a").await;
+    let store = JetStreamStore::new(&a);
+    let lease = own(&a, "chat/big").await;
+    store.load_room(&lease).await.unwrap();
+    let huge = Write::Put("blob".into(), vec![7; a.client().max_payload() + 1]);
+    let refused = commit(&store, "chat/big", vec![huge]).await.unwrap_err();
+    assert!(refused.0.contains("more than NATS takes in one message"), "{refused}");
+    commit(&store, "chat/big", vec![put("small", "fine")]).await.unwrap();
+    assert_eq!(get(&store, "chat/big", "small").as_deref(), Some("fine"));
+    assert_eq!(get(&store, "chat/big", "blob"), None);
 }

@@ -76,7 +76,7 @@ impl Shared {
     /// Takes the queued commits that fit in one message, or ends the writer
     /// (nothing queued, room gone, or no longer writable).
     fn next_job(&self, room: &str, generation: u64) -> Option<Job> {
-        let max = (self.cluster.inner.client.server_info().max_payload).saturating_sub(HEADROOM).max(HEADROOM);
+        let max = self.cluster.inner.client.max_payload().saturating_sub(HEADROOM).max(HEADROOM);
         loop {
             let mut rooms = self.lock();
             let loaded = rooms.get_mut(room).filter(|r| r.generation == generation)?;
@@ -199,7 +199,7 @@ impl Shared {
     /// Writes the room's whole state as one message and purges the
     /// messages before it.
     async fn compact(&self, room: &str, generation: u64, subject: &str) {
-        let max = self.cluster.inner.client.server_info().max_payload.saturating_sub(HEADROOM);
+        let max = self.cluster.inner.client.max_payload().saturating_sub(HEADROOM);
         let (snapshot, expected, lease, message_id) = {
             let mut rooms = self.lock();
             let Some(loaded) = rooms.get_mut(room).filter(|r| r.generation == generation && r.broken.is_none()) else { return };
