@@ -87,6 +87,10 @@ pub struct EdgeStats {
     pub refused_forbidden: AtomicU64,
     /// Upgrades refused by identity at the edge: the auth backend failed (503).
     pub refused_auth_unavailable: AtomicU64,
+    /// Connections holding a compressor of their own now (policy
+    /// `dedicated`): from their first compressed message until their room
+    /// hibernates or they end.
+    pub compressors_held: AtomicU64,
 }
 
 impl EdgeStats {
@@ -146,6 +150,13 @@ struct Slot {
 
 /// One open connection's place in the limits; gives it back when dropped.
 pub(crate) struct ConnPermit(Arc<Slot>);
+
+impl ConnPermit {
+    /// The counters the permit counts in.
+    pub(crate) fn stats(&self) -> &Arc<EdgeStats> {
+        &self.0.stats
+    }
+}
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
