@@ -28,7 +28,6 @@ pub struct Cluster {
     pub(crate) inner: Arc<Inner>,
 }
 
-#[allow(dead_code)] // names and alarms: for the store, next
 pub(crate) struct Inner {
     pub(crate) client: Client,
     pub(crate) js: jetstream::Context,
@@ -52,7 +51,7 @@ impl Cluster {
         settings.validate()?;
         let counters = Arc::new(Counters::default());
         let client = connect_client(&settings, counters.clone()).await?;
-        let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client.clone());
+        let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).ack_timeout(REQUEST_TIMEOUT).build(client.clone());
         let names = Names::new(&settings.prefix);
         let leases = open_bucket(&js, lease_bucket_config(&settings, &names)).await?;
         let alarms = open_bucket(&js, alarm_bucket_config(&settings, &names)).await?;
@@ -115,8 +114,8 @@ async fn connect_client(settings: &ClusterSettings, counters: Arc<Counters>) -> 
         async move {
             match event {
                 Event::Connected => {
-                    counters.reconnected();
-                    tracing::info!(%node, "NATS connection back");
+                    counters.connected();
+                    tracing::info!(%node, "connected to NATS");
                 }
                 Event::Disconnected => tracing::warn!(%node, "NATS connection lost; reconnecting"),
                 other => tracing::info!(%node, event = %other, "NATS"),

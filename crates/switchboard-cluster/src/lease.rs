@@ -299,6 +299,12 @@ impl Drop for Lease {
     }
 }
 
+impl From<&Lease> for LeaseWatch {
+    fn from(lease: &Lease) -> Self {
+        lease.watch()
+    }
+}
+
 /// Observes a [`Lease`] from elsewhere (the store, a room task); cloning is cheap.
 #[derive(Clone)]
 pub struct LeaseWatch {

@@ -28,6 +28,7 @@ mod lease;
 pub mod names;
 mod settings;
 mod stats;
+mod store;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -37,3 +38,4 @@ pub use error::ClusterError;
 pub use lease::{Claim, Holder, Lease, LeaseWatch};
 pub use settings::{ClusterSettings, SettingsError, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL, MIN_LEASE_TTL};
 pub use stats::ClusterStats;
+pub use store::{JetStreamStore, StoreOptions, DEFAULT_COMPACT_AFTER};

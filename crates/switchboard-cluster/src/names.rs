@@ -53,7 +53,6 @@ impl Names {
         format!("{}.store.>", self.prefix)
     }
 
-    #[allow(dead_code)]
     /// The subject of one room's storage messages.
     pub(crate) fn store_subject(&self, room: &str) -> String {
         format!("{}.store.{}", self.prefix, encode_room(room))

@@ -11,7 +11,8 @@ pub(crate) struct Counters {
     claims_held_elsewhere: AtomicU64,
     lease_losses: AtomicU64,
     fenced_writes: AtomicU64,
-    reconnects: AtomicU64,
+    /// Successful connections, the first one included.
+    connects: AtomicU64,
 }
 
 impl Counters {
@@ -35,12 +36,11 @@ impl Counters {
             self.lease_losses.fetch_add(1, Relaxed);
         }
     }
-    #[allow(dead_code)]
     pub(crate) fn fenced(&self) {
         self.fenced_writes.fetch_add(1, Relaxed);
     }
-    pub(crate) fn reconnected(&self) {
-        self.reconnects.fetch_add(1, Relaxed);
+    pub(crate) fn connected(&self) {
+        self.connects.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> ClusterStats {
@@ -51,7 +51,7 @@ impl Counters {
             claims_held_elsewhere: self.claims_held_elsewhere.load(Relaxed),
             lease_losses: self.lease_losses.load(Relaxed),
             fenced_writes: self.fenced_writes.load(Relaxed),
-            reconnects: self.reconnects.load(Relaxed),
+            reconnects: self.connects.load(Relaxed).saturating_sub(1),
         }
     }
 }

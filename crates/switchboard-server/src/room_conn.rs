@@ -215,7 +215,7 @@ pub(crate) fn open_sink(out: &mut Outbox<'_>, permit: ConnPermit, expires: Optio
     let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
     let deflate = out.split_outgoing_deflate();
     let via_sink = deflate.is_some() && out.outgoing_deflate().is_none();
-    let framing = Framing::new(deflate);
+    let framing = Framing::new(deflate, permit.stats());
     (SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry }, via_sink)
 }
 
