@@ -154,17 +154,33 @@ impl Server {
     /// listener, and binds the listening sockets. Port 0 picks a free port;
     /// see [`Server::local_addr`]. Errors say which address or file failed.
     pub async fn bind(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Server> {
+        // In cluster mode rooms live in JetStream, so any node can take one over.
+        if let Some(settings) = config.cluster.clone() {
+            let link = cluster::Link::connect(settings, true).await.map_err(std::io::Error::other)?;
+            let store = link.store().expect("a link made with its store");
+            return Server::bind_inner(addr, config, store, Some(link)).await;
+        }
         let store: Arc<dyn Store> = match &config.data_dir {
             Some(dir) => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).map_err(std::io::Error::other)?),
             None => Arc::new(MemoryStore::new()),
         };
-        Server::bind_with_store(addr, config, store).await
+        Server::bind_inner(addr, config, store, None).await
     }
 
     /// Like [`Server::bind`], with rooms stored in `store` instead of the
     /// one `config.data_dir` names (a store of the embedder's own, or a
     /// wrapper around one in tests).
-    pub async fn bind_with_store(addr: SocketAddr, mut config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+    /// In cluster mode, `store` must be one every node shares, for a room
+    /// to survive its owner.
+    pub async fn bind_with_store(addr: SocketAddr, config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        let link = match config.cluster.clone() {
+            Some(settings) => Some(cluster::Link::connect(settings, false).await.map_err(std::io::Error::other)?),
+            None => None,
+        };
+        Server::bind_inner(addr, config, store, link).await
+    }
+
+    async fn bind_inner(addr: SocketAddr, mut config: ServerConfig, store: Arc<dyn Store>, cluster: Option<cluster::Link>) -> std::io::Result<Server> {
         auth::apply_kind_defaults(&mut config.auth, config.data_dir.as_deref()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -184,10 +200,6 @@ impl Server {
         let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
         let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
         kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
-        let cluster = match config.cluster.clone() {
-            Some(settings) => Some(cluster::Link::connect(settings).await.map_err(std::io::Error::other)?),
-            None => None,
-        };
         Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, cluster })
     }
 

@@ -69,8 +69,10 @@ impl Readiness {
             DRAINING => return Err("draining: shutting down, finishing open connections".into()),
             _ => return Err("not accepting connections: shutting down".into()),
         }
-        if self.cluster.get().is_some_and(|cluster| !cluster.is_connected()) {
-            return Err("not connected to NATS: rooms owned elsewhere are out of reach".into());
+        // In cluster mode the rooms' storage is JetStream, reached through
+        // that connection (and written only for rooms this node owns).
+        if let Some(cluster) = self.cluster.get() {
+            return if cluster.is_connected() { Ok(()) } else { Err("not connected to NATS: rooms and their storage are out of reach".into()) };
         }
         self.storage_writable().await.map_err(|e| format!("storage not writable: {e}"))
     }

@@ -22,7 +22,8 @@ const TTL: &str = "2s";
 
 fn node(nats: &Nats, name: &str, extra: &[&str]) -> ServerProcess {
     let url = nats.url();
-    let mut flags = vec!["--memory", "--cluster", &url, "--node", name, "--cluster-lease-ttl", TTL];
+    // The chat's rate limit is per user; these tests send faster.
+    let mut flags = vec!["--memory", "--cluster", &url, "--node", name, "--cluster-lease-ttl", TTL, "--chat-rate", "1000", "--chat-burst", "1000"];
     flags.extend_from_slice(extra);
     let logs = if std::env::var_os("CLUSTER_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() };
     ServerProcess::start_logging(&flags, logs)
@@ -244,10 +245,13 @@ async fn one_owner(nodes: &[&ServerProcess]) -> usize {
 }
 
 /// The connection was moved to the room's new owner: the room welcomes it
-/// again (its new id).
-async fn rejoined(chatter: &mut Chatter) {
+/// again (its new id) and sends the history, whose texts come back.
+async fn rejoined(chatter: &mut Chatter) -> Vec<String> {
     let welcome = next_of(&mut chatter.client, "welcome").await;
     chatter.id = welcome["id"].as_str().unwrap().to_owned();
+    let history = next(&mut chatter.client).await;
+    assert_eq!(history["type"], "history", "{history}");
+    history["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -259,14 +263,22 @@ async fn when_the_owner_is_killed_the_room_moves_and_members_elsewhere_stay() {
     let (mut b, _, _) = join_chat(&nodes[1], "lobby").await;
     let (mut c, _, _) = join_chat(&nodes[2], "lobby").await;
     assert_eq!(one_owner(&nodes.iter().collect::<Vec<_>>()).await, 0);
-    say(&mut b, "before").await;
-    assert_eq!(messages(&mut c, 1).await[0].1, "before");
+    // Twenty messages, each acknowledged (stored in JetStream) before the kill.
+    let acked: Vec<String> = (0..20).map(|i| format!("before{i}")).collect();
+    for text in &acked {
+        say(&mut b, text).await;
+        let ack = next_of(&mut b.client, "ack").await;
+        assert_eq!(ack["ref"], text.as_str());
+    }
+    assert_eq!(messages(&mut c, 20).await.into_iter().map(|(_, text)| text).collect::<Vec<_>>(), acked);
 
     let killed = Instant::now();
     nodes[0].kill9();
-    // b and c keep their sockets and are joined to the room on its new owner.
-    rejoined(&mut b).await;
-    rejoined(&mut c).await;
+    // b and c keep their sockets and are joined to the room on its new
+    // owner, which rebuilt it from JetStream: every acknowledged message is
+    // in the history.
+    assert_eq!(rejoined(&mut b).await, acked);
+    assert_eq!(rejoined(&mut c).await, acked);
     let moved_after = killed.elapsed();
     let survivors = [&nodes[1], &nodes[2]];
     let owner = one_owner(&survivors).await;
@@ -288,15 +300,15 @@ async fn an_owner_paused_past_its_lease_does_not_act_as_owner_when_it_resumes() 
     assert_eq!(one_owner(&nodes.iter().collect::<Vec<_>>()).await, 0);
 
     signal(&nodes[0], "STOP");
-    rejoined(&mut b).await;
-    rejoined(&mut c).await;
+    assert!(rejoined(&mut b).await.is_empty());
+    assert!(rejoined(&mut c).await.is_empty());
     say(&mut b, "while-paused").await;
     assert_eq!(messages(&mut c, 1).await[0], (b.id.clone(), "while-paused".to_owned()));
 
     signal(&nodes[0], "CONT");
     // The old owner finds its lease lost and moves its own member to the
     // new owner; it never applies anything as the owner again.
-    rejoined(&mut a).await;
+    assert_eq!(rejoined(&mut a).await, ["while-paused"]);
     let owner = one_owner(&nodes.iter().collect::<Vec<_>>()).await;
     assert_ne!(owner, 0, "the paused node owns the room again");
     say(&mut c, "after-resume").await;

@@ -19,6 +19,9 @@ pub use metrics::ClusterMetrics;
 pub(crate) use proxy::RemoteConnection;
 pub use switchboard_cluster::{ClusterSettings, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL, MIN_LEASE_TTL};
 
+use switchboard_cluster::JetStreamStore;
+use switchboard_store::Store;
+
 use crate::registry::Registry;
 
 /// How a node joins the cluster.
@@ -55,22 +58,32 @@ pub fn default_node_name(port: u16) -> String {
 /// A node connected to NATS, not yet serving rooms.
 pub(crate) struct Link {
     nats: switchboard_cluster::Cluster,
+    store: Option<JetStreamStore>,
     forward_timeout: Duration,
 }
 
 impl Link {
-    /// Connects to NATS and opens what the cluster keeps in JetStream. The
-    /// first connection must succeed (a node that cannot reach NATS cannot
-    /// serve a room); later ones are retried for ever.
-    pub(crate) async fn connect(config: ClusterConfig) -> Result<Link, String> {
+    /// Connects to NATS and opens what the cluster keeps in JetStream, and
+    /// with `store`, the rooms' storage there. The first connection must
+    /// succeed (a node that cannot reach NATS cannot serve a room); later
+    /// ones are retried for ever.
+    pub(crate) async fn connect(config: ClusterConfig, store: bool) -> Result<Link, String> {
         let nats = switchboard_cluster::Cluster::connect(config.settings).await.map_err(|e| e.to_string())?;
-        Ok(Link { nats, forward_timeout: config.forward_timeout })
+        let store = store.then(|| JetStreamStore::new(&nats));
+        Ok(Link { nats, store, forward_timeout: config.forward_timeout })
+    }
+
+    /// The rooms' storage in JetStream, when the link opened it.
+    pub(crate) fn store(&self) -> Option<Arc<dyn Store>> {
+        self.store.clone().map(|store| Arc::new(store) as Arc<dyn Store>)
     }
 }
 
 /// A node of the cluster, serving rooms.
 pub(crate) struct Cluster {
     nats: switchboard_cluster::Cluster,
+    /// The rooms' storage, loaded for a room when this node claims it.
+    store: Option<JetStreamStore>,
     client: async_nats::Client,
     forward_timeout: Duration,
     registry: Registry,
@@ -85,7 +98,7 @@ impl Cluster {
     /// connections, and the watch over the owners of rooms this node's
     /// connections are in.
     pub(crate) async fn start(link: Link, registry: Registry, metrics: ClusterMetrics) -> Result<Arc<Cluster>, String> {
-        let Link { nats, forward_timeout } = link;
+        let Link { nats, store, forward_timeout } = link;
         let client = nats.client().clone();
         let subscribe = |kind: &'static str| {
             let (client, subject) = (client.clone(), subject(&nats, nats.node(), kind));
@@ -98,6 +111,7 @@ impl Cluster {
             owner: owner::Owner::default(),
             proxies: proxy::Proxies::default(),
             nats,
+            store,
             client,
             forward_timeout,
             registry,
@@ -106,6 +120,7 @@ impl Cluster {
         tokio::spawn(owner::serve(Arc::downgrade(&cluster), events));
         tokio::spawn(proxy::serve_effects(Arc::downgrade(&cluster), effects));
         tokio::spawn(proxy::watch_owners(Arc::downgrade(&cluster)));
+        tokio::spawn(ownership::wake_for_alarms(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 

@@ -55,6 +55,14 @@ impl Cluster {
         }
         match self.nats.claim(room).await.map_err(|e| e.to_string())? {
             Claim::Owned(lease) => {
+                if let Some(store) = &self.store {
+                    // The room's state, as its last owner left it, before it starts here.
+                    if let Err(e) = store.load_room(&lease).await {
+                        store.forget_room(room);
+                        let _ = lease.release().await;
+                        return Err(format!("cannot load the room from JetStream: {e}"));
+                    }
+                }
                 info!(room, revision = lease.revision(), "room lease claimed");
                 self.owned.rooms.lock().unwrap_or_else(PoisonError::into_inner).insert(room.to_owned(), lease.watch());
                 tokio::spawn(keep(Arc::downgrade(self), room.to_owned(), lease));
@@ -63,6 +71,13 @@ impl Cluster {
             // Our own lease, ending (lost or being released): claimable soon.
             Claim::Held { node } if node == self.node() => Err("the room is changing owners; try again".into()),
             Claim::Held { node } => Ok(node),
+        }
+    }
+
+    /// Drops this node's replica of a room it no longer owns.
+    fn forget(&self, room: &str) {
+        if let Some(store) = &self.store {
+            store.forget_room(room);
         }
     }
 
@@ -88,6 +103,7 @@ async fn keep(cluster: Weak<Cluster>, room: String, lease: Lease) {
         let Some(cluster) = cluster.upgrade() else { return };
         if lost {
             cluster.owned.remove(&room, &lease);
+            cluster.forget(&room);
             cluster.metrics.lease_lost();
             warn!(room, "room lease lost: its connections move to the new owner");
             cluster.owner.evict(&cluster, &room);
@@ -95,6 +111,7 @@ async fn keep(cluster: Weak<Cluster>, room: String, lease: Lease) {
         }
         if !cluster.needs(&room) {
             cluster.owned.remove(&room, &lease);
+            cluster.forget(&room);
             if let Err(e) = lease.release().await {
                 info!(room, error = %e, "room lease not released");
             }
@@ -102,6 +119,37 @@ async fn keep(cluster: Weak<Cluster>, room: String, lease: Lease) {
             // A connection that joined meanwhile is told to join again (and claims it again).
             cluster.owner.evict(&cluster, &room);
             return;
+        }
+    }
+}
+
+/// How often the cluster-wide alarm index is scanned.
+const ALARM_SCAN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Alarms fire on the room's owner: rooms with an alarm due within the
+/// next scan that nobody owns are claimed (by whichever node scans first)
+/// and started, and their actor fires them as on one node.
+pub(crate) async fn wake_for_alarms(cluster: Weak<Cluster>) {
+    loop {
+        tokio::time::sleep(ALARM_SCAN).await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        let Some(store) = &cluster.store else { return };
+        let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default() + ALARM_SCAN;
+        let due = match store.due_alarms(until.as_millis() as u64).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot scan the alarm index");
+                continue;
+            }
+        };
+        for (room, _) in due {
+            if cluster.held(&room).is_some() {
+                continue;
+            }
+            let Some(name) = RoomName::from_namespace(&room) else { continue };
+            if cluster.owner_of(&room).await.is_ok_and(|owner| owner == cluster.node()) {
+                let _ = cluster.registry.owned_room(&name.kind, name.id);
+            }
         }
     }
 }
