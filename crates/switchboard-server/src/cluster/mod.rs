@@ -104,7 +104,7 @@ impl Cluster {
             let (client, subject) = (client.clone(), subject(&nats, nats.node(), kind));
             async move { client.subscribe(subject).await.map_err(|e| format!("cannot subscribe to NATS: {e}")) }
         };
-        let (events, effects) = (subscribe(EVENTS).await?, subscribe(EFFECTS).await?);
+        let (events, effects, pings) = (subscribe(EVENTS).await?, subscribe(EFFECTS).await?, subscribe(PING).await?);
         metrics.watch(nats.clone());
         let cluster = Arc::new(Cluster {
             owned: ownership::Owned::default(),
@@ -121,6 +121,8 @@ impl Cluster {
         tokio::spawn(proxy::serve_effects(Arc::downgrade(&cluster), effects));
         tokio::spawn(proxy::watch_owners(Arc::downgrade(&cluster)));
         tokio::spawn(ownership::wake_for_alarms(Arc::downgrade(&cluster)));
+        tokio::spawn(owner::answer_pings(pings, cluster.client.clone()));
+        tokio::spawn(owner::watch_peers(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 
@@ -148,6 +150,9 @@ const EVENTS: &str = "ev";
 /// A node's effects subject (`<prefix>.node.<node>.fx`): what owners do to
 /// the node's connections.
 const EFFECTS: &str = "fx";
+/// A node's liveness subject (`<prefix>.node.<node>.ping`): owners check
+/// that the nodes of their rooms' connections still answer.
+const PING: &str = "ping";
 
 fn subject(nats: &switchboard_cluster::Cluster, node: &str, kind: &str) -> String {
     format!("{}.node.{node}.{kind}", nats.settings().prefix)

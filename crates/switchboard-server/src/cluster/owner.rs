@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::wire::{self, Effect, Event, Reply};
-use super::{Cluster, ClusterMetrics, EFFECTS};
+use super::{Cluster, ClusterMetrics, EFFECTS, PING};
 use crate::registry::RoomUnavailable;
 use switchboard_cluster::LeaseWatch;
 
@@ -70,6 +70,31 @@ impl Owner {
         tokio::spawn(flush(cluster.client.clone(), from, cluster.subject(node, EFFECTS), cluster.metrics.clone(), Arc::downgrade(&peer)));
         peers.insert(node.to_owned(), peer.clone());
         peer
+    }
+
+    /// The nodes with connections in this node's rooms, but this one.
+    fn peer_nodes(&self, me: &str) -> Vec<String> {
+        let remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut nodes: Vec<String> = remotes.keys().map(|(node, _)| node.clone()).filter(|node| node != me).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
+    /// A node stopped answering: its connections leave their rooms here,
+    /// as if they had dropped (a node that comes back finds them gone and
+    /// joins them again).
+    fn drop_node(&self, node: &str) -> usize {
+        let gone: Vec<Remote> = {
+            let mut remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
+            let keys: Vec<(String, u64)> = remotes.keys().filter(|(n, _)| n == node).cloned().collect();
+            keys.into_iter().filter_map(|k| remotes.remove(&k)).collect()
+        };
+        for remote in &gone {
+            let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "the connection's node stopped answering".into(), clean: false, attachment: None };
+            remote.handle.close_detached(remote.conn, closed);
+        }
+        gone.len()
     }
 
     /// The room's lease is gone: every connection in it is told to move to
@@ -315,6 +340,46 @@ impl ConnSink for RemoteSink {
     fn close(&self, code: CloseCode, reason: &str) {
         if !self.fenced() {
             self.peer.push(Effect::Close { conn: self.conn, code: code.as_u16(), reason: reason.to_owned() });
+        }
+    }
+}
+
+/// Answers other nodes' liveness checks.
+pub(crate) async fn answer_pings(mut pings: async_nats::Subscriber, client: async_nats::Client) {
+    while let Some(ping) = pings.next().await {
+        if let Some(reply) = ping.reply {
+            let _ = client.publish(reply, bytes::Bytes::new()).await;
+        }
+    }
+}
+
+/// Checks, every lease TTL, that the nodes with connections in this
+/// node's rooms still answer; one that misses two checks in a row is
+/// taken for dead and its connections leave their rooms (their clients
+/// reconnect elsewhere and join again).
+pub(crate) async fn watch_peers(cluster: Weak<Cluster>) {
+    let mut misses: HashMap<String, u32> = HashMap::new();
+    loop {
+        let Some(period) = cluster.upgrade().map(|c| c.lease_ttl()) else { return };
+        tokio::time::sleep(period).await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        let peers = cluster.owner.peer_nodes(cluster.node());
+        misses.retain(|node, _| peers.contains(node));
+        for node in peers {
+            cluster.metrics.join_round_trips.inc();
+            let ping = cluster.client.request(cluster.subject(&node, PING), bytes::Bytes::new());
+            let answered = matches!(tokio::time::timeout(cluster.forward_timeout, ping).await, Ok(Ok(_)));
+            if answered {
+                misses.remove(&node);
+                continue;
+            }
+            let missed = misses.entry(node.clone()).or_default();
+            *missed += 1;
+            if *missed >= 2 {
+                misses.remove(&node);
+                let dropped = cluster.owner.drop_node(&node);
+                warn!(node, connections = dropped, "a node stopped answering: its connections left their rooms here");
+            }
         }
     }
 }
