@@ -5,6 +5,8 @@
 //! Every wait is bounded.
 
 mod common;
+#[path = "support/openmetrics.rs"]
+mod openmetrics;
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -97,11 +99,12 @@ fn by_sender(seen: &[(String, String)]) -> HashMap<String, Vec<String>> {
     senders
 }
 
+/// One unlabelled sample of the node's metrics, read with the strict parser.
 async fn metric(server: &ServerProcess, name: &str) -> u64 {
-    let body = http_get(server, "/metrics").await.1;
-    body.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap() as u64))
-        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+    let (status, body) = http_get(server, "/metrics").await;
+    assert_eq!(status, 200);
+    let samples = openmetrics::parse(&body);
+    *samples.get(&format!("{name}{{}}")).unwrap_or_else(|| panic!("no {name} in the metrics")) as u64
 }
 
 async fn http_get(server: &ServerProcess, path: &str) -> (u16, String) {
@@ -393,4 +396,28 @@ async fn nodes_carry_on_after_nats_restarts() {
         }
     }
     assert!(heard);
+}
+
+#[tokio::test]
+async fn members_of_a_dead_node_leave_the_room_and_the_rest_carry_on() {
+    let nats = Nats::start();
+    let mut nodes = three_nodes(&nats);
+    let (mut a, _, _) = join_chat(&nodes[0], "lobby").await;
+    let (b, _, _) = join_chat(&nodes[1], "lobby").await;
+    let (mut c, _, _) = join_chat(&nodes[2], "lobby").await;
+    assert_eq!(one_owner(&nodes.iter().collect::<Vec<_>>()).await, 0);
+    assert_eq!(metric(&nodes[0], "switchboard_cluster_nats_connected").await, 1);
+    // The second node dies: the owner stops hearing from it, and its member leaves.
+    nodes[1].kill9();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the dead node's member never left");
+        let admin = next_of(&mut a.client, "admin").await;
+        if admin["event"] == "left" {
+            assert_eq!(admin["user"]["id"], b.id.as_str());
+            break;
+        }
+    }
+    say(&mut c, "still-here").await;
+    assert_eq!(messages(&mut a, 1).await, vec![(c.id.clone(), "still-here".to_owned())]);
 }
