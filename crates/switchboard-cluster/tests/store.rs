@@ -10,14 +10,14 @@ use switchboard_cluster::testing::NatsServer;
 use switchboard_cluster::{Claim, Cluster, ClusterSettings, JetStreamStore, Lease, StoreOptions};
 use switchboard_store::{Batch, Store, StoreResult, Write};
 
+/// The default lease TTL (3 s): these tests hold leases while they work,
+/// and a busy machine must not cost them a renewal.
 async fn node(server: &NatsServer, name: &str) -> Cluster {
-    let mut settings = ClusterSettings::new(vec![server.url()], name);
-    settings.lease_ttl = Duration::from_secs(1);
-    Cluster::connect(settings).await.expect("connect")
+    Cluster::connect(ClusterSettings::new(vec![server.url()], name)).await.expect("connect")
 }
 
 async fn own(cluster: &Cluster, room: &str) -> Lease {
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Claim::Owned(lease) = cluster.claim(room).await.unwrap() {
             return lease;
         }
