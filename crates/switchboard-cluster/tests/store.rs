@@ -136,6 +136,8 @@ async fn jetstream_refuses_a_stale_owners_write_after_a_new_owner_loaded() {
     assert_eq!(get(&stale, "chat/fence", "k").as_deref(), Some("1"), "a refused write is not applied");
     let later = commit(&stale, "chat/fence", vec![put("k", "later")]).await.unwrap_err();
     assert!(later.0.contains("loaded again"), "once fenced, nothing more is written: {later}");
+    assert!(stale.unwritable("chat/fence").is_some_and(|why| why.contains("another owner")));
+    assert_eq!(fresh.unwritable("chat/fence"), None);
     assert_eq!(a.stats().fenced_writes, 1);
 
     let check = JetStreamStore::new(&a);
