@@ -16,6 +16,8 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     jetstream: bool,
+    /// TLS certificate chain and key, PEM.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsServer {
@@ -23,19 +25,25 @@ impl NatsServer {
     /// directory and waits until it accepts connections. Panics with a clear
     /// message if `nats-server` is not installed or does not come up.
     pub fn start() -> NatsServer {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
     /// Starts `nats-server` without JetStream (for the error a node gives
     /// when JetStream is missing).
     pub fn start_without_jetstream() -> NatsServer {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
-    fn start_with(jetstream: bool) -> NatsServer {
+    /// Like [`NatsServer::start`], requiring TLS with this certificate chain
+    /// and key (PEM files).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> NatsServer {
+        Self::start_with(true, Some((cert.to_owned(), key.to_owned())))
+    }
+
+    fn start_with(jetstream: bool, tls: Option<(PathBuf, PathBuf)>) -> NatsServer {
         let dir = tempfile::Builder::new().prefix("nats-test").tempdir().expect("creating a temp dir for nats-server");
         let port = free_port();
-        let mut server = NatsServer { child: None, port, dir, jetstream };
+        let mut server = NatsServer { child: None, port, dir, jetstream, tls };
         server.spawn();
         server
     }
@@ -81,6 +89,9 @@ impl NatsServer {
         let mut command = Command::new("nats-server");
         if self.jetstream {
             command.arg("-js").arg("-sd").arg(&store);
+        }
+        if let Some((cert, key)) = &self.tls {
+            command.arg("--tls").arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
         }
         let child = command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
