@@ -152,7 +152,7 @@ fn millis(out: &mut Vec<u8>, took: Duration) {
         return;
     }
     let mut width = 3;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         width -= 1;
     }
