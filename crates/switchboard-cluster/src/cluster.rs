@@ -172,10 +172,13 @@ async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::
         duplicate_window: if max_age.is_zero() { DUPLICATE_WINDOW } else { max_age.min(DUPLICATE_WINDOW) },
         ..Default::default()
     };
-    if let Err(create) = js.get_or_create_stream(stream).await {
-        tracing::debug!(bucket = %name, error = %create, "creating the bucket failed; opening it");
-    }
-    let store = js.get_key_value(name.as_str()).await.map_err(|e| ClusterError::Setup(format!("bucket {name}: {e}")))?;
+    // Another node may create it between our look-up and our create: open
+    // it either way, and name both errors if that fails too.
+    let created = js.get_or_create_stream(stream).await.err();
+    let store = js.get_key_value(name.as_str()).await.map_err(|open| match &created {
+        Some(create) => ClusterError::Setup(format!("bucket {name}: cannot create it ({create}) nor open it ({open}); is JetStream enabled?")),
+        None => ClusterError::Setup(format!("bucket {name}: {open}")),
+    })?;
     let status = store.status().await.map_err(|e| ClusterError::Setup(format!("bucket {name}: {e}")))?;
     if status.info.config.max_age != max_age {
         return Err(ClusterError::Setup(format!(

@@ -18,6 +18,28 @@
 //! - [`names::encode_room`] is how a room name appears in subjects and keys.
 //! - `testing::NatsServer` (feature `testing`) runs a `nats-server` for tests.
 //!
+//! ```no_run
+//! use switchboard_cluster::{Claim, Cluster, ClusterSettings, JetStreamStore};
+//! use switchboard_store::{Batch, Store, Write};
+//!
+//! # async fn run() -> Result<(), switchboard_cluster::ClusterError> {
+//! let cluster = Cluster::connect(ClusterSettings::new(vec!["nats://127.0.0.1:4222".into()], "node-1")).await?;
+//! let store = JetStreamStore::new(&cluster);
+//! match cluster.claim("chat/lobby").await? {
+//!     Claim::Owned(lease) => {
+//!         store.load_room(&lease).await?; // before the room starts here
+//!         let batch = Batch { room: "chat/lobby".into(), writes: vec![Write::Put("topic".into(), b"hi".to_vec())] };
+//!         store.commit(batch, Box::new(|result| println!("stored in JetStream: {result:?}")));
+//!         // ... run the room while lease.is_held(); when it stops:
+//!         store.forget_room("chat/lobby");
+//!         lease.release().await?;
+//!     }
+//!     Claim::Held { node } => println!("{node} owns the room: forward there"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Everything is designed for nats-server 2.9 (Debian's): see
 //! `docs/cluster.md`, "Storage and leases", for subjects, buckets, TTLs,
 //! fencing and what a newer server would improve.

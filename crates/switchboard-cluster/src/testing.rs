@@ -15,6 +15,9 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    jetstream: bool,
+    /// TLS certificate chain and key, PEM.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsServer {
@@ -22,9 +25,25 @@ impl NatsServer {
     /// directory and waits until it accepts connections. Panics with a clear
     /// message if `nats-server` is not installed or does not come up.
     pub fn start() -> NatsServer {
+        Self::start_with(true, None)
+    }
+
+    /// Starts `nats-server` without JetStream (for the error a node gives
+    /// when JetStream is missing).
+    pub fn start_without_jetstream() -> NatsServer {
+        Self::start_with(false, None)
+    }
+
+    /// Like [`NatsServer::start`], requiring TLS with this certificate chain
+    /// and key (PEM files).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> NatsServer {
+        Self::start_with(true, Some((cert.to_owned(), key.to_owned())))
+    }
+
+    fn start_with(jetstream: bool, tls: Option<(PathBuf, PathBuf)>) -> NatsServer {
         let dir = tempfile::Builder::new().prefix("nats-test").tempdir().expect("creating a temp dir for nats-server");
         let port = free_port();
-        let mut server = NatsServer { child: None, port, dir };
+        let mut server = NatsServer { child: None, port, dir, jetstream, tls };
         server.spawn();
         server
     }
@@ -67,9 +86,15 @@ impl NatsServer {
     fn spawn(&mut self) {
         let log = self.dir.path().join("nats-server.log");
         let store: PathBuf = self.dir.path().join("jetstream");
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(&store)
+        let mut command = Command::new("nats-server");
+        if self.jetstream {
+            command.arg("-js").arg("-sd").arg(&store);
+        }
+        if let Some((cert, key)) = &self.tls {
+            command.arg("--tls").arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+        }
+        let child = command
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-l")
             .arg(&log)
             .stdin(Stdio::null())

@@ -167,6 +167,9 @@ async fn connect_errors_say_what_is_wrong() {
     let mut nobody = ClusterSettings::new(vec!["nats://127.0.0.1:1".into()], "a");
     nobody.lease_ttl = TTL;
     assert!(matches!(Cluster::connect(nobody).await, Err(ClusterError::Connect(_))));
+    let plain = NatsServer::start_without_jetstream();
+    let err = Cluster::connect(ClusterSettings::new(vec![plain.url()], "a")).await.err().expect("JetStream is needed");
+    assert!(matches!(err, ClusterError::Setup(_)) && err.to_string().contains("JetStream"), "{err}");
     let bad = ClusterSettings::new(vec!["127.0.0.1:4222".into()], "a");
     assert!(matches!(Cluster::connect(bad).await, Err(ClusterError::Settings(_))));
 }

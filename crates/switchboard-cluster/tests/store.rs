@@ -10,14 +10,14 @@ use switchboard_cluster::testing::NatsServer;
 use switchboard_cluster::{Claim, Cluster, ClusterSettings, JetStreamStore, Lease, StoreOptions};
 use switchboard_store::{Batch, Store, StoreResult, Write};
 
+/// The default lease TTL (3 s): these tests hold leases while they work,
+/// and a busy machine must not cost them a renewal.
 async fn node(server: &NatsServer, name: &str) -> Cluster {
-    let mut settings = ClusterSettings::new(vec![server.url()], name);
-    settings.lease_ttl = Duration::from_secs(1);
-    Cluster::connect(settings).await.expect("connect")
+    Cluster::connect(ClusterSettings::new(vec![server.url()], name)).await.expect("connect")
 }
 
 async fn own(cluster: &Cluster, room: &str) -> Lease {
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Claim::Owned(lease) = cluster.claim(room).await.unwrap() {
             return lease;
         }
@@ -136,6 +136,8 @@ async fn jetstream_refuses_a_stale_owners_write_after_a_new_owner_loaded() {
     assert_eq!(get(&stale, "chat/fence", "k").as_deref(), Some("1"), "a refused write is not applied");
     let later = commit(&stale, "chat/fence", vec![put("k", "later")]).await.unwrap_err();
     assert!(later.0.contains("loaded again"), "once fenced, nothing more is written: {later}");
+    assert!(stale.unwritable("chat/fence").is_some_and(|why| why.contains("another owner")));
+    assert_eq!(fresh.unwritable("chat/fence"), None);
     assert_eq!(a.stats().fenced_writes, 1);
 
     let check = JetStreamStore::new(&a);

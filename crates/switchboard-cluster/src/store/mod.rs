@@ -142,6 +142,13 @@ impl JetStreamStore {
         self.shared.lock().contains_key(room)
     }
 
+    /// Why the room takes no more writes until it is loaded again (JetStream
+    /// refused a write as stale, a write's outcome is unknown, or the lease
+    /// was lost); `None` while it is writable or not loaded.
+    pub fn unwritable(&self, room: &str) -> Option<String> {
+        self.shared.lock().get(room).and_then(|r| r.broken.clone())
+    }
+
     /// The rooms loaded on this node.
     pub fn loaded_rooms(&self) -> Vec<String> {
         self.shared.lock().keys().cloned().collect()
