@@ -7,12 +7,12 @@
 //! sent them; each node's effects leave in the order the room made them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use futures_util::StreamExt;
 use switchboard_proto::{CloseCode, Message, SendOutcome};
-use switchboard_room::{Closed, ConnId, ConnSink, ConnectRequest, Decision, RoomGone, RoomHandle, RoomName, Run};
+use switchboard_room::{Closed, ConnId, ConnSink, ConnectRequest, Decision, RoomGone, RoomHandle, RoomName, Run, TryDeliverError};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
@@ -37,7 +37,13 @@ pub(crate) struct Owner {
     remotes: Mutex<HashMap<(String, u64), Remote>>,
     peers: Mutex<HashMap<String, Arc<PeerOutbox>>>,
     next_conn: AtomicU64,
+    /// Set while a room runs a batch on the events task: the outboxes
+    /// gather and are flushed once it ends.
+    holding: Arc<AtomicBool>,
 }
+
+/// The outboxes held for one batch.
+pub(crate) struct Holding(());
 
 /// Ids the owner gives remote connections in its rooms, apart from those
 /// of its own sockets.
@@ -47,6 +53,23 @@ const REMOTE_IDS: u64 = 1 << 62;
 const ROOM_ATTEMPTS: usize = 3;
 
 impl Owner {
+    /// Holds every outbox's flush until [`Owner::release`].
+    fn hold(&self) -> Holding {
+        self.holding.store(true, Ordering::SeqCst);
+        Holding(())
+    }
+
+    /// Lets the outboxes go, and wakes those that gathered something.
+    fn release(&self, _: Holding) {
+        self.holding.store(false, Ordering::SeqCst);
+        let peers: Vec<Arc<PeerOutbox>> = self.peers.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        for peer in peers {
+            if peer.dirty.swap(false, Ordering::SeqCst) {
+                peer.wake.notify_one();
+            }
+        }
+    }
+
     pub(crate) fn has_connections(&self, room: &str) -> bool {
         self.remotes.lock().unwrap_or_else(PoisonError::into_inner).values().any(|r| r.room == room)
     }
@@ -65,7 +88,7 @@ impl Owner {
         if let Some(peer) = peers.get(node) {
             return peer.clone();
         }
-        let peer = Arc::new(PeerOutbox::default());
+        let peer = Arc::new(PeerOutbox { holding: self.holding.clone(), ..PeerOutbox::default() });
         let from = cluster.node().to_owned();
         tokio::spawn(flush(cluster.client.clone(), from, cluster.subject(node, EFFECTS), cluster.metrics.clone(), Arc::downgrade(&peer)));
         peers.insert(node.to_owned(), peer.clone());
@@ -160,8 +183,17 @@ async fn apply(cluster: &Arc<Cluster>, event: Event, reply: Option<async_nats::S
             }
         }
         Event::Messages { node, conn, messages } => {
-            let Some((id, handle, _)) = current(cluster, &node, conn) else { return };
-            let _ = handle.deliver(id, messages).await;
+            let Some((id, handle, held)) = current(cluster, &node, conn) else { return };
+            // Run here and now when the room is free, with the outboxes
+            // held: a broadcast's recipients on each node then leave in one
+            // message, whatever the flush tasks do meanwhile.
+            let local = RemoteSink { conn, peer: cluster.owner.peer(cluster, &node), held };
+            let holding = cluster.owner.hold();
+            let tried = handle.try_deliver(id, messages, &mut &local);
+            cluster.owner.release(holding);
+            if let Err(TryDeliverError::Full(messages)) = tried {
+                let _ = handle.deliver(id, messages).await;
+            }
         }
         Event::Error { node, conn, error } => {
             let Some((id, handle, _)) = current(cluster, &node, conn) else { return };
@@ -235,6 +267,10 @@ async fn connect(cluster: &Arc<Cluster>, node: String, conn: u64, room: String, 
 pub(crate) struct PeerOutbox {
     pending: Mutex<Pending>,
     wake: Notify,
+    /// The owner's hold ([`Owner::hold`]): while set, nothing is taken
+    /// and pushes mark the outbox `dirty` instead of waking its task.
+    holding: Arc<AtomicBool>,
+    dirty: AtomicBool,
 }
 
 #[derive(Default)]
@@ -251,6 +287,18 @@ impl PeerOutbox {
         pending.effects.push(effect);
         pending.run = 0;
         drop(pending);
+        self.wake_up();
+    }
+
+    fn wake_up(&self) {
+        if self.holding.load(Ordering::SeqCst) {
+            self.dirty.store(true, Ordering::SeqCst);
+            // The hold may have ended between the two: its release may
+            // have missed this mark.
+            if self.holding.load(Ordering::SeqCst) || !self.dirty.swap(false, Ordering::SeqCst) {
+                return;
+            }
+        }
         self.wake.notify_one();
     }
 
@@ -271,11 +319,19 @@ impl PeerOutbox {
         pending.effects.push(Effect::Run { conns: vec![conn], messages: run.messages().to_vec() });
         pending.run = address;
         drop(pending);
-        self.wake.notify_one();
+        self.wake_up();
     }
 
+    /// What is pending, unless the outboxes are held (the holder wakes
+    /// this one again when it lets go).
     fn take(&self) -> Vec<Effect> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.holding.load(Ordering::SeqCst) {
+            if !pending.effects.is_empty() {
+                self.dirty.store(true, Ordering::SeqCst);
+            }
+            return Vec::new();
+        }
         pending.run = 0;
         std::mem::take(&mut pending.effects)
     }

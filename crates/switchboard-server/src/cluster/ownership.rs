@@ -53,6 +53,15 @@ impl Cluster {
         if self.held(room).is_some() {
             return Ok(self.node().to_owned());
         }
+        // The room's actor from a lease this node lost still runs (its
+        // connections are leaving it): a new lease must start a new actor
+        // from storage, never reuse that one's state.
+        if RoomName::from_namespace(room).is_some_and(|name| self.registry.live_room(&name.kind, name.id).is_some()) {
+            return match self.nats.owner(room).await {
+                Ok(Some(node)) if node != self.node() => Ok(node),
+                _ => Err("the room's previous actor here is still stopping; try again".into()),
+            };
+        }
         match self.nats.claim(room).await.map_err(|e| e.to_string())? {
             Claim::Owned(lease) => {
                 if let Some(store) = &self.store {
