@@ -34,12 +34,51 @@ struct Remote {
 /// outboxes of the nodes they are on.
 #[derive(Default)]
 pub(crate) struct Owner {
-    remotes: Mutex<HashMap<(String, u64), Remote>>,
+    remotes: Mutex<Remotes>,
     peers: Mutex<HashMap<String, Arc<PeerOutbox>>>,
     next_conn: AtomicU64,
     /// Set while a room runs a batch on the events task: the outboxes
     /// gather and are flushed once it ends.
     holding: Arc<AtomicBool>,
+}
+
+/// The remote connections, and how many each room has (a lease renewal
+/// asks for every owned room; the count spares a walk over all of them).
+#[derive(Default)]
+struct Remotes {
+    by_conn: HashMap<(String, u64), Remote>,
+    per_room: HashMap<String, usize>,
+}
+
+impl Remotes {
+    fn insert(&mut self, key: (String, u64), remote: Remote) {
+        let room = remote.room.clone();
+        if let Some(old) = self.by_conn.insert(key, remote) {
+            self.uncount(&old.room);
+        }
+        *self.per_room.entry(room).or_default() += 1;
+    }
+
+    fn remove(&mut self, key: &(String, u64)) -> Option<Remote> {
+        let remote = self.by_conn.remove(key)?;
+        self.uncount(&remote.room);
+        Some(remote)
+    }
+
+    fn uncount(&mut self, room: &str) {
+        if let Some(n) = self.per_room.get_mut(room) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_room.remove(room);
+            }
+        }
+    }
+
+    /// Removes the connections `pick` chooses.
+    fn take(&mut self, pick: impl Fn(&(String, u64), &Remote) -> bool) -> Vec<((String, u64), Remote)> {
+        let keys: Vec<(String, u64)> = self.by_conn.iter().filter(|(k, r)| pick(k, r)).map(|(k, _)| k.clone()).collect();
+        keys.into_iter().filter_map(|k| self.remove(&k).map(|r| (k, r))).collect()
+    }
 }
 
 /// The outboxes held for one batch.
@@ -71,12 +110,12 @@ impl Owner {
     }
 
     pub(crate) fn has_connections(&self, room: &str) -> bool {
-        self.remotes.lock().unwrap_or_else(PoisonError::into_inner).values().any(|r| r.room == room)
+        self.remotes.lock().unwrap_or_else(PoisonError::into_inner).per_room.contains_key(room)
     }
 
     fn lookup(&self, node: &str, conn: u64) -> Option<(ConnId, RoomHandle, LeaseWatch)> {
         let remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
-        remotes.get(&(node.to_owned(), conn)).map(|r| (r.conn, r.handle.clone(), r.held.clone()))
+        remotes.by_conn.get(&(node.to_owned(), conn)).map(|r| (r.conn, r.handle.clone(), r.held.clone()))
     }
 
     fn remove(&self, node: &str, conn: u64) -> Option<Remote> {
@@ -98,7 +137,7 @@ impl Owner {
     /// The nodes with connections in this node's rooms, but this one.
     fn peer_nodes(&self, me: &str) -> Vec<String> {
         let remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut nodes: Vec<String> = remotes.keys().map(|(node, _)| node.clone()).filter(|node| node != me).collect();
+        let mut nodes: Vec<String> = remotes.by_conn.keys().map(|(node, _)| node.clone()).filter(|node| node != me).collect();
         nodes.sort_unstable();
         nodes.dedup();
         nodes
@@ -108,12 +147,8 @@ impl Owner {
     /// as if they had dropped (a node that comes back finds them gone and
     /// joins them again).
     fn drop_node(&self, node: &str) -> usize {
-        let gone: Vec<Remote> = {
-            let mut remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
-            let keys: Vec<(String, u64)> = remotes.keys().filter(|(n, _)| n == node).cloned().collect();
-            keys.into_iter().filter_map(|k| remotes.remove(&k)).collect()
-        };
-        for remote in &gone {
+        let gone = self.remotes.lock().unwrap_or_else(PoisonError::into_inner).take(|(n, _), _| n == node);
+        for (_, remote) in &gone {
             let closed = Closed { code: Some(CloseCode::ABNORMAL), reason: "the connection's node stopped answering".into(), clean: false, attachment: None };
             remote.handle.close_detached(remote.conn, closed);
         }
@@ -124,11 +159,7 @@ impl Owner {
     /// the new owner and leaves the room here (whose sends to it no longer
     /// go anywhere: the lease fences them).
     pub(crate) fn evict(&self, cluster: &Cluster, room: &str) {
-        let evicted: Vec<((String, u64), Remote)> = {
-            let mut remotes = self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
-            let keys: Vec<(String, u64)> = remotes.iter().filter(|(_, r)| r.room == room).map(|(k, _)| k.clone()).collect();
-            keys.into_iter().filter_map(|k| remotes.remove(&k).map(|r| (k, r))).collect()
-        };
+        let evicted = self.remotes.lock().unwrap_or_else(PoisonError::into_inner).take(|_, r| r.room == room);
         for ((node, conn), remote) in evicted {
             self.peer(cluster, &node).push(Effect::Moved { conn });
             remote.handle.close_detached(remote.conn, moved());

@@ -244,7 +244,9 @@ type Joined = (Arc<ProxyConn>, u64);
 pub(crate) async fn watch_owners(cluster: Weak<Cluster>) {
     loop {
         let period = match cluster.upgrade() {
-            Some(cluster) => cluster.lease_ttl() / 2,
+            // A dead owner's lease expires within the TTL; a quarter more
+            // finds it gone.
+            Some(cluster) => cluster.lease_ttl() / 4,
             None => return,
         };
         tokio::time::sleep(period).await;
