@@ -164,6 +164,12 @@ async fn connect_errors_say_what_is_wrong() {
     let err = Cluster::connect(other_ttl).await.err().expect("a different TTL is refused");
     assert!(matches!(err, ClusterError::Setup(_)) && err.to_string().contains("lease_ttl"), "{err}");
 
+    let mut more_replicas = ClusterSettings::new(vec![server.url()], "a");
+    more_replicas.lease_ttl = TTL;
+    more_replicas.replicas = 3;
+    let err = Cluster::connect(more_replicas).await.err().expect("other replicas are refused");
+    assert!(matches!(err, ClusterError::Setup(_)) && err.to_string().contains("replicas"), "{err}");
+
     let mut nobody = ClusterSettings::new(vec!["nats://127.0.0.1:1".into()], "a");
     nobody.lease_ttl = TTL;
     assert!(matches!(Cluster::connect(nobody).await, Err(ClusterError::Connect(_))));
