@@ -6,7 +6,9 @@ use std::time::Duration;
 use switchboard_cluster::testing::NatsServer;
 use switchboard_cluster::{Claim, Cluster, ClusterError, ClusterSettings, Lease};
 
-const TTL: Duration = Duration::from_secs(1);
+/// Short, so losses show quickly; long enough that a busy machine does not
+/// cost a renewal.
+const TTL: Duration = Duration::from_secs(2);
 
 async fn node(server: &NatsServer, name: &str) -> Cluster {
     let mut settings = ClusterSettings::new(vec![server.url()], name);
