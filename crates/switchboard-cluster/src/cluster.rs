@@ -156,7 +156,7 @@ fn alarm_bucket_config(settings: &ClusterSettings, names: &Names) -> kv::Config 
 /// 2.9 does not send, so the stream is created directly.
 async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, ClusterError> {
     let name = config.bucket.clone();
-    let max_age = config.max_age;
+    let (max_age, replicas) = (config.max_age, config.num_replicas);
     let stream = stream::Config {
         name: format!("KV_{name}"),
         description: Some(config.description),
@@ -186,6 +186,7 @@ async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::
             status.info.config.max_age
         )));
     }
+    same_replicas(&format!("bucket {name}"), status.info.config.num_replicas, replicas)?;
     Ok(store)
 }
 
@@ -200,9 +201,22 @@ async fn open_store_stream(js: &jetstream::Context, settings: &ClusterSettings, 
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     };
-    if js.get_or_create_stream(config.clone()).await.is_ok() {
-        return Ok(());
+    let name = format!("stream {}", names.store_stream());
+    // Another node may create it between our look-up and our create: try twice.
+    let stream = match js.get_or_create_stream(config.clone()).await {
+        Ok(stream) => stream,
+        Err(_) => js.get_or_create_stream(config).await.map_err(|e| ClusterError::Setup(format!("{name}: {e}")))?,
+    };
+    same_replicas(&name, stream.cached_info().config.num_replicas, settings.replicas)
+}
+
+/// A node that asks for more (or fewer) replicas than the cluster was
+/// created with would believe in a durability it does not get.
+fn same_replicas(what: &str, existing: usize, wanted: usize) -> Result<(), ClusterError> {
+    if existing.max(1) != wanted {
+        return Err(ClusterError::Setup(format!(
+            "{what} has {existing} replicas but this node wants {wanted}: every node needs the same replicas (or change the stream with the nats tool)"
+        )));
     }
-    // Another node may have created it between our look-up and create.
-    js.get_or_create_stream(config).await.map(drop).map_err(|e| ClusterError::Setup(format!("stream {}: {e}", names.store_stream())))
+    Ok(())
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use switchboard_cluster::testing::NatsServer;
 use switchboard_cluster::{Claim, Cluster, ClusterError, ClusterSettings, Lease};
 
-const TTL: Duration = Duration::from_secs(1);
+/// Short, so losses show quickly; long enough that a busy machine does not
+/// cost a renewal.
+const TTL: Duration = Duration::from_secs(2);
 
 async fn node(server: &NatsServer, name: &str) -> Cluster {
     let mut settings = ClusterSettings::new(vec![server.url()], name);
@@ -163,6 +165,12 @@ async fn connect_errors_say_what_is_wrong() {
     other_ttl.lease_ttl = Duration::from_secs(7);
     let err = Cluster::connect(other_ttl).await.err().expect("a different TTL is refused");
     assert!(matches!(err, ClusterError::Setup(_)) && err.to_string().contains("lease_ttl"), "{err}");
+
+    let mut more_replicas = ClusterSettings::new(vec![server.url()], "a");
+    more_replicas.lease_ttl = TTL;
+    more_replicas.replicas = 3;
+    let err = Cluster::connect(more_replicas).await.err().expect("other replicas are refused");
+    assert!(matches!(err, ClusterError::Setup(_)) && err.to_string().contains("replicas"), "{err}");
 
     let mut nobody = ClusterSettings::new(vec!["nats://127.0.0.1:1".into()], "a");
     nobody.lease_ttl = TTL;

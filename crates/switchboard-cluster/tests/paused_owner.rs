@@ -14,7 +14,9 @@ use switchboard_cluster::testing::NatsServer;
 use switchboard_cluster::{Claim, Cluster, ClusterSettings, JetStreamStore};
 use switchboard_store::{Batch, Store, StoreResult, Write};
 
-const TTL: Duration = Duration::from_secs(1);
+/// Short, so losses show quickly; long enough that a busy machine does not
+/// cost a renewal.
+const TTL: Duration = Duration::from_secs(2);
 const ROOM: &str = "chat/paused";
 /// Starts the holder's own lines (its test harness prints lines too, and
 /// begins the first without a line break).

@@ -295,3 +295,31 @@ async fn a_batch_larger_than_one_nats_message_fails_alone() {
     assert_eq!(get(&store, "chat/big", "small").as_deref(), Some("fine"));
     assert_eq!(get(&store, "chat/big", "blob"), None);
 }
+
+#[test]
+fn every_commit_is_answered_once_even_when_the_runtime_and_the_store_stop() {
+    let server = NatsServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (store, lease) = runtime.block_on(async {
+        let a = node(&server, "a").await;
+        let store = JetStreamStore::new(&a);
+        let lease = own(&a, "chat/stop").await;
+        store.load_room(&lease).await.unwrap();
+        (store, lease)
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..50u32 {
+        let tx = tx.clone();
+        let batch = Batch { room: "chat/stop".into(), writes: vec![Write::Put(format!("k{i}"), vec![1])] };
+        store.commit(batch, Box::new(move |result| tx.send((i, result.is_ok())).unwrap()));
+    }
+    drop(tx);
+    runtime.shutdown_timeout(Duration::from_millis(1));
+    drop((store, lease));
+    let mut answered = Vec::new();
+    while let Ok((i, _)) = rx.recv_timeout(Duration::from_secs(5)) {
+        answered.push(i);
+    }
+    answered.sort();
+    assert_eq!(answered, (0..50).collect::<Vec<_>>(), "each commit answered exactly once");
+}

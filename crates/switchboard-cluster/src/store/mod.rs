@@ -70,7 +70,9 @@ pub(crate) struct Shared {
     pub(crate) cluster: Cluster,
     pub(crate) runtime: Handle,
     pub(crate) rooms: Mutex<HashMap<String, Room>>,
-    pub(crate) tickets: Tickets,
+    /// Apart from the rooms, so a queued commit's reply (which holds the
+    /// tickets) does not keep the store alive.
+    pub(crate) tickets: Arc<Tickets>,
     pub(crate) generations: AtomicU64,
     pub(crate) options: StoreOptions,
     /// Unique to this store: the first part of its message ids, which
@@ -120,7 +122,7 @@ impl JetStreamStore {
             cluster: cluster.clone(),
             runtime: Handle::current(),
             rooms: Mutex::default(),
-            tickets: Tickets::default(),
+            tickets: Arc::default(),
             generations: AtomicU64::new(1),
             options,
             writer_id: cluster.client().new_inbox().rsplit('.').next().unwrap_or_default().to_owned(),
@@ -172,6 +174,34 @@ fn not_loaded(room: &str) -> StoreError {
     StoreError(format!("room {room:?} is not loaded on this node (claim it and load it first)"))
 }
 
+/// A commit's callback and its flush ticket. Dropped without an answer
+/// (its writer task ended with the runtime, or the store was dropped with
+/// it queued), it reports a failure, so every commit is answered once and
+/// no flush waits for ever.
+struct Reply {
+    done: Option<Committed>,
+    ticket: u64,
+    tickets: Arc<Tickets>,
+}
+
+impl Reply {
+    fn send(mut self, result: StoreResult<()>) {
+        if let Some(done) = self.done.take() {
+            done(result);
+        }
+        self.tickets.close(self.ticket);
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Err(StoreError("the store stopped before JetStream acknowledged the batch".into())));
+            self.tickets.close(self.ticket);
+        }
+    }
+}
+
 pub(crate) fn fail_all(pending: impl IntoIterator<Item = Pending>, why: &str) {
     for p in pending {
         (p.done)(Err(StoreError(why.to_owned())));
@@ -201,12 +231,8 @@ impl Store for JetStreamStore {
     }
 
     fn commit(&self, batch: Batch, done: Committed) {
-        let shared = self.shared.clone();
-        let ticket = shared.tickets.open();
-        let done: Committed = Box::new(move |result| {
-            done(result);
-            shared.tickets.close(ticket);
-        });
+        let reply = Reply { done: Some(done), ticket: self.shared.tickets.open(), tickets: self.shared.tickets.clone() };
+        let done: Committed = Box::new(move |result| reply.send(result));
         let mut rooms = self.shared.lock();
         let Some(room) = rooms.get_mut(&batch.room) else {
             drop(rooms);
