@@ -287,10 +287,52 @@ impl RoomHandle {
         Ok(())
     }
 
+    /// Delivers a join or a leave: handled on the caller's task when the
+    /// room is free and nothing waits in its mailbox (see [`Self::try_deliver`]),
+    /// through the mailbox otherwise.
+    async fn send_or_handle(&self, event: RoomEvent) -> Result<(), RoomGone> {
+        match self.try_handle(event) {
+            Ok(()) => Ok(()),
+            Err(event) => self.send(event).await,
+        }
+    }
+
+    /// Handles `event` on the caller's task as one batch, if the room is
+    /// free and no event waits in its mailbox (so none is overtaken);
+    /// gives it back otherwise. A connection's join and leave then cost no
+    /// trip through the actor's task, as its messages do not.
+    fn try_handle(&self, event: RoomEvent) -> Result<(), RoomEvent> {
+        let Ok(mut actor) = self.shared.actor.try_lock() else { return Err(event) };
+        // Read under the lock: the actor uncounts events under it too.
+        if actor.stopped || self.shared.queued.load(Ordering::SeqCst) != 0 {
+            return Err(event);
+        }
+        let plan = actor.plan();
+        actor.handle(event);
+        actor.end_batch();
+        actor.last_active = Instant::now();
+        let replan = actor.plan() != plan;
+        drop(actor);
+        if replan {
+            self.replan();
+        }
+        Ok(())
+    }
+
+    /// Wakes the actor's task to plan its timers again (a batch handled
+    /// elsewhere changed its alarms, its wake or whether it is awake).
+    fn replan(&self) {
+        // Full means the actor's task runs soon anyway and plans then.
+        let counted = Counted::new(&self.shared.queued);
+        if self.tx.try_send(Mail::Replan).is_ok() {
+            counted.sent();
+        }
+    }
+
     /// A connection asks to join: the room's answer, given before the 101.
     pub async fn connect(&self, request: ConnectRequest) -> Result<Decision, RoomGone> {
         let (reply, decision) = oneshot::channel();
-        self.send(RoomEvent::Connect { request, reply }).await?;
+        self.send_or_handle(RoomEvent::Connect { request, reply }).await?;
         decision.await.map_err(|_| RoomGone)
     }
 
@@ -299,7 +341,7 @@ impl RoomHandle {
     /// others must see too can be an `Arc`, which is a `ConnSink` as well),
     /// with the tags and attachment of the room's decision.
     pub async fn open(&self, conn: ConnId, sink: Box<dyn ConnSink>, tags: Vec<String>, attachment: Option<Vec<u8>>) -> Result<(), RoomGone> {
-        self.send(RoomEvent::Open { conn, sink, tags, attachment }).await
+        self.send_or_handle(RoomEvent::Open { conn, sink, tags, attachment }).await
     }
 
     /// Delivers a connection's messages, in order, waiting while the
@@ -320,9 +362,9 @@ impl RoomHandle {
     /// room has handled it, i.e. until everything the room sent before it
     /// is queued on the connection (a clean close's reply waits for that).
     pub async fn close(&self, conn: ConnId, closed: Closed, wait: Option<Duration>) -> Result<(), RoomGone> {
-        let Some(wait) = wait else { return self.send(RoomEvent::Close { conn, closed, done: None }).await };
+        let Some(wait) = wait else { return self.send_or_handle(RoomEvent::Close { conn, closed, done: None }).await };
         let (done, handled) = oneshot::channel();
-        self.send(RoomEvent::Close { conn, closed, done: Some(done) }).await?;
+        self.send_or_handle(RoomEvent::Close { conn, closed, done: Some(done) }).await?;
         let _ = tokio::time::timeout(wait, handled).await;
         Ok(())
     }
@@ -408,11 +450,7 @@ impl RoomHandle {
         let replan = actor.plan() != plan;
         drop(actor);
         if replan {
-            // Full means the actor's task runs soon anyway and plans then.
-            let counted = Counted::new(&self.shared.queued);
-            if self.tx.try_send(Mail::Replan).is_ok() {
-                counted.sent();
-            }
+            self.replan();
         }
         Ok(())
     }
