@@ -280,6 +280,7 @@ impl Server {
             Some(link) => match cluster::Cluster::start(link, registry.clone(), cluster_metrics).await {
                 Ok(cluster) => {
                     readiness.watch_cluster(cluster.clone());
+                    registry.join_cluster(&cluster);
                     Some(cluster)
                 }
                 Err(e) => {

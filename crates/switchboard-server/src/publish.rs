@@ -87,11 +87,18 @@ async fn deliver(registry: &Registry, kind: &RoomKind, id: &RoomId, message: Mes
     if !registry.has_kind(kind) {
         return Outcome::Refused(StatusCode::NOT_FOUND, format!("unknown room kind {:?}", kind.as_str()));
     }
-    let Some(room) = registry.live_room(kind, id.clone()) else { return Outcome::Reached(0) };
-    match room.publish(message).await {
+    // In cluster mode the room runs on its owner, wherever that is.
+    let published = match registry.cluster() {
+        Some(cluster) => cluster.publish(&switchboard_room::RoomName::new(kind.clone(), id.clone()), message).await,
+        None => match registry.live_room(kind, id.clone()) {
+            Some(room) => room.publish(message).await,
+            None => Err(RoomGone),
+        },
+    };
+    match published {
         Ok(Published::Delivered(n)) => Outcome::Reached(n),
         Ok(Published::Refused { status, reason }) => Outcome::Refused(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), reason),
-        // It stopped in between: it had no connections left.
+        // Not running, or it stopped in between: it had no connections left.
         Err(RoomGone) => Outcome::Reached(0),
     }
 }

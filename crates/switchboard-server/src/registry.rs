@@ -33,6 +33,8 @@ struct Inner {
     max_rooms: usize,
     stats: Arc<EdgeStats>,
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
+    /// In cluster mode, the node: HTTP to a room goes to its owner.
+    cluster: std::sync::OnceLock<Weak<crate::cluster::Cluster>>,
 }
 
 /// Why no room was found or started.
@@ -57,7 +59,8 @@ impl Registry {
             warn!(error = %e, "cannot read pending alarms");
             Vec::new()
         });
-        let registry = Registry(Arc::new(Inner { kinds, store, config, max_rooms, stats, rooms: Mutex::new(HashMap::new()) }));
+        let registry =
+            Registry(Arc::new(Inner { kinds, store, config, max_rooms, stats, rooms: Mutex::new(HashMap::new()), cluster: std::sync::OnceLock::new() }));
         for (namespace, _, _) in pending {
             let Some(name) = RoomName::from_namespace(&namespace) else { continue };
             // Rooms with alarms are revived whatever the cap: they exist.
@@ -88,6 +91,16 @@ impl Registry {
             return None;
         }
         self.start_room(&name.kind, name.id, true).ok()
+    }
+
+    /// Makes this registry a cluster node's: publications go to rooms' owners.
+    pub(crate) fn join_cluster(&self, cluster: &Arc<crate::cluster::Cluster>) {
+        let _ = self.0.cluster.set(Arc::downgrade(cluster));
+    }
+
+    /// The cluster node, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<Arc<crate::cluster::Cluster>> {
+        self.0.cluster.get().and_then(Weak::upgrade)
     }
 
     /// True when the server has rooms of this kind.

@@ -421,3 +421,50 @@ async fn members_of_a_dead_node_leave_the_room_and_the_rest_carry_on() {
     say(&mut c, "still-here").await;
     assert_eq!(messages(&mut a, 1).await, vec![(c.id.clone(), "still-here".to_owned())]);
 }
+
+/// `POST /api/rooms/{room}/publish` on `server`: the answer's status and body.
+async fn publish(server: &ServerProcess, room: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let request = format!(
+        "POST /api/rooms/{room}/publish HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {PUBLISH_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await.expect("an answer in time").unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+const PUBLISH_KEY: &str = "cluster-publish-key-0123456789abcdef";
+
+#[tokio::test]
+async fn a_publication_through_any_node_reaches_the_room_on_its_owner() {
+    let nats = Nats::start();
+    let nodes: Vec<ServerProcess> = ["n1", "n2", "n3"].iter().map(|name| node(&nats, name, &["--publish-key", PUBLISH_KEY])).collect();
+    let mut members = Vec::new();
+    for node in &nodes {
+        members.push(join_broadcast(node, "news").await);
+    }
+    // Everyone has seen the final count before anything is published.
+    for client in &mut members {
+        loop {
+            let message = next(client).await;
+            if message["type"] == "count" && message["online"] == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(one_owner(&nodes.iter().collect::<Vec<_>>()).await, 0);
+    for (i, node) in nodes.iter().enumerate() {
+        let (status, body) = publish(node, "broadcast/news", &format!(r#"{{"n":{i}}}"#)).await;
+        assert_eq!((status, body.trim()), (200, r#"{"reached":3}"#), "through node {i}");
+        for client in &mut members {
+            assert_eq!(next(client).await["n"], i);
+        }
+    }
+    // A room that runs nowhere reaches nobody, as on one node.
+    assert_eq!(publish(&nodes[2], "broadcast/empty", "{}").await.1.trim(), r#"{"reached":0}"#);
+}

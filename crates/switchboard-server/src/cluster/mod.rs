@@ -10,6 +10,7 @@ mod metrics;
 mod owner;
 mod ownership;
 mod proxy;
+mod publication;
 mod wire;
 
 use std::sync::Arc;
@@ -105,6 +106,7 @@ impl Cluster {
             async move { client.subscribe(subject).await.map_err(|e| format!("cannot subscribe to NATS: {e}")) }
         };
         let (events, effects, pings) = (subscribe(EVENTS).await?, subscribe(EFFECTS).await?, subscribe(PING).await?);
+        let publications = subscribe(PUBLISH).await?;
         metrics.watch(nats.clone());
         let cluster = Arc::new(Cluster {
             owned: ownership::Owned::default(),
@@ -123,6 +125,7 @@ impl Cluster {
         tokio::spawn(ownership::wake_for_alarms(Arc::downgrade(&cluster)));
         tokio::spawn(owner::answer_pings(pings, cluster.client.clone()));
         tokio::spawn(owner::watch_peers(Arc::downgrade(&cluster)));
+        tokio::spawn(publication::serve(Arc::downgrade(&cluster), publications));
         Ok(cluster)
     }
 
@@ -153,6 +156,9 @@ const EFFECTS: &str = "fx";
 /// A node's liveness subject (`<prefix>.node.<node>.ping`): owners check
 /// that the nodes of their rooms' connections still answer.
 const PING: &str = "ping";
+/// A node's publications subject (`<prefix>.node.<node>.pub`): the HTTP
+/// publish API's messages for rooms the node owns.
+const PUBLISH: &str = "pub";
 
 fn subject(nats: &switchboard_cluster::Cluster, node: &str, kind: &str) -> String {
     format!("{}.node.{node}.{kind}", nats.settings().prefix)

@@ -7,7 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Identity};
+use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Identity, Published};
 
 /// A connection's event, sent to the owner of its room. `node` is the
 /// connection's node, `conn` its id there: together they name the
@@ -360,6 +360,58 @@ impl Event {
     }
 }
 
+/// A publication (the HTTP publish API) for a room, sent to its owner:
+/// the room's name and the message.
+pub(crate) fn encode_publication(room: &str, message: &Message) -> Bytes {
+    let mut w = Writer::new();
+    w.str(room);
+    w.messages(std::slice::from_ref(message));
+    w.finish()
+}
+
+pub(crate) fn decode_publication(buf: Bytes) -> Result<(String, Message), Malformed> {
+    let mut r = Reader::new(buf);
+    let room = r.str()?;
+    let mut messages = r.messages()?;
+    if messages.len() != 1 || !r.done() {
+        return Err(Malformed);
+    }
+    Ok((room, messages.pop().ok_or(Malformed)?))
+}
+
+/// The owner's answer to a publication: delivered to N (tag 1), refused
+/// with a status and reason (2), or the room does not run there (3).
+pub(crate) fn encode_published(published: Option<&Published>) -> Bytes {
+    let mut w = Writer::new();
+    match published {
+        Some(Published::Delivered(n)) => {
+            w.u8(1);
+            w.varint(*n as u64);
+        }
+        Some(Published::Refused { status, reason }) => {
+            w.u8(2);
+            w.varint(u64::from(*status));
+            w.str(reason);
+        }
+        None => w.u8(3),
+    }
+    w.finish()
+}
+
+pub(crate) fn decode_published(buf: Bytes) -> Result<Option<Published>, Malformed> {
+    let mut r = Reader::new(buf);
+    let published = match r.u8()? {
+        1 => Some(Published::Delivered(usize::try_from(r.varint()?).map_err(|_| Malformed)?)),
+        2 => Some(Published::Refused { status: u16::try_from(r.varint()?).map_err(|_| Malformed)?, reason: r.str()? }),
+        3 => None,
+        _ => return Err(Malformed),
+    };
+    if !r.done() {
+        return Err(Malformed);
+    }
+    Ok(published)
+}
+
 /// The `Closed` a room sees for a forwarded close.
 pub(crate) fn closed(code: Option<u16>, reason: String, clean: bool) -> Closed {
     Closed { code: code.and_then(CloseCode::new), reason, clean, attachment: None }
@@ -507,6 +559,15 @@ mod tests {
             Effect::Moved { conn: 3 },
         ];
         assert_eq!(decode_effects(encode_effects("a", &effects)), Ok(("a".to_owned(), effects)));
+    }
+
+    #[test]
+    fn publications_and_their_answers_read_back_as_written() {
+        let (room, message) = decode_publication(encode_publication("broadcast/x", &Message::text("{}"))).unwrap();
+        assert_eq!((room.as_str(), message), ("broadcast/x", Message::text("{}")));
+        for published in [Some(Published::Delivered(7)), Some(Published::Refused { status: 422, reason: "no".into() }), None] {
+            assert_eq!(decode_published(encode_published(published.as_ref())), Ok(published));
+        }
     }
 
     #[test]
