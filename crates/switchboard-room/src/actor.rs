@@ -292,8 +292,8 @@ impl RoomHandle {
     /// through the mailbox otherwise.
     async fn send_or_handle(&self, event: RoomEvent) -> Result<(), RoomGone> {
         match self.try_handle(event) {
-            Ok(()) => Ok(()),
-            Err(event) => self.send(event).await,
+            None => Ok(()),
+            Some(event) => self.send(event).await,
         }
     }
 
@@ -301,11 +301,11 @@ impl RoomHandle {
     /// free and no event waits in its mailbox (so none is overtaken);
     /// gives it back otherwise. A connection's join and leave then cost no
     /// trip through the actor's task, as its messages do not.
-    fn try_handle(&self, event: RoomEvent) -> Result<(), RoomEvent> {
-        let Ok(mut actor) = self.shared.actor.try_lock() else { return Err(event) };
+    fn try_handle(&self, event: RoomEvent) -> Option<RoomEvent> {
+        let Ok(mut actor) = self.shared.actor.try_lock() else { return Some(event) };
         // Read under the lock: the actor uncounts events under it too.
         if actor.stopped || self.shared.queued.load(Ordering::SeqCst) != 0 {
-            return Err(event);
+            return Some(event);
         }
         let plan = actor.plan();
         actor.handle(event);
@@ -316,7 +316,7 @@ impl RoomHandle {
         if replan {
             self.replan();
         }
-        Ok(())
+        None
     }
 
     /// Wakes the actor's task to plan its timers again (a batch handled
