@@ -30,6 +30,32 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// [`apply_mask`] for a text payload: also says whether every unmasked byte
+/// is ASCII, which spares the UTF-8 check a second pass over the bytes
+/// (most text is ASCII). Reads and writes each byte once.
+pub fn apply_mask_ascii(buf: &mut [u8], key: [u8; 4], offset: usize) -> bool {
+    let key = rotate(key, offset);
+    let wide: [u8; BLOCK] = std::array::from_fn(|i| key[i & 3]);
+    // Fixed-size blocks of bytes, OR-ed into one accumulator block: the
+    // compiler turns each block into a few vector loads, XORs, ORs and
+    // stores (a loop of words with a running OR it leaves scalar).
+    let mut seen = [0u8; BLOCK];
+    let (blocks, rest) = buf.as_chunks_mut::<BLOCK>();
+    for block in blocks {
+        for i in 0..BLOCK {
+            let byte = block[i] ^ wide[i];
+            seen[i] |= byte;
+            block[i] = byte;
+        }
+    }
+    // A block keeps the key's phase; the tail is short.
+    apply_mask(rest, key, 0);
+    seen.is_ascii() && rest.is_ascii()
+}
+
+/// Bytes per step of [`apply_mask_ascii`].
+const BLOCK: usize = 64;
+
 /// The simple byte-by-byte form, kept as the reference the fast one is tested
 /// (and benchmarked) against.
 pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
@@ -66,6 +92,28 @@ mod tests {
                 apply_mask(&mut fast, key, offset);
                 apply_mask_bytewise(&mut slow, key, offset);
                 assert_eq!(fast, slow, "len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_ascii_form_unmasks_alike_and_finds_any_byte_above_ascii() {
+        let key = [0xa1, 0x02, 0xf3, 0x4c];
+        let text: Vec<u8> = (0..200u32).map(|i| b' ' + (i * 7 % 90) as u8).collect();
+        for len in 0..text.len() {
+            for offset in 0..4 {
+                let mut masked = text[..len].to_vec();
+                apply_mask_bytewise(&mut masked, key, offset);
+                let mut unmasked = masked.clone();
+                assert!(apply_mask_ascii(&mut unmasked, key, offset), "len {len} offset {offset}");
+                assert_eq!(unmasked, text[..len], "len {len} offset {offset}");
+                // One byte above 0x7f anywhere is seen, in a block or in the tail.
+                for at in 0..len {
+                    let mut one = text[..len].to_vec();
+                    one[at] = 0xc3;
+                    apply_mask_bytewise(&mut one, key, offset);
+                    assert!(!apply_mask_ascii(&mut one, key, offset), "len {len} offset {offset} at {at}");
+                }
             }
         }
     }
