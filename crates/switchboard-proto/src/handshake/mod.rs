@@ -114,7 +114,8 @@ fn reason_phrase(status: u16) -> &'static str {
 /// True if the comma-separated token list `value` contains `token`
 /// (ASCII case-insensitive), as `Connection` and `Upgrade` are compared.
 fn list_contains(value: &[u8], token: &str) -> bool {
-    value.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    // Most often the whole value is the token.
+    value.eq_ignore_ascii_case(token.as_bytes()) || value.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 #[cfg(test)]
