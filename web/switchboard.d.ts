@@ -61,9 +61,16 @@ export interface ConnectOptions {
   /**
    * The room URL instead of kind/id: a path resolved against the page
    * (`/rooms/chat/lobby`), or a full ws:, wss:, http: or https: URL
-   * (http: becomes ws:, https: becomes wss:).
+   * (http: becomes ws:, https: becomes wss:); or several, tried in turn:
+   * each reconnect goes to the next one.
    */
-  url?: string | URL;
+  url?: string | URL | Array<string | URL>;
+  /**
+   * With kind/id: the servers (base URLs such as 'wss://node-1.example') to
+   * find the room on, tried in turn as `url` arrays are, for a cluster
+   * without a load balancer in front (docs/client.md).
+   */
+  servers?: Array<string | URL>;
   /** Subprotocols to offer. Default ['json']; '' or [] offers none. */
   protocols?: string | string[];
   /**
@@ -149,8 +156,11 @@ export declare function backoffDelay(
   random?: () => number,
 ): number;
 
-/** The resolved ws:/wss: URL for the options, without connecting. */
+/** The resolved ws:/wss: URL for options with one URL, without connecting. */
 export declare function resolveUrl(options: ConnectOptions): string;
+
+/** Every ws:/wss: URL for the options, in the order they are tried. */
+export declare function resolveUrls(options: ConnectOptions): string[];
 
 export declare class RoomSocket extends EventTarget {
   constructor(options: ConnectOptions);
@@ -158,8 +168,10 @@ export declare class RoomSocket extends EventTarget {
   readonly status: RoomStatus;
   /** The subprotocol chosen on the last open ('' until the first open). */
   readonly protocol: string;
-  /** The resolved ws:/wss: URL. */
+  /** The resolved ws:/wss: URL of the current (or next) socket. */
   readonly url: string;
+  /** Every URL tried in turn. */
+  readonly urls: string[];
   /** Messages waiting for the next open socket. */
   readonly queued: number;
 
@@ -195,5 +207,5 @@ export declare class RoomSocket extends EventTarget {
   close(code?: number, reason?: string): void;
 }
 
-/** Opens a room: connect({ kind, id }), connect({ url }), or connect('wss://...'). */
+/** Opens a room: connect({ kind, id }), connect({ kind, id, servers }), connect({ url }), or connect('wss://...'). */
 export declare function connect(options: ConnectOptions | string | URL): RoomSocket;

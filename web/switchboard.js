@@ -3,8 +3,9 @@
 // What it is: a small wrapper around one WebSocket at a time for a single
 // room (`/rooms/{kind}/{id}`). It resolves the room's ws:/wss: URL from the
 // page, reports its state through events, reconnects with capped exponential
-// backoff and jitter after closes that may succeed on a retry, and holds a
-// bounded queue of messages sent while no socket is open.
+// backoff and jitter after closes that may succeed on a retry (to the next
+// server in turn when it was given several, as the nodes of a cluster), and
+// holds a bounded queue of messages sent while no socket is open.
 //
 // What it is not: a protocol. It does not know what a room's messages mean,
 // does not acknowledge or replay messages, and does not re-send anything the
@@ -88,7 +89,8 @@ export function backoffDelay(attempt, policy = DEFAULT_RECONNECT, random = Math.
  * events right after. See docs/client.md for the events and the policy.
  */
 export class RoomSocket extends EventTarget {
-  #url;
+  #urls; // every URL the room may connect to, tried in turn
+  #current = 0; // the index in #urls of the current or next socket's URL
   #protocols;
   #tokenSource; // () => token or a promise of one; null for no token or a fixed one in the URL
   #tokenIn; // 'query' | 'protocol'
@@ -118,10 +120,10 @@ export class RoomSocket extends EventTarget {
       // Asked for before each connection (or sent in the protocol list), so
       // the URL itself carries none.
       this.#tokenSource = typeof token === 'function' ? token : () => String(token);
-      this.#url = resolveUrl({ ...options, token: undefined });
+      this.#urls = resolveUrls({ ...options, token: undefined });
     } else {
       this.#tokenSource = null;
-      this.#url = resolveUrl(options);
+      this.#urls = resolveUrls(options);
     }
     this.#protocols = normalizeProtocols(options.protocols);
     this.#binaryType = options.binaryType ?? 'arraybuffer';
@@ -146,8 +148,14 @@ export class RoomSocket extends EventTarget {
   /** The subprotocol the server chose on the last open ('' until the first open). */
   get protocol() { return this.#protocol; }
 
-  /** The resolved ws: or wss: URL, with the token if a fixed one rides in the query. */
-  get url() { return this.#url; }
+  /**
+   * The resolved ws: or wss: URL of the current socket (or of the next one
+   * while reconnecting), with the token if a fixed one rides in the query.
+   */
+  get url() { return this.#urls[this.#current]; }
+
+  /** Every URL the room connects to in turn (one unless several were given). */
+  get urls() { return [...this.#urls]; }
 
   /** How many messages wait in the queue for the next open socket. */
   get queued() { return this.#queue.length; }
@@ -270,6 +278,9 @@ export class RoomSocket extends EventTarget {
     if (!this.#closed && this.#shouldRetry(code)) {
       delay = backoffDelay(this.#attempt, this.#policy, this.#random);
       this.#attempt += 1;
+      // The server that went away (or refused) may be gone for good, as a
+      // node of a cluster can be: the next attempt tries the next one.
+      this.#current = (this.#current + 1) % this.#urls.length;
       this.#timer = this.#setTimeout(() => this.#handleTimer(), delay);
       this.#setStatus('reconnecting');
     } else if (!this.#closed) {
@@ -301,7 +312,7 @@ export class RoomSocket extends EventTarget {
   // attempt (reported as 'error', retried with backoff).
   #connect() {
     if (!this.#tokenSource) {
-      this.#socket = this.#createSocket(this.#url, this.#protocols);
+      this.#socket = this.#createSocket(this.url, this.#protocols);
       return;
     }
     const request = ++this.#tokenRequest;
@@ -324,9 +335,9 @@ export class RoomSocket extends EventTarget {
   #withToken(token) {
     if (this.#tokenIn === 'protocol') {
       const protocols = this.#protocols.length === 0 ? [TOKEN_PROTOCOL] : [...this.#protocols];
-      return [this.#url, [...protocols, `${TOKEN_PROTOCOL}.${token}`]];
+      return [this.url, [...protocols, `${TOKEN_PROTOCOL}.${token}`]];
     }
-    return [withQueryToken(new URL(this.#url), token), this.#protocols];
+    return [withQueryToken(new URL(this.url), token), this.#protocols];
   }
 
   #createSocket(url, protocols) {
@@ -371,10 +382,40 @@ export class RoomSocket extends EventTarget {
   }
 }
 
-/** Creates a RoomSocket: `connect({ kind, id })`, `connect({ url })`, or `connect('wss://...')`. */
+/**
+ * Creates a RoomSocket: `connect({ kind, id })`, `connect({ kind, id, servers: [...] })`,
+ * `connect({ url })` (one URL or several), or `connect('wss://...')`.
+ */
 export function connect(options) {
   if (typeof options === 'string' || options instanceof URL) options = { url: options };
   return new RoomSocket(options);
+}
+
+/**
+ * The ws:/wss: URLs for the options, in the order they are tried: `url` (one
+ * or an array of several), or the room `kind`/`id` on the page's server or,
+ * with `servers` (an array of http:, https:, ws: or wss: base URLs), on each
+ * of those. Throws TypeError when it cannot tell.
+ */
+export function resolveUrls(options = {}) {
+  const { url, servers } = options;
+  if (servers !== undefined && servers !== null) {
+    if (url !== undefined && url !== null) throw new TypeError('switchboard: give either url, or kind and id with servers, not both');
+    if (!Array.isArray(servers) || servers.length === 0) throw new TypeError('switchboard: servers must be a non-empty array of base URLs');
+    const room = resolveUrl({ ...options, servers: undefined, location: 'http://servers.invalid/' });
+    const path = new URL(room);
+    return servers.map((base) => {
+      const server = new URL(resolveUrl({ url: String(base), location: options.location }));
+      server.pathname = `${server.pathname.replace(/\/+$/, '')}${path.pathname}`;
+      server.search = path.search;
+      return server.href;
+    });
+  }
+  if (Array.isArray(url)) {
+    if (url.length === 0) throw new TypeError('switchboard: url must not be an empty array');
+    return url.map((one) => resolveUrl({ ...options, url: one }));
+  }
+  return [resolveUrl(options)];
 }
 
 /**

@@ -1,7 +1,8 @@
 // The browser client (web/switchboard.js) against the real server binary's
 // echo room, with the `ws` package as its WebSocket: open, status events, a
-// JSON round trip, and reconnecting across a server restart on the same port
-// with a message queued while the server was down.
+// JSON round trip, reconnecting across a server restart on the same port
+// with a message queued while the server was down, and moving on to the
+// next of several servers when the first one goes away.
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -120,5 +121,31 @@ test('reconnects after the server restarts on the same port and flushes the queu
   room.close();
   assert.equal((await closed).willReconnect, false);
   assert.equal(room.status, 'closed');
+  await second.stop();
+});
+
+test('with several servers, a room whose server went away reconnects to the next one', { timeout: 60_000 }, async (t) => {
+  if (MISSING) return t.skip(MISSING);
+  const [first, second] = [await startServer(), await startServer()];
+  const room = connect({ kind: 'echo', id: 'servers', servers: [`http://${first.addr}`, `http://${second.addr}`], location: 'http://page.invalid/', WebSocket, reconnect: { min: 50, max: 400 } });
+  assert.deepEqual(room.urls, [`ws://${first.addr}/rooms/echo/servers`, `ws://${second.addr}/rooms/echo/servers`]);
+  await next(room, 'open');
+  assert.equal(room.url, room.urls[0]);
+  const echoed = next(room, 'message');
+  room.sendJson({ on: 'first' });
+  assert.deepEqual((await echoed).json, { on: 'first' });
+
+  // The first server stops for good; the room lands on the second.
+  const away = next(room, 'close');
+  const reopened = next(room, 'open');
+  await first.stop();
+  assert.equal((await away).code, 1001);
+  assert.deepEqual(await reopened, { protocol: 'json', reconnected: true });
+  assert.equal(room.url, room.urls[1]);
+  const again = next(room, 'message');
+  room.sendJson({ on: 'second' });
+  assert.deepEqual((await again).json, { on: 'second' });
+
+  room.close();
   await second.stop();
 });

@@ -15,9 +15,9 @@ async function loadClient() {
   return import(`data:text/javascript;base64,${Buffer.from(source).toString('base64')}`);
 }
 
-let connect, RoomSocket, backoffDelay, resolveUrl, DEFAULT_RECONNECT;
+let connect, RoomSocket, backoffDelay, resolveUrl, resolveUrls, DEFAULT_RECONNECT;
 before(async () => {
-  ({ connect, RoomSocket, backoffDelay, resolveUrl, DEFAULT_RECONNECT } = await loadClient());
+  ({ connect, RoomSocket, backoffDelay, resolveUrl, resolveUrls, DEFAULT_RECONNECT } = await loadClient());
 });
 
 // A WebSocket class whose instances the test drives from the server's side.
@@ -679,6 +679,77 @@ describe('URL resolution', () => {
       if (saved) Object.defineProperty(globalThis, 'WebSocket', saved);
       else delete globalThis.WebSocket;
     }
+  });
+});
+
+describe('several servers', () => {
+  const https = { href: 'https://example.test/apps/chat/', protocol: 'https:' };
+
+  test('servers with kind and id: one room URL per server, each base kept', () => {
+    const urls = resolveUrls({ kind: 'chat', id: 'a b', servers: ['https://n1.test', 'ws://n2.test:8080/', 'wss://n3.test/sb/', new URL('http://n4.test/x')], location: https });
+    assert.deepEqual(urls, [
+      'wss://n1.test/rooms/chat/a%20b',
+      'ws://n2.test:8080/rooms/chat/a%20b',
+      'wss://n3.test/sb/rooms/chat/a%20b',
+      'ws://n4.test/x/rooms/chat/a%20b',
+    ]);
+    // Relative bases follow the page; a fixed token rides on every URL.
+    assert.deepEqual(resolveUrls({ kind: 'k', id: 'i', token: 't+1', servers: ['/', '//other.test'], location: https }), [
+      'wss://example.test/rooms/k/i?token=t%2B1',
+      'wss://other.test/rooms/k/i?token=t%2B1',
+    ]);
+  });
+
+  test('url arrays resolve each URL; one URL is a list of one', () => {
+    assert.deepEqual(resolveUrls({ url: ['/rooms/e/1', 'http://h.test/rooms/e/1'], location: https }), ['wss://example.test/rooms/e/1', 'ws://h.test/rooms/e/1']);
+    assert.deepEqual(resolveUrls({ kind: 'e', id: '1', location: https }), ['wss://example.test/rooms/e/1']);
+  });
+
+  test('mistakes are refused with TypeError', () => {
+    assert.throws(() => resolveUrls({ url: [], location: https }), TypeError, 'empty url array');
+    assert.throws(() => resolveUrls({ kind: 'a', id: 'b', servers: [], location: https }), TypeError, 'empty servers');
+    assert.throws(() => resolveUrls({ kind: 'a', id: 'b', servers: 'wss://n1.test', location: https }), TypeError, 'servers not an array');
+    assert.throws(() => resolveUrls({ url: 'ws://h.test/rooms/a/b', servers: ['wss://n1.test'] }), TypeError, 'url and servers');
+    assert.throws(() => resolveUrls({ servers: ['wss://n1.test'] }), TypeError, 'servers without kind and id');
+    assert.throws(() => resolveUrls({ kind: 'a', id: 'b', servers: ['ftp://n1.test'] }), TypeError, 'a base with another scheme');
+  });
+
+  test('each reconnect goes to the next server in turn; an open socket stays', () => {
+    const servers = ['wss://n1.test', 'wss://n2.test', 'wss://n3.test'];
+    const { room, sockets, clock, last } = setup({ servers, random: () => 0 });
+    const host = (socket) => new URL(socket.url).host;
+    assert.deepEqual(room.urls, ['wss://n1.test/rooms/echo/t', 'wss://n2.test/rooms/echo/t', 'wss://n3.test/rooms/echo/t']);
+    assert.equal(room.url, room.urls[0]);
+    last().accept();
+    // n1 goes away: the retry goes to n2, which is down too, then n3.
+    last().end(1001, 'going away');
+    assert.equal(room.url, room.urls[1], 'url names the next socket while reconnecting');
+    clock.fire();
+    last().fail();
+    clock.fire();
+    assert.equal(host(last()), 'n3.test');
+    last().accept();
+    assert.equal(room.url, room.urls[2]);
+    // A message round trip on n3; it keeps the socket.
+    room.send('x');
+    assert.deepEqual(last().sent, ['x']);
+    // n3 dies: around again to n1.
+    last().fail();
+    clock.fire();
+    assert.deepEqual(sockets.map(host), ['n1.test', 'n2.test', 'n3.test', 'n1.test']);
+    room.close();
+  });
+
+  test('a token callback is asked again for each server', async () => {
+    let asked = 0;
+    const { room, clock, last, sockets } = setup({ url: ['ws://a.test/rooms/e/1', 'ws://b.test/rooms/e/1'], kind: undefined, id: undefined, token: () => `t${++asked}`, random: () => 0 });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(last().url, 'ws://a.test/rooms/e/1?token=t1');
+    last().fail();
+    clock.fire();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(sockets[1].url, 'ws://b.test/rooms/e/1?token=t2');
+    room.close();
   });
 });
 

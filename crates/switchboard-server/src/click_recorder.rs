@@ -8,21 +8,25 @@
 //! splits them by account and hands each account's share to its room as
 //! one request; the room counts them, pushes them to its dashboards, and
 //! its storage writes for the whole share are committed in one
-//! transaction. The clicks that arrive meanwhile form the next group, so
-//! the window of a group is the time the previous one took to be handed
-//! over: a lone click goes at once, and under load groups grow instead of
-//! transactions multiplying. At shutdown, after the last request has been
+//! transaction. The clicks that arrive meanwhile form the next group, which
+//! leaves once the previous one has been handed over and at least
+//! [`GROUP_INTERVAL`] after it: a lone click goes at once, and under load
+//! groups grow instead of dashboard messages and transactions multiplying
+//! (each group is one message to every dashboard of its account and one
+//! transaction). At shutdown, after the last request has been
 //! answered, [`ClickRecorder::flush`] waits until every queued click is in
 //! its room, and the rooms' writes are then committed before the process
 //! exits, so a graceful shutdown loses no click.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_apps::clicks::{Click, KIND};
 use switchboard_room::{RoomId, RoomKind, RoomRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::warn;
 
 use crate::registry::Registry;
@@ -33,6 +37,12 @@ pub const QUEUE: usize = 65_536;
 /// Most clicks in one group: bounds one room request's size and how long
 /// one room's handler runs.
 pub const MAX_GROUP: usize = switchboard_apps::clicks::MAX_PER_MESSAGE;
+
+/// Least time from one group to the next. Under load it sets how many
+/// messages each dashboard gets a second (and transactions each account
+/// commits); it adds at most this much to a click's way to the dashboards,
+/// and nothing to a click that comes after a quiet spell.
+pub const GROUP_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Attempts to reach a room whose actor stopped between lookup and send.
 const ROOM_ATTEMPTS: usize = 3;
@@ -75,7 +85,19 @@ impl ClickRecorder {
 async fn run(mut rx: mpsc::Receiver<Item>, registry: Registry) {
     let kind = RoomKind::parse(KIND).expect("a valid kind name");
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut last: Option<Instant> = None;
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let flushing = group.iter().any(|item| matches!(item, Item::Flush(_)));
+        if let Some(next) = last.map(|last| last + GROUP_INTERVAL).filter(|next| *next > Instant::now() && !flushing) {
+            tokio::time::sleep_until(next).await;
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(item) => group.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
+        last = Some(Instant::now());
         let mut by_account: HashMap<String, Vec<Click>> = HashMap::new();
         let mut flushed = Vec::new();
         for item in group.drain(..) {

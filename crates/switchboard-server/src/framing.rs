@@ -10,8 +10,8 @@
 //! the connection's room hibernates (nothing sent for `hibernate_after`)
 //! and made again by the next compressed message.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use switchboard_net::{Outbound, Outgoing};
@@ -19,6 +19,8 @@ use switchboard_proto::frame::{append_frame, DataOp, OpCode, SharedFrame, COPY_T
 use switchboard_proto::Message;
 use switchboard_proto::SendOutcome;
 use switchboard_room::Run;
+
+use crate::limits::EdgeStats;
 
 pub(crate) fn data_op(message: &Message) -> OpCode {
     match message {
@@ -57,20 +59,28 @@ pub(crate) struct Framing {
     /// is compressed and queued, so frames leave in compression order.
     /// Boxed: every connection's sink holds this slot, and most connections
     /// compress nothing (see `a_plain_sink_takes_32_bytes`).
-    deflate: Option<Box<Mutex<Outgoing>>>,
+    deflate: Option<Box<Compressor>>,
+}
+
+/// A connection's compressor and the server's count of those that hold
+/// state (`EdgeStats::compressors_held`).
+struct Compressor {
+    outgoing: Mutex<Outgoing>,
+    stats: Arc<EdgeStats>,
 }
 
 impl Framing {
-    pub(crate) fn new(deflate: Option<Outgoing>) -> Framing {
-        Framing { deflate: deflate.map(|deflate| Box::new(Mutex::new(deflate))) }
+    pub(crate) fn new(deflate: Option<Outgoing>, stats: &Arc<EdgeStats>) -> Framing {
+        Framing { deflate: deflate.map(|outgoing| Box::new(Compressor { outgoing: Mutex::new(outgoing), stats: stats.clone() })) }
     }
 
-    /// The compressor, locked; counted in [`compressors_held`] once it has
+    /// The compressor, locked; counted in `compressors_held` once it has
     /// made state of its own.
     fn lock(&self) -> Option<Held<'_>> {
-        let guard = self.deflate.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        let deflate = self.deflate.as_ref()?;
+        let guard = deflate.outgoing.lock().unwrap_or_else(|e| e.into_inner());
         let held = guard.holds_state();
-        Some(Held { guard, held })
+        Some(Held { guard, held, stats: &deflate.stats })
     }
 
     /// Frames one message for this connection and queues it.
@@ -100,10 +110,10 @@ impl Framing {
     /// refers past a release).
     pub(crate) fn release_idle(&self) {
         if let Some(deflate) = &self.deflate {
-            let mut deflate = deflate.lock().unwrap_or_else(|e| e.into_inner());
-            if deflate.holds_state() {
-                deflate.release();
-                HELD.fetch_sub(1, Ordering::Relaxed);
+            let mut outgoing = deflate.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+            if outgoing.holds_state() {
+                outgoing.release();
+                deflate.stats.compressors_held.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -120,20 +130,11 @@ impl Framing {
     }
 }
 
-/// Compressors with state of their own (`dedicated`) held now, all
-/// connections together: made by a first compressed message, freed when
-/// the connection's room hibernates or the connection ends.
-static HELD: AtomicU64 = AtomicU64::new(0);
-
-/// How many connections hold a compressor of their own now (`/metrics`).
-pub(crate) fn compressors_held() -> u64 {
-    HELD.load(Ordering::Relaxed)
-}
-
 /// A locked compressor that counts the state it makes.
 struct Held<'a> {
     guard: MutexGuard<'a, Outgoing>,
     held: bool,
+    stats: &'a EdgeStats,
 }
 
 impl std::ops::Deref for Held<'_> {
@@ -153,7 +154,7 @@ impl std::ops::DerefMut for Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if !self.held && self.guard.holds_state() {
-            HELD.fetch_add(1, Ordering::Relaxed);
+            self.stats.compressors_held.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -161,8 +162,8 @@ impl Drop for Held<'_> {
 impl Drop for Framing {
     fn drop(&mut self) {
         if let Some(deflate) = &mut self.deflate {
-            if deflate.get_mut().unwrap_or_else(|e| e.into_inner()).holds_state() {
-                HELD.fetch_sub(1, Ordering::Relaxed);
+            if deflate.outgoing.get_mut().unwrap_or_else(|e| e.into_inner()).holds_state() {
+                deflate.stats.compressors_held.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }

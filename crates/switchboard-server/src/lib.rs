@@ -7,7 +7,8 @@
 //! starting/stopping the listeners. The built-in room kinds come from
 //! `switchboard-apps`.
 
-mod access_log;
+mod access_line;
+pub mod access_log;
 pub mod accounts;
 mod assets;
 pub mod auth;

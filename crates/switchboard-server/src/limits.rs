@@ -13,7 +13,7 @@
 //! (`registry.rs`); its refusals are counted here too. Defaults and their
 //! reasons: `docs/limits.md`.
 
-use std::collections::HashMap;
+use std::collections::{hash_map, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,6 +87,10 @@ pub struct EdgeStats {
     pub refused_forbidden: AtomicU64,
     /// Upgrades refused by identity at the edge: the auth backend failed (503).
     pub refused_auth_unavailable: AtomicU64,
+    /// Connections holding a compressor of their own now (policy
+    /// `dedicated`): from their first compressed message until their room
+    /// hibernates or they end.
+    pub compressors_held: AtomicU64,
 }
 
 impl EdgeStats {
@@ -146,6 +150,13 @@ struct Slot {
 
 /// One open connection's place in the limits; gives it back when dropped.
 pub(crate) struct ConnPermit(Arc<Slot>);
+
+impl ConnPermit {
+    /// The counters the permit counts in.
+    pub(crate) fn stats(&self) -> &Arc<EdgeStats> {
+        &self.0.stats
+    }
+}
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
@@ -251,15 +262,16 @@ impl EdgeLimits {
                 table.ips.shrink_to(keep);
             }
             table.next_sweep = (2 * table.ips.len()).max(MIN_SWEEP);
+            self.stats.tracked_ips.store(table.ips.len(), Ordering::Relaxed);
         }
-        let stats = &self.stats;
-        let tracked = table.ips.len() + usize::from(!table.ips.contains_key(&key(ip)));
-        self.stats.tracked_ips.store(tracked, Ordering::Relaxed);
-        let entry = table.ips.entry(key(ip)).or_insert_with(|| Entry {
-            slot: Arc::new(Slot { connections: AtomicUsize::new(0), stats: stats.clone() }),
-            tokens: burst,
-            refilled: now,
-        });
+        let tracked = table.ips.len();
+        let entry = match table.ips.entry(key(ip)) {
+            hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            hash_map::Entry::Vacant(place) => {
+                self.stats.tracked_ips.store(tracked + 1, Ordering::Relaxed);
+                place.insert(Entry { slot: Arc::new(Slot { connections: AtomicUsize::new(0), stats: self.stats.clone() }), tokens: burst, refilled: now })
+            }
+        };
         entry.tokens = (entry.tokens + now.saturating_duration_since(entry.refilled).as_secs_f64() * rate).min(burst);
         entry.refilled = now;
         entry

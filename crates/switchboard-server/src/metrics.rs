@@ -83,7 +83,7 @@ impl Metrics {
             storage.commit_seconds.clone(),
         );
         registry.register("switchboard_storage_commit_failures", "Storage batches that failed to commit", storage.commit_failures.clone());
-        registry.register_collector(Box::new(Live { net }));
+        registry.register_collector(Box::new(Live { net, edge: edge.clone() }));
         // The edge's limit counters (docs/limits.md), read at scrape time.
         registry.register_collector(Box::new(Edge(edge)));
         if let Some(tls) = tls {
@@ -117,6 +117,7 @@ impl Metrics {
 #[derive(Debug)]
 struct Live {
     net: Arc<NetStats>,
+    edge: Arc<EdgeStats>,
 }
 
 impl Collector for Live {
@@ -161,7 +162,7 @@ impl Collector for Live {
             &mut encoder,
             "switchboard_deflate_compressors",
             "Connections holding a compressor of their own (compression policy dedicated): from their first compressed message until their room hibernates",
-            crate::framing::compressors_held(),
+            self.edge.compressors_held.load(std::sync::atomic::Ordering::Relaxed),
         )?;
 
         let process = ProcessStats::read();

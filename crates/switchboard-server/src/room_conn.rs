@@ -215,7 +215,7 @@ impl Handler for RoomConnection {
         let expiry = expires.map(|expires| close_at_expiry(out.outbound(), expires));
         let deflate = out.split_outgoing_deflate();
         let via_sink = deflate.is_some() && out.outgoing_deflate().is_none();
-        let framing = Framing::new(deflate);
+        let framing = Framing::new(deflate, permit.stats());
         let sink = Box::new(SocketSink { outbound: out.outbound(), framing, _permit: permit, _expiry: expiry });
         self.opened = match self.room.open(self.conn, sink, tags, attachment).await {
             Ok(_) if via_sink => Opened::ViaSink,

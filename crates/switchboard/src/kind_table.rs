@@ -33,9 +33,12 @@ pub struct KindEdgeMut<'a> {
 }
 
 /// A kind's table: `Name { /// doc \n #[serde(..)] field: Type = default, ... }`,
-/// with the shared keys after the kind's own.
+/// with the shared keys after the kind's own; `Name (room_is_subject = true) { … }`
+/// for a kind whose room ids are subjects by default.
 macro_rules! kind_table {
-    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident : $ty:ty = $default:expr),* $(,)? }) => {
+    (@or $given:expr; $default:expr) => { $given };
+    (@or ; $default:expr) => { $default };
+    ($(#[$meta:meta])* $name:ident $((room_is_subject = $subject:expr))? { $($(#[$field_meta:meta])* $field:ident : $ty:ty = $default:expr),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
         #[serde(deny_unknown_fields, default)]
@@ -56,7 +59,13 @@ macro_rules! kind_table {
 
         impl Default for $name {
             fn default() -> $name {
-                $name { $($field: $default,)* auth: None, room_is_subject: false, allowed_origins: Vec::new(), compression: None }
+                $name {
+                    $($field: $default,)*
+                    auth: None,
+                    room_is_subject: kind_table!(@or $($subject)?; false),
+                    allowed_origins: Vec::new(),
+                    compression: None,
+                }
             }
         }
 

@@ -444,13 +444,26 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
 /// codes are noise around every field.
 fn init_logs(format: LogFormat) {
     use std::io::IsTerminal;
+    use switchboard_server::access_log::{write_directly, LineFormat};
+    let colours = std::io::stderr().is_terminal();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
+    // The access lines, one per request and per session, skip the generic
+    // formatter where their own writer gives the same bytes: everywhere
+    // but a terminal, which gets the colours.
     match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => {
+            logs.init();
+            if !colours {
+                write_directly(LineFormat::Text);
+            }
+        }
+        LogFormat::Json => {
+            logs.json().flatten_event(true).init();
+            write_directly(LineFormat::Json);
+        }
     }
 }
 

@@ -214,9 +214,10 @@ kind_table! {
 }
 
 kind_table! {
-    /// `[kinds.clicks]`: only the keys every kind has (its rooms are in
-    /// token mode with the room id as subject unless `auth` says otherwise).
-    ClicksKind {}
+    /// `[kinds.clicks]`: only the keys every kind has. Its rooms are in
+    /// token mode unless `auth` says otherwise, and a room id is always the
+    /// identity's subject (a clicks room is one account's dashboard).
+    ClicksKind (room_is_subject = true) {}
 }
 
 kind_table! {
@@ -280,6 +281,9 @@ impl Settings {
         }
         if call.turn.is_empty() && has_secret {
             return Err("a TURN secret is set but kinds.call.turn (--call-turn) lists no TURN server".into());
+        }
+        if !self.kinds.clicks.room_is_subject {
+            return Err("kinds.clicks.room_is_subject cannot be false: a clicks room is one account's dashboard, entered only by that account".into());
         }
         self.auth.validate(&self.kinds.edges(), !self.trusted_proxies.is_empty(), self.memory)?;
         self.publish.validate()?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::ServerProcess;
 use switchboard_proto::deflate::{Compressor, Decompressor, DeflateConfig};
-use switchboard_proto::frame::{FrameHeader, OpCode};
+use switchboard_proto::frame::{encode_masked_frame, FrameHeader, OpCode};
 use switchboard_proto::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,23 +60,12 @@ impl Raw {
         Raw { stream, buf, agreed }
     }
 
-    /// Sends one masked frame (`first`: FIN, RSV1 and opcode bits).
+    /// Sends one masked frame (`first`: FIN, RSV1 and opcode bits), framed
+    /// by the engine's client-side encoder.
     async fn send_frame(&mut self, first: u8, payload: &[u8]) {
-        let key = [0x5a, 0x17, 0xc3, 0x08];
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        let opcode = OpCode::from_bits(first & 0x0f).unwrap();
+        let mut out = BytesMut::new();
+        encode_masked_frame(opcode, first & 0x80 != 0, first & 0x40 != 0, payload, [0x5a, 0x17, 0xc3, 0x08], &mut out);
         self.stream.write_all(&out).await.unwrap();
     }
 

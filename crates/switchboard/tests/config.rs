@@ -174,6 +174,7 @@ fn config_check_names_the_line_and_key_of_each_mistake() {
         ("nobackend.toml", "[auth]\napi = \"forward\"\n", "nobackend.toml: forward mode needs the auth backend: auth.forward_url"),
         ("nokeys.toml", "memory = true\n[auth]\nmode = \"token\"\n", "nokeys.toml: token mode with storage in memory needs keys"),
         ("publish.toml", "[publish]\nkey_file = \"/nonexistent/key\"\n", "publish.toml: cannot read the publish key file /nonexistent/key"),
+        ("subject.toml", "[kinds.clicks]\nroom_is_subject = false\n", "subject.toml: kinds.clicks.room_is_subject cannot be false"),
     ];
     for (name, text, expected) in cases {
         let file = write(dir.path(), name, text);
@@ -295,6 +296,9 @@ fn edge_keys_follow_the_file_then_the_environment_then_flags() {
     expect("kinds.chat", &["auth = \"token\"", "room_is_subject = true", "allowed_origins = [\"https://b.example\", \"https://c.example\"]"]);
     expect("kinds.echo", &["allowed_origins = [\"https://echo.example\"]", "compression = \"off\""]);
     expect("kinds.broadcast", &["compression = \"dedicated\""]);
+    // clicks rooms are always their account's: shown as they apply.
+    expect("kinds.clicks", &["room_is_subject = true"]);
+    expect("kinds.echo", &["room_is_subject = false"]);
     // A flag's list replaces the variable's: call keeps the file's (no) mode.
     assert!(!table(&shown, "kinds.call").iter().any(|l| l.starts_with("auth")), "{shown}");
 }
