@@ -14,21 +14,32 @@
 /// key byte for payload byte `i` is `key[i % 4]`.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    // Whole blocks first: a fixed-size block of bytes becomes a few vector
-    // XORs with no loop of its own. (A short payload, the usual one, skips
-    // making the block's key.)
-    let buf = if buf.len() >= BLOCK {
-        let block_key: [u8; BLOCK] = std::array::from_fn(|i| key[i & 3]);
-        let (blocks, rest) = buf.as_chunks_mut::<BLOCK>();
-        for block in blocks {
-            for (byte, k) in block.iter_mut().zip(block_key) {
-                *byte ^= k;
-            }
-        }
-        rest
+    if buf.len() >= BLOCK {
+        mask_blocks(buf, key);
     } else {
-        buf
-    };
+        mask_words(buf, key);
+    }
+}
+
+/// Whole blocks, then the rest in words: a fixed-size block of bytes
+/// becomes a few vector XORs with no loop of its own. Not inlined, so that
+/// the short payloads of the usual frame keep the lean word loop alone.
+#[inline(never)]
+fn mask_blocks(buf: &mut [u8], key: [u8; 4]) {
+    let block_key: [u8; BLOCK] = std::array::from_fn(|i| key[i & 3]);
+    let (blocks, rest) = buf.as_chunks_mut::<BLOCK>();
+    for block in blocks {
+        for (byte, k) in block.iter_mut().zip(block_key) {
+            *byte ^= k;
+        }
+    }
+    mask_words(rest, key);
+}
+
+/// Eight bytes at a time, then a 4-byte group, then single bytes; `key`
+/// is already in the phase of `buf`'s first byte.
+#[inline]
+fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     let narrow = u32::from_ne_bytes(key);
     let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
     let (words, rest) = buf.as_chunks_mut::<8>();
@@ -65,7 +76,7 @@ pub fn apply_mask_ascii(buf: &mut [u8], key: [u8; 4], offset: usize) -> bool {
         }
     }
     // A block keeps the key's phase; the tail is short.
-    apply_mask(rest, key, 0);
+    mask_words(rest, key);
     seen.is_ascii() && rest.is_ascii()
 }
 
