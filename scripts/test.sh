@@ -6,7 +6,7 @@
 #   scripts/test.sh --part deps|lint|rust|node|e2e   one of the parts written here, alone
 #
 # Parts, in order (docs/testing.md has the details and the time budgets):
-#   deps      apt packages only if missing (chromium, coturn and nginx too), `npm ci`
+#   deps      apt packages only if missing (chromium, coturn, nginx, nats-server too), `npm ci`
 #             (pins ws 8.23.0 and playwright-core 1.65.1), Python's
 #             prometheus_client 0.26.0 in target/prometheus-venv if missing
 #   build     release binaries target/release/switchboard{,-loadgen} and the
@@ -175,6 +175,9 @@ deps() {
   # The gateway test (auth_nginx_gateway): Debian's nginx, run by the test
   # itself in the foreground on loopback (the package's service is not needed).
   [ -x /usr/sbin/nginx ] || apt+=(nginx)
+  # The cluster tests: Debian's nats-server (2.9), which each test starts
+  # itself with JetStream on loopback (the package's service is not needed).
+  [ -x /usr/sbin/nats-server ] || apt+=(nats-server)
   # The clicks benchmark (scripts/bench-clicks.sh): wrk against the
   # redirects, beside nginx's static redirect.
   have wrk || apt+=(wrk)

@@ -9,10 +9,15 @@
 //! storage, so it survives restarts.
 //!
 //! The count goes out once per batch of room events (`on_batch_end`), not
-//! once per join: with N members, announcing every join costs N frames, so
-//! N clients joining at once would cost N²/2 (50 million frames for 10,000).
-//! Joins that arrive together share one announcement of the final count;
-//! a lone join is still announced at once. The visit counter is stored once
+//! once per join, and at most once per [`COUNT_PACE`] per member: with N
+//! members, announcing every join costs N frames, so N clients joining
+//! one after another would cost N²/2 (50 million frames for 10,000).
+//! Joins that arrive together share one announcement of the final count,
+//! and while members pour in the announcements are spaced so that they
+//! cost at most one frame per [`COUNT_PACE`] (100 members: one count each
+//! 10 ms; 1,000: each 100 ms; 10,000 and more: each second; every change
+//! within it announced at its end); a lone join to a quiet room is still
+//! announced at once. The visit counter is stored once
 //! per batch for the same reason (one storage write, not one per join), and
 //! the batch's newcomers are welcomed once that write is committed
 //! (`Ctx::send_after_commit`): a welcome never tells a visit number that a
@@ -21,8 +26,19 @@
 //! the batch it joined in; it joins at its welcome.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard_room::{Closed, ConnId, Ctx, Message, Room, RoomFactory, RoomStorage};
+// The clock `Ctx::wake_after` runs on.
+use tokio::time::Instant;
+
+/// Time an announcement of the count waits after the previous one, per
+/// member it goes to: announcements then cost at most one frame per this
+/// much time, whatever the room's size.
+pub const COUNT_PACE: Duration = Duration::from_micros(100);
+
+/// The longest wait between announcements, however large the room.
+const MAX_COUNT_WAIT: Duration = Duration::from_secs(1);
 
 /// The broadcast room.
 pub struct Broadcast {
@@ -33,6 +49,10 @@ pub struct Broadcast {
     welcoming: Vec<(ConnId, u64)>,
     /// Someone joined or left since the last announcement.
     count_changed: bool,
+    /// When the count was last announced, and to how many.
+    announced: Option<(Instant, usize)>,
+    /// A wake is pending for the next announcement.
+    waking: bool,
 }
 
 const VISITS: &str = "visits";
@@ -41,7 +61,7 @@ impl Broadcast {
     /// Loads the visit count from storage.
     pub fn load(storage: &RoomStorage<'_>) -> Broadcast {
         let visits = storage.get(VISITS).ok().flatten().and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_be_bytes);
-        Broadcast { visits, stored_visits: visits, welcoming: Vec::new(), count_changed: false }
+        Broadcast { visits, stored_visits: visits, welcoming: Vec::new(), count_changed: false, announced: None, waking: false }
     }
 }
 
@@ -79,10 +99,26 @@ impl Room for Broadcast {
             // After the visit is stored: the count it shows survives a crash.
             ctx.send_after_commit(conn, Message::text(welcome));
         }
-        if std::mem::take(&mut self.count_changed) {
-            let count = format!(r#"{{"type":"count","online":{}}}"#, ctx.connection_count());
-            ctx.broadcast(Message::text(count), None);
+        if self.count_changed && !self.waking {
+            let next = self.announced.map(|(at, members)| at + COUNT_PACE.saturating_mul(members as u32).min(MAX_COUNT_WAIT));
+            match next.map(|next| next.saturating_duration_since(Instant::now())).filter(|wait| !wait.is_zero()) {
+                Some(wait) => {
+                    ctx.wake_after(wait);
+                    self.waking = true;
+                }
+                None => {
+                    let members = ctx.connection_count();
+                    ctx.broadcast(Message::text(format!(r#"{{"type":"count","online":{members}}}"#)), None);
+                    self.count_changed = false;
+                    self.announced = Some((Instant::now(), members));
+                }
+            }
         }
+    }
+
+    /// The announcement's time has come: the batch end that follows makes it.
+    fn on_wake(&mut self, _ctx: &mut Ctx<'_>) {
+        self.waking = false;
     }
 }
 

@@ -2,7 +2,10 @@
 //! broadcasts not yet received by every subscriber. Each payload carries its
 //! sequence number and send time, so subscribers record publish-to-receipt
 //! latency. Messages the room itself sends (JSON starting with `{`) are
-//! ignored. Subscribers connect 64 at a time, within 600 s.
+//! ignored. Subscribers connect 64 at a time, within 600 s, from
+//! 127.0.0.1 … 127.0.0.16 in turn (loopback targets), as the idle and churn
+//! scenarios do: a crowd comes from many addresses, and the server's per-IP
+//! handshake limits are for one client, not for a crowd.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -18,6 +21,7 @@ use tokio::task::JoinSet;
 use crate::echo::{measure, Probes};
 use crate::payload;
 use crate::report::Report;
+use crate::target::Sources;
 use crate::Common;
 
 /// Sequence number and send time (microseconds since the run began), as 32
@@ -125,6 +129,9 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
 /// and connecting 10,000 does not take 10,000 round trips.
 const CONNECTS_IN_FLIGHT: usize = 64;
 
+/// Source addresses the subscribers connect from, in turn.
+const SOURCE_ADDRS: u8 = 16;
+
 /// Longest the subscribers may take to connect, so the whole run stays
 /// bounded (measuring adds at most 300 s more).
 const CONNECT_LIMIT: Duration = Duration::from_secs(600);
@@ -132,11 +139,13 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(600);
 /// Opens `total` connections to `url`, `CONNECTS_IN_FLIGHT` at a time, and
 /// hands each to `subscribe` once open; stops at the first failure.
 async fn connect_all(url: &str, options: ClientOptions, total: usize, subscribe: impl Fn(Client)) -> Result<(), String> {
+    let sources = Sources::for_url(url, SOURCE_ADDRS)?;
     let mut opening = JoinSet::new();
     let (mut started, mut opened) = (0, 0);
     while opened < total {
         while started < total && opening.len() < CONNECTS_IN_FLIGHT {
-            let (url, i, options) = (url.to_owned(), started, options.clone());
+            let (url, i) = (url.to_owned(), started);
+            let options = ClientOptions { local_addr: sources.nth(i), ..options.clone() };
             opening.spawn_local(async move { Client::connect_with(&url, options).await.map_err(|e| format!("subscriber {i}: {e}")) });
             started += 1;
         }

@@ -461,6 +461,12 @@ impl RoomHandle {
         }
     }
 
+    /// When the room asked to be woken (`Ctx::wake_after`), if it did and
+    /// no handler runs now.
+    pub(crate) fn pending_wake(&self) -> Option<Instant> {
+        self.shared.actor.try_lock().ok().and_then(|actor| actor.wake)
+    }
+
     /// The actor's counters.
     pub async fn stats(&self) -> Option<RoomStats> {
         let (reply, rx) = oneshot::channel();
@@ -510,6 +516,7 @@ pub fn spawn_room_notifying(
         held: Held::default(),
         pending: WriteBehind::new(reports.clone()),
         wakeups: 0,
+        wake: None,
         last_active: Instant::now(),
         stopped: false,
     };
@@ -559,6 +566,8 @@ struct Actor {
     /// Storage writes not yet committed, and replies waiting for them.
     pending: WriteBehind,
     wakeups: u64,
+    /// When the room asked to be woken (`Ctx::wake_after`).
+    wake: Option<Instant>,
     /// When a batch was last handled, by the actor's task or a connection's.
     last_active: Instant,
     /// The actor's task has ended; its handle's owner starts a new one.
@@ -571,6 +580,7 @@ struct Actor {
 struct Plan {
     awake: bool,
     next_alarm: Option<SystemTime>,
+    wake: Option<Instant>,
 }
 
 /// The actor's task: handles its mailbox in batches, fires alarms and
@@ -592,6 +602,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
             () = reports.ready() => Woke::Committed,
             () = &mut idle, if plan.awake => Woke::Idle,
             () = tokio::time::sleep_until(next_alarm.unwrap_or_else(Instant::now)), if next_alarm.is_some() => Woke::Alarm,
+            () = tokio::time::sleep_until(plan.wake.unwrap_or_else(Instant::now)), if plan.wake.is_some() => Woke::Wake,
         };
         let Ok(mut actor) = shared.actor.lock() else { return };
         match woke {
@@ -609,7 +620,10 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
             Woke::Idle => {
                 // Batches reset no timer; the deadline moves when it passes.
                 let due = actor.last_active + config.hibernate_after;
-                if due > Instant::now() {
+                if let Some(wake) = actor.wake {
+                    // A pending wake keeps the room awake past it.
+                    idle.as_mut().reset(due.max(wake) + Duration::from_millis(1));
+                } else if due > Instant::now() {
                     idle.as_mut().reset(due);
                 } else {
                     // Hibernate: connections, tags and attachments stay here;
@@ -627,6 +641,16 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
                 actor.fire_due_alarms();
                 actor.end_batch();
                 actor.last_active = Instant::now();
+            }
+            Woke::Wake => {
+                if actor.wake.is_some_and(|wake| wake <= Instant::now()) {
+                    actor.wake = None;
+                    if actor.object.is_some() {
+                        actor.with_room(|room, ctx| room.on_wake(ctx));
+                    }
+                    actor.end_batch();
+                    actor.last_active = Instant::now();
+                }
             }
             Woke::Committed => {
                 if let Some((number, result)) = reports.take() {
@@ -661,6 +685,8 @@ enum Woke {
     Idle,
     /// An alarm is due.
     Alarm,
+    /// The time the room asked to be woken at has come.
+    Wake,
     /// The store reported a commit of this room's writes.
     Committed,
 }
@@ -668,7 +694,7 @@ enum Woke {
 impl Actor {
     #[inline]
     fn plan(&self) -> Plan {
-        Plan { awake: self.object.is_some(), next_alarm: self.alarms.values().min().copied() }
+        Plan { awake: self.object.is_some(), next_alarm: self.alarms.values().min().copied(), wake: self.wake }
     }
 
     /// Runs `f` with the room object (building it if hibernated) and a context.
@@ -678,14 +704,14 @@ impl Actor {
 
     /// As `with_room`, with the batch's local connection, if any.
     fn with_room_in<R>(&mut self, local: &mut Option<Local<'_>>, f: impl FnOnce(&mut dyn Room, &mut Ctx<'_>) -> R) -> R {
-        let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, .. } = self;
+        let Actor { room, name, factory, store, object, conns, alarms, auto_response, held, pending, wakeups, wake, .. } = self;
         let object = object.get_or_insert_with(|| {
             *wakeups += 1;
             census::woke();
             factory.create(name.id.as_str(), &RoomStorage { store: &**store, room, pending })
         });
         let local = local.as_mut().map(Local::reborrow);
-        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending, local };
+        let mut ctx = Ctx { room, conns, store: &**store, alarms, auto_response, held, pending, wake, local };
         f(object.as_mut(), &mut ctx)
     }
 

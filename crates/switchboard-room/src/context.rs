@@ -3,7 +3,9 @@
 //! batch of events (see the `storage` module); nothing here waits.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use switchboard_proto::{CloseCode, Message};
 use switchboard_store::{Store, Write};
@@ -23,6 +25,8 @@ pub struct Ctx<'a> {
     pub(crate) auto_response: &'a AutoResponses,
     pub(crate) held: &'a mut Held,
     pub(crate) pending: &'a mut WriteBehind,
+    /// When the room asked to be woken (`wake_after`), the earliest.
+    pub(crate) wake: &'a mut Option<Instant>,
     /// The connection whose own task runs this batch, if one does: what is
     /// sent to it goes straight to it.
     pub(crate) local: Option<Local<'a>>,
@@ -343,6 +347,19 @@ impl Ctx<'_> {
     pub fn delete_alarm(&mut self, name: &str) -> bool {
         self.pending.record(Write::DeleteAlarm(name.to_owned()));
         self.alarms.remove(name).is_some()
+    }
+
+    /// Asks for [`crate::Room::on_wake`] once `after` has passed (then the
+    /// batch ends as any other, with `on_batch_end`); of several requests
+    /// the earliest wins. Unlike an alarm it is not stored and not kept
+    /// over a restart: it paces work within a live room, such as
+    /// announcing a count at most so often while members pour in. The room
+    /// does not hibernate while a wake is pending.
+    pub fn wake_after(&mut self, after: Duration) {
+        let at = Instant::now() + after;
+        if self.wake.is_none_or(|wake| at < wake) {
+            *self.wake = Some(at);
+        }
     }
 
     /// Pending alarms of this room.

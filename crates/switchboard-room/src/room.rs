@@ -173,6 +173,8 @@ pub trait Room: Send + 'static {
     }
     /// A named alarm fired.
     fn on_alarm(&mut self, _ctx: &mut Ctx<'_>, _name: &str) {}
+    /// The time given to `Ctx::wake_after` has passed.
+    fn on_wake(&mut self, _ctx: &mut Ctx<'_>) {}
     /// The actor handled the events that were waiting (up to 64 per wake)
     /// or the alarms that were due, or a connection handled its read's
     /// messages itself (`RoomHandle::try_deliver`), and the room is about

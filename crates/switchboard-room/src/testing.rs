@@ -223,11 +223,14 @@ impl TestRoom {
 
     /// Waits until the room has handled every event sent to it so far (and
     /// the commits those events' writes led to, when the store reports at
-    /// once, as the in-memory one does); its counters.
+    /// once, as the in-memory one does, and the wake it asked for, if any);
+    /// its counters.
     pub async fn settle(&self) -> RoomStats {
         let mut stats = self.handle.stats().await.expect("the room is running");
         for _ in 0..1000 {
-            if self.handle.is_settled() {
+            if let Some(wake) = self.handle.pending_wake() {
+                tokio::time::sleep_until(wake).await;
+            } else if self.handle.is_settled() {
                 break;
             }
             tokio::task::yield_now().await;

@@ -1,4 +1,6 @@
-//! The behaviour every backend must show; each backend's tests call [`check`].
+//! The behaviour every backend must show; each backend's tests call
+//! [`check`]. Public with the `contract` feature, for backends in other
+//! crates.
 
 use crate::{commit_blocking, flush_blocking, Batch, Store, Write};
 
@@ -10,7 +12,13 @@ fn put(key: &str, value: &[u8]) -> Write {
     Write::Put(key.into(), value.to_vec())
 }
 
-pub(crate) fn check(store: &dyn Store) {
+/// The rooms [`check`] writes to (a backend that must prepare rooms before
+/// use prepares these).
+pub const ROOMS: [&str; 9] = ["r1", "r2", "g0", "g1", "g2", "g3", "g4", "g5", "g6"];
+
+/// Panics unless `store` (empty, or with none of [`ROOMS`] written) behaves
+/// as every backend must.
+pub fn check(store: &dyn Store) {
     assert_eq!(store.get("r1", "a").unwrap(), None);
     commit(store, "r1", vec![put("a", b"1")]);
     commit(store, "r1", vec![put("a", b"2")]);

@@ -132,5 +132,5 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-#[cfg(test)]
-pub(crate) mod contract;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;

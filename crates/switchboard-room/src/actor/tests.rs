@@ -95,6 +95,7 @@ impl Room for Counter {
                 ctx.send(conn, Message::text(me));
             }
             "alarm" => ctx.set_alarm("ring", SystemTime::now() + Duration::from_millis(50)),
+            "wake" => ctx.wake_after(Duration::from_millis(30)),
             "auto" => ctx.set_auto_response(Some(("ping", "pong"))),
             t if t.starts_with("tag:") => {
                 let members: Vec<String> = ctx.connections(Some(&t[4..])).map(|c| c.to_string()).collect();
@@ -109,6 +110,10 @@ impl Room for Counter {
     fn on_alarm(&mut self, ctx: &mut Ctx<'_>, name: &str) {
         ctx.storage().put("fired", name.as_bytes());
         ctx.broadcast(Message::text(format!("alarm:{name}")), None);
+    }
+
+    fn on_wake(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.broadcast(Message::text("woke"), None);
     }
 }
 
@@ -440,6 +445,28 @@ async fn a_free_room_handles_delivered_messages_on_the_callers_task() {
     assert_eq!(b.texts(), ["hello", "again"], "other connections through their sinks");
     assert!(a.texts().is_empty(), "nothing through the delivering connection's own sink");
     assert_eq!(straight.0, [Message::text("count=2")], "its reply went straight to it");
+}
+
+/// A wake asked for on a connection's own task reaches the actor's timers,
+/// comes once however often it was asked for, and no storage write is
+/// made for it; the room stays awake for it.
+#[tokio::test(start_paused = true)]
+async fn a_wake_asked_for_on_a_connections_task_comes_once_and_is_not_stored() {
+    let store = Arc::new(MemoryStore::new());
+    let room = spawn_room(name("w"), factory(), store.clone(), RoomConfig { hibernate_after: Duration::from_millis(10), ..config() });
+    let a = join(&room, 1, "").await.unwrap();
+    settle(&room).await;
+    let mut straight = Straight::default();
+    room.try_deliver(ConnId(1), vec![Message::text("wake"), Message::text("wake")], &mut straight).unwrap();
+    assert!(a.texts().is_empty());
+    tokio::time::sleep(Duration::from_millis(29)).await;
+    assert!(a.texts().is_empty(), "not before its time");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    settle(&room).await;
+    assert_eq!(a.texts(), ["woke"]);
+    assert!(store.room_alarms("t/w").unwrap().is_empty(), "nothing stored");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.texts(), ["woke"], "once");
 }
 
 /// A local sink that records what reached it.
