@@ -14,6 +14,8 @@
 # shared, and the messages are JSON of about SIZE bytes, one record of
 # some 130 at least), SIZE (message bytes, default 20): with DEFLATE=1,
 # replies below the 1,024-byte threshold go back plain, above it compressed.
+# BINARY=1: binary messages (as the matrix's 16 KiB echo sends) instead of
+# text.
 # Loopback only. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,7 @@ LOADGEN=${LOADGEN:-target/release/switchboard-loadgen}
 SIZE=${SIZE:-20}
 EXTRA=()
 [ "${DEFLATE:-0}" = 1 ] && EXTRA+=(--deflate --json)
+[ "${BINARY:-0}" = 1 ] && EXTRA+=(--binary)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{take, types};
-use switchboard_apps::clicks::{factory, LinkBook, LinkInfo, MAX_PER_MESSAGE, RECENT};
+use switchboard_apps::clicks::{factory, LinkBook, LinkInfo, BLOCK, MAX_PER_MESSAGE, RECENT};
 use switchboard_room::testing::{GatedStore, TestRoom};
 use switchboard_room::{Decision, Identity, RoomConfig};
-use switchboard_store::{MemoryStore, Store};
+use switchboard_store::{commit_blocking, Batch, MemoryStore, Store, Write};
 
 struct Book;
 
@@ -135,7 +135,13 @@ async fn the_feed_keeps_the_last_thousand_and_everything_survives_hibernation_an
         room.http("POST", "/clicks", &Value::Array(group).to_string()).await;
     }
     room.settle().await;
-    assert_eq!(store.list("clicks/acme", "r/", 5000).unwrap().len(), RECENT, "older clicks leave storage");
+    // 1,500 clicks in blocks of 64: blocks 0-23; those holding none of
+    // the last thousand go (the first 7, clicks 0-447).
+    let blocks = store.list("clicks/acme", "rb/", 5000).unwrap();
+    let stored: usize = blocks.iter().map(|(_, b)| serde_json::from_slice::<Vec<Value>>(b).unwrap().len()).sum();
+    assert_eq!(blocks.len(), 17, "older blocks leave storage");
+    assert!((RECENT..RECENT + BLOCK as usize).contains(&stored), "{stored} clicks stored");
+    assert_eq!(blocks.first().unwrap().0, "rb/00000000000000000007");
     assert!(room.wait_until_hibernated(Duration::from_millis(120)).await);
     let seen = take(&watching);
     assert_eq!(types(&seen), ["snapshot", "clicks", "clicks", "clicks"], "the snapshot and a message per group");
@@ -184,4 +190,37 @@ async fn deleting_a_link_forgets_its_counts_and_tells_the_dashboards() {
     conn.say("hello").await;
     room.settle().await;
     assert_eq!(types(&take(&conn)), ["error"], "dashboards only receive");
+}
+
+/// A room stored before recent clicks went into blocks (one click a key
+/// under `r/`) shows them, and moves them into blocks with its next group.
+#[tokio::test]
+async fn recent_clicks_stored_one_a_key_move_into_blocks() {
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let now = now_ms();
+    let writes = (0..3u64).map(|i| Write::Put(format!("r/{i:020}"), click("acme-link", Some("DE"), now + i).to_string().into_bytes())).collect();
+    commit_blocking(&*store, Batch { room: "clicks/acme".into(), writes }).unwrap();
+    let room = room_on(store.clone(), config());
+    let conn = dashboard(&room, "acme").await.unwrap();
+    room.settle().await;
+    let snapshot = take(&conn).remove(0);
+    let times: Vec<u64> = snapshot["recent"].as_array().unwrap().iter().map(|c| c["time"].as_u64().unwrap()).collect();
+    assert_eq!(times, [now, now + 1, now + 2]);
+
+    room.http("POST", "/clicks", &json!([click("acme-link", Some("FR"), now + 3)]).to_string()).await;
+    room.settle().await;
+    assert!(store.list("clicks/acme", "r/", 10).unwrap().is_empty(), "the old keys are gone");
+    let blocks = store.list("clicks/acme", "rb/", 10).unwrap();
+    assert_eq!(blocks.len(), 1);
+    let stored: Vec<Value> = serde_json::from_slice(&blocks[0].1).unwrap();
+    let times: Vec<u64> = stored.iter().map(|c| c["time"].as_u64().unwrap()).collect();
+    assert_eq!(times, [now, now + 1, now + 2, now + 3]);
+
+    // A new actor reads the blocks, and numbers new clicks after them.
+    let again = room_on(store.clone(), config());
+    again.http("POST", "/clicks", &json!([click("acme-link", Some("FR"), now + 4)]).to_string()).await;
+    again.settle().await;
+    let blocks = store.list("clicks/acme", "rb/", 10).unwrap();
+    let stored: Vec<Value> = serde_json::from_slice(&blocks[0].1).unwrap();
+    assert_eq!(stored.len(), 5, "all five in the first block of {BLOCK}");
 }

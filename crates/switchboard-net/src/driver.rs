@@ -59,7 +59,7 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use switchboard_proto::connection::State;
@@ -71,6 +71,7 @@ use crate::handler::{Handler, Outbox, Traffic};
 use crate::io::ByteStream;
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
+use crate::read_size;
 use crate::spare;
 use crate::stats::{NetStats, Outcome};
 use crate::timers::Ms;
@@ -477,8 +478,11 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         if consumed && buf.capacity() < chunk && !buf.try_reclaim(chunk) {
             *buf = spare::take();
         }
-        buf.reserve(chunk);
-        match pin!(self.stream.read_buf(buf)).poll(cx) {
+        // A large frame's rest is read into place (see `read_size`).
+        let want = read_size::next_read(conn.frame_in_progress(), chunk);
+        buf.reserve(want);
+        let polled = pin!(self.stream.read_buf(&mut (&mut *buf).limit(want))).poll(cx);
+        match polled {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(Cut::Dropped)),
             Poll::Ready(Ok(n)) => {
                 self.on_read(n);

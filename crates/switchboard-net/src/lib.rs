@@ -20,6 +20,7 @@ mod handler;
 mod io;
 mod listener;
 mod outbound;
+mod read_size;
 mod service;
 mod spare;
 mod stats;

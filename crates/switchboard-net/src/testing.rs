@@ -231,6 +231,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
         self.flush().await;
     }
 
+    /// Queues a message without writing it: `flush` writes everything
+    /// queued at once, as a client pipelining messages does.
+    pub(crate) fn queue(&mut self, message: &Message) {
+        self.conn.send(message).unwrap();
+    }
+
     /// Sends our close frame.
     pub(crate) async fn close(&mut self, code: CloseCode, reason: &str) {
         self.conn.close(Some(code), reason);

@@ -24,7 +24,7 @@ use crate::config::{Config, Role};
 use crate::deflate::{DeflateParams, Incoming, Outgoing};
 use crate::error::ProtocolError;
 use crate::frame::{append_frame, ControlOp, DataOp, FrameHeader, OpCode, COPY_THRESHOLD, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use crate::mask::apply_mask;
+use crate::mask::{apply_mask, apply_mask_ascii};
 use crate::utf8::Utf8Validator;
 
 /// A complete data message.
@@ -309,6 +309,15 @@ impl Connection {
         self.frame.is_some() || self.partial.is_some()
     }
 
+    /// Payload bytes of the frame in progress that have not arrived yet,
+    /// and the frame's whole payload length; `None` between frames. A
+    /// reader can size its next read with it (see `switchboard-net`'s
+    /// read buffer), so that a large frame's payload is read into place
+    /// rather than copied when the buffer grows.
+    pub fn frame_in_progress(&self) -> Option<(usize, usize)> {
+        self.frame.as_ref().map(|frame| (frame.len - frame.scanned, frame.len))
+    }
+
     // ---- input ----
 
     /// Consumes bytes from `buf` and returns the next event, or `Ok(None)`
@@ -351,10 +360,17 @@ impl Connection {
             let available = buf.len().min(frame.len);
             if available > frame.scanned {
                 let fresh = &mut buf[frame.scanned..available];
-                if let Some(key) = frame.header.mask {
-                    apply_mask(fresh, key, frame.scanned);
-                }
-                if frame.validate {
+                // Masked text is checked for ASCII as it is unmasked; ASCII
+                // between characters needs no UTF-8 check.
+                let ascii = match frame.header.mask {
+                    Some(key) if frame.validate => apply_mask_ascii(fresh, key, frame.scanned),
+                    Some(key) => {
+                        apply_mask(fresh, key, frame.scanned);
+                        false
+                    }
+                    None => false,
+                };
+                if frame.validate && !(ascii && self.utf8.is_between_characters()) {
                     self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 frame.scanned = available;

@@ -70,6 +70,12 @@ impl Utf8Validator {
         }
     }
 
+    /// True when no character is unfinished: then ASCII bytes fed next are
+    /// valid without a look at them.
+    pub fn is_between_characters(&self) -> bool {
+        self.partial_len == 0
+    }
+
     /// Forgets any unfinished character.
     pub fn reset(&mut self) {
         self.partial_len = 0;

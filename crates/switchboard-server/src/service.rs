@@ -68,7 +68,7 @@ impl Service for SwitchboardService {
         let Route::Room { kind, id } = Route::parse(&info.request.path).map_err(not_found)?;
         let spec = self.kinds.get(kind.as_str()).ok_or_else(|| not_found(RouteError::UnknownKind(kind.as_str().to_owned())))?;
         let header_list =
-            || -> Vec<(String, String)> { info.head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect() };
+            || -> Vec<(String, String)> { info.head.headers().map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())).collect() };
         let headers = header_list();
         let ip = self.trusted_proxies.client_ip(info.peer, &headers);
         // The edge's checks, cheapest first; none of them touches a room.

@@ -18,7 +18,11 @@
 //! identity the answer is 401, with another account's it is 403.
 //!
 //! Storage: `stats` (account totals, JSON), `link/{slug}` (one link's
-//! counts, JSON), `r/{seq}` (one recent click each, 20-digit sequence).
+//! counts, JSON), `rb/{block}` (recent clicks, [`BLOCK`] to a key as a JSON
+//! array, 20-digit block number), so that a group of clicks costs a few
+//! writes, not one per click. Rooms stored before blocks kept one click
+//! per key under `r/{seq}`; they are read, and moved into blocks by the
+//! room's next group.
 
 mod stats;
 mod wire;
@@ -50,7 +54,16 @@ const DASHBOARD: &str = "dashboard";
 
 const STATS_KEY: &str = "stats";
 const LINK_PREFIX: &str = "link/";
-const RECENT_PREFIX: &str = "r/";
+const BLOCK_PREFIX: &str = "rb/";
+/// Where rooms stored before blocks kept their recent clicks, one a key.
+const LEGACY_PREFIX: &str = "r/";
+
+/// Recent clicks stored under one key.
+pub const BLOCK: u64 = 64;
+
+/// Blocks kept: enough to hold the last [`RECENT`] clicks wherever the
+/// newest block ends.
+const BLOCKS_KEPT: u64 = (RECENT as u64).div_ceil(BLOCK) + 1;
 
 /// Most links whose counts a room loads (an account's links are bounded
 /// well below this by the server).
@@ -71,9 +84,13 @@ pub struct Clicks {
     dirty_links: BTreeSet<String>,
     /// The account's counts changed since they were last stored.
     dirty: bool,
-    /// The latest clicks, oldest first, with their storage sequence.
-    recent: VecDeque<(u64, Click)>,
+    /// The latest clicks, oldest first; the newest is number `next_seq - 1`
+    /// of the room's clicks, and click `n` is stored in block `n / BLOCK`.
+    recent: VecDeque<Click>,
     next_seq: u64,
+    /// Keys of clicks stored one a key before blocks, to delete once
+    /// they are in blocks.
+    legacy: Vec<String>,
     book: Arc<dyn LinkBook>,
 }
 
@@ -86,8 +103,8 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn recent_key(seq: u64) -> String {
-    format!("{RECENT_PREFIX}{seq:020}")
+fn block_key(block: u64) -> String {
+    format!("{BLOCK_PREFIX}{block:020}")
 }
 
 impl Clicks {
@@ -112,12 +129,57 @@ impl Clicks {
                 stats.links.insert(slug.to_owned(), link);
             }
         }
-        let recent: VecDeque<(u64, Click)> = read("recent clicks", storage.list(RECENT_PREFIX, RECENT))
-            .into_iter()
-            .filter_map(|(key, bytes)| Some((key.strip_prefix(RECENT_PREFIX)?.parse().ok()?, serde_json::from_slice(&bytes).ok()?)))
-            .collect();
-        let next_seq = recent.back().map_or(0, |(seq, _)| seq + 1);
-        Clicks { account: account.to_owned(), stats, dirty_links: BTreeSet::new(), dirty: false, recent, next_seq, book }
+        let mut recent = VecDeque::new();
+        let mut next_seq = 0;
+        for (key, bytes) in read("recent clicks", storage.list(BLOCK_PREFIX, BLOCKS_KEPT as usize + 1)) {
+            let (Some(block), Ok(clicks)) = (key.strip_prefix(BLOCK_PREFIX).and_then(|b| b.parse::<u64>().ok()), serde_json::from_slice::<Vec<Click>>(&bytes))
+            else {
+                continue;
+            };
+            next_seq = block * BLOCK + clicks.len() as u64;
+            recent.extend(clicks);
+        }
+        let mut legacy = Vec::new();
+        if recent.is_empty() {
+            for (key, bytes) in read("recent clicks", storage.list(LEGACY_PREFIX, RECENT)) {
+                if let Ok(click) = serde_json::from_slice::<Click>(&bytes) {
+                    recent.push_back(click);
+                }
+                legacy.push(key);
+            }
+            next_seq = recent.len() as u64;
+        }
+        while recent.len() > RECENT {
+            recent.pop_front();
+        }
+        Clicks { account: account.to_owned(), stats, dirty_links: BTreeSet::new(), dirty: false, recent, next_seq, legacy, book }
+    }
+
+    /// Stores the blocks of the clicks from number `from` on, and drops
+    /// the blocks that hold none of the last [`RECENT`].
+    fn store_recent(&mut self, ctx: &mut Ctx<'_>, from: u64) {
+        let mut storage = ctx.storage();
+        for key in self.legacy.drain(..) {
+            storage.delete(&key);
+        }
+        // The newest block is whole in memory (RECENT is more than a
+        // block); of a group larger than RECENT, only what is still in
+        // memory is stored.
+        let oldest_in_memory = self.next_seq - self.recent.len() as u64;
+        for block in from.max(oldest_in_memory) / BLOCK..self.next_seq.div_ceil(BLOCK) {
+            let start = (block * BLOCK).max(oldest_in_memory);
+            let end = ((block + 1) * BLOCK).min(self.next_seq);
+            let clicks: Vec<&Click> = self.recent.range((start - oldest_in_memory) as usize..(end - oldest_in_memory) as usize).collect();
+            storage.put(&block_key(block), &serde_json::to_vec(&clicks).expect("clicks serialize"));
+        }
+        // Blocks older than those kept go; each is deleted once, when the
+        // newest block number passes it.
+        let newest = (self.next_seq - 1) / BLOCK;
+        for block in (from / BLOCK)..=newest {
+            if let Some(old) = block.checked_sub(BLOCKS_KEPT) {
+                storage.delete(&block_key(old));
+            }
+        }
     }
 
     fn links(&self) -> Vec<LinkInfo> {
@@ -137,13 +199,15 @@ impl Clicks {
             countries: &self.stats.countries,
             series: self.stats.minutes.iter().map(|(m, c)| (*m, *c)).collect(),
             links: self.link_totals(&links),
-            recent: self.recent.iter().map(|(_, c)| c).collect(),
+            recent: self.recent.iter().collect(),
         }
         .to_json()
     }
 
     fn record(&mut self, ctx: &mut Ctx<'_>, clicks: Vec<Click>) {
         let dashboards = ctx.connection_count() > 0;
+        // Clicks stored one a key move into blocks with this group.
+        let from = if self.legacy.is_empty() { self.next_seq } else { self.next_seq - self.recent.len() as u64 };
         let mut rest = clicks;
         while !rest.is_empty() {
             let group: Vec<Click> = if rest.len() > MAX_PER_MESSAGE { rest.drain(..MAX_PER_MESSAGE).collect() } else { std::mem::take(&mut rest) };
@@ -162,17 +226,16 @@ impl Clicks {
                 };
                 ctx.broadcast(Message::text(message.to_json()), None);
             }
-            let mut storage = ctx.storage();
             for click in group {
-                let seq = self.next_seq;
                 self.next_seq += 1;
-                storage.put(&recent_key(seq), &serde_json::to_vec(&click).expect("clicks serialize"));
                 if self.recent.len() == RECENT {
-                    let (old, _) = self.recent.pop_front().expect("full");
-                    storage.delete(&recent_key(old));
+                    self.recent.pop_front();
                 }
-                self.recent.push_back((seq, click));
+                self.recent.push_back(click);
             }
+        }
+        if self.next_seq > from {
+            self.store_recent(ctx, from);
         }
         self.dirty = true;
     }

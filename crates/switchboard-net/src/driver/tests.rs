@@ -230,3 +230,41 @@ async fn a_reply_sent_straight_after_catching_up_follows_what_other_tasks_queued
         assert_eq!(peer.next_event().await, Some(Event::Message(Message::text(expected))));
     }
 }
+
+/// Frames around and beyond the read size are read with sized reads (the
+/// rest of a large frame and the next header, see `read_size`), over a
+/// pipe that hands over at most 8 KiB at a time: pipelined, text and
+/// binary, a character split at every block edge, each comes back whole.
+#[tokio::test(start_paused = true)]
+async fn pipelined_frames_around_and_beyond_the_read_size_come_back_whole() {
+    let chunk = 1024;
+    let server = Server::start(NetConfig { read_chunk: chunk, ..NetConfig::default() });
+    let (io, task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    let sizes = [20, chunk - 1, chunk, chunk + 1, 3 * chunk + 5, 4 * chunk + 7, 1, 9 * chunk + 3, 2 * chunk, 125, 126];
+    let messages: Vec<Message> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            if i % 2 == 0 {
+                // Two-byte characters after an odd start: one straddles
+                // every 64-byte block of the unmasking.
+                let text: String = std::iter::once('a').chain(std::iter::repeat_n('é', size / 2)).collect();
+                Message::text(text)
+            } else {
+                Message::binary((0..size).map(|b| (b * 31 % 251) as u8).collect::<Vec<u8>>())
+            }
+        })
+        .collect();
+    for message in &messages {
+        peer.queue(message);
+    }
+    peer.flush().await;
+    for message in &messages {
+        assert_eq!(peer.next_event().await, Some(Event::Message(message.clone())), "{} bytes", message.payload().len());
+    }
+    peer.close(CloseCode::NORMAL, "done").await;
+    assert_eq!(peer.next_event().await, close_event(CloseCode::NORMAL, ""));
+    task.await.unwrap();
+    assert_eq!(server.stats().messages_in, messages.len() as u64);
+}

@@ -306,6 +306,24 @@ fn invalid_utf8_fails_before_the_frame_is_complete() {
 }
 
 #[test]
+fn ascii_after_an_unfinished_character_in_a_later_read_is_invalid() {
+    // The first read ends in the first byte of a two-byte character; the
+    // second brings blocks of ASCII, which cannot finish it. The frame is
+    // the first fragment of a message, so only the check as the bytes
+    // arrive can fail it (not the one at the message's end).
+    let mut payload = vec![b'a'; 300];
+    payload[99] = 0xc3;
+    let input = frame(0x01, &payload);
+    let out = run_chunks(Config::default(), &[&input[..8 + 100], &input[8 + 100..]]);
+    assert_eq!(out.error, Some(ProtocolError::InvalidUtf8));
+    // Finished in the second read, it is valid.
+    payload[100] = 0xa9;
+    let input = frame(0x01, &payload);
+    let out = run_chunks(Config::default(), &[&input[..8 + 100], &input[8 + 100..]]);
+    assert_eq!(out.error, None);
+}
+
+#[test]
 fn utf8_split_across_fragments_is_valid() {
     let bytes = "κόσμε".as_bytes();
     let mut input = frame(0x01, &bytes[..3]);

@@ -23,10 +23,20 @@ const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`: base64 of the SHA-1 of
 /// the key followed by the GUID.
 pub fn accept_key(key: &str) -> String {
+    accept_key_into(key, &mut [0; ACCEPT_LEN]).iter().copied().map(char::from).collect()
+}
+
+/// Length of a `Sec-WebSocket-Accept` value: base64 of 20 bytes.
+const ACCEPT_LEN: usize = 28;
+
+/// [`accept_key`] written into `out`, for a response built without
+/// allocating it.
+fn accept_key_into<'a>(key: &str, out: &'a mut [u8; ACCEPT_LEN]) -> &'a [u8] {
     let mut sha = Sha1::new();
     sha.update(key.as_bytes());
     sha.update(GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(sha.finalize(), out).expect("20 bytes are 28 in base64");
+    &out[..written]
 }
 
 /// A refused or failed handshake, with the HTTP status that says why.
@@ -104,7 +114,8 @@ fn reason_phrase(status: u16) -> &'static str {
 /// True if the comma-separated token list `value` contains `token`
 /// (ASCII case-insensitive), as `Connection` and `Upgrade` are compared.
 fn list_contains(value: &[u8], token: &str) -> bool {
-    value.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    // Most often the whole value is the token.
+    value.eq_ignore_ascii_case(token.as_bytes()) || value.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 #[cfg(test)]

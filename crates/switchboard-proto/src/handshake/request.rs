@@ -14,8 +14,18 @@ pub struct RequestHead {
     pub path: String,
     /// 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version_minor: u8,
-    /// Header names and values in order, names as sent.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// The head as sent, copied once; `headers` says where each header's
+    /// name and value are in it (one allocation for all of them rather than
+    /// two per header).
+    lines: Vec<u8>,
+    headers: Vec<HeaderAt>,
+}
+
+/// Where one header's name and value are in `RequestHead::lines` (from, to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeaderAt {
+    name: (u32, u32),
+    value: (u32, u32),
 }
 
 impl RequestHead {
@@ -40,23 +50,46 @@ impl RequestHead {
             }
             httparse::Status::Complete(len) => len,
         };
+        // httparse's names and values are slices of `buf`: their offsets in
+        // it locate them in the copy.
+        let at = |part: &[u8]| {
+            let from = offset_in(&buf[..len], part).unwrap_or(0);
+            (from as u32, (from + part.len()) as u32)
+        };
+        let headers = req.headers.iter().map(|h| HeaderAt { name: at(h.name.as_bytes()), value: at(h.value) }).collect();
         let head = RequestHead {
             method: req.method.unwrap_or_default().to_owned(),
             path: req.path.unwrap_or_default().to_owned(),
             version_minor: req.version.unwrap_or(0),
-            headers: req.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
+            lines: buf[..len].to_vec(),
+            headers,
         };
         Ok(Some((head, len)))
     }
 
+    /// Header names and values in order, names as sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        // Names are tokens (httparse checks), so ASCII.
+        self.headers.iter().map(|h| (std::str::from_utf8(self.part(h.name)).unwrap_or_default(), self.part(h.value)))
+    }
+
+    /// How many headers the request has.
+    pub fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|h| self.part(h.name).eq_ignore_ascii_case(name.as_bytes())).map(|h| self.part(h.value))
     }
 
     /// Every value of header `name`, in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.headers.iter().filter(move |h| self.part(h.name).eq_ignore_ascii_case(name.as_bytes())).map(|h| self.part(h.value))
+    }
+
+    fn part(&self, (from, to): (u32, u32)) -> &[u8] {
+        &self.lines[from as usize..to as usize]
     }
 
     /// True when the request asks for a protocol upgrade to WebSocket (an
@@ -65,6 +98,13 @@ impl RequestHead {
     pub fn wants_upgrade(&self) -> bool {
         self.header_values("upgrade").any(|v| list_contains(v, "websocket"))
     }
+}
+
+/// Where `part`, a slice of `buf`, starts in it; `None` if it is not in
+/// `buf` (which only an empty slice made elsewhere could be).
+fn offset_in(buf: &[u8], part: &[u8]) -> Option<usize> {
+    let from = (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    (from + part.len() <= buf.len()).then_some(from)
 }
 
 #[cfg(test)]
@@ -96,6 +136,15 @@ mod tests {
     }
 
     #[test]
+    fn headers_come_back_in_order_as_sent_empty_values_too() {
+        let (head, _) = RequestHead::parse(b"GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nx-Two: a, b\r\nX-Last:   \r\n\r\n", 16384).unwrap().unwrap();
+        let headers: Vec<(&str, &[u8])> = head.headers().collect();
+        assert_eq!(headers, [("Host", &b"h"[..]), ("X-Empty", b""), ("x-Two", b"a, b"), ("X-Last", b"")]);
+        assert_eq!(head.header("x-empty"), Some(&b""[..]));
+        assert_eq!(head.header("missing"), None);
+    }
+
+    #[test]
     fn an_oversized_head_is_431_even_before_it_ends() {
         let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', 20_000));
@@ -119,7 +168,7 @@ mod tests {
             req
         };
         let (head, _) = RequestHead::parse(&with_headers(MAX_HEADERS), 1 << 20).unwrap().unwrap();
-        assert_eq!(head.headers.len(), MAX_HEADERS);
+        assert_eq!(head.header_count(), MAX_HEADERS);
         assert_eq!(RequestHead::parse(&with_headers(MAX_HEADERS + 1), 1 << 20).unwrap_err().status, 431);
     }
 

@@ -2,7 +2,7 @@
 
 use base64::Engine;
 
-use super::{accept_key, list_contains, HandshakeError, RequestHead};
+use super::{accept_key_into, list_contains, HandshakeError, RequestHead, ACCEPT_LEN};
 
 /// A request that passed every check of RFC 6455 §4.2.1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +48,11 @@ impl UpgradeRequest {
             return Err(HandshakeError::bad_request("more than one Sec-WebSocket-Key"));
         }
         let key = std::str::from_utf8(key).map(str::trim).unwrap_or("");
-        match base64::engine::general_purpose::STANDARD.decode(key) {
-            Ok(raw) if raw.len() == 16 => {}
+        // 16 bytes are 24 characters of padded base64, which decode into a
+        // buffer on the stack (18: what 24 characters could hold at most).
+        let mut raw = [0; 18];
+        match base64::engine::general_purpose::STANDARD.decode_slice(key, &mut raw) {
+            Ok(16) if key.len() == 24 => {}
             _ => return Err(HandshakeError::bad_request("Sec-WebSocket-Key must be base64 of 16 bytes")),
         }
         // §11.3.5: one version per request; a retry after 426 sends a new request.
@@ -81,28 +84,27 @@ impl UpgradeRequest {
     /// The `101 Switching Protocols` response.
     pub fn accept_response(&self, protocol: Option<&str>, extensions: Option<&str>, extra_headers: &[(&str, &str)]) -> Vec<u8> {
         debug_assert!(protocol.is_none_or(|p| self.protocols.iter().any(|o| o == p)), "answering with a protocol the client did not offer");
-        let mut out = String::with_capacity(160);
-        out.push_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-        out.push_str(&accept_key(&self.key));
-        out.push_str("\r\n");
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+        out.extend_from_slice(accept_key_into(&self.key, &mut [0; ACCEPT_LEN]));
+        out.extend_from_slice(b"\r\n");
+        let mut header = |name: &str, value: &str| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
         if let Some(protocol) = protocol {
-            out.push_str("Sec-WebSocket-Protocol: ");
-            out.push_str(protocol);
-            out.push_str("\r\n");
+            header("Sec-WebSocket-Protocol", protocol);
         }
         if let Some(extensions) = extensions {
-            out.push_str("Sec-WebSocket-Extensions: ");
-            out.push_str(extensions);
-            out.push_str("\r\n");
+            header("Sec-WebSocket-Extensions", extensions);
         }
         for (name, value) in extra_headers {
-            out.push_str(name);
-            out.push_str(": ");
-            out.push_str(value);
-            out.push_str("\r\n");
+            header(name, value);
         }
-        out.push_str("\r\n");
-        out.into_bytes()
+        out.extend_from_slice(b"\r\n");
+        out
     }
 }
 
