@@ -8,32 +8,27 @@
 //! of the logs.
 
 mod common;
+#[path = "support/json_client.rs"]
+mod json_client;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use common::ServerProcess;
 use hmac::{Hmac, Mac};
+use json_client::{next, WAIT};
 use serde_json::{json, Value};
 use sha1::Sha1;
 use switchboard_client::{Client, ClientOptions, Event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Waits at most this long for any one message.
-const WAIT: Duration = Duration::from_secs(10);
-
 struct Peer {
     client: Client,
     id: String,
     joined: Value,
-}
-
-async fn next(client: &mut Client) -> Value {
-    let message = tokio::time::timeout(WAIT, client.recv_message()).await.expect("a message in time").expect("a message");
-    serde_json::from_str(message.as_text().expect("text frames only")).expect("JSON")
 }
 
 async fn connect(server: &ServerProcess, room: &str) -> Client {

@@ -7,38 +7,21 @@
 mod common;
 #[path = "support/geo_fixture.rs"]
 mod geo_fixture;
+#[path = "support/json_client.rs"]
+mod json_client;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use common::ServerProcess;
+use json_client::{next, next_of, WAIT};
 use serde_json::{json, Value};
 use switchboard_client::{Client, ClientOptions, Event, Message};
-
-/// Waits at most this long for any one message.
-const WAIT: Duration = Duration::from_secs(10);
 
 struct Chatter {
     client: Client,
     id: String,
     name: String,
     country: Value,
-}
-
-async fn next(client: &mut Client) -> Value {
-    let message = tokio::time::timeout(WAIT, client.recv_message()).await.expect("a message in time").expect("a message");
-    serde_json::from_str(message.as_text().expect("text frames only")).expect("JSON")
-}
-
-/// The next message of `kind`, skipping others (e.g. `state` while waiting for `admin`).
-async fn next_of(client: &mut Client, kind: &str) -> Value {
-    for _ in 0..1000 {
-        let message = next(client).await;
-        if message["type"] == kind {
-            return message;
-        }
-    }
-    panic!("no {kind} message");
 }
 
 fn options(headers: &[(&str, &str)]) -> ClientOptions {

@@ -5,6 +5,8 @@
 //! Every wait is bounded.
 
 mod common;
+#[path = "support/json_client.rs"]
+mod json_client;
 #[path = "support/openmetrics.rs"]
 mod openmetrics;
 
@@ -13,12 +15,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::ServerProcess;
+use json_client::{next, next_of, WAIT};
 use serde_json::{json, Value};
 use switchboard_client::{Client, ClientOptions};
 use switchboard_cluster::testing::NatsServer as Nats;
 
-/// Waits at most this long for any one message.
-const WAIT: Duration = Duration::from_secs(10);
 /// The lease TTL the nodes run with: short, so failover tests stay short.
 const TTL: &str = "2s";
 
@@ -33,22 +34,6 @@ fn node(nats: &Nats, name: &str, extra: &[&str]) -> ServerProcess {
 
 fn three_nodes(nats: &Nats) -> Vec<ServerProcess> {
     ["n1", "n2", "n3"].iter().map(|name| node(nats, name, &[])).collect()
-}
-
-async fn next(client: &mut Client) -> Value {
-    let message = tokio::time::timeout(WAIT, client.recv_message()).await.expect("a message in time").expect("a message");
-    serde_json::from_str(message.as_text().expect("text frames only")).expect("JSON")
-}
-
-/// The next message of `kind`, skipping others.
-async fn next_of(client: &mut Client, kind: &str) -> Value {
-    for _ in 0..1000 {
-        let message = next(client).await;
-        if message["type"] == kind {
-            return message;
-        }
-    }
-    panic!("no {kind} message");
 }
 
 fn json_options() -> ClientOptions {

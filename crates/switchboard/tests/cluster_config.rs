@@ -2,36 +2,13 @@
 //! flags in that order, `config show`, the mistakes `config check` names,
 //! and a node that cannot reach NATS refusing to start.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+#[path = "support/config_cli.rs"]
+mod config_cli;
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn switchboard() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SWITCHBOARD_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn run(command: &mut Command) -> (bool, String, String) {
-    let Output { status, stdout, stderr } = command.output().expect("run switchboard");
-    (status.success(), String::from_utf8(stdout).unwrap(), String::from_utf8(stderr).unwrap())
-}
-
-/// The lines of one table in `config show`'s output.
-fn table<'a>(shown: &'a str, name: &str) -> Vec<&'a str> {
-    let header = format!("[{name}]");
-    shown.lines().skip_while(|l| l.trim() != header).skip(1).take_while(|l| !l.starts_with('[')).map(str::trim).collect()
-}
+use config_cli::{run, switchboard, table, write};
 
 #[test]
 fn cluster_keys_follow_the_file_then_the_environment_then_flags() {

@@ -4,35 +4,17 @@
 //! taking effect on real connections.
 
 mod common;
+#[path = "support/config_cli.rs"]
+mod config_cli;
 #[path = "support/edge.rs"]
 mod edge;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn switchboard() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    // The test's own environment must not leak settings in.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SWITCHBOARD_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn run(command: &mut Command) -> (bool, String, String) {
-    let Output { status, stdout, stderr } = command.output().expect("run switchboard");
-    (status.success(), String::from_utf8(stdout).unwrap(), String::from_utf8(stderr).unwrap())
-}
+use config_cli::{run, switchboard, table, write};
 
 /// A server process, killed (by its handle) when dropped.
 struct Serving(Child);
@@ -252,12 +234,6 @@ fn drain_and_log_settings_come_from_the_file_the_environment_and_flags() {
     let (ok, _, stderr) = run(switchboard().args(["config", "check"]).arg(&bad));
     assert!(!ok);
     assert!(stderr.contains("bad.toml line 1: `log_format`: unknown variant `xml`"), "{stderr}");
-}
-
-/// The lines of one table in `config show`'s output.
-fn table<'a>(shown: &'a str, name: &str) -> Vec<&'a str> {
-    let header = format!("[{name}]");
-    shown.lines().skip_while(|l| l.trim() != header).skip(1).take_while(|l| !l.starts_with('[')).map(str::trim).collect()
 }
 
 #[test]

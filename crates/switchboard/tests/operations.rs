@@ -5,14 +5,13 @@
 //! lines, no query strings or tokens).
 
 mod common;
+#[path = "support/openmetrics.rs"]
+mod openmetrics;
 #[allow(dead_code)] // the certificate's DER is for the TLS tests
 #[path = "support/test_ca.rs"]
 mod test_ca;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::ServerProcess;
@@ -39,43 +38,10 @@ async fn get(addr: &str, target: &str) -> (u16, String) {
     (status, body)
 }
 
-/// The Python of the venv `scripts/test.sh --part deps` makes.
-fn parser_python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/prometheus-venv/bin/python3");
-    assert!(python.exists(), "{} is missing: run `scripts/test.sh --part deps` (installs prometheus_client)", python.display());
-    python
-}
-
-/// Parses the text with prometheus_client's OpenMetrics parser (strict: it
-/// rejects what Prometheus would) into sample name + sorted labels -> value.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    const SCRIPT: &str = r#"
-import json, sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-out = {}
-for family in text_string_to_metric_families(sys.stdin.read()):
-    for s in family.samples:
-        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-        out[f"{s.name}{{{labels}}}"] = s.value
-print(json.dumps(out))
-"#;
-    let mut child = Command::new(parser_python())
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the parser");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "the parser rejected /metrics: {}\n{text}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
-}
-
 async fn scrape(addr: &str) -> HashMap<String, f64> {
     let (status, body) = get(addr, "/metrics").await;
     assert_eq!(status, 200, "{body}");
-    parse_metrics(&body)
+    openmetrics::parse(&body)
 }
 
 fn value(metrics: &HashMap<String, f64>, sample: &str) -> f64 {

@@ -1,0 +1,36 @@
+//! Running the binary's configuration commands from a test: a clean
+//! environment, files in a temporary directory, the output read back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary, with no `SWITCHBOARD_` variable of the test's own
+/// environment leaking settings in.
+pub fn switchboard() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SWITCHBOARD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Writes `text` to `dir/name`.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs to the end: (success, stdout, stderr).
+pub fn run(command: &mut Command) -> (bool, String, String) {
+    let Output { status, stdout, stderr } = command.output().expect("run switchboard");
+    (status.success(), String::from_utf8(stdout).unwrap(), String::from_utf8(stderr).unwrap())
+}
+
+/// The lines of one table in `config show`'s output.
+pub fn table<'a>(shown: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("[{name}]");
+    shown.lines().skip_while(|l| l.trim() != header).skip(1).take_while(|l| !l.starts_with('[')).map(str::trim).collect()
+}
