@@ -19,6 +19,8 @@
 # Loopback only. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 SHORT=${SHORT:-3}
 LONG=${LONG:-9}
 LOADGEN=${LOADGEN:-target/release/switchboard-loadgen}
@@ -31,22 +33,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 # run BINARY SECONDS: prints "INSTRUCTIONS MESSAGES".
 run() {
-  local binary=$1 seconds=$2 out="$WORK/out" pid addr rate duration total
-  # Stopped with SIGINT: at once, with or without a drain (and binaries
-  # from before the drain existed have no flags for it).
-  # Emptied here, not by the redirection below: that happens in the
-  # background job, possibly after the wait for the address has read the
-  # previous run's.
-  : > "$out"
-  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$binary" serve --listen 127.0.0.1:0 --memory > "$out" 2> "$WORK/err" &
-  pid=$!
-  addr=""
-  for _ in $(seq 1 600); do
-    addr=$(sed -n 's#^switchboard listening on http://##p' "$out")
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "the server did not start:" >&2; cat "$WORK/err" >&2; kill "$pid" 2>/dev/null; exit 1; }
+  local binary=$1 seconds=$2 pid addr rate duration total
+  start_callgrind "$binary" "$WORK"
+  pid=$SERVER_PID addr=$ADDR
   # The verdict needs --server-pid; only the counts matter here.
   "$LOADGEN" echo --url "ws://$addr/rooms/echo/cg" --connections 100 --in-flight 16 --size "$SIZE" "${EXTRA[@]}" --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
   kill -INT "$pid"

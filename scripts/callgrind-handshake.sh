@@ -14,6 +14,8 @@
 # callgrind dumps to, for callgrind_annotate). Loopback only. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 CONNECTIONS=${CONNECTIONS:-2000}
 LOADGEN=${LOADGEN:-target/release/switchboard-loadgen}
 WORK=$(mktemp -d)
@@ -21,17 +23,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 # run NAME BINARY: prints "INSTRUCTIONS".
 run() {
-  local name=$1 binary=$2 out="$WORK/out" pid addr load total
-  : > "$out"
-  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$binary" serve --listen 127.0.0.1:0 --memory > "$out" 2> "$WORK/err" &
-  pid=$!
-  addr=""
-  for _ in $(seq 1 600); do
-    addr=$(sed -n 's#^switchboard listening on http://##p' "$out")
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "the server did not start:" >&2; cat "$WORK/err" >&2; kill "$pid" 2>/dev/null; exit 1; }
+  local name=$1 binary=$2 pid addr load total
+  start_callgrind "$binary" "$WORK"
+  pid=$SERVER_PID addr=$ADDR
   callgrind_control -z "$pid" > /dev/null 2>&1
   # Held long enough for the dump below; the run ends when the wait does.
   "$LOADGEN" idle --url "ws://$addr/rooms/echo/cg" --connections "$CONNECTIONS" --rooms 100 --concurrency 64 --hibernate-wait 20 > "$WORK/load" 2> "$WORK/load.err" &

@@ -50,3 +50,28 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
 }
+
+# start_callgrind BINARY DIR: starts `BINARY serve` on a free loopback port
+# with in-memory storage under callgrind, its dumps as DIR/cg.PID[.N], its
+# stdout in DIR/out and stderr in DIR/err. Sets SERVER_PID and ADDR; exits
+# the script if no address appears within 60 s (valgrind starts slowly).
+# Stop it with SIGINT: at once, with or without a drain (binaries from
+# before the drain existed have no flags for it).
+start_callgrind() {
+  local binary=$1 dir=$2
+  # Emptied here, not by the redirection below: that happens in the
+  # background job, possibly after the wait has read a previous run's.
+  : > "$dir/out"
+  valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$binary" serve --listen 127.0.0.1:0 --memory > "$dir/out" 2> "$dir/err" &
+  SERVER_PID=$!
+  ADDR=""
+  for _ in $(seq 1 600); do
+    ADDR=$(sed -n 's#^switchboard listening on http://##p' "$dir/out")
+    [ -n "$ADDR" ] && return 0
+    sleep 0.1
+  done
+  echo "the server did not start:" >&2
+  cat "$dir/err" >&2
+  kill "$SERVER_PID" 2>/dev/null
+  exit 1
+}

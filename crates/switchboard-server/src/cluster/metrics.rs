@@ -5,9 +5,10 @@
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+
+use crate::metrics::{counter, gauge};
 
 /// Counters of one node's part in the cluster.
 #[derive(Clone, Default)]
@@ -63,14 +64,4 @@ impl Collector for ClusterMetrics {
         counter(&mut encoder, "switchboard_cluster_fenced_writes", "Storage writes refused because this node no longer owned the room", stats.fenced_writes)?;
         counter(&mut encoder, "switchboard_cluster_nats_reconnects", "Times the NATS connection came back after a loss", stats.reconnects)
     }
-}
-
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
-    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
-    let metric = ConstCounter::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
