@@ -2,7 +2,9 @@
 //! ([`RoomConnection`]), or, in cluster mode, joined to its room through
 //! the room's owner ([`RemoteConnection`]). One enum, so the listener keeps
 //! one handler type; the remote one is boxed, so a plain connection's box
-//! does not grow.
+//! does not grow, and so are its futures: they wait on NATS and are far
+//! larger than a room connection's, and every connection's task is as
+//! large as the largest future it may await (see `switchboard_net::Handler`).
 
 use std::future::Future;
 
@@ -22,14 +24,14 @@ impl Handler for ConnHandler {
     fn on_open(&mut self, out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         match self {
             ConnHandler::Local(c) => Either::Left(c.on_open(out)),
-            ConnHandler::Remote(c) => Either::Right(c.on_open(out)),
+            ConnHandler::Remote(c) => Either::Right(Box::pin(c.on_open(out))),
         }
     }
 
     fn on_message(&mut self, message: Message, out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         match self {
             ConnHandler::Local(c) => Either::Left(c.on_message(message, out)),
-            ConnHandler::Remote(c) => Either::Right(c.on_message(message, out)),
+            ConnHandler::Remote(c) => Either::Right(Box::pin(c.on_message(message, out))),
         }
     }
 
@@ -43,14 +45,14 @@ impl Handler for ConnHandler {
     fn on_read_end(&mut self, out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         match self {
             ConnHandler::Local(c) => Either::Left(c.on_read_end(out)),
-            ConnHandler::Remote(c) => Either::Right(c.on_read_end(out)),
+            ConnHandler::Remote(c) => Either::Right(Box::pin(c.on_read_end(out))),
         }
     }
 
     fn on_close(&mut self, code: Option<CloseCode>, reason: &str, clean: bool) -> impl Future<Output = ()> + Send {
         match self {
             ConnHandler::Local(c) => Either::Left(c.on_close(code, reason, clean)),
-            ConnHandler::Remote(c) => Either::Right(c.on_close(code, reason, clean)),
+            ConnHandler::Remote(c) => Either::Right(Box::pin(c.on_close(code, reason, clean))),
         }
     }
 
