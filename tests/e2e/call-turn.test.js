@@ -199,7 +199,14 @@ test('call through coturn: relays only, with the credentials switchboard issued'
       const video = tile?.querySelector('video');
       return tile?.dataset.state === 'connected' && video.videoWidth > 0 && !video.paused;
     }, other, seen);
-    const pair = await page.evaluate((id) => window.call.selectedPair(id), other);
+    // The selected pair's stats may still say in-progress while media
+    // already flows (its check's answer is counted a moment later).
+    let pair = await page.evaluate((id) => window.call.selectedPair(id), other);
+    const settled = Date.now() + WAIT_MS;
+    while (pair?.state !== 'succeeded' && Date.now() < settled) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      pair = await page.evaluate((id) => window.call.selectedPair(id), other);
+    }
     assert.deepEqual(pair, { local: 'relay', remote: 'relay', state: 'succeeded' }, `${who}: the selected pair is a relay pair`);
     const first = await page.evaluate((id) => window.call.framesDecoded(id), other);
     const deadline = Date.now() + WAIT_MS;
