@@ -52,9 +52,9 @@ done
 # (idle: 10,000 connections opened 64 at a time and held; its run has no
 # SECONDS, and bytes_per_conn is the server's RSS growth per connection) or
 # completed connections/s (churn: connect, one echo, close, in 50 loops).
-# Connecting 10,000 subscribers (64 handshakes at a time) takes about 20 s
-# on switchboard, whose broadcast room announces the member count once per
-# batch of joins; 600 s is the load generator's own connect limit. wall_s in
+# Connecting 10,000 subscribers (64 handshakes at a time) takes a few seconds
+# on switchboard, whose broadcast room spaces its member-count announcements
+# by its size; 600 s is the load generator's own connect limit. wall_s in
 # the TSV is the whole run.
 MATRIX=(
   "echo-20B-w16|echo --connections 100 --in-flight 16 --size 20|/rooms/echo/bench|$ALL_SERVERS|60"
