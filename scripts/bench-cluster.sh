@@ -15,6 +15,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 SECONDS_RUN=${1:-10}
 SUBSCRIBERS=${2:-200}
 BIN=target/release/switchboard
@@ -34,23 +36,15 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_node NAME FLAGS...: starts the binary, sets NODE_PID and NODE_ADDR.
+# start_node NAME FLAGS...: starts a node (lib.sh's start_server, storage
+# in memory), sets NODE_PID and NODE_ADDR.
 start_node() {
   local name=$1
   shift
-  "$BIN" serve --listen 127.0.0.1:0 --memory --drain-grace 0s --drain-timeout 0s "$@" > "$WORK/$name.out" 2> "$WORK/$name.log" &
-  NODE_PID=$!
+  start_server "$WORK/$name.out" --memory "$@" || { echo "bench-cluster: node $name did not start" >&2; exit 1; }
+  NODE_PID=$SERVER_PID
+  NODE_ADDR=$ADDR
   PIDS+=("$NODE_PID")
-  NODE_ADDR=""
-  for _ in $(seq 1 100); do
-    NODE_ADDR=$(grep -m1 -oE '127\.0\.0\.1:[0-9]+' "$WORK/$name.out" || true)
-    [ -n "$NODE_ADDR" ] && return 0
-    kill -0 "$NODE_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench-cluster: node $name did not start:" >&2
-  cat "$WORK/$name.log" >&2
-  exit 1
 }
 
 echo "== single node: broadcast, $SUBSCRIBERS subscribers, ${SECONDS_RUN}s"

@@ -188,24 +188,29 @@ fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
 
 /// A `&str` field as tracing's text format shows it: Rust's `Debug`.
 fn debug_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
+    if !quoted_as_is(out, s) {
         use std::io::Write;
         let _ = write!(out, "{s:?}");
     }
 }
 
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\') {
+    if !quoted_as_is(out, s) {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Appends `"s"` when `s` is printable ASCII without a quote or a
+/// backslash, which both `Debug` and JSON write unchanged; false (and
+/// nothing appended) when it needs escaping.
+fn quoted_as_is(out: &mut Vec<u8>, s: &str) -> bool {
+    let plain = s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if plain {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
-    } else {
-        let _ = serde_json::to_writer(&mut *out, s);
     }
+    plain
 }
 
 #[cfg(test)]

@@ -37,42 +37,47 @@ pub fn write_directly(format: LineFormat) {
     let _ = DIRECT.set(format);
 }
 
-/// Writes one line straight to stderr when the program asked for it and
-/// the `access` target is enabled at INFO; `false` when the caller should
-/// emit the tracing event instead.
-fn written_directly(message: &str, fields: &[(&str, Value)]) -> bool {
-    let Some(&format) = DIRECT.get() else { return false };
-    if tracing::enabled!(target: "access", Level::INFO) {
-        thread_local! {
-            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-        }
-        LINE.with(|line| {
-            let mut line = line.borrow_mut();
-            line.clear();
-            access_line::write(&mut line, format, SystemTime::now(), message, fields);
-            // Logging must not fail a request; a full or closed stderr
-            // loses the line, as the event formatter would.
-            let _ = std::io::stderr().write_all(&line);
-        });
+/// How lines go out now: `None` to the tracing event, `Some(None)` nowhere
+/// (the program writes them itself and the `access` target is off), or
+/// `Some(Some(format))` straight to stderr. Asked before a line's fields
+/// are formatted, so a disabled log costs a request nothing.
+fn direct() -> Option<Option<LineFormat>> {
+    let format = *DIRECT.get()?;
+    Some(tracing::enabled!(target: "access", Level::INFO).then_some(format))
+}
+
+/// Writes one line straight to stderr, in one write.
+fn write_line(format: LineFormat, message: &str, fields: &[(&str, Value)]) {
+    thread_local! {
+        static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    true
+    LINE.with(|line| {
+        let mut line = line.borrow_mut();
+        line.clear();
+        access_line::write(&mut line, format, SystemTime::now(), message, fields);
+        // Logging must not fail a request; a full or closed stderr loses
+        // the line, as the event formatter would.
+        let _ = std::io::stderr().write_all(&line);
+    });
 }
 
 /// One HTTP request, once answered. `path` must not hold the query.
 pub(crate) fn http(peer: SocketAddr, method: &Method, path: &str, status: StatusCode, took: Duration) {
-    let peer_text = DIRECT.get().map(|_| peer.to_string());
-    if let Some(peer_text) = &peer_text {
-        let fields = [
-            ("kind", Value::Str("http")),
-            ("peer", Value::Shown(peer_text)),
-            ("method", Value::Shown(method.as_str())),
-            ("path", Value::Str(path)),
-            ("status", Value::U64(status.as_u16().into())),
-            ("duration_ms", Value::Millis(took)),
-        ];
-        if written_directly("http request", &fields) {
-            return;
+    match direct() {
+        Some(Some(format)) => {
+            let peer = peer.to_string();
+            let fields = [
+                ("kind", Value::Str("http")),
+                ("peer", Value::Shown(&peer)),
+                ("method", Value::Shown(method.as_str())),
+                ("path", Value::Str(path)),
+                ("status", Value::U64(status.as_u16().into())),
+                ("duration_ms", Value::Millis(took)),
+            ];
+            return write_line(format, "http request", &fields);
         }
+        Some(None) => return,
+        None => {}
     }
     info!(target: "access", kind = "http", %peer, method = %method, path, status = status.as_u16(), duration_ms = millis(took), "http request");
 }
@@ -81,20 +86,24 @@ pub(crate) fn http(peer: SocketAddr, method: &Method, path: &str, status: Status
 /// (the proxy's word for it when the peer is a trusted proxy); `code` the
 /// close code it ended with.
 pub(crate) fn session(client: IpAddr, room: &RoomName, took: Duration, traffic: Traffic, code: Option<u16>) {
+    let route = direct();
+    if route == Some(None) {
+        return;
+    }
     let mut code_digits = itoa::Buffer::new();
     let code = code.map_or("none", |c| code_digits.format(c));
     let room_text = [room.kind.as_str(), "/", room.id.as_str()].concat();
-    let fields = [
-        ("kind", Value::Str("websocket")),
-        ("client", Value::Ip(client)),
-        ("room", Value::Shown(&room_text)),
-        ("duration_ms", Value::Millis(took)),
-        ("bytes_in", Value::U64(traffic.read)),
-        ("bytes_out", Value::U64(traffic.written)),
-        ("close_code", Value::Shown(code)),
-    ];
-    if written_directly("websocket session", &fields) {
-        return;
+    if let Some(Some(format)) = route {
+        let fields = [
+            ("kind", Value::Str("websocket")),
+            ("client", Value::Ip(client)),
+            ("room", Value::Shown(&room_text)),
+            ("duration_ms", Value::Millis(took)),
+            ("bytes_in", Value::U64(traffic.read)),
+            ("bytes_out", Value::U64(traffic.written)),
+            ("close_code", Value::Shown(code)),
+        ];
+        return write_line(format, "websocket session", &fields);
     }
     info!(
         target: "access",
