@@ -25,8 +25,8 @@ use hyper::{Response, StatusCode};
 use switchboard_room::{RoomGone, RoomName, RoomRequest, RoomStats};
 use tracing::{debug, warn};
 
-pub(crate) use super::wire::{Reach, RoomAnswer};
 use super::wire::{self, RoomCall};
+pub(crate) use super::wire::{Reach, RoomAnswer};
 use super::{Cluster, REQUEST};
 use crate::http::text;
 use crate::registry::RoomUnavailable;
@@ -73,11 +73,7 @@ impl Cluster {
                     continue;
                 }
             };
-            let answer = if owner == self.node() {
-                self.answer_here(room, call.clone()).await
-            } else {
-                self.forward(&owner, &namespace, &call).await
-            };
+            let answer = if owner == self.node() { self.answer_here(room, call.clone()).await } else { self.forward(&owner, &namespace, &call).await };
             match answer {
                 RoomAnswer::Gone => {
                     self.metrics.room_requests_gone.inc();

@@ -711,7 +711,9 @@ mod tests {
     #[test]
     fn room_calls_and_their_answers_read_back_as_written() {
         let request = RoomRequest { method: "POST".into(), path: "/clicks".into(), body: Bytes::from_static(b"[1,2]") };
-        for call in [RoomCall::Request { reach: Reach::Existing, request: request.clone() }, RoomCall::Request { reach: Reach::Started, request }, RoomCall::Stats] {
+        for call in
+            [RoomCall::Request { reach: Reach::Existing, request: request.clone() }, RoomCall::Request { reach: Reach::Started, request }, RoomCall::Stats]
+        {
             let (room, back) = decode_room_call(encode_room_call("clicks/acme", &call)).unwrap();
             assert_eq!((room.as_str(), format!("{back:?}")), ("clicks/acme", format!("{call:?}")));
         }
@@ -728,7 +730,10 @@ mod tests {
 
     #[test]
     fn truncated_or_invalid_room_calls_and_answers_are_refused() {
-        let call = encode_room_call("chat/x", &RoomCall::Request { reach: Reach::Existing, request: RoomRequest { method: "GET".into(), path: "/a".into(), body: Bytes::from_static(b"xyz") } });
+        let call = encode_room_call(
+            "chat/x",
+            &RoomCall::Request { reach: Reach::Existing, request: RoomRequest { method: "GET".into(), path: "/a".into(), body: Bytes::from_static(b"xyz") } },
+        );
         for cut in 0..call.len() {
             assert!(decode_room_call(call.slice(..cut)).is_err(), "cut at {cut}");
         }
