@@ -249,3 +249,39 @@ async fn a_request_reaches_the_rooms_new_owner_after_the_old_one_is_killed() {
     let (status, body) = http(&nodes[alive[1]], "GET", "/api/rooms/broadcast/news/_stats", &[], "").await;
     assert_eq!((status, stats(&body)["connections"].as_u64()), (200, Some(1)), "{body}");
 }
+
+#[tokio::test]
+async fn clicks_recorded_while_the_clicks_rooms_owner_is_dead_reach_its_next_owner() {
+    const CLICKS: u64 = 10;
+    let nats = Nats::start();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let keys: Vec<String> = dirs.iter().map(|dir| add_account(dir.path(), "acme")).collect();
+    let mut nodes: Vec<ServerProcess> = ["n1", "n2", "n3"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| node(&nats, name, &["--data-dir", dir.path().to_str().unwrap()], &[]))
+        .collect();
+    // The first link tells the account's room, which its node claims.
+    let body = json!({"url": "https://example.com/", "slug": "go"}).to_string();
+    for (node, key) in nodes.iter().zip(&keys) {
+        let (status, answer) = http(node, "POST", "/api/links", &[format!("Authorization: Bearer {key}")], &body).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    assert_eq!(owner(&nodes).await, 0);
+    nodes[0].kill9();
+    // Its lease lives on for up to a TTL: the recorder on the second node
+    // keeps trying until the room has a new owner.
+    for _ in 0..CLICKS {
+        assert_eq!(http(&nodes[1], "GET", "/l/go", &[], "").await.0, 302);
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, answer) = http(&nodes[2], "GET", "/api/links/go", &[format!("Authorization: Bearer {}", keys[2])], "").await;
+        let counted = if status == 200 { stats(&answer)["clicks"].as_u64() } else { None };
+        if counted == Some(CLICKS) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the clicks never all arrived: {status} {answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -31,9 +31,14 @@ use super::{Cluster, REQUEST};
 use crate::http::text;
 use crate::registry::RoomUnavailable;
 
-/// Owners asked in turn when the room changes owners under a request
-/// (each answered "gone", or none could be found or claimed yet).
+/// Owners asked in turn when the room changes owners under an HTTP
+/// request (each answered "gone", or none could be found or claimed yet);
+/// its client can try again.
 const OWNER_ATTEMPTS: usize = 5;
+/// For the server's own records, which have no client to try again: the
+/// owners asked within this many lease TTLs, long enough for a dead
+/// owner's lease to expire and the room to be claimed again.
+const RECORD_TTLS: u32 = 2;
 /// The wait before asking again after a change of owners: a lease being
 /// released or claimed settles within a few NATS round trips.
 const OWNER_RETRY: Duration = Duration::from_millis(100);
@@ -60,7 +65,14 @@ impl Cluster {
     async fn call(self: &Arc<Self>, room: &RoomName, call: RoomCall) -> RoomAnswer {
         let namespace = room.namespace();
         let mut last = "the room is changing nodes; try again".to_owned();
-        for attempt in 0..OWNER_ATTEMPTS {
+        let attempts = match call {
+            RoomCall::Request { reach: Reach::Started, .. } => {
+                let span = self.lease_ttl() * RECORD_TTLS;
+                usize::try_from(span.as_millis() / OWNER_RETRY.as_millis()).unwrap_or(OWNER_ATTEMPTS).max(OWNER_ATTEMPTS)
+            }
+            _ => OWNER_ATTEMPTS,
+        };
+        for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(OWNER_RETRY).await;
             }
