@@ -132,7 +132,12 @@ async fn deliver(registry: &Registry, kind: &RoomKind, account: &str, clicks: Ve
         match cluster.room_request(&RoomName::new(kind.clone(), id), Reach::Started, request).await {
             RoomAnswer::Response { status: 200, .. } => {}
             RoomAnswer::Response { status, .. } => warn!(account, status, clicks = clicks.len(), "the clicks room refused clicks"),
-            _ => warn!(account, clicks = clicks.len(), "the clicks room is unavailable; clicks are lost"),
+            RoomAnswer::Unavailable { why } => {
+                warn!(account, clicks = clicks.len(), why, "the clicks room did not take clicks; they are lost unless its node took them")
+            }
+            RoomAnswer::NoRoom | RoomAnswer::Stats(_) | RoomAnswer::Gone => {
+                warn!(account, clicks = clicks.len(), "the clicks room is unavailable; clicks are lost")
+            }
         }
         return;
     }

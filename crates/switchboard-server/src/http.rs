@@ -230,7 +230,10 @@ async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry,
     if api.rest == "/_stats" && req.method() == Method::GET {
         // In cluster mode the room runs on its owner, wherever that is.
         let stats = match registry.cluster() {
-            Some(cluster) => cluster.room_stats(&RoomName::new(api.kind, api.id)).await,
+            Some(cluster) => match cluster.room_stats(&RoomName::new(api.kind, api.id)).await {
+                Ok(stats) => stats,
+                Err(why) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("room unavailable: {why}\n")),
+            },
             None => match registry.live_room(&api.kind, api.id) {
                 Some(room) => room.stats().await,
                 None => None,

@@ -54,11 +54,13 @@ impl Cluster {
     }
 
     /// The room actor's counters on its owner; `None` when no actor runs
-    /// anywhere (or none could be asked).
-    pub(crate) async fn room_stats(self: &Arc<Self>, room: &RoomName) -> Option<RoomStats> {
+    /// anywhere; why not, when the owner could not be asked.
+    pub(crate) async fn room_stats(self: &Arc<Self>, room: &RoomName) -> Result<Option<RoomStats>, String> {
         match self.call(room, RoomCall::Stats).await {
-            RoomAnswer::Stats(stats) => Some(stats),
-            _ => None,
+            RoomAnswer::Stats(stats) => Ok(Some(stats)),
+            RoomAnswer::NoRoom => Ok(None),
+            RoomAnswer::Unavailable { why } => Err(why),
+            RoomAnswer::Response { .. } | RoomAnswer::Gone => Err("the room's node answered something else".into()),
         }
     }
 
