@@ -284,4 +284,6 @@ async fn clicks_recorded_while_the_clicks_rooms_owner_is_dead_reach_its_next_own
         assert!(Instant::now() < deadline, "the clicks never all arrived: {status} {answer}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The dead owner's subject had no listener: asked again, not lost.
+    assert!(metric(&nodes[1], "switchboard_cluster_room_requests_gone_total").await > 0);
 }
