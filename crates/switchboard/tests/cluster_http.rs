@@ -178,7 +178,8 @@ async fn next_json(socket: &mut Socket) -> Value {
 async fn clicks_recorded_through_every_node_reach_the_one_clicks_room() {
     const PER_NODE: usize = 20;
     let nats = Nats::start();
-    // Accounts and links are kept per node: the same account and link on each.
+    // The same account and link on each node, so that each node redirects
+    // (accounts and links are kept per node).
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let keys: Vec<String> = dirs.iter().map(|dir| add_account(dir.path(), "acme")).collect();
     let nodes: Vec<ServerProcess> = ["n1", "n2", "n3"]
@@ -189,7 +190,8 @@ async fn clicks_recorded_through_every_node_reach_the_one_clicks_room() {
     let body = json!({"url": "https://example.com/", "slug": "go"}).to_string();
     for (node, key) in nodes.iter().zip(&keys) {
         let (status, answer) = http(node, "POST", "/api/links", &[format!("Authorization: Bearer {key}")], &body).await;
-        assert_eq!(status, 201, "{answer}");
+        // 409 where the nodes share their links (the slug is taken by then).
+        assert!(status == 201 || status == 409, "{status} {answer}");
     }
     let (status, answer) = http(&nodes[0], "POST", "/api/token", &[format!("Authorization: Bearer {}", keys[0])], "").await;
     assert_eq!(status, 200, "{answer}");
@@ -265,7 +267,8 @@ async fn clicks_recorded_while_the_clicks_rooms_owner_is_dead_reach_its_next_own
     let body = json!({"url": "https://example.com/", "slug": "go"}).to_string();
     for (node, key) in nodes.iter().zip(&keys) {
         let (status, answer) = http(node, "POST", "/api/links", &[format!("Authorization: Bearer {key}")], &body).await;
-        assert_eq!(status, 201, "{answer}");
+        // 409 where the nodes share their links (the slug is taken by then).
+        assert!(status == 201 || status == 409, "{status} {answer}");
     }
     assert_eq!(owner(&nodes).await, 0);
     nodes[0].kill9();
