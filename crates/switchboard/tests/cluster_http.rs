@@ -290,3 +290,58 @@ async fn clicks_recorded_while_the_clicks_rooms_owner_is_dead_reach_its_next_own
     // The dead owner's subject had no listener: asked again, not lost.
     assert!(metric(&nodes[1], "switchboard_cluster_room_requests_gone_total").await > 0);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a node, by its PID.
+fn signal(server: &ServerProcess, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &server.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Asks `node` for the room's `_stats` until its connection count is
+/// `want` (bounded): that answer.
+async fn stats_until(node: &ServerProcess, room: &str, want: u64) -> Value {
+    let deadline = Instant::now() + 3 * WAIT;
+    loop {
+        let (status, body) = http(node, "GET", &format!("/api/rooms/{room}/_stats"), &[], "").await;
+        if status == 200 && stats(&body)["connections"] == want {
+            return stats(&body);
+        }
+        assert!(Instant::now() < deadline, "_stats never showed {want} connections: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_owner_paused_past_its_lease_answers_from_the_new_owner_when_it_resumes() {
+    let nats = Nats::start();
+    let nodes: Vec<ServerProcess> = ["n1", "n2", "n3"].iter().map(|name| node(&nats, name, &["--memory"], &["--hibernate-after", "1s"])).collect();
+    let mut members = Vec::new();
+    for node in &nodes[..2] {
+        let mut member = Client::connect(&node.ws("/rooms/broadcast/hall")).await.unwrap();
+        next_of(&mut member, "welcome").await;
+        members.push(member);
+    }
+    assert_eq!(owner(&nodes).await, 0);
+
+    signal(&nodes[0], "STOP");
+    // The second node's member takes the room to a new owner; the third
+    // node reaches it there (its first asks may time out on the paused one).
+    stats_until(&nodes[2], "broadcast/hall", 1).await;
+    signal(&nodes[0], "CONT");
+    // The resumed node holds the room's old actor, but no lease: it asks
+    // the new owner, where its own member joins again.
+    let seen = stats_until(&nodes[0], "broadcast/hall", 2).await;
+    for node in &nodes[1..] {
+        let (status, body) = http(node, "GET", "/api/rooms/broadcast/hall/_stats", &[], "").await;
+        assert_eq!((status, stats(&body)["wakeups"].clone()), (200, seen["wakeups"].clone()), "{body}");
+    }
+    assert_ne!(owner(&nodes).await, 0, "the paused node owns the room again");
+    // Once the old actor has stopped, one actor is left, and the resumed
+    // node still answers from it.
+    let deadline = Instant::now() + 3 * WAIT;
+    while total(&nodes, "switchboard_rooms_live").await != 1 {
+        assert!(Instant::now() < deadline, "the old actor never stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats_until(&nodes[0], "broadcast/hall", 2).await["wakeups"], seen["wakeups"]);
+}
