@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchboard_server::ClusterConfig;
+
 use crate::cluster_settings::{parse_lease_ttl, parse_node_name, parse_prefix, parse_server_url};
 use crate::duration;
 use crate::settings::{parse_count, Settings};
@@ -79,5 +81,33 @@ impl ClusterArgs {
         if let Some(timeout) = self.cluster_forward_timeout {
             cluster.forward_timeout = timeout;
         }
+    }
+}
+
+/// The cluster a command-line tool (`accounts`, `token`) works on: the
+/// configuration file's `[cluster]` with the flags and environment
+/// variables applied, as `serve` reads them; `None` without NATS servers.
+#[derive(clap::Args)]
+pub struct ToolCluster {
+    /// TOML configuration file: its `[cluster]` section is used.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+impl ToolCluster {
+    /// The settings to connect with; the tool's node name is its own.
+    pub fn config(&self) -> Result<Option<ClusterConfig>, String> {
+        let mut settings = match &self.config {
+            Some(file) => crate::config_file::read(file).map_err(|e| e.to_string())?,
+            None => Settings::default(),
+        };
+        self.cluster.apply(&mut settings);
+        settings.cluster.validate()?;
+        Ok(settings.cluster.config(0).map(|mut config| {
+            config.settings.node = format!("cli-{}", std::process::id());
+            config
+        }))
     }
 }

@@ -63,6 +63,10 @@ enum Command {
         /// Directory of the database (as `serve --data-dir`).
         #[arg(long, default_value = "./data", global = true)]
         data_dir: PathBuf,
+        /// With NATS servers (`--cluster`, `[cluster]` of `--config`), the
+        /// cluster's accounts instead of the database's.
+        #[command(flatten)]
+        cluster: cluster_args::ToolCluster,
         #[command(subcommand)]
         action: accounts_cmd::AccountsAction,
     },
@@ -355,9 +359,15 @@ fn main() -> ExitCode {
             init_logs(LogFormat::Text);
             print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir)
         }
-        Command::Accounts { data_dir, action } => {
+        Command::Accounts { data_dir, cluster, action } => {
             init_logs(LogFormat::Text);
-            accounts_cmd::run(&data_dir, action)
+            match cluster.config() {
+                Ok(cluster) => accounts_cmd::run(&data_dir, cluster, action),
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
