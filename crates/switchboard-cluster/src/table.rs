@@ -149,9 +149,19 @@ impl Table {
         &self.bucket
     }
 
+    /// Writes and reads fail at once while NATS is unreachable, rather than
+    /// after the request timeout: the caller answers "try again" now.
+    fn connected(&self) -> Result<(), ClusterError> {
+        match self.js.client().connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            _ => Err(ClusterError::Nats(format!("{}: not connected to NATS", self.bucket))),
+        }
+    }
+
     /// Stores `value` under `key` if the key has no live value; its revision,
     /// or `None` when the key is taken.
     pub async fn create(&self, key: &str, value: Bytes) -> Result<Option<u64>, ClusterError> {
+        self.connected()?;
         match self.store.create(key, value).await {
             Ok(revision) => Ok(Some(revision)),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
@@ -161,6 +171,7 @@ impl Table {
 
     /// The key's live value and its revision, read from the server.
     pub async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, ClusterError> {
+        self.connected()?;
         let entry = self.store.entry(key).await.map_err(|e| nats(&format!("reading {key} from {}", self.bucket), e))?;
         Ok(entry.filter(|e| e.operation == Operation::Put).map(|e| (e.value, e.revision)))
     }
@@ -168,6 +179,7 @@ impl Table {
     /// Replaces the key's value if it is still at `revision`; the new
     /// revision, or `None` when the key changed in between.
     pub async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<Option<u64>, ClusterError> {
+        self.connected()?;
         match self.store.update(key, value, revision).await {
             Ok(revision) => Ok(Some(revision)),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
@@ -178,6 +190,7 @@ impl Table {
     /// Deletes the key if it is still at `revision`; false when it changed
     /// in between.
     pub async fn delete(&self, key: &str, revision: u64) -> Result<bool, ClusterError> {
+        self.connected()?;
         match self.store.delete_expect_revision(key, Some(revision)).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
