@@ -183,6 +183,9 @@ impl Server {
     }
 
     async fn bind_inner(addr: SocketAddr, mut config: ServerConfig, store: Arc<dyn Store>, cluster: Option<cluster::Link>) -> std::io::Result<Server> {
+        if let Some(link) = &cluster {
+            auth::use_shared_secret(&mut config.auth, &link.tables()).await.map_err(std::io::Error::other)?;
+        }
         auth::apply_kind_defaults(&mut config.auth, config.data_dir.as_deref()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;

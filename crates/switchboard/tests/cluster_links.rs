@@ -239,3 +239,38 @@ async fn while_nats_is_down_redirects_go_on_and_link_changes_are_refused_with_50
     }
     redirects_to(&nodes[1], "after", "https://example.com/after").await;
 }
+
+/// The first line of the answer to a WebSocket upgrade of `path`.
+async fn upgrade_status(server: &ServerProcess, path: &str) -> String {
+    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: sb.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = vec![0; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut raw)).await.expect("an answer within 10 s").unwrap();
+    String::from_utf8_lossy(&raw[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn dashboard_tokens_from_any_node_or_the_command_line_open_the_dashboard_through_every_node() {
+    let nats = Nats::start();
+    let key = add_account(&nats, "acme");
+    let nodes = [node(&nats, "n1"), node(&nats, "n2")];
+    let reply = request(&nodes[0], "POST", "/api/token", Some(&key), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let minted = reply.json()["token"].as_str().unwrap().to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["token", "--account", "acme", "--ttl", "1h", "--cluster", &nats.url()])
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    for node in &nodes {
+        for token in [&minted, &printed] {
+            assert!(upgrade_status(node, &format!("/rooms/clicks/acme?token={token}")).await.contains(" 101 "), "on {}", node.addr);
+            assert!(upgrade_status(node, &format!("/rooms/clicks/bravo?token={token}")).await.contains(" 403 "));
+        }
+    }
+}
