@@ -64,5 +64,5 @@ pub use error::ClusterError;
 pub use lease::{Claim, Holder, Lease, LeaseWatch};
 pub use settings::{ClusterSettings, SettingsError, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL, MIN_LEASE_TTL};
 pub use stats::ClusterStats;
-pub use table::{Change, Follower, Table, Tables};
 pub use store::{JetStreamStore, StoreOptions, DEFAULT_COMPACT_AFTER};
+pub use table::{Change, Follower, Table, Tables};

@@ -25,9 +25,9 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::cluster::{connect_client, open_bucket, Cluster, REQUEST_TIMEOUT};
+use crate::error::{nats, ClusterError};
 use crate::settings::ClusterSettings;
 use crate::stats::Counters;
-use crate::error::{nats, ClusterError};
 
 /// How long the first replay of a table may take before `follow` fails.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -218,7 +218,9 @@ impl Table {
             }
             Ok(())
         };
-        tokio::time::timeout(REPLAY_TIMEOUT, replay).await.map_err(|_| ClusterError::Nats(format!("replaying {} timed out", self.bucket)))??;
+        tokio::time::timeout(REPLAY_TIMEOUT, replay)
+            .await
+            .map_err(|_| ClusterError::Nats(format!("replaying {} timed out", self.bucket)))??;
         let store = self.store.clone();
         let task = tokio::spawn(keep_following(store, watch, apply, applied_tx));
         Ok(Follower { applied, task })

@@ -174,7 +174,13 @@ impl LinkIndex {
     }
 
     fn of_account(&self, account: &str) -> Vec<Arc<Link>> {
-        self.links.read().unwrap_or_else(PoisonError::into_inner).values().filter(|(_, l)| l.account == account).map(|(_, l)| l.clone()).collect()
+        self.links
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|(_, l)| l.account == account)
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 }
 

@@ -186,10 +186,8 @@ async fn one_slug_asked_for_on_two_nodes_at_once_is_given_once() {
     let nodes = [node(&nats, "n1"), node(&nats, "n2")];
     for round in 0..10 {
         let slug = format!("race{round}");
-        let (first, second) = tokio::join!(
-            create_link(&nodes[0], &a, &slug, "https://example.com/a"),
-            create_link(&nodes[1], &b, &slug, "https://example.com/b"),
-        );
+        let (first, second) =
+            tokio::join!(create_link(&nodes[0], &a, &slug, "https://example.com/a"), create_link(&nodes[1], &b, &slug, "https://example.com/b"),);
         let mut statuses = [first.status, second.status];
         statuses.sort_unstable();
         assert_eq!(statuses, [201, 409], "round {round}: {} / {}", first.body, second.body);

@@ -13,7 +13,8 @@ use crate::accounts::{AccountError, AccountInfo};
 /// The accounts' backend.
 pub(crate) enum AccountStore {
     Sqlite(sqlite::SqliteAccounts),
-    Shared(shared::SharedAccounts),
+    // Boxed: the NATS handles are large, the SQLite one is a pointer.
+    Shared(Box<shared::SharedAccounts>),
 }
 
 impl AccountStore {
@@ -22,7 +23,7 @@ impl AccountStore {
     }
 
     pub(crate) async fn open_shared(tables: &Tables) -> Result<AccountStore, AccountError> {
-        shared::SharedAccounts::open(tables).await.map(AccountStore::Shared)
+        shared::SharedAccounts::open(tables).await.map(|store| AccountStore::Shared(Box::new(store)))
     }
 
     /// Creates the (checked) account with a first key; the key.

@@ -16,7 +16,8 @@ use crate::links::{Link, LinkError, LinkIndex};
 /// The link table's backend.
 pub(crate) enum LinkStore {
     Sqlite(sqlite::SqliteLinks),
-    Shared(shared::SharedLinks),
+    // Boxed: the NATS handles are large, the SQLite one is a pointer.
+    Shared(Box<shared::SharedLinks>),
 }
 
 impl LinkStore {
@@ -29,7 +30,7 @@ impl LinkStore {
     /// Opens the cluster's shared link table, loads it into `index` and
     /// keeps `index` current.
     pub(crate) async fn open_shared(tables: &Tables, index: &Arc<LinkIndex>) -> Result<LinkStore, LinkError> {
-        shared::SharedLinks::open(tables, index.clone()).await.map(LinkStore::Shared)
+        shared::SharedLinks::open(tables, index.clone()).await.map(|store| LinkStore::Shared(Box::new(store)))
     }
 
     /// Stores a new link if its slug is free everywhere, then indexes it;

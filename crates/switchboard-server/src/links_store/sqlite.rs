@@ -35,7 +35,12 @@ impl SqliteLinks {
                 let geo: String = r.get(3)?;
                 Ok(Link {
                     account: r.get(1)?,
-                    info: LinkInfo { slug: r.get(0)?, url: r.get(2)?, geo: serde_json::from_str(&geo).unwrap_or_default(), created: r.get::<_, i64>(4)? as u64 },
+                    info: LinkInfo {
+                        slug: r.get(0)?,
+                        url: r.get(2)?,
+                        geo: serde_json::from_str(&geo).unwrap_or_default(),
+                        created: r.get::<_, i64>(4)? as u64,
+                    },
                 })
             })?;
             for link in links {
@@ -73,7 +78,9 @@ impl SqliteLinks {
 
     pub(crate) async fn remove(&self, account: &str, slug: &str, index: &LinkIndex) -> Result<bool, LinkError> {
         let (account, doomed) = (account.to_owned(), slug.to_owned());
-        let deleted = self.blocking(move |conn| Ok(conn.execute("DELETE FROM links WHERE slug = ?1 AND account = ?2", params![doomed, account])? == 1)).await?;
+        let deleted = self
+            .blocking(move |conn| Ok(conn.execute("DELETE FROM links WHERE slug = ?1 AND account = ?2", params![doomed, account])? == 1))
+            .await?;
         index.remove(slug);
         Ok(deleted)
     }
