@@ -157,6 +157,9 @@ impl Accounts {
 
     /// A further API key for an existing account.
     pub async fn add_key(&self, name: &str) -> Result<String, AccountError> {
+        if !is_account_name(name) {
+            return Err(AccountError::NoAccount(name.to_owned()));
+        }
         self.store.add_key(name).await
     }
 

@@ -123,8 +123,28 @@ async fn an_account_made_against_the_cluster_holds_on_every_node_until_its_key_i
     }
     let (ok, second, _) = accounts(&nats, &["add-key", "acme"]);
     assert!(ok);
+    let (ok, _, err) = accounts(&nats, &["add-key", "no such"]);
+    assert!(!ok && err.contains("no account"), "{err}");
     let (ok, list, _) = accounts(&nats, &["list"]);
     assert!(ok);
+
+    // The settings `serve` reads work too: `[cluster]` of a file, and the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchboard.toml");
+    std::fs::write(&file, format!("[cluster]\nservers = [\"{}\"]\n", nats.url())).unwrap();
+    let from = |envs: &[(&str, &str)], args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["accounts"])
+            .args(args)
+            .env_remove("SWITCHBOARD_CONFIG")
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(from(&[], &["--config", file.to_str().unwrap(), "list"]), list);
+    assert_eq!(from(&[("SWITCHBOARD_CLUSTER", &nats.url())], &["list"]), list);
     let ids: Vec<&str> = list.strip_prefix("acme\tkeys: ").unwrap_or_else(|| panic!("{list}")).split(',').collect();
     assert_eq!(ids.len(), 2, "{list}");
 
