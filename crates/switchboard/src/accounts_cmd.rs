@@ -41,13 +41,10 @@ pub fn run(data_dir: &Path, cluster: Option<ClusterConfig>, action: AccountsActi
     };
     runtime.block_on(async {
         let accounts = match cluster {
-            Some(config) => {
-                let urls = config.settings.urls.join(",");
-                match Accounts::connect_shared(config.settings).await {
-                    Ok(accounts) => accounts,
-                    Err(e) => return fail(format!("cluster {urls}: {e}")),
-                }
-            }
+            Some(config) => match Accounts::connect_shared(config.settings).await {
+                Ok(accounts) => accounts,
+                Err(e) => return fail(e.to_string()),
+            },
             None => {
                 let path: PathBuf = data_dir.join(DATABASE_FILE);
                 match Accounts::open(Some(&path)) {

@@ -144,6 +144,7 @@ async fn an_account_made_against_the_cluster_holds_on_every_node_until_its_key_i
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     assert_eq!(from(&[], &["--config", file.to_str().unwrap(), "list"]), list);
+    assert_eq!(from(&[], &["list", "--cluster", &nats.url()]), list, "the flags after the action");
     assert_eq!(from(&[("SWITCHBOARD_CLUSTER", &nats.url())], &["list"]), list);
     let ids: Vec<&str> = list.strip_prefix("acme\tkeys: ").unwrap_or_else(|| panic!("{list}")).split(',').collect();
     assert_eq!(ids.len(), 2, "{list}");
