@@ -77,6 +77,11 @@ impl Link {
         Ok(Link { nats, store, forward_timeout: config.forward_timeout })
     }
 
+    /// The cluster's shared tables (accounts, links).
+    pub(crate) fn tables(&self) -> switchboard_cluster::Tables {
+        self.nats.tables()
+    }
+
     /// The rooms' storage in JetStream, when the link opened it.
     pub(crate) fn store(&self) -> Option<Arc<dyn Store>> {
         self.store.clone().map(|store| Arc::new(store) as Arc<dyn Store>)
