@@ -16,10 +16,11 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchboard_apps::clicks::KIND;
-use switchboard_room::{RoomId, RoomKind, RoomRequest};
+use switchboard_room::{RoomId, RoomKind, RoomName, RoomRequest};
 
 use crate::auth::MintError;
 use crate::clicks_edge::{json_error, json_response, ClicksEdge};
+use crate::cluster::{Reach, RoomAnswer};
 use crate::links::{Link, LinkError, NewLink};
 
 /// Largest `POST /api/links` body: a link with every country's target
@@ -199,9 +200,19 @@ async fn delete(edge: &ClicksEdge, account: &str, slug: &str) -> Response<Full<B
 /// The account's clicks room's JSON answer to an internal request.
 async fn ask_room(edge: &ClicksEdge, account: &str, method: &str, path: String) -> Option<Value> {
     let kind = RoomKind::parse(KIND)?;
-    let room = edge.registry.owned_room(&kind, RoomId::parse(account)?).ok()?;
-    let response = room.request(RoomRequest { method: method.to_owned(), path, body: Bytes::new() }).await.ok()?;
-    (response.status == 200).then(|| serde_json::from_slice(&response.body).ok()).flatten()
+    let request = RoomRequest { method: method.to_owned(), path, body: Bytes::new() };
+    // In cluster mode the account's room runs on its owner, wherever that is.
+    let (status, body) = match edge.registry.cluster() {
+        Some(cluster) => match cluster.room_request(&RoomName::new(kind, RoomId::parse(account)?), Reach::Started, request).await {
+            RoomAnswer::Response { status, body, .. } => (status, body),
+            _ => return None,
+        },
+        None => {
+            let response = edge.registry.owned_room(&kind, RoomId::parse(account)?).ok()?.request(request).await.ok()?;
+            (response.status, response.body)
+        }
+    };
+    (status == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
 }
 
 /// Tells the account's clicks room that its links changed, so dashboards
