@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+use switchboard_room::Headers;
 
 /// Networks whose connections may tell us the client's address.
 #[derive(Debug, Clone, Default)]
@@ -35,14 +36,25 @@ impl TrustedProxies {
     /// The client's IP for a request from `peer` with `headers` (lower-case
     /// names).
     pub fn client_ip(&self, peer: SocketAddr, headers: &[(String, String)]) -> IpAddr {
+        self.client_ip_by(peer, |name| values(headers, name))
+    }
+
+    /// The same for a WebSocket request's headers.
+    pub(crate) fn client_ip_in(&self, peer: SocketAddr, headers: &Headers) -> IpAddr {
+        self.client_ip_by(peer, |name| headers.get_all(name))
+    }
+
+    /// The client's IP, with `values` giving a header's values by
+    /// lower-case name (asked only when the peer is a trusted proxy).
+    fn client_ip_by<'h, I: Iterator<Item = &'h str>>(&self, peer: SocketAddr, values: impl Fn(&'static str) -> I) -> IpAddr {
         let peer = canonical(peer.ip());
         if !self.trusts(peer) {
             return peer;
         }
         // `Forwarded` is the standard; fall back to the older header only
         // when the proxy does not send it.
-        let forwarded: Vec<Option<IpAddr>> = values(headers, "forwarded").flat_map(forwarded_for).collect();
-        let hops = if forwarded.is_empty() { values(headers, "x-forwarded-for").flat_map(x_forwarded_for).collect() } else { forwarded };
+        let forwarded: Vec<Option<IpAddr>> = values("forwarded").flat_map(forwarded_for).collect();
+        let hops = if forwarded.is_empty() { values("x-forwarded-for").flat_map(x_forwarded_for).collect() } else { forwarded };
         let mut client = peer;
         for hop in hops.into_iter().rev() {
             match hop {
@@ -163,5 +175,17 @@ mod tests {
         let trusted = proxies(&["10.0.0.0/8"]);
         let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.9")]);
         assert_eq!(trusted.client_ip("[::ffff:10.0.0.5]:1".parse().unwrap(), &h), ip("203.0.113.9"));
+    }
+
+    /// A WebSocket request's headers are read the same way as the pairs.
+    #[test]
+    fn a_websocket_requests_headers_name_the_client_too() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        let h: Headers = [("X-Forwarded-For", "198.51.100.1"), ("Forwarded", "for=203.0.113.9, for=10.2.2.2")].into_iter().collect();
+        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
+        assert_eq!(proxies(&[]).client_ip_in(PROXY.parse().unwrap(), &h), ip("10.0.0.5"));
+        let h: Headers = [("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.1.1")].into_iter().collect();
+        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
+        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &Headers::new()), ip("10.0.0.5"));
     }
 }

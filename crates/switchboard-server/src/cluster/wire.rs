@@ -7,7 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Identity, Published, RoomRequest, RoomStats};
+use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Headers, Identity, Published, RoomRequest, RoomStats};
 
 /// A connection's event, sent to the owner of its room. `node` is the
 /// connection's node, `conn` its id there: together they name the
@@ -129,6 +129,15 @@ impl Writer {
         }
     }
 
+    /// A request's headers, as `pairs` writes a list.
+    fn headers(&mut self, headers: &Headers) {
+        self.varint(headers.len() as u64);
+        for (name, value) in headers.iter() {
+            self.str(name);
+            self.str(value);
+        }
+    }
+
     fn messages(&mut self, messages: &[Message]) {
         self.varint(messages.len() as u64);
         for message in messages {
@@ -226,6 +235,14 @@ impl Reader {
         (0..self.count()?).map(|_| Ok((self.str()?, self.str()?))).collect()
     }
 
+    fn headers(&mut self) -> Result<Headers, Malformed> {
+        let mut headers = Headers::new();
+        for _ in 0..self.count()? {
+            headers.push(&self.str()?, &self.str()?);
+        }
+        Ok(headers)
+    }
+
     fn messages(&mut self) -> Result<Vec<Message>, Malformed> {
         (0..self.count()?)
             .map(|_| {
@@ -271,7 +288,7 @@ impl Event {
                 w.varint(*conn);
                 w.str(room);
                 w.str(&request.query);
-                w.pairs(&request.headers);
+                w.headers(&request.headers);
                 w.str(&request.ip.to_string());
                 match &request.geo {
                     None => w.u8(0),
@@ -332,7 +349,7 @@ impl Event {
             CONNECT => {
                 let room = r.str()?;
                 let query = r.str()?;
-                let headers = r.pairs()?;
+                let headers = r.headers()?;
                 let ip = r.str()?.parse().map_err(|_| Malformed)?;
                 let geo = if r.flag()? {
                     Some(Geo { country: r.opt_str()?, city: r.opt_str()?, latitude: read_f64(&mut r)?, longitude: read_f64(&mut r)? })
@@ -658,7 +675,7 @@ mod tests {
         ConnectRequest {
             conn: ConnId(0),
             query: "name=ann".into(),
-            headers: vec![("user-agent".into(), "t".into())],
+            headers: [("user-agent", "t")].into_iter().collect(),
             ip: "10.1.2.3".parse().unwrap(),
             geo: Some(Geo { country: Some("NZ".into()), city: None, latitude: Some(-41.3), longitude: None }),
             identity: Some(Identity { subject: "u1".into(), claims: vec![("role".into(), "admin".into())] }),
