@@ -150,10 +150,13 @@ impl Service for SwitchboardService {
 /// The request's headers as the edge and the room read them: one buffer
 /// for all (two allocations per handshake, not two per header).
 fn request_headers(head: &RequestHead) -> Headers {
-    let bytes = head.headers().map(|(n, v)| n.len() + v.len()).sum();
-    let mut headers = Headers::with_capacity(head.header_count(), bytes);
+    // The head's length bounds its names and values together: one pass.
+    let mut headers = Headers::with_capacity(head.header_count(), head.head_len());
     for (name, value) in head.headers() {
-        headers.push(name, &String::from_utf8_lossy(value));
+        match std::str::from_utf8(value) {
+            Ok(value) => headers.push(name, value),
+            Err(_) => headers.push(name, &String::from_utf8_lossy(value)),
+        }
     }
     headers
 }
