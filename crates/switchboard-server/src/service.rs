@@ -168,14 +168,13 @@ impl<M: Mode> Service for Served<M> {
         // The first request takes the headers already read, so a handshake
         // copies none.
         let mut headers = Some(headers);
-        let identity = admitted.identity.clone();
         let mut connect_request = || ConnectRequest {
             conn,
             query: room_query(&info.request.path, admitted.token),
             headers: headers.take().unwrap_or_else(header_list),
             ip,
             geo: edge.geo.as_ref().and_then(|db| db.lookup(ip)),
-            identity: identity.clone(),
+            identity: admitted.identity.clone(),
         };
         let protocol = {
             let supported: Vec<&str> = spec.subprotocols.iter().map(String::as_str).collect();
@@ -185,8 +184,8 @@ impl<M: Mode> Service for Served<M> {
             info.request.select_protocol(&supported).or(marker).map(str::to_owned)
         };
         let compression = edge.compression_kinds.get(kind.as_str()).copied();
-        let admitted = Admitted { kind, id, conn, ip, permit, expires: admitted.expires, request: &mut connect_request };
-        let handler = self.mode.join(edge, admitted).await?;
+        let expires = admitted.expires;
+        let handler = self.mode.join(edge, Admitted { kind, id, conn, ip, permit, expires, request: &mut connect_request }).await?;
         Ok(Accept { handler, protocol, compression })
     }
 
