@@ -15,7 +15,8 @@ use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Headers, I
 #[derive(Debug)]
 pub(crate) enum Event {
     /// Asks to join; the answer is a [`Reply`] (NATS request/reply).
-    Connect { node: String, conn: u64, room: String, request: ConnectRequest },
+    /// (The request is boxed: it is several times any other event.)
+    Connect { node: String, conn: u64, room: String, request: Box<ConnectRequest> },
     /// The accepted connection is open, with the decision's tags and attachment.
     Open { node: String, conn: u64, tags: Vec<String>, attachment: Option<Vec<u8>> },
     /// Messages, in order.
@@ -359,7 +360,7 @@ impl Event {
                 let identity = if r.flag()? { Some(Identity { subject: r.str()?, claims: r.pairs()? }) } else { None };
                 // The owner gives the connection an id of its own.
                 let request = ConnectRequest { conn: ConnId(0), query, headers, ip, geo, identity };
-                Event::Connect { node, conn, room, request }
+                Event::Connect { node, conn, room, request: Box::new(request) }
             }
             OPEN => Event::Open { node, conn, tags: r.strs()?, attachment: r.opt_bytes()?.map(|b| b.to_vec()) },
             MESSAGES => Event::Messages { node, conn, messages: r.messages()? },
@@ -685,7 +686,7 @@ mod tests {
     #[test]
     fn events_read_back_as_written() {
         let events = vec![
-            Event::Connect { node: "a".into(), conn: 7, room: "chat/x".into(), request: request() },
+            Event::Connect { node: "a".into(), conn: 7, room: "chat/x".into(), request: Box::new(request()) },
             Event::Open { node: "a".into(), conn: 300, tags: vec!["ann".into()], attachment: Some(vec![1, 2]) },
             Event::Messages { node: "b".into(), conn: u64::MAX, messages: vec![Message::text("hi"), Message::Binary(Bytes::from_static(&[0, 255]))] },
             Event::Error { node: "b".into(), conn: 1, error: "bad".into() },
