@@ -93,7 +93,7 @@ impl Cluster {
     }
 }
 
-async fn connect_client(settings: &ClusterSettings, counters: Arc<Counters>) -> Result<Client, ClusterError> {
+pub(crate) async fn connect_client(settings: &ClusterSettings, counters: Arc<Counters>) -> Result<Client, ClusterError> {
     let mut options = ConnectOptions::new().name(format!("switchboard {}", settings.node)).connection_timeout(CONNECT_TIMEOUT);
     if let Some(path) = &settings.credentials {
         options = options.credentials_file(path).await.map_err(|e| ClusterError::Connect(format!("credentials file {}: {e}", path.display())))?;
@@ -154,7 +154,7 @@ fn alarm_bucket_config(settings: &ClusterSettings, names: &Names) -> kv::Config 
 /// (`KV_<bucket>` on `$KV.<bucket>.>`) and opens it. The client's own
 /// bucket creation first asks for account details in a shape nats-server
 /// 2.9 does not send, so the stream is created directly.
-async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, ClusterError> {
+pub(crate) async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, ClusterError> {
     let name = config.bucket.clone();
     let (max_age, replicas) = (config.max_age, config.num_replicas);
     let stream = stream::Config {

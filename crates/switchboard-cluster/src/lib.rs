@@ -15,6 +15,9 @@
 //!   owns, loaded by [`JetStreamStore::load_room`] after a claim; a commit is
 //!   reported `Ok` only once JetStream acknowledged it, and a commit by a
 //!   node that is no longer the owner is refused by JetStream itself.
+//! - [`Tables`] opens shared tables ([`Table`]): key-value buckets every
+//!   node mirrors in memory through a watch ([`Table::follow`]), written
+//!   with compare-and-set only.
 //! - [`names::encode_room`] is how a room name appears in subjects and keys.
 //! - `testing::NatsServer` (feature `testing`) runs a `nats-server` for tests.
 //!
@@ -51,6 +54,7 @@ pub mod names;
 mod settings;
 mod stats;
 mod store;
+mod table;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -61,3 +65,4 @@ pub use lease::{Claim, Holder, Lease, LeaseWatch};
 pub use settings::{ClusterSettings, SettingsError, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL, MIN_LEASE_TTL};
 pub use stats::ClusterStats;
 pub use store::{JetStreamStore, StoreOptions, DEFAULT_COMPACT_AFTER};
+pub use table::{Change, Follower, Table, Tables};

@@ -94,6 +94,21 @@ async fn rooms_that_are_not_loaded_refuse_reads_and_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_tells_a_room_with_messages_from_one_never_written_without_claiming_it() {
+    let server = NatsServer::start();
+    let (a, b) = (node(&server, "a").await, node(&server, "b").await);
+    let (store_a, store_b) = (JetStreamStore::new(&a), JetStreamStore::new(&b));
+    assert!(!store_b.has_messages("chat/written").await.unwrap());
+    let lease = own(&a, "chat/written").await;
+    store_a.load_room(&lease).await.unwrap();
+    commit(&store_a, "chat/written", vec![put("k", "v")]).await.unwrap();
+    assert!(store_b.has_messages("chat/written").await.unwrap());
+    assert!(!store_b.has_messages("chat/never").await.unwrap());
+    assert_eq!(messages_of(&b, "chat/never").await, 0, "asking wrote nothing");
+    assert_eq!(b.owner("chat/never").await.unwrap(), None, "and claimed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_acknowledged_on_one_node_is_read_on_the_next_owner() {
     let server = NatsServer::start();
     let (a, b) = (node(&server, "a").await, node(&server, "b").await);

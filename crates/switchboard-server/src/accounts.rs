@@ -1,36 +1,24 @@
 //! Accounts and their API keys, in the server's database file (tables of
-//! their own next to the rooms', through a connection of their own) or in
-//! memory.
+//! their own next to the rooms', through a connection of their own), in
+//! memory, or in cluster mode in a shared table every node reads
+//! (`accounts_store`).
 //!
 //! An API key is 256 random bits, shown once when it is made
 //! (`sbk_` and 43 characters of URL-safe base64); only its SHA-256 is
 //! stored, so a copy of the database does not hold usable keys. A key's
 //! id (the first 12 hex digits of its hash) names it in listings and for
-//! revoking. Calls are short blocking SQLite statements: async callers run
-//! them on a blocking thread.
+//! revoking.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
+use switchboard_cluster::Tables;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS accounts (
-    name       TEXT PRIMARY KEY,
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    hash       BLOB PRIMARY KEY,
-    id         TEXT NOT NULL UNIQUE,
-    account    TEXT NOT NULL REFERENCES accounts(name),
-    created_ms INTEGER NOT NULL,
-    revoked_ms INTEGER
-);
-";
+use crate::accounts_store::AccountStore;
 
 /// What every API key starts with, so a leaked one is recognisable.
 pub const API_KEY_PREFIX: &str = "sbk_";
@@ -38,9 +26,9 @@ pub const API_KEY_PREFIX: &str = "sbk_";
 /// Longest account name: account names are room ids (`clicks/{account}`).
 pub const MAX_ACCOUNT_NAME_LEN: usize = 64;
 
-/// The accounts table.
+/// The accounts and their keys.
 pub struct Accounts {
-    conn: Mutex<Connection>,
+    store: AccountStore,
 }
 
 /// An account as listed.
@@ -67,6 +55,8 @@ pub enum AccountError {
     NoKey(String),
     /// The database failed.
     Database(String),
+    /// The cluster's shared table cannot be reached: NATS is down.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for AccountError {
@@ -77,6 +67,7 @@ impl std::fmt::Display for AccountError {
             AccountError::NoAccount(name) => write!(f, "no account {name:?}"),
             AccountError::NoKey(id) => write!(f, "no active API key with id {id:?}"),
             AccountError::Database(e) => write!(f, "database error: {e}"),
+            AccountError::Unavailable(e) => write!(f, "the cluster's account table is unavailable: {e}"),
         }
     }
 }
@@ -117,138 +108,115 @@ pub(crate) fn open_database(path: Option<&Path>) -> Result<Connection, rusqlite:
     Ok(conn)
 }
 
-fn key_hash(key: &str) -> [u8; 32] {
+pub(crate) fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-fn key_id(hash: &[u8; 32]) -> String {
+pub(crate) fn key_id(hash: &[u8; 32]) -> String {
     hash[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh API key and its hash.
+pub(crate) fn new_key() -> (String, [u8; 32]) {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let key = format!("{API_KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
+    let hash = key_hash(&key);
+    (key, hash)
 }
 
 impl Accounts {
     /// Opens the accounts tables in the database file at `path` (creating
     /// them), or in memory for `None`.
     pub fn open(path: Option<&Path>) -> Result<Accounts, AccountError> {
-        let conn = open_database(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Accounts { conn: Mutex::new(conn) })
+        Ok(Accounts { store: AccountStore::open_sqlite(path)? })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Opens the cluster's shared account table (docs/cluster.md,
+    /// "Accounts and links") and loads what key checks need, which a watch
+    /// keeps current.
+    pub async fn open_shared(tables: &Tables) -> Result<Accounts, AccountError> {
+        Ok(Accounts { store: AccountStore::open_shared(tables).await? })
+    }
+
+    /// Connects to the cluster's NATS servers for the shared account table
+    /// only (no room leases or storage), as `switchboard accounts` does.
+    pub async fn connect_shared(settings: switchboard_cluster::ClusterSettings) -> Result<Accounts, AccountError> {
+        let tables = Tables::connect(settings).await.map_err(|e| AccountError::Unavailable(e.to_string()))?;
+        Accounts::open_shared(&tables).await
     }
 
     /// Creates an account and its first API key; returns the key (shown
     /// once: only its hash is kept).
-    pub fn add(&self, name: &str) -> Result<String, AccountError> {
+    pub async fn add(&self, name: &str) -> Result<String, AccountError> {
         if !is_account_name(name) {
             return Err(AccountError::BadName(name.to_owned()));
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let inserted = tx.execute("INSERT INTO accounts (name, created_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![name, now_ms() as i64])?;
-        if inserted == 0 {
-            return Err(AccountError::Exists(name.to_owned()));
-        }
-        let key = insert_key(&tx, name)?;
-        tx.commit()?;
-        Ok(key)
+        self.store.add(name).await
     }
 
     /// A further API key for an existing account.
-    pub fn add_key(&self, name: &str) -> Result<String, AccountError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let exists = tx.query_row("SELECT 1 FROM accounts WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some();
-        if !exists {
+    pub async fn add_key(&self, name: &str) -> Result<String, AccountError> {
+        if !is_account_name(name) {
             return Err(AccountError::NoAccount(name.to_owned()));
         }
-        let key = insert_key(&tx, name)?;
-        tx.commit()?;
-        Ok(key)
+        self.store.add_key(name).await
     }
 
     /// Every account with the ids of its active keys, by name.
-    pub fn list(&self) -> Result<Vec<AccountInfo>, AccountError> {
-        let conn = self.conn();
-        let mut accounts = conn.prepare("SELECT name, created_ms FROM accounts ORDER BY name")?;
-        let mut keys = conn.prepare("SELECT id FROM api_keys WHERE account = ?1 AND revoked_ms IS NULL ORDER BY created_ms, id")?;
-        let rows = accounts.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(name, created)| {
-                let keys = keys.query_map([&name], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-                Ok(AccountInfo { name, created_ms: created as u64, keys })
-            })
-            .collect()
+    pub async fn list(&self) -> Result<Vec<AccountInfo>, AccountError> {
+        self.store.list().await
     }
 
     /// Revokes the key with this id: requests bearing it are refused from
-    /// now on. Returns the account it belonged to.
-    pub fn revoke_key(&self, id: &str) -> Result<String, AccountError> {
-        let conn = self.conn();
-        let account: Option<String> = conn
-            .query_row("UPDATE api_keys SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL RETURNING account", params![now_ms() as i64, id], |r| r.get(0))
-            .optional()?;
-        account.ok_or_else(|| AccountError::NoKey(id.to_owned()))
+    /// now on (in cluster mode, on every node once the change reached it).
+    /// Returns the account it belonged to.
+    pub async fn revoke_key(&self, id: &str) -> Result<String, AccountError> {
+        self.store.revoke_key(id).await
     }
 
     /// The account an API key belongs to; `None` for an unknown or revoked
     /// key. This is how the HTTP API and the token exchange authenticate a
-    /// `Bearer` API key. Blocking: call it off the async workers.
-    pub fn resolve_api_key(&self, key: &str) -> Result<Option<String>, AccountError> {
+    /// `Bearer` API key. SQLite lookups run on a blocking thread; in
+    /// cluster mode the answer comes from memory.
+    pub async fn resolve_api_key(&self, key: &str) -> Result<Option<String>, AccountError> {
         if !key.starts_with(API_KEY_PREFIX) {
             return Ok(None);
         }
-        let hash = key_hash(key);
-        let account = self
-            .conn()
-            .query_row("SELECT account FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL", [&hash[..]], |r| r.get(0))
-            .optional()?;
-        Ok(account)
+        self.store.resolve(key_hash(key)).await
     }
-}
-
-fn insert_key(tx: &rusqlite::Transaction<'_>, account: &str) -> Result<String, AccountError> {
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let key = format!("{API_KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
-    let hash = key_hash(&key);
-    tx.execute("INSERT INTO api_keys (hash, id, account, created_ms) VALUES (?1, ?2, ?3, ?4)", params![&hash[..], key_id(&hash), account, now_ms() as i64])?;
-    Ok(key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_resolve_until_revoked_and_only_hashes_are_stored() {
+    #[tokio::test]
+    async fn keys_resolve_until_revoked_and_only_hashes_are_stored() {
         let accounts = Accounts::open(None).unwrap();
-        let key = accounts.add("acme").unwrap();
+        let key = accounts.add("acme").await.unwrap();
         assert!(key.starts_with(API_KEY_PREFIX) && key.len() == API_KEY_PREFIX.len() + 43);
-        assert_eq!(accounts.resolve_api_key(&key).unwrap().as_deref(), Some("acme"));
-        assert_eq!(accounts.resolve_api_key("sbk_nope").unwrap(), None);
-        let stored: i64 = accounts.conn().query_row("SELECT count(*) FROM api_keys WHERE instr(hash, ?1) > 0", [key.as_bytes()], |r| r.get(0)).unwrap();
-        assert_eq!(stored, 0);
-        let second = accounts.add_key("acme").unwrap();
-        let list = accounts.list().unwrap();
+        assert_eq!(accounts.resolve_api_key(&key).await.unwrap().as_deref(), Some("acme"));
+        assert_eq!(accounts.resolve_api_key("sbk_nope").await.unwrap(), None);
+        let second = accounts.add_key("acme").await.unwrap();
+        let list = accounts.list().await.unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].keys.len(), 2);
         let first_id = key_id(&key_hash(&key));
         assert!(list[0].keys.contains(&first_id));
-        assert_eq!(accounts.revoke_key(&first_id).unwrap(), "acme");
-        assert_eq!(accounts.resolve_api_key(&key).unwrap(), None);
-        assert_eq!(accounts.resolve_api_key(&second).unwrap().as_deref(), Some("acme"));
-        assert_eq!(accounts.revoke_key(&first_id), Err(AccountError::NoKey(first_id.clone())));
+        assert_eq!(accounts.revoke_key(&first_id).await.unwrap(), "acme");
+        assert_eq!(accounts.resolve_api_key(&key).await.unwrap(), None);
+        assert_eq!(accounts.resolve_api_key(&second).await.unwrap().as_deref(), Some("acme"));
+        assert_eq!(accounts.revoke_key(&first_id).await, Err(AccountError::NoKey(first_id.clone())));
     }
 
-    #[test]
-    fn names_are_checked_and_unique() {
+    #[tokio::test]
+    async fn names_are_checked_and_unique() {
         let accounts = Accounts::open(None).unwrap();
-        assert!(matches!(accounts.add("a b"), Err(AccountError::BadName(_))));
-        assert!(matches!(accounts.add(&"a".repeat(65)), Err(AccountError::BadName(_))));
-        accounts.add("a").unwrap();
-        assert_eq!(accounts.add("a"), Err(AccountError::Exists("a".into())));
-        assert_eq!(accounts.add_key("b"), Err(AccountError::NoAccount("b".into())));
+        assert!(matches!(accounts.add("a b").await, Err(AccountError::BadName(_))));
+        assert!(matches!(accounts.add(&"a".repeat(65)).await, Err(AccountError::BadName(_))));
+        accounts.add("a").await.unwrap();
+        assert_eq!(accounts.add("a").await, Err(AccountError::Exists("a".into())));
+        assert_eq!(accounts.add_key("b").await, Err(AccountError::NoAccount("b".into())));
     }
 }

@@ -24,12 +24,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_apps::clicks::{Click, KIND};
-use switchboard_room::{RoomId, RoomKind, RoomRequest};
+use switchboard_room::{RoomId, RoomKind, RoomName, RoomRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::cluster::{Reach, RoomAnswer};
 use crate::links::Link;
 use crate::registry::Registry;
 
@@ -141,6 +142,21 @@ async fn deliver(registry: &Registry, kind: &RoomKind, account: &str, clicks: Ve
         return;
     };
     let body = Bytes::from(serde_json::to_vec(&clicks).expect("clicks serialize"));
+    // In cluster mode the account's room runs on its owner, wherever that is.
+    if let Some(cluster) = registry.cluster() {
+        let request = RoomRequest { method: "POST".into(), path: "/clicks".into(), body };
+        match cluster.room_request(&RoomName::new(kind.clone(), id), Reach::Started, request).await {
+            RoomAnswer::Response { status: 200, .. } => {}
+            RoomAnswer::Response { status, .. } => warn!(account, status, clicks = clicks.len(), "the clicks room refused clicks"),
+            RoomAnswer::Unavailable { why } => {
+                warn!(account, clicks = clicks.len(), why, "the clicks room did not take clicks; they are lost unless its node took them")
+            }
+            RoomAnswer::NoRoom | RoomAnswer::Stats(_) | RoomAnswer::Gone => {
+                warn!(account, clicks = clicks.len(), "the clicks room is unavailable; clicks are lost")
+            }
+        }
+        return;
+    }
     for _ in 0..ROOM_ATTEMPTS {
         let Ok(room) = registry.owned_room(kind, id.clone()) else { break };
         let request = RoomRequest { method: "POST".into(), path: "/clicks".into(), body: body.clone() };

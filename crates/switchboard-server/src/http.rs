@@ -21,7 +21,7 @@ use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE,
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use switchboard_apps::call::{self, IceConfig};
-use switchboard_room::RoomRequest;
+use switchboard_room::{RoomName, RoomRequest};
 use tracing::debug;
 
 use switchboard_net::{PrefixedIo, Shutdown};
@@ -30,6 +30,7 @@ use crate::access_log;
 use crate::assets::{self, Asset};
 use crate::auth::{Denied, Gate, Presented};
 use crate::clicks_edge::ClicksEdge;
+use crate::cluster::Reach;
 use crate::limits::EdgeStats;
 use crate::ops::Ops;
 use crate::publish::{self, PublishKey};
@@ -227,8 +228,18 @@ async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry,
         return text(StatusCode::NOT_FOUND, format!("unknown room kind {:?}\n", api.kind.as_str()));
     }
     if api.rest == "/_stats" && req.method() == Method::GET {
-        let Some(room) = registry.live_room(&api.kind, api.id) else { return text(StatusCode::NOT_FOUND, "no such room is running\n") };
-        return match room.stats().await {
+        // In cluster mode the room runs on its owner, wherever that is.
+        let stats = match registry.cluster() {
+            Some(cluster) => match cluster.room_stats(&RoomName::new(api.kind, api.id)).await {
+                Ok(stats) => stats,
+                Err(why) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("room unavailable: {why}\n")),
+            },
+            None => match registry.live_room(&api.kind, api.id) {
+                Some(room) => room.stats().await,
+                None => None,
+            },
+        };
+        return match stats {
             Some(s) => json(format!(r#"{{"connections":{},"wakeups":{},"awake":{}}}"#, s.connections, s.wakeups, s.awake)),
             None => text(StatusCode::NOT_FOUND, "no such room is running\n"),
         };
@@ -238,8 +249,12 @@ async fn room_request(req: Request<Incoming>, api: ApiRoute, registry: Registry,
         Ok(body) => body,
         Err(refused) => return *refused,
     };
-    let Some(room) = registry.existing(&api.kind, api.id) else { return text(StatusCode::NOT_FOUND, "no such room\n") };
     let request = RoomRequest { method, path: api.rest, body };
+    if let Some(cluster) = registry.cluster() {
+        let answer = cluster.room_request(&RoomName::new(api.kind, api.id), Reach::Existing, request).await;
+        return crate::cluster::http_answer(answer);
+    }
+    let Some(room) = registry.existing(&api.kind, api.id) else { return text(StatusCode::NOT_FOUND, "no such room\n") };
     match room.request(request).await {
         Ok(r) => {
             let mut response = Response::new(Full::new(r.body));

@@ -10,6 +10,7 @@
 mod access_line;
 pub mod access_log;
 pub mod accounts;
+mod accounts_store;
 mod assets;
 pub mod auth;
 mod click_recorder;
@@ -26,6 +27,7 @@ mod kinds;
 mod limits;
 pub mod links;
 mod links_api;
+mod links_store;
 mod metrics;
 mod ops;
 mod origin;
@@ -181,6 +183,9 @@ impl Server {
     }
 
     async fn bind_inner(addr: SocketAddr, mut config: ServerConfig, store: Arc<dyn Store>, cluster: Option<cluster::Link>) -> std::io::Result<Server> {
+        if let Some(link) = &cluster {
+            auth::use_shared_secret(&mut config.auth, &link.tables()).await.map_err(std::io::Error::other)?;
+        }
         auth::apply_kind_defaults(&mut config.auth, config.data_dir.as_deref()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         config.auth.check(!config.trusted_proxies.is_empty()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let origins = origin::OriginCheck::new(&config.edge.origins).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -194,10 +199,21 @@ impl Server {
         };
         let listener = listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let mut kinds = kinds::built_in(&config.apps);
-        // Accounts and links share the rooms' database file, in tables of their own.
-        let database = config.data_dir.as_ref().map(|dir| dir.join(DATABASE_FILE));
-        let accounts = Arc::new(Accounts::open(database.as_deref()).map_err(std::io::Error::other)?);
-        let links = Arc::new(links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?);
+        let (accounts, links) = match &cluster {
+            // In cluster mode every node sees the same accounts and links.
+            Some(link) => {
+                let tables = link.tables();
+                let accounts = Accounts::open_shared(&tables).await.map_err(std::io::Error::other)?;
+                (accounts, links::Links::open_shared(&tables).await.map_err(|e| std::io::Error::other(e.to_string()))?)
+            }
+            // Else they share the rooms' database file, in tables of their own.
+            None => {
+                let database = config.data_dir.as_ref().map(|dir| dir.join(DATABASE_FILE));
+                let accounts = Accounts::open(database.as_deref()).map_err(std::io::Error::other)?;
+                (accounts, links::Links::open(database.as_deref()).map_err(|e| std::io::Error::other(e.to_string()))?)
+            }
+        };
+        let (accounts, links) = (Arc::new(accounts), Arc::new(links));
         let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
         kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
         Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, cluster })

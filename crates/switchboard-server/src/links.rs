@@ -1,33 +1,24 @@
 //! Short links: the table of slugs, each owned by one account, with its
 //! target URL and optional per-country targets.
 //!
-//! The table lives in the server's database file (or in memory) and is
+//! The table lives in the server's database file (or in memory), or in
+//! cluster mode in a shared table every node reads (`links_store`), and is
 //! mirrored in an in-memory index that redirects and clicks rooms read,
-//! so a redirect never waits on a disk. The server is the table's only
-//! writer: creating and deleting go to the database first, then to the
-//! index. Slugs are unique across all accounts.
+//! so a redirect never waits on a disk or the network. Creating and
+//! deleting go to the table first, then to the index. Slugs are unique
+//! across all accounts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rand::Rng;
-use rusqlite::{params, Connection};
 use serde::Deserialize;
 use switchboard_apps::clicks::{LinkBook, LinkInfo};
+use switchboard_cluster::Tables;
 
-use crate::accounts::{now_ms, open_database};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS links (
-    slug       TEXT PRIMARY KEY,
-    account    TEXT NOT NULL,
-    url        TEXT NOT NULL,
-    geo        TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS links_by_account ON links (account, created_ms);
-";
+use crate::accounts::now_ms;
+use crate::links_store::LinkStore;
 
 /// Longest slug.
 pub const MAX_SLUG_LEN: usize = 64;
@@ -84,6 +75,8 @@ pub enum LinkError {
     TooMany,
     /// The database failed (500).
     Database(String),
+    /// The cluster's shared table cannot be reached (503): NATS is down.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for LinkError {
@@ -94,6 +87,7 @@ impl std::fmt::Display for LinkError {
             LinkError::NotFound => f.write_str("no such link"),
             LinkError::TooMany => write!(f, "an account has at most {MAX_LINKS_PER_ACCOUNT} links"),
             LinkError::Database(e) => write!(f, "database error: {e}"),
+            LinkError::Unavailable(e) => write!(f, "the cluster's link table is unavailable, try again: {e}"),
         }
     }
 }
@@ -159,73 +153,85 @@ fn generated_slug() -> String {
     (0..GENERATED_SLUG_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
+/// The in-memory index of every link by slug, with the revision it was
+/// stored at (0 in SQLite), which redirects and clicks rooms read.
+#[derive(Default)]
+pub(crate) struct LinkIndex {
+    links: RwLock<HashMap<String, (u64, Arc<Link>)>>,
+}
+
+impl LinkIndex {
+    pub(crate) fn get(&self, slug: &str) -> Option<(u64, Arc<Link>)> {
+        self.links.read().unwrap_or_else(PoisonError::into_inner).get(slug).cloned()
+    }
+
+    pub(crate) fn insert(&self, revision: u64, link: Arc<Link>) {
+        self.links.write().unwrap_or_else(PoisonError::into_inner).insert(link.info.slug.clone(), (revision, link));
+    }
+
+    pub(crate) fn remove(&self, slug: &str) {
+        self.links.write().unwrap_or_else(PoisonError::into_inner).remove(slug);
+    }
+
+    fn of_account(&self, account: &str) -> Vec<Arc<Link>> {
+        self.links
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|(_, l)| l.account == account)
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+}
+
 /// The link table and its in-memory index.
 pub struct Links {
-    conn: Mutex<Connection>,
-    index: RwLock<HashMap<String, Arc<Link>>>,
+    index: Arc<LinkIndex>,
+    store: LinkStore,
 }
 
 impl Links {
     /// Opens the table in the database file at `path` (or in memory) and
     /// loads the index.
     pub fn open(path: Option<&Path>) -> Result<Links, LinkError> {
-        let conn = open_database(path)?;
-        conn.execute_batch(SCHEMA)?;
-        let mut index = HashMap::new();
-        {
-            let mut rows = conn.prepare("SELECT slug, account, url, geo, created_ms FROM links")?;
-            let links = rows.query_map([], |r| {
-                let geo: String = r.get(3)?;
-                Ok(Link {
-                    account: r.get(1)?,
-                    info: LinkInfo {
-                        slug: r.get(0)?,
-                        url: r.get(2)?,
-                        geo: serde_json::from_str(&geo).unwrap_or_default(),
-                        created: r.get::<_, i64>(4)? as u64,
-                    },
-                })
-            })?;
-            for link in links {
-                let link = link?;
-                index.insert(link.info.slug.clone(), Arc::new(link));
-            }
-        }
-        Ok(Links { conn: Mutex::new(conn), index: RwLock::new(index) })
+        let index = Arc::new(LinkIndex::default());
+        let store = LinkStore::open_sqlite(path, &index)?;
+        Ok(Links { index, store })
+    }
+
+    /// Opens the cluster's shared link table (docs/cluster.md, "Accounts
+    /// and links") and loads the index, which a watch keeps current.
+    pub async fn open_shared(tables: &Tables) -> Result<Links, LinkError> {
+        let index = Arc::new(LinkIndex::default());
+        let store = LinkStore::open_shared(tables, &index).await?;
+        Ok(Links { index, store })
     }
 
     /// The link with this slug, whoever owns it.
     pub fn get(&self, slug: &str) -> Option<Arc<Link>> {
-        self.index.read().unwrap_or_else(PoisonError::into_inner).get(slug).cloned()
+        self.index.get(slug).map(|(_, link)| link)
     }
 
     /// The account's links, oldest first.
     pub fn of_account(&self, account: &str) -> Vec<Arc<Link>> {
-        let mut links: Vec<Arc<Link>> = self.index.read().unwrap_or_else(PoisonError::into_inner).values().filter(|l| l.account == account).cloned().collect();
+        let mut links = self.index.of_account(account);
         links.sort_by(|a, b| (a.info.created, &a.info.slug).cmp(&(b.info.created, &b.info.slug)));
         links
     }
 
-    /// Creates a link for `account`. Blocking (one SQLite transaction).
-    pub fn create(&self, account: &str, new: &NewLink) -> Result<Arc<Link>, LinkError> {
+    /// Creates a link for `account`: stored first, then in the index.
+    pub async fn create(&self, account: &str, new: &NewLink) -> Result<Arc<Link>, LinkError> {
         let geo = check(new)?;
         if self.of_account(account).len() >= MAX_LINKS_PER_ACCOUNT {
             return Err(LinkError::TooMany);
         }
-        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let geo_json = serde_json::to_string(&geo).expect("maps serialize");
         let created = now_ms();
         // A generated slug that happens to be taken is drawn again.
         let attempts = if new.slug.is_some() { 1 } else { 8 };
         for _ in 0..attempts {
             let slug = new.slug.clone().unwrap_or_else(generated_slug);
-            let inserted = conn.execute(
-                "INSERT INTO links (slug, account, url, geo, created_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                params![slug, account, new.url, geo_json, created as i64],
-            )?;
-            if inserted == 1 {
-                let link = Arc::new(Link { account: account.to_owned(), info: LinkInfo { slug: slug.clone(), url: new.url.clone(), geo, created } });
-                self.index.write().unwrap_or_else(PoisonError::into_inner).insert(slug, link.clone());
+            let link = Arc::new(Link { account: account.to_owned(), info: LinkInfo { slug: slug.clone(), url: new.url.clone(), geo: geo.clone(), created } });
+            if self.store.insert(link.clone(), &self.index).await? {
                 return Ok(link);
             }
             if new.slug.is_some() {
@@ -236,18 +242,15 @@ impl Links {
     }
 
     /// Deletes the account's link; another account's slug is `NotFound`.
-    /// Blocking.
-    pub fn delete(&self, account: &str, slug: &str) -> Result<(), LinkError> {
+    pub async fn delete(&self, account: &str, slug: &str) -> Result<(), LinkError> {
         if self.get(slug).is_none_or(|l| l.account != account) {
             return Err(LinkError::NotFound);
         }
-        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let deleted = conn.execute("DELETE FROM links WHERE slug = ?1 AND account = ?2", params![slug, account])?;
-        self.index.write().unwrap_or_else(PoisonError::into_inner).remove(slug);
-        if deleted == 0 {
-            return Err(LinkError::NotFound);
+        if self.store.remove(account, slug, &self.index).await? {
+            Ok(())
+        } else {
+            Err(LinkError::NotFound)
         }
-        Ok(())
     }
 }
 
@@ -276,29 +279,29 @@ mod tests {
         assert!(check_url(&format!("https://e.com/{}", "a".repeat(MAX_URL_LEN)), "url").is_err());
     }
 
-    #[test]
-    fn slugs_are_unique_across_accounts_and_private_to_delete() {
+    #[tokio::test]
+    async fn slugs_are_unique_across_accounts_and_private_to_delete() {
         let links = Links::open(None).unwrap();
-        links.create("a", &new("https://e.com", Some("x"))).unwrap();
-        assert_eq!(links.create("b", &new("https://e.com", Some("x"))), Err(LinkError::Taken("x".into())));
-        assert_eq!(links.delete("b", "x"), Err(LinkError::NotFound));
-        let generated = links.create("b", &new("https://e.com", None)).unwrap();
+        links.create("a", &new("https://e.com", Some("x"))).await.unwrap();
+        assert_eq!(links.create("b", &new("https://e.com", Some("x"))).await, Err(LinkError::Taken("x".into())));
+        assert_eq!(links.delete("b", "x").await, Err(LinkError::NotFound));
+        let generated = links.create("b", &new("https://e.com", None)).await.unwrap();
         assert_eq!(generated.info.slug.len(), GENERATED_SLUG_LEN);
         assert_eq!(links.of_account("b").len(), 1);
-        links.delete("a", "x").unwrap();
+        links.delete("a", "x").await.unwrap();
         assert!(links.get("x").is_none());
     }
 
-    #[test]
-    fn geo_targets_are_checked_and_chosen_by_country() {
+    #[tokio::test]
+    async fn geo_targets_are_checked_and_chosen_by_country() {
         let links = Links::open(None).unwrap();
         let mut link = new("https://e.com", Some("g"));
         link.geo = Some(BTreeMap::from([("de".into(), "https://e.de".into())]));
-        let created = links.create("a", &link).unwrap();
+        let created = links.create("a", &link).await.unwrap();
         assert_eq!(created.target(Some("DE")), "https://e.de");
         assert_eq!(created.target(Some("FR")), "https://e.com");
         assert_eq!(created.target(None), "https://e.com");
         link.geo = Some(BTreeMap::from([("Germany".into(), "https://e.de".into())]));
-        assert!(matches!(links.create("a", &link), Err(LinkError::Invalid(_))));
+        assert!(matches!(links.create("a", &link).await, Err(LinkError::Invalid(_))));
     }
 }

@@ -4,8 +4,8 @@
 //! totals by country and city and the clicks per minute of the last 24 h,
 //! `DELETE /api/links/{slug}` deletes it. Another account's slug is 404,
 //! exactly like a slug that does not exist. Errors are `{"error": "..."}`.
-//! Database calls run on blocking threads; counts come from the account's
-//! clicks room.
+//! Counts come from the account's clicks room; in cluster mode, a link
+//! call while NATS is unreachable is `503`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -16,10 +16,11 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchboard_apps::clicks::KIND;
-use switchboard_room::{RoomId, RoomKind, RoomRequest};
+use switchboard_room::{RoomId, RoomKind, RoomName, RoomRequest};
 
 use crate::auth::MintError;
 use crate::clicks_edge::{json_error, json_response, ClicksEdge};
+use crate::cluster::{Reach, RoomAnswer};
 use crate::links::{Link, LinkError, NewLink};
 
 /// Largest `POST /api/links` body: a link with every country's target
@@ -98,12 +99,10 @@ async fn authenticate(edge: &ClicksEdge, req: &Request<Incoming>) -> Result<Stri
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|k| k.trim().to_owned());
     let Some(key) = key else { return Err(unauthorized("send an API key: Authorization: Bearer <key>")) };
-    let accounts = edge.accounts.clone();
-    match tokio::task::spawn_blocking(move || accounts.resolve_api_key(&key)).await {
-        Ok(Ok(Some(account))) => Ok(account),
-        Ok(Ok(None)) => Err(unauthorized("unknown or revoked API key")),
-        Ok(Err(e)) => Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, e)),
-        Err(_) => Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, "the key lookup failed")),
+    match edge.accounts.resolve_api_key(&key).await {
+        Ok(Some(account)) => Ok(account),
+        Ok(None) => Err(unauthorized("unknown or revoked API key")),
+        Err(e) => Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }
 
@@ -127,6 +126,7 @@ fn link_error(e: LinkError) -> Response<Full<Bytes>> {
         LinkError::NotFound => StatusCode::NOT_FOUND,
         LinkError::TooMany => StatusCode::FORBIDDEN,
         LinkError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        LinkError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     json_error(status, e)
 }
@@ -145,12 +145,9 @@ async fn create(edge: &ClicksEdge, req: Request<Incoming>, account: &str, base: 
             )
         }
     };
-    let links = edge.links.clone();
-    let owner = account.to_owned();
-    let link = match tokio::task::spawn_blocking(move || links.create(&owner, &new)).await {
-        Ok(Ok(link)) => link,
-        Ok(Err(e)) => return link_error(e),
-        Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "creating the link failed"),
+    let link = match edge.links.create(account, &new).await {
+        Ok(link) => link,
+        Err(e) => return link_error(e),
     };
     tell_room(edge, account, "POST", "/links-changed".into()).await;
     let mut response = json_response(StatusCode::CREATED, link_json(&link, base).to_string());
@@ -191,12 +188,8 @@ async fn show(edge: &ClicksEdge, account: &str, slug: &str, base: &str) -> Respo
 }
 
 async fn delete(edge: &ClicksEdge, account: &str, slug: &str) -> Response<Full<Bytes>> {
-    let links = edge.links.clone();
-    let (owner, doomed) = (account.to_owned(), slug.to_owned());
-    match tokio::task::spawn_blocking(move || links.delete(&owner, &doomed)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return link_error(e),
-        Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "deleting the link failed"),
+    if let Err(e) = edge.links.delete(account, slug).await {
+        return link_error(e);
     }
     tell_room(edge, account, "DELETE", format!("/links/{slug}")).await;
     let mut response = Response::new(Full::new(Bytes::new()));
@@ -207,9 +200,19 @@ async fn delete(edge: &ClicksEdge, account: &str, slug: &str) -> Response<Full<B
 /// The account's clicks room's JSON answer to an internal request.
 async fn ask_room(edge: &ClicksEdge, account: &str, method: &str, path: String) -> Option<Value> {
     let kind = RoomKind::parse(KIND)?;
-    let room = edge.registry.owned_room(&kind, RoomId::parse(account)?).ok()?;
-    let response = room.request(RoomRequest { method: method.to_owned(), path, body: Bytes::new() }).await.ok()?;
-    (response.status == 200).then(|| serde_json::from_slice(&response.body).ok()).flatten()
+    let request = RoomRequest { method: method.to_owned(), path, body: Bytes::new() };
+    // In cluster mode the account's room runs on its owner, wherever that is.
+    let (status, body) = match edge.registry.cluster() {
+        Some(cluster) => match cluster.room_request(&RoomName::new(kind, RoomId::parse(account)?), Reach::Started, request).await {
+            RoomAnswer::Response { status, body, .. } => (status, body),
+            _ => return None,
+        },
+        None => {
+            let response = edge.registry.owned_room(&kind, RoomId::parse(account)?).ok()?.request(request).await.ok()?;
+            (response.status, response.body)
+        }
+    };
+    (status == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
 }
 
 /// Tells the account's clicks room that its links changed, so dashboards

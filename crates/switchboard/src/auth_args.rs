@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchboard_server::auth::{self, AuthMode, JwtKeys};
+use switchboard_server::ClusterConfig;
 
 use crate::duration;
 use crate::edge_settings::{parse_cookie_name, parse_header_name};
@@ -151,4 +152,11 @@ pub fn minting_keys(secret_file: Option<&Path>, data_dir: &Path) -> Result<JwtKe
             JwtKeys::from_files(Some(&path), &[], None).map_err(|e| e.to_string())
         }
     }
+}
+
+/// `switchboard token --cluster ...`: the cluster's shared secret (made now
+/// if no node made it yet).
+pub fn cluster_minting_keys(cluster: ClusterConfig) -> Result<JwtKeys, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(auth::cluster_minting_keys(cluster.settings)).map_err(|e| e.to_string())
 }

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use switchboard_server::{IpNet, Server, ServerConfig, StopRequest};
+use switchboard_server::{ClusterConfig, IpNet, Server, ServerConfig, StopRequest};
 use tokio::sync::watch;
 
 use crate::secret::Secret;
@@ -63,6 +63,10 @@ enum Command {
         /// Directory of the database (as `serve --data-dir`).
         #[arg(long, default_value = "./data", global = true)]
         data_dir: PathBuf,
+        /// With NATS servers (`--cluster`, `[cluster]` of `--config`), the
+        /// cluster's accounts instead of the database's.
+        #[command(flatten)]
+        cluster: cluster_args::ToolCluster,
         #[command(subcommand)]
         action: accounts_cmd::AccountsAction,
     },
@@ -81,6 +85,10 @@ enum Command {
         /// The server's data directory.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
+        /// With NATS servers (`--cluster`, `[cluster]` of `--config`) and
+        /// no --jwt-secret-file, the cluster's shared secret.
+        #[command(flatten)]
+        cluster: cluster_args::ToolCluster,
     },
 }
 
@@ -351,13 +359,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Token { account, ttl, jwt_secret_file, data_dir } => {
+        Command::Token { account, ttl, jwt_secret_file, data_dir, cluster } => {
             init_logs(LogFormat::Text);
-            print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir)
+            match cluster.config() {
+                Ok(cluster) => print_token(&account, ttl, jwt_secret_file.as_deref(), &data_dir, cluster),
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
-        Command::Accounts { data_dir, action } => {
+        Command::Accounts { data_dir, cluster, action } => {
             init_logs(LogFormat::Text);
-            accounts_cmd::run(&data_dir, action)
+            match cluster.config() {
+                Ok(cluster) => accounts_cmd::run(&data_dir, cluster, action),
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
@@ -387,8 +407,12 @@ fn run(settings: Settings) -> ExitCode {
     runtime.block_on(serve(settings.listen, config))
 }
 
-fn print_token(account: &str, ttl: Duration, secret_file: Option<&std::path::Path>, data_dir: &std::path::Path) -> ExitCode {
-    let token = auth_args::minting_keys(secret_file, data_dir).and_then(|keys| keys.mint(account, ttl).map_err(|e| e.to_string()));
+fn print_token(account: &str, ttl: Duration, secret_file: Option<&std::path::Path>, data_dir: &std::path::Path, cluster: Option<ClusterConfig>) -> ExitCode {
+    let keys = match cluster.filter(|_| secret_file.is_none()) {
+        Some(cluster) => auth_args::cluster_minting_keys(cluster),
+        None => auth_args::minting_keys(secret_file, data_dir),
+    };
+    let token = keys.and_then(|keys| keys.mint(account, ttl).map_err(|e| e.to_string()));
     match token {
         Ok(token) => {
             println!("{token}");

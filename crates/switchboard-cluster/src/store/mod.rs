@@ -27,6 +27,7 @@ mod alarm_index;
 mod codec;
 mod load;
 mod replica;
+mod stored;
 mod tickets;
 mod writer;
 

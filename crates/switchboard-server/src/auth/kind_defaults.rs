@@ -39,6 +39,12 @@ pub fn apply_kind_defaults(config: &mut AuthConfig, data_dir: Option<&Path>) -> 
     Ok(())
 }
 
+/// Whether [`apply_kind_defaults`] would make keys: the clicks kind is in
+/// `token` mode (the operator's choice or the default) and no keys are set.
+pub(crate) fn wants_default_keys(config: &AuthConfig) -> bool {
+    config.jwt.is_none() && config.kinds.iter().rev().find(|(kind, _)| kind == CLICKS).is_none_or(|(_, mode)| *mode == AuthMode::Token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

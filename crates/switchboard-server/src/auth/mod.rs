@@ -14,6 +14,7 @@ mod config;
 mod forward;
 mod kind_defaults;
 mod secret_file;
+mod shared_secret;
 mod token;
 mod trusted_header;
 
@@ -29,6 +30,8 @@ pub use carrier::{redact_target, TOKEN_PROTOCOL, TOKEN_PROTOCOL_PREFIX, TOKEN_QU
 pub use config::{AuthConfig, AuthMode, ForwardConfig, DEFAULT_FORWARD_TIMEOUT, DEFAULT_IDENTITY_HEADER, DEFAULT_TOKEN_COOKIE};
 pub use kind_defaults::apply_kind_defaults;
 pub use secret_file::{load_or_create_secret, SECRET_FILE};
+pub use shared_secret::cluster_minting_keys;
+pub(crate) use shared_secret::use_shared_secret;
 pub use token::{JwtKeys, KeyError, MintError, MIN_SECRET_LEN};
 
 /// The close code of a connection whose token expired while it was open

@@ -20,6 +20,12 @@ pub struct ClusterMetrics {
     pub(crate) effects_forwarded: Counter,
     /// Joins that waited for an owner's answer.
     pub(crate) join_round_trips: Counter,
+    /// Room requests (HTTP, `_stats`, recorded clicks) this node sent to
+    /// rooms' owners.
+    pub(crate) room_requests_forwarded: Counter,
+    /// Room requests answered "gone" (the node asked no longer owned the
+    /// room) and asked again of the room's next owner.
+    pub(crate) room_requests_gone: Counter,
     /// Connections moved to a room's new owner.
     pub(crate) failovers: Counter,
     /// Leases this node lost (not released).
@@ -58,6 +64,18 @@ impl Collector for ClusterMetrics {
             "switchboard_cluster_effects_forwarded",
             "Effect messages sent over NATS to connections' nodes (a broadcast crosses once per node)",
             self.effects_forwarded.get(),
+        )?;
+        counter(
+            &mut encoder,
+            "switchboard_cluster_room_requests_forwarded",
+            "Room requests (HTTP to rooms, _stats, recorded clicks) sent over NATS to rooms' owners",
+            self.room_requests_forwarded.get(),
+        )?;
+        counter(
+            &mut encoder,
+            "switchboard_cluster_room_requests_gone",
+            "Room requests answered by a node that no longer owned the room, then sent to its next owner",
+            self.room_requests_gone.get(),
         )?;
         counter(&mut encoder, "switchboard_cluster_failovers", "Connections moved to a room's new owner after the old one lost it", self.failovers.get())?;
         counter(&mut encoder, "switchboard_cluster_leases_lost", "Room leases this node lost rather than released", self.leases_lost.get())?;

@@ -4,13 +4,15 @@
 //! `ownership`); the owner runs the room as on one
 //! node and serves the events of every connection to it (`owner`), which
 //! reach it from the connection's node (`proxy`) in the encoding of
-//! `wire`. Settings and the connection to NATS are here.
+//! `wire`; HTTP to rooms goes to their owner too (`publication`,
+//! `room_request`). Settings and the connection to NATS are here.
 
 mod metrics;
 mod owner;
 mod ownership;
 mod proxy;
 mod publication;
+mod room_request;
 mod wire;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 pub use metrics::ClusterMetrics;
 pub(crate) use proxy::RemoteConnection;
+pub(crate) use room_request::{http_answer, Reach, RoomAnswer};
 pub use switchboard_cluster::{ClusterSettings, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, MAX_LEASE_TTL, MIN_LEASE_TTL};
 
 use switchboard_cluster::JetStreamStore;
@@ -74,6 +77,11 @@ impl Link {
         Ok(Link { nats, store, forward_timeout: config.forward_timeout })
     }
 
+    /// The cluster's shared tables (accounts, links).
+    pub(crate) fn tables(&self) -> switchboard_cluster::Tables {
+        self.nats.tables()
+    }
+
     /// The rooms' storage in JetStream, when the link opened it.
     pub(crate) fn store(&self) -> Option<Arc<dyn Store>> {
         self.store.clone().map(|store| Arc::new(store) as Arc<dyn Store>)
@@ -107,6 +115,7 @@ impl Cluster {
         };
         let (events, effects, pings) = (subscribe(EVENTS).await?, subscribe(EFFECTS).await?, subscribe(PING).await?);
         let publications = subscribe(PUBLISH).await?;
+        let room_requests = subscribe(REQUEST).await?;
         metrics.watch(nats.clone());
         let cluster = Arc::new(Cluster {
             owned: ownership::Owned::default(),
@@ -126,6 +135,7 @@ impl Cluster {
         tokio::spawn(owner::answer_pings(pings, cluster.client.clone()));
         tokio::spawn(owner::watch_peers(Arc::downgrade(&cluster)));
         tokio::spawn(publication::serve(Arc::downgrade(&cluster), publications));
+        tokio::spawn(room_request::serve(Arc::downgrade(&cluster), room_requests));
         Ok(cluster)
     }
 
@@ -159,6 +169,9 @@ const PING: &str = "ping";
 /// A node's publications subject (`<prefix>.node.<node>.pub`): the HTTP
 /// publish API's messages for rooms the node owns.
 const PUBLISH: &str = "pub";
+/// A node's room requests subject (`<prefix>.node.<node>.req`): HTTP to
+/// rooms the node owns, and the server's own requests to them (clicks).
+const REQUEST: &str = "req";
 
 fn subject(nats: &switchboard_cluster::Cluster, node: &str, kind: &str) -> String {
     format!("{}.node.{node}.{kind}", nats.settings().prefix)

@@ -7,7 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Identity, Published};
+use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Identity, Published, RoomRequest, RoomStats};
 
 /// A connection's event, sent to the owner of its room. `node` is the
 /// connection's node, `conn` its id there: together they name the
@@ -412,6 +412,144 @@ pub(crate) fn decode_published(buf: Bytes) -> Result<Option<Published>, Malforme
     Ok(published)
 }
 
+/// Which room a request may reach on its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// One that runs or has stored data (HTTP, which anyone can send: a
+    /// made-up room is not created).
+    Existing,
+    /// Any room of the kind, started if need be (the server's own records,
+    /// such as an account's clicks).
+    Started,
+}
+
+/// What is asked of a room on its owner (NATS request/reply on the
+/// owner's `<prefix>.node.<node>.req`).
+#[derive(Debug, Clone)]
+pub(crate) enum RoomCall {
+    /// The room's `on_request`.
+    Request { reach: Reach, request: RoomRequest },
+    /// The actor's counters (`_stats`), never starting the room.
+    Stats,
+}
+
+/// The owner's answer to a [`RoomCall`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RoomAnswer {
+    /// The room's HTTP answer.
+    Response { status: u16, content_type: String, body: Bytes },
+    /// The actor's counters.
+    Stats(RoomStats),
+    /// No such room: none runs, and (for [`Reach::Existing`]) none has
+    /// stored data; or the kind is unknown there.
+    NoRoom,
+    /// The node does not (or no longer) hold the room's lease: ask the
+    /// room's owner again.
+    Gone,
+    /// The room could not take the request (it kept stopping, or the node
+    /// is at its limits); `why` says so to the client.
+    Unavailable { why: String },
+}
+
+const CALL_EXISTING: u8 = 1;
+const CALL_STARTED: u8 = 2;
+const CALL_STATS: u8 = 3;
+
+const ANSWER_RESPONSE: u8 = 1;
+const ANSWER_STATS: u8 = 2;
+const ANSWER_NO_ROOM: u8 = 3;
+const ANSWER_GONE: u8 = 4;
+const ANSWER_UNAVAILABLE: u8 = 5;
+
+/// A call for `room` (`kind/id`): tag, room, and for a request its
+/// method, path and body.
+pub(crate) fn encode_room_call(room: &str, call: &RoomCall) -> Bytes {
+    let mut w = Writer::new();
+    match call {
+        RoomCall::Request { reach, request } => {
+            w.u8(match reach {
+                Reach::Existing => CALL_EXISTING,
+                Reach::Started => CALL_STARTED,
+            });
+            w.str(room);
+            w.str(&request.method);
+            w.str(&request.path);
+            w.bytes(&request.body);
+        }
+        RoomCall::Stats => {
+            w.u8(CALL_STATS);
+            w.str(room);
+        }
+    }
+    w.finish()
+}
+
+pub(crate) fn decode_room_call(buf: Bytes) -> Result<(String, RoomCall), Malformed> {
+    let mut r = Reader::new(buf);
+    let tag = r.u8()?;
+    let room = r.str()?;
+    let reach = match tag {
+        CALL_EXISTING => Reach::Existing,
+        CALL_STARTED => Reach::Started,
+        CALL_STATS if r.done() => return Ok((room, RoomCall::Stats)),
+        _ => return Err(Malformed),
+    };
+    let request = RoomRequest { method: r.str()?, path: r.str()?, body: r.bytes()? };
+    if !r.done() {
+        return Err(Malformed);
+    }
+    Ok((room, RoomCall::Request { reach, request }))
+}
+
+impl RoomAnswer {
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut w = Writer::new();
+        match self {
+            RoomAnswer::Response { status, content_type, body } => {
+                w.u8(ANSWER_RESPONSE);
+                w.varint(u64::from(*status));
+                w.str(content_type);
+                w.bytes(body);
+            }
+            RoomAnswer::Stats(stats) => {
+                w.u8(ANSWER_STATS);
+                w.varint(stats.connections as u64);
+                w.varint(stats.wakeups);
+                w.u8(u8::from(stats.awake));
+            }
+            RoomAnswer::NoRoom => w.u8(ANSWER_NO_ROOM),
+            RoomAnswer::Gone => w.u8(ANSWER_GONE),
+            RoomAnswer::Unavailable { why } => {
+                w.u8(ANSWER_UNAVAILABLE);
+                w.str(why);
+            }
+        }
+        w.finish()
+    }
+
+    pub(crate) fn decode(buf: Bytes) -> Result<RoomAnswer, Malformed> {
+        let mut r = Reader::new(buf);
+        let answer = match r.u8()? {
+            ANSWER_RESPONSE => {
+                let status = u16::try_from(r.varint()?).ok().filter(|s| (100..1000).contains(s)).ok_or(Malformed)?;
+                RoomAnswer::Response { status, content_type: r.str()?, body: r.bytes()? }
+            }
+            ANSWER_STATS => {
+                let connections = usize::try_from(r.varint()?).map_err(|_| Malformed)?;
+                RoomAnswer::Stats(RoomStats { connections, wakeups: r.varint()?, awake: r.flag()? })
+            }
+            ANSWER_NO_ROOM => RoomAnswer::NoRoom,
+            ANSWER_GONE => RoomAnswer::Gone,
+            ANSWER_UNAVAILABLE => RoomAnswer::Unavailable { why: r.str()? },
+            _ => return Err(Malformed),
+        };
+        if !r.done() {
+            return Err(Malformed);
+        }
+        Ok(answer)
+    }
+}
+
 /// The `Closed` a room sees for a forwarded close.
 pub(crate) fn closed(code: Option<u16>, reason: String, clean: bool) -> Closed {
     Closed { code: code.and_then(CloseCode::new), reason, clean, attachment: None }
@@ -568,6 +706,51 @@ mod tests {
         for published in [Some(Published::Delivered(7)), Some(Published::Refused { status: 422, reason: "no".into() }), None] {
             assert_eq!(decode_published(encode_published(published.as_ref())), Ok(published));
         }
+    }
+
+    #[test]
+    fn room_calls_and_their_answers_read_back_as_written() {
+        let request = RoomRequest { method: "POST".into(), path: "/clicks".into(), body: Bytes::from_static(b"[1,2]") };
+        for call in
+            [RoomCall::Request { reach: Reach::Existing, request: request.clone() }, RoomCall::Request { reach: Reach::Started, request }, RoomCall::Stats]
+        {
+            let (room, back) = decode_room_call(encode_room_call("clicks/acme", &call)).unwrap();
+            assert_eq!((room.as_str(), format!("{back:?}")), ("clicks/acme", format!("{call:?}")));
+        }
+        for answer in [
+            RoomAnswer::Response { status: 201, content_type: "application/json".into(), body: Bytes::from_static(b"{}") },
+            RoomAnswer::Stats(RoomStats { connections: 3, wakeups: u64::MAX, awake: true }),
+            RoomAnswer::NoRoom,
+            RoomAnswer::Gone,
+            RoomAnswer::Unavailable { why: "busy".into() },
+        ] {
+            assert_eq!(RoomAnswer::decode(answer.encode()), Ok(answer));
+        }
+    }
+
+    #[test]
+    fn truncated_or_invalid_room_calls_and_answers_are_refused() {
+        let call = encode_room_call(
+            "chat/x",
+            &RoomCall::Request { reach: Reach::Existing, request: RoomRequest { method: "GET".into(), path: "/a".into(), body: Bytes::from_static(b"xyz") } },
+        );
+        for cut in 0..call.len() {
+            assert!(decode_room_call(call.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let answer = RoomAnswer::Response { status: 200, content_type: "text/plain".into(), body: Bytes::from_static(b"ok") }.encode();
+        for cut in 0..answer.len() {
+            assert!(RoomAnswer::decode(answer.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut trailing = call.to_vec();
+        trailing.push(0);
+        assert!(decode_room_call(Bytes::from(trailing)).is_err());
+        assert!(decode_room_call(Bytes::from_static(&[3, 1, b'a', 0])).is_err(), "stats carry nothing after the room");
+        assert!(decode_room_call(Bytes::from_static(&[9, 1, b'a'])).is_err(), "unknown tag");
+        // A status outside HTTP's range, a huge length, a bad flag.
+        assert!(RoomAnswer::decode(Bytes::from_static(&[1, 0x80, 0x80, 0x04, 0, 0])).is_err());
+        assert!(RoomAnswer::decode(Bytes::from_static(&[1, 200, 1, 0xff, 0xff, 0xff, 0xff, 0x0f])).is_err());
+        assert!(RoomAnswer::decode(Bytes::from_static(&[2, 1, 1, 2])).is_err());
+        assert!(decode_room_call(Bytes::from_static(&[1, 2, 0xff, 0xfe, 0, 0, 0])).is_err(), "a room name that is not UTF-8");
     }
 
     #[test]
