@@ -229,10 +229,16 @@ errors "$WORK/nginx.wrk"
 errors "$WORK/switchboard.wrk"
 PROBES=$(sed -n 's/^probes *\([0-9,]*\).*/\1/p' "$WORK/dash.out" | tr -d ,)
 echo "clicks recorded: $CLICKS of $(requests "$WORK/switchboard.wrk") redirects answered to wrk + ${PROBES:-0} probes"
-python3 - "$(rate "$WORK/switchboard.wrk")" "$(rate "$WORK/nginx.wrk")" <<'PY'
+# The rates' ratio, and the ratio of what each server's core could give
+# alone (the inverse of its CPU per redirect): the two agree when both
+# servers used their whole budget; when the clients set the pace, only the
+# second compares the servers.
+python3 - "$(rate "$WORK/switchboard.wrk")" "$(rate "$WORK/nginx.wrk")" "$(cat "$WORK/switchboard.wrk.server-ticks")" "$(requests "$WORK/switchboard.wrk")" \
+  "$(cat "$WORK/nginx.wrk.server-ticks")" "$(requests "$WORK/nginx.wrk")" <<'PY'
 import sys
 sb, ng = float(sys.argv[1]), float(sys.argv[2])
-print(f"switchboard / nginx: {sb / ng:.2f}")
+sb_cost, ng_cost = int(sys.argv[3]) / int(sys.argv[4]), int(sys.argv[5]) / int(sys.argv[6])
+print(f"switchboard / nginx: {sb / ng:.2f} (rates), {ng_cost / sb_cost:.2f} (redirects per CPU second)")
 PY
 echo
 echo "click-to-dashboard latency, during the switchboard run (switchboard-loadgen clicks):"
