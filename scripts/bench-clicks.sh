@@ -30,7 +30,8 @@
 # side rather than the server was the limit (the server's core not busy
 # while wrk's was).
 #
-# Needs wrk and nginx (the test command's deps part installs them).
+# Needs wrk and nginx (the test command's deps part installs them),
+# taskset (util-linux) and pgrep (procps).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
