@@ -646,14 +646,24 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Mail>, reports: Arc<Com
         match woke {
             Woke::Mail(0) => return,
             Woke::Mail(received) => {
+                // A look at the room's counters is no activity: a monitor
+                // asking for them must not keep an idle room awake.
+                let mut active = false;
                 for mail in batch.drain(..) {
-                    if !matches!(mail, Mail::Replan) {
-                        actor.handle(mail.into());
+                    match mail {
+                        Mail::Replan => {}
+                        Mail::Other(event) if matches!(*event, RoomEvent::Stats { .. }) => actor.handle(*event),
+                        mail => {
+                            active = true;
+                            actor.handle(mail.into());
+                        }
                     }
                 }
                 shared.queued.fetch_sub(received, Ordering::SeqCst);
                 actor.end_batch();
-                actor.last_active = Instant::now();
+                if active {
+                    actor.last_active = Instant::now();
+                }
             }
             Woke::Idle => {
                 // Batches reset no timer; the deadline moves when it passes.

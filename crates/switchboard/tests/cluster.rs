@@ -453,3 +453,52 @@ async fn a_publication_through_any_node_reaches_the_room_on_its_owner() {
     // A room that runs nowhere reaches nobody, as on one node.
     assert_eq!(publish(&nodes[2], "broadcast/empty", "{}").await.1.trim(), r#"{"reached":0}"#);
 }
+
+/// The room's `_stats` as one node answers it (from the owner).
+async fn room_stats(server: &ServerProcess, room: &str) -> Value {
+    let (status, body) = http_get(server, &format!("/api/rooms/{room}/_stats")).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_room_hibernates_on_its_owner_and_members_elsewhere_stay() {
+    let nats = Nats::start();
+    let nodes: Vec<ServerProcess> = ["n1", "n2", "n3"].iter().map(|name| node(&nats, name, &["--hibernate-after", "1s"])).collect();
+    let (mut a, _, _) = join_chat(&nodes[0], "quiet").await;
+    let (mut b, _, _) = join_chat(&nodes[1], "quiet").await;
+    let (mut c, _, _) = join_chat(&nodes[2], "quiet").await;
+    assert_eq!(metric(&nodes[0], "switchboard_cluster_leases_held").await, 1, "the first member's node owns the room");
+    say(&mut b, "before").await;
+    for chatter in [&mut a, &mut c] {
+        assert_eq!(messages(chatter, 1).await[0].1, "before");
+    }
+    // Idle past the hibernation delay: the owner drops the room's state,
+    // and the members on every node keep their connections.
+    let deadline = Instant::now() + 3 * WAIT;
+    let asleep = loop {
+        let stats = room_stats(&nodes[2], "chat/quiet").await;
+        if stats["awake"] == false {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "the room never hibernated: {stats}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(asleep["connections"], 3, "{asleep}");
+    // A member on a node that does not own the room wakes it; everyone,
+    // on every node, gets the message, and the room still knows what it
+    // stored before it slept.
+    say(&mut c, "after").await;
+    for chatter in [&mut a, &mut b] {
+        assert_eq!(messages(chatter, 1).await[0].1, "after");
+    }
+    let awake = room_stats(&nodes[1], "chat/quiet").await;
+    assert_eq!(awake["awake"], true, "{awake}");
+    assert!(awake["wakeups"].as_u64() > asleep["wakeups"].as_u64(), "no wake-up counted: {asleep} then {awake}");
+    let (_d, history, state) = join_chat(&nodes[1], "quiet").await;
+    let texts: Vec<&str> = history["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["before", "after"]);
+    assert_eq!(state["count"], 4, "{state}");
+    assert_eq!(metric(&nodes[0], "switchboard_cluster_leases_held").await, 1, "the room stayed on its owner");
+    assert_eq!(leases(&nodes).await, 1, "one owner");
+}

@@ -529,6 +529,20 @@ async fn a_room_run_by_a_connection_still_hibernates_and_fires_its_alarms() {
     assert_eq!(settle(&room).await, RoomStats { connections: 1, wakeups: 2, awake: false }, "hibernated again");
 }
 
+#[tokio::test]
+async fn asking_for_the_counters_does_not_keep_an_idle_room_awake() {
+    let room = spawn_room(name("q"), factory(), Arc::new(MemoryStore::new()), config());
+    let _a = join(&room, 1, "").await.unwrap();
+    // Asked for its counters more often than it may stay idle, for three
+    // times that long: the room hibernates all the same.
+    let mut stats = settle(&room).await;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = settle(&room).await;
+    }
+    assert_eq!(stats, RoomStats { connections: 1, wakeups: 1, awake: false });
+}
+
 /// Records the text of every message, in the order handlers saw them.
 struct Recorder {
     seen: Arc<Mutex<Vec<(ConnId, String)>>>,
