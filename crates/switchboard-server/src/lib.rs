@@ -324,7 +324,7 @@ impl Server {
             clicks: clicks.clone(),
             auth: auth.clone(),
         };
-        let service = Arc::new(service::SwitchboardService {
+        let edge = service::SwitchboardService {
             registry: registry.clone(),
             kinds,
             next_conn: AtomicU64::new(1),
@@ -338,26 +338,48 @@ impl Server {
             origins: self.origins,
             http: Arc::new(http),
             ops,
-            cluster,
-        });
+        };
         let (stop_accepting, accepting) = watch::channel(false);
         let (shut_down, running) = watch::channel(false);
         let control = drain::Control { requests, config: self.config.drain, readiness, net: net_stats.clone(), stop_accepting, shut_down };
         let control = tokio::spawn(control.run());
         let (accepting, running) = (switchboard_net::Shutdown::from(accepting), switchboard_net::Shutdown::from(running));
-        let plain = switchboard_net::serve_draining(self.listener, service.clone(), self.config.net, accepting.clone(), running.clone(), net_stats.clone());
-        match self.tls {
-            None => plain.await,
-            Some(TlsListener { listener, transport, reloader }) => {
-                let watcher = tokio::spawn(tls::watch_files(reloader));
-                let tls = switchboard_net::serve_with(listener, transport, service, self.config.net, accepting, running, net_stats);
-                tokio::join!(plain, tls);
-                watcher.abort();
-            }
+        let listening = Listening { listener: self.listener, tls: self.tls, net: self.config.net, accepting, running, stats: net_stats };
+        match cluster {
+            None => listening.serve(service::Served { edge, mode: service::Local }).await,
+            Some(cluster) => listening.serve(service::Served { edge, mode: service::Clustered(cluster) }).await,
         }
         control.abort();
         // The last redirects' clicks reach their rooms before the rooms settle.
         recorder.flush().await;
         registry.settle(SETTLE_LIMIT).await;
+    }
+}
+
+/// The server's listening sockets, plain and TLS, until shutdown.
+struct Listening {
+    listener: TcpListener,
+    tls: Option<TlsListener>,
+    net: switchboard_net::NetConfig,
+    accepting: switchboard_net::Shutdown,
+    running: switchboard_net::Shutdown,
+    stats: Arc<switchboard_net::NetStats>,
+}
+
+impl Listening {
+    /// Serves both listeners with one service (of the server's mode).
+    async fn serve<Svc: switchboard_net::Service>(self, service: Svc) {
+        let Listening { listener, tls, net, accepting, running, stats } = self;
+        let service = Arc::new(service);
+        let plain = switchboard_net::serve_draining(listener, service.clone(), net, accepting.clone(), running.clone(), stats.clone());
+        match tls {
+            None => plain.await,
+            Some(TlsListener { listener, transport, reloader }) => {
+                let watcher = tokio::spawn(tls::watch_files(reloader));
+                let tls = switchboard_net::serve_with(listener, transport, service, net, accepting, running, stats);
+                tokio::join!(plain, tls);
+                watcher.abort();
+            }
+        }
     }
 }

@@ -235,7 +235,16 @@ async fn one_owner(nodes: &[&ServerProcess]) -> usize {
 /// The connection was moved to the room's new owner: the room welcomes it
 /// again (its new id) and sends the history, whose texts come back.
 async fn rejoined(chatter: &mut Chatter) -> Vec<String> {
-    let welcome = next_of(&mut chatter.client, "welcome").await;
+    // A move takes up to about three lease TTLs and the forward timeout,
+    // longer on a loaded machine: more than one message's usual wait.
+    let deadline = tokio::time::Instant::now() + 3 * WAIT;
+    let welcome = loop {
+        let message = tokio::time::timeout_at(deadline, chatter.client.recv_message()).await.expect("moved in time").expect("a message");
+        let message: Value = serde_json::from_str(message.as_text().expect("text frames only")).expect("JSON");
+        if message["type"] == "welcome" {
+            break message;
+        }
+    };
     chatter.id = welcome["id"].as_str().unwrap().to_owned();
     let history = next(&mut chatter.client).await;
     assert_eq!(history["type"], "history", "{history}");
