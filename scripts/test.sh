@@ -179,8 +179,11 @@ deps() {
   # itself with JetStream on loopback (the package's service is not needed).
   [ -x /usr/sbin/nats-server ] || apt+=(nats-server)
   # The clicks benchmark (scripts/bench-clicks.sh): wrk against the
-  # redirects, beside nginx's static redirect.
+  # redirects, beside nginx's static redirect; taskset pins each to its
+  # cores, pgrep finds nginx's workers for their CPU time.
   have wrk || apt+=(wrk)
+  have taskset || apt+=(util-linux)
+  have pgrep || apt+=(procps)
   if [ ${#apt[@]} -gt 0 ]; then
     echo "installing with apt: ${apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root (or sudo) to install: ${apt[*]}"; exit 1; }

@@ -38,9 +38,8 @@ impl ClicksEdge {
     /// (`/l/...`, `/api/links...`, `/api/token`); gives the request back otherwise.
     pub(crate) async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Full<Bytes>>, Request<Incoming>> {
         let path = req.uri().path();
-        if let Some(slug) = path.strip_prefix("/l/") {
-            let slug = slug.to_owned();
-            return Ok(redirect::handle(self, req, peer, &slug).await);
+        if path.starts_with("/l/") {
+            return Ok(redirect::handle(self, req, peer).await);
         }
         if path == "/api/token" {
             return Ok(links_api::token(self, req).await);
@@ -49,12 +48,6 @@ impl ClicksEdge {
             return Ok(links_api::handle(self, req, peer).await);
         }
         Err(req)
-    }
-
-    /// The request's headers as `(lower-case name, value)` pairs, as the
-    /// client-IP lookup takes them.
-    pub(crate) fn header_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
-        req.headers().iter().map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
     }
 }
 

@@ -8,7 +8,10 @@
 //! malformed or obfuscated entry (`unknown`, `_hidden`) stops the walk at
 //! the last address we could trust.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+
+use hyper::HeaderMap;
 
 use ipnet::IpNet;
 use switchboard_room::Headers;
@@ -36,25 +39,32 @@ impl TrustedProxies {
     /// The client's IP for a request from `peer` with `headers` (lower-case
     /// names).
     pub fn client_ip(&self, peer: SocketAddr, headers: &[(String, String)]) -> IpAddr {
-        self.client_ip_by(peer, |name| values(headers, name))
+        self.walk(peer, |name| headers.iter().filter(|(n, _)| n == name).map(|(_, v)| Cow::Borrowed(v.as_str())).collect())
     }
 
-    /// The same for a WebSocket request's headers.
+    /// [`client_ip`](Self::client_ip) for a request's own header map: the
+    /// headers are read only when the peer is a trusted proxy, and copied
+    /// never (a value that is not UTF-8 reads as it would in a copy).
+    pub(crate) fn client_ip_of(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        self.walk(peer, |name| headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect())
+    }
+
+    /// [`client_ip`](Self::client_ip) for a WebSocket request's headers.
     pub(crate) fn client_ip_in(&self, peer: SocketAddr, headers: &Headers) -> IpAddr {
-        self.client_ip_by(peer, |name| headers.get_all(name))
+        self.walk(peer, |name| headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| Cow::Borrowed(v)).collect())
     }
 
-    /// The client's IP, with `values` giving a header's values by
-    /// lower-case name (asked only when the peer is a trusted proxy).
-    fn client_ip_by<'h, I: Iterator<Item = &'h str>>(&self, peer: SocketAddr, values: impl Fn(&'static str) -> I) -> IpAddr {
+    /// The walk from `peer` through the hops `values` lists, for a header
+    /// name, in order; `values` is asked only for a trusted peer.
+    fn walk<'a>(&self, peer: SocketAddr, values: impl Fn(&str) -> Vec<Cow<'a, str>>) -> IpAddr {
         let peer = canonical(peer.ip());
         if !self.trusts(peer) {
             return peer;
         }
         // `Forwarded` is the standard; fall back to the older header only
         // when the proxy does not send it.
-        let forwarded: Vec<Option<IpAddr>> = values("forwarded").flat_map(forwarded_for).collect();
-        let hops = if forwarded.is_empty() { values("x-forwarded-for").flat_map(x_forwarded_for).collect() } else { forwarded };
+        let forwarded: Vec<Option<IpAddr>> = values("forwarded").iter().flat_map(|v| forwarded_for(v)).collect();
+        let hops = if forwarded.is_empty() { values("x-forwarded-for").iter().flat_map(|v| x_forwarded_for(v)).collect() } else { forwarded };
         let mut client = peer;
         for hop in hops.into_iter().rev() {
             match hop {
@@ -78,10 +88,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
-}
-
-fn values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 /// `X-Forwarded-For: client, proxy1, proxy2`; `None` for an entry that is
@@ -168,6 +174,29 @@ mod tests {
         assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &h), ip("10.2.2.2"));
         let h = headers(&[("x-forwarded-for", "not-an-ip")]);
         assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &h), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn a_header_map_gives_what_its_copy_gives() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.1.1")],
+            &[("x-forwarded-for", "198.51.100.1"), ("x-forwarded-for", "203.0.113.9")],
+            &[("x-forwarded-for", "198.51.100.1"), ("forwarded", "for=203.0.113.9, for=10.2.2.2")],
+            &[("forwarded", "for=unknown, for=10.2.2.2")],
+            &[("x-forwarded-for", "not-an-ip")],
+        ];
+        for peer in [PROXY, "192.0.2.1:5"] {
+            for case in cases {
+                let mut map = HeaderMap::new();
+                for (name, value) in *case {
+                    map.append(*name, value.parse().unwrap());
+                }
+                let peer = peer.parse().unwrap();
+                assert_eq!(trusted.client_ip_of(peer, &map), trusted.client_ip(peer, &headers(case)), "{case:?}");
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, UPGRADE, X_CONTENT_TYPE_OPTIONS};
@@ -34,6 +35,7 @@ use crate::cluster::Reach;
 use crate::limits::EdgeStats;
 use crate::ops::Ops;
 use crate::publish::{self, PublishKey};
+use crate::redirect;
 use crate::registry::Registry;
 use crate::routes::{ApiRoute, Route};
 
@@ -74,14 +76,25 @@ pub(crate) async fn serve_connection(
     mut shutdown: Shutdown,
 ) {
     let max_head_len = settings.max_head_len.max(HYPER_MIN_BUF);
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let settings = settings.clone();
+        let (started, method, path) = (Instant::now(), req.method().clone(), req.uri().path().to_owned());
+        // hyper moves each request's future into place whole, and the
+        // future of every route together is several times a redirect's:
+        // redirects, the busiest route, get a future of their own, and the
+        // other routes a box.
+        if path.starts_with("/l/") {
+            return Either::Left(async move {
+                let response = redirect::handle(&settings.clicks, req, peer).await;
+                access_log::http(peer, &method, &path, response.status(), started.elapsed());
+                Ok::<_, Infallible>(response)
+            });
+        }
         let registry = registry.clone();
         let call_ice = call_ice.clone();
-        let settings = settings.clone();
         let stats = stats.clone();
         let ops = ops.clone();
-        let (started, method, path) = (Instant::now(), req.method().clone(), req.uri().path().to_owned());
-        async move {
+        Either::Right(Box::pin(async move {
             let response = match settings.clicks.route(req, peer).await {
                 Ok(response) => response,
                 Err(req) => match admit_api(&req, peer, &settings.auth).await {
@@ -91,7 +104,7 @@ pub(crate) async fn serve_connection(
             };
             access_log::http(peer, &method, &path, response.status(), started.elapsed());
             Ok::<_, Infallible>(response)
-        }
+        }))
     });
     // The read buffer bounds a request head (hyper answers 431 beyond it);
     // bodies stream through it.

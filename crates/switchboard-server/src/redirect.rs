@@ -29,7 +29,9 @@ const NOT_FOUND_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta cha
 <body style=\"font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; padding: 0 1rem\">\
 <h1>Link not found</h1><p>This short link does not exist, or it was deleted.</p></body></html>\n";
 
-pub(crate) async fn handle(edge: &ClicksEdge, req: Request<Incoming>, peer: SocketAddr, slug: &str) -> Response<Full<Bytes>> {
+/// Answers `req`, whose path starts with `/l/`.
+pub(crate) async fn handle(edge: &ClicksEdge, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let slug = req.uri().path().strip_prefix("/l/").unwrap_or_default();
     let counted = match *req.method() {
         Method::GET => true,
         Method::HEAD => false,
@@ -40,15 +42,15 @@ pub(crate) async fn handle(edge: &ClicksEdge, req: Request<Incoming>, peer: Sock
         }
     };
     let Some(link) = is_slug(slug).then(|| edge.links.get(slug)).flatten() else { return not_found() };
-    let headers = ClicksEdge::header_pairs(&req);
-    let ip = edge.trusted_proxies.client_ip(peer, &headers);
+    let ip = edge.trusted_proxies.client_ip_of(peer, req.headers());
     let geo = edge.geo.as_ref().and_then(|db| db.lookup(ip)).unwrap_or_default();
     let target = link.target(geo.country.as_deref());
     let Ok(location) = HeaderValue::from_str(target) else { return not_found() };
     if counted {
         let referrer = req.headers().get(REFERER).and_then(|v| v.to_str().ok()).and_then(referrer_host);
-        let click = Click { time: now_ms(), slug: slug.to_owned(), country: geo.country, city: geo.city, lat: geo.latitude, lon: geo.longitude, referrer };
-        edge.recorder.record(link.account.clone(), click).await;
+        let click =
+            Click { time: now_ms(), slug: link.info.slug.clone(), country: geo.country, city: geo.city, lat: geo.latitude, lon: geo.longitude, referrer };
+        edge.recorder.record(link.clone(), click).await;
     }
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::FOUND;

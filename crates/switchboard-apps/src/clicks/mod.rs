@@ -213,7 +213,9 @@ impl Clicks {
             let group: Vec<Click> = if rest.len() > MAX_PER_MESSAGE { rest.drain(..MAX_PER_MESSAGE).collect() } else { std::mem::take(&mut rest) };
             for click in &group {
                 self.stats.record(click);
-                self.dirty_links.insert(click.slug.clone());
+                if !self.dirty_links.contains(&click.slug) {
+                    self.dirty_links.insert(click.slug.clone());
+                }
             }
             if dashboards {
                 // One message per group: a broadcast is framed (and, for the

@@ -25,6 +25,16 @@ pub const UNKNOWN_COUNTRY: &str = "??";
 
 const MINUTE_MS: u64 = 60_000;
 
+/// Adds one to `key`'s count; the key is copied only the first time.
+fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
 /// Everything counted for one account.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -60,16 +70,19 @@ impl Stats {
         let minute = click.time - click.time % MINUTE_MS;
         let country = click.country.as_deref().unwrap_or(UNKNOWN_COUNTRY);
         self.total += 1;
-        *self.countries.entry(country.to_owned()).or_default() += 1;
+        count(&mut self.countries, country);
         *self.minutes.entry(minute).or_default() += 1;
-        let link = self.links.entry(click.slug.clone()).or_default();
+        if !self.links.contains_key(&click.slug) {
+            self.links.insert(click.slug.clone(), LinkStats::default());
+        }
+        let link = self.links.get_mut(&click.slug).expect("inserted above");
         link.total += 1;
-        *link.countries.entry(country.to_owned()).or_default() += 1;
+        count(&mut link.countries, country);
         *link.minutes.entry(minute).or_default() += 1;
         if let Some(city) = &click.city {
             let key = format!("{country}/{city}");
-            let key = if link.cities.contains_key(&key) || link.cities.len() < MAX_CITIES_PER_LINK { key } else { OTHER_CITIES.to_owned() };
-            *link.cities.entry(key).or_default() += 1;
+            let key = if link.cities.contains_key(&key) || link.cities.len() < MAX_CITIES_PER_LINK { key.as_str() } else { OTHER_CITIES };
+            count(&mut link.cities, key);
         }
     }
 
