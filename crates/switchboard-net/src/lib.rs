@@ -19,6 +19,7 @@ mod driver;
 mod handler;
 mod io;
 mod listener;
+mod nodelay;
 mod outbound;
 mod read_size;
 mod service;

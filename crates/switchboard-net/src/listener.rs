@@ -27,6 +27,7 @@ use crate::config::NetConfig;
 use crate::driver::drive;
 use crate::handler::Handler;
 use crate::io::{ByteStream, PrefixedIo};
+use crate::nodelay::NoDelay;
 use crate::service::{Service, UpgradeInfo};
 use crate::stats::{HandshakeFailure, NetStats};
 use crate::timers::Timers;
@@ -65,6 +66,8 @@ pub(crate) struct Listener<Svc> {
     /// Connection tasks still running; the drain at shutdown waits for 0.
     alive: AtomicUsize,
     drained: Notify,
+    /// Whether its accepted sockets still need `TCP_NODELAY` set.
+    nodelay: NoDelay,
 }
 
 /// The part of a listener's shared state a connection's driver uses.
@@ -106,7 +109,7 @@ impl<Svc> Drop for Alive<Svc> {
 impl<Svc> Listener<Svc> {
     pub(crate) fn new(service: Arc<Svc>, config: NetConfig, shutdown: Shutdown, stats: Arc<NetStats>) -> Listener<Svc> {
         let common = Common { config, shutdown, timers: Timers::new(config.timer_tick()), stats };
-        Listener { service, common, alive: AtomicUsize::new(0), drained: Notify::new() }
+        Listener { service, common, alive: AtomicUsize::new(0), drained: Notify::new(), nodelay: NoDelay::default() }
     }
 
     /// Resolves once no connection task runs.
@@ -230,7 +233,7 @@ impl<H: Handler, S: ByteStream> Upgraded<H, S> {
 /// small: spawning moves a future a few times, and the handshake's state is
 /// large.
 async fn handle_socket<Svc: Service, T: Transport>(stream: TcpStream, transport: Arc<T>, peer: SocketAddr, alive: Alive<Svc>) {
-    let _ = stream.set_nodelay(true);
+    alive.0.nodelay.apply(&stream);
     match Box::pin(open_transport(stream, &*transport, peer, &alive.0)).await {
         Opened::Upgraded(upgraded) => {
             tokio::spawn(upgraded.drive(alive));

@@ -7,6 +7,7 @@ use switchboard_proto::{CloseCode, Message};
 
 use crate::conn::ConnId;
 use crate::context::Ctx;
+use crate::headers::Headers;
 use crate::storage::RoomStorage;
 use switchboard_store::StoreError;
 
@@ -18,7 +19,7 @@ pub struct ConnectRequest {
     /// The query string of the upgrade request (without `?`).
     pub query: String,
     /// Request headers (lower-case names) the server passes on.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// The client's IP (from the socket or a trusted proxy).
     pub ip: IpAddr,
     /// Where the IP is, from the server's geo database; `None` without a

@@ -39,6 +39,7 @@ use switchboard_store::{Batch, Committed, Flushed, Intercepts, MemoryStore, Stor
 
 use crate::actor::{RoomEvent, RoomHandle, RoomStats};
 use crate::conn::{ConnId, ConnSink, Run};
+use crate::headers::Headers;
 use crate::name::{RoomId, RoomKind, RoomName};
 use crate::room::{Closed, ConnectRequest, Decision, RoomFactory, RoomRequest, RoomResponse};
 use crate::SendOutcome;
@@ -185,7 +186,7 @@ impl TestRoom {
     /// [`TestRoom::try_join`].
     pub fn request(&self) -> ConnectRequest {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        ConnectRequest { conn, query: String::new(), headers: Vec::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None }
+        ConnectRequest { conn, query: String::new(), headers: Headers::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None }
     }
 
     /// Joins with a default request; panics if the room refuses.

@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use hyper::HeaderMap;
 
 use ipnet::IpNet;
+use switchboard_room::Headers;
 
 /// Networks whose connections may tell us the client's address.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +47,11 @@ impl TrustedProxies {
     /// never (a value that is not UTF-8 reads as it would in a copy).
     pub(crate) fn client_ip_of(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         self.walk(peer, |name| headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect())
+    }
+
+    /// [`client_ip`](Self::client_ip) for a WebSocket request's headers.
+    pub(crate) fn client_ip_in(&self, peer: SocketAddr, headers: &Headers) -> IpAddr {
+        self.walk(peer, |name| headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| Cow::Borrowed(v)).collect())
     }
 
     /// The walk from `peer` through the hops `values` lists, for a header
@@ -198,5 +204,17 @@ mod tests {
         let trusted = proxies(&["10.0.0.0/8"]);
         let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.9")]);
         assert_eq!(trusted.client_ip("[::ffff:10.0.0.5]:1".parse().unwrap(), &h), ip("203.0.113.9"));
+    }
+
+    /// A WebSocket request's headers are read the same way as the pairs.
+    #[test]
+    fn a_websocket_requests_headers_name_the_client_too() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        let h: Headers = [("X-Forwarded-For", "198.51.100.1"), ("Forwarded", "for=203.0.113.9, for=10.2.2.2")].into_iter().collect();
+        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
+        assert_eq!(proxies(&[]).client_ip_in(PROXY.parse().unwrap(), &h), ip("10.0.0.5"));
+        let h: Headers = [("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.1.1")].into_iter().collect();
+        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
+        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &Headers::new()), ip("10.0.0.5"));
     }
 }

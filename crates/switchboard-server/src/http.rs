@@ -22,7 +22,7 @@ use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE,
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use switchboard_apps::call::{self, IceConfig};
-use switchboard_room::{RoomName, RoomRequest};
+use switchboard_room::{Headers, RoomName, RoomRequest};
 use tracing::debug;
 
 use switchboard_net::{PrefixedIo, Shutdown};
@@ -143,8 +143,7 @@ async fn admit_api(req: &Request<Incoming>, peer: SocketAddr, auth: &Gate) -> Re
         None if path == "/api/call/ice" || path == "/api/stats" => None,
         None => return Ok(()),
     };
-    let headers: Vec<(String, String)> =
-        req.headers().iter().map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let headers: Headers = req.headers().iter().map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes()))).collect();
     let target = req.uri().path_and_query().map_or(path, |p| p.as_str());
     let presented = Presented { peer, headers: &headers, target };
     auth.admit_api(room.as_ref().map(|(kind, id)| (kind.as_str(), id.as_str())), &presented).await.map(drop)

@@ -78,6 +78,12 @@ impl RequestHead {
         self.headers.len()
     }
 
+    /// The head's length in bytes as sent, request line and headers (so
+    /// at least the length of all header names and values together).
+    pub fn head_len(&self) -> usize {
+        self.lines.len()
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers.iter().find(|h| self.part(h.name).eq_ignore_ascii_case(name.as_bytes())).map(|h| self.part(h.value))

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use switchboard_store::MemoryStore;
 
 use crate::testing::GatedStore;
-use crate::{CloseCode, LocalSink, Run, SendOutcome};
+use crate::{CloseCode, Headers, LocalSink, Run, SendOutcome};
 
 use super::*;
 
@@ -132,7 +132,8 @@ fn config() -> RoomConfig {
 
 async fn join(room: &RoomHandle, id: u64, query: &str) -> Result<Arc<FakeSink>, Decision> {
     let (reply, rx) = oneshot::channel();
-    let request = ConnectRequest { conn: ConnId(id), query: query.into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
+    let request =
+        ConnectRequest { conn: ConnId(id), query: query.into(), headers: Headers::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
     room.send(RoomEvent::Connect { request, reply }).await.unwrap();
     match rx.await.unwrap() {
         Decision::Accept { tags, attachment } => {
@@ -732,7 +733,8 @@ async fn the_owner_hears_when_an_actor_stops() {
 #[tokio::test]
 async fn an_accepted_connection_keeps_the_actor_until_it_opens_or_closes() {
     let room = spawn_room(name("slow-open"), factory(), Arc::new(MemoryStore::new()), config());
-    let request = ConnectRequest { conn: ConnId(1), query: "x".into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
+    let request =
+        ConnectRequest { conn: ConnId(1), query: "x".into(), headers: Headers::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
     assert!(matches!(room.connect(request).await, Ok(Decision::Accept { .. })));
     // The 101 takes longer than the room's idle time: it hibernates, and
     // must not stop.
@@ -742,7 +744,8 @@ async fn an_accepted_connection_keeps_the_actor_until_it_opens_or_closes() {
     room.open(ConnId(1), Box::new(sink.clone()), vec![], None).await.expect("the room is still there");
     assert_eq!(settle(&room).await.connections, 1);
     // An accepted connection that never opens is given up by a close.
-    let request = ConnectRequest { conn: ConnId(2), query: "x".into(), headers: vec![], ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
+    let request =
+        ConnectRequest { conn: ConnId(2), query: "x".into(), headers: Headers::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
     assert!(matches!(room.connect(request).await, Ok(Decision::Accept { .. })));
     for id in [1, 2] {
         room.close(ConnId(id), Closed { code: None, reason: String::new(), clean: false, attachment: None }, None).await.unwrap();

@@ -4,6 +4,7 @@
 //! Also the redaction that keeps a query-string token out of logs.
 
 use super::header_values;
+use switchboard_room::Headers;
 
 /// The query parameter a token may come in.
 pub const TOKEN_QUERY_PARAM: &str = "token";
@@ -25,7 +26,7 @@ pub(crate) struct Carried<'a> {
 
 /// The request's token, looked for in a fixed order: `Authorization`, the
 /// subprotocol, the cookie, the query. `None` when there is none.
-pub(crate) fn find<'a>(headers: &'a [(String, String)], target: &'a str, cookie: &str) -> Option<Carried<'a>> {
+pub(crate) fn find<'a>(headers: &'a Headers, target: &'a str, cookie: &str) -> Option<Carried<'a>> {
     let bearer = header_values(headers, "authorization").find_map(|v| {
         let (scheme, token) = v.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -82,8 +83,8 @@ pub(crate) fn query_without_token(query: &str) -> String {
 mod tests {
     use super::*;
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    fn headers(list: &[(&str, &str)]) -> Headers {
+        list.iter().copied().collect()
     }
 
     #[test]
@@ -95,7 +96,7 @@ mod tests {
         assert_eq!((carried.token, carried.via_protocol), ("p.q.r", true));
         let h = headers(&[("cookie", "theme=dark; sb=\"c.d.e\"")]);
         assert_eq!(find(&h, "/rooms/echo/a", "sb").unwrap().token, "c.d.e");
-        assert_eq!(find(&[], "/rooms/echo/a?x=1&token=t.u.v", "sb").unwrap().token, "t.u.v");
+        assert_eq!(find(&Headers::new(), "/rooms/echo/a?x=1&token=t.u.v", "sb").unwrap().token, "t.u.v");
         assert!(find(&headers(&[("authorization", "Basic Zm9v")]), "/rooms/echo/a?tokens=1", "sb").is_none());
     }
 

@@ -80,7 +80,7 @@ mod tests {
         apply_kind_defaults(&mut second, Some(dir.path())).unwrap();
         let token = first.jwt.unwrap().mint("acme", Duration::from_secs(60)).unwrap();
         let target = format!("/rooms/clicks/acme?token={token}");
-        let request = crate::auth::Presented { peer: "127.0.0.1:1".parse().unwrap(), headers: &[], target: &target };
+        let request = crate::auth::Presented { peer: "127.0.0.1:1".parse().unwrap(), headers: &switchboard_room::Headers::new(), target: &target };
         assert!(second.jwt.unwrap().admit(&request, "c", &[]).is_ok(), "a restarted server takes the tokens it minted before");
     }
 }

@@ -21,7 +21,7 @@ mod trusted_header;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use switchboard_room::Identity;
+use switchboard_room::{Headers, Identity};
 
 use crate::client_ip::TrustedProxies;
 
@@ -43,7 +43,7 @@ pub(crate) struct Presented<'a> {
     /// The TCP peer (a gateway, when there is one).
     pub(crate) peer: SocketAddr,
     /// Header names in lower case.
-    pub(crate) headers: &'a [(String, String)],
+    pub(crate) headers: &'a Headers,
     /// The request target (path and query).
     pub(crate) target: &'a str,
 }
@@ -151,8 +151,8 @@ impl Gate {
 }
 
 /// Header values by lower-case name.
-pub(crate) fn header_values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+pub(crate) fn header_values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
 }
 
 /// A subject or claim a client sends on: printable ASCII or UTF-8 without

@@ -56,7 +56,7 @@ mod tests {
         // Both load the same secret: one's token passes the other.
         let token = first.mint("acme", Duration::from_secs(60)).unwrap();
         let target = format!("/?token={token}");
-        let request = crate::auth::Presented { peer: "127.0.0.1:1".parse().unwrap(), headers: &[], target: &target };
+        let request = crate::auth::Presented { peer: "127.0.0.1:1".parse().unwrap(), headers: &switchboard_room::Headers::new(), target: &target };
         assert!(second.admit(&request, "c", &[]).is_ok());
     }
 }

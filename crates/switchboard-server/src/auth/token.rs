@@ -221,10 +221,11 @@ fn refusal(kind: &ErrorKind) -> Denied {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_room::Headers;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    fn presented<'a>(headers: &'a [(String, String)], target: &'a str) -> Presented<'a> {
+    fn presented<'a>(headers: &'a Headers, target: &'a str) -> Presented<'a> {
         Presented { peer: "127.0.0.1:1".parse().unwrap(), headers, target }
     }
 
@@ -241,7 +242,7 @@ mod tests {
         let keys = JwtKeys::from_secret(SECRET).unwrap();
         let token = keys.mint("acme", Duration::from_secs(60)).unwrap();
         let target = format!("/rooms/clicks/acme?token={token}");
-        let admitted = keys.admit(&presented(&[], &target), "c", &["iat".into(), "role".into()]).unwrap();
+        let admitted = keys.admit(&presented(&Headers::new(), &target), "c", &["iat".into(), "role".into()]).unwrap();
         let identity = admitted.identity.unwrap();
         assert_eq!(identity.subject, "acme");
         assert_eq!(identity.claims.len(), 1);
@@ -253,7 +254,7 @@ mod tests {
     #[test]
     fn bad_tokens_are_refused_with_their_reason() {
         let keys = JwtKeys::from_secret(SECRET).unwrap();
-        let reason = |token: String| keys.admit(&presented(&[], &format!("/?token={token}")), "c", &[]).unwrap_err().reason;
+        let reason = |token: String| keys.admit(&presented(&Headers::new(), &format!("/?token={token}")), "c", &[]).unwrap_err().reason;
         let t = now();
         assert_eq!(reason(signed(serde_json::json!({"sub": "a", "exp": t - 10}), SECRET)), "the token has expired");
         assert_eq!(reason(signed(serde_json::json!({"sub": "a", "exp": t + 100, "nbf": t + 50}), SECRET)), "the token is not valid yet (nbf)");
@@ -261,14 +262,14 @@ mod tests {
         assert_eq!(reason(signed(serde_json::json!({"sub": "a"}), SECRET)), "the token has no expiry (exp)");
         assert_eq!(reason(signed(serde_json::json!({"exp": t + 100}), SECRET)), "the token has no usable subject (sub)");
         assert_eq!(reason("not.a.jwt".into()), "the token is malformed");
-        assert_eq!(keys.admit(&presented(&[], "/"), "c", &[]).unwrap_err().status, 401);
+        assert_eq!(keys.admit(&presented(&Headers::new(), "/"), "c", &[]).unwrap_err().status, 401);
     }
 
     #[test]
     fn an_expiry_beyond_the_clock_admits_without_a_timer() {
         let keys = JwtKeys::from_secret(SECRET).unwrap();
         let token = signed(serde_json::json!({"sub": "a", "exp": u64::MAX}), SECRET);
-        let admitted = keys.admit(&presented(&[], &format!("/?token={token}")), "c", &[]).unwrap();
+        let admitted = keys.admit(&presented(&Headers::new(), &format!("/?token={token}")), "c", &[]).unwrap();
         assert_eq!(admitted.expires, None);
     }
 
@@ -276,7 +277,7 @@ mod tests {
     fn leeway_admits_a_token_just_past_its_expiry() {
         let keys = JwtKeys::from_secret(SECRET).unwrap().with_leeway(Duration::from_secs(30));
         let token = signed(serde_json::json!({"sub": "a", "exp": now() - 10}), SECRET);
-        assert!(keys.admit(&presented(&[], &format!("/?token={token}")), "c", &[]).is_ok());
+        assert!(keys.admit(&presented(&Headers::new(), &format!("/?token={token}")), "c", &[]).is_ok());
     }
 
     #[test]

@@ -29,10 +29,11 @@ pub(crate) fn admit(trusted: &TrustedProxies, header: &str, request: &Presented<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_room::Headers;
 
     fn check(peer: &str, headers: &[(&str, &str)]) -> Result<String, Denied> {
         let trusted = TrustedProxies::new(vec!["127.0.0.2/32".parse().unwrap()]);
-        let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let headers: Headers = headers.iter().copied().collect();
         let request = Presented { peer: peer.parse().unwrap(), headers: &headers, target: "/rooms/clicks/acme" };
         admit(&trusted, "x-switchboard-account", &request).map(|a| a.identity.unwrap().subject)
     }

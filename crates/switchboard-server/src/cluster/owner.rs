@@ -194,7 +194,7 @@ async fn apply(cluster: &Arc<Cluster>, event: Event, reply: Option<async_nats::S
             // until it has the answer.
             let cluster = cluster.clone();
             tokio::spawn(async move {
-                let answer = connect(&cluster, node, conn, room, request).await;
+                let answer = connect(&cluster, node, conn, room, *request).await;
                 if let Some(reply) = reply {
                     if let Err(e) = cluster.client.publish(reply, answer.encode()).await {
                         debug!(error = %e, "cannot answer a join");

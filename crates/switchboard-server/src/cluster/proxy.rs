@@ -126,7 +126,7 @@ impl Cluster {
 
     /// One join request to `owner`, answered within the forward timeout.
     async fn ask(&self, owner: &str, room: &str, request: &ConnectRequest) -> Result<Reply, String> {
-        let event = Event::Connect { node: self.node().to_owned(), conn: request.conn.0, room: room.to_owned(), request: request.clone() };
+        let event = Event::Connect { node: self.node().to_owned(), conn: request.conn.0, room: room.to_owned(), request: Box::new(request.clone()) };
         self.metrics.join_round_trips.inc();
         self.metrics.events_forwarded.inc();
         let request = self.client.request(self.subject(owner, EVENTS), event.encode());

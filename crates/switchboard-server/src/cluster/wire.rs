@@ -7,7 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Identity, Published, RoomRequest, RoomStats};
+use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Headers, Identity, Published, RoomRequest, RoomStats};
 
 /// A connection's event, sent to the owner of its room. `node` is the
 /// connection's node, `conn` its id there: together they name the
@@ -15,7 +15,8 @@ use switchboard_room::{Closed, ConnId, ConnectRequest, Decision, Geo, Identity, 
 #[derive(Debug)]
 pub(crate) enum Event {
     /// Asks to join; the answer is a [`Reply`] (NATS request/reply).
-    Connect { node: String, conn: u64, room: String, request: ConnectRequest },
+    /// (The request is boxed: it is several times any other event.)
+    Connect { node: String, conn: u64, room: String, request: Box<ConnectRequest> },
     /// The accepted connection is open, with the decision's tags and attachment.
     Open { node: String, conn: u64, tags: Vec<String>, attachment: Option<Vec<u8>> },
     /// Messages, in order.
@@ -129,6 +130,15 @@ impl Writer {
         }
     }
 
+    /// A request's headers, as `pairs` writes a list.
+    fn headers(&mut self, headers: &Headers) {
+        self.varint(headers.len() as u64);
+        for (name, value) in headers.iter() {
+            self.str(name);
+            self.str(value);
+        }
+    }
+
     fn messages(&mut self, messages: &[Message]) {
         self.varint(messages.len() as u64);
         for message in messages {
@@ -226,6 +236,14 @@ impl Reader {
         (0..self.count()?).map(|_| Ok((self.str()?, self.str()?))).collect()
     }
 
+    fn headers(&mut self) -> Result<Headers, Malformed> {
+        let mut headers = Headers::new();
+        for _ in 0..self.count()? {
+            headers.push(&self.str()?, &self.str()?);
+        }
+        Ok(headers)
+    }
+
     fn messages(&mut self) -> Result<Vec<Message>, Malformed> {
         (0..self.count()?)
             .map(|_| {
@@ -271,7 +289,7 @@ impl Event {
                 w.varint(*conn);
                 w.str(room);
                 w.str(&request.query);
-                w.pairs(&request.headers);
+                w.headers(&request.headers);
                 w.str(&request.ip.to_string());
                 match &request.geo {
                     None => w.u8(0),
@@ -332,7 +350,7 @@ impl Event {
             CONNECT => {
                 let room = r.str()?;
                 let query = r.str()?;
-                let headers = r.pairs()?;
+                let headers = r.headers()?;
                 let ip = r.str()?.parse().map_err(|_| Malformed)?;
                 let geo = if r.flag()? {
                     Some(Geo { country: r.opt_str()?, city: r.opt_str()?, latitude: read_f64(&mut r)?, longitude: read_f64(&mut r)? })
@@ -342,7 +360,7 @@ impl Event {
                 let identity = if r.flag()? { Some(Identity { subject: r.str()?, claims: r.pairs()? }) } else { None };
                 // The owner gives the connection an id of its own.
                 let request = ConnectRequest { conn: ConnId(0), query, headers, ip, geo, identity };
-                Event::Connect { node, conn, room, request }
+                Event::Connect { node, conn, room, request: Box::new(request) }
             }
             OPEN => Event::Open { node, conn, tags: r.strs()?, attachment: r.opt_bytes()?.map(|b| b.to_vec()) },
             MESSAGES => Event::Messages { node, conn, messages: r.messages()? },
@@ -658,7 +676,7 @@ mod tests {
         ConnectRequest {
             conn: ConnId(0),
             query: "name=ann".into(),
-            headers: vec![("user-agent".into(), "t".into())],
+            headers: [("user-agent", "t")].into_iter().collect(),
             ip: "10.1.2.3".parse().unwrap(),
             geo: Some(Geo { country: Some("NZ".into()), city: None, latitude: Some(-41.3), longitude: None }),
             identity: Some(Identity { subject: "u1".into(), claims: vec![("role".into(), "admin".into())] }),
@@ -668,7 +686,7 @@ mod tests {
     #[test]
     fn events_read_back_as_written() {
         let events = vec![
-            Event::Connect { node: "a".into(), conn: 7, room: "chat/x".into(), request: request() },
+            Event::Connect { node: "a".into(), conn: 7, room: "chat/x".into(), request: Box::new(request()) },
             Event::Open { node: "a".into(), conn: 300, tags: vec!["ann".into()], attachment: Some(vec![1, 2]) },
             Event::Messages { node: "b".into(), conn: u64::MAX, messages: vec![Message::text("hi"), Message::Binary(Bytes::from_static(&[0, 255]))] },
             Event::Error { node: "b".into(), conn: 1, error: "bad".into() },
