@@ -4,7 +4,11 @@
 //! after a graceful restart, the clicks room's own door, and a burst of
 //! visitors reaching the dashboards as groups holding every click.
 
+#[path = "support/accounts_cli.rs"]
+mod accounts_cli;
 mod common;
+#[path = "support/http_reply.rs"]
+mod http_reply;
 
 #[path = "support/geo_fixture.rs"]
 mod geo_fixture;
@@ -14,41 +18,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::ServerProcess;
+use http_reply::Reply;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-}
-
 /// One request on its own connection; `headers` are whole lines.
 async fn request(server: &ServerProcess, method: &str, path: &str, headers: &[String], body: &str) -> Reply {
-    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
-    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: sb.test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("a reply within 10 s").unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {raw:?}"));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
-    Reply { status, headers, body: body.to_owned() }
+    http_reply::request(&server.addr, method, path, headers, body).await
 }
 
 fn bearer(key: &str) -> String {
@@ -57,20 +34,11 @@ fn bearer(key: &str) -> String {
 
 /// Runs `switchboard accounts ARGS --data-dir DIR`: (success, stdout, stderr).
 fn accounts(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("accounts")
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("run the binary");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    accounts_cli::run(args, &["--data-dir".as_ref(), dir.as_os_str()])
 }
 
 fn add_account(dir: &Path, name: &str) -> String {
-    let (ok, key, err) = accounts(dir, &["add", name]);
-    assert!(ok, "accounts add {name}: {err}");
-    key
+    accounts_cli::add(&["--data-dir".as_ref(), dir.as_os_str()], name)
 }
 
 /// A server on `dir` with the test geo database, trusting loopback as a proxy.

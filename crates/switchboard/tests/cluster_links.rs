@@ -4,13 +4,18 @@
 //! accounts --cluster`, links made and deleted through one node's API and
 //! seen by the others' redirects. Every wait is bounded.
 
+#[path = "support/accounts_cli.rs"]
+mod accounts_cli;
 mod common;
+#[path = "support/http_reply.rs"]
+mod http_reply;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ServerProcess;
-use serde_json::{json, Value};
+use http_reply::Reply;
+use serde_json::json;
 use switchboard_cluster::testing::NatsServer as Nats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,50 +30,19 @@ fn node(nats: &Nats, name: &str) -> ServerProcess {
     ServerProcess::start_logging(&flags, logs)
 }
 
-/// Runs `switchboard accounts --cluster URL ARGS`: (success, stdout, stderr).
+/// Runs `switchboard accounts ARGS --cluster URL`: (success, stdout, stderr).
 fn accounts(nats: &Nats, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["accounts", "--cluster", &nats.url()])
-        .args(args)
-        .env_remove("SWITCHBOARD_CONFIG")
-        .output()
-        .expect("run the binary");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    accounts_cli::run(args, &["--cluster".as_ref(), nats.url().as_ref()])
 }
 
 fn add_account(nats: &Nats, name: &str) -> String {
-    let (ok, key, err) = accounts(nats, &["add", name]);
-    assert!(ok, "accounts add {name}: {err}");
-    key
-}
-
-struct Reply {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
+    accounts_cli::add(&["--cluster".as_ref(), nats.url().as_ref()], name)
 }
 
 /// One request on its own connection, with the API key if there is one.
 async fn request(server: &ServerProcess, method: &str, path: &str, key: Option<&str>, body: &str) -> Reply {
-    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
-    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: sb.test\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("a reply within 10 s").unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {raw:?}"));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let location = lines.filter_map(|l| l.split_once(':')).find(|(n, _)| n.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim().to_owned());
-    Reply { status, location, body: body.to_owned() }
+    let headers: Vec<String> = key.map(|k| format!("Authorization: Bearer {k}")).into_iter().collect();
+    http_reply::request(&server.addr, method, path, &headers, body).await
 }
 
 async fn create_link(server: &ServerProcess, key: &str, slug: &str, url: &str) -> Reply {
@@ -90,7 +64,7 @@ async fn eventually(server: &ServerProcess, method: &str, path: &str, key: Optio
 
 async fn redirects_to(server: &ServerProcess, slug: &str, url: &str) {
     let path = format!("/l/{slug}");
-    eventually(server, "GET", &path, None, &format!("{path} redirecting"), |r| r.status == 302 && r.location.as_deref() == Some(url)).await;
+    eventually(server, "GET", &path, None, &format!("{path} redirecting"), |r| r.status == 302 && r.header("location") == Some(url)).await;
 }
 
 /// The key's account on this node, or the status that refused it
@@ -181,7 +155,7 @@ async fn links_made_on_one_node_redirect_on_every_node_and_deletes_reach_them_al
     let late = node(&nats, "n4");
     for (slug, url) in [("promo", "https://example.com/promo"), (slug.as_str(), "https://example.org/g")] {
         let reply = request(&late, "GET", &format!("/l/{slug}"), None, "").await;
-        assert_eq!((reply.status, reply.location.as_deref()), (302, Some(url)), "{slug} on the late node");
+        assert_eq!((reply.status, reply.header("location")), (302, Some(url)), "{slug} on the late node");
     }
 
     // Another account can neither take nor delete the slug, on any node.
@@ -230,7 +204,7 @@ async fn while_nats_is_down_redirects_go_on_and_link_changes_are_refused_with_50
     nats.kill();
     for node in &nodes {
         let reply = request(node, "GET", "/l/kept", None, "").await;
-        assert_eq!((reply.status, reply.location.as_deref()), (302, Some("https://example.com/kept")), "redirects come from memory");
+        assert_eq!((reply.status, reply.header("location")), (302, Some("https://example.com/kept")), "redirects come from memory");
         assert_eq!(key_account(node, &key).await, Ok("acme".to_owned()), "keys are checked from memory");
         // The client notices the lost connection within moments.
         let start = Instant::now();
