@@ -446,6 +446,10 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
     if let (Some(reloader), Some(cert)) = (server.tls_reloader(), tls_cert) {
         sighup::reload_tls_on_sighup(reloader, cert);
     }
+    // So are the stop signals': one that came before its handler would
+    // stop the process without a drain, or be lost where the parent
+    // ignores it.
+    let stop_signals = StopSignals::listen();
     // Tests and scripts read these lines to learn the ports; the plain
     // listener's comes first.
     println!("switchboard listening on http://{addr}");
@@ -462,7 +466,7 @@ async fn serve(listen: SocketAddr, config: ServerConfig) -> ExitCode {
     tracing::info!(%addr, "try: new WebSocket('ws://{addr}/rooms/echo/x')");
 
     let (stop_tx, stop_rx) = watch::channel(StopRequest::Serve);
-    tokio::spawn(forward_signals(stop_tx));
+    tokio::spawn(forward_signals(stop_signals, stop_tx));
     server.run_until(stop_rx).await;
     ExitCode::SUCCESS
 }
@@ -496,25 +500,40 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// The handlers of SIGTERM and SIGINT, installed before the server says
+/// where it listens.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle {name}");
+                None
+            }
+        };
+        StopSignals { term: handler(SignalKind::terminate(), "SIGTERM"), interrupt: handler(SignalKind::interrupt(), "SIGINT") }
+    }
+}
+
 /// SIGTERM drains (what an orchestrator or a rolling deploy sends); SIGINT
 /// (Ctrl-C at a terminal) stops at once, as does a second SIGTERM during a
 /// drain. The sender stays with this task for the process's life: the
 /// server takes a dropped sender as a request to stop.
-async fn forward_signals(stop: watch::Sender<StopRequest>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => Some(term),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot handle SIGTERM; only Ctrl-C stops the server");
-            None
-        }
-    };
+async fn forward_signals(mut signals: StopSignals, stop: watch::Sender<StopRequest>) {
     loop {
         let request = tokio::select! {
-            _ = tokio::signal::ctrl_c() => StopRequest::Now,
-            Some(()) = async { term.as_mut()?.recv().await } => {
+            Some(()) = async { signals.interrupt.as_mut()?.recv().await } => StopRequest::Now,
+            Some(()) = async { signals.term.as_mut()?.recv().await } => {
                 if *stop.borrow() == StopRequest::Serve { StopRequest::Drain } else { StopRequest::Now }
             }
+            // Neither handler could be installed: nothing stops the server but a kill.
+            else => std::future::pending::<StopRequest>().await,
         };
         tracing::info!(?request, "signal received");
         let _ = stop.send(request);

@@ -85,15 +85,19 @@ impl ServerProcess {
         self.wait_exit()
     }
 
-    /// Waits (bounded) for the process to exit.
+    /// Waits (bounded: a loaded machine may take a while) for the process
+    /// to exit.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        for _ in 0..200 {
+        for _ in 0..600 {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server did not exit within 10 s of SIGTERM");
+        // What the process was doing, for whoever reads the failure.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let state: Vec<&str> = status.lines().filter(|l| l.starts_with("State:") || l.starts_with("Threads:") || l.starts_with("Sig")).collect();
+        panic!("server did not exit within 30 s of SIGTERM: {state:?}");
     }
 }
 
