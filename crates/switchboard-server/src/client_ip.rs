@@ -36,10 +36,9 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client's IP for a request from `peer` with `headers` (lower-case
-    /// names).
-    pub fn client_ip(&self, peer: SocketAddr, headers: &[(String, String)]) -> IpAddr {
-        self.walk(peer, |name| headers.iter().filter(|(n, _)| n == name).map(|(_, v)| Cow::Borrowed(v.as_str())).collect())
+    /// The client's IP for a WebSocket request from `peer` with `headers`.
+    pub fn client_ip(&self, peer: SocketAddr, headers: &Headers) -> IpAddr {
+        self.walk(peer, |name| headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| Cow::Borrowed(v)).collect())
     }
 
     /// [`client_ip`](Self::client_ip) for a request's own header map: the
@@ -47,11 +46,6 @@ impl TrustedProxies {
     /// never (a value that is not UTF-8 reads as it would in a copy).
     pub(crate) fn client_ip_of(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         self.walk(peer, |name| headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect())
-    }
-
-    /// [`client_ip`](Self::client_ip) for a WebSocket request's headers.
-    pub(crate) fn client_ip_in(&self, peer: SocketAddr, headers: &Headers) -> IpAddr {
-        self.walk(peer, |name| headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| Cow::Borrowed(v)).collect())
     }
 
     /// The walk from `peer` through the hops `values` lists, for a header
@@ -122,8 +116,8 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    fn headers(list: &[(&str, &str)]) -> Headers {
+        list.iter().copied().collect()
     }
 
     fn proxies(list: &[&str]) -> TrustedProxies {
@@ -151,7 +145,7 @@ mod tests {
         let h = headers(&[("forwarded", "for=\"[2001:db8::7]:4711\";proto=https")]);
         assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &h), ip("2001:db8::7"));
         // No header at all: the proxy's own address.
-        assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &[]), ip("10.0.0.5"));
+        assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &Headers::new()), ip("10.0.0.5"));
     }
 
     #[test]
@@ -211,10 +205,10 @@ mod tests {
     fn a_websocket_requests_headers_name_the_client_too() {
         let trusted = proxies(&["10.0.0.0/8"]);
         let h: Headers = [("X-Forwarded-For", "198.51.100.1"), ("Forwarded", "for=203.0.113.9, for=10.2.2.2")].into_iter().collect();
-        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
-        assert_eq!(proxies(&[]).client_ip_in(PROXY.parse().unwrap(), &h), ip("10.0.0.5"));
+        assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
+        assert_eq!(proxies(&[]).client_ip(PROXY.parse().unwrap(), &h), ip("10.0.0.5"));
         let h: Headers = [("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.1.1")].into_iter().collect();
-        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
-        assert_eq!(trusted.client_ip_in(PROXY.parse().unwrap(), &Headers::new()), ip("10.0.0.5"));
+        assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &h), ip("203.0.113.9"));
+        assert_eq!(trusted.client_ip(PROXY.parse().unwrap(), &Headers::new()), ip("10.0.0.5"));
     }
 }

@@ -150,7 +150,7 @@ impl<M: Mode> Service for Served<M> {
         let spec = edge.kinds.get(kind.as_str()).ok_or_else(|| not_found(RouteError::UnknownKind(kind.as_str().to_owned())))?;
         let header_list = || request_headers(info.head);
         let headers = header_list();
-        let ip = edge.trusted_proxies.client_ip_in(info.peer, &headers);
+        let ip = edge.trusted_proxies.client_ip(info.peer, &headers);
         // The edge's checks, cheapest first; none of them touches a room.
         let now = std::time::Instant::now();
         edge.limits.check_handshake(ip, now)?;
