@@ -114,13 +114,19 @@ impl Cluster {
                 if let Some(owner) = self.nats.owner(room).await.map_err(|e| e.to_string())? {
                     return Ok(Some(owner));
                 }
-                match &self.store {
+                let stored = match &self.store {
                     Some(store) => store.has_messages(room).await.map_err(|e| e.to_string())?,
                     // An embedder's own store (`Server::bind_with_store`):
                     // the node that claims the room looks in it, and
                     // releases a room with nothing there soon after.
                     None => true,
+                };
+                // Nobody owns it and nothing of it is stored: no room, as
+                // on one node (the owner was asked just now).
+                if !stored {
+                    return Ok(None);
                 }
+                true
             }
         };
         if claim {
