@@ -172,6 +172,10 @@ impl Cluster {
 enum End {
     Released,
     Lost,
+    /// Released by [`Lease::release`], which counts the lease as ended once
+    /// its entry is deleted (so the gauge of held leases reaching zero
+    /// means other nodes can claim the rooms).
+    Releasing,
 }
 
 struct LeaseState {
@@ -209,16 +213,25 @@ impl LeaseState {
         !self.ended() && Instant::now() < self.deadline()
     }
 
-    /// Ends the lease (once): later calls do nothing.
-    fn end(&self, how: End, why: &str) {
-        if !self.lost_tx.send_replace(true) {
-            self.deadline_ns.store(0, Ordering::Release);
-            self.counters.lease_ended(how == End::Lost);
-            match how {
-                End::Lost => tracing::warn!(room = %self.room, node = %self.node, token = self.token, why, "room lease lost"),
-                End::Released => tracing::debug!(room = %self.room, token = self.token, why, "room lease ended"),
-            }
+    /// Ends the lease (once): later calls do nothing. True for the call
+    /// that ended it.
+    fn end(&self, how: End, why: &str) -> bool {
+        if self.lost_tx.send_replace(true) {
+            return false;
         }
+        self.deadline_ns.store(0, Ordering::Release);
+        match how {
+            End::Lost => {
+                self.counters.lease_ended(true);
+                tracing::warn!(room = %self.room, node = %self.node, token = self.token, why, "room lease lost");
+            }
+            End::Released => {
+                self.counters.lease_ended(false);
+                tracing::debug!(room = %self.room, token = self.token, why, "room lease ended");
+            }
+            End::Releasing => tracing::debug!(room = %self.room, token = self.token, why, "room lease ended"),
+        }
+        true
     }
 }
 
@@ -279,7 +292,17 @@ impl Lease {
             state.end(End::Lost, "released after it was lost");
             return Err(ClusterError::LeaseLost(format!("{:?} was no longer held when released", state.room)));
         }
-        state.end(End::Released, "released");
+        let ended_here = state.end(End::Releasing, "released");
+        let deleted = self.delete_entry().await;
+        if ended_here {
+            state.counters.lease_ended(false);
+        }
+        deleted
+    }
+
+    /// Deletes the entry if it is still this lease's.
+    async fn delete_entry(&self) -> Result<(), ClusterError> {
+        let state = &self.watch.state;
         // A renewal cut short by the abort may have been stored: read the
         // revision rather than trust the one we last saw.
         state.counters.round_trips(2);
