@@ -48,8 +48,10 @@ impl std::fmt::Display for RouteError {
 impl Route {
     /// Parses a request target (the query string is ignored here).
     pub fn parse(target: &str) -> Result<Route, RouteError> {
-        let path = target.split(['?', '#']).next().unwrap_or_default();
-        let mut parts = path.trim_start_matches('/').split('/');
+        // Bytes, not chars: both delimiters are ASCII, and a search for
+        // either of two chars decodes every char of the target.
+        let end = target.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(target.len());
+        let mut parts = target[..end].trim_start_matches('/').split('/');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("rooms"), Some(kind), Some(id), None) => {
                 let kind = RoomKind::parse(kind).ok_or_else(|| RouteError::UnknownKind(kind.to_owned()))?;

@@ -33,9 +33,14 @@ impl RequestHead {
     /// `Ok(Some((head, n)))`: the first `n` bytes are the head; the rest is
     /// the caller's. Errors: malformed (400), too long or too many headers (431).
     pub fn parse(buf: &[u8], max_head_len: usize) -> Result<Option<(RequestHead, usize)>, HandshakeError> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        let status = match req.parse(buf) {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        // Left uninitialised: httparse writes the slots it fills, and
+        // zeroing a hundred of them would cost more than parsing a head.
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let status = match req.parse_with_uninit_headers(buf, &mut slots) {
             Ok(status) => status,
             Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::new(431, "too many request headers")),
             Err(e) => return Err(HandshakeError::bad_request(format!("malformed request head: {e}"))),
