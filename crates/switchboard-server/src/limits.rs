@@ -151,6 +151,13 @@ struct Slot {
 /// One open connection's place in the limits; gives it back when dropped.
 pub(crate) struct ConnPermit(Arc<Slot>);
 
+/// A handshake that passed the rate check. It holds the address's slot
+/// (when the check looked it up), so that [`EdgeLimits::acquire`] takes
+/// the place without a second lookup; holding it also keeps the entry
+/// from being swept in between.
+#[derive(Default)]
+pub(crate) struct Checked(Option<Arc<Slot>>);
+
 impl ConnPermit {
     /// The counters the permit counts in.
     pub(crate) fn stats(&self) -> &Arc<EdgeStats> {
@@ -187,16 +194,16 @@ impl EdgeLimits {
 
     /// Takes a token from the IP's handshake bucket, or says when the next
     /// one is there (429).
-    pub(crate) fn check_handshake(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+    pub(crate) fn check_handshake(&self, ip: IpAddr, now: Instant) -> Result<Checked, Refusal> {
         let rate = self.limits.handshakes_per_second_per_ip;
         if rate == 0 {
-            return Ok(());
+            return Ok(Checked(None));
         }
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = self.entry(&mut table, ip, now);
         if entry.tokens >= 1.0 {
             entry.tokens -= 1.0;
-            return Ok(());
+            return Ok(Checked(Some(entry.slot.clone())));
         }
         drop(table);
         self.stats.refused_handshake_rate.fetch_add(1, Ordering::Relaxed);
@@ -206,18 +213,23 @@ impl EdgeLimits {
         Err(Refusal { status: 429, reason: "too many connection attempts from your address; slow down".into(), retry_after: Some(wait) })
     }
 
-    /// A place for one more open connection from `ip`: refused with 429 if
-    /// the IP has its share, 503 if the server is full.
-    pub(crate) fn acquire(&self, ip: IpAddr, now: Instant) -> Result<ConnPermit, Refusal> {
+    /// A place for one more open connection from `ip` (which `checked`
+    /// was checked for): refused with 429 if the IP has its share, 503 if
+    /// the server is full.
+    pub(crate) fn acquire(&self, checked: Checked, ip: IpAddr, now: Instant) -> Result<ConnPermit, Refusal> {
         let global = self.stats.connections.fetch_add(1, Ordering::AcqRel);
         if self.limits.max_connections != 0 && global >= self.limits.max_connections {
             self.stats.connections.fetch_sub(1, Ordering::AcqRel);
             self.stats.refused_max_connections.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal { status: 503, reason: "the server is at its connection limit; try again later".into(), retry_after: Some(RETRY_CONNECTIONS) });
         }
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = self.entry(&mut table, ip, now).slot.clone();
-        drop(table);
+        let slot = match checked.0 {
+            Some(slot) => slot,
+            None => {
+                let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+                self.entry(&mut table, ip, now).slot.clone()
+            }
+        };
         let mine = slot.connections.fetch_add(1, Ordering::AcqRel);
         // The permit owns both counts from here: dropping it on refusal
         // gives them back.
@@ -297,7 +309,7 @@ mod tests {
         for _ in 0..3 {
             l.check_handshake(ip("10.0.0.1"), t0).unwrap();
         }
-        let refused = l.check_handshake(ip("10.0.0.1"), t0).unwrap_err();
+        let refused = l.check_handshake(ip("10.0.0.1"), t0).err().unwrap();
         assert_eq!((refused.status, refused.retry_after), (429, Some(1)));
         l.check_handshake(ip("10.0.0.2"), t0).expect("another address has its own bucket");
         l.check_handshake(ip("10.0.0.1"), t0 + Duration::from_millis(500)).expect("refilled at 2/s");
@@ -309,33 +321,45 @@ mod tests {
     fn permits_count_per_ip_and_in_all_and_come_back_when_dropped() {
         let l = limits(Limits { max_connections_per_ip: 2, max_connections: 3, ..Limits::default() });
         let now = Instant::now();
-        let a = [l.acquire(ip("10.0.0.1"), now).unwrap(), l.acquire(ip("10.0.0.1"), now).unwrap()];
-        let refused = l.acquire(ip("10.0.0.1"), now).err().unwrap();
+        let a = [l.acquire(Checked::default(), ip("10.0.0.1"), now).unwrap(), l.acquire(Checked::default(), ip("10.0.0.1"), now).unwrap()];
+        let refused = l.acquire(Checked::default(), ip("10.0.0.1"), now).err().unwrap();
         assert_eq!((refused.status, refused.retry_after), (429, Some(RETRY_CONNECTIONS)));
-        let _b = l.acquire(ip("10.0.0.2"), now).unwrap();
-        assert_eq!(l.acquire(ip("10.0.0.3"), now).err().unwrap().status, 503);
+        let _b = l.acquire(Checked::default(), ip("10.0.0.2"), now).unwrap();
+        assert_eq!(l.acquire(Checked::default(), ip("10.0.0.3"), now).err().unwrap().status, 503);
         assert_eq!(l.stats.connections.load(Ordering::Relaxed), 3);
         drop(a);
         assert_eq!(l.stats.connections.load(Ordering::Relaxed), 1);
-        let _c = l.acquire(ip("10.0.0.1"), now).unwrap();
+        let _c = l.acquire(Checked::default(), ip("10.0.0.1"), now).unwrap();
+    }
+
+    #[test]
+    fn a_checked_handshake_takes_its_place_under_the_address_it_was_checked_for() {
+        let l = limits(Limits { max_connections_per_ip: 1, handshakes_per_second_per_ip: 10, ..Limits::default() });
+        let now = Instant::now();
+        let checked = l.check_handshake(ip("10.0.0.1"), now).unwrap();
+        assert!(checked.0.is_some(), "the rate check looked the address up");
+        let _held = l.acquire(checked, ip("10.0.0.1"), now).unwrap();
+        let again = l.check_handshake(ip("10.0.0.1"), now).unwrap();
+        assert_eq!(l.acquire(again, ip("10.0.0.1"), now).err().unwrap().status, 429, "the address has its one connection");
+        assert_eq!(l.stats.connections.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn ipv6_is_counted_per_64_and_mapped_ipv4_as_ipv4() {
         let l = limits(Limits { max_connections_per_ip: 1, ..Limits::default() });
         let now = Instant::now();
-        let _a = l.acquire(ip("2001:db8:1:2::1"), now).unwrap();
-        assert!(l.acquire(ip("2001:db8:1:2:ffff::9"), now).is_err());
-        let _b = l.acquire(ip("2001:db8:1:3::1"), now).unwrap();
-        let _c = l.acquire(ip("10.0.0.1"), now).unwrap();
-        assert!(l.acquire(ip("::ffff:10.0.0.1"), now).is_err());
+        let _a = l.acquire(Checked::default(), ip("2001:db8:1:2::1"), now).unwrap();
+        assert!(l.acquire(Checked::default(), ip("2001:db8:1:2:ffff::9"), now).is_err());
+        let _b = l.acquire(Checked::default(), ip("2001:db8:1:3::1"), now).unwrap();
+        let _c = l.acquire(Checked::default(), ip("10.0.0.1"), now).unwrap();
+        assert!(l.acquire(Checked::default(), ip("::ffff:10.0.0.1"), now).is_err());
     }
 
     #[test]
     fn idle_addresses_are_forgotten_so_the_table_stays_bounded() {
         let l = limits(Limits { handshakes_per_second_per_ip: 100, handshake_burst_per_ip: 1, ..Limits::default() });
         let t0 = Instant::now();
-        let held = l.acquire(ip("192.0.2.1"), t0).unwrap();
+        let held = l.acquire(Checked::default(), ip("192.0.2.1"), t0).unwrap();
         for i in 0..100_000u32 {
             let addr = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             // Each address once, a millisecond apart: a bucket is full

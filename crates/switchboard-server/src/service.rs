@@ -153,7 +153,7 @@ impl<M: Mode> Service for Served<M> {
         let ip = edge.trusted_proxies.client_ip(info.peer, &headers);
         // The edge's checks, cheapest first; none of them touches a room.
         let now = std::time::Instant::now();
-        edge.limits.check_handshake(ip, now)?;
+        let checked = edge.limits.check_handshake(ip, now)?;
         if let Err(refused) = edge.origins.check(kind.as_str(), info.request.origin.as_deref(), Some(&info.request.host)) {
             edge.limits.count_origin_refusal();
             return Err(Refusal::new(403, refused.to_string()));
@@ -163,7 +163,7 @@ impl<M: Mode> Service for Served<M> {
             edge.limits.count_auth_refusal(d.status);
             Refusal::new(d.status, d.reason)
         })?;
-        let permit = edge.limits.acquire(ip, now)?;
+        let permit = edge.limits.acquire(checked, ip, now)?;
         let conn = ConnId(edge.next_conn.fetch_add(1, Ordering::Relaxed));
         // The first request takes the headers already read, so a handshake
         // copies none.
