@@ -209,6 +209,12 @@ impl<M: Mode> Service for Served<M> {
 fn request_headers(head: &RequestHead) -> Headers {
     // The head's length bounds its names and values together: one pass.
     let mut headers = Headers::with_capacity(head.header_count(), head.head_len());
+    if let Some(text) = head.text_headers() {
+        for (name, value) in text {
+            headers.push(name, value);
+        }
+        return headers;
+    }
     for (name, value) in head.headers() {
         match std::str::from_utf8(value) {
             Ok(value) => headers.push(name, value),

@@ -78,6 +78,22 @@ impl RequestHead {
         self.headers.iter().map(|h| (std::str::from_utf8(self.part(h.name)).unwrap_or_default(), self.part(h.value)))
     }
 
+    /// Names and values as text, when the whole head is UTF-8: one check
+    /// for all of them rather than one per name and value. `None` when a
+    /// value is not (obs-text); [`RequestHead::headers`] then gives bytes.
+    pub fn text_headers(&self) -> Option<impl Iterator<Item = (&str, &str)> + '_> {
+        let text = std::str::from_utf8(&self.lines).ok()?;
+        // Every name and value starts and ends at an ASCII delimiter, so on
+        // a char boundary: slicing cannot fail.
+        let at = move |(from, to): (u32, u32)| text.get(from as usize..to as usize).unwrap_or_default();
+        Some(self.headers.iter().map(move |h| (at(h.name), at(h.value))))
+    }
+
+    /// Header names and values in order, both as bytes.
+    pub fn header_fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.headers.iter().map(|h| (self.part(h.name), self.part(h.value)))
+    }
+
     /// How many headers the request has.
     pub fn header_count(&self) -> usize {
         self.headers.len()
@@ -123,6 +139,19 @@ mod tests {
     use super::*;
 
     const REQUEST: &[u8] = b"GET /rooms/echo/x?t=1 HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn text_headers_are_the_headers_when_the_head_is_utf8() {
+        let (head, _) = RequestHead::parse(REQUEST, 16384).unwrap().unwrap();
+        let text: Vec<(&str, &str)> = head.text_headers().expect("an ASCII head").collect();
+        let bytes: Vec<(&str, &[u8])> = head.headers().collect();
+        assert_eq!(text.len(), bytes.len());
+        assert!(text.iter().zip(&bytes).all(|(t, b)| t.0 == b.0 && t.1.as_bytes() == b.1), "{text:?}");
+        let latin1 = b"GET / HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n";
+        let (head, _) = RequestHead::parse(latin1, 16384).unwrap().unwrap();
+        assert!(head.text_headers().is_none(), "a value that is not UTF-8");
+        assert_eq!(head.header("x-name"), Some(&b"caf\xe9"[..]));
+    }
 
     #[test]
     fn a_request_split_at_every_offset_parses_to_the_same_head_and_leaves_the_rest() {

@@ -34,17 +34,18 @@ impl UpgradeRequest {
         if head.version_minor < 1 {
             return Err(HandshakeError::bad_request("a WebSocket handshake needs HTTP/1.1"));
         }
-        let host = head.header("host").ok_or_else(|| HandshakeError::bad_request("missing Host header"))?;
-        if !head.header_values("upgrade").any(|v| list_contains(v, "websocket")) {
+        let seen = Seen::of(head);
+        let host = seen.host.ok_or_else(|| HandshakeError::bad_request("missing Host header"))?;
+        if !seen.upgrade_websocket {
             return Err(HandshakeError::bad_request("Upgrade header must name websocket"));
         }
-        if !head.header_values("connection").any(|v| list_contains(v, "upgrade")) {
+        if !seen.connection_upgrade {
             return Err(HandshakeError::bad_request("Connection header must contain upgrade"));
         }
-        let key = head.header("sec-websocket-key").ok_or_else(|| HandshakeError::bad_request("missing Sec-WebSocket-Key"))?;
+        let key = seen.key.ok_or_else(|| HandshakeError::bad_request("missing Sec-WebSocket-Key"))?;
         // §11.3.1: the key MUST NOT appear more than once; with two, which
         // one the client will check the accept value against is unknowable.
-        if head.header_values("sec-websocket-key").nth(1).is_some() {
+        if seen.keys > 1 {
             return Err(HandshakeError::bad_request("more than one Sec-WebSocket-Key"));
         }
         let key = std::str::from_utf8(key).map(str::trim).unwrap_or("");
@@ -56,23 +57,30 @@ impl UpgradeRequest {
             _ => return Err(HandshakeError::bad_request("Sec-WebSocket-Key must be base64 of 16 bytes")),
         }
         // §11.3.5: one version per request; a retry after 426 sends a new request.
-        if head.header_values("sec-websocket-version").nth(1).is_some() {
+        if seen.versions > 1 {
             return Err(HandshakeError::bad_request("more than one Sec-WebSocket-Version"));
         }
-        match head.header("sec-websocket-version").map(<[u8]>::trim_ascii) {
+        match seen.version.map(<[u8]>::trim_ascii) {
             Some(b"13") => {}
             Some(_) => return Err(HandshakeError::new(426, "unsupported WebSocket version; this server speaks 13")),
             None => return Err(HandshakeError::bad_request("missing Sec-WebSocket-Version")),
         }
         let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-        let protocols = head
-            .header_values("sec-websocket-protocol")
-            .flat_map(|v| v.split(|&b| b == b','))
-            .map(|p| text(p.trim_ascii()))
-            .filter(|p| !p.is_empty())
-            .collect();
-        let extensions = head.header_values("sec-websocket-extensions").filter_map(|v| std::str::from_utf8(v).ok().map(str::to_owned)).collect();
-        Ok(UpgradeRequest { path: head.path.clone(), host: text(host), key: key.to_owned(), origin: head.header("origin").map(text), protocols, extensions })
+        // Most requests have neither: no second pass for them.
+        let protocols = match seen.protocols {
+            false => Vec::new(),
+            true => head
+                .header_values("sec-websocket-protocol")
+                .flat_map(|v| v.split(|&b| b == b','))
+                .map(|p| text(p.trim_ascii()))
+                .filter(|p| !p.is_empty())
+                .collect(),
+        };
+        let extensions = match seen.extensions {
+            false => Vec::new(),
+            true => head.header_values("sec-websocket-extensions").filter_map(|v| std::str::from_utf8(v).ok().map(str::to_owned)).collect(),
+        };
+        Ok(UpgradeRequest { path: head.path.clone(), host: text(host), key: key.to_owned(), origin: seen.origin.map(text), protocols, extensions })
     }
 
     /// The first of `supported` (the server's order of preference) that the
@@ -105,6 +113,58 @@ impl UpgradeRequest {
         }
         out.extend_from_slice(b"\r\n");
         out
+    }
+}
+
+/// What a handshake reads from the headers, found in one pass over them
+/// (names are told apart by length first, so most comparisons end there).
+#[derive(Default)]
+struct Seen<'h> {
+    /// The first `Host`.
+    host: Option<&'h [u8]>,
+    upgrade_websocket: bool,
+    connection_upgrade: bool,
+    /// The first `Sec-WebSocket-Key`, and how many there are.
+    key: Option<&'h [u8]>,
+    keys: usize,
+    /// The first `Sec-WebSocket-Version`, and how many there are.
+    version: Option<&'h [u8]>,
+    versions: usize,
+    /// The first `Origin`.
+    origin: Option<&'h [u8]>,
+    /// Whether any `Sec-WebSocket-Protocol` / `-Extensions` header is there.
+    protocols: bool,
+    extensions: bool,
+}
+
+impl<'h> Seen<'h> {
+    fn of(head: &'h RequestHead) -> Seen<'h> {
+        let mut seen = Seen::default();
+        for (name, value) in head.header_fields() {
+            let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+            match name.len() {
+                4 if is("host") => {
+                    seen.host.get_or_insert(value);
+                }
+                6 if is("origin") => {
+                    seen.origin.get_or_insert(value);
+                }
+                7 if is("upgrade") => seen.upgrade_websocket |= list_contains(value, "websocket"),
+                10 if is("connection") => seen.connection_upgrade |= list_contains(value, "upgrade"),
+                17 if is("sec-websocket-key") => {
+                    seen.key.get_or_insert(value);
+                    seen.keys += 1;
+                }
+                21 if is("sec-websocket-version") => {
+                    seen.version.get_or_insert(value);
+                    seen.versions += 1;
+                }
+                22 if is("sec-websocket-protocol") => seen.protocols = true,
+                24 if is("sec-websocket-extensions") => seen.extensions = true,
+                _ => {}
+            }
+        }
+        seen
     }
 }
 
