@@ -14,6 +14,8 @@
 # shared, and the messages are JSON of about SIZE bytes, one record of
 # some 130 at least), SIZE (message bytes, default 20): with DEFLATE=1,
 # replies below the 1,024-byte threshold go back plain, above it compressed.
+# IN_FLIGHT (default 16): messages each connection keeps in flight; 1
+# gives a read per message, as the matrix's echo 20 B ×1 row.
 # BINARY=1: binary messages (as the matrix's 16 KiB echo sends) instead of
 # text.
 # Loopback only. Needs valgrind.
@@ -25,6 +27,7 @@ SHORT=${SHORT:-3}
 LONG=${LONG:-9}
 LOADGEN=${LOADGEN:-target/release/switchboard-loadgen}
 SIZE=${SIZE:-20}
+IN_FLIGHT=${IN_FLIGHT:-16}
 EXTRA=()
 [ "${DEFLATE:-0}" = 1 ] && EXTRA+=(--deflate --json)
 [ "${BINARY:-0}" = 1 ] && EXTRA+=(--binary)
@@ -37,7 +40,7 @@ run() {
   start_callgrind "$binary" "$WORK"
   pid=$SERVER_PID addr=$ADDR
   # The verdict needs --server-pid; only the counts matter here.
-  "$LOADGEN" echo --url "ws://$addr/rooms/echo/cg" --connections 100 --in-flight 16 --size "$SIZE" "${EXTRA[@]}" --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
+  "$LOADGEN" echo --url "ws://$addr/rooms/echo/cg" --connections 100 --in-flight "$IN_FLIGHT" --size "$SIZE" "${EXTRA[@]}" --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
   kill -INT "$pid"
   wait "$pid" || true
   rate=$(awk '$1 == "messages/s" { print $2 }' "$WORK/load")
