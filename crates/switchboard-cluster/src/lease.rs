@@ -225,11 +225,12 @@ impl LeaseState {
                 self.counters.lease_ended(true);
                 tracing::warn!(room = %self.room, node = %self.node, token = self.token, why, "room lease lost");
             }
-            End::Released => {
-                self.counters.lease_ended(false);
+            End::Released | End::Releasing => {
+                if how == End::Released {
+                    self.counters.lease_ended(false);
+                }
                 tracing::debug!(room = %self.room, token = self.token, why, "room lease ended");
             }
-            End::Releasing => tracing::debug!(room = %self.room, token = self.token, why, "room lease ended"),
         }
         true
     }

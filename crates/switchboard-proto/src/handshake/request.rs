@@ -75,7 +75,7 @@ impl RequestHead {
     /// Header names and values in order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         // Names are tokens (httparse checks), so ASCII.
-        self.headers.iter().map(|h| (std::str::from_utf8(self.part(h.name)).unwrap_or_default(), self.part(h.value)))
+        self.header_fields().map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value))
     }
 
     /// Names and values as text, when the whole head is UTF-8: one check
