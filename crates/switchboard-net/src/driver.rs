@@ -54,7 +54,7 @@
 use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -75,6 +75,8 @@ use crate::read_size;
 use crate::spare;
 use crate::stats::{NetStats, Outcome};
 use crate::timers::Ms;
+
+use parked::{park, Parking};
 
 /// Slices handed to one vectored write. Linux takes up to 1024; 64 covers a
 /// read's worth of replies without a large array on the stack.
@@ -101,19 +103,46 @@ where
     H: Handler,
     C: Deref<Target = Common> + Send + 'static,
 {
-    let mut parts = Box::new(Parts { conn, buf, handler });
-    let mut link = Link::new(stream, common, parts.buf.len());
+    let parts = Box::new(Parts { conn, buf, handler });
+    let link = Link::new(stream, common, parts.buf.len());
+    run(link, parts, false)
+}
+
+/// The connection's loop, from its opening (`on_open` first) or, if
+/// `waiting`, from where it parked: a resumed connection waits first, for
+/// whatever resumed it. One future for both, so that a resumed connection
+/// is the same task as a new one.
+#[allow(clippy::manual_async_fn)]
+fn run<S, H, C>(mut link: Link<S, C>, mut parts: Box<Parts<H>>, mut waiting: bool) -> impl Future<Output = ()> + Send + 'static
+where
+    S: ByteStream,
+    H: Handler,
+    C: Deref<Target = Common> + Send + 'static,
+{
     async move {
-        // Once per connection, boxed like `on_close`.
-        Box::pin(parts.handler.on_open(Outbox::new(&mut parts.conn, &link.outbound))).await;
+        if !waiting {
+            // Once per connection, boxed like `on_close`.
+            Box::pin(parts.handler.on_open(Outbox::new(&mut parts.conn, &link.outbound))).await;
+        }
 
         let cut = loop {
+            if waiting {
+                if let Err(cut) = link.wait(&mut parts).await {
+                    break cut;
+                }
+            }
+            waiting = true;
+
             // 1. Everything already read goes to the handler.
             let mut delivered = false;
             // Scoped so that nothing of the read's end is kept while later
             // steps await.
             {
-                let report = {
+                // Whether the peer's close or error ends the pass, and the
+                // handler's `on_close` to await first (two values rather
+                // than a nested option, which would take more room in this
+                // future's state).
+                let (closing, on_close) = {
                     let end = loop {
                         let delivering = match link.next_message(&mut parts, &mut delivered) {
                             Next::Message(message) => parts.handler.on_message(message, Outbox::new(&mut parts.conn, &link.outbound)),
@@ -123,21 +152,21 @@ where
                         delivered = true;
                     };
                     match end {
-                        ReadEnd::Drained => None,
-                        ReadEnd::Closed(code, reason) => Some(link.report(&mut parts.handler, Outcome::Clean, code, reason.into(), true)),
+                        ReadEnd::Drained => (false, None),
+                        ReadEnd::Closed(code, reason) => (true, link.report(&mut parts.handler, Outcome::Clean, code, reason.into(), true)),
                         ReadEnd::Failed(error) => {
                             // The handler hears of the messages before the error in `on_close`.
                             delivered = false;
-                            Some(link.report(&mut parts.handler, Outcome::ProtocolError, Some(error.close_code()), error.reason().into(), false))
+                            (true, link.report(&mut parts.handler, Outcome::ProtocolError, Some(error.close_code()), error.reason().into(), false))
                         }
                     }
                 };
-                if let Some(report) = report {
-                    // Let the handler queue what must precede our close frame
-                    // (replies to earlier messages), then send it.
-                    if let Some(on_close) = report {
-                        on_close.await;
-                    }
+                // Let the handler queue what must precede our close frame
+                // (replies to earlier messages), then send it.
+                if let Some(on_close) = on_close {
+                    on_close.await;
+                }
+                if closing {
                     link.reply_close(&mut parts.conn);
                 }
             }
@@ -147,8 +176,10 @@ where
             link.count_messages();
 
             // 2. Frames from other tasks while the engine's queue is short; a
-            //    close request, a cut-off, a due deadline or shutdown in any case.
+            //    close request, a cut-off, a due deadline, an idle check or
+            //    shutdown in any case.
             let signals = link.take_outbound(&mut parts.conn);
+            link.note_activity(delivered || signals.frames, signals.idle_check);
             if signals.overflowed {
                 parts.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
                 if let Some(on_close) = link.report(&mut parts.handler, Outcome::SlowConsumer, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false)
@@ -182,9 +213,16 @@ where
             }
             link.publish_deadline(&parts.conn);
 
-            // 6. Wait.
-            if let Err(cut) = link.wait(&mut parts).await {
-                break cut;
+            // 6. Park (an idle plain TCP connection with nothing in flight:
+            //    see `park`), or wait at the top of the loop.
+            if link.may_park(&parts) {
+                match park(link, parts) {
+                    Parking::Parked => return,
+                    Parking::Refused(refused_link, refused_parts) => {
+                        link = refused_link;
+                        parts = refused_parts;
+                    }
+                }
             }
         };
         // The stream failed or the peer went silent: the handler learns it
@@ -206,12 +244,19 @@ struct Parts<H> {
     handler: H,
 }
 
-/// The connection's task state besides `Parts`: the stream, the listener's
-/// shared state, the outbound queue, the timers, and how it ended. When it
-/// drops, however the task ends (a panicking handler too), other tasks can
-/// no longer queue on the outbound queue and the outcome is counted.
+/// The connection's task state besides `Parts`: the stream, and what a
+/// parked connection keeps of it besides (`Kept`, reached through `Deref`).
 struct Link<S, C: Deref<Target = Common>> {
     stream: S,
+    kept: Kept<C>,
+}
+
+/// The listener's shared state, the outbound queue, the timers, and how
+/// the connection ended. When it drops, however the connection ends (a
+/// panicking handler too, or a parked connection dropped with its lot),
+/// other tasks can no longer queue on the outbound queue and the outcome is
+/// counted.
+struct Kept<C: Deref<Target = Common>> {
     common: C,
     outbound: Arc<Outbound>,
     /// The engine's timers (heartbeat, closing handshake) on the
@@ -221,10 +266,29 @@ struct Link<S, C: Deref<Target = Common>> {
     messages: u32,
     /// The stream did not take (or flush) everything at the last write.
     blocked: bool,
+    /// A message was read or a frame queued since the last idle check.
+    active: bool,
+    /// An idle check found no message since the one before: the
+    /// connection parks the next time it waits with nothing in flight.
+    idle: bool,
     /// How the connection ended, once the handler was told.
     outcome: Option<Outcome>,
     /// What this connection read and wrote.
     traffic: Traffic,
+}
+
+impl<S, C: Deref<Target = Common>> Deref for Link<S, C> {
+    type Target = Kept<C>;
+
+    fn deref(&self) -> &Kept<C> {
+        &self.kept
+    }
+}
+
+impl<S, C: Deref<Target = Common>> DerefMut for Link<S, C> {
+    fn deref_mut(&mut self) -> &mut Kept<C> {
+        &mut self.kept
+    }
 }
 
 /// What ended a pass over the bytes read.
@@ -245,11 +309,14 @@ enum Next {
     End(ReadEnd),
 }
 
-/// Signals taken from the outbound queue besides frames and close requests.
+/// Signals taken from the outbound queue besides close requests.
 struct Signals {
+    /// Frames were moved into the engine.
+    frames: bool,
     overflowed: bool,
     due: bool,
     stopping: bool,
+    idle_check: bool,
 }
 
 /// Why the loop ended without a closing handshake.
@@ -293,7 +360,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         }
         let timers = Timers::new(common.timers.now());
         let traffic = Traffic { read: buffered as u64, written: 0 };
-        Link { stream, common, outbound, timers, messages: 0, blocked: false, outcome: None, traffic }
+        let kept = Kept { common, outbound, timers, messages: 0, blocked: false, active: true, idle: false, outcome: None, traffic };
+        Link { stream, kept }
     }
 
     fn config(&self) -> &NetConfig {
@@ -329,32 +397,43 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         }
     }
 
+    /// Notes a pass's messages or queued frames (`active`), and answers an
+    /// idle check: a connection with none since the previous check is
+    /// idle. A parked connection is idle until its next message.
+    #[inline]
+    fn note_activity(&mut self, active: bool, idle_check: bool) {
+        if active {
+            self.active = true;
+            self.idle = false;
+        }
+        if idle_check {
+            self.idle |= !self.active;
+            self.active = false;
+        }
+    }
+
+    /// Whether the connection parks now instead of waiting: it is idle,
+    /// parking is on (the listener has a lot), it runs over plain TCP, and
+    /// nothing is in flight (no bytes read or to write, no message half
+    /// read, no closing handshake).
+    fn may_park<H>(&self, parts: &Parts<H>) -> bool {
+        self.idle
+            && self.common.lot.is_some()
+            && parked::is_tcp::<S>()
+            && !self.blocked
+            && parts.conn.state() == State::Open
+            && !parts.conn.wants_write()
+            && parts.buf.is_empty()
+            && !parts.conn.is_mid_message()
+    }
+
     /// Adds the messages of the pass to the listener's count.
     #[inline]
     fn count_messages(&mut self) {
         if self.messages > 0 {
-            self.common.stats.record_messages(std::mem::take(&mut self.messages));
+            let kept = &mut self.kept;
+            kept.common.stats.record_messages(std::mem::take(&mut kept.messages));
         }
-    }
-
-    /// The handler's `on_close`, the first time only; the outcome is
-    /// counted when the link drops. Boxed: it runs once per connection, and
-    /// its future (a room event, a wait for the room) would otherwise be
-    /// part of every connection's task state for the connection's whole life.
-    fn report<'a, H: Handler>(
-        &mut self,
-        handler: &'a mut H,
-        outcome: Outcome,
-        code: Option<CloseCode>,
-        reason: Cow<'static, str>,
-        clean: bool,
-    ) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
-        if self.outcome.is_some() {
-            return None;
-        }
-        self.outcome = Some(outcome);
-        self.common.stats.record_close_code(code.map_or(CloseCode::NO_STATUS.as_u16(), CloseCode::as_u16));
-        Some(Box::pin(async move { handler.on_close(code, &reason, clean).await }))
     }
 
     /// Our close frame after the peer's close or its protocol error, behind
@@ -381,7 +460,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     /// silent, a closing handshake that ran out of time).
     fn on_deadline(&mut self, conn: &mut Connection) -> Option<Cut> {
         let now = self.common.timers.now();
-        self.timers.handle_timeout(conn, now, &self.common.config.timers()).map(|expired| match expired {
+        let kept = &mut self.kept;
+        kept.timers.handle_timeout(conn, now, &kept.common.config.timers()).map(|expired| match expired {
             Expired::NoPong => Cut::NoPong,
             Expired::CloseTimedOut => Cut::CloseTimedOut,
         })
@@ -390,9 +470,10 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     /// Publishes the engine's next deadline for the listener's sweep (a
     /// plain store, on every pass; the sweep clears it when it fires).
     fn publish_deadline(&mut self, conn: &Connection) {
-        let clock = &self.common.timers;
-        let deadline = self.timers.poll_timeout(conn, &self.common.config.timers(), || clock.now());
-        self.outbound.set_deadline(deadline.get());
+        let kept = &mut self.kept;
+        let clock = &kept.common.timers;
+        let deadline = kept.timers.poll_timeout(conn, &kept.common.config.timers(), || clock.now());
+        kept.outbound.set_deadline(deadline.get());
     }
 
     // ---- writing ----
@@ -502,11 +583,34 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     fn on_read(&mut self, n: usize) {
         self.stats().record_read(n);
         self.traffic.read += n as u64;
-        self.timers.peer_alive(self.common.timers.now());
+        let kept = &mut self.kept;
+        kept.timers.peer_alive(kept.common.timers.now());
     }
 }
 
-impl<S, C: Deref<Target = Common>> Drop for Link<S, C> {
+impl<C: Deref<Target = Common>> Kept<C> {
+    /// The handler's `on_close`, the first time only; the outcome is
+    /// counted when the link drops. Boxed: it runs once per connection, and
+    /// its future (a room event, a wait for the room) would otherwise be
+    /// part of every connection's task state for the connection's whole life.
+    fn report<'a, H: Handler>(
+        &mut self,
+        handler: &'a mut H,
+        outcome: Outcome,
+        code: Option<CloseCode>,
+        reason: Cow<'static, str>,
+        clean: bool,
+    ) -> Option<Pin<Box<impl Future<Output = ()> + Send + 'a>>> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        self.outcome = Some(outcome);
+        self.common.stats.record_close_code(code.map_or(CloseCode::NO_STATUS.as_u16(), CloseCode::as_u16));
+        Some(Box::pin(async move { handler.on_close(code, &reason, clean).await }))
+    }
+}
+
+impl<C: Deref<Target = Common>> Drop for Kept<C> {
     fn drop(&mut self) {
         self.outbound.shut();
         // No report: the task ended without the handler hearing of it (a
@@ -569,11 +673,12 @@ impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
 /// queue into the engine, and returns the other signals.
 fn move_outbound(outbound: &Outbound, conn: &mut Connection, frames: bool) -> Signals {
     let taken = outbound.take(frames);
+    let frames = !taken.frames.is_empty();
     queue_chunks(conn, taken.frames);
     if let Some((code, reason)) = taken.close {
         conn.close(CloseCode::new(code), &reason);
     }
-    Signals { overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping }
+    Signals { frames, overflowed: taken.overflowed, due: taken.due, stopping: taken.stopping, idle_check: taken.idle_check }
 }
 
 /// Moves the queued frames alone from the outbound queue into the engine.
@@ -590,5 +695,6 @@ fn queue_chunks(conn: &mut Connection, chunks: Vec<Chunk>) {
     }
 }
 
+mod parked;
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,7 @@ mod io;
 mod listener;
 mod nodelay;
 mod outbound;
+mod park;
 mod read_size;
 mod service;
 mod spare;

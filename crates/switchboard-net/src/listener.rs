@@ -28,6 +28,7 @@ use crate::driver::drive;
 use crate::handler::Handler;
 use crate::io::{ByteStream, PrefixedIo};
 use crate::nodelay::NoDelay;
+use crate::park::Lot;
 use crate::service::{Service, UpgradeInfo};
 use crate::stats::{HandshakeFailure, NetStats};
 use crate::timers::Timers;
@@ -76,6 +77,8 @@ pub(crate) struct Common {
     pub(crate) shutdown: Shutdown,
     pub(crate) timers: Timers,
     pub(crate) stats: Arc<NetStats>,
+    /// Where idle connections park; none if they do not.
+    pub(crate) lot: Option<Arc<Lot>>,
 }
 
 /// A running connection task's share of the listener: counted as alive
@@ -107,8 +110,9 @@ impl<Svc> Drop for Alive<Svc> {
 }
 
 impl<Svc> Listener<Svc> {
-    pub(crate) fn new(service: Arc<Svc>, config: NetConfig, shutdown: Shutdown, stats: Arc<NetStats>) -> Listener<Svc> {
-        let common = Common { config, shutdown, timers: Timers::new(config.timer_tick()), stats };
+    pub(crate) fn new(service: Arc<Svc>, config: NetConfig, shutdown: Shutdown, stats: Arc<NetStats>, lot: Option<Arc<Lot>>) -> Listener<Svc> {
+        let idle_check = config.park_after.filter(|_| lot.is_some());
+        let common = Common { config, shutdown, timers: Timers::new(config.timer_tick(), idle_check), stats, lot };
         Listener { service, common, alive: AtomicUsize::new(0), drained: Notify::new(), nodelay: NoDelay::default() }
     }
 
@@ -159,7 +163,15 @@ pub async fn serve_with<Svc: Service, T: Transport>(
     mut shutdown: Shutdown,
     stats: Arc<NetStats>,
 ) {
-    let shared = Arc::new(Listener::new(service, config, shutdown.clone(), stats));
+    let (lot, _lot_watch) = match config.park_after.map(|_| Lot::start()) {
+        Some(Ok((lot, watch))) => (Some(lot), Some(AbortOnDrop(tokio::spawn(watch)))),
+        Some(Err(e)) => {
+            warn!(error = %e, "no parking lot for idle connections: they keep their tasks");
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let shared = Arc::new(Listener::new(service, config, shutdown.clone(), stats, lot));
     // One task checks the deadlines of every connection, once per tick.
     let sweeper = shared.clone();
     let _sweeper = AbortOnDrop(tokio::spawn(async move { sweeper.common.timers.run().await }));
@@ -445,7 +457,7 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (_stop, shutdown) = Shutdown::new();
         let config = NetConfig::default();
-        let shared = Arc::new(Listener::new(Arc::new(Refuses), config, shutdown, Arc::new(NetStats::new())));
+        let shared = Arc::new(Listener::new(Arc::new(Refuses), config, shutdown, Arc::new(NetStats::new()), None));
         let upgraded = Upgraded { stream, conn: Connection::server(config.protocol, None), buf: BytesMut::new(), handler: RoomSized([0; 7]) };
         let task = upgraded.drive(Alive::new(&shared));
         let size = std::mem::size_of_val(&task);

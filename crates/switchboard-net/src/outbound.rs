@@ -56,8 +56,15 @@ struct Queue {
     due: bool,
     /// The server is stopping.
     stopping: bool,
+    /// The listener's sweep asks whether the connection is idle (set by
+    /// the sweep, taken by the connection).
+    idle_check: bool,
+    /// The connection is parked (see `park`): its waker resumes it, and
+    /// idle checks leave it alone.
+    parked: bool,
     rare: Option<Box<Rare>>,
-    /// The connection's task while it waits.
+    /// The connection's task while it waits, or what resumes it while it
+    /// is parked.
     waker: Option<Waker>,
 }
 
@@ -108,6 +115,7 @@ pub(crate) struct Taken {
     pub(crate) overflowed: bool,
     pub(crate) due: bool,
     pub(crate) stopping: bool,
+    pub(crate) idle_check: bool,
 }
 
 impl Outbound {
@@ -175,17 +183,19 @@ impl Outbound {
     }
 
     /// Ready when there is something to take: a close request, a cut-off,
-    /// a due deadline, the server stopping, or frames if `frames`. Otherwise the task's waker is kept and woken by
+    /// a due deadline, the server stopping, an idle check, or frames if
+    /// `frames`. Otherwise the task's waker is kept and woken by
     /// the next of these.
     pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool) -> Poll<()> {
         let mut q = self.lock();
         let close = q.rare.as_ref().is_some_and(|rare| rare.close.is_some());
-        if close || q.overflowed || q.due || q.stopping || (frames && !q.frames.is_empty()) {
+        if close || q.overflowed || q.due || q.stopping || q.idle_check || (frames && !q.frames.is_empty()) {
             return Poll::Ready(());
         }
         if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             q.waker = Some(cx.waker().clone());
         }
+        q.parked = false;
         Poll::Pending
     }
 
@@ -216,6 +226,31 @@ impl Outbound {
             overflowed: std::mem::take(&mut q.overflowed),
             due: std::mem::take(&mut q.due),
             stopping: std::mem::take(&mut q.stopping),
+            idle_check: std::mem::take(&mut q.idle_check),
+        }
+    }
+
+    /// The connection parks: `waker` resumes it on the next news (the
+    /// same news that wakes a waiting task). False, with nothing changed,
+    /// if there already is news: the connection carries on instead.
+    pub(crate) fn park(&self, waker: Waker) -> bool {
+        let mut q = self.lock();
+        let close = q.rare.as_ref().is_some_and(|rare| rare.close.is_some());
+        if close || q.overflowed || q.due || q.stopping || !q.frames.is_empty() {
+            return false;
+        }
+        q.parked = true;
+        q.waker = Some(waker);
+        true
+    }
+
+    /// Called by the sweep: asks a waiting connection whether it has been
+    /// idle (a parked one has, and is left alone).
+    pub(crate) fn check_idle(&self) {
+        let mut q = self.lock();
+        if !q.parked {
+            q.idle_check = true;
+            wake(q);
         }
     }
 

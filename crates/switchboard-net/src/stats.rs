@@ -50,6 +50,8 @@ pub struct NetStats {
     messages_in: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    parked: AtomicU64,
+    unparked: AtomicU64,
     closed_by_code: [AtomicU64; CLOSE_CODE_SLOTS],
 }
 
@@ -148,6 +150,11 @@ pub struct NetSnapshot {
     pub bytes_in: u64,
     /// Bytes written to WebSocket connections after their handshake.
     pub bytes_out: u64,
+    /// Open connections parked now: idle, without a task of their own
+    /// (`NetConfig::park_after`).
+    pub connections_parked: u64,
+    /// Times a parked connection was resumed since the listener started.
+    pub resumed: u64,
     /// Connections ended, by close code; see [`NetSnapshot::closed_by_code`].
     closed_by_code: [u64; CLOSE_CODE_SLOTS],
 }
@@ -199,7 +206,10 @@ impl NetStats {
         let (clean, abnormal, protocol_error, slow_consumer, timeout) =
             (get(&self.closed_clean), get(&self.closed_abnormal), get(&self.closed_protocol_error), get(&self.closed_slow_consumer), get(&self.closed_timeout));
         let opened = get(&self.opened);
+        let unparked = get(&self.unparked);
+        let parked = get(&self.parked).saturating_sub(unparked);
         NetSnapshot {
+            connections_parked: parked,
             connections_opened: opened,
             connections_open: opened.saturating_sub(clean + abnormal + protocol_error + slow_consumer + timeout),
             closed_clean: clean,
@@ -215,6 +225,8 @@ impl NetStats {
             messages_in: get(&self.messages_in),
             bytes_in: get(&self.bytes_in),
             bytes_out: get(&self.bytes_out),
+            // Resumptions before parks, as closes before opens.
+            resumed: unparked,
             closed_by_code: std::array::from_fn(|slot| get(&self.closed_by_code[slot])),
         }
     }
@@ -252,6 +264,16 @@ impl NetStats {
             },
             1,
         );
+    }
+
+    /// A connection parked.
+    pub(crate) fn record_parked(&self) {
+        add(&self.parked, 1);
+    }
+
+    /// A parked connection resumed.
+    pub(crate) fn record_unparked(&self) {
+        add(&self.unparked, 1);
     }
 
     /// One read: its bytes.

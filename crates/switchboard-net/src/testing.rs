@@ -141,7 +141,7 @@ impl Server {
     pub(crate) fn start(config: NetConfig) -> Server {
         let log = Log::default();
         let (stop, shutdown) = Shutdown::new();
-        let listener = Arc::new(Listener::new(Arc::new(TestService(log.clone())), config, shutdown, Arc::new(NetStats::new())));
+        let listener = Arc::new(Listener::new(Arc::new(TestService(log.clone())), config, shutdown, Arc::new(NetStats::new()), None));
         let sweeper = listener.clone();
         let sweep = tokio::spawn(async move { sweeper.common.timers.run().await });
         Server { listener, log, stop, sweep }
@@ -193,6 +193,54 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.sweep.abort();
+    }
+}
+
+/// A real listener on a loopback port, serving the test service with
+/// [`serve`](crate::serve): what parking needs (plain TCP sockets and the
+/// listener's own lot), on tokio's real clock.
+pub(crate) struct Listening {
+    addr: SocketAddr,
+    log: Log,
+    stats: Arc<NetStats>,
+    stop: watch::Sender<bool>,
+    served: JoinHandle<()>,
+}
+
+impl Listening {
+    pub(crate) async fn start(config: NetConfig) -> Listening {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Log::default();
+        let stats = Arc::new(NetStats::new());
+        let (stop, shutdown) = Shutdown::new();
+        let served = tokio::spawn(crate::serve(listener, Arc::new(TestService(log.clone())), config, shutdown, stats.clone()));
+        Listening { addr, log, stats, stop, served }
+    }
+
+    /// A new connection to `path`, past its handshake.
+    pub(crate) async fn connect(&self, path: &str) -> Peer<tokio::net::TcpStream> {
+        Peer::handshake(tokio::net::TcpStream::connect(self.addr).await.unwrap(), path).await
+    }
+
+    pub(crate) fn stats(&self) -> NetSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Every handler call so far, in order.
+    pub(crate) fn calls(&self) -> Vec<Call> {
+        lock(&self.log).calls.clone()
+    }
+
+    /// The outbound queue of the last connection opened, as a room holds it.
+    pub(crate) fn outbound(&self) -> Arc<Outbound> {
+        lock(&self.log).outbound.clone().expect("a connection was opened")
+    }
+
+    /// Asks the server to stop, and waits until `serve` returned.
+    pub(crate) async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(PATIENCE, self.served).await.expect("serve returns").unwrap();
     }
 }
 

@@ -17,7 +17,9 @@
 //! ([`NetConfig::timer_tick`](crate::NetConfig)); with the defaults a ping
 //! goes out 30-31 s after the last frame from the peer.
 //!
-//! The same list tells every connection when the server stops.
+//! The same list tells every connection when the server stops, and asks
+//! each one whether it is idle once per `NetConfig::park_after` where
+//! connections park (see `park`).
 
 use std::num::NonZeroU64;
 use std::ops::Add;
@@ -58,6 +60,8 @@ impl Add<Duration> for Ms {
 /// checked.
 pub(crate) struct Timers {
     tick: Duration,
+    /// Ticks between idle checks; none where connections do not park.
+    idle_check_ticks: Option<u64>,
     /// Where the listener's clock starts. tokio's clock, so that tests
     /// with a paused clock control it.
     epoch: Instant,
@@ -67,8 +71,11 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub(crate) fn new(tick: Duration) -> Timers {
-        Timers { tick, epoch: Instant::now(), conns: Mutex::new(Vec::new()) }
+    /// Timers swept every `tick`, asking every connection whether it is
+    /// idle every `idle_check` (rounded to whole ticks) if given.
+    pub(crate) fn new(tick: Duration, idle_check: Option<Duration>) -> Timers {
+        let idle_check_ticks = idle_check.map(|every| (every.as_millis() / tick.as_millis().max(1)).max(1) as u64);
+        Timers { tick, idle_check_ticks, epoch: Instant::now(), conns: Mutex::new(Vec::new()) }
     }
 
     /// The time on the listener's clock.
@@ -90,12 +97,17 @@ impl Timers {
         }
     }
 
-    /// Wakes every connection whose deadline has passed, forgets ended ones.
-    pub(crate) fn sweep(&self) {
+    /// Wakes every connection whose deadline has passed (and, if
+    /// `check_idle`, every one that is not parked, for an idle check),
+    /// forgets ended ones.
+    pub(crate) fn sweep(&self, check_idle: bool) {
         let now = self.now().get();
         self.lock().retain(|conn| match conn.upgrade() {
             Some(outbound) => {
                 outbound.fire_if_due(now);
+                if check_idle {
+                    outbound.check_idle();
+                }
                 true
             }
             None => false,
@@ -113,9 +125,11 @@ impl Timers {
     pub(crate) async fn run(&self) {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         loop {
             ticker.tick().await;
-            self.sweep();
+            ticks += 1;
+            self.sweep(self.idle_check_ticks.is_some_and(|every| ticks % every == 0));
         }
     }
 }
@@ -126,29 +140,29 @@ mod tests {
 
     #[test]
     fn a_deadline_fires_once_when_passed_and_not_before() {
-        let timers = Timers::new(Duration::from_secs(1));
+        let timers = Timers::new(Duration::from_secs(1), None);
         let (_stop, shutdown) = Shutdown::new();
         let outbound = Arc::new(Outbound::new(100));
         timers.register(&outbound, &shutdown);
         let now = timers.now().get();
         outbound.set_deadline(now + 60_000);
-        timers.sweep();
+        timers.sweep(false);
         assert!(!outbound.take(true).due, "not before the deadline");
         outbound.set_deadline(now);
-        timers.sweep();
+        timers.sweep(false);
         assert!(outbound.take(true).due);
-        timers.sweep();
+        timers.sweep(false);
         assert!(!outbound.take(true).due, "once");
     }
 
     #[test]
     fn ended_connections_leave_the_list_and_stopping_reaches_the_rest() {
-        let timers = Timers::new(Duration::from_secs(1));
+        let timers = Timers::new(Duration::from_secs(1), None);
         let (stop, shutdown) = Shutdown::new();
         let open = Arc::new(Outbound::new(100));
         timers.register(&open, &shutdown);
         timers.register(&Arc::new(Outbound::new(100)), &shutdown);
-        timers.sweep();
+        timers.sweep(false);
         assert_eq!(timers.lock().len(), 1);
         stop.send(true).unwrap();
         timers.stop_all();

@@ -130,6 +130,8 @@ impl Collector for Live {
         let net = self.net.snapshot();
         gauge(&mut encoder, "switchboard_connections_open", "WebSocket connections open now", net.connections_open)?;
         counter(&mut encoder, "switchboard_connections_opened", "WebSocket connections whose handshake completed", net.connections_opened)?;
+        gauge(&mut encoder, "switchboard_connections_parked", "Idle WebSocket connections parked now, without a task of their own", net.connections_parked)?;
+        counter(&mut encoder, "switchboard_connections_resumed", "Times a parked WebSocket connection was resumed", net.resumed)?;
         let outcomes = [
             ("clean", net.closed_clean),
             ("abnormal", net.closed_abnormal),
