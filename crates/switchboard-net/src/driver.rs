@@ -216,6 +216,8 @@ where
             // 6. Park (an idle plain TCP connection with nothing in flight:
             //    see `park`), or wait at the top of the loop.
             if link.may_park(&parts) {
+                // An emptied read buffer is the thread's again, not parked.
+                release(&mut parts.buf, link.config().read_chunk);
                 match park(link, parts) {
                     Parking::Parked => return,
                     Parking::Refused(refused_link, refused_parts) => {
@@ -414,8 +416,9 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
 
     /// Whether the connection parks now instead of waiting: it is idle,
     /// parking is on (the listener has a lot), it runs over plain TCP, and
-    /// nothing is in flight (no bytes read or to write, no message half
-    /// read, no closing handshake).
+    /// nothing is in flight (no bytes read and not consumed or to write,
+    /// no message half read, no closing handshake). Its emptied read
+    /// buffer is then released.
     fn may_park<H>(&self, parts: &Parts<H>) -> bool {
         self.idle
             && self.common.lot.is_some()

@@ -138,6 +138,11 @@ struct ServeArgs {
     /// [default: 10s].
     #[arg(long, env = "SWITCHBOARD_PONG_TIMEOUT", value_parser = duration::parse_duration)]
     pong_timeout: Option<Duration>,
+    /// Park a plain (non-TLS) connection after this long without a message
+    /// either way, freeing its task until its next news; 0s never parks
+    /// [default: 10s].
+    #[arg(long, env = "SWITCHBOARD_PARK_AFTER", value_parser = duration::parse_duration_or_zero)]
+    park_after: Option<Duration>,
     /// Directory of the room database (SQLite, `switchboard.db`)
     /// [default: ./data].
     #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
@@ -288,6 +293,7 @@ impl ServeArgs {
         }
         set(&mut s.connections.ping_interval, &self.ping_interval);
         set(&mut s.connections.pong_timeout, &self.pong_timeout);
+        set(&mut s.connections.park_after, &self.park_after);
         if let Some(dir) = &self.data_dir {
             // Naming a directory means storing there, whatever the file says.
             s.data_dir = dir.clone();

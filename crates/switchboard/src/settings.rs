@@ -134,11 +134,16 @@ pub struct Connections {
     /// Drop a pinged connection that stays silent this long.
     #[serde(with = "duration::text")]
     pub pong_timeout: Duration,
+    /// Park a plain connection after this long without a message either
+    /// way (its task and reactor registration are freed until its next
+    /// news); 0 never parks.
+    #[serde(with = "duration::text_or_zero")]
+    pub park_after: Duration,
 }
 
 impl Default for Connections {
     fn default() -> Connections {
-        Connections { ping_interval: Duration::from_secs(30), pong_timeout: Duration::from_secs(10) }
+        Connections { ping_interval: Duration::from_secs(30), pong_timeout: Duration::from_secs(10), park_after: Duration::from_secs(10) }
     }
 }
 
@@ -308,6 +313,7 @@ impl Settings {
         let mut config = ServerConfig { data_dir: (!self.memory).then(|| self.data_dir.clone()), ..ServerConfig::default() };
         config.net.ping_interval = self.connections.ping_interval;
         config.net.pong_timeout = self.connections.pong_timeout;
+        config.net.park_after = Some(self.connections.park_after).filter(|after| !after.is_zero());
         config.rooms.hibernate_after = self.hibernate_after;
         let chat = &self.kinds.chat;
         config.apps.chat =
