@@ -422,7 +422,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     fn may_park<H>(&self, parts: &Parts<H>) -> bool {
         self.idle
             && self.common.lot.is_some()
-            && parked::is_tcp::<S>()
+            && crate::park::can_park::<S>()
             && !self.blocked
             && parts.conn.state() == State::Open
             && !parts.conn.wants_write()

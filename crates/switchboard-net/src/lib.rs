@@ -4,8 +4,8 @@
 //! This crate owns everything that touches a socket: read buffers, the
 //! outbound queue and its flushing, timers (the handshake's; and the
 //! engine's heartbeat and close deadlines, woken by one sweep per listener,
-//! not a timer per connection),
-//! graceful shutdown, and the counters a metrics exporter reads
+//! not a timer per connection), idle connections parked without a task
+//! (`park`), graceful shutdown, and the counters a metrics exporter reads
 //! ([`NetStats`]). It parses no frame itself (that is `switchboard-proto`)
 //! and knows nothing of rooms or HTTP routes: a [`Service`] decides what an
 //! upgrade request is connected to and serves every other HTTP request, and

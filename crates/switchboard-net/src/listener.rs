@@ -28,7 +28,7 @@ use crate::driver::drive;
 use crate::handler::Handler;
 use crate::io::{ByteStream, PrefixedIo};
 use crate::nodelay::NoDelay;
-use crate::park::Lot;
+use crate::park::{can_park, Lot};
 use crate::service::{Service, UpgradeInfo};
 use crate::stats::{HandshakeFailure, NetStats};
 use crate::timers::Timers;
@@ -163,7 +163,9 @@ pub async fn serve_with<Svc: Service, T: Transport>(
     mut shutdown: Shutdown,
     stats: Arc<NetStats>,
 ) {
-    let (lot, _lot_watch) = match config.park_after.map(|_| Lot::start()) {
+    // Connections over TLS do not park, so their listener needs no lot.
+    let parks = config.park_after.is_some() && can_park::<T::Stream>();
+    let (lot, _lot_watch) = match parks.then(Lot::start) {
         Some(Ok((lot, watch))) => (Some(lot), Some(AbortOnDrop(tokio::spawn(watch)))),
         Some(Err(e)) => {
             warn!(error = %e, "no parking lot for idle connections: they keep their tasks");

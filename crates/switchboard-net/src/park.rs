@@ -21,6 +21,7 @@
 //! connection. Readiness that came before the registration is not lost:
 //! registering a socket that has bytes to read reports it at once.
 
+use std::any::TypeId;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, Weak};
@@ -35,6 +36,12 @@ use tokio::runtime::Handle;
 use tracing::warn;
 
 use crate::outbound::Outbound;
+
+/// Whether connections over `S` can park: plain TCP only (a TLS session's
+/// state would have to come along, and its socket is not the stream).
+pub(crate) fn can_park<S: 'static>() -> bool {
+    TypeId::of::<S>() == TypeId::of::<tokio::net::TcpStream>()
+}
 
 /// A parked connection, as the lot holds it.
 pub(crate) trait Resume: Send {

@@ -1,7 +1,7 @@
 //! A connection's side of parking (the lot is `crate::park`): what it
 //! hands over when it parks, and how it comes back.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::future::Future;
 use std::ops::Deref;
 use std::os::fd::{AsRawFd, RawFd};
@@ -33,11 +33,6 @@ struct Parked<H, C: Deref<Target = Common>> {
     stream: std::net::TcpStream,
     kept: Kept<C>,
     parts: Box<Parts<H>>,
-}
-
-/// Whether `S` is tokio's `TcpStream`, the one stream that parks.
-pub(super) fn is_tcp<S: 'static>() -> bool {
-    TypeId::of::<S>() == TypeId::of::<TcpStream>()
 }
 
 /// Hands the connection to the listener's lot.
