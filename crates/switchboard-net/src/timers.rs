@@ -129,7 +129,7 @@ impl Timers {
         loop {
             ticker.tick().await;
             ticks += 1;
-            self.sweep(self.idle_check_ticks.is_some_and(|every| ticks % every == 0));
+            self.sweep(self.idle_check_ticks.is_some_and(|every| ticks.is_multiple_of(every)));
         }
     }
 }
