@@ -73,10 +73,11 @@ struct Slot {
     conn: Box<dyn Resume>,
 }
 
-/// Wakes one parked connection: the waker its outbound queue keeps.
+/// Wakes one parked connection: the waker its outbound queue keeps. Two
+/// words, so that with the `Arc`'s counts it takes a 32-byte block.
 struct Unpark {
     lot: Weak<Lot>,
-    key: usize,
+    key: u32,
     generation: u32,
 }
 
@@ -87,7 +88,7 @@ impl Wake for Unpark {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if let Some(lot) = self.lot.upgrade() {
-            lot.resume(self.key, Some(self.generation));
+            lot.resume(self.key as usize, Some(self.generation));
         }
     }
 }
@@ -124,8 +125,12 @@ impl Lot {
         let generation = slots.next_generation;
         slots.next_generation = generation.wrapping_add(1);
         let key = slots.parked.insert(Slot { generation, conn });
-        let waker = Waker::from(Arc::new(Unpark { lot: Arc::downgrade(self), key, generation }));
-        let watched = outbound.park(waker) && self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE).is_ok();
+        // More than 4 billion parked connections would not fit a `u32` key:
+        // such a one is resumed at once.
+        let watched = u32::try_from(key).is_ok_and(|short| {
+            let waker = Waker::from(Arc::new(Unpark { lot: Arc::downgrade(self), key: short, generation }));
+            outbound.park(waker) && self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE).is_ok()
+        });
         if !watched {
             let slot = slots.parked.remove(key);
             drop(slots);

@@ -107,3 +107,9 @@ async fn without_park_after_connections_keep_their_tasks() {
     assert_eq!(server.stats().resumed, 0);
     server.stop().await;
 }
+
+#[test]
+fn the_waker_of_a_parked_connection_fits_a_32_byte_block() {
+    // With the `Arc`'s two counts; one per parked connection.
+    assert!(std::mem::size_of::<super::Unpark>() <= 16, "Unpark is {} bytes", std::mem::size_of::<super::Unpark>());
+}
