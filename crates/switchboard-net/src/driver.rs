@@ -47,6 +47,12 @@
 //! wakes it once per timer tick (see `NetConfig::timer_tick`) when it has
 //! passed, and then calls `handle_timeout`.
 //!
+//! Parking: a plain TCP connection that the listener's idle checks find
+//! without messages (see `NetConfig::park_after`) does not wait at the end
+//! of its pass but parks (`parked`, the lot in `park`): its task ends and
+//! what it held goes to the lot until something would have woken it; the
+//! same loop then resumes it in a new task, starting with that wait.
+//!
 //! Counting: each read adds its bytes and the number of messages it carried
 //! to the listener's [`NetStats`](crate::NetStats), each write its bytes;
 //! the connection's outcome is counted when its task ends.

@@ -78,6 +78,13 @@ impl Queue {
     fn rare(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
     }
+
+    /// Whether there is something for the connection: a close request, a
+    /// cut-off, a due deadline, the server stopping, or frames if `frames`.
+    fn has_news(&self, frames: bool) -> bool {
+        let close = self.rare.as_ref().is_some_and(|rare| rare.close.is_some());
+        close || self.overflowed || self.due || self.stopping || (frames && !self.frames.is_empty())
+    }
 }
 
 /// Queued frames, in wire order.
@@ -188,8 +195,7 @@ impl Outbound {
     /// the next of these.
     pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool) -> Poll<()> {
         let mut q = self.lock();
-        let close = q.rare.as_ref().is_some_and(|rare| rare.close.is_some());
-        if close || q.overflowed || q.due || q.stopping || q.idle_check || (frames && !q.frames.is_empty()) {
+        if q.has_news(frames) || q.idle_check {
             return Poll::Ready(());
         }
         if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -231,14 +237,15 @@ impl Outbound {
     }
 
     /// The connection parks: `waker` resumes it on the next news (the
-    /// same news that wakes a waiting task). False, with nothing changed,
-    /// if there already is news: the connection carries on instead.
+    /// same news that wakes a waiting task; an idle check it no longer
+    /// needs). False, with nothing changed, if there already is news: the
+    /// connection carries on instead.
     pub(crate) fn park(&self, waker: Waker) -> bool {
         let mut q = self.lock();
-        let close = q.rare.as_ref().is_some_and(|rare| rare.close.is_some());
-        if close || q.overflowed || q.due || q.stopping || !q.frames.is_empty() {
+        if q.has_news(true) {
             return false;
         }
+        q.idle_check = false;
         q.parked = true;
         q.waker = Some(waker);
         true
@@ -367,6 +374,32 @@ mod tests {
     fn the_shared_part_of_a_connection_fits_a_96_byte_block() {
         // With the Arc's two counters; one per open connection.
         assert!(std::mem::size_of::<Outbound>() <= 80, "Outbound is {} bytes", std::mem::size_of::<Outbound>());
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_parked_connection_is_resumed_by_news_and_left_out_of_idle_checks() {
+        let out = Outbound::new(1000);
+        let resumer = std::sync::Arc::new(Counted::default());
+        assert!(out.park(Waker::from(resumer.clone())));
+        out.check_idle();
+        assert_eq!(resumer.0.load(Ordering::Relaxed), 0, "an idle check does not resume it");
+        out.push(&frame(3));
+        assert_eq!(resumer.0.load(Ordering::Relaxed), 1, "a frame does");
+        assert!(!out.park(Waker::from(resumer.clone())), "no parking while a frame waits");
+        assert_eq!(out.take(true).frames.len(), 1);
+        assert!(out.park(Waker::from(resumer.clone())));
+        out.close(1000, "bye");
+        assert_eq!(resumer.0.load(Ordering::Relaxed), 2, "a close request does");
     }
 
     #[test]
