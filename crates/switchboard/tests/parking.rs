@@ -107,3 +107,35 @@ async fn a_parked_connection_answers_its_heartbeat_and_hears_a_drain() {
         other => panic!("expected a 1001 close, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn one_broadcast_resumes_every_parked_member() {
+    const MEMBERS: usize = 200;
+    let server = ServerProcess::start_with(&["--memory", "--park-after", "300ms"]);
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws("/rooms/broadcast/many")).await.unwrap();
+        members.push(ws);
+    }
+    until_parked(&server, MEMBERS as f64).await;
+
+    let (mut speaker, _) = tokio_tungstenite::connect_async(server.ws("/rooms/broadcast/many")).await.unwrap();
+    speaker.send(Message::text("wake up")).await.unwrap();
+    // Each member reads past the room's counts to the message.
+    let heard = members.into_iter().map(|mut ws| {
+        tokio::spawn(async move {
+            loop {
+                let message = ws.next().await.expect("open").expect("a message");
+                if message == Message::text("wake up") {
+                    return;
+                }
+            }
+        })
+    });
+    let all = futures_util::future::join_all(heard);
+    for member in tokio::time::timeout(Duration::from_secs(20), all).await.expect("every member heard it within 20 s") {
+        member.unwrap();
+    }
+    let (_, resumed) = parking(&server).await;
+    assert!(resumed >= MEMBERS as f64, "{resumed} resumptions for {MEMBERS} parked members");
+}
