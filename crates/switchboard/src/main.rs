@@ -21,7 +21,8 @@ mod sighup;
 /// buffers all the time, and glibc's malloc hands freed pages back to the
 /// kernel only to fault them in again (a large share of the server's time
 /// echoing large messages went to page faults; see docs/benchmarks.md).
-/// The `system-allocator` feature keeps glibc's, so that heap profilers
+/// Its 2.x series (see Cargo.toml for why not 3.x). The `system-allocator`
+/// feature keeps glibc's, so that heap profilers
 /// (heaptrack, valgrind's dhat) see each allocation.
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
