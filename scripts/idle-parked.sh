@@ -17,11 +17,12 @@
 #   run under `ulimit -n 20000` or more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 BIN=${1:-target/release/switchboard}
 PER_WAVE=${2:-9000}
 LOADGEN=target/release/switchboard-loadgen
-PORT=${PORT:-18471}
 PARK_AFTER=${PARK_AFTER:-5s}
 # Long enough for a wave to open and park (between one and two intervals).
 HOLD=${HOLD:-18}
@@ -35,7 +36,7 @@ fi
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
+metric() { curl -s "http://$ADDR/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
 
 # Waits (at most 120 s) until the server has $1 connections open.
 until_open() {
@@ -50,23 +51,18 @@ until_open() {
 one_run() {
     local park_after=$1 log_dir
     log_dir=$(mktemp -d)
-    "$BIN" serve --listen "127.0.0.1:$PORT" --memory --park-after "$park_after" --ping-interval 300s \
-        > "$log_dir/server.log" 2>&1 &
-    local server=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1 && break
-        sleep 0.1
-    done
+    SWITCHBOARD_BIN=$BIN start_server "$log_dir/server.out" --memory --park-after "$park_after" --ping-interval 300s
+    local server=$SERVER_PID
     local base after_a after_b parked
     base=$(rss_kib "$server")
     # Each wave holds its connections past the last reading.
-    timeout $((3 * HOLD + 200)) "$LOADGEN" idle --url "ws://127.0.0.1:$PORT/rooms/echo/wave-a" --server-pid "$server" \
+    timeout $((3 * HOLD + 200)) "$LOADGEN" idle --url "ws://$ADDR/rooms/echo/wave-a" --server-pid "$server" \
         --connections "$PER_WAVE" --rooms 100 --hibernate-wait $((2 * HOLD + 60)) > "$log_dir/a.log" 2>&1 &
     local wave_a=$!
     until_open "$PER_WAVE"
     sleep "$HOLD"
     after_a=$(rss_kib "$server")
-    timeout $((HOLD + 200)) "$LOADGEN" idle --url "ws://127.0.0.1:$PORT/rooms/echo/wave-b" --server-pid "$server" \
+    timeout $((HOLD + 200)) "$LOADGEN" idle --url "ws://$ADDR/rooms/echo/wave-b" --server-pid "$server" \
         --connections "$PER_WAVE" --rooms 100 --hibernate-wait $((HOLD + 30)) > "$log_dir/b.log" 2>&1 &
     local wave_b=$!
     until_open $((2 * PER_WAVE))
@@ -75,8 +71,7 @@ one_run() {
     parked=$(metric switchboard_connections_parked)
     kill "$wave_a" "$wave_b" 2>/dev/null || true
     wait "$wave_a" "$wave_b" 2>/dev/null || true
-    kill "$server"
-    wait "$server" 2>/dev/null || true
+    stop_server
     printf '%-12s first wave %5d B/conn   second wave %5d B/conn   (parked at the end: %s of %d)\n' \
         "$park_after" $(((after_a - base) * 1024 / PER_WAVE)) $(((after_b - after_a) * 1024 / PER_WAVE)) "${parked:-?}" $((2 * PER_WAVE))
     rm -rf "$log_dir"

@@ -3,8 +3,9 @@
 
 # start_server OUT_FILE [STORAGE...]: starts `switchboard serve` on a free
 # loopback port with in-memory storage (or the STORAGE options given, e.g.
-# `--data-dir DIR`) and no drain on SIGTERM, its stdout in OUT_FILE (stderr
-# in OUT_FILE.log).
+# `--data-dir DIR`, with any other serve options) and no drain on SIGTERM,
+# its stdout in OUT_FILE (stderr in OUT_FILE.log). SWITCHBOARD_BIN names
+# another binary than target/release/switchboard.
 # Sets SERVER_PID and ADDR (host:port) from the first `http://HOST:PORT` (or
 # bare `127.0.0.1:PORT`) the server prints; fails if the server exits or no
 # address appears within 10 s.
@@ -14,7 +15,7 @@ start_server() {
   local storage=("$@")
   [ ${#storage[@]} -gt 0 ] || storage=(--memory)
   # No drain: SIGTERM stops it at once (docs/operations.md).
-  target/release/switchboard serve --listen 127.0.0.1:0 "${storage[@]}" --drain-grace 0s --drain-timeout 0s > "$out" 2> "$out.log" &
+  "${SWITCHBOARD_BIN:-target/release/switchboard}" serve --listen 127.0.0.1:0 "${storage[@]}" --drain-grace 0s --drain-timeout 0s > "$out" 2> "$out.log" &
   SERVER_PID=$!
   ADDR=""
   for _ in $(seq 1 100); do
