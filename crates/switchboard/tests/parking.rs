@@ -32,17 +32,22 @@ async fn parking(server: &ServerProcess) -> (f64, f64) {
     (value("switchboard_connections_parked{}"), value("switchboard_connections_resumed_total{}"))
 }
 
-/// Waits (at most 10 s) until `parked` connections are parked; returns the
-/// resumptions so far.
-async fn until_parked(server: &ServerProcess, parked: f64) -> f64 {
+/// Waits (at most 10 s) until the parked gauge and the resumptions so far
+/// satisfy `done`; returns the resumptions.
+async fn until(server: &ServerProcess, what: &str, done: impl Fn(f64, f64) -> bool) -> f64 {
     for _ in 0..100 {
-        let (now, resumed) = parking(server).await;
-        if now == parked {
+        let (parked, resumed) = parking(server).await;
+        if done(parked, resumed) {
             return resumed;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{parked} connections not parked within 10 s: {:?}", parking(server).await);
+    panic!("not within 10 s: {what}: {:?} (parked, resumed)", parking(server).await);
+}
+
+/// Waits until `parked` connections are parked; returns the resumptions so far.
+async fn until_parked(server: &ServerProcess, parked: f64) -> f64 {
+    until(server, &format!("{parked} connections parked"), |now, _| now == parked).await
 }
 
 async fn chatter(server: &ServerProcess, room: &str) -> Client {
@@ -90,15 +95,7 @@ async fn a_parked_connection_answers_its_heartbeat_and_hears_a_drain() {
     let ping = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a ping within 10 s").unwrap().unwrap();
     assert!(ping.is_ping(), "{ping:?}");
     ws.flush().await.unwrap();
-    for _ in 0..100 {
-        let (parked, now) = parking(&server).await;
-        if parked == 1.0 && now > resumed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (parked, now) = parking(&server).await;
-    assert!(parked == 1.0 && now > resumed, "parked again after the heartbeat: {parked} parked, {resumed} then {now} resumed");
+    until(&server, "parked again after the heartbeat", |parked, now| parked == 1.0 && now > resumed).await;
 
     server.send_sigterm();
     let close = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a close within 10 s").unwrap().unwrap();
