@@ -20,6 +20,7 @@ mod cluster;
 mod conn_handler;
 mod drain;
 mod edge;
+mod event_loops;
 mod framing;
 mod geo;
 mod http;
@@ -104,12 +105,20 @@ pub struct ServerConfig {
     /// Cluster mode: join these NATS servers and share the rooms with the
     /// other nodes (docs/cluster.md); `None`: a single node.
     pub cluster: Option<ClusterConfig>,
+    /// Event loops serving the listeners: with more than one, each loop
+    /// beyond the first is a thread with a current-thread runtime and
+    /// sockets of its own on the same addresses (`SO_REUSEPORT`), and a
+    /// connection stays on the loop that accepted it. 0 or 1: the
+    /// listeners are served on the caller's runtime only.
+    pub event_loops: usize,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
     tls: Option<TlsListener>,
+    /// The sockets of the event loops beyond the first.
+    more_loops: Vec<event_loops::LoopSockets>,
     config: ServerConfig,
     store: Arc<dyn Store>,
     kinds: kinds::Kinds,
@@ -137,9 +146,15 @@ pub struct InvalidKindName(pub String);
 /// `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A listening socket on `addr`; `shared` lets the sockets of the other
+/// event loops bind the same address (the kernel only lets processes of
+/// the same user share it).
+fn listen(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    if shared {
+        socket.set_reuseport(true)?;
+    }
     // Accepted sockets inherit it (on Linux), which saves each connection a
     // system call (see switchboard-net's `nodelay`).
     socket.set_nodelay(true)?;
@@ -196,11 +211,13 @@ impl Server {
             None => None,
             Some(files) => {
                 let (transport, reloader) = tls::setup(files).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                let listener = listen(files.listen).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", files.listen)))?;
+                let listener = listen(files.listen, config.event_loops > 1)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", files.listen)))?;
                 Some(TlsListener { listener, transport, reloader })
             }
         };
-        let listener = listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let listener = listen(addr, config.event_loops > 1).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let more_loops = event_loops::bind_more(config.event_loops, &listener, tls.as_ref().map(|tls| &tls.listener))?;
         let mut kinds = kinds::built_in(&config.apps);
         let (accounts, links) = match &cluster {
             // In cluster mode every node sees the same accounts and links.
@@ -219,7 +236,7 @@ impl Server {
         let (accounts, links) = (Arc::new(accounts), Arc::new(links));
         let clicks = RoomKindSpec { factory: switchboard_apps::clicks::factory(links.clone()), subprotocols: vec!["json".into()] };
         kinds.insert(switchboard_apps::clicks::KIND.to_owned(), clicks);
-        Ok(Server { listener, tls, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, cluster })
+        Ok(Server { listener, tls, more_loops, config, store, kinds, origins, edge_stats: Arc::default(), accounts, links, cluster })
     }
 
     /// The edge's counters (connections, rooms, refusals by reason), for
@@ -347,15 +364,18 @@ impl Server {
         let control = drain::Control { requests, config: self.config.drain, readiness, net: net_stats.clone(), stop_accepting, shut_down };
         let control = tokio::spawn(control.run());
         let (accepting, running) = (switchboard_net::Shutdown::from(accepting), switchboard_net::Shutdown::from(running));
-        let listening = Listening { listener: self.listener, tls: self.tls, net: self.config.net, accepting, running, stats: net_stats };
-        match cluster {
+        let listening =
+            Listening { listener: self.listener, tls: self.tls, more_loops: self.more_loops, net: self.config.net, accepting, running, stats: net_stats };
+        let loops = match cluster {
             None => listening.serve(service::Served { edge, mode: service::Local }).await,
             Some(cluster) => listening.serve(service::Served { edge, mode: service::Clustered(cluster) }).await,
-        }
+        };
         control.abort();
         // The last redirects' clicks reach their rooms before the rooms settle.
         recorder.flush().await;
         registry.settle(SETTLE_LIMIT).await;
+        // Only now: rooms created on the other loops run on their runtimes.
+        loops.finish().await;
     }
 }
 
@@ -363,6 +383,7 @@ impl Server {
 struct Listening {
     listener: TcpListener,
     tls: Option<TlsListener>,
+    more_loops: Vec<event_loops::LoopSockets>,
     net: switchboard_net::NetConfig,
     accepting: switchboard_net::Shutdown,
     running: switchboard_net::Shutdown,
@@ -370,19 +391,26 @@ struct Listening {
 }
 
 impl Listening {
-    /// Serves both listeners with one service (of the server's mode).
-    async fn serve<Svc: switchboard_net::Service>(self, service: Svc) {
-        let Listening { listener, tls, net, accepting, running, stats } = self;
-        let service = Arc::new(service);
+    /// Serves both listeners with one service (of the server's mode), on
+    /// this runtime and on the other event loops, until every loop has
+    /// drained; the loops' runtimes are still up when it returns.
+    async fn serve<Svc: switchboard_net::Service>(self, service: Svc) -> event_loops::Loops {
+        let Listening { listener, tls, more_loops, net, accepting, running, stats } = self;
+        let serving = event_loops::Serving { service: Arc::new(service), tls: tls.as_ref().map(|tls| tls.transport.clone()), net, accepting, running, stats };
+        let mut loops = event_loops::Loops::start(more_loops, &serving);
+        let event_loops::Serving { service, net, accepting, running, stats, .. } = serving;
         let plain = switchboard_net::serve_draining(listener, service.clone(), net, accepting.clone(), running.clone(), stats.clone());
         match tls {
-            None => plain.await,
+            None => {
+                tokio::join!(plain, loops.drained());
+            }
             Some(TlsListener { listener, transport, reloader }) => {
                 let watcher = tokio::spawn(tls::watch_files(reloader));
                 let tls = switchboard_net::serve_with(listener, transport, service, net, accepting, running, stats);
-                tokio::join!(plain, tls);
+                tokio::join!(plain, tls, loops.drained());
                 watcher.abort();
             }
         }
+        loops
     }
 }

@@ -40,7 +40,7 @@ use switchboard_server::{ClusterConfig, IpNet, Server, ServerConfig, StopRequest
 use tokio::sync::watch;
 
 use crate::secret::Secret;
-use crate::settings::{parse_count, parse_network, parse_stun_url, parse_turn_ttl, parse_turn_url, LogFormat, Settings};
+use crate::settings::{parse_count, parse_network, parse_stun_url, parse_turn_ttl, parse_turn_url, LogFormat, Runtime, Settings};
 
 /// A self-hosted realtime server: WebSocket rooms as durable actors.
 #[derive(Parser)]
@@ -174,6 +174,15 @@ struct ServeArgs {
     /// and at start, for no measured speed-up (docs/benchmarks.md).
     #[arg(long, env = "SWITCHBOARD_HUGE_PAGES", num_args = 0..=1, default_missing_value = "true")]
     huge_pages: Option<bool>,
+    /// How threads serve connections: `event-loops` (each thread accepts
+    /// and serves its own connections) or `work-stealing` (one runtime
+    /// whose threads share all tasks) [default: event-loops].
+    #[arg(long, env = "SWITCHBOARD_RUNTIME", value_enum)]
+    runtime: Option<Runtime>,
+    /// Threads serving connections; 0: one per core the process may run
+    /// on [default: 0].
+    #[arg(long, env = "SWITCHBOARD_THREADS", value_parser = parse_count::<0, 1024, usize>)]
+    threads: Option<usize>,
     #[command(flatten)]
     auth: auth_args::AuthArgs,
     #[command(flatten)]
@@ -305,6 +314,8 @@ impl ServeArgs {
         set_list(&mut s.geo_dbs, &self.geo_dbs);
         set_list(&mut s.trusted_proxies, &self.trusted_proxies);
         set(&mut s.huge_pages, &self.huge_pages);
+        set(&mut s.runtime, &self.runtime);
+        set(&mut s.threads, &self.threads);
         set(&mut s.log_format, &self.ops.log_format);
         set(&mut s.drain.grace, &self.ops.drain_grace);
         set(&mut s.drain.timeout, &self.ops.drain_timeout);
@@ -404,7 +415,19 @@ fn run(settings: Settings) -> ExitCode {
 
     let ice = &config.apps.call.ice;
     tracing::info!(stun = ice.stun.len(), turn = ice.turn.len(), turn_ttl_s = ice.turn_ttl.as_secs(), max_peers = config.apps.call.max_peers, "call settings");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let threads = settings.thread_count();
+    tracing::info!(runtime = ?settings.runtime, threads, "threads serving connections");
+    // With event loops the main thread is the first loop; the server
+    // starts the others (switchboard-server's `event_loops`).
+    let mut runtime = match settings.runtime {
+        Runtime::EventLoops => tokio::runtime::Builder::new_current_thread(),
+        Runtime::WorkStealing => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");

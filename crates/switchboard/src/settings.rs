@@ -41,6 +41,10 @@ pub struct Settings {
     pub hibernate_after: Duration,
     /// Keep the kernel's transparent huge pages.
     pub huge_pages: bool,
+    /// How threads serve connections.
+    pub runtime: Runtime,
+    /// Threads serving connections; 0: one per core the process may use.
+    pub threads: usize,
     /// Log lines as text or JSON.
     pub log_format: LogFormat,
     /// MaxMind-format databases, first match wins.
@@ -78,6 +82,8 @@ impl Default for Settings {
             memory: false,
             hibernate_after: Duration::from_secs(10),
             huge_pages: false,
+            runtime: Runtime::EventLoops,
+            threads: 0,
             log_format: LogFormat::Text,
             geo_dbs: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -93,6 +99,18 @@ impl Default for Settings {
             cluster: Cluster::default(),
         }
     }
+}
+
+/// How threads serve connections (docs/architecture.md, "Event loops").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    /// One event loop per thread, each with listening sockets of its own;
+    /// a connection stays on the loop that accepted it.
+    EventLoops,
+    /// One tokio runtime whose worker threads share every task and steal
+    /// work from each other; the server accepts on its main thread.
+    WorkStealing,
 }
 
 /// How log lines are written.
@@ -305,12 +323,25 @@ impl Settings {
         }
     }
 
+    /// How many threads serve connections: `threads`, or one per core the
+    /// process may run on (its CPU affinity, e.g. `taskset`, included).
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads => threads,
+        }
+    }
+
     /// The server's configuration. Reads the files the settings name (the
     /// TURN secret, the geo databases); an error names the file and why,
     /// never a secret's content.
     pub fn server_config(&self) -> Result<ServerConfig, String> {
         self.validate()?;
         let mut config = ServerConfig { data_dir: (!self.memory).then(|| self.data_dir.clone()), ..ServerConfig::default() };
+        config.event_loops = match self.runtime {
+            Runtime::EventLoops => self.thread_count(),
+            Runtime::WorkStealing => 1,
+        };
         config.net.ping_interval = self.connections.ping_interval;
         config.net.pong_timeout = self.connections.pong_timeout;
         config.net.park_after = Some(self.connections.park_after).filter(|after| !after.is_zero());

@@ -1,0 +1,142 @@
+//! Event loops, the default runtime, against the real binary: the kernel
+//! spreads connections over every loop's thread, a room's members on
+//! different loops hear each other, and a SIGTERM closes the connections
+//! of every loop and keeps what rooms on every loop stored. The
+//! work-stealing runtime serves the same traffic.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ServerProcess;
+use switchboard_client::{Client, ClientError, Message};
+
+/// The server's threads whose name starts with `prefix`, by thread id,
+/// with their voluntary context switches (each a wait for the next event).
+fn threads(pid: u32, prefix: &str) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let switches = status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).map_or(0, |n| n.trim().parse().unwrap());
+        found.push((task.file_name().to_string_lossy().into_owned(), switches));
+    }
+    found.sort();
+    found
+}
+
+/// The loops beyond the main thread, once all `count` have started.
+fn loop_threads(pid: u32, count: usize) -> Vec<(String, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = threads(pid, "event-loop-");
+        if found.len() == count || Instant::now() > deadline {
+            assert_eq!(found.len(), count, "event loop threads");
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The text of the next message that is not the broadcast room's
+/// welcome or member count.
+async fn next_relayed(client: &mut Client) -> String {
+    loop {
+        let message = client.recv_message().await.unwrap();
+        let text = message.as_text().expect("text").to_owned();
+        if !text.starts_with("{\"type\":\"welcome\"") && !text.starts_with("{\"type\":\"count\"") {
+            return text;
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_spread_over_every_loop_and_a_room_spans_them() {
+    let server = ServerProcess::start_with(&["--memory", "--threads", "4"]);
+    let before = loop_threads(server.pid(), 3);
+
+    // 64 connections from as many ports: the kernel hashes each to one of
+    // four sockets, so every loop gets some (all but certainly: a loop is
+    // left out with probability (3/4)^64 each).
+    let mut clients = Vec::new();
+    for i in 0..64 {
+        clients.push(Client::connect(&server.ws(&format!("/rooms/echo/spread-{i}"))).await.unwrap());
+    }
+    for round in 0..20 {
+        for client in &mut clients {
+            client.send_text(&format!("round {round}")).await.unwrap();
+        }
+        for client in &mut clients {
+            assert_eq!(client.recv_message().await.unwrap(), Message::text(format!("round {round}")));
+        }
+    }
+    let after = loop_threads(server.pid(), 3);
+    for ((thread, was), (_, now)) in before.iter().zip(&after) {
+        assert!(now - was >= 20, "loop thread {thread} woke {} times for 20 rounds: it served no connection", now - was);
+    }
+
+    // One room whose members sit on every loop.
+    let mut members = Vec::new();
+    for _ in 0..32 {
+        members.push(Client::connect(&server.ws("/rooms/broadcast/across")).await.unwrap());
+    }
+    members[0].send_text("to everyone").await.unwrap();
+    for member in &mut members[1..] {
+        assert_eq!(next_relayed(member).await, "to everyone");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_loops_connections_and_keeps_their_rooms_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--data-dir", dir.path().to_str().unwrap(), "--threads", "4"];
+    let mut server = ServerProcess::start_with(&flags);
+    loop_threads(server.pid(), 3);
+    // A room of its own per connection: the rooms are created on the loops
+    // their first connections landed on.
+    let mut clients = Vec::new();
+    for i in 0..32 {
+        let mut client = Client::connect(&server.ws(&format!("/rooms/broadcast/kept-{i}"))).await.unwrap();
+        let welcome = client.recv_message().await.unwrap();
+        assert!(welcome.as_text().unwrap().contains("\"visits\":1"), "{welcome:?}");
+        clients.push(client);
+    }
+    server.send_sigterm();
+    for mut client in clients {
+        let closed = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match client.recv_message().await {
+                    Ok(_) => continue,
+                    Err(e) => return e,
+                }
+            }
+        })
+        .await
+        .expect("closed within 30 s");
+        match closed {
+            ClientError::Closed(frame) => assert_eq!(frame.code.map(|code| code.as_u16()), Some(1001), "{frame:?}"),
+            other => panic!("expected a 1001 close, got {other}"),
+        }
+    }
+    assert!(server.wait_exit().success());
+
+    let server = ServerProcess::start_with(&flags);
+    for i in 0..32 {
+        let mut client = Client::connect(&server.ws(&format!("/rooms/broadcast/kept-{i}"))).await.unwrap();
+        let welcome = client.recv_message().await.unwrap();
+        assert!(welcome.as_text().unwrap().contains("\"visits\":2"), "room kept-{i}: {welcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_work_stealing_runtime_serves_with_its_own_workers() {
+    let server = ServerProcess::start_with(&["--memory", "--runtime", "work-stealing", "--threads", "3"]);
+    let mut client = Client::connect(&server.ws("/rooms/echo/ws")).await.unwrap();
+    client.send_text("hello").await.unwrap();
+    assert_eq!(client.recv_message().await.unwrap(), Message::text("hello"));
+    assert!(threads(server.pid(), "event-loop-").is_empty(), "no event loops");
+    assert!(threads(server.pid(), "tokio-rt-worker").len() >= 3, "three workers (and any blocking-pool threads, named alike)");
+}
