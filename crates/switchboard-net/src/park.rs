@@ -24,6 +24,7 @@
 use std::any::TypeId;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Wake, Waker};
 use std::time::Duration;
@@ -48,6 +49,12 @@ pub(crate) trait Resume: Send {
     /// The parked socket.
     fn fd(&self) -> RawFd;
 
+    /// What tells this stay in the lot apart from the earlier occupants of
+    /// its slot ([`Lot::generation`]), so that a stale waker resumes
+    /// nothing. The connection keeps it, which keeps the slot to one
+    /// pointer.
+    fn generation(&self) -> u32;
+
     /// Gives the socket back to tokio and spawns the connection's driver
     /// on `runtime`.
     fn resume(self: Box<Self>, runtime: &Handle);
@@ -57,20 +64,8 @@ pub(crate) trait Resume: Send {
 pub(crate) struct Lot {
     registry: Registry,
     runtime: Handle,
-    slots: Mutex<Slots>,
-}
-
-#[derive(Default)]
-struct Slots {
-    parked: Slab<Slot>,
-    /// Told apart from the earlier occupants of a slot, so that a stale
-    /// waker resumes nothing.
-    next_generation: u32,
-}
-
-struct Slot {
-    generation: u32,
-    conn: Box<dyn Resume>,
+    slots: Mutex<Slab<Box<dyn Resume>>>,
+    next_generation: AtomicU32,
 }
 
 /// Wakes one parked connection: the waker its outbound queue keeps. Two
@@ -108,23 +103,26 @@ impl Lot {
         // with it the epoll descriptor, for as long as it is registered.
         #[allow(deprecated)]
         let watched = AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)?;
-        let lot = Arc::new(Lot { registry, runtime: Handle::current(), slots: Mutex::new(Slots::default()) });
+        let lot = Arc::new(Lot { registry, runtime: Handle::current(), slots: Mutex::new(Slab::new()), next_generation: AtomicU32::new(0) });
         Ok((lot.clone(), watch(lot, watched)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slab<Box<dyn Resume>>> {
         // A panic while holding this lock leaves only plain data behind.
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The generation of a connection about to park.
+    pub(crate) fn generation(&self) -> u32 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Parks `conn`, whose news arrive on `outbound`. If there already is
     /// news, or its socket cannot be watched, it is resumed at once.
     pub(crate) fn park(self: &Arc<Self>, conn: Box<dyn Resume>, outbound: &Outbound) {
-        let fd = conn.fd();
+        let (fd, generation) = (conn.fd(), conn.generation());
         let mut slots = self.lock();
-        let generation = slots.next_generation;
-        slots.next_generation = generation.wrapping_add(1);
-        let key = slots.parked.insert(Slot { generation, conn });
+        let key = slots.insert(conn);
         // More than 4 billion parked connections would not fit a `u32` key:
         // such a one is resumed at once.
         let watched = u32::try_from(key).is_ok_and(|short| {
@@ -132,25 +130,25 @@ impl Lot {
             outbound.park(waker) && self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE).is_ok()
         });
         if !watched {
-            let slot = slots.parked.remove(key);
+            let conn = slots.remove(key);
             drop(slots);
-            slot.conn.resume(&self.runtime);
+            conn.resume(&self.runtime);
         }
     }
 
     /// Resumes the connection in slot `key` (of `generation`, if given),
     /// unless it was resumed already.
     fn resume(&self, key: usize, generation: Option<u32>) {
-        let slot = {
+        let conn = {
             let mut slots = self.lock();
-            match slots.parked.get(key) {
-                Some(slot) if generation.is_none_or(|g| g == slot.generation) => slots.parked.remove(key),
+            match slots.get(key) {
+                Some(conn) if generation.is_none_or(|g| g == conn.generation()) => slots.remove(key),
                 _ => return,
             }
         };
         // A socket that is closed or was never registered has nothing to undo.
-        let _ = self.registry.deregister(&mut SourceFd(&slot.conn.fd()));
-        slot.conn.resume(&self.runtime);
+        let _ = self.registry.deregister(&mut SourceFd(&conn.fd()));
+        conn.resume(&self.runtime);
     }
 }
 
@@ -160,7 +158,7 @@ struct ClearOnDrop(Arc<Lot>);
 
 impl Drop for ClearOnDrop {
     fn drop(&mut self) {
-        let parked = std::mem::take(&mut self.0.lock().parked);
+        let parked = std::mem::take(&mut *self.0.lock());
         drop(parked);
     }
 }

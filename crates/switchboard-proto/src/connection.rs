@@ -269,6 +269,29 @@ impl Connection {
         self.role
     }
 
+    /// The limits it enforces.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// True when the engine holds nothing that a new server engine
+    /// ([`Connection::server`] with this config and no extension) would
+    /// not: open, no frame or message in progress, nothing queued, no
+    /// compression. Such an engine can be dropped and made anew when the
+    /// connection needs one again (a server's parked connections keep
+    /// none).
+    pub fn is_at_rest(&self) -> bool {
+        self.role == Role::Server
+            && self.state == State::Open
+            && self.frame.is_none()
+            && self.partial.is_none()
+            && self.deflate.is_none()
+            && self.mask_source.is_none()
+            && self.output.is_none()
+            && self.utf8.is_between_characters()
+            && matches!(self.close_reply, CloseReply::Echo(None))
+    }
+
     /// True when permessage-deflate is in use.
     pub fn is_compressed(&self) -> bool {
         self.deflate.is_some()

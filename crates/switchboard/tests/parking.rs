@@ -3,7 +3,8 @@
 //! sender resumed by its socket, the receiver by the room's frame); an
 //! independent client (tokio-tungstenite) parked in an echo room is
 //! resumed by its heartbeat and by a drain's 1001. `/metrics`, read with
-//! the OpenMetrics parser, shows the parked gauge and the resumptions.
+//! the OpenMetrics parser, shows the parked gauge and the resumptions. A
+//! compressed connection parks with its compression state.
 
 mod common;
 #[path = "support/http_reply.rs"]
@@ -135,4 +136,28 @@ async fn one_broadcast_resumes_every_parked_member() {
     }
     let (_, resumed) = parking(&server).await;
     assert!(resumed >= MEMBERS as f64, "{resumed} resumptions for {MEMBERS} parked members");
+}
+
+/// A compressed connection's engine is not at rest (it holds its
+/// permessage-deflate state), so it parks with it: messages after the
+/// resumption still inflate in a real client, on both sides.
+#[tokio::test]
+async fn a_compressed_connection_parks_with_its_compression() {
+    use switchboard_client::{DeflateOptions, Message};
+    let server = ServerProcess::start_with(&["--memory", "--park-after", "300ms", "--compression", "dedicated"]);
+    let options = ClientOptions { deflate: Some(DeflateOptions::browser()), ..ClientOptions::default() };
+    let mut client = Client::connect_with(&server.ws("/rooms/echo/squeezed"), options).await.unwrap();
+    assert!(client.is_compressed());
+    let text = "a line that compresses well, ".repeat(40);
+    client.send_text(&text).await.unwrap();
+    assert_eq!(client.recv_message().await.unwrap(), Message::text(text.clone()));
+    let resumed = until_parked(&server, 1.0).await;
+
+    for i in 0..3 {
+        let again = format!("{i}: {text}");
+        client.send_text(&again).await.unwrap();
+        assert_eq!(client.recv_message().await.unwrap(), Message::text(again));
+    }
+    let (_, after) = parking(&server).await;
+    assert!(after > resumed, "resumed by the first message after parking");
 }

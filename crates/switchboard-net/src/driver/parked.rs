@@ -7,10 +7,11 @@ use std::ops::Deref;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 
+use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
-use switchboard_proto::CloseCode;
+use switchboard_proto::{CloseCode, Connection};
 
 use super::{run, Cut, Kept, Link, Parts};
 use crate::handler::Handler;
@@ -23,16 +24,22 @@ pub(super) enum Parking<S, H, C: Deref<Target = Common>> {
     /// In the lot, or lost (its socket could not be taken out of tokio's
     /// reactor; a task of its own tells the handler): its task ends.
     Parked,
-    /// Not a plain TCP connection, or no lot: it carries on.
+    /// Not a plain TCP connection, no lot, or bytes still unread in its
+    /// buffer: it carries on.
     Refused(Link<S, C>, Box<Parts<H>>),
 }
 
-/// A parked connection: everything its task held, the socket out of
-/// tokio's reactor.
+/// A parked connection: everything its task held, in one block, the
+/// socket out of tokio's reactor. Its read buffer is empty, so it is not
+/// kept, and an engine at rest is made anew on resuming.
 struct Parked<H, C: Deref<Target = Common>> {
     stream: std::net::TcpStream,
+    generation: u32,
     kept: Kept<C>,
-    parts: Box<Parts<H>>,
+    /// `None`: the engine was at rest ([`Connection::is_at_rest`]) with
+    /// the listener's settings.
+    engine: Option<Box<Connection>>,
+    handler: H,
 }
 
 /// Hands the connection to the listener's lot.
@@ -43,8 +50,9 @@ where
     C: Deref<Target = Common> + Send + 'static,
 {
     let Link { stream, kept } = link;
-    let Some(lot) = kept.common.lot.clone() else {
-        return Parking::Refused(Link { stream, kept }, parts);
+    let lot = match kept.common.lot.clone() {
+        Some(lot) if parts.buf.is_empty() => lot,
+        _ => return Parking::Refused(Link { stream, kept }, parts),
     };
     let tcp = match cast::<S, TcpStream>(stream) {
         Ok(tcp) => tcp,
@@ -54,7 +62,9 @@ where
         Ok(stream) => {
             let outbound = kept.outbound.clone();
             kept.common.stats.record_parked();
-            lot.park(Box::new(Parked { stream, kept, parts }), &outbound);
+            let Parts { conn, handler, .. } = *parts;
+            let engine = (!conn.is_at_rest() || conn.config() != kept.common.config.protocol).then(|| Box::new(conn));
+            lot.park(Box::new(Parked { stream, generation: lot.generation(), kept, engine, handler }), &outbound);
             Parking::Parked
         }
         Err(_) => {
@@ -69,9 +79,15 @@ impl<H: Handler, C: Deref<Target = Common> + Send + 'static> Resume for Parked<H
         self.stream.as_raw_fd()
     }
 
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+
     fn resume(self: Box<Self>, runtime: &Handle) {
-        let Parked { stream, kept, parts } = *self;
+        let Parked { stream, kept, engine, handler, .. } = *self;
         kept.common.stats.record_unparked();
+        let conn = engine.map_or_else(|| Connection::server(kept.common.config.protocol, None), |engine| *engine);
+        let parts = Box::new(Parts { conn, buf: BytesMut::new(), handler });
         // Registering with the reactor needs the runtime's context, and
         // resumption may come from any thread.
         let _entered = runtime.enter();
@@ -101,5 +117,22 @@ fn cast<A: 'static, B: 'static>(a: A) -> Result<B, A> {
     match (&mut slot as &mut dyn Any).downcast_mut::<Option<B>>().and_then(Option::take) {
         Some(b) => Ok(b),
         None => Err(slot.expect("left in place when the types differ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Parked;
+    use crate::listener::Common;
+
+    /// A parked connection is one block: with the server's room handler
+    /// (at most 88 bytes, pinned in switchboard-server) it stays within
+    /// mimalloc's 192-byte class (docs/benchmarks.md, "Idle connections").
+    #[test]
+    fn a_parked_connection_with_an_88_byte_handler_fits_192_bytes() {
+        let size = std::mem::size_of::<Parked<[u64; 11], Arc<Common>>>();
+        assert!(size <= 192, "Parked is {size} bytes");
     }
 }

@@ -756,3 +756,44 @@ fn a_shared_compressor_stays_in_the_engine_for_direct_sends_and_a_dedicated_one_
     assert_eq!(bytes[0] & 0x40, 0, "sent plain once the compressor is taken");
     assert!(matches!(&feed(&mut pair.client, &bytes)[..], [Event::Message(m)] if m == &big));
 }
+
+/// An engine may be dropped and made anew only between messages, with
+/// nothing queued and nothing negotiated: what `is_at_rest` says.
+#[test]
+fn an_engine_is_at_rest_only_between_messages_with_nothing_queued() {
+    let fresh = || Connection::server(Config::default(), None);
+    let mut conn = fresh();
+    assert!(conn.is_at_rest(), "a new server engine");
+    assert_eq!(run_on(&mut conn, &[&text("hello")]).events, vec![msg("hello")]);
+    assert!(conn.is_at_rest(), "after a whole message");
+
+    let whole = text("hello, world");
+    let mut conn = fresh();
+    let mut buf = BytesMut::from(&whole[..9]);
+    assert_eq!(conn.handle_read(&mut buf), Ok(None));
+    assert!(!conn.is_at_rest(), "a frame's payload still arriving");
+
+    let mut conn = fresh();
+    assert!(run_on(&mut conn, &[&frame(0x01, b"frag")]).events.is_empty());
+    assert!(!conn.is_at_rest(), "a fragmented message begun");
+
+    let mut conn = fresh();
+    conn.send_text("queued").unwrap();
+    assert!(!conn.is_at_rest(), "a frame queued");
+    drain(&mut conn);
+    assert!(conn.is_at_rest(), "once written");
+
+    let mut conn = fresh();
+    let mut buf = BytesMut::from(&frame(0x89, b"ping")[..]);
+    assert_eq!(conn.handle_read(&mut buf), Ok(Some(Event::Ping(Bytes::from_static(b"ping")))));
+    assert!(!conn.is_at_rest(), "the pong queued");
+
+    let mut conn = fresh();
+    run_on(&mut conn, &[&frame(0x88, &1000u16.to_be_bytes())]);
+    assert!(!conn.is_at_rest(), "closed");
+
+    let conn = Connection::server(Config::default(), Some(deflate_config("permessage-deflate")));
+    assert!(!conn.is_at_rest(), "with permessage-deflate");
+    let conn = Connection::client(Config::default(), None, Box::new(|| KEY));
+    assert!(!conn.is_at_rest(), "a client");
+}
