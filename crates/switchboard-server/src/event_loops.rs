@@ -29,7 +29,7 @@ pub(crate) struct LoopSockets {
 }
 
 /// Binds `count - 1` more sockets on each of the first loop's addresses
-/// (which were bound with `SO_REUSEPORT`, see [`crate::listen`]), so that
+/// (which were bound with `SO_REUSEPORT`, see `crate::listen`), so that
 /// a port the kernel picked is shared too.
 pub(crate) fn bind_more(count: usize, plain: &TcpListener, tls: Option<&TcpListener>) -> std::io::Result<Vec<LoopSockets>> {
     let plain_addr = plain.local_addr()?;
@@ -46,7 +46,7 @@ pub(crate) fn bind_more(count: usize, plain: &TcpListener, tls: Option<&TcpListe
 /// A listening socket outside any runtime: the loop's own runtime
 /// registers it once it runs.
 fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let listener = crate::listen(addr, true).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (event loop): {e}")))?;
+    let listener = crate::bind_listener(addr, true).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (event loop): {e}")))?;
     listener.into_std()
 }
 

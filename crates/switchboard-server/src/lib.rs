@@ -147,9 +147,27 @@ pub struct InvalidKindName(pub String);
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// A listening socket on `addr`; `shared` lets the sockets of the other
-/// event loops bind the same address (the kernel only lets processes of
-/// the same user share it).
+/// event loops bind the same address ([`bind_listener`]).
 fn listen(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
+    // With SO_REUSEPORT a bind succeeds beside another process's listener
+    // of the same user, which would then get a share of the connections. A
+    // plain bind first makes an address in use an error, as without event
+    // loops (and picks the port, for port 0).
+    let addr = match shared {
+        true => {
+            let probe = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            probe.set_reuseaddr(true)?;
+            probe.bind(addr)?;
+            probe.local_addr()?
+        }
+        false => addr,
+    };
+    bind_listener(addr, shared)
+}
+
+/// A listening socket on `addr`, with `SO_REUSEPORT` if `shared` (the
+/// kernel lets only processes of the same user share an address).
+fn bind_listener(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     if shared {

@@ -2,7 +2,8 @@
 //! spreads connections over every loop's thread, a room's members on
 //! different loops hear each other, and a SIGTERM closes the connections
 //! of every loop and keeps what rooms on every loop stored. The
-//! work-stealing runtime serves the same traffic.
+//! work-stealing runtime serves the same traffic. A second server on the
+//! same address is refused, as without `SO_REUSEPORT`.
 
 mod common;
 
@@ -139,4 +140,33 @@ async fn the_work_stealing_runtime_serves_with_its_own_workers() {
     assert_eq!(client.recv_message().await.unwrap(), Message::text("hello"));
     assert!(threads(server.pid(), "event-loop-").is_empty(), "no event loops");
     assert!(threads(server.pid(), "tokio-rt-worker").len() >= 3, "three workers (and any blocking-pool threads, named alike)");
+}
+
+/// `SO_REUSEPORT` would let a second server of the same user bind the
+/// port and take a share of the connections; it is refused instead.
+#[test]
+fn a_second_server_on_the_same_address_is_refused() {
+    let server = ServerProcess::start_with(&["--memory", "--threads", "2"]);
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--memory", "--threads", "2", "--listen", &server.addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second server on {} kept running", server.addr);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("cannot listen on") && stderr.contains("in use"), "{stderr}");
 }
