@@ -210,6 +210,13 @@ impl Output {
     }
 }
 
+/// A server engine at rest reduced to its settings ([`Connection::rest`]):
+/// its permessage-deflate compressor's, if it negotiated one that keeps no
+/// context.
+pub struct Resting {
+    outgoing: Option<Outgoing>,
+}
+
 /// The protocol state of one connection. See the module docs.
 ///
 /// A server keeps one per open connection, idle or not, so what only some
@@ -274,22 +281,47 @@ impl Connection {
         self.config
     }
 
-    /// True when the engine holds nothing that a new server engine
-    /// ([`Connection::server`] with this config and no extension) would
-    /// not: open, no frame or message in progress, nothing queued, no
-    /// compression. Such an engine can be dropped and made anew when the
-    /// connection needs one again (a server's parked connections keep
-    /// none).
+    /// True when the engine holds nothing but its settings: a server
+    /// engine, open, with no frame or message in progress and nothing
+    /// queued, and permessage-deflate either not in use or keeping no
+    /// context either way and holding no codec (the `shared` policy).
+    /// Such an engine can be reduced to a [`Resting`] and made anew when
+    /// the connection needs it again (a server's parked connections keep
+    /// no engine).
     pub fn is_at_rest(&self) -> bool {
-        self.role == Role::Server
+        self.resting().is_some()
+    }
+
+    /// The engine reduced to its settings if it is at rest
+    /// ([`Connection::is_at_rest`]), else the engine itself.
+    pub fn rest(self) -> Result<Resting, Connection> {
+        self.resting().ok_or(self)
+    }
+
+    /// An engine at rest made anew, with the limits `config` (those it had).
+    pub fn wake(resting: Resting, config: Config) -> Connection {
+        let deflate = resting.outgoing.map(|outgoing| Box::new(Deflate { outgoing: Some(outgoing), incoming: Incoming::stateless() }));
+        Connection { deflate, ..Connection::new(Role::Server, config, None, None) }
+    }
+
+    fn resting(&self) -> Option<Resting> {
+        let idle = self.role == Role::Server
             && self.state == State::Open
             && self.frame.is_none()
             && self.partial.is_none()
-            && self.deflate.is_none()
             && self.mask_source.is_none()
             && self.output.is_none()
             && self.utf8.is_between_characters()
-            && matches!(self.close_reply, CloseReply::Echo(None))
+            && matches!(self.close_reply, CloseReply::Echo(None));
+        if !idle {
+            return None;
+        }
+        let outgoing = match self.deflate.as_deref() {
+            None => None,
+            Some(Deflate { outgoing: Some(outgoing), incoming }) if outgoing.is_stateless() && incoming.is_stateless() => outgoing.shared_copy(),
+            Some(_) => return None,
+        };
+        Some(Resting { outgoing })
     }
 
     /// True when permessage-deflate is in use.

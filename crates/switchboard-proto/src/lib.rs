@@ -36,6 +36,6 @@ pub mod fuzzing;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
-pub use connection::{Connection, Event, Message};
+pub use connection::{Connection, Event, Message, Resting};
 pub use error::ProtocolError;
 pub use outcome::SendOutcome;

@@ -3,8 +3,8 @@
 //! sender resumed by its socket, the receiver by the room's frame); an
 //! independent client (tokio-tungstenite) parked in an echo room is
 //! resumed by its heartbeat and by a drain's 1001. `/metrics`, read with
-//! the OpenMetrics parser, shows the parked gauge and the resumptions. A
-//! compressed connection parks with its compression state.
+//! the OpenMetrics parser, shows the parked gauge and the resumptions.
+//! Compressed connections park under both compression policies.
 
 mod common;
 #[path = "support/http_reply.rs"]
@@ -138,26 +138,30 @@ async fn one_broadcast_resumes_every_parked_member() {
     assert!(resumed >= MEMBERS as f64, "{resumed} resumptions for {MEMBERS} parked members");
 }
 
-/// A compressed connection's engine is not at rest (it holds its
-/// permessage-deflate state), so it parks with it: messages after the
-/// resumption still inflate in a real client, on both sides.
+/// A compressed connection parks too: under the default `shared` policy
+/// its engine is at rest between messages and is made anew from its
+/// settings, under `dedicated` it keeps its compression state and parks
+/// with it. Either way messages after the resumption still inflate in a
+/// real client, on both sides.
 #[tokio::test]
-async fn a_compressed_connection_parks_with_its_compression() {
+async fn compressed_connections_park_and_keep_compressing() {
     use switchboard_client::{DeflateOptions, Message};
-    let server = ServerProcess::start_with(&["--memory", "--park-after", "300ms", "--compression", "dedicated"]);
-    let options = ClientOptions { deflate: Some(DeflateOptions::browser()), ..ClientOptions::default() };
-    let mut client = Client::connect_with(&server.ws("/rooms/echo/squeezed"), options).await.unwrap();
-    assert!(client.is_compressed());
-    let text = "a line that compresses well, ".repeat(40);
-    client.send_text(&text).await.unwrap();
-    assert_eq!(client.recv_message().await.unwrap(), Message::text(text.clone()));
-    let resumed = until_parked(&server, 1.0).await;
+    for policy in ["shared", "dedicated"] {
+        let server = ServerProcess::start_with(&["--memory", "--park-after", "300ms", "--compression", policy]);
+        let options = ClientOptions { deflate: Some(DeflateOptions::browser()), ..ClientOptions::default() };
+        let mut client = Client::connect_with(&server.ws("/rooms/echo/squeezed"), options).await.unwrap();
+        assert!(client.is_compressed(), "{policy}");
+        let text = "a line that compresses well, ".repeat(40);
+        client.send_text(&text).await.unwrap();
+        assert_eq!(client.recv_message().await.unwrap(), Message::text(text.clone()));
+        let resumed = until_parked(&server, 1.0).await;
 
-    for i in 0..3 {
-        let again = format!("{i}: {text}");
-        client.send_text(&again).await.unwrap();
-        assert_eq!(client.recv_message().await.unwrap(), Message::text(again));
+        for i in 0..3 {
+            let again = format!("{i}: {text}");
+            client.send_text(&again).await.unwrap();
+            assert_eq!(client.recv_message().await.unwrap(), Message::text(again), "{policy}");
+        }
+        let (_, after) = parking(&server).await;
+        assert!(after > resumed, "{policy}: resumed by the first message after parking");
     }
-    let (_, after) = parking(&server).await;
-    assert!(after > resumed, "resumed by the first message after parking");
 }

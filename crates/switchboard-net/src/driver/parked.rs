@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
-use switchboard_proto::{CloseCode, Connection};
+use switchboard_proto::{CloseCode, Connection, Resting};
 
 use super::{run, Cut, Kept, Link, Parts};
 use crate::handler::Handler;
@@ -31,14 +31,15 @@ pub(super) enum Parking<S, H, C: Deref<Target = Common>> {
 
 /// A parked connection: everything its task held, in one block, the
 /// socket out of tokio's reactor. Its read buffer is empty, so it is not
-/// kept, and an engine at rest is made anew on resuming.
+/// kept, and an engine at rest is kept as its settings and made anew on
+/// resuming.
 struct Parked<H, C: Deref<Target = Common>> {
     stream: std::net::TcpStream,
     generation: u32,
     kept: Kept<C>,
-    /// `None`: the engine was at rest ([`Connection::is_at_rest`]) with
-    /// the listener's settings.
-    engine: Option<Box<Connection>>,
+    /// The engine's settings if it was at rest ([`Connection::rest`]) with
+    /// the listener's limits, else the engine.
+    engine: Result<Resting, Box<Connection>>,
     handler: H,
 }
 
@@ -63,7 +64,10 @@ where
             let outbound = kept.outbound.clone();
             kept.common.stats.record_parked();
             let Parts { conn, handler, .. } = *parts;
-            let engine = (!conn.is_at_rest() || conn.config() != kept.common.config.protocol).then(|| Box::new(conn));
+            let engine = match conn.config() == kept.common.config.protocol {
+                true => conn.rest().map_err(Box::new),
+                false => Err(Box::new(conn)),
+            };
             lot.park(Box::new(Parked { stream, generation: lot.generation(), kept, engine, handler }), &outbound);
             Parking::Parked
         }
@@ -86,7 +90,7 @@ impl<H: Handler, C: Deref<Target = Common> + Send + 'static> Resume for Parked<H
     fn resume(self: Box<Self>, runtime: &Handle) {
         let Parked { stream, kept, engine, handler, .. } = *self;
         kept.common.stats.record_unparked();
-        let conn = engine.map_or_else(|| Connection::server(kept.common.config.protocol, None), |engine| *engine);
+        let conn = engine.map_or_else(|engine| *engine, |resting| Connection::wake(resting, kept.common.config.protocol));
         let parts = Box::new(Parts { conn, buf: BytesMut::new(), handler });
         // Registering with the reactor needs the runtime's context, and
         // resumption may come from any thread.

@@ -792,8 +792,36 @@ fn an_engine_is_at_rest_only_between_messages_with_nothing_queued() {
     run_on(&mut conn, &[&frame(0x88, &1000u16.to_be_bytes())]);
     assert!(!conn.is_at_rest(), "closed");
 
-    let conn = Connection::server(Config::default(), Some(deflate_config("permessage-deflate")));
-    assert!(!conn.is_at_rest(), "with permessage-deflate");
+    let conn = Connection::server(Config::default(), Some(agreed("permessage-deflate; client_max_window_bits", Policy::Dedicated)));
+    assert!(!conn.is_at_rest(), "with permessage-deflate keeping context");
     let conn = Connection::client(Config::default(), None, Box::new(|| KEY));
     assert!(!conn.is_at_rest(), "a client");
+}
+
+/// Under permessage-deflate without context either way (the `shared`
+/// policy) an engine between messages is at rest too, and the engine made
+/// anew from its settings compresses and inflates as the old one would.
+#[test]
+fn a_resting_engine_without_context_is_made_anew_with_its_compression() {
+    let deflate = deflate_config("permessage-deflate");
+    let text = "a resting engine compresses alike, ".repeat(20);
+    let mut pair = Pair::new(Some(deflate));
+    pair.client.send_text(&text).unwrap();
+    assert_eq!(pair.deliver_to_server(), vec![msg(&text)]);
+    pair.server.send_text(&text).unwrap();
+    let before = drain(&mut pair.server);
+
+    let config = pair.server.config();
+    let resting = match std::mem::replace(&mut pair.server, Connection::server(config, None)).rest() {
+        Ok(resting) => resting,
+        Err(_) => panic!("a shared-policy engine between messages is at rest"),
+    };
+    pair.server = Connection::wake(resting, config);
+    assert!(pair.server.is_compressed());
+    pair.server.send_text(&text).unwrap();
+    let after = drain(&mut pair.server);
+    assert_eq!(after, before, "the same compressed frame");
+    assert_eq!(feed(&mut pair.client, &after), vec![msg(&text)]);
+    pair.client.send_text(&text).unwrap();
+    assert_eq!(pair.deliver_to_server(), vec![msg(&text)], "the client's compressed message inflates");
 }

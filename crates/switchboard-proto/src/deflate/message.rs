@@ -75,6 +75,12 @@ impl Outgoing {
         self.own.is_some()
     }
 
+    /// True when it keeps nothing between messages and holds no codec:
+    /// a copy of its settings compresses alike.
+    pub(crate) fn is_stateless(&self) -> bool {
+        !self.takeover && self.own.is_none()
+    }
+
     /// Drops our own compressor; the next message starts from a fresh one.
     pub fn release(&mut self) {
         self.own = None;
@@ -109,5 +115,15 @@ impl Incoming {
     /// True while this connection holds its own decompressor.
     pub fn holds_state(&self) -> bool {
         self.own.is_some()
+    }
+
+    /// True when the peer keeps no context and no decompressor is held.
+    pub(crate) fn is_stateless(&self) -> bool {
+        !self.takeover && self.own.is_none()
+    }
+
+    /// The decompressor of a peer that keeps no context.
+    pub(crate) fn stateless() -> Incoming {
+        Incoming { takeover: false, own: None }
     }
 }
