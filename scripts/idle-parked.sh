@@ -15,6 +15,10 @@
 #   generator is target/release/switchboard-loadgen. Both waves need
 #   2 x CONNECTIONS_PER_WAVE (default 9000) descriptors in the server:
 #   run under `ulimit -n 20000` or more.
+# Environment: PARK_AFTER (default 5s), HOLD (seconds each wave is held
+# before the reading, default 18), CLIENT (extra `switchboard-loadgen
+# idle` options for both waves, e.g. CLIENT="--deflate --message-size 200"
+# for browsers' permessage-deflate offer and one message each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -26,6 +30,7 @@ LOADGEN=target/release/switchboard-loadgen
 PARK_AFTER=${PARK_AFTER:-5s}
 # Long enough for a wave to open and park (between one and two intervals).
 HOLD=${HOLD:-18}
+read -ra CLIENT_ARGS <<< "${CLIENT:-}"
 
 [ -x "$BIN" ] || { echo "no server binary at $BIN (cargo build --release)" >&2; exit 2; }
 [ -x "$LOADGEN" ] || { echo "no load generator at $LOADGEN (cargo build --release)" >&2; exit 2; }
@@ -57,13 +62,13 @@ one_run() {
     base=$(rss_kib "$server")
     # Each wave holds its connections past the last reading.
     timeout $((3 * HOLD + 200)) "$LOADGEN" idle --url "ws://$ADDR/rooms/echo/wave-a" --server-pid "$server" \
-        --connections "$PER_WAVE" --rooms 100 --hibernate-wait $((2 * HOLD + 60)) > "$log_dir/a.log" 2>&1 &
+        --connections "$PER_WAVE" --rooms 100 --hibernate-wait $((2 * HOLD + 60)) "${CLIENT_ARGS[@]}" > "$log_dir/a.log" 2>&1 &
     local wave_a=$!
     until_open "$PER_WAVE"
     sleep "$HOLD"
     after_a=$(rss_kib "$server")
     timeout $((HOLD + 200)) "$LOADGEN" idle --url "ws://$ADDR/rooms/echo/wave-b" --server-pid "$server" \
-        --connections "$PER_WAVE" --rooms 100 --hibernate-wait $((HOLD + 30)) > "$log_dir/b.log" 2>&1 &
+        --connections "$PER_WAVE" --rooms 100 --hibernate-wait $((HOLD + 30)) "${CLIENT_ARGS[@]}" > "$log_dir/b.log" 2>&1 &
     local wave_b=$!
     until_open $((2 * PER_WAVE))
     sleep "$HOLD"
