@@ -17,7 +17,7 @@
 #   run under `ulimit -n 20000` or more.
 # Environment: PARK_AFTER (default 5s), HOLD (seconds each wave is held
 # before the reading, default 18), CLIENT (extra `switchboard-loadgen
-# idle` options for both waves, e.g. CLIENT="--deflate --message-size 200"
+# idle` options for both waves, e.g. CLIENT="--deflate --echo-once 200"
 # for browsers' permessage-deflate offer and one message each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
