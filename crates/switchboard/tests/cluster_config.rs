@@ -5,10 +5,7 @@
 #[path = "support/config_cli.rs"]
 mod config_cli;
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use config_cli::{run, switchboard, table, write};
+use config_cli::{run, run_bounded, switchboard, table, write};
 
 #[test]
 fn cluster_keys_follow_the_file_then_the_environment_then_flags() {
@@ -77,27 +74,8 @@ fn a_node_that_cannot_reach_nats_does_not_start() {
     // A port nothing listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("nats://127.0.0.1:{port}");
-    let mut child = switchboard()
-        .args(["serve", "--memory", "--listen", "127.0.0.1:0", "--node", "lonely", "--cluster", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(!status.success());
+    let (code, stdout, stderr) = run_bounded(switchboard().args(["serve", "--memory", "--listen", "127.0.0.1:0", "--node", "lonely", "--cluster", &url]));
+    assert_ne!(code, Some(0));
     assert!(!stdout.contains("listening"), "{stdout}");
     assert!(stderr.contains("NATS"), "{stderr}");
 }

@@ -12,9 +12,8 @@ mod edge;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use config_cli::{run, switchboard, table, write};
+use config_cli::{run, run_bounded, switchboard, table, write};
 
 /// A server process, killed (by its handle) when dropped.
 struct Serving(Child);
@@ -302,22 +301,6 @@ fn config_show_masks_the_jwt_secret_and_the_publish_key() {
     assert!(ok, "{stderr}");
     let (ok, _, stderr) = run(switchboard().args(["config", "show", "--config"]).arg(&token_mode));
     assert!(!ok && stderr.contains("token mode with storage in memory needs keys"), "{stderr}");
-}
-
-/// Runs the command to its end, killing it (by its handle) if it is still
-/// running after 20 s: a server that accepted what it should refuse.
-fn run_bounded(command: &mut Command) -> (Option<i32>, String, String) {
-    let mut child = Serving(command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start switchboard"));
-    for _ in 0..400 {
-        if child.0.try_wait().unwrap().is_some() {
-            let mut out = (String::new(), String::new());
-            std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out.0).unwrap();
-            std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut out.1).unwrap();
-            return (child.0.try_wait().unwrap().and_then(|s| s.code()), out.0, out.1);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("switchboard was still running after 20 s");
 }
 
 #[test]

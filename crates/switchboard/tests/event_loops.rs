@@ -6,10 +6,13 @@
 //! same address is refused, as without `SO_REUSEPORT`.
 
 mod common;
+#[path = "support/config_cli.rs"]
+mod config_cli;
 
 use std::time::{Duration, Instant};
 
 use common::ServerProcess;
+use config_cli::{run_bounded, switchboard};
 use switchboard_client::{Client, ClientError, Message};
 
 /// The server's threads whose name starts with `prefix`, by thread id,
@@ -147,26 +150,7 @@ async fn the_work_stealing_runtime_serves_with_its_own_workers() {
 #[test]
 fn a_second_server_on_the_same_address_is_refused() {
     let server = ServerProcess::start_with(&["--memory", "--threads", "2"]);
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--memory", "--threads", "2", "--listen", &server.addr])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("a second server on {} kept running", server.addr);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success());
+    let (code, _, stderr) = run_bounded(switchboard().args(["serve", "--memory", "--threads", "2", "--listen", &server.addr]));
+    assert_ne!(code, Some(0));
     assert!(stderr.contains("cannot listen on") && stderr.contains("in use"), "{stderr}");
 }
