@@ -50,7 +50,7 @@ fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     listener.into_std()
 }
 
-/// What every loop serves with: the first loop's service and settings.
+/// What every loop serves with: one service and one set of settings.
 pub(crate) struct Serving<Svc> {
     pub(crate) service: Arc<Svc>,
     pub(crate) tls: Option<Arc<TlsTransport>>,
@@ -58,6 +58,20 @@ pub(crate) struct Serving<Svc> {
     pub(crate) accepting: Shutdown,
     pub(crate) running: Shutdown,
     pub(crate) stats: Arc<NetStats>,
+}
+
+// Not derived: the service is shared, not cloned.
+impl<Svc> Clone for Serving<Svc> {
+    fn clone(&self) -> Serving<Svc> {
+        Serving {
+            service: self.service.clone(),
+            tls: self.tls.clone(),
+            net: self.net,
+            accepting: self.accepting.clone(),
+            running: self.running.clone(),
+            stats: self.stats.clone(),
+        }
+    }
 }
 
 /// The running loops besides the first.
@@ -75,14 +89,7 @@ impl Loops {
         for (index, sockets) in (1..).zip(sockets) {
             let (drained_tx, drained_rx) = oneshot::channel();
             let (finish_tx, finish_rx) = oneshot::channel();
-            let serving = Serving {
-                service: serving.service.clone(),
-                tls: serving.tls.clone(),
-                net: serving.net,
-                accepting: serving.accepting.clone(),
-                running: serving.running.clone(),
-                stats: serving.stats.clone(),
-            };
+            let serving = serving.clone();
             let thread = std::thread::Builder::new().name(format!("event-loop-{index}")).spawn(move || {
                 // Built on its own thread and dropped there: a runtime may
                 // not be dropped inside another one's task.
@@ -135,9 +142,8 @@ impl Loops {
     }
 }
 
-/// One loop's listeners until shutdown, as the first loop serves its own.
+/// One of the other loops' listeners until shutdown, on its own runtime.
 async fn serve_loop<Svc: Service>(sockets: LoopSockets, serving: Serving<Svc>) {
-    let Serving { service, tls, net, accepting, running, stats } = serving;
     let plain = match TcpListener::from_std(sockets.plain) {
         Ok(plain) => plain,
         Err(e) => {
@@ -145,15 +151,25 @@ async fn serve_loop<Svc: Service>(sockets: LoopSockets, serving: Serving<Svc>) {
             return;
         }
     };
+    let tls = match sockets.tls.map(TcpListener::from_std).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::error!(error = %e, "an event loop cannot take its TLS socket");
+            None
+        }
+    };
+    serve_listeners(plain, tls, serving).await
+}
+
+/// A loop's plain listener and, with a TLS transport, its TLS listener,
+/// until shutdown; the first loop serves its own with it too.
+pub(crate) async fn serve_listeners<Svc: Service>(plain: TcpListener, tls: Option<TcpListener>, serving: Serving<Svc>) {
+    let Serving { service, tls: transport, net, accepting, running, stats } = serving;
     let plain = switchboard_net::serve_draining(plain, service.clone(), net, accepting.clone(), running.clone(), stats.clone());
-    match (sockets.tls.map(TcpListener::from_std), tls) {
-        (Some(Ok(listener)), Some(transport)) => {
+    match tls.zip(transport) {
+        Some((listener, transport)) => {
             tokio::join!(plain, switchboard_net::serve_with(listener, transport, service, net, accepting, running, stats));
         }
-        (Some(Err(e)), _) => {
-            tracing::error!(error = %e, "an event loop cannot take its TLS socket");
-            plain.await
-        }
-        _ => plain.await,
+        None => plain.await,
     }
 }

@@ -155,7 +155,7 @@ fn listen(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
     // loops (and picks the port, for port 0).
     let addr = match shared {
         true => {
-            let probe = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            let probe = tcp_socket(addr)?;
             probe.set_reuseaddr(true)?;
             probe.bind(addr)?;
             probe.local_addr()?
@@ -165,10 +165,19 @@ fn listen(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
     bind_listener(addr, shared)
 }
 
+/// A TCP socket of `addr`'s family.
+fn tcp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+}
+
 /// A listening socket on `addr`, with `SO_REUSEPORT` if `shared` (the
 /// kernel lets only processes of the same user share an address).
 fn bind_listener(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket = tcp_socket(addr)?;
     socket.set_reuseaddr(true)?;
     if shared {
         socket.set_reuseport(true)?;
@@ -416,18 +425,13 @@ impl Listening {
         let Listening { listener, tls, more_loops, net, accepting, running, stats } = self;
         let serving = event_loops::Serving { service: Arc::new(service), tls: tls.as_ref().map(|tls| tls.transport.clone()), net, accepting, running, stats };
         let mut loops = event_loops::Loops::start(more_loops, &serving);
-        let event_loops::Serving { service, net, accepting, running, stats, .. } = serving;
-        let plain = switchboard_net::serve_draining(listener, service.clone(), net, accepting.clone(), running.clone(), stats.clone());
-        match tls {
-            None => {
-                tokio::join!(plain, loops.drained());
-            }
-            Some(TlsListener { listener, transport, reloader }) => {
-                let watcher = tokio::spawn(tls::watch_files(reloader));
-                let tls = switchboard_net::serve_with(listener, transport, service, net, accepting, running, stats);
-                tokio::join!(plain, tls, loops.drained());
-                watcher.abort();
-            }
+        let (tls, watcher) = match tls {
+            Some(TlsListener { listener, reloader, .. }) => (Some(listener), Some(tokio::spawn(tls::watch_files(reloader)))),
+            None => (None, None),
+        };
+        tokio::join!(event_loops::serve_listeners(listener, tls, serving), loops.drained());
+        if let Some(watcher) = watcher {
+            watcher.abort();
         }
         loops
     }
