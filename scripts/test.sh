@@ -48,6 +48,7 @@ main() {
   PARTS=()
   FAILED=()
   mkdir -p target/test-reports
+  disk_check
 
   part deps 900 "$SELF" --part deps
 
@@ -139,6 +140,22 @@ interrupted() {
 skip() {
   printf '\n=== %s: skipped (%s) ===\n' "$1" "$2"
   record "$1" "skipped ($2)" "$(date +%s)"
+}
+
+# The debug and release builds together take several GiB; incremental
+# compilation data would double the debug half for a build that runs once, so
+# CI (CI=true) turns it off. A nearly full disk is named before the builds
+# fail on it with "No space left on device".
+disk_check() {
+  if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+  fi
+  local free_kib
+  free_kib=$(df -Pk target | awk 'NR == 2 { print $4 }')
+  echo "disk: $(( free_kib / 1024 / 1024 )) GiB free where target/ lives"
+  if [ "$free_kib" -lt $(( 12 * 1024 * 1024 )) ]; then
+    echo "warning: the builds need about 10 GiB; free some disk space if a build fails with 'No space left on device'"
+  fi
 }
 
 record() { PARTS+=("$(printf '%-9s %5ss  %s' "$1" "$(( $(date +%s) - ${3:-$(date +%s)} ))" "$2")"); }
