@@ -18,7 +18,8 @@
 # gives a read per message, as the matrix's echo 20 B ×1 row.
 # BINARY=1: binary messages (as the matrix's 16 KiB echo sends) instead of
 # text.
-# Loopback only. Needs valgrind.
+# KEEP: a directory to copy the long run's callgrind dump to, for
+# callgrind_annotate. Loopback only. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -34,9 +35,9 @@ EXTRA=()
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# run BINARY SECONDS: prints "INSTRUCTIONS MESSAGES".
+# run BINARY SECONDS [KEEP_AS]: prints "INSTRUCTIONS MESSAGES".
 run() {
-  local binary=$1 seconds=$2 pid addr rate duration total
+  local binary=$1 seconds=$2 keep_as=${3:-} pid addr rate duration total
   start_callgrind "$binary" "$WORK"
   pid=$SERVER_PID addr=$ADDR
   # The verdict needs --server-pid; only the counts matter here.
@@ -47,6 +48,7 @@ run() {
   [ -n "$rate" ] || { echo "the load generator failed against $binary" >&2; exit 1; }
   duration=$(awk '$1 == "duration" { print $2 }' "$WORK/load")
   total=$(awk '/^totals:/ { print $2 }' "$WORK"/cg.*)
+  if [ -n "${KEEP:-}" ] && [ -n "$keep_as" ]; then cp "$WORK"/cg.* "$KEEP/callgrind.echo.$keep_as"; fi
   rm -f "$WORK"/cg.*
   echo "$total $(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%.0f", r * d }')"
 }
@@ -55,7 +57,7 @@ for named in "$@"; do
   name=${named%%=*}
   binary=${named#*=}
   read -r short_ir short_msgs < <(run "$binary" "$SHORT")
-  read -r long_ir long_msgs < <(run "$binary" "$LONG")
+  read -r long_ir long_msgs < <(run "$binary" "$LONG" "$name")
   awk -v n="$name" -v a="$short_ir" -v b="$long_ir" -v m="$short_msgs" -v k="$long_msgs" \
     'BEGIN { printf "%-12s %8.1f instructions per echoed message (runs: %d msgs / %d Ir, %d msgs / %d Ir)\n", n, (b - a) / (k - m), m, a, k, b }'
 done

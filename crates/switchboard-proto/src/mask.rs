@@ -25,8 +25,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// becomes a few vector XORs with no loop of its own. Not inlined, so that
 /// the short payloads of the usual frame keep the lean word loop alone.
 #[inline(never)]
-fn mask_blocks(buf: &mut [u8], key: [u8; 4]) {
-    let block_key: [u8; BLOCK] = std::array::from_fn(|i| key[i & 3]);
+fn mask_blocks(buf: &mut [u8], key: u32) {
+    let block_key = block_key(key);
     let (blocks, rest) = buf.as_chunks_mut::<BLOCK>();
     for block in blocks {
         for (byte, k) in block.iter_mut().zip(block_key) {
@@ -37,24 +37,31 @@ fn mask_blocks(buf: &mut [u8], key: [u8; 4]) {
 }
 
 /// Eight bytes at a time, then a 4-byte group, then single bytes; `key`
-/// is already in the phase of `buf`'s first byte.
+/// is already in the phase of `buf`'s first byte (see [`rotate`]). The
+/// key stays in registers as integers: byte `i` of the little-endian
+/// word is the key byte for payload byte `i`.
 #[inline]
-fn mask_words(buf: &mut [u8], key: [u8; 4]) {
-    let narrow = u32::from_ne_bytes(key);
-    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+fn mask_words(buf: &mut [u8], key: u32) {
+    let wide = u64::from(key) | u64::from(key) << 32;
     let (words, rest) = buf.as_chunks_mut::<8>();
     for word in words {
-        *word = (u64::from_ne_bytes(*word) ^ wide).to_ne_bytes();
+        *word = (u64::from_le_bytes(*word) ^ wide).to_le_bytes();
     }
     // Whole words keep the key's phase; what is left is at most one
     // 4-byte group, then at most three single bytes.
     let (groups, bytes) = rest.as_chunks_mut::<4>();
     for group in groups {
-        *group = (u32::from_ne_bytes(*group) ^ narrow).to_ne_bytes();
+        *group = (u32::from_le_bytes(*group) ^ key).to_le_bytes();
     }
-    for (byte, k) in bytes.iter_mut().zip(key) {
+    for (byte, k) in bytes.iter_mut().zip(key.to_le_bytes()) {
         *byte ^= k;
     }
+}
+
+/// The key repeated over a block, in the phase of the block's first byte.
+fn block_key(key: u32) -> [u8; BLOCK] {
+    let key = key.to_le_bytes();
+    std::array::from_fn(|i| key[i & 3])
 }
 
 /// [`apply_mask`] for a text payload: also says whether every unmasked byte
@@ -62,7 +69,12 @@ fn mask_words(buf: &mut [u8], key: [u8; 4]) {
 /// (most text is ASCII). Reads and writes each byte once.
 pub fn apply_mask_ascii(buf: &mut [u8], key: [u8; 4], offset: usize) -> bool {
     let key = rotate(key, offset);
-    let wide: [u8; BLOCK] = std::array::from_fn(|i| key[i & 3]);
+    if buf.len() < BLOCK {
+        // The usual short message: no block key or accumulator to set up.
+        mask_words(buf, key);
+        return buf.is_ascii();
+    }
+    let wide = block_key(key);
     // Fixed-size blocks of bytes, OR-ed into one accumulator block: the
     // compiler turns each block into a few vector loads, XORs, ORs and
     // stores (a loop of words with a running OR it leaves scalar).
@@ -91,9 +103,11 @@ pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let s = offset & 3;
-    [key[s], key[(s + 1) & 3], key[(s + 2) & 3], key[(s + 3) & 3]]
+/// The key as a little-endian word whose first byte is the key byte for
+/// payload byte `offset`: a rotation, where an array of bytes would take a
+/// load and a shift per byte.
+fn rotate(key: [u8; 4], offset: usize) -> u32 {
+    u32::from_le_bytes(key).rotate_right(8 * (offset & 3) as u32)
 }
 
 #[cfg(test)]
