@@ -13,9 +13,10 @@ pub struct NetConfig {
     pub protocol: Config,
     /// What permessage-deflate we agree to.
     pub deflate: DeflateOptions,
-    /// Time allowed from accept to a complete request head. Default 10 s:
-    /// generous for slow mobile links, short enough that idle half-open
-    /// sockets do not pile up.
+    /// Time allowed from accept to the end of the handshake: the
+    /// transport's (TLS), a complete request head and the room's answer
+    /// together. Default 10 s: generous for slow mobile links, short enough
+    /// that idle half-open sockets do not pile up.
     pub handshake_timeout: Duration,
     /// Longest request head. Default 16 KiB, the common limit of HTTP
     /// servers; cookies beyond that are refused with 431.

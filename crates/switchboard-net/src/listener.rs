@@ -2,7 +2,7 @@
 //!
 //! Every accepted socket gets one task for its opening. It reads the request
 //! head with the protocol crate's incremental parser (bounded by
-//! `handshake_timeout` and `max_head_len`); an upgrade request is validated
+//! `max_head_len`); an upgrade request is validated
 //! and answered here, and the connection is then driven by a task of its
 //! own. Anything else goes to the service's HTTP server, also in a task of
 //! its own, with the bytes already read.
@@ -16,7 +16,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, warn};
 
 use switchboard_proto::deflate::{negotiate_server, DeflateOptions, DeflateParams};
@@ -263,15 +263,19 @@ async fn handle_socket<Svc: Service, T: Transport>(stream: TcpStream, transport:
     }
 }
 
-/// Opens the transport (bounded by the handshake timeout), then the request.
+/// Opens the transport, then the request. The whole opening, from the
+/// accept to the room's answer, shares one deadline, `handshake_timeout`
+/// after the accept: a peer cannot stretch it by taking its time in each
+/// step, and the clock is read once.
 async fn open_transport<Svc: Service, T: Transport>(
     tcp: TcpStream,
     transport: &T,
     peer: SocketAddr,
     shared: &Listener<Svc>,
 ) -> Opened<Svc::Handler, T::Stream> {
-    match timeout(shared.common.config.handshake_timeout, transport.open(tcp)).await {
-        Ok(Ok(stream)) => open(stream, peer, shared).await,
+    let deadline = Instant::now() + shared.common.config.handshake_timeout;
+    match timeout_at(deadline, transport.open(tcp)).await {
+        Ok(Ok(stream)) => open(stream, peer, shared, deadline).await,
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "transport handshake failed");
             Opened::Done
@@ -283,12 +287,12 @@ async fn open_transport<Svc: Service, T: Transport>(
     }
 }
 
-/// Reads the request head and answers an upgrade request; counts a refusal
-/// in the listener's stats.
-pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: SocketAddr, shared: &Listener<Svc>) -> Opened<Svc::Handler, S> {
+/// Reads the request head and answers an upgrade request, both by
+/// `deadline`; counts a refusal in the listener's stats.
+pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: SocketAddr, shared: &Listener<Svc>, deadline: Instant) -> Opened<Svc::Handler, S> {
     let Common { config, stats, .. } = &shared.common;
     let mut buf = BytesMut::with_capacity(1024);
-    let head = match timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, config.max_head_len)).await {
+    let head = match timeout_at(deadline, read_head(&mut stream, &mut buf, config.max_head_len)).await {
         Err(_) => {
             debug!(%peer, "handshake timed out");
             stats.record_handshake_failure(HandshakeFailure::Timeout);
@@ -317,7 +321,7 @@ pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: Socke
         }
     };
     // The application may have to ask a busy room; that too is bounded.
-    let decision = timeout(config.handshake_timeout, shared.service.upgrade(UpgradeInfo { request: &request, head: &head, peer })).await;
+    let decision = timeout_at(deadline, shared.service.upgrade(UpgradeInfo { request: &request, head: &head, peer })).await;
     let accept = match decision {
         Ok(Ok(accept)) => accept,
         Ok(Err(refusal)) => {

@@ -159,7 +159,8 @@ impl Server {
         let listener = self.listener.clone();
         tokio::spawn(async move {
             let alive = Alive::new(&listener);
-            if let Opened::Upgraded(upgraded) = open(stream, PEER, &listener).await {
+            let deadline = tokio::time::Instant::now() + listener.common.config.handshake_timeout;
+            if let Opened::Upgraded(upgraded) = open(stream, PEER, &listener, deadline).await {
                 upgraded.drive(alive).await;
             }
         })
