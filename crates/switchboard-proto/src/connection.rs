@@ -803,13 +803,14 @@ impl Connection {
         out.pending_sent += n;
         assert!(out.pending_sent <= out.pending.len(), "advanced past the queued bytes");
         if out.unsent() == 0 {
-            self.output = None;
+            // Released, for the next connection on this thread to write with.
+            spare::put(self.output.take().expect("checked above"));
         }
     }
 
     /// The write queue, made when the first bytes are queued.
     fn output(&mut self) -> &mut Output {
-        self.output.get_or_insert_with(Box::default)
+        self.output.get_or_insert_with(spare::take)
     }
 
     fn push_bytes(&mut self, chunk: Bytes) {
@@ -874,5 +875,6 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+mod spare;
 #[cfg(test)]
 mod tests;
