@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::auto_response::AutoResponses;
+use crate::batch::put_batch;
 use crate::census;
 use crate::conn::{ConnId, ConnRecord, ConnSink, Local, LocalSink, MAX_ATTACHMENT_LEN};
 use crate::conn_table::ConnTable;
@@ -255,7 +256,9 @@ pub(crate) enum TrySendError {
 /// a list.
 fn messages_event(conn: ConnId, mut messages: Vec<Message>) -> RoomEvent {
     if messages.len() == 1 {
-        RoomEvent::Message { conn, message: messages.pop().expect("one message") }
+        let message = messages.pop().expect("one message");
+        put_batch(messages);
+        RoomEvent::Message { conn, message }
     } else {
         RoomEvent::Messages { conn, messages }
     }
@@ -842,14 +845,15 @@ impl Actor {
                     self.with_room_in(local, |room, ctx| room.on_message(ctx, conn, message));
                 }
             }
-            RoomEvent::Messages { conn, messages } => {
+            RoomEvent::Messages { conn, mut messages } => {
                 if self.conns.contains(conn) {
                     self.with_room_in(local, |room, ctx| {
-                        for message in messages {
+                        for message in messages.drain(..) {
                             room.on_message(ctx, conn, message);
                         }
                     });
                 }
+                put_batch(messages);
             }
             RoomEvent::Error { conn, error } => {
                 if self.conns.contains(conn) {

@@ -28,7 +28,7 @@ use crate::limits::ConnPermit;
 use switchboard_net::{Handler, Outbound, Outbox, Traffic};
 use switchboard_proto::connection::ConnectionClosed;
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use switchboard_room::{take_batch, Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
@@ -244,8 +244,9 @@ impl Handler for RoomConnection {
         }
         if self.pending.capacity() == 0 {
             // Sized for a read's worth of short messages, not regrown
-            // message by message (the list leaves with each batch).
-            self.pending.reserve(16);
+            // message by message; the list leaves with each batch, and the
+            // room leaves it for the thread's next read.
+            self.pending = take_batch(16);
         }
         self.pending.push(message);
         Ok(())
