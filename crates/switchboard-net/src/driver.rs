@@ -512,10 +512,20 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         let slices_per_write = if self.stream.is_write_vectored() { MAX_WRITE_SLICES } else { 1 };
         while conn.wants_write() {
             let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-                let n = conn.transmit_chunks(&mut slices[..slices_per_write]);
                 let stream = Pin::new(&mut self.stream);
-                let result = if n == 1 { stream.poll_write(cx, &slices[0]) } else { stream.poll_write_vectored(cx, &slices[..n]) };
+                // One piece, the usual reply, needs no array of slices.
+                let result = match conn.single_chunk() {
+                    Some(chunk) => stream.poll_write(cx, chunk),
+                    None => {
+                        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+                        let n = conn.transmit_chunks(&mut slices[..slices_per_write]);
+                        if n == 1 {
+                            stream.poll_write(cx, &slices[0])
+                        } else {
+                            stream.poll_write_vectored(cx, &slices[..n])
+                        }
+                    }
+                };
                 match ready!(result) {
                     Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                     Ok(written) => written,

@@ -767,6 +767,22 @@ impl Connection {
         self.queued_bytes() > 0
     }
 
+    /// The bytes waiting to be written when they are one piece (the
+    /// gathered small frames alone, or one queued chunk alone), as a reply
+    /// to one read usually is: written as it is, without the slices of
+    /// [`Connection::transmit_chunks`]; then call [`Connection::advance`]
+    /// as after those. `None` when nothing waits or the bytes are in
+    /// several pieces.
+    pub fn single_chunk(&self) -> Option<&[u8]> {
+        let out = self.output.as_deref()?;
+        let unsent = &out.pending[out.pending_sent..];
+        match (out.queue.len(), unsent.is_empty()) {
+            (0, false) => Some(unsent),
+            (1, true) => out.queue.front().map(|chunk| &chunk[..]),
+            _ => None,
+        }
+    }
+
     /// Fills `dst` with the queued bytes, in order, and returns how many
     /// slices were filled. Write them with one vectored write, then call
     /// [`Connection::advance`] with the number of bytes written.

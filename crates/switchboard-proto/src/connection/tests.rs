@@ -825,3 +825,41 @@ fn a_resting_engine_without_context_is_made_anew_with_its_compression() {
     pair.client.send_text(&text).unwrap();
     assert_eq!(pair.deliver_to_server(), vec![msg(&text)], "the client's compressed message inflates");
 }
+
+#[test]
+fn bytes_in_one_piece_are_offered_whole_and_in_several_pieces_not() {
+    let mut server = Connection::server(Config::default(), None);
+    assert_eq!(server.single_chunk(), None, "nothing waits");
+    // Small frames gathered in one buffer: one piece, written in parts.
+    server.send_uncompressed(&[msg_of("one"), msg_of("two")]).unwrap();
+    let whole = server.single_chunk().expect("one piece").to_vec();
+    assert_eq!(whole, [&[0x81, 3][..], b"one", &[0x81, 3], b"two"].concat());
+    server.advance(3);
+    assert_eq!(server.single_chunk(), Some(&whole[3..]), "what is left of it");
+    server.advance(whole.len() - 3);
+    assert_eq!(server.single_chunk(), None);
+    // A large payload alone is its frame's header and the payload: two
+    // pieces; once the header is written the payload alone is one.
+    let large = Bytes::from(vec![7; COPY_THRESHOLD + 1]);
+    server.send_uncompressed(&[Message::Binary(large.clone())]).unwrap();
+    let (mut written, mut ways) = (Vec::new(), Vec::new());
+    while server.wants_write() {
+        let piece = match server.single_chunk() {
+            Some(piece) => {
+                ways.push("one");
+                piece.to_vec()
+            }
+            None => {
+                let mut slices = [IoSlice::new(&[]); 8];
+                let n = server.transmit_chunks(&mut slices);
+                ways.push("several");
+                assert!(n > 1, "several pieces when not one");
+                slices[0].to_vec()
+            }
+        };
+        written.extend_from_slice(&piece);
+        server.advance(piece.len());
+    }
+    assert_eq!(ways, ["several", "one"]);
+    assert_eq!(&written[written.len() - large.len()..], &large[..]);
+}
