@@ -532,9 +532,11 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             };
-            self.common.stats.record_write(written);
-            self.traffic.written += written as u64;
-            conn.advance(written);
+            // The 101 at the front of the first write is not WebSocket
+            // traffic.
+            let frames = conn.advance(written);
+            self.common.stats.record_write(frames);
+            self.traffic.written += frames as u64;
         }
         Pin::new(&mut self.stream).poll_flush(cx)
     }

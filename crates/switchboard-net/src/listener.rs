@@ -2,10 +2,11 @@
 //!
 //! Every accepted socket gets one task for its opening. It reads the request
 //! head with the protocol crate's incremental parser (bounded by
-//! `max_head_len`); an upgrade request is validated
-//! and answered here, and the connection is then driven by a task of its
-//! own. Anything else goes to the service's HTTP server, also in a task of
-//! its own, with the bytes already read.
+//! `max_head_len` and the handshake's deadline); an upgrade request is
+//! validated and decided here, its 101 queued in the new engine, and the
+//! connection is then driven by a task of its own, which writes the 101
+//! after the handler's `on_open`. Anything else goes to the service's HTTP
+//! server, also in a task of its own, with the bytes already read.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -339,10 +340,12 @@ pub(crate) async fn open<Svc: Service, S: ByteStream>(mut stream: S, peer: Socke
     let options = DeflateOptions { policy: accept.compression.unwrap_or(config.deflate.policy), ..config.deflate };
     let deflate = negotiate_server(&offers, &options);
     let response = request.accept_response(accept.protocol.as_deref(), deflate.as_ref().map(|(_, value)| value.as_str()), &[]);
-    if stream.write_all(&response).await.is_err() {
-        return Opened::Done;
-    }
-    let conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| DeflateParams::new(agreed, &options)));
+    let mut conn = Connection::server(config.protocol, deflate.map(|(agreed, _)| DeflateParams::new(agreed, &options)));
+    // Not written here: the driver writes it after the handler's `on_open`
+    // (with whatever that queued), so that by the time the client sees the
+    // 101 its room knows the connection, and a message another member
+    // sends once this client is open reaches it too.
+    conn.queue_handshake_response(&response);
     buf.advance(consumed);
     Opened::Upgraded(Upgraded { stream, conn, buf, handler: accept.handler })
 }

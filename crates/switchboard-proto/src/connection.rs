@@ -174,6 +174,9 @@ struct Output {
     pending: Vec<u8>,
     /// Bytes of `pending` already written.
     pending_sent: usize,
+    /// Bytes of a handshake response at the front of what is queued, not
+    /// yet written (not frames: traffic counts leave them out).
+    head_unsent: usize,
 }
 
 impl Output {
@@ -264,6 +267,23 @@ impl Connection {
             close_reply: CloseReply::Echo(None),
             output: None,
         }
+    }
+
+    /// Queues `head`, the handshake's HTTP response, to go out before any
+    /// frame and as it is. A server that queues its `101` here instead of
+    /// writing it first can let the application take the connection in
+    /// (and queue its first messages) before the peer can learn that the
+    /// handshake succeeded: whatever the peer does once it sees the `101`
+    /// finds the connection already known.
+    ///
+    /// # Panics
+    ///
+    /// If anything was queued before: the response must come first.
+    pub fn queue_handshake_response(&mut self, head: &[u8]) {
+        assert!(self.output.is_none(), "the handshake response goes before any frame");
+        let out = self.output();
+        out.pending.extend_from_slice(head);
+        out.head_unsent = head.len();
     }
 
     /// The closing handshake state.
@@ -800,17 +820,24 @@ impl Connection {
 
     /// Drops `n` written bytes from the front of the queue. Once everything
     /// is written the write buffer is released: an idle connection holds none.
-    pub fn advance(&mut self, mut n: usize) {
+    /// Returns how many of the `n` bytes were WebSocket frames: all of them
+    /// but those of a queued handshake response
+    /// ([`Connection::queue_handshake_response`]), which traffic counts
+    /// leave out.
+    pub fn advance(&mut self, mut n: usize) -> usize {
         if n == 0 {
-            return;
+            return 0;
         }
         let out = self.output.as_mut().expect("advanced past the queued bytes");
+        let head = out.head_unsent.min(n);
+        out.head_unsent -= head;
+        let frames = n - head;
         while n > 0 {
             let Some(front) = out.queue.front_mut() else { break };
             if n < front.len() {
                 front.advance(n);
                 out.queued_bytes -= n;
-                return;
+                return frames;
             }
             n -= front.len();
             out.queued_bytes -= front.len();
@@ -822,6 +849,7 @@ impl Connection {
             // Released, for the next connection on this thread to write with.
             spare::put(self.output.take().expect("checked above"));
         }
+        frames
     }
 
     /// The write queue, made when the first bytes are queued.

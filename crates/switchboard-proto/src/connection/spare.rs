@@ -38,6 +38,7 @@ pub(super) fn put(mut out: Box<Output>) {
     out.queued_bytes = 0;
     out.pending.clear();
     out.pending_sent = 0;
+    out.head_unsent = 0;
     SPARE.with(|spare| {
         let kept = spare.take();
         spare.set(kept.or(Some(out)));

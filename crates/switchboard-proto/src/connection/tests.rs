@@ -863,3 +863,28 @@ fn bytes_in_one_piece_are_offered_whole_and_in_several_pieces_not() {
     assert_eq!(ways, ["several", "one"]);
     assert_eq!(&written[written.len() - large.len()..], &large[..]);
 }
+
+#[test]
+fn the_handshake_response_goes_out_first_and_as_it_is() {
+    let mut server = Connection::server(Config::default(), None);
+    let head = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+    server.queue_handshake_response(head);
+    server.send_uncompressed(&[msg_of("welcome")]).unwrap();
+    let expected = [&head[..], &[0x81, 7], b"welcome"].concat();
+    assert_eq!(server.single_chunk(), Some(&expected[..]));
+    // Written in parts: the response's bytes are not counted as frames.
+    assert_eq!(server.advance(10), 0);
+    assert_eq!(server.advance(head.len() - 10 + 2), 2);
+    assert_eq!(server.advance(7), 7);
+    assert!(!server.wants_write());
+    server.send_uncompressed(&[msg_of("next")]).unwrap();
+    assert_eq!(server.advance(6), 6, "a later write is frames only");
+}
+
+#[test]
+#[should_panic(expected = "the handshake response goes before any frame")]
+fn a_handshake_response_after_a_frame_is_refused() {
+    let mut server = Connection::server(Config::default(), None);
+    server.send_uncompressed(&[msg_of("early")]).unwrap();
+    server.queue_handshake_response(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+}
