@@ -237,8 +237,8 @@ pub(crate) struct CallReport {
     /// The server's RSS (KiB) before the joins, once all had joined, and at
     /// the end of the run with every peer still connected.
     rss_kib: Option<(u64, u64, u64)>,
-    client_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    client_cpu: Option<cpu::CpuTime>,
+    server_cpu: Option<cpu::CpuTime>,
 }
 
 pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
@@ -297,7 +297,7 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
     }
     let elapsed = window_start.elapsed();
     let after = shared.counts();
-    let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
+    let delta = |before: Option<cpu::CpuTime>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
     let latency_us = shared.latency_us.borrow().clone();
     let rss_end = pid.and_then(rss_kib);

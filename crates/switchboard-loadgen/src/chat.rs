@@ -235,8 +235,8 @@ pub(crate) struct ChatReport {
     unanswered: (usize, Duration),
     lost: usize,
     first_loss: Option<String>,
-    client_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    client_cpu: Option<cpu::CpuTime>,
+    server_cpu: Option<cpu::CpuTime>,
 }
 
 pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
@@ -292,7 +292,7 @@ pub(crate) async fn run(options: &Options) -> Result<ChatReport, String> {
     }
     let elapsed = window_start.elapsed();
     let after = shared.counts();
-    let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
+    let delta = |before: Option<cpu::CpuTime>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
     shared.running.set(false);
     let latency_us = shared.latency_us.borrow().clone();

@@ -96,8 +96,8 @@ pub(crate) struct ChurnReport {
     cycle_us: Histogram<u64>,
     /// Server samples before and after, and how long the settling took.
     server: Option<(Sample, Sample, Duration)>,
-    client_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    client_cpu: Option<cpu::CpuTime>,
+    server_cpu: Option<cpu::CpuTime>,
 }
 
 pub(crate) async fn run(options: &Options) -> Result<ChurnReport, String> {
@@ -143,7 +143,7 @@ pub(crate) async fn run(options: &Options) -> Result<ChurnReport, String> {
         }
     }
     let elapsed = start.elapsed();
-    let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
+    let delta = |before: Option<cpu::CpuTime>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
     let server = match (pid, before) {
         (Some(pid), Some(before)) => Some(settle(pid, before).await?),

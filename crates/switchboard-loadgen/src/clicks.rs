@@ -231,8 +231,8 @@ pub(crate) struct ClicksReport {
     lag_ms: Histogram<u64>,
     lost: usize,
     first_loss: Option<String>,
-    client_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    client_cpu: Option<cpu::CpuTime>,
+    server_cpu: Option<cpu::CpuTime>,
     /// Seconds the threads spent ready to run but waiting for a core.
     client_wait: Option<f64>,
     server_wait: Option<f64>,
@@ -297,7 +297,7 @@ pub(crate) async fn run(options: &Options) -> Result<ClicksReport, String> {
     let probing = send_probes(&mut probe, options, &shared, window_start, duration).await;
     let elapsed = window_start.elapsed();
     let (clicks_in_window, messages_in_window) = (shared.clicks.get() - clicks0, shared.messages.get() - messages0);
-    let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
+    let delta = |before: Option<cpu::CpuTime>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
     let wait_delta = |before: Option<f64>, pid| Some(cpu::run_queue_wait(pid)? - before?);
     let (client_wait, server_wait) = (wait_delta(client_wait0, None), wait_delta(server_wait0, pid));
@@ -473,7 +473,7 @@ impl ClicksReport {
             );
         }
         print_cpu(secs, self.client_cpu, self.server_cpu, (self.clicks_in_window, "click delivered"));
-        let starved = |wait: Option<f64>, cpu: Option<f64>| matches!((wait, cpu), (Some(w), Some(c)) if w > c);
+        let starved = |wait: Option<f64>, cpu: Option<cpu::CpuTime>| matches!((wait, cpu), (Some(w), Some(c)) if w > c.total());
         if starved(self.client_wait, self.client_cpu) || starved(self.server_wait, self.server_cpu) {
             println!(
                 "oversubscribed threads waited for a core longer than they ran: the machine had more work than cores, and the latencies include that wait"

@@ -1,19 +1,48 @@
-//! CPU time of a process from /proc, to tell which side was the bottleneck.
+//! CPU time of a process from /proc, to tell which side was the bottleneck
+//! and where a server's time went (its own code or the kernel).
 
-/// User + system CPU seconds used so far by `pid` (or this process).
-pub(crate) fn seconds(pid: Option<u32>) -> Option<f64> {
+use std::ops::Sub;
+
+/// CPU seconds of a process, in user space and in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CpuTime {
+    pub(crate) user: f64,
+    pub(crate) system: f64,
+}
+
+impl CpuTime {
+    /// User and system time together.
+    pub(crate) fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl Sub for CpuTime {
+    type Output = CpuTime;
+
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime { user: self.user - earlier.user, system: self.system - earlier.system }
+    }
+}
+
+/// CPU time used so far by `pid` (or this process).
+pub(crate) fn seconds(pid: Option<u32>) -> Option<CpuTime> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_owned(),
     };
-    let stat = std::fs::read_to_string(path).ok()?;
+    parse_stat(&std::fs::read_to_string(path).ok()?)
+}
+
+/// The user and system time of a /proc/PID/stat line.
+fn parse_stat(stat: &str) -> Option<CpuTime> {
     // Fields after the command name (which may contain spaces) start at ") ".
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // The kernel reports clock ticks; USER_HZ is 100 on every Linux we run on.
-    Some(ticks as f64 / 100.0)
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here. The
+    // kernel reports clock ticks; USER_HZ is 100 on every Linux we run on.
+    let ticks = |i: usize| Some(fields.get(i)?.parse::<u64>().ok()? as f64 / 100.0);
+    Some(CpuTime { user: ticks(11)?, system: ticks(12)? })
 }
 
 /// Seconds the threads of `pid` (or this process) have spent so far ready
@@ -36,6 +65,17 @@ pub(crate) fn run_queue_wait(pid: Option<u32>) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_user_and_system_time_after_a_command_name_with_spaces() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 300 0 0 0 250 75 0 0 20 0 1 0 100 1000000 200";
+        assert_eq!(parse_stat(stat), Some(CpuTime { user: 2.5, system: 0.75 }));
+        assert_eq!(parse_stat("4242 (x) S 1"), None);
+        let own = seconds(None).expect("this process's own times");
+        assert!(own.user >= 0.0 && own.system >= 0.0);
+    }
+
     /// A one-thread process's wait only grows (this test process's own sum
     /// can fall when another test's thread ends between two reads).
     #[test]

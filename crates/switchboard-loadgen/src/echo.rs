@@ -106,7 +106,7 @@ pub(crate) async fn measure(
     let messages = counted.get() - start_count;
     let wire_bytes = wire.zip(start_wire).map(|(w, start)| w.get() - start);
     running.set(false);
-    let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
+    let delta = |before: Option<cpu::CpuTime>, pid| Some(cpu::seconds(pid)? - before?);
     Ok(Report {
         scenario,
         connections,

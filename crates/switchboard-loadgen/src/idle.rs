@@ -101,8 +101,8 @@ pub(crate) struct IdleReport {
     open: Option<Sample>,
     /// Seconds waited, and the sample taken then.
     after_wait: Option<(u64, Option<Sample>)>,
-    client_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    client_cpu: Option<cpu::CpuTime>,
+    server_cpu: Option<cpu::CpuTime>,
     lost: usize,
     first_loss: Option<String>,
     /// The offer made (`--deflate`), and the one message each sent.
@@ -165,7 +165,7 @@ pub(crate) async fn run(options: &Options) -> Result<IdleReport, String> {
         }
     }
     let opened_in = start.elapsed();
-    let delta = |before: Option<f64>, pid| Some(cpu::seconds(pid)? - before?);
+    let delta = |before: Option<cpu::CpuTime>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
     eprintln!("loadgen: {} open in {:.2} s", grouped(total as u64), opened_in.as_secs_f64());
 

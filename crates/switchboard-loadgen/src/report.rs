@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::cpu::CpuTime;
+
 /// What one run measured.
 pub(crate) struct Report {
     pub(crate) scenario: &'static str,
@@ -18,8 +20,8 @@ pub(crate) struct Report {
     pub(crate) latency_us: Option<Histogram<u64>>,
     /// Bytes the receivers read off the wire during the measurement.
     pub(crate) wire_bytes: Option<u64>,
-    pub(crate) client_cpu: Option<f64>,
-    pub(crate) server_cpu: Option<f64>,
+    pub(crate) client_cpu: Option<CpuTime>,
+    pub(crate) server_cpu: Option<CpuTime>,
 }
 
 impl Report {
@@ -51,21 +53,24 @@ pub(crate) fn latency_row(h: &Histogram<u64>) -> String {
 }
 
 /// The CPU rows and the verdict, shared by every scenario's table: CPU
-/// seconds used over `secs` of wall time by the load generator and the
-/// server, and the server's CPU time per unit of `work` (count, unit). That
-/// last figure stays a fair comparison of servers when the load generator,
-/// not the server, set the pace: it is the inverse of the rate the server
-/// would reach on a whole core of its own, kernel time included.
-pub(crate) fn print_cpu(secs: f64, client_cpu: Option<f64>, server_cpu: Option<f64>, work: (u64, &str)) {
-    let share = |cpu: Option<f64>| cpu.map(|c| c / secs * 100.0);
+/// time used over `secs` of wall time by the load generator and the
+/// server (the server's split into its own code and the kernel), and the
+/// server's CPU time per unit of `work` (count, unit). That last figure
+/// stays a fair comparison of servers when the load generator, not the
+/// server, set the pace: it is the inverse of the rate the server would
+/// reach on a whole core of its own, kernel time included.
+pub(crate) fn print_cpu(secs: f64, client_cpu: Option<CpuTime>, server_cpu: Option<CpuTime>, work: (u64, &str)) {
+    let share = |cpu: Option<CpuTime>| cpu.map(|c| c.total() / secs * 100.0);
     if let Some(c) = share(client_cpu) {
         println!("loadgen CPU   {c:.0} % of one core");
     }
-    if let Some(s) = share(server_cpu) {
-        println!("server CPU    {s:.0} % of one core");
+    if let (Some(s), Some(cpu)) = (share(server_cpu), server_cpu) {
+        println!("server CPU    {s:.0} % of one core (user {:.0} %, system {:.0} %)", cpu.user / secs * 100.0, cpu.system / secs * 100.0);
     }
     if let (Some(cpu), (count @ 1.., unit)) = (server_cpu, work) {
-        println!("server cost   {:.2} us of CPU per {unit}", cpu * 1e6 / count as f64);
+        let per_unit = |seconds: f64| seconds * 1e6 / count as f64;
+        println!("server cost   {:.2} us of CPU per {unit}", per_unit(cpu.total()));
+        println!("  of which    {:.2} us user, {:.2} us system", per_unit(cpu.user), per_unit(cpu.system));
     }
     println!("verdict       {}", verdict(share(client_cpu), share(server_cpu)));
 }

@@ -140,8 +140,13 @@ fn churn_completes_connections_and_finds_no_leak() {
     assert!(number(row(&out, "conns/s")) > 0, "{out}");
     assert_eq!(row(&out, "failures"), "0");
     assert!(row(&out, "leak check").starts_with("ok"), "{out}");
-    assert!(row(&out, "server CPU").contains("% of one core"), "{out}");
+    assert!(row(&out, "server CPU").contains("% of one core (user "), "{out}");
     assert!(row(&out, "server cost").ends_with("us of CPU per connection"), "{out}");
+    // The split adds up to the whole, to the printed precision.
+    let cost: f64 = row(&out, "server cost").split(' ').next().unwrap().parse().unwrap();
+    let split: Vec<f64> = row(&out, "  of which").split(' ').filter_map(|word| word.parse().ok()).collect();
+    assert_eq!(split.len(), 2, "{out}");
+    assert!((split[0] + split[1] - cost).abs() <= 0.011, "{out}");
 }
 
 #[test]
