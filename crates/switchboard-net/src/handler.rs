@@ -25,8 +25,11 @@ use crate::outbound::Outbound;
 /// first, a boxed `send` only when it is full). `on_open` and `on_close` run
 /// once and are boxed by the caller.
 pub trait Handler: Send + 'static {
-    /// The handshake completed. `out.outbound()` is the queue other tasks
-    /// use to reach this connection.
+    /// The handshake was accepted. Its 101 goes out right after this
+    /// returns, in one write with whatever this sent, so anything that
+    /// should know of the connection before its peer can act (its room)
+    /// is told here. `out.outbound()` is the queue other tasks use to
+    /// reach this connection.
     fn on_open(&mut self, _out: Outbox<'_>) -> impl Future<Output = ()> + Send {
         async {}
     }
