@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -178,20 +179,32 @@ pub async fn serve_with<Svc: Service, T: Transport>(
     // One task checks the deadlines of every connection, once per tick.
     let sweeper = shared.clone();
     let _sweeper = AbortOnDrop(tokio::spawn(async move { sweeper.common.timers.run().await }));
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(handle_socket(stream, transport.clone(), peer, Alive::new(&shared)));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = stop_accepting.wait() => break,
-            _ = shutdown.wait() => break,
+    {
+        // Made once: a wait on the watch channels registers with them, and
+        // doing that for every accepted socket would cost more than the
+        // accept. Polled only when no socket is waiting to be accepted.
+        let stop = async {
+            tokio::select! {
+                _ = stop_accepting.wait() => {}
+                _ = shutdown.wait() => {}
+            }
+        };
+        let mut stop = pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(handle_socket(stream, transport.clone(), peer, Alive::new(&shared)));
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut stop => break,
+            }
         }
     }
     drop(listener);

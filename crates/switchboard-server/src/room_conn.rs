@@ -25,10 +25,11 @@ use crate::access_log;
 use crate::auth::TOKEN_EXPIRED_CLOSE;
 use crate::framing::{encode_run, encode_run_compressed, Framing};
 use crate::limits::ConnPermit;
+use crate::read_batch::ReadBatch;
 use switchboard_net::{Handler, Outbound, Outbox, Traffic};
 use switchboard_proto::connection::ConnectionClosed;
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{take_batch, Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
 use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
@@ -164,7 +165,7 @@ pub(crate) struct RoomConnection {
     /// leave (one byte: this struct is in every connection).
     opened: Opened,
     /// Messages of the current read, sent to the room as one event.
-    pending: Vec<Message>,
+    pending: ReadBatch,
     /// Longest wait in milliseconds for the room to process our close
     /// before replying anyway (a `u32`: this struct is in every connection).
     close_wait_ms: u32,
@@ -192,7 +193,7 @@ impl RoomConnection {
         let joining = Some(Box::new(joining));
         let close_wait_ms = close_wait.as_millis().try_into().unwrap_or(u32::MAX);
         let started_ms = access_log::session_clock_ms();
-        RoomConnection { room, conn, joining, opened: Opened::No, pending: Vec::new(), close_wait_ms, client, started_ms, close_code: 0 }
+        RoomConnection { room, conn, joining, opened: Opened::No, pending: ReadBatch::default(), close_wait_ms, client, started_ms, close_code: 0 }
     }
 }
 
@@ -242,12 +243,6 @@ impl Handler for RoomConnection {
         if self.pending.len() + 1 >= MAX_BATCH || self.room.is_auto_request(&message) {
             return Err(message);
         }
-        if self.pending.capacity() == 0 {
-            // Sized for a read's worth of short messages, not regrown
-            // message by message; the list leaves with each batch, and the
-            // room leaves it for the thread's next read.
-            self.pending = take_batch(16);
-        }
         self.pending.push(message);
         Ok(())
     }
@@ -285,7 +280,7 @@ impl Handler for RoomConnection {
             return;
         }
         // Messages read before the close or the error reach the room first.
-        let _ = self.room.deliver(self.conn, std::mem::take(&mut self.pending)).await;
+        let _ = self.room.deliver(self.conn, self.pending.take()).await;
         self.opened = Opened::No;
         if !clean && code != Some(CloseCode::ABNORMAL) {
             let _ = self.room.error(self.conn, reason.to_owned()).await;
@@ -313,7 +308,7 @@ impl RoomConnection {
     /// goes with the event, so a connection keeps no buffer between reads.
     /// The wait resolves to false if the room is gone.
     fn forward(&mut self, out: &mut Outbox<'_>) -> Option<Pin<Box<impl Future<Output = bool> + Send + '_>>> {
-        let messages = std::mem::take(&mut self.pending);
+        let messages = self.pending.take();
         if messages.is_empty() {
             return None;
         }
@@ -381,12 +376,15 @@ mod tests {
     }
 
     /// The handler lives in every connection's box beside the protocol
-    /// engine and the read buffer; at 88 bytes that box stays within
-    /// mimalloc's 192-byte size class (docs/benchmarks.md, idle memory).
+    /// engine and the read buffer; that box stays within mimalloc's
+    /// 192-byte size class. A parked connection keeps it in one block with
+    /// its timers and counters; at 72 bytes that block takes the 160-byte
+    /// class, not the 192 (`driver::parked` in switchboard-net pins that;
+    /// docs/benchmarks.md, idle memory).
     #[test]
-    fn a_room_connection_takes_at_most_88_bytes() {
+    fn a_room_connection_takes_at_most_72_bytes() {
         let size = std::mem::size_of::<RoomConnection>();
-        assert!(size <= 88, "RoomConnection is {size} bytes");
+        assert!(size <= 72, "RoomConnection is {size} bytes");
         let boxed = size + std::mem::size_of::<switchboard_proto::Connection>() + std::mem::size_of::<bytes::BytesMut>();
         assert!(boxed <= 192, "a connection's box is {boxed} bytes");
     }

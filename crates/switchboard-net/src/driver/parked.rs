@@ -132,11 +132,11 @@ mod tests {
     use crate::listener::Common;
 
     /// A parked connection is one block: with the server's room handler
-    /// (at most 88 bytes, pinned in switchboard-server) it stays within
-    /// mimalloc's 192-byte class (docs/benchmarks.md, "Idle connections").
+    /// (at most 72 bytes, pinned in switchboard-server) it stays within
+    /// mimalloc's 160-byte class (docs/benchmarks.md, "Idle connections").
     #[test]
-    fn a_parked_connection_with_an_88_byte_handler_fits_192_bytes() {
-        let size = std::mem::size_of::<Parked<[u64; 11], Arc<Common>>>();
-        assert!(size <= 192, "Parked is {size} bytes");
+    fn a_parked_connection_with_a_72_byte_handler_fits_160_bytes() {
+        let size = std::mem::size_of::<Parked<[u64; 9], Arc<Common>>>();
+        assert!(size <= 160, "Parked is {size} bytes");
     }
 }

@@ -1,5 +1,7 @@
 //! Incremental parsing of an HTTP/1.1 request head.
 
+use std::ops::Range;
+
 use super::{list_contains, HandshakeError};
 
 /// Most headers accepted in one request head.
@@ -20,6 +22,10 @@ pub struct RequestHead {
     lines: Vec<u8>,
     headers: Vec<HeaderAt>,
 }
+
+/// Where one header's name and value are in the head's text
+/// ([`RequestHead::text_fields`]).
+pub type FieldAt = (Range<usize>, Range<usize>);
 
 /// Where one header's name and value are in `RequestHead::lines` (from, to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,15 +84,15 @@ impl RequestHead {
         self.header_fields().map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value))
     }
 
-    /// Names and values as text, when the whole head is UTF-8: one check
-    /// for all of them rather than one per name and value. `None` when a
-    /// value is not (obs-text); [`RequestHead::headers`] then gives bytes.
-    pub fn text_headers(&self) -> Option<impl Iterator<Item = (&str, &str)> + '_> {
+    /// The head as text, when all of it is UTF-8 (one check for every name
+    /// and value), with where each header's name and value are in it, in
+    /// order. Every name and value starts and ends at an ASCII delimiter,
+    /// so on a character boundary. `None` when a value is not UTF-8
+    /// (obs-text); [`RequestHead::headers`] then gives bytes.
+    pub fn text_fields(&self) -> Option<(&str, impl ExactSizeIterator<Item = FieldAt> + '_)> {
         let text = std::str::from_utf8(&self.lines).ok()?;
-        // Every name and value starts and ends at an ASCII delimiter, so on
-        // a char boundary: slicing cannot fail.
-        let at = move |(from, to): (u32, u32)| text.get(from as usize..to as usize).unwrap_or_default();
-        Some(self.headers.iter().map(move |h| (at(h.name), at(h.value))))
+        let range = |(from, to): (u32, u32)| from as usize..to as usize;
+        Some((text, self.headers.iter().map(move |h| (range(h.name), range(h.value)))))
     }
 
     /// Header names and values in order, both as bytes.
@@ -143,13 +149,15 @@ mod tests {
     #[test]
     fn text_headers_are_the_headers_when_the_head_is_utf8() {
         let (head, _) = RequestHead::parse(REQUEST, 16384).unwrap().unwrap();
-        let text: Vec<(&str, &str)> = head.text_headers().expect("an ASCII head").collect();
+        let (whole, fields) = head.text_fields().expect("an ASCII head");
+        assert_eq!(whole.as_bytes(), REQUEST);
+        let text: Vec<(&str, &str)> = fields.map(|(name, value)| (&whole[name], &whole[value])).collect();
         let bytes: Vec<(&str, &[u8])> = head.headers().collect();
         assert_eq!(text.len(), bytes.len());
         assert!(text.iter().zip(&bytes).all(|(t, b)| t.0 == b.0 && t.1.as_bytes() == b.1), "{text:?}");
         let latin1 = b"GET / HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n";
         let (head, _) = RequestHead::parse(latin1, 16384).unwrap().unwrap();
-        assert!(head.text_headers().is_none(), "a value that is not UTF-8");
+        assert!(head.text_fields().is_none(), "a value that is not UTF-8");
         assert_eq!(head.header("x-name"), Some(&b"caf\xe9"[..]));
     }
 
