@@ -180,9 +180,9 @@ pub async fn serve_with<Svc: Service, T: Transport>(
     let sweeper = shared.clone();
     let _sweeper = AbortOnDrop(tokio::spawn(async move { sweeper.common.timers.run().await }));
     {
-        // Made once: a wait on the watch channels registers with them, and
-        // doing that for every accepted socket would cost more than the
-        // accept. Polled only when no socket is waiting to be accepted.
+        // Made once: a wait on the watch channels registers with both, and
+        // made anew for every accepted socket that work would be part of
+        // every handshake. Polled only when no socket waits to be accepted.
         let stop = async {
             tokio::select! {
                 _ = stop_accepting.wait() => {}
