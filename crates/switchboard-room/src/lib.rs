@@ -31,7 +31,7 @@ pub mod testing;
 
 pub use actor::{spawn_room, spawn_room_notifying, RoomConfig, RoomGone, RoomHandle, RoomStats, TryDeliverError};
 pub use auto_response::AutoResponse;
-pub use batch::take_batch;
+pub use batch::ReadBatch;
 pub use census::RoomCensus;
 pub use conn::{ConnId, ConnSink, LocalSink, Run, MAX_ATTACHMENT_LEN};
 pub use context::{Ctx, Outgoing, HOLD_THRESHOLD};

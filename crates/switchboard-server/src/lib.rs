@@ -34,7 +34,6 @@ mod ops;
 mod origin;
 mod process_stats;
 mod publish;
-mod read_batch;
 mod readiness;
 mod redirect;
 mod registry;

@@ -25,11 +25,10 @@ use crate::access_log;
 use crate::auth::TOKEN_EXPIRED_CLOSE;
 use crate::framing::{encode_run, encode_run_compressed, Framing};
 use crate::limits::ConnPermit;
-use crate::read_batch::ReadBatch;
 use switchboard_net::{Handler, Outbound, Outbox, Traffic};
 use switchboard_proto::connection::ConnectionClosed;
 use switchboard_proto::{CloseCode, Message};
-use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, RoomHandle, Run, SendOutcome, TryDeliverError};
+use switchboard_room::{Closed, ConnId, ConnSink, LocalSink, ReadBatch, RoomHandle, Run, SendOutcome, TryDeliverError};
 use tokio::task::AbortHandle;
 
 /// The room side of a connection's outbound queue: frames the room's
