@@ -88,6 +88,10 @@ use parked::{park, Parking};
 /// read's worth of replies without a large array on the stack.
 const MAX_WRITE_SLICES: usize = 64;
 
+/// Below twice this, a waiting connection's partial frame stays where it
+/// was read (`keep_only_the_rest`): moving it would save too little.
+const MIN_KEPT: usize = 4096;
+
 /// Drives one connection until it ends.
 ///
 /// Its state is what an idle connection costs, so every value that lives
@@ -594,6 +598,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
             Poll::Pending => {
                 if consumed {
                     release(buf, chunk);
+                } else {
+                    keep_only_the_rest(buf, conn, chunk);
                 }
                 Poll::Pending
             }
@@ -645,6 +651,23 @@ fn release(buf: &mut BytesMut, read_chunk: usize) {
     if buf.capacity() > 0 {
         spare::put(std::mem::take(buf), 2 * read_chunk);
     }
+}
+
+/// A connection that waits with part of a frame read keeps only those
+/// bytes: the read chunk is large, and a peer that stops mid-frame should
+/// cost what it sent, not a chunk. The bytes move to a buffer of their own
+/// and the chunk goes back to the thread's spare. A buffer already sized
+/// for the frame in progress (a large one: see `read_size`) is kept, as
+/// the rest of the frame is to be read into it.
+fn keep_only_the_rest(buf: &mut BytesMut, conn: &Connection, read_chunk: usize) {
+    let needed = buf.len() + conn.frame_in_progress().map_or(0, |(missing, _)| missing);
+    if buf.capacity() < 2 * needed.max(MIN_KEPT) {
+        return;
+    }
+    let rest = BytesMut::from(&buf[..]);
+    buf.clear();
+    release(buf, read_chunk);
+    *buf = rest;
 }
 
 /// Waits for bytes to read (if `read`; they are read), room to write (if

@@ -20,7 +20,9 @@ use switchboard_proto::frame::MAX_HEADER_LEN;
 
 /// Most bytes one sized read asks for, in read chunks: a frame longer than
 /// this arrives in reads of this size, into a buffer that grows with it.
-const MAX_AHEAD_CHUNKS: usize = 4;
+/// One chunk: a peer that announces a huge frame and stalls holds no more
+/// than a chunk beyond what it sent.
+const MAX_AHEAD_CHUNKS: usize = 1;
 
 /// The most bytes the next read may take, given the frame in progress
 /// (bytes still to come, whole payload length; see

@@ -300,15 +300,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
 
     /// Writes what the engine queued: messages, pongs, a close frame.
     pub(crate) async fn flush(&mut self) {
+        let queued = self.take_queued();
+        self.write_raw(&queued).await;
+    }
+
+    /// Takes what the engine queued without writing it, for a test that
+    /// writes it in pieces.
+    pub(crate) fn take_queued(&mut self) -> Vec<u8> {
+        let mut queued = Vec::new();
         while self.conn.wants_write() {
-            let chunk = {
-                let mut slices = [IoSlice::new(&[]); 1];
-                self.conn.transmit_chunks(&mut slices);
-                slices[0].to_vec()
-            };
-            self.write_raw(&chunk).await;
-            self.conn.advance(chunk.len());
+            let mut slices = [IoSlice::new(&[]); 1];
+            self.conn.transmit_chunks(&mut slices);
+            let len = slices[0].len();
+            queued.extend_from_slice(&slices[0]);
+            self.conn.advance(len);
         }
+        queued
     }
 
     /// The next event in what the server sends, or `None` once the server

@@ -3,6 +3,7 @@
 //! handler is told, and what the listener's stats count.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_proto::frame::{DataOp, OpCode, SharedFrame};
@@ -197,6 +198,28 @@ async fn a_connection_waiting_for_bytes_leaves_its_read_buffer_to_the_thread() {
     // test's runtime has one).
     assert!(spare::take().capacity() >= server.config().read_chunk, "the buffer it read into is the thread's spare now");
     assert_eq!(spare::take().capacity(), 0);
+}
+
+/// A connection that waits with part of a frame keeps only those bytes:
+/// the read chunk it read them into is the thread's spare again, and the
+/// message comes back whole once the rest arrives.
+#[tokio::test(start_paused = true)]
+async fn a_connection_waiting_mid_frame_keeps_only_the_bytes_of_that_frame() {
+    let server = Server::start(NetConfig::default());
+    let (io, _task) = server.connect();
+    let mut peer = Peer::handshake(io, "/room").await;
+    let message = Message::binary((0..3000).map(|b| (b % 251) as u8).collect::<Vec<u8>>());
+    peer.queue(&message);
+    let frame = peer.take_queued();
+    // The thread's spare starts empty (the handshake's reads may have left one).
+    drop(spare::take());
+    peer.write_raw(&frame[..100]).await;
+    // Paused time moves only once every task waits: the server has read
+    // the 100 bytes and waits for the rest.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(spare::take().capacity() >= server.config().read_chunk, "the chunk read into went back to the thread");
+    peer.write_raw(&frame[100..]).await;
+    assert_eq!(peer.next_event().await, Some(Event::Message(message)));
 }
 
 /// A reply larger than the copy threshold is queued as its header and its
