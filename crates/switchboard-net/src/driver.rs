@@ -580,8 +580,9 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     /// beside them: the read takes the spare instead.
     fn poll_read(&mut self, buf: &mut BytesMut, conn: &Connection, cx: &mut Context<'_>) -> Poll<Result<(), Cut>> {
         let chunk = self.config().read_chunk;
-        let consumed = buf.is_empty() && !conn.is_mid_message();
-        if consumed && buf.capacity() < chunk && !buf.try_reclaim(chunk) {
+        let empty = buf.is_empty();
+        let consumed = empty && !conn.is_mid_message();
+        if empty && buf.capacity() < chunk && !buf.try_reclaim(chunk) {
             *buf = spare::take();
         }
         // A large frame's rest is read into place (see `read_size`).
