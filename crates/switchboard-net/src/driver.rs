@@ -582,12 +582,24 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         let chunk = self.config().read_chunk;
         let empty = buf.is_empty();
         let consumed = empty && !conn.is_mid_message();
-        if empty && buf.capacity() < chunk && !buf.try_reclaim(chunk) {
+        if empty && buf.capacity() < chunk / 2 && (buf.capacity() == 0 || !buf.try_reclaim(chunk)) {
             *buf = spare::take();
         }
         // A large frame's rest is read into place (see `read_size`).
-        let want = read_size::next_read(conn.frame_in_progress(), chunk);
-        buf.reserve(want);
+        // Between frames a read takes the room the buffer has while that is
+        // at least half a chunk: making room (taking back the space of the
+        // messages cut from the front) would be a call into `bytes` per read,
+        // where a read of small messages fills a sliver of the buffer. Inside
+        // a frame the read gets its whole size, as larger reads cost the
+        // kernel less.
+        let frame = conn.frame_in_progress();
+        let mut want = read_size::next_read(frame, chunk);
+        let room = buf.capacity() - buf.len();
+        if frame.is_none() && room >= chunk / 2 {
+            want = room.min(chunk);
+        } else {
+            buf.reserve(want);
+        }
         let polled = pin!(self.stream.read_buf(&mut (&mut *buf).limit(want))).poll(cx);
         match polled {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(Cut::Dropped)),

@@ -196,7 +196,9 @@ async fn a_connection_waiting_for_bytes_leaves_its_read_buffer_to_the_thread() {
     assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("hello"))));
     // The connection read, replied and waits again (on this thread: the
     // test's runtime has one).
-    assert!(spare::take().capacity() >= server.config().read_chunk, "the buffer it read into is the thread's spare now");
+    // What is left of it: a read takes the room a buffer has while that
+    // is at least half a chunk.
+    assert!(spare::take().capacity() >= server.config().read_chunk / 2, "the buffer it read into is the thread's spare now");
     assert_eq!(spare::take().capacity(), 0);
 }
 
@@ -217,7 +219,7 @@ async fn a_connection_waiting_mid_frame_keeps_only_the_bytes_of_that_frame() {
     // Paused time moves only once every task waits: the server has read
     // the 100 bytes and waits for the rest.
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert!(spare::take().capacity() >= server.config().read_chunk, "the chunk read into went back to the thread");
+    assert!(spare::take().capacity() >= server.config().read_chunk / 2, "the chunk read into went back to the thread");
     peer.write_raw(&frame[100..]).await;
     assert_eq!(peer.next_event().await, Some(Event::Message(message)));
 }
