@@ -582,22 +582,13 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         let chunk = self.config().read_chunk;
         let empty = buf.is_empty();
         let consumed = empty && !conn.is_mid_message();
-        if empty && buf.capacity() < chunk / 2 && (buf.capacity() == 0 || !buf.try_reclaim(chunk)) {
+        if empty && !read_size::has_room(buf.capacity(), chunk) && (buf.capacity() == 0 || !buf.try_reclaim(chunk)) {
             *buf = spare::take();
         }
-        // A large frame's rest is read into place (see `read_size`).
-        // Between frames a read takes the room the buffer has while that is
-        // at least half a chunk: making room (taking back the space of the
-        // messages cut from the front) would be a call into `bytes` per read,
-        // where a read of small messages fills a sliver of the buffer. Inside
-        // a frame the read gets its whole size, as larger reads cost the
-        // kernel less.
+        // How much, and whether room is made first: see `read_size`.
         let frame = conn.frame_in_progress();
-        let mut want = read_size::next_read(frame, chunk);
-        let room = buf.capacity() - buf.len();
-        if frame.is_none() && room >= chunk / 2 {
-            want = room.min(chunk);
-        } else {
+        let (want, make_room) = read_size::plan(frame, chunk, buf.capacity() - buf.len());
+        if make_room {
             buf.reserve(want);
         }
         let polled = pin!(self.stream.read_buf(&mut (&mut *buf).limit(want))).poll(cx);
@@ -612,7 +603,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
                 if consumed {
                     release(buf, chunk);
                 } else {
-                    keep_only_the_rest(buf, conn, chunk);
+                    keep_only_the_rest(buf, frame, chunk);
                 }
                 Poll::Pending
             }
@@ -672,15 +663,13 @@ fn release(buf: &mut BytesMut, read_chunk: usize) {
 /// and the chunk goes back to the thread's spare. A buffer already sized
 /// for the frame in progress (a large one: see `read_size`) is kept, as
 /// the rest of the frame is to be read into it.
-fn keep_only_the_rest(buf: &mut BytesMut, conn: &Connection, read_chunk: usize) {
-    let needed = buf.len() + conn.frame_in_progress().map_or(0, |(missing, _)| missing);
+fn keep_only_the_rest(buf: &mut BytesMut, frame: Option<(usize, usize)>, read_chunk: usize) {
+    let needed = buf.len() + frame.map_or(0, |(missing, _)| missing);
     if buf.capacity() < 2 * needed.max(MIN_KEPT) {
         return;
     }
     let rest = BytesMut::from(&buf[..]);
-    buf.clear();
-    release(buf, read_chunk);
-    *buf = rest;
+    release(&mut std::mem::replace(buf, rest), read_chunk);
 }
 
 /// Waits for bytes to read (if `read`; they are read), room to write (if

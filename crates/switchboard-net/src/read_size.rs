@@ -15,6 +15,12 @@
 //! What is reserved ahead of the bytes is bounded (`MAX_AHEAD_CHUNKS`
 //! reads' worth): a peer that announces a huge frame gets a buffer that
 //! grows as its bytes arrive, not one of the announced size.
+//!
+//! Between frames a read takes the room its buffer already has while that
+//! is at least half a chunk (`plan`): making room (taking back the space
+//! of the messages cut from the front) is a call into `bytes`, and a read
+//! of small messages fills a sliver of the buffer. Inside a frame the read
+//! gets its whole size, as larger reads cost the kernel less.
 
 use switchboard_proto::frame::MAX_HEADER_LEN;
 
@@ -35,6 +41,23 @@ pub(crate) fn next_read(frame: Option<(usize, usize)>, read_chunk: usize) -> usi
     }
 }
 
+/// Whether a buffer with `room` bytes free can take a read between
+/// frames as it is (see `plan`).
+pub(crate) fn has_room(room: usize, read_chunk: usize) -> bool {
+    room >= read_chunk / 2
+}
+
+/// The next read given the frame in progress and the room its buffer has
+/// now: how many bytes it may take, and whether the buffer must first make
+/// room for them (`reserve` them).
+pub(crate) fn plan(frame: Option<(usize, usize)>, read_chunk: usize, room: usize) -> (usize, bool) {
+    if frame.is_none() && has_room(room, read_chunk) {
+        (room.min(read_chunk), false)
+    } else {
+        (next_read(frame, read_chunk), true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +75,15 @@ mod tests {
     fn inside_a_large_frame_a_read_ends_just_past_the_next_header() {
         assert_eq!(next_read(Some((8, CHUNK)), CHUNK), 8 + MAX_HEADER_LEN);
         assert_eq!(next_read(Some((CHUNK - 6, CHUNK)), CHUNK), CHUNK - 6 + MAX_HEADER_LEN);
+    }
+
+    #[test]
+    fn between_frames_a_read_takes_the_room_there_is_while_it_is_half_a_chunk() {
+        assert_eq!(plan(None, CHUNK, CHUNK - 20), (CHUNK - 20, false));
+        assert_eq!(plan(None, CHUNK, 3 * CHUNK), (CHUNK, false));
+        assert_eq!(plan(None, CHUNK, CHUNK / 2 - 1), (CHUNK, true));
+        assert_eq!(plan(Some((100, 2000)), CHUNK, CHUNK - 20), (CHUNK, true));
+        assert_eq!(plan(Some((8, CHUNK)), CHUNK, 0), (8 + MAX_HEADER_LEN, true));
     }
 
     #[test]
