@@ -74,7 +74,7 @@ use switchboard_proto::{CloseCode, Connection, Event, Message, ProtocolError};
 
 use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox, Traffic};
-use crate::io::ByteStream;
+use crate::io::{may_read, ByteStream};
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
 use crate::read_size;
@@ -582,16 +582,23 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         let chunk = self.config().read_chunk;
         let empty = buf.is_empty();
         let consumed = empty && !conn.is_mid_message();
-        if empty && !read_size::has_room(buf.capacity(), chunk) && (buf.capacity() == 0 || !buf.try_reclaim(chunk)) {
-            *buf = spare::take();
-        }
-        // How much, and whether room is made first: see `read_size`.
         let frame = conn.frame_in_progress();
-        let (want, make_room) = read_size::plan(frame, chunk, buf.capacity() - buf.len());
-        if make_room {
-            buf.reserve(want);
-        }
-        let polled = pin!(self.stream.read_buf(&mut (&mut *buf).limit(want))).poll(cx);
+        // A wake for something else (frames from the room, room to write)
+        // finds a socket with nothing to read: asked first, it costs no
+        // buffer taken and given back.
+        let polled = if empty && !may_read(&self.stream, cx) {
+            Poll::Pending
+        } else {
+            if empty && !read_size::has_room(buf.capacity(), chunk) && (buf.capacity() == 0 || !buf.try_reclaim(chunk)) {
+                *buf = spare::take();
+            }
+            // How much, and whether room is made first: see `read_size`.
+            let (want, make_room) = read_size::plan(frame, chunk, buf.capacity() - buf.len());
+            if make_room {
+                buf.reserve(want);
+            }
+            pin!(self.stream.read_buf(&mut (&mut *buf).limit(want))).poll(cx)
+        };
         match polled {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(Cut::Dropped)),
             Poll::Ready(Ok(n)) => {

@@ -12,18 +12,33 @@
 //! HTTP server, those bytes must be read again. Plain HTTP is not the hot
 //! path, so one HTTP server serves every kind of stream through the box.
 
+use std::any::Any;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 /// A stream a connection can run over. Implemented for every type that
 /// qualifies.
 pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+/// Whether a read of `stream` may find bytes now. A TCP socket answers
+/// from tokio's readiness, registering the task's waker when it has none
+/// (as a read that finds nothing would); any other stream may hold bytes
+/// of its own (TLS keeps decrypted ones) and is always worth a read.
+///
+/// `S` is known where this is compiled, so the type check costs nothing.
+pub(crate) fn may_read<S: 'static>(stream: &S, cx: &mut Context<'_>) -> bool {
+    match (stream as &dyn Any).downcast_ref::<TcpStream>() {
+        Some(tcp) => tcp.poll_read_ready(cx).is_ready(),
+        None => true,
+    }
+}
 
 /// A stream, boxed: what a listener's transport may hand on when its own
 /// stream type is large (a TLS session), so that the tasks holding it stay

@@ -11,7 +11,7 @@ use switchboard_proto::{CloseCode, CloseFrame, Event, Message, ProtocolError};
 use tokio::time::Instant;
 
 use crate::spare;
-use crate::testing::{on_time, Call, CountingPipe, Peer, Server, CATCH_UP};
+use crate::testing::{on_time, Call, CountingPipe, Listening, Peer, Server, CATCH_UP};
 use crate::NetConfig;
 use switchboard_proto::SendOutcome;
 
@@ -222,6 +222,27 @@ async fn a_connection_waiting_mid_frame_keeps_only_the_bytes_of_that_frame() {
     assert!(spare::take().capacity() >= server.config().read_chunk / 2, "the chunk read into went back to the thread");
     peer.write_raw(&frame[100..]).await;
     assert_eq!(peer.next_event().await, Some(Event::Message(message)));
+}
+
+/// A connection woken for frames from another task, with nothing to read,
+/// asks its socket before it takes a buffer: it writes the frames and the
+/// thread's spare buffer stays where it is (none here, so none is made).
+#[tokio::test]
+async fn a_connection_woken_for_frames_alone_takes_no_read_buffer() {
+    let server = Listening::start(NetConfig { park_after: None, ..NetConfig::default() }).await;
+    let mut peer = server.connect("/room").await;
+    peer.send(&Message::text("settle")).await;
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("settle"))));
+    // The runtime is this thread, so the connection's spare is this one.
+    drop(spare::take());
+    let frame = SharedFrame::new(OpCode::Data(DataOp::Text), false, &Bytes::from_static(b"from the room"));
+    assert_eq!(server.outbound().push(&frame), SendOutcome::Queued);
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("from the room"))));
+    // Past the wait that ends the connection's pass.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(spare::take().capacity(), 0, "a read buffer was taken and given back");
+    drop(peer);
+    server.stop().await;
 }
 
 /// A reply larger than the copy threshold is queued as its header and its
