@@ -15,10 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
 use switchboard_net::{NetConfig, NetStats, Service, Shutdown};
 
+use crate::access_log;
 use crate::tls::TlsTransport;
 
 /// The sockets of one loop besides the first: the plain listener's and,
@@ -165,6 +167,9 @@ async fn serve_loop<Svc: Service>(sockets: LoopSockets, serving: Serving<Svc>) {
 /// until shutdown; the first loop serves its own with it too.
 pub(crate) async fn serve_listeners<Svc: Service>(plain: TcpListener, tls: Option<TcpListener>, serving: Serving<Svc>) {
     let Serving { service, tls: transport, net, accepting, running, stats } = serving;
+    // A loop's access lines leave in batches (see `access_log`); the
+    // work-stealing runtime's tasks move between threads, so theirs do not.
+    let _batching = (Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread).then(access_log::Batching::start);
     let plain = switchboard_net::serve_draining(plain, service.clone(), net, accepting.clone(), running.clone(), stats.clone());
     match tls.zip(transport) {
         Some((listener, transport)) => {

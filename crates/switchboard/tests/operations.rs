@@ -206,6 +206,30 @@ async fn sigterm_drains_readyz_first_then_the_listener_then_the_clients_with_100
     assert!(exit.success(), "{exit:?}");
 }
 
+/// An event loop's access lines wait there briefly to leave together
+/// (docs/operations.md, "Logs"); those of the last sessions before a stop
+/// are in the log once the server has exited.
+#[tokio::test]
+async fn the_last_access_lines_reach_the_log_before_the_server_exits() {
+    const SESSIONS: usize = 12;
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("server.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut server = ServerProcess::start_logging(&["--memory", "--log-format", "json", "--threads", "2"], log_file);
+    for n in 0..SESSIONS {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws("/rooms/echo/last-lines")).await.unwrap();
+        ws.send(Message::text(format!("session {n}"))).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(format!("session {n}")));
+        ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    let exit = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    assert_eq!(sessions_in(&lines, "echo/last-lines").len(), SESSIONS, "{text}");
+}
+
 #[tokio::test]
 async fn text_logs_written_to_a_file_carry_no_colour_codes() {
     let logs = tempfile::tempdir().unwrap();
