@@ -274,10 +274,18 @@ struct Kept<C: Deref<Target = Common>> {
     /// The engine's timers (heartbeat, closing handshake) on the
     /// listener's clock.
     timers: Timers<Ms>,
-    /// Messages read since the last count.
-    messages: u32,
+    /// Messages read since the last count: those of one read, which a
+    /// `u16` holds (a read is at most a chunk or one large frame, and a
+    /// client's frame is at least 6 bytes); saturating all the same.
+    messages: u16,
     /// The stream did not take (or flush) everything at the last write.
     blocked: bool,
+    /// The last read-side poll of the stream came to nothing, so this
+    /// task's waker waits in the stream's registration (see
+    /// `io::may_read`). False whenever that is not known: a read that
+    /// returned something, a poll refused for the task's spent budget, a
+    /// stream registered anew (a resumed connection).
+    read_armed: bool,
     /// A message was read or a frame queued since the last idle check.
     active: bool,
     /// An idle check found no message since the one before: the
@@ -372,7 +380,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         }
         let timers = Timers::new(common.timers.now());
         let traffic = Traffic { read: buffered as u64, written: 0 };
-        let kept = Kept { common, outbound, timers, messages: 0, blocked: false, active: true, idle: false, outcome: None, traffic };
+        let kept = Kept { common, outbound, timers, messages: 0, blocked: false, read_armed: false, active: true, idle: false, outcome: None, traffic };
         Link { stream, kept }
     }
 
@@ -395,7 +403,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         loop {
             match parts.conn.handle_read(&mut parts.buf) {
                 Ok(Some(Event::Message(message))) => {
-                    self.messages += 1;
+                    self.messages = self.messages.saturating_add(1);
                     match parts.handler.take_message(message) {
                         Ok(()) => *delivered = true,
                         Err(message) => return Next::Message(message),
@@ -445,7 +453,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     fn count_messages(&mut self) {
         if self.messages > 0 {
             let kept = &mut self.kept;
-            kept.common.stats.record_messages(std::mem::take(&mut kept.messages));
+            kept.common.stats.record_messages(std::mem::take(&mut kept.messages).into());
         }
     }
 
@@ -586,7 +594,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         // A wake for something else (frames from the room, room to write)
         // finds a socket with nothing to read: asked first, it costs no
         // buffer taken and given back.
-        let polled = if empty && !may_read(&self.stream, cx) {
+        let polled = if empty && !may_read(&self.stream, self.read_armed, cx) {
             Poll::Pending
         } else {
             if empty && !read_size::has_room(buf.capacity(), chunk) && (buf.capacity() == 0 || !buf.try_reclaim(chunk)) {
@@ -599,6 +607,10 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
             }
             pin!(self.stream.read_buf(&mut (&mut *buf).limit(want))).poll(cx)
         };
+        // A poll that came to nothing stored the waker, unless the task's
+        // budget ran out first (tokio then wakes the task itself, and
+        // stores nothing).
+        self.read_armed = polled.is_pending() && tokio::task::coop::has_budget_remaining();
         match polled {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(Cut::Dropped)),
             Poll::Ready(Ok(n)) => {

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -28,13 +29,20 @@ pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
 
 /// Whether a read of `stream` may find bytes now. A TCP socket answers
-/// from tokio's readiness, registering the task's waker when it has none
-/// (as a read that finds nothing would); any other stream may hold bytes
-/// of its own (TLS keeps decrypted ones) and is always worth a read.
+/// from tokio's readiness; any other stream may hold bytes of its own (TLS
+/// keeps decrypted ones) and is always worth a read.
+///
+/// `armed`: the task's waker is in the socket's registration for reading,
+/// left there by the last read-side poll, which came to nothing (see
+/// `Kept::read_armed` in the driver). Until bytes (or the end) arrive, the
+/// reactor keeps it and leaves the socket marked not ready, so the
+/// question is then one load, with no waker to store; otherwise asking
+/// stores the waker, as a read that finds nothing would.
 ///
 /// `S` is known where this is compiled, so the type check costs nothing.
-pub(crate) fn may_read<S: 'static>(stream: &S, cx: &mut Context<'_>) -> bool {
+pub(crate) fn may_read<S: 'static>(stream: &S, armed: bool, cx: &mut Context<'_>) -> bool {
     match (stream as &dyn Any).downcast_ref::<TcpStream>() {
+        Some(tcp) if armed => tcp.try_io(Interest::READABLE, || Ok(())).is_ok(),
         Some(tcp) => tcp.poll_read_ready(cx).is_ready(),
         None => true,
     }

@@ -88,7 +88,9 @@ impl<H: Handler, C: Deref<Target = Common> + Send + 'static> Resume for Parked<H
     }
 
     fn resume(self: Box<Self>, runtime: &Handle) {
-        let Parked { stream, kept, engine, handler, .. } = *self;
+        let Parked { stream, mut kept, engine, handler, .. } = *self;
+        // A new registration, with no waker in it yet.
+        kept.read_armed = false;
         kept.common.stats.record_unparked();
         let conn = engine.map_or_else(|engine| *engine, |resting| Connection::wake(resting, kept.common.config.protocol));
         let parts = Box::new(Parts { conn, buf: BytesMut::new(), handler });

@@ -226,7 +226,8 @@ async fn a_connection_waiting_mid_frame_keeps_only_the_bytes_of_that_frame() {
 
 /// A connection woken for frames from another task, with nothing to read,
 /// asks its socket before it takes a buffer: it writes the frames and the
-/// thread's spare buffer stays where it is (none here, so none is made).
+/// thread's spare buffer stays where it is (none here, so none is made);
+/// and what the peer sends after such wakes is read.
 #[tokio::test]
 async fn a_connection_woken_for_frames_alone_takes_no_read_buffer() {
     let server = Listening::start(NetConfig { park_after: None, ..NetConfig::default() }).await;
@@ -241,6 +242,17 @@ async fn a_connection_woken_for_frames_alone_takes_no_read_buffer() {
     // Past the wait that ends the connection's pass.
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(spare::take().capacity(), 0, "a read buffer was taken and given back");
+    // Those waits asked the socket without storing the waker again: the
+    // one stored before still brings the peer's next message.
+    for n in 0..3 {
+        assert_eq!(server.outbound().push(&frame), SendOutcome::Queued);
+        assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("from the room"))));
+        let message = Message::text(format!("then the peer {n}"));
+        peer.send(&message).await;
+        // Bounded well below the heartbeat, whose wake would also read it.
+        let echoed = tokio::time::timeout(Duration::from_secs(5), peer.next_event()).await.expect("the message was read");
+        assert_eq!(echoed, Some(Event::Message(message)));
+    }
     drop(peer);
     server.stop().await;
 }
