@@ -669,10 +669,14 @@ impl<C: Deref<Target = Common>> Drop for Kept<C> {
     }
 }
 
-/// Gives an emptied read buffer back to the thread's spare.
+/// Gives an emptied read buffer back to the thread's spare, if it is
+/// large enough for a read; a smaller one (what the handshake read the
+/// request head into) is freed, as kept it would take the spare's place and
+/// the next read would have to grow it.
 fn release(buf: &mut BytesMut, read_chunk: usize) {
-    if buf.capacity() > 0 {
-        spare::put(std::mem::take(buf), 2 * read_chunk);
+    let buf = std::mem::take(buf);
+    if read_size::has_room(buf.capacity(), read_chunk) {
+        spare::put(buf, 2 * read_chunk);
     }
 }
 

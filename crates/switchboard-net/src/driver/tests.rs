@@ -224,6 +224,23 @@ async fn a_connection_waiting_mid_frame_keeps_only_the_bytes_of_that_frame() {
     assert_eq!(peer.next_event().await, Some(Event::Message(message)));
 }
 
+/// A connection that gives its emptied buffer back holds none either way;
+/// the thread keeps it only if a read could use it as it is, so the head's
+/// small buffer of a new connection does not take the spare's place.
+#[test]
+fn only_a_buffer_large_enough_for_a_read_becomes_the_thread_spare() {
+    let chunk = NetConfig::default().read_chunk;
+    drop(spare::take());
+    let mut small = bytes::BytesMut::with_capacity(1024);
+    super::release(&mut small, chunk);
+    assert_eq!(small.capacity(), 0);
+    assert_eq!(spare::take().capacity(), 0, "too small to keep");
+    let mut large = bytes::BytesMut::with_capacity(chunk);
+    super::release(&mut large, chunk);
+    assert_eq!(large.capacity(), 0);
+    assert!(spare::take().capacity() >= chunk, "kept for the next read");
+}
+
 /// A connection woken for frames from another task, with nothing to read,
 /// asks its socket before it takes a buffer: it writes the frames and the
 /// thread's spare buffer stays where it is (none here, so none is made);
