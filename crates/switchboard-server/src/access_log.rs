@@ -14,9 +14,9 @@
 //! filter decides whether they are written.
 //!
 //! On an event loop (a current-thread runtime that calls
-//! [`Batching::start`]) those directly written lines wait in the loop's own
-//! buffer and leave together: [`BATCH_WAIT`] after the first of them, at
-//! once when [`BATCH_LIMIT`] bytes wait, and when the batching ends (the
+//! `Batching::start`) those directly written lines wait in the loop's own
+//! buffer and leave together: `BATCH_WAIT` after the first of them, at
+//! once when `BATCH_LIMIT` bytes wait, and when the batching ends (the
 //! loop's listeners have drained). A busy loop then makes one `write` for
 //! many sessions instead of one each; a line reaches the log at most
 //! `BATCH_WAIT` late, and a process killed outright loses at most that
@@ -58,10 +58,10 @@ fn direct() -> Option<Option<LineFormat>> {
 }
 
 /// How long a batched line may wait for others.
-pub const BATCH_WAIT: Duration = Duration::from_millis(100);
+pub(crate) const BATCH_WAIT: Duration = Duration::from_millis(100);
 
 /// Batched lines leave at once when this many bytes wait.
-pub const BATCH_LIMIT: usize = 16 * 1024;
+pub(crate) const BATCH_LIMIT: usize = 16 * 1024;
 
 thread_local! {
     /// The lines waiting on this thread's event loop, while it batches.
