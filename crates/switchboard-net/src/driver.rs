@@ -401,6 +401,12 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     #[inline]
     fn next_message<H: Handler>(&mut self, parts: &mut Parts<H>, delivered: &mut bool) -> Next {
         loop {
+            // Without bytes the engine has nothing to say (a frame in
+            // progress waits for more), and a pass that read nothing (a
+            // wake for frames from the room) need not ask it.
+            if parts.buf.is_empty() {
+                return Next::End(ReadEnd::Drained);
+            }
             match parts.conn.handle_read(&mut parts.buf) {
                 Ok(Some(Event::Message(message))) => {
                     self.messages = self.messages.saturating_add(1);
