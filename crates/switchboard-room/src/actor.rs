@@ -2,6 +2,7 @@
 //! and the room object that hibernation drops and rebuilds.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -290,13 +291,18 @@ impl RoomHandle {
         Ok(())
     }
 
-    /// Delivers a join or a leave: handled on the caller's task when the
-    /// room is free and nothing waits in its mailbox (see [`Self::try_deliver`]),
-    /// through the mailbox otherwise.
-    async fn send_or_handle(&self, event: RoomEvent) -> Result<(), RoomGone> {
-        match self.try_handle(event) {
-            None => Ok(()),
-            Some(event) => self.send(event).await,
+    /// Delivers a join or a leave: handled on the caller's task, at the
+    /// call, when the room is free and nothing waits in its mailbox (see
+    /// [`Self::try_deliver`]), through the mailbox otherwise. The wait for a
+    /// busy room's mailbox is boxed: every handshake moves the future of
+    /// its join a few times, and the common case needs none of that state.
+    fn send_or_handle(&self, event: RoomEvent) -> impl Future<Output = Result<(), RoomGone>> + Send + '_ {
+        let queued = self.try_handle(event).map(|event| Box::pin(self.send(event)));
+        async move {
+            match queued {
+                Some(queued) => queued.await,
+                None => Ok(()),
+            }
         }
     }
 

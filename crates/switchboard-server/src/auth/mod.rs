@@ -129,8 +129,11 @@ impl Gate {
                 None => Err(Denied::unavailable("token verification is not configured")),
             },
             AuthMode::TrustedHeader => trusted_header::admit(&self.trusted, &self.config.identity_header, request),
+            // Boxed: the only mode that waits (on the auth backend), with an
+            // HTTP client's state that every other handshake would carry
+            // (and move) too.
             AuthMode::Forward => match &self.forward {
-                Some(forwarder) => forwarder.admit(&self.config.identity_header, request).await,
+                Some(forwarder) => Box::pin(forwarder.admit(&self.config.identity_header, request)).await,
                 None => Err(Denied::unavailable("the auth backend is not configured")),
             },
         }
