@@ -339,10 +339,15 @@ impl RoomHandle {
     }
 
     /// A connection asks to join: the room's answer, given before the 101.
-    pub async fn connect(&self, request: ConnectRequest) -> Result<Decision, RoomGone> {
+    /// The request goes to the room at the call (see `send_or_handle`), so
+    /// the future holds only the wait for the answer, not the request.
+    pub fn connect(&self, request: ConnectRequest) -> impl Future<Output = Result<Decision, RoomGone>> + Send + '_ {
         let (reply, decision) = oneshot::channel();
-        self.send_or_handle(RoomEvent::Connect { request, reply }).await?;
-        decision.await.map_err(|_| RoomGone)
+        let sent = self.send_or_handle(RoomEvent::Connect { request, reply });
+        async move {
+            sent.await?;
+            decision.await.map_err(|_| RoomGone)
+        }
     }
 
     /// An accepted connection is open: `sink` is its outbound side (boxed,
