@@ -19,9 +19,10 @@
 # gives a read per message, as the matrix's echo 20 B ×1 row.
 # BINARY=1: binary messages (as the matrix's 16 KiB echo sends) instead of
 # text.
-# BROADCAST=1: instead of echo, the matrix's broadcast to 1,000 ×16 row
-# (1,000 subscribers of one room, 16 messages of 32 B in flight); the
-# figure is then per delivered message.
+# BROADCAST=1: instead of echo, the matrix's broadcast to 1,000 rows
+# (1,000 subscribers of one room, IN_FLIGHT messages of 32 B in flight:
+# 16 by default, 1 for the ×1 row); the figure is then per delivered
+# message.
 # KEEP: a directory to copy the long run's callgrind dump to, for
 # callgrind_annotate. Loopback only. Needs valgrind.
 set -euo pipefail
@@ -48,7 +49,7 @@ run() {
   pid=$SERVER_PID addr=$ADDR
   # The verdict needs --server-pid; only the counts matter here.
   if [ "${BROADCAST:-0}" = 1 ]; then
-    "$LOADGEN" broadcast --url "ws://$addr/rooms/broadcast/cg" --subscribers 1000 --in-flight 16 --size 32 --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
+    "$LOADGEN" broadcast --url "ws://$addr/rooms/broadcast/cg" --subscribers 1000 --in-flight "$IN_FLIGHT" --size 32 --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
   else
     "$LOADGEN" echo --url "ws://$addr/rooms/echo/cg" --connections 100 --in-flight "$IN_FLIGHT" --size "$SIZE" "${EXTRA[@]}" --seconds "$seconds" > "$WORK/load" 2>&1 || cat "$WORK/load" >&2
   fi
