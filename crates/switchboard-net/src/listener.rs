@@ -317,16 +317,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
-        if let PhaseProj::Opening { opening } = this.phase.as_mut().project() {
-            let opened = ready!(opening.as_mut().poll(cx));
-            match (this.serve)(opened) {
-                Some(driver) => this.phase.set(Phase::Driving { driver }),
-                None => return Poll::Ready(()),
+        // An open connection's every wake-up comes here: one match for it.
+        let opened = match this.phase.as_mut().project() {
+            PhaseProj::Driving { driver } => return driver.poll(cx),
+            PhaseProj::Opening { opening } => ready!(opening.as_mut().poll(cx)),
+        };
+        match (this.serve)(opened) {
+            Some(driver) => {
+                this.phase.set(Phase::Driving { driver });
+                match this.phase.project() {
+                    PhaseProj::Driving { driver } => driver.poll(cx),
+                    PhaseProj::Opening { .. } => unreachable!("the driver was just put in place"),
+                }
             }
-        }
-        match this.phase.project() {
-            PhaseProj::Driving { driver } => driver.poll(cx),
-            PhaseProj::Opening { .. } => unreachable!("the opening was replaced above"),
+            None => Poll::Ready(()),
         }
     }
 }
