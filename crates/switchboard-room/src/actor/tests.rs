@@ -510,6 +510,21 @@ async fn delivered_messages_wait_behind_events_still_in_the_mailbox() {
 }
 
 #[tokio::test]
+async fn a_join_behind_events_in_the_mailbox_waits_its_turn_there_and_is_answered() {
+    let room = spawn_room(name("busy-join"), factory(), Arc::new(MemoryStore::new()), config());
+    let a = join(&room, 1, "").await.unwrap();
+    settle(&room).await;
+    // A message waits in the mailbox: the join cannot be handled on this
+    // task without overtaking it, so `connect` queues it (the boxed wait).
+    room.try_send(messages_event(ConnId(1), vec![Message::text("count")])).unwrap();
+    let request =
+        ConnectRequest { conn: ConnId(2), query: String::new(), headers: Headers::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
+    let decision = tokio::time::timeout(Duration::from_secs(5), room.connect(request)).await.expect("answered in time");
+    assert!(matches!(decision, Ok(Decision::Accept { .. })));
+    assert_eq!(a.texts(), ["count=1"], "the message queued first was handled first");
+}
+
+#[tokio::test]
 async fn a_room_run_by_a_connection_still_hibernates_and_fires_its_alarms() {
     let room = spawn_room(name("p"), factory(), Arc::new(MemoryStore::new()), config());
     let a = join(&room, 1, "").await.unwrap();
