@@ -5,7 +5,7 @@
 //! handshake's deadline); an upgrade request is validated and decided here,
 //! its 101 queued in the new engine, and the same task then drives the
 //! connection, writing the 101 after the handler's `on_open`. Anything else
-//! goes to the service's HTTP server, in the same task, with the bytes
+//! goes to the service's HTTP server, in a task of its own, with the bytes
 //! already read.
 
 use std::future::Future;
