@@ -53,6 +53,15 @@
 //! what it held goes to the lot until something would have woken it; the
 //! same loop then resumes it in a new task, starting with that wait.
 //!
+//! Write-through: a connection whose last pass only wrote frames other
+//! tasks queued (a room's broadcasts, with nothing read) lets its outbound
+//! queue write the next ones straight to the socket while it waits with
+//! nothing of its own to write (see `outbound`), so a broadcast costs an
+//! idle member no wake-up. Plain TCP only (the stream is a [`SharedTcp`],
+//! which the queue holds a share of). Whatever wakes the task ends it
+//! before the pass writes anything, and the bytes written meanwhile are
+//! counted then.
+//!
 //! Counting: each read adds its bytes and the number of messages it carried
 //! to the listener's [`NetStats`](crate::NetStats), each write its bytes;
 //! the connection's outcome is counted when its task ends.
@@ -78,6 +87,7 @@ use crate::io::{may_read, ByteStream};
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
 use crate::read_size;
+use crate::shared_tcp::SharedTcp;
 use crate::spare;
 use crate::stats::{NetStats, Outcome};
 use crate::timers::Ms;
@@ -137,7 +147,10 @@ where
 
         let cut = loop {
             if waiting {
-                if let Err(cut) = link.wait(&mut parts).await {
+                let woken = link.wait(&mut parts).await;
+                // Before anything is written: see Write-through.
+                link.end_through();
+                if let Err(cut) = woken {
                     break cut;
                 }
             }
@@ -190,6 +203,9 @@ where
             //    shutdown in any case.
             let signals = link.take_outbound(&mut parts.conn);
             link.note_activity(delivered || signals.frames, signals.idle_check);
+            // Other tasks' frames and no message read: the next ones may be
+            // written through, until the connection reads a message.
+            link.wants_through = (link.wants_through || signals.frames) && !delivered;
             if signals.overflowed {
                 parts.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
                 if let Some(on_close) = link.report(&mut parts.handler, Outcome::SlowConsumer, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false)
@@ -291,6 +307,10 @@ struct Kept<C: Deref<Target = Common>> {
     /// An idle check found no message since the one before: the
     /// connection parks the next time it waits with nothing in flight.
     idle: bool,
+    /// Other tasks' frames were written and no message read since: the
+    /// wait may let the outbound queue write through, which the next pass
+    /// then ends first (see Write-through).
+    wants_through: bool,
     /// How the connection ended, once the handler was told.
     outcome: Option<Outcome>,
     /// What this connection read and wrote.
@@ -372,7 +392,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     /// A new connection's link: its outbound queue, registered with the
     /// listener's timers; `buffered` bytes came with the request head.
     fn new(stream: S, common: C, buffered: usize) -> Self {
-        let outbound = Arc::new(Outbound::new(common.config.max_outbound_queue));
+        let socket = (&stream as &dyn std::any::Any).downcast_ref::<SharedTcp>().map(|tcp| tcp.socket().clone());
+        let outbound = Arc::new(Outbound::with_socket(common.config.max_outbound_queue, socket));
         common.timers.register(&outbound, &common.shutdown);
         common.stats.record_open();
         if buffered > 0 {
@@ -380,7 +401,19 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         }
         let timers = Timers::new(common.timers.now());
         let traffic = Traffic { read: buffered as u64, written: 0 };
-        let kept = Kept { common, outbound, timers, messages: 0, blocked: false, read_armed: false, active: true, idle: false, outcome: None, traffic };
+        let kept = Kept {
+            common,
+            outbound,
+            timers,
+            messages: 0,
+            blocked: false,
+            read_armed: false,
+            active: true,
+            idle: false,
+            wants_through: false,
+            outcome: None,
+            traffic,
+        };
         Link { stream, kept }
     }
 
@@ -471,6 +504,22 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     }
 
     // ---- other tasks ----
+
+    /// Ends write-through if the wait may have asked for it, and counts
+    /// what the outbound queue wrote meanwhile (activity, like frames
+    /// queued).
+    #[inline]
+    fn end_through(&mut self) {
+        if !self.wants_through {
+            return;
+        }
+        let written = self.outbound.end_through();
+        if written > 0 {
+            self.note_activity(true, false);
+            self.common.stats.record_write(written as usize);
+            self.traffic.written += u64::from(written);
+        }
+    }
 
     /// Moves a close request, and queued frames while the engine's queue is
     /// short, from the outbound queue into the engine; returns the other
@@ -581,7 +630,8 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     fn wait<'a, H>(&'a mut self, parts: &'a mut Parts<H>) -> Wait<'a, S, C, H> {
         let room_to_write = parts.conn.queued_bytes() < self.config().max_pending_write;
         let read = room_to_write && parts.conn.state() != State::Closed;
-        Wait { link: self, parts, read, frames: room_to_write }
+        let through = self.wants_through && parts.conn.state() == State::Open;
+        Wait { link: self, parts, read, frames: room_to_write, through }
     }
 
     /// Reads what the stream has into the read buffer, taking the thread's
@@ -713,13 +763,15 @@ struct Wait<'a, S: ByteStream, C: Deref<Target = Common>, H> {
     parts: &'a mut Parts<H>,
     read: bool,
     frames: bool,
+    /// The last pass asked for write-through and the connection is open.
+    through: bool,
 }
 
 impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
     type Output = Result<(), Cut>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Cut>> {
-        let Wait { link, parts, read, frames } = self.get_mut();
+        let Wait { link, parts, read, frames, through } = self.get_mut();
         if *read {
             if let Poll::Ready(woken) = link.poll_read(&mut parts.buf, &parts.conn, cx) {
                 return Poll::Ready(woken);
@@ -740,7 +792,9 @@ impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
                 Poll::Pending => {}
             }
         }
-        link.outbound.poll_news(cx, *frames).map(Ok)
+        // Nothing of its own to write: the queue may write through.
+        let through = *through && !link.blocked && !parts.conn.wants_write();
+        link.outbound.poll_news(cx, *frames, through).map(Ok)
     }
 }
 

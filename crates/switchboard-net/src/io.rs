@@ -19,7 +19,8 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::shared_tcp::SharedTcp;
 
 /// A stream a connection can run over. Implemented for every type that
 /// qualifies.
@@ -43,9 +44,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
 /// costs about twice as much (callgrind, a broadcast member's wake-up).
 #[inline(always)]
 pub(crate) fn may_read<S: 'static>(stream: &S, armed: bool, cx: &mut Context<'_>) -> bool {
-    match (stream as &dyn Any).downcast_ref::<TcpStream>() {
-        Some(tcp) if armed => tcp.try_io(Interest::READABLE, || Ok(())).is_ok(),
-        Some(tcp) => tcp.poll_read_ready(cx).is_ready(),
+    match (stream as &dyn Any).downcast_ref::<SharedTcp>() {
+        Some(tcp) if armed => tcp.socket().try_io(Interest::READABLE, || Ok(())).is_ok(),
+        Some(tcp) => tcp.socket().poll_read_ready(cx).is_ready(),
         None => true,
     }
 }

@@ -24,6 +24,7 @@ mod outbound;
 mod park;
 mod read_size;
 mod service;
+mod shared_tcp;
 mod spare;
 mod stats;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use io::{BoxedStream, ByteStream, PrefixedIo};
 pub use listener::{serve, serve_draining, serve_with, Shutdown};
 pub use outbound::Outbound;
 pub use service::{Accept, Refusal, Service, UpgradeInfo};
+pub use shared_tcp::SharedTcp;
 pub use stats::{CloseCodeClass, NetSnapshot, NetStats};
 pub use switchboard_proto::deflate::{DeflateOptions, Outgoing, Policy};
 pub use transport::{Plain, Transport};

@@ -11,6 +11,17 @@
 //! a reference count or a short copy, a short uncontended lock and at most
 //! one wake-up per batch.
 //!
+//! Write-through: while the connection's task waits with nothing of its
+//! own to write (its engine's queue empty, the socket taking everything),
+//! it may let the queue write pushed frames straight to its socket, which
+//! the queue then holds a share of ([`SharedTcp`]): a room's broadcast
+//! reaches an idle member with one system call on the room's task and no
+//! wake-up of the member's. The first frame the socket does not take whole
+//! ends it: the rest is queued and the task woken, as for any frame. The
+//! task ends it too, under this lock, before it writes anything itself, so
+//! the bytes of the two never interleave. The bytes written through are
+//! counted here until the task collects them.
+//!
 //! It is also how the listener's timer sweep and shutdown reach the
 //! connection (see `timers`): the connection publishes its next deadline
 //! here, and the sweep marks it due. Everything that can wake an idle
@@ -18,18 +29,23 @@
 //! one waker stored in it, so an idle connection's task waits on no future
 //! of its own besides the socket's readiness.
 
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use switchboard_proto::frame::SharedFrame;
 use switchboard_proto::SendOutcome;
+use tokio::net::TcpStream;
+
+#[cfg(doc)]
+use crate::shared_tcp::SharedTcp;
 
 /// The shared outbound side of one connection.
 ///
-/// At most 80 bytes (a test pins it), so that with its `Arc` it takes a
-/// 96-byte block: one per open connection. What few connections use is
+/// At most 96 bytes (a test pins it), so that with its `Arc` it takes a
+/// 112-byte block: one per open connection. What few connections use is
 /// boxed in `Rare`.
 pub struct Outbound {
     queue: Mutex<Queue>,
@@ -62,6 +78,14 @@ struct Queue {
     /// The connection is parked (see `park`): its waker resumes it, and
     /// idle checks leave it alone.
     parked: bool,
+    /// Pushed frames go straight to `socket` (see Write-through above);
+    /// only while `frames` is empty and the queue not closing.
+    through: bool,
+    /// Bytes written through since the task last collected them
+    /// (saturating).
+    written: u32,
+    /// The connection's socket, for writing through (plain TCP only).
+    socket: Option<Arc<TcpStream>>,
     rare: Option<Box<Rare>>,
     /// The connection's task while it waits, or what resumes it while it
     /// is parked.
@@ -84,6 +108,48 @@ impl Queue {
     fn has_news(&self, frames: bool) -> bool {
         let close = self.rare.as_ref().is_some_and(|rare| rare.close.is_some());
         close || self.overflowed || self.due || self.stopping || (frames && !self.frames.is_empty())
+    }
+
+    /// Writes `frame` to the socket now; true if the socket took it whole.
+    /// Otherwise write-through ends and the rest of the frame is queued
+    /// (the caller wakes the task): the socket is full, or failed, which
+    /// the task then learns from its own write.
+    fn write_through(&mut self, frame: &SharedFrame) -> bool {
+        let (header, payload) = (frame.header(), frame.payload());
+        let written = match (&self.socket, header) {
+            (Some(socket), []) => socket.try_write(payload),
+            (Some(socket), header) => socket.try_write_vectored(&[IoSlice::new(header), IoSlice::new(payload)]),
+            (None, _) => Ok(0),
+        }
+        .unwrap_or(0);
+        self.written = self.written.saturating_add(u32::try_from(written).unwrap_or(u32::MAX));
+        if written == frame.len() {
+            return true;
+        }
+        self.through = false;
+        self.bytes = u32::try_from(frame.len() - written).unwrap_or(u32::MAX);
+        if written < header.len() {
+            let mut rest = header[written..].to_vec();
+            if frame.copy_when_queued() {
+                rest.extend_from_slice(payload);
+                self.frames.push(Chunk::Copied(rest));
+                return false;
+            }
+            self.frames.push(Chunk::Copied(rest));
+            self.frames.push(Chunk::Shared(payload.clone()));
+        } else {
+            self.frames.push(Chunk::Shared(payload.slice(written - header.len()..)));
+        }
+        false
+    }
+
+    /// What a push tells the room: whether the queue is past half its limit.
+    fn outcome(&self) -> SendOutcome {
+        if self.bytes > self.limit / 2 {
+            SendOutcome::Backpressure
+        } else {
+            SendOutcome::Queued
+        }
     }
 }
 
@@ -129,8 +195,14 @@ impl Outbound {
     /// An empty queue that cuts the connection off past `limit` bytes (at
     /// most 4 GiB).
     pub fn new(limit: usize) -> Outbound {
+        Outbound::with_socket(limit, None)
+    }
+
+    /// An empty queue like [`Outbound::new`], with a share of the
+    /// connection's socket to write through.
+    pub(crate) fn with_socket(limit: usize, socket: Option<Arc<TcpStream>>) -> Outbound {
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        Outbound { queue: Mutex::new(Queue { limit, ..Queue::default() }), deadline: AtomicU64::new(0) }
+        Outbound { queue: Mutex::new(Queue { limit, socket, ..Queue::default() }), deadline: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -145,6 +217,14 @@ impl Outbound {
         let mut q = self.lock();
         if q.closing {
             return SendOutcome::Dropped;
+        }
+        if q.through {
+            if q.write_through(frame) {
+                return SendOutcome::Queued;
+            }
+            let outcome = q.outcome();
+            wake(q);
+            return outcome;
         }
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         // One frame is always taken into an empty queue, so a single message
@@ -171,7 +251,7 @@ impl Outbound {
             }
             q.frames.push(Chunk::Shared(frame.payload().clone()));
         }
-        let outcome = if q.bytes > q.limit / 2 { SendOutcome::Backpressure } else { SendOutcome::Queued };
+        let outcome = q.outcome();
         if was_empty {
             // One wake-up per batch: later frames join the queue the task will drain anyway.
             wake(q);
@@ -192,8 +272,9 @@ impl Outbound {
     /// Ready when there is something to take: a close request, a cut-off,
     /// a due deadline, the server stopping, an idle check, or frames if
     /// `frames`. Otherwise the task's waker is kept and woken by
-    /// the next of these.
-    pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool) -> Poll<()> {
+    /// the next of these, and, if `through` (the task has nothing of its
+    /// own to write), frames pushed meanwhile are written through.
+    pub(crate) fn poll_news(&self, cx: &mut Context<'_>, frames: bool, through: bool) -> Poll<()> {
         let mut q = self.lock();
         if q.has_news(frames) || q.idle_check {
             return Poll::Ready(());
@@ -202,12 +283,36 @@ impl Outbound {
             q.waker = Some(cx.waker().clone());
         }
         q.parked = false;
+        // No news and frames counted: nothing is queued.
+        q.through = through && frames && q.socket.is_some();
         Poll::Pending
+    }
+
+    /// Ends write-through (the task is about to write): returns the bytes
+    /// written through since the last collection.
+    pub(crate) fn end_through(&self) -> u32 {
+        let mut q = self.lock();
+        q.through = false;
+        std::mem::take(&mut q.written)
+    }
+
+    /// Gives the queue a share of the connection's socket to write
+    /// through (a plain TCP connection's, new or resumed).
+    pub(crate) fn attach(&self, socket: Arc<TcpStream>) {
+        self.lock().socket = Some(socket);
+    }
+
+    /// Takes the queue's share of the socket back (the connection parks).
+    pub(crate) fn detach(&self) -> Option<Arc<TcpStream>> {
+        let mut q = self.lock();
+        q.through = false;
+        q.socket.take()
     }
 
     /// Takes the queued frames alone, leaving the signals.
     pub(crate) fn take_frames(&self) -> Vec<Chunk> {
         let mut q = self.lock();
+        q.through = false;
         if q.frames.is_empty() {
             return Vec::new();
         }
@@ -220,6 +325,7 @@ impl Outbound {
     /// connection leaves them here while its socket is full).
     pub(crate) fn take(&self, frames: bool) -> Taken {
         let mut q = self.lock();
+        q.through = false;
         let frames = if frames {
             q.bytes = 0;
             std::mem::take(&mut q.frames)
@@ -246,6 +352,7 @@ impl Outbound {
             return false;
         }
         q.idle_check = false;
+        q.through = false;
         q.parked = true;
         q.waker = Some(waker);
         true
@@ -261,9 +368,13 @@ impl Outbound {
         }
     }
 
-    /// Refuses further frames (the connection is ending).
+    /// Refuses further frames (the connection is ending), and lets go of
+    /// the socket, which closes with the task's share.
     pub(crate) fn shut(&self) {
-        self.lock().closing = true;
+        let mut q = self.lock();
+        q.closing = true;
+        q.through = false;
+        q.socket = None;
     }
 
     /// Publishes the connection's next deadline (0: none) for the sweep.
@@ -371,9 +482,9 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_part_of_a_connection_fits_a_96_byte_block() {
+    fn the_shared_part_of_a_connection_fits_a_112_byte_block() {
         // With the Arc's two counters; one per open connection.
-        assert!(std::mem::size_of::<Outbound>() <= 80, "Outbound is {} bytes", std::mem::size_of::<Outbound>());
+        assert!(std::mem::size_of::<Outbound>() <= 96, "Outbound is {} bytes", std::mem::size_of::<Outbound>());
     }
 
     /// Counts its wake-ups.

@@ -41,7 +41,7 @@ use crate::outbound::Outbound;
 /// Whether connections over `S` can park: plain TCP only (a TLS session's
 /// state would have to come along, and its socket is not the stream).
 pub(crate) fn can_park<S: 'static>() -> bool {
-    TypeId::of::<S>() == TypeId::of::<tokio::net::TcpStream>()
+    TypeId::of::<S>() == TypeId::of::<crate::shared_tcp::SharedTcp>()
 }
 
 /// A parked connection, as the lot holds it.

@@ -338,6 +338,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     }
 }
 
+impl Peer<tokio::net::TcpStream> {
+    /// The next event in what the socket holds now, read without waiting:
+    /// straight from the socket (not through tokio's readiness, which only
+    /// the runtime's turn updates), so it is what the server wrote before
+    /// this task last yielded. `None` if that is no whole event.
+    pub(crate) fn event_now(&mut self) -> Option<Event> {
+        let mut chunk = [0; 16 << 10];
+        loop {
+            if let Some(event) = self.conn.handle_read(&mut self.buf).expect("the server speaks the protocol") {
+                return Some(event);
+            }
+            match std::io::Read::read(&mut &*socket2::SockRef::from(&self.io), &mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => {
+                    self.received += n;
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+}
+
 /// Writes a raw request and reads the answer to its end: the status of a
 /// refused handshake.
 pub(crate) async fn refused_status(mut io: DuplexStream, request: &[u8]) -> u16 {

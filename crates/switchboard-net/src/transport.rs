@@ -4,7 +4,7 @@
 //!
 //! The transport's stream type is what the handshake and the connection's
 //! driver are compiled for. A plain connection runs on the `TcpStream`
-//! itself; a transport with a large session state should box its stream
+//! itself, behind an `Arc` its outbound queue shares ([`SharedTcp`]); a transport with a large session state should box its stream
 //! ([`crate::BoxedStream`]), so that an idle connection's task stays small.
 
 use std::future::Future;
@@ -13,6 +13,7 @@ use std::io;
 use tokio::net::TcpStream;
 
 use crate::io::ByteStream;
+use crate::shared_tcp::SharedTcp;
 
 /// Turns an accepted TCP connection into the stream WebSockets and HTTP run
 /// over. The listener bounds [`Transport::open`] by the handshake timeout.
@@ -25,14 +26,15 @@ pub trait Transport: Send + Sync + 'static {
     fn open(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
 
-/// Plain TCP: the socket as it is.
+/// Plain TCP: the socket as it is, shared with the connection's outbound
+/// queue (see [`SharedTcp`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Plain;
 
 impl Transport for Plain {
-    type Stream = TcpStream;
+    type Stream = SharedTcp;
 
-    async fn open(&self, tcp: TcpStream) -> io::Result<TcpStream> {
-        Ok(tcp)
+    async fn open(&self, tcp: TcpStream) -> io::Result<SharedTcp> {
+        Ok(SharedTcp::new(tcp))
     }
 }

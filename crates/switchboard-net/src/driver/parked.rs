@@ -18,6 +18,7 @@ use crate::handler::Handler;
 use crate::io::ByteStream;
 use crate::listener::Common;
 use crate::park::Resume;
+use crate::shared_tcp::SharedTcp;
 
 /// What became of a connection that tried to park.
 pub(super) enum Parking<S, H, C: Deref<Target = Common>> {
@@ -55,11 +56,14 @@ where
         Some(lot) if parts.buf.is_empty() => lot,
         _ => return Parking::Refused(Link { stream, kept }, parts),
     };
-    let tcp = match cast::<S, TcpStream>(stream) {
-        Ok(tcp) => tcp,
+    let shared = match cast::<S, SharedTcp>(stream) {
+        Ok(shared) => shared,
         Err(stream) => return Parking::Refused(Link { stream, kept }, parts),
     };
-    match tcp.into_std() {
+    // The queue lets go of its share first, so the socket leaves tokio
+    // whole; nothing else holds one.
+    drop(kept.outbound.detach());
+    match shared.into_inner().map_err(drop).and_then(|tcp| tcp.into_std().map_err(drop)) {
         Ok(stream) => {
             let outbound = kept.outbound.clone();
             kept.common.stats.record_parked();
@@ -98,7 +102,11 @@ impl<H: Handler, C: Deref<Target = Common> + Send + 'static> Resume for Parked<H
         // resumption may come from any thread.
         let _entered = runtime.enter();
         match TcpStream::from_std(stream) {
-            Ok(stream) => drop(runtime.spawn(run(Link { stream, kept }, parts, true))),
+            Ok(tcp) => {
+                let shared = SharedTcp::new(tcp);
+                kept.outbound.attach(shared.socket().clone());
+                drop(runtime.spawn(run(Link { stream: shared, kept }, parts, true)))
+            }
             Err(_) => drop(runtime.spawn(lost(kept, parts))),
         }
     }

@@ -274,6 +274,78 @@ async fn a_connection_woken_for_frames_alone_takes_no_read_buffer() {
     server.stop().await;
 }
 
+fn text(s: &str) -> SharedFrame {
+    SharedFrame::new(OpCode::Data(DataOp::Text), false, &Bytes::from(s.to_owned()))
+}
+
+/// A connection whose pass only wrote frames from other tasks lets its
+/// outbound queue write the next ones straight to the socket: they are on
+/// the wire before this thread, which also runs the connection's task,
+/// yields to it. Once the connection reads a message, frames go through
+/// its task again. Every byte is counted either way.
+#[tokio::test]
+async fn frames_for_a_connection_that_only_receives_are_written_by_the_pusher_until_it_reads() {
+    let server = Listening::start(NetConfig { park_after: None, ..NetConfig::default() }).await;
+    let mut peer = server.connect("/room").await;
+    assert_eq!(server.outbound().push(&text("first")), SendOutcome::Queued);
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("first"))));
+    // Past the wait that ends that pass.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // One frame, then a room's run of two.
+    let run = SharedFrame::run(Bytes::from([text("third").to_bytes(), text("fourth").to_bytes()].concat()));
+    assert_eq!(server.outbound().push(&text("second")), SendOutcome::Queued);
+    assert_eq!(server.outbound().push(&run), SendOutcome::Queued);
+    for expected in ["second", "third", "fourth"] {
+        assert_eq!(peer.event_now(), Some(Event::Message(Message::text(expected))), "written through");
+    }
+
+    peer.send(&Message::text("from the peer")).await;
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("from the peer"))));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(server.outbound().push(&text("queued")), SendOutcome::Queued);
+    assert_eq!(peer.event_now(), None, "left to the connection's task");
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("queued"))));
+
+    peer.close(CloseCode::NORMAL, "done").await;
+    assert_eq!(peer.next_event().await, close_event(CloseCode::NORMAL, ""));
+    assert_eq!(peer.next_event().await, None);
+    assert_eq!(server.stats().bytes_out, peer.received as u64, "every byte written counted");
+    server.stop().await;
+}
+
+/// A peer that stops reading while frames are written through: the first
+/// frame the socket does not take whole ends write-through, its rest and
+/// every later frame wait in the queue, and the connection's task writes
+/// them in order once the peer reads again.
+#[tokio::test]
+async fn frames_past_a_full_socket_wait_in_the_queue_and_follow_in_order() {
+    const FRAMES: usize = 128;
+    const SIZE: usize = 256 << 10;
+    let server = Listening::start(NetConfig { park_after: None, max_outbound_queue: 64 << 20, ..NetConfig::default() }).await;
+    let mut peer = server.connect("/room").await;
+    assert_eq!(server.outbound().push(&text("first")), SendOutcome::Queued);
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("first"))));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // 32 MiB, more than loopback's socket buffers hold.
+    let frame = |n: usize| SharedFrame::new(OpCode::Data(DataOp::Binary), false, &Bytes::from(vec![n as u8; SIZE]));
+    for n in 0..FRAMES {
+        assert_ne!(server.outbound().push(&frame(n)), SendOutcome::Dropped);
+    }
+    let mut received = 0;
+    while let Some(event) = peer.event_now() {
+        assert_eq!(event, Event::Message(Message::binary(vec![received as u8; SIZE])));
+        received += 1;
+    }
+    assert!((1..FRAMES).contains(&received), "{received} of {FRAMES} frames written through before the socket filled");
+    for n in received..FRAMES {
+        assert_eq!(peer.next_event().await, Some(Event::Message(Message::binary(vec![n as u8; SIZE]))), "frame {n}");
+    }
+    drop(peer);
+    server.stop().await;
+}
+
 /// A reply larger than the copy threshold is queued as its header and its
 /// payload, two slices.
 async fn writes_for_a_large_reply(vectored: bool) -> usize {
