@@ -16,7 +16,10 @@
 //! it may let the queue write pushed frames straight to its socket, which
 //! the queue then holds a share of ([`SharedTcp`]): a room's broadcast
 //! reaches an idle member with one system call on the room's task and no
-//! wake-up of the member's. The first frame the socket does not take whole
+//! wake-up of the member's. Only frames pushed on the thread where the
+//! task waits: that thread would write them anyway, while a member on
+//! another event loop is left to its own loop's thread, so a large room's
+//! sends stay spread over the loops its members are on. The first frame the socket does not take whole
 //! ends it: the rest is queued and the task woken, as for any frame. The
 //! task ends it too, under this lock, before it writes anything itself, so
 //! the bytes of the two never interleave. The bytes written through are
@@ -29,8 +32,9 @@
 //! one waker stored in it, so an idle connection's task waits on no future
 //! of its own besides the socket's readiness.
 
+use std::cell::Cell;
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -78,9 +82,10 @@ struct Queue {
     /// The connection is parked (see `park`): its waker resumes it, and
     /// idle checks leave it alone.
     parked: bool,
-    /// Pushed frames go straight to `socket` (see Write-through above);
-    /// only while `frames` is empty and the queue not closing.
-    through: bool,
+    /// Pushed frames go straight to `socket` when pushed on this thread
+    /// (a [`thread_token`]; 0: none; see Write-through above); only while
+    /// `frames` is empty and the queue not closing.
+    through: u32,
     /// Bytes written through since the task last collected them
     /// (saturating).
     written: u32,
@@ -126,7 +131,7 @@ impl Queue {
         if written == frame.len() {
             return true;
         }
-        self.through = false;
+        self.through = 0;
         self.bytes = u32::try_from(frame.len() - written).unwrap_or(u32::MAX);
         if written < header.len() {
             let mut rest = header[written..].to_vec();
@@ -218,7 +223,7 @@ impl Outbound {
         if q.closing {
             return SendOutcome::Dropped;
         }
-        if q.through {
+        if q.through != 0 && q.through == thread_token() {
             if q.write_through(frame) {
                 return SendOutcome::Queued;
             }
@@ -284,7 +289,10 @@ impl Outbound {
         }
         q.parked = false;
         // No news and frames counted: nothing is queued.
-        q.through = through && frames && q.socket.is_some();
+        q.through = match through && frames && q.socket.is_some() {
+            true => thread_token(),
+            false => 0,
+        };
         Poll::Pending
     }
 
@@ -292,7 +300,7 @@ impl Outbound {
     /// written through since the last collection.
     pub(crate) fn end_through(&self) -> u32 {
         let mut q = self.lock();
-        q.through = false;
+        q.through = 0;
         std::mem::take(&mut q.written)
     }
 
@@ -305,14 +313,14 @@ impl Outbound {
     /// Takes the queue's share of the socket back (the connection parks).
     pub(crate) fn detach(&self) -> Option<Arc<TcpStream>> {
         let mut q = self.lock();
-        q.through = false;
+        q.through = 0;
         q.socket.take()
     }
 
     /// Takes the queued frames alone, leaving the signals.
     pub(crate) fn take_frames(&self) -> Vec<Chunk> {
         let mut q = self.lock();
-        q.through = false;
+        q.through = 0;
         if q.frames.is_empty() {
             return Vec::new();
         }
@@ -325,7 +333,7 @@ impl Outbound {
     /// connection leaves them here while its socket is full).
     pub(crate) fn take(&self, frames: bool) -> Taken {
         let mut q = self.lock();
-        q.through = false;
+        q.through = 0;
         let frames = if frames {
             q.bytes = 0;
             std::mem::take(&mut q.frames)
@@ -352,7 +360,7 @@ impl Outbound {
             return false;
         }
         q.idle_check = false;
-        q.through = false;
+        q.through = 0;
         q.parked = true;
         q.waker = Some(waker);
         true
@@ -373,7 +381,7 @@ impl Outbound {
     pub(crate) fn shut(&self) {
         let mut q = self.lock();
         q.closing = true;
-        q.through = false;
+        q.through = 0;
         q.socket = None;
     }
 
@@ -404,6 +412,25 @@ impl Outbound {
         q.stopping = true;
         wake(q);
     }
+}
+
+/// This thread's token: a number no other thread of the process has, never
+/// 0.
+fn thread_token() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        static TOKEN: Cell<u32> = const { Cell::new(0) };
+    }
+    TOKEN.with(|token| match token.get() {
+        0 => {
+            // Wrapping past 4 billion threads would need as many to have
+            // been started; 0 is skipped all the same.
+            let new = NEXT.fetch_add(1, Ordering::Relaxed).max(1);
+            token.set(new);
+            new
+        }
+        known => known,
+    })
 }
 
 /// Wakes the waiting task, after releasing the lock.

@@ -279,10 +279,11 @@ fn text(s: &str) -> SharedFrame {
 }
 
 /// A connection whose pass only wrote frames from other tasks lets its
-/// outbound queue write the next ones straight to the socket: they are on
-/// the wire before this thread, which also runs the connection's task,
-/// yields to it. Once the connection reads a message, frames go through
-/// its task again. Every byte is counted either way.
+/// outbound queue write the next ones pushed on its thread straight to the
+/// socket: they are on the wire before this thread, which also runs the
+/// connection's task, yields to it. A frame pushed on another thread, and
+/// every frame once the connection reads a message, goes through its task.
+/// Every byte is counted either way.
 #[tokio::test]
 async fn frames_for_a_connection_that_only_receives_are_written_by_the_pusher_until_it_reads() {
     let server = Listening::start(NetConfig { park_after: None, ..NetConfig::default() }).await;
@@ -299,6 +300,12 @@ async fn frames_for_a_connection_that_only_receives_are_written_by_the_pusher_un
     for expected in ["second", "third", "fourth"] {
         assert_eq!(peer.event_now(), Some(Event::Message(Message::text(expected))), "written through");
     }
+    // Pushed on another thread: left to the connection's task, on this one.
+    let outbound = server.outbound();
+    let pushed = std::thread::spawn(move || outbound.push(&text("from another thread"))).join().unwrap();
+    assert_eq!(pushed, SendOutcome::Queued);
+    assert_eq!(peer.event_now(), None, "left to the connection's task");
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("from another thread"))));
 
     peer.send(&Message::text("from the peer")).await;
     assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("from the peer"))));
