@@ -83,7 +83,7 @@ use switchboard_proto::{CloseCode, Connection, Event, Message, ProtocolError};
 
 use crate::config::NetConfig;
 use crate::handler::{Handler, Outbox, Traffic};
-use crate::io::{may_read, ByteStream};
+use crate::io::{may_read, spend_budget, ByteStream};
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
 use crate::read_size;
@@ -649,8 +649,13 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
         let frame = conn.frame_in_progress();
         // A wake for something else (frames from the room, room to write)
         // finds a socket with nothing to read: asked first, it costs no
-        // buffer taken and given back.
-        let polled = if empty && !may_read(&self.stream, self.read_armed, cx) {
+        // buffer taken and given back. Either way the read spends the
+        // task's budget once (see `io::spend_budget`).
+        let may = match empty {
+            true => may_read(&self.stream, self.read_armed, cx),
+            false => spend_budget::<S>(cx),
+        };
+        let polled = if !may {
             Poll::Pending
         } else {
             if empty && !read_size::has_room(buf.capacity(), chunk) && (buf.capacity() == 0 || !buf.try_reclaim(chunk)) {

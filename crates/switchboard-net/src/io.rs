@@ -12,7 +12,7 @@
 //! HTTP server, those bytes must be read again. Plain HTTP is not the hot
 //! path, so one HTTP server serves every kind of stream through the box.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -48,6 +48,25 @@ pub(crate) fn may_read<S: 'static>(stream: &S, armed: bool, cx: &mut Context<'_>
         Some(tcp) if armed => tcp.socket().try_io(Interest::READABLE, || Ok(())).is_ok(),
         Some(tcp) => tcp.socket().poll_read_ready(cx).is_ready(),
         None => true,
+    }
+}
+
+/// Spends one unit of the task's cooperative budget for a read of `S`
+/// that `may_read` did not precede (the rest of a frame): false, with the
+/// task woken to run again later, if the budget is spent. Only a plain TCP
+/// stream needs it, whose reads spend none themselves (see `SharedTcp`);
+/// any other stream's reads spend it in tokio's socket underneath.
+#[inline(always)]
+pub(crate) fn spend_budget<S: 'static>(cx: &mut Context<'_>) -> bool {
+    if TypeId::of::<S>() != TypeId::of::<SharedTcp>() {
+        return true;
+    }
+    match tokio::task::coop::poll_proceed(cx) {
+        Poll::Ready(coop) => {
+            coop.made_progress();
+            true
+        }
+        Poll::Pending => false,
     }
 }
 

@@ -11,6 +11,15 @@
 //!
 //! Parking takes the socket back whole (`into_inner`) to give it to the
 //! parking lot; the queue lets go of its share first.
+//!
+//! Unlike tokio's `TcpStream`, its reads and writes spend none of the
+//! task's cooperative budget: the connection's driver spends it once per
+//! read itself (`io::may_read` polls the readiness through tokio, which
+//! spends it, and a read of a frame's rest spends it in the driver), so
+//! that a peer that never stops sending cannot keep its event loop to
+//! itself, and a second charge per read and per write would cost an echo
+//! about 4 % more instructions. The handshake's reads are bounded by the
+//! head's size limit, and hyper yields on its own after a run of requests.
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
