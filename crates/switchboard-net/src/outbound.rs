@@ -19,11 +19,12 @@
 //! wake-up of the member's. Only frames pushed on the thread where the
 //! task waits: that thread would write them anyway, while a member on
 //! another event loop is left to its own loop's thread, so a large room's
-//! sends stay spread over the loops its members are on. The first frame the socket does not take whole
-//! ends it: the rest is queued and the task woken, as for any frame. The
-//! task ends it too, under this lock, before it writes anything itself, so
-//! the bytes of the two never interleave. The bytes written through are
-//! counted here until the task collects them.
+//! sends stay spread over the loops its members are on. The first frame
+//! the socket does not take whole ends it: the rest is queued and the task
+//! woken, as for any frame. The task ends it too, under this lock, before
+//! it writes anything itself, so the bytes of the two never interleave.
+//! The bytes written through are counted here until the task collects
+//! them.
 //!
 //! It is also how the listener's timer sweep and shutdown reach the
 //! connection (see `timers`): the connection publishes its next deadline

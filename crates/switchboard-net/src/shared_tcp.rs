@@ -13,13 +13,14 @@
 //! parking lot; the queue lets go of its share first.
 //!
 //! Unlike tokio's `TcpStream`, its reads and writes spend none of the
-//! task's cooperative budget: the connection's driver spends it once per
-//! read itself (`io::may_read` polls the readiness through tokio, which
-//! spends it, and a read of a frame's rest spends it in the driver), so
+//! task's cooperative budget. The connection's driver spends it once per
+//! read (`io::may_read` polls the readiness through tokio, which spends
+//! it; a read of a frame's rest spends it through `io::spend_budget`), so
 //! that a peer that never stops sending cannot keep its event loop to
-//! itself, and a second charge per read and per write would cost an echo
-//! about 4 % more instructions. The handshake's reads are bounded by the
-//! head's size limit, and hyper yields on its own after a run of requests.
+//! itself; a second charge in every read and write would be paid on every
+//! message (docs/benchmarks.md, "Write-through"). The handshake's reads
+//! are bounded by the head's size limit, and hyper yields on its own after
+//! a run of requests.
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
@@ -30,8 +31,10 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP socket that the connection's task and its outbound queue share.
-#[derive(Debug, Clone)]
+/// A TCP socket that the connection's task and its outbound queue share
+/// (not `Clone`: no one else may hold a share, or parking could not take
+/// the socket back).
+#[derive(Debug)]
 pub struct SharedTcp(Arc<TcpStream>);
 
 impl SharedTcp {

@@ -4,8 +4,10 @@
 //!
 //! The transport's stream type is what the handshake and the connection's
 //! driver are compiled for. A plain connection runs on the `TcpStream`
-//! itself, behind an `Arc` its outbound queue shares ([`SharedTcp`]); a transport with a large session state should box its stream
-//! ([`crate::BoxedStream`]), so that an idle connection's task stays small.
+//! itself, behind an `Arc` its outbound queue shares ([`SharedTcp`]); a
+//! transport with a large session state should box its stream
+//! ([`crate::BoxedStream`]), so that an idle connection's task stays
+//! small.
 
 use std::future::Future;
 use std::io;
