@@ -87,7 +87,7 @@ use crate::io::{may_read, spend_budget, ByteStream};
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
 use crate::read_size;
-use crate::shared_tcp::SharedTcp;
+use crate::shared_tcp::{is_shared_tcp, SharedTcp};
 use crate::spare;
 use crate::stats::{NetStats, Outcome};
 use crate::timers::Ms;
@@ -204,8 +204,9 @@ where
             let signals = link.take_outbound(&mut parts.conn);
             link.note_activity(delivered || signals.frames, signals.idle_check);
             // Other tasks' frames and no message read: the next ones may be
-            // written through, until the connection reads a message.
-            link.wants_through = (link.wants_through || signals.frames) && !delivered;
+            // written through (over plain TCP), until the connection reads a
+            // message.
+            link.wants_through = is_shared_tcp::<S>() && (link.wants_through || signals.frames) && !delivered;
             if signals.overflowed {
                 parts.conn.close(Some(CloseCode::POLICY_VIOLATION), "outbound queue limit exceeded: the client reads too slowly");
                 if let Some(on_close) = link.report(&mut parts.handler, Outcome::SlowConsumer, Some(CloseCode::POLICY_VIOLATION), "slow consumer".into(), false)

@@ -12,7 +12,7 @@
 //! HTTP server, those bytes must be read again. Plain HTTP is not the hot
 //! path, so one HTTP server serves every kind of stream through the box.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-use crate::shared_tcp::SharedTcp;
+use crate::shared_tcp::{is_shared_tcp, SharedTcp};
 
 /// A stream a connection can run over. Implemented for every type that
 /// qualifies.
@@ -58,7 +58,7 @@ pub(crate) fn may_read<S: 'static>(stream: &S, armed: bool, cx: &mut Context<'_>
 /// any other stream's reads spend it in tokio's socket underneath.
 #[inline(always)]
 pub(crate) fn spend_budget<S: 'static>(cx: &mut Context<'_>) -> bool {
-    if TypeId::of::<S>() != TypeId::of::<SharedTcp>() {
+    if !is_shared_tcp::<S>() {
         return true;
     }
     match tokio::task::coop::poll_proceed(cx) {

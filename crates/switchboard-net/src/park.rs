@@ -21,7 +21,6 @@
 //! connection. Readiness that came before the registration is not lost:
 //! registering a socket that has bytes to read reports it at once.
 
-use std::any::TypeId;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,7 +40,7 @@ use crate::outbound::Outbound;
 /// Whether connections over `S` can park: plain TCP only (a TLS session's
 /// state would have to come along, and its socket is not the stream).
 pub(crate) fn can_park<S: 'static>() -> bool {
-    TypeId::of::<S>() == TypeId::of::<crate::shared_tcp::SharedTcp>()
+    crate::shared_tcp::is_shared_tcp::<S>()
 }
 
 /// A parked connection, as the lot holds it.

@@ -22,6 +22,7 @@
 //! are bounded by the head's size limit, and hyper yields on its own after
 //! a run of requests.
 
+use std::any::TypeId;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
@@ -52,6 +53,12 @@ impl SharedTcp {
     pub(crate) fn into_inner(self) -> Result<TcpStream, SharedTcp> {
         Arc::try_unwrap(self.0).map_err(SharedTcp)
     }
+}
+
+/// Whether `S` is a [`SharedTcp`] (known where `S` is compiled).
+#[inline(always)]
+pub(crate) fn is_shared_tcp<S: 'static>() -> bool {
+    TypeId::of::<S>() == TypeId::of::<SharedTcp>()
 }
 
 /// Reads into `buf` as tokio's own `poll_read` does: a read that finds

@@ -77,6 +77,25 @@ async fn an_idle_connection_parks_and_whatever_reaches_it_resumes_it() {
     server.stop().await;
 }
 
+/// A connection resumed by a room's frame gets its socket's share back in
+/// its outbound queue: the next frame is written through, on the wire
+/// before this thread (the connection's too) yields.
+#[tokio::test]
+async fn a_resumed_connection_writes_frames_through_again() {
+    let server = Listening::start(config()).await;
+    let mut peer = server.connect("/room").await;
+    until("parked", || server.stats().connections_parked == 1).await;
+    server.outbound().push(&text_frame("resumes it"));
+    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("resumes it"))));
+    // Past the wait that ends its pass, well before idle checks 200 ms
+    // apart could park it again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(server.stats().connections_parked, 0);
+    server.outbound().push(&text_frame("written through"));
+    assert_eq!(peer.event_now(), Some(Event::Message(Message::text("written through"))));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_connections_hear_of_their_peer_going_away_and_of_shutdown() {
     let server = Listening::start(config()).await;
