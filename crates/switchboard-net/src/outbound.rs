@@ -232,6 +232,9 @@ impl Outbound {
             wake(q);
             return outcome;
         }
+        // A frame that waits here (pushed on another thread) ends
+        // write-through: a later one must not overtake it.
+        q.through = 0;
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         // One frame is always taken into an empty queue, so a single message
         // larger than the limit (up to the message size limit) still goes out.

@@ -300,12 +300,19 @@ async fn frames_for_a_connection_that_only_receives_are_written_by_the_pusher_un
     for expected in ["second", "third", "fourth"] {
         assert_eq!(peer.event_now(), Some(Event::Message(Message::text(expected))), "written through");
     }
-    // Pushed on another thread: left to the connection's task, on this one.
+    // Pushed on another thread: left to the connection's task, on this one,
+    // and so is the next frame pushed here, which must not overtake it.
     let outbound = server.outbound();
     let pushed = std::thread::spawn(move || outbound.push(&text("from another thread"))).join().unwrap();
     assert_eq!(pushed, SendOutcome::Queued);
+    assert_eq!(server.outbound().push(&text("after it")), SendOutcome::Queued);
     assert_eq!(peer.event_now(), None, "left to the connection's task");
-    assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("from another thread"))));
+    for expected in ["from another thread", "after it"] {
+        assert_eq!(peer.next_event().await, Some(Event::Message(Message::text(expected))));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(server.outbound().push(&text("through again")), SendOutcome::Queued);
+    assert_eq!(peer.event_now(), Some(Event::Message(Message::text("through again"))), "written through");
 
     peer.send(&Message::text("from the peer")).await;
     assert_eq!(peer.next_event().await, Some(Event::Message(Message::text("from the peer"))));
