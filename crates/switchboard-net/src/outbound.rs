@@ -19,9 +19,10 @@
 //! wake-up of the member's. Only frames pushed on the thread where the
 //! task waits: that thread would write them anyway, while a member on
 //! another event loop is left to its own loop's thread, so a large room's
-//! sends stay spread over the loops its members are on. The first frame
-//! the socket does not take whole ends it: the rest is queued and the task
-//! woken, as for any frame. The task ends it too, under this lock, before
+//! sends stay spread over the loops its members are on; a frame queued
+//! from another thread ends it, so that no later frame overtakes that one.
+//! The first frame the socket does not take whole ends it too: the rest is
+//! queued and the task woken, as for any frame. The task ends it too, under this lock, before
 //! it writes anything itself, so the bytes of the two never interleave.
 //! The bytes written through are counted here until the task collects
 //! them.
