@@ -57,10 +57,10 @@
 //! tasks queued (a room's broadcasts, with nothing read) lets its outbound
 //! queue write the next ones straight to the socket while it waits with
 //! nothing of its own to write (see `outbound`), so a broadcast costs an
-//! idle member no wake-up. Plain TCP only (the stream is a [`SharedTcp`],
-//! which the queue holds a share of). Whatever wakes the task ends it
-//! before the pass writes anything, and the bytes written meanwhile are
-//! counted then.
+//! idle member no wake-up. Plain TCP only (the stream is a
+//! [`SharedTcp`](crate::SharedTcp), which the queue holds a share of).
+//! Whatever wakes the task ends it before the pass writes anything, and
+//! the bytes written meanwhile are counted then.
 //!
 //! Counting: each read adds its bytes and the number of messages it carried
 //! to the listener's [`NetStats`](crate::NetStats), each write its bytes;
@@ -87,7 +87,7 @@ use crate::io::{may_read, spend_budget, ByteStream};
 use crate::listener::Common;
 use crate::outbound::{Chunk, Outbound};
 use crate::read_size;
-use crate::shared_tcp::{is_shared_tcp, SharedTcp};
+use crate::shared_tcp::{as_shared_tcp, is_shared_tcp};
 use crate::spare;
 use crate::stats::{NetStats, Outcome};
 use crate::timers::Ms;
@@ -393,7 +393,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     /// A new connection's link: its outbound queue, registered with the
     /// listener's timers; `buffered` bytes came with the request head.
     fn new(stream: S, common: C, buffered: usize) -> Self {
-        let socket = (&stream as &dyn std::any::Any).downcast_ref::<SharedTcp>().map(|tcp| tcp.socket().clone());
+        let socket = as_shared_tcp(&stream).map(|tcp| tcp.socket().clone());
         let outbound = Arc::new(Outbound::with_socket(common.config.max_outbound_queue, socket));
         common.timers.register(&outbound, &common.shutdown);
         common.stats.record_open();
@@ -631,8 +631,7 @@ impl<S: ByteStream, C: Deref<Target = Common>> Link<S, C> {
     fn wait<'a, H>(&'a mut self, parts: &'a mut Parts<H>) -> Wait<'a, S, C, H> {
         let room_to_write = parts.conn.queued_bytes() < self.config().max_pending_write;
         let read = room_to_write && parts.conn.state() != State::Closed;
-        let through = self.wants_through && parts.conn.state() == State::Open;
-        Wait { link: self, parts, read, frames: room_to_write, through }
+        Wait { link: self, parts, read, frames: room_to_write }
     }
 
     /// Reads what the stream has into the read buffer, taking the thread's
@@ -769,15 +768,13 @@ struct Wait<'a, S: ByteStream, C: Deref<Target = Common>, H> {
     parts: &'a mut Parts<H>,
     read: bool,
     frames: bool,
-    /// The last pass asked for write-through and the connection is open.
-    through: bool,
 }
 
 impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
     type Output = Result<(), Cut>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Cut>> {
-        let Wait { link, parts, read, frames, through } = self.get_mut();
+        let Wait { link, parts, read, frames } = self.get_mut();
         if *read {
             if let Poll::Ready(woken) = link.poll_read(&mut parts.buf, &parts.conn, cx) {
                 return Poll::Ready(woken);
@@ -798,8 +795,9 @@ impl<S: ByteStream, C: Deref<Target = Common>, H> Future for Wait<'_, S, C, H> {
                 Poll::Pending => {}
             }
         }
-        // Nothing of its own to write: the queue may write through.
-        let through = *through && !link.blocked && !parts.conn.wants_write();
+        // Open, with nothing of its own to write: the queue may write
+        // through.
+        let through = link.wants_through && parts.conn.state() == State::Open && !link.blocked && !parts.conn.wants_write();
         link.outbound.poll_news(cx, *frames, through).map(Ok)
     }
 }

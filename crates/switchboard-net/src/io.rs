@@ -12,7 +12,6 @@
 //! HTTP server, those bytes must be read again. Plain HTTP is not the hot
 //! path, so one HTTP server serves every kind of stream through the box.
 
-use std::any::Any;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,7 +19,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-use crate::shared_tcp::{is_shared_tcp, SharedTcp};
+use crate::shared_tcp::{as_shared_tcp, is_shared_tcp};
 
 /// A stream a connection can run over. Implemented for every type that
 /// qualifies.
@@ -44,7 +43,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
 /// costs about twice as much (callgrind, a broadcast member's wake-up).
 #[inline(always)]
 pub(crate) fn may_read<S: 'static>(stream: &S, armed: bool, cx: &mut Context<'_>) -> bool {
-    match (stream as &dyn Any).downcast_ref::<SharedTcp>() {
+    match as_shared_tcp(stream) {
         Some(tcp) if armed => tcp.socket().try_io(Interest::READABLE, || Ok(())).is_ok(),
         Some(tcp) => tcp.socket().poll_read_ready(cx).is_ready(),
         None => true,

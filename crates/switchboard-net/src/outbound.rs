@@ -135,18 +135,8 @@ impl Queue {
         }
         self.through = 0;
         self.bytes = u32::try_from(frame.len() - written).unwrap_or(u32::MAX);
-        if written < header.len() {
-            let mut rest = header[written..].to_vec();
-            if frame.copy_when_queued() {
-                rest.extend_from_slice(payload);
-                self.frames.push(Chunk::Copied(rest));
-                return false;
-            }
-            self.frames.push(Chunk::Copied(rest));
-            self.frames.push(Chunk::Shared(payload.clone()));
-        } else {
-            self.frames.push(Chunk::Shared(payload.slice(written - header.len()..)));
-        }
+        let rest = payload.slice(written.saturating_sub(header.len())..);
+        enqueue(&mut self.frames, &header[written.min(header.len())..], &rest, frame.copy_when_queued());
         false
     }
 
@@ -186,6 +176,26 @@ fn copy_target(frames: &mut Vec<Chunk>, additional: usize) -> &mut Vec<u8> {
         Some(Chunk::Copied(buf)) => buf,
         _ => unreachable!("a copied chunk was just made the last"),
     }
+}
+
+/// Queues a frame's bytes, `header` then `payload`: copied behind the
+/// small frames waiting if `copy`, else the header copied and the payload
+/// shared.
+fn enqueue(frames: &mut Vec<Chunk>, header: &[u8], payload: &Bytes, copy: bool) {
+    if copy {
+        let buf = copy_target(frames, header.len() + payload.len());
+        buf.extend_from_slice(header);
+        buf.extend_from_slice(payload);
+        return;
+    }
+    match (header, frames.last_mut()) {
+        ([], _) => {}
+        (header, Some(Chunk::Copied(buf))) => buf.extend_from_slice(header),
+        // Exactly the header: a large message to 10,000 members must not
+        // cost each one a batch-sized buffer.
+        (header, _) => frames.push(Chunk::Copied(header.to_vec())),
+    }
+    frames.push(Chunk::Shared(payload.clone()));
 }
 
 /// What the connection's task takes out in one go.
@@ -249,18 +259,7 @@ impl Outbound {
         }
         q.bytes = q.bytes.saturating_add(len);
         let was_empty = q.frames.is_empty();
-        if frame.copy_when_queued() {
-            frame.append_to(copy_target(&mut q.frames, frame.len()));
-        } else {
-            match (frame.header(), q.frames.last_mut()) {
-                ([], _) => {}
-                (header, Some(Chunk::Copied(buf))) => buf.extend_from_slice(header),
-                // Exactly the header: a large message to 10,000 members
-                // must not cost each one a batch-sized buffer.
-                (header, _) => q.frames.push(Chunk::Copied(header.to_vec())),
-            }
-            q.frames.push(Chunk::Shared(frame.payload().clone()));
-        }
+        enqueue(&mut q.frames, frame.header(), frame.payload(), frame.copy_when_queued());
         let outcome = q.outcome();
         if was_empty {
             // One wake-up per batch: later frames join the queue the task will drain anyway.

@@ -22,7 +22,7 @@
 //! are bounded by the head's size limit, and hyper yields on its own after
 //! a run of requests.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
@@ -53,6 +53,12 @@ impl SharedTcp {
     pub(crate) fn into_inner(self) -> Result<TcpStream, SharedTcp> {
         Arc::try_unwrap(self.0).map_err(SharedTcp)
     }
+}
+
+/// `stream` as a [`SharedTcp`], if it is one (known where `S` is compiled).
+#[inline(always)]
+pub(crate) fn as_shared_tcp<S: 'static>(stream: &S) -> Option<&SharedTcp> {
+    (stream as &dyn Any).downcast_ref::<SharedTcp>()
 }
 
 /// Whether `S` is a [`SharedTcp`] (known where `S` is compiled).
