@@ -794,6 +794,19 @@ impl Actor {
             self.held.flush(&self.conns, local);
         }
         self.pending.submit(&*self.store, &self.room);
+        // A store that commits before `commit` returns has reported
+        // already: what waited for the batch goes out with it (a newcomer's
+        // durable welcome in the same write as its handshake's response)
+        // rather than after a wake-up of this task. Through the sinks, as
+        // on a wake-up, so that they follow what the batch gave `local`.
+        // Once per batch: what a failure's `on_commit_failed` writes goes to
+        // the store here, and its report waits for the wake-up, so that a
+        // room writing on every report cannot loop.
+        if let Some((number, result)) = self.pending.take_report() {
+            self.committed(number, result);
+            self.held.flush(&self.conns, &mut None);
+            self.pending.submit(&*self.store, &self.room);
+        }
     }
 
     /// The store reported batch `number`: the replies that waited for it go

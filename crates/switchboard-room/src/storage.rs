@@ -169,6 +169,13 @@ impl WriteBehind {
         store.commit(batch, Box::new(move |result| reports.put((number, result))));
     }
 
+    /// The report of the batch just submitted, when the store made it
+    /// before `commit` returned (the memory store does): the actor then
+    /// releases what waited for it in the same batch, not on a wake-up.
+    pub(crate) fn take_report(&self) -> Option<CommitReport> {
+        self.reports.take()
+    }
+
     /// The store reported batch `number`: its writes leave the overlay
     /// (committed, or failed and so never applied) and the messages that
     /// waited for it are released.

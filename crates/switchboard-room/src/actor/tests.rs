@@ -712,6 +712,45 @@ async fn a_failed_commit_sends_no_reply_and_tells_the_room_whom_it_was_for() {
     assert_eq!(wait_for(&a, 3).await[2], "lost=None", "a failed write is no longer read back");
 }
 
+/// Stores a visit per newcomer and welcomes it once the visit is stored.
+struct Welcomer;
+
+impl Room for Welcomer {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        ctx.storage().put(&format!("visit {conn}"), b"1");
+        ctx.send_after_commit(conn, Message::text(format!("welcome {conn}")));
+    }
+
+    fn on_message(&mut self, _ctx: &mut Ctx<'_>, _conn: ConnId, _message: Message) {}
+}
+
+#[tokio::test]
+async fn a_store_that_commits_at_once_releases_the_replies_with_their_batch() {
+    let welcomer: Arc<dyn RoomFactory> = Arc::new(|_id: &str, _storage: &RoomStorage<'_>| Box::new(Welcomer) as Box<dyn Room>);
+    let open = |room: RoomHandle| async move {
+        let request =
+            ConnectRequest { conn: ConnId(1), query: String::new(), headers: Headers::new(), ip: IpAddr::V4(Ipv4Addr::LOCALHOST), geo: None, identity: None };
+        assert!(matches!(room.connect(request).await, Ok(Decision::Accept { .. })));
+        // The room is free: the open is handled on this task, as one batch.
+        settle(&room).await;
+        let sink = Arc::new(FakeSink::default());
+        room.open(ConnId(1), Box::new(sink.clone()), vec![], None).await.unwrap();
+        // No await since: the actor's task has not run.
+        (sink.texts(), sink)
+    };
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let room = spawn_room(name("w"), welcomer.clone(), memory.clone(), config());
+    let (at_once, _) = open(room.clone()).await;
+    assert_eq!(at_once, ["welcome c1"], "the memory store commits in `commit`: the welcome leaves with the open");
+    assert_eq!(memory.get("t/w", "visit c1").unwrap(), Some(b"1".to_vec()));
+    let gated = Arc::new(GatedStore::closed());
+    let room = spawn_room(name("w"), welcomer, gated.clone(), config());
+    let (at_once, sink) = open(room.clone()).await;
+    assert!(at_once.is_empty(), "a store that commits later holds the welcome: {at_once:?}");
+    gated.open();
+    assert_eq!(wait_for(&sink, 1).await, ["welcome c1"]);
+}
+
 #[test]
 fn mailbox_slots_stay_small() {
     // A slot holds a message event itself; every larger event is boxed.
