@@ -107,7 +107,7 @@ for binary in "$LOADGEN" target/release/switchboard bench/peers/target/release/p
 done
 
 RESULTS="$OUT/results.tsv"
-printf 'run\tscenario\tserver\trate\tp99_us\tloadgen_cpu\tserver_cpu\tverdict\twall_s\tbytes_per_conn\tserver_us\tserver_user_us\n' > "$RESULTS"
+printf 'run\tscenario\tserver\trate\tp99_us\tloadgen_cpu\tserver_cpu\tverdict\twall_s\tbytes_per_conn\tserver_us\tserver_user_us\tjoin_s\n' > "$RESULTS"
 for run in $(seq 1 "$RUNS"); do
   for entry in "${MATRIX[@]}"; do
     IFS='|' read -r name args path servers connect_secs <<< "$entry"
@@ -155,8 +155,10 @@ for run in $(seq 1 "$RUNS"); do
       # load generator reports it.
       suser=$(awk '/^  of which/ {print $3}' "$log")
       verdict=$(awk '/^verdict/ {$1=""; print substr($0,2)}' "$log")
+      # Broadcast: how long the subscribers and the publisher took to join.
+      join=$(sed -n 's/.*publisher open in \([0-9.]*\) s$/\1/p' "$log.err" 2> /dev/null || true)
       [ -n "$failed" ] && { rate=""; verdict="$failed"; }
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$server" "${rate:-}" "${p99:-}" "${lcpu:-}" "${scpu:-}" "${verdict:-}" "$((SECONDS - started))" "${per_conn:-}" "${sus:-}" "${suser:-}" | tee -a "$RESULTS"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$server" "${rate:-}" "${p99:-}" "${lcpu:-}" "${scpu:-}" "${verdict:-}" "$((SECONDS - started))" "${per_conn:-}" "${sus:-}" "${suser:-}" "${join:-}" | tee -a "$RESULTS"
     done
   done
 done
@@ -173,12 +175,12 @@ def med(rs, key):
 def cell(rs, key, fmt='{:,.0f}'):
     x = med(rs, key)
     return '' if x != x else fmt.format(x)
-print('\n| scenario | server | rate median (min-max) | p99 latency us median | server RSS B/conn median | loadgen CPU % | server CPU % | server CPU us per unit | of it user space |')
-print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+print('\n| scenario | server | rate median (min-max) | p99 latency us median | server RSS B/conn median | loadgen CPU % | server CPU % | server CPU us per unit | of it user space | joining s median |')
+print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
 for (scenario, server), rs in table.items():
     rates = sorted(float(r['rate']) for r in rs)
-    print(f"| {scenario} | {server} | {statistics.median(rates):,.0f} ({rates[0]:,.0f}-{rates[-1]:,.0f}) | {cell(rs, 'p99_us')} | {cell(rs, 'bytes_per_conn')} | {cell(rs, 'loadgen_cpu')} | {cell(rs, 'server_cpu')} | {cell(rs, 'server_us', '{:.2f}')} | {cell(rs, 'server_user_us', '{:.2f}')} |")
-print('\nrate: messages/s (echo, broadcast delivered), handshakes/s (idle), connections/s (churn); the server\'s CPU time per message, handshake or connection stays comparable when the load generator set the pace')
+    print(f"| {scenario} | {server} | {statistics.median(rates):,.0f} ({rates[0]:,.0f}-{rates[-1]:,.0f}) | {cell(rs, 'p99_us')} | {cell(rs, 'bytes_per_conn')} | {cell(rs, 'loadgen_cpu')} | {cell(rs, 'server_cpu')} | {cell(rs, 'server_us', '{:.2f}')} | {cell(rs, 'server_user_us', '{:.2f}')} | {cell(rs, 'join_s', '{:.3f}')} |")
+print('\nrate: messages/s (echo, broadcast delivered), handshakes/s (idle), connections/s (churn); the server\'s CPU time per message, handshake or connection stays comparable when the load generator set the pace; joining: broadcast, from the first subscriber\'s connect until the publisher is open')
 failed = [r for r in rows if not r['rate']]
 for r in failed:
     print(f"failed: run {r['run']} {r['scenario']} {r['server']}: {r['verdict']}")

@@ -81,12 +81,15 @@ pub(crate) async fn run(common: &Common, subscribers: usize) -> Result<Report, S
             }
         });
     };
+    let joining = Instant::now();
     match tokio::time::timeout(CONNECT_LIMIT, connect_all(&common.target.url, common.target.client_options(), subscribers, subscribe)).await {
         Ok(result) => result?,
         Err(_) => return Err(format!("the {subscribers} subscribers did not all connect within {} s", CONNECT_LIMIT.as_secs())),
     }
     let mut publisher = Client::connect_with(&common.target.url, common.target.client_options()).await.map_err(|e| format!("publisher: {e}"))?;
-    eprintln!("loadgen: {subscribers} subscribers and a publisher open");
+    // How long the crowd took to join (every subscriber's handshake, then
+    // the publisher's), which the report's rates leave out.
+    eprintln!("loadgen: {subscribers} subscribers and a publisher open in {:.3} s", joining.elapsed().as_secs_f64());
     {
         let (window, progress, running, failures) = (window.clone(), progress.clone(), running.clone(), failures.clone());
         let (binary, json, in_flight) = (common.binary, common.json, common.in_flight.max(1));
