@@ -39,7 +39,9 @@ if [ "$(ulimit -n)" -lt $((2 * PER_WAVE + 100)) ]; then
     exit 2
 fi
 
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Anonymous resident memory (heap and stacks), as the load generator reads
+# it: VmRSS would also count code pages first touched during a wave.
+rss_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 
 metric() { curl -s "http://$ADDR/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
 

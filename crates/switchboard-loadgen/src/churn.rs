@@ -239,10 +239,10 @@ impl ChurnReport {
             Some((before, after, settled)) => {
                 println!("server fds    before {}, after {} (read {:.1} s after the run)", grouped(before.fds), grouped(after.fds), settled.as_secs_f64());
                 println!(
-                    "server RSS    before {}, after {} ({:+.1} MiB)",
-                    mib(before.rss_kib),
-                    mib(after.rss_kib),
-                    (after.rss_kib as f64 - before.rss_kib as f64) / 1024.0
+                    "server RSS    anonymous: before {}, after {} ({:+.1} MiB)",
+                    mib(before.anon_kib),
+                    mib(after.anon_kib),
+                    (after.anon_kib as f64 - before.anon_kib as f64) / 1024.0
                 );
                 if after.fds > before.fds + FD_TOLERANCE {
                     println!(

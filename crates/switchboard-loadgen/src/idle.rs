@@ -311,10 +311,10 @@ impl IdleReport {
                     (open.fds as f64 - before.fds as f64) / n as f64
                 );
                 println!(
-                    "server RSS    before {}, open {} ({} B per connection)",
-                    mib(before.rss_kib),
-                    mib(open.rss_kib),
-                    signed_grouped(per_connection(open.rss_kib, before.rss_kib))
+                    "server RSS    anonymous: before {}, open {} ({} B per connection)",
+                    mib(before.anon_kib),
+                    mib(open.anon_kib),
+                    signed_grouped(per_connection(open.anon_kib, before.anon_kib))
                 );
             }
             (Some(_), None) => println!("server        gone before all were open"),
@@ -322,9 +322,9 @@ impl IdleReport {
         }
         match (self.before, self.after_wait) {
             (Some(before), Some((secs, Some(after)))) => println!(
-                "after wait    {secs} s: RSS {} ({} B per connection), fds {}",
-                mib(after.rss_kib),
-                signed_grouped(per_connection(after.rss_kib, before.rss_kib)),
+                "after wait    {secs} s: anonymous RSS {} ({} B per connection), fds {}",
+                mib(after.anon_kib),
+                signed_grouped(per_connection(after.anon_kib, before.anon_kib)),
                 grouped(after.fds)
             ),
             (Some(_), Some((secs, None))) => println!("after wait    {secs} s: server gone"),
