@@ -793,7 +793,7 @@ impl Actor {
             self.with_room_in(local, |room, ctx| room.on_batch_end(ctx));
             self.held.flush(&self.conns, local);
         }
-        self.pending.submit(&*self.store, &self.room);
+        let submitted = self.pending.submit(&*self.store, &self.room);
         // A store that commits before `commit` returns has reported
         // already: what waited for the batch goes out with it (a newcomer's
         // durable welcome in the same write as its handshake's response)
@@ -802,7 +802,7 @@ impl Actor {
         // Once per batch: what a failure's `on_commit_failed` writes goes to
         // the store here, and its report waits for the wake-up, so that a
         // room writing on every report cannot loop.
-        if let Some((number, result)) = self.pending.take_report() {
+        if let Some((number, result)) = submitted.then(|| self.pending.take_report()).flatten() {
             self.committed(number, result);
             self.held.flush(&self.conns, &mut None);
             self.pending.submit(&*self.store, &self.room);

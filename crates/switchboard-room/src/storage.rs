@@ -151,13 +151,14 @@ impl WriteBehind {
     }
 
     /// Hands the writes of the batch to the store, unless one is in flight
-    /// (they go when it is reported).
+    /// (they go when it is reported). True when a batch went to the store.
     #[inline]
-    pub(crate) fn submit(&mut self, store: &dyn Store, room: &str) {
+    pub(crate) fn submit(&mut self, store: &dyn Store, room: &str) -> bool {
         if self.in_flight.is_some() || self.writes.is_empty() {
-            return;
+            return false;
         }
         self.submit_now(store, room);
+        true
     }
 
     fn submit_now(&mut self, store: &dyn Store, room: &str) {
@@ -170,7 +171,9 @@ impl WriteBehind {
     }
 
     /// The report of the batch just submitted, when the store made it
-    /// before `commit` returned (the memory store does): the actor then
+    /// before `commit` returned (the memory store does; asked only after
+    /// [`WriteBehind::submit`] handed one, so that a batch without writes
+    /// takes no lock): the actor then
     /// releases what waited for it in the same batch, not on a wake-up.
     pub(crate) fn take_report(&self) -> Option<CommitReport> {
         self.reports.take()
