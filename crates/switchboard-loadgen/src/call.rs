@@ -236,7 +236,7 @@ pub(crate) struct CallReport {
     first_loss: Option<String>,
     /// The server's anonymous RSS (KiB) before the joins, once all had joined, and at
     /// the end of the run with every peer still connected.
-    rss_kib: Option<(u64, u64, u64)>,
+    anon_kib: Option<(u64, u64, u64)>,
     client_cpu: Option<cpu::CpuTime>,
     server_cpu: Option<cpu::CpuTime>,
 }
@@ -249,7 +249,7 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
     let period = Duration::from_secs_f64(1.0 / f64::from(options.rate));
     let shared = Rc::new(Shared::new(total));
     let pid = options.target.server_pid;
-    let rss_before = pid.and_then(anon_kib);
+    let anon_before = pid.and_then(anon_kib);
 
     // A peer needs the next peer's id: every connection is held until all
     // have joined.
@@ -258,7 +258,7 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
     let joined_in =
         join_all(total, options.joins.concurrency as usize, urls, sources.clone(), "peer", |url, options| async move { join(&url, options).await }, keep)
             .await?;
-    let rss_joined = pid.and_then(anon_kib);
+    let anon_joined = pid.and_then(anon_kib);
 
     // Peer i's ring: the peers of its room in join order, i + R after i.
     let clients: Vec<(Client, String)> = shared.clients.take().into_iter().map(|c| c.expect("every peer joined")).collect();
@@ -300,7 +300,7 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
     let delta = |before: Option<cpu::CpuTime>, pid| Some(cpu::seconds(pid)? - before?);
     let (client_cpu, server_cpu) = (delta(client_cpu0, None), delta(server_cpu0, pid));
     let latency_us = shared.latency_us.borrow().clone();
-    let rss_end = pid.and_then(anon_kib);
+    let anon_end = pid.and_then(anon_kib);
     shared.running.set(false);
     // The peers stop at their next tick; what they sent before is relayed
     // within a round trip unless the server fell behind or dropped it. A
@@ -328,7 +328,7 @@ pub(crate) async fn run(options: &Options) -> Result<CallReport, String> {
         not_relayed: end.sent.saturating_sub(end.relayed),
         lost: shared.lost.get(),
         first_loss,
-        rss_kib: rss_before.zip(rss_joined).zip(rss_end).map(|((a, b), c)| (a, b, c)),
+        anon_kib: anon_before.zip(anon_joined).zip(anon_end).map(|((a, b), c)| (a, b, c)),
         client_cpu,
         server_cpu,
     })
@@ -419,7 +419,7 @@ impl CallReport {
         if self.lost > 0 {
             println!("lost          {} peers' connections ended early (first: {})", grouped(self.lost as u64), self.first_loss.as_deref().unwrap_or("?"));
         }
-        if let Some((before, joined, end)) = self.rss_kib {
+        if let Some((before, joined, end)) = self.anon_kib {
             let per_room = |kib: u64| grouped((kib.saturating_sub(before) * 1024).div_ceil(u64::from(self.rooms)));
             println!("server RSS    anonymous: {} before the joins, {} joined, {} at the end", mib(before), mib(joined), mib(end));
             println!("memory/room   {} B per call room joined, {} B at the end (RSS growth / rooms)", per_room(joined), per_room(end));
