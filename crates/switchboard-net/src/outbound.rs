@@ -22,10 +22,10 @@
 //! sends stay spread over the loops its members are on; a frame queued
 //! from another thread ends it, so that no later frame overtakes that one.
 //! The first frame the socket does not take whole ends it too: the rest is
-//! queued and the task woken, as for any frame. The task ends it too, under this lock, before
-//! it writes anything itself, so the bytes of the two never interleave.
-//! The bytes written through are counted here until the task collects
-//! them.
+//! queued and the task woken, as for any frame. The task ends it as well,
+//! under this lock, before it writes anything itself, so the bytes of the
+//! two never interleave. The bytes written through are counted here until
+//! the task collects them.
 //!
 //! It is also how the listener's timer sweep and shutdown reach the
 //! connection (see `timers`): the connection publishes its next deadline
