@@ -32,17 +32,24 @@ fn threads(pid: u32, prefix: &str) -> Vec<(String, u64)> {
     found
 }
 
-/// The loops beyond the main thread, once all `count` have started.
-fn loop_threads(pid: u32, count: usize) -> Vec<(String, u64)> {
+/// The threads named `prefix…` once `enough` of them have started (a
+/// thread takes its name when it first runs), or as they are after 10 s.
+fn started_threads(pid: u32, prefix: &str, enough: impl Fn(usize) -> bool) -> Vec<(String, u64)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let found = threads(pid, "event-loop-");
-        if found.len() == count || Instant::now() > deadline {
-            assert_eq!(found.len(), count, "event loop threads");
+        let found = threads(pid, prefix);
+        if enough(found.len()) || Instant::now() > deadline {
             return found;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The loops beyond the main thread, once all `count` have started.
+fn loop_threads(pid: u32, count: usize) -> Vec<(String, u64)> {
+    let found = started_threads(pid, "event-loop-", |n| n == count);
+    assert_eq!(found.len(), count, "event loop threads");
+    found
 }
 
 /// The text of the next message that is not the broadcast room's
@@ -146,7 +153,7 @@ async fn the_work_stealing_runtime_serves_with_its_own_workers() {
     client.send_text("hello").await.unwrap();
     assert_eq!(client.recv_message().await.unwrap(), Message::text("hello"));
     assert!(threads(server.pid(), "event-loop-").is_empty(), "no event loops");
-    assert!(threads(server.pid(), "tokio-rt-worker").len() >= 3, "three workers (and any blocking-pool threads, named alike)");
+    assert!(started_threads(server.pid(), "tokio-rt-worker", |n| n >= 3).len() >= 3, "three workers (and any blocking-pool threads, named alike)");
 }
 
 /// `SO_REUSEPORT` would let a second server of the same user bind the
