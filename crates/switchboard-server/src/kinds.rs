@@ -1,9 +1,9 @@
 //! Room kinds: the table the server routes by. The built-in kinds come from
 //! `switchboard-apps`; users add their own with `Server::add_room_kind`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use switchboard_apps::AppsConfig;
 use switchboard_room::RoomFactory;
 

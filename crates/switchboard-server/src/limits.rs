@@ -13,12 +13,13 @@
 //! (`registry.rs`); its refusals are counted here too. Defaults and their
 //! reasons: `docs/limits.md`.
 
-use std::collections::{hash_map, HashMap};
+use std::collections::hash_map;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt};
 use switchboard_net::Refusal;
 
 /// The limits; `0` turns one off.

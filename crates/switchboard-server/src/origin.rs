@@ -149,7 +149,7 @@ impl Pattern {
 pub(crate) struct OriginCheck {
     /// `None`: the default (own origin and local development).
     allowed: Option<Vec<Pattern>>,
-    per_kind: HashMap<String, Vec<Pattern>>,
+    per_kind: foldhash::HashMap<String, Vec<Pattern>>,
     require_origin: bool,
 }
 

@@ -7,11 +7,11 @@
 //! memory shrinks with it, so rooms that came and went leave nothing
 //! behind. Starting a room beyond `max_rooms` live ones is refused.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
 use switchboard_room::{spawn_room_notifying, RoomConfig, RoomHandle, RoomId, RoomKind, RoomName};
 use switchboard_store::Store;
 use tokio::sync::oneshot;

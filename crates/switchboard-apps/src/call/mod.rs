@@ -24,10 +24,10 @@
 pub mod ice;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use foldhash::{HashMap, HashMapExt};
 use rand::Rng;
 use switchboard_room::{CloseCode, Closed, ConnId, Ctx, Message, Published, Room, RoomFactory, RoomStorage};
 

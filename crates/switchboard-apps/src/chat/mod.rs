@@ -17,10 +17,10 @@ mod moderation;
 mod names;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 use switchboard_room::{CloseCode, Closed, ConnId, ConnectRequest, Ctx, Decision, Message, Room, RoomFactory, RoomStorage, StoreError};
 use tracing::warn;
