@@ -10,9 +10,11 @@
 #
 #   scripts/hot-functions.sh      (then rebuild: cargo build --release)
 #
-# Rerun it when the list has gone stale: after a toolchain update (rustc
-# mangles the names with a hash of its version, so none of them match) or
-# when a profile shows hot functions outside the run. Needs valgrind and
+# Rerun it when the list has gone stale: the names carry a hash of the
+# toolchain's version and of the crate that instantiates them (most hot
+# functions are generic and instantiated in the binary's crate), so after
+# a toolchain update, or a change to the binary crate's dependencies or
+# build, few of them match; `nm` on the binary shows which do. Needs valgrind and
 # the release binaries; every load is bounded (SECONDS_EACH each, default
 # 3) and targets only 127.0.0.1. Takes about half a minute.
 set -euo pipefail
