@@ -99,7 +99,12 @@ FDS=$(ulimit -n)
 
 mkdir -p "$OUT"
 if [ "${BUILD:-1}" != 0 ]; then
-  cargo build --release --locked -p switchboard -p switchboard-loadgen
+  # Apart, as `cargo build --release` builds the server: built together,
+  # cargo unifies the two packages' features and the server's symbols get
+  # other names than its hot-function list has (docs/benchmarks.md,
+  # "Code layout").
+  cargo build --release --locked -p switchboard
+  cargo build --release --locked -p switchboard-loadgen
   (cd bench/peers && cargo build --release --locked)
 fi
 for binary in "$LOADGEN" target/release/switchboard bench/peers/target/release/peer-tungstenite bench/peers/target/release/peer-fastwebsockets; do

@@ -14,7 +14,9 @@
 # toolchain's version and of the crate that instantiates them (most hot
 # functions are generic and instantiated in the binary's crate), so after
 # a toolchain update, or a change to the binary crate's dependencies or
-# build, few of them match; `nm` on the binary shows which do. Needs valgrind and
+# build, few of them match; `nm` on the binary shows which do. Profile
+# a server built on its own (`cargo build --release`): built together with
+# other packages, cargo unifies their features and names change. Needs valgrind and
 # the release binaries; every load is bounded (SECONDS_EACH each, default
 # 3) and targets only 127.0.0.1. Takes about half a minute.
 set -euo pipefail
