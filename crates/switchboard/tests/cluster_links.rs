@@ -160,6 +160,9 @@ async fn links_made_on_one_node_redirect_on_every_node_and_deletes_reach_them_al
 
     // Another account can neither take nor delete the slug, on any node.
     let other = add_account(&nats, "bravo");
+    // The new key reaches each node through the key-value watch, a moment
+    // after the command that made it returns.
+    eventually(&late, "GET", "/api/links", Some(&other), "the new account's key", |r| r.status == 200).await;
     assert_eq!(create_link(&late, &other, "promo", "https://example.net/").await.status, 409);
     eventually(&nodes[2], "DELETE", "/api/links/promo", Some(&other), "another account's delete", |r| r.status == 404).await;
 
