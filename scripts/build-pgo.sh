@@ -48,19 +48,7 @@ export LLVM_PROFILE_FILE="$PWD/$DATA/server-%p.profraw"
 SWITCHBOARD_BIN=target/pgo-generate/release/switchboard start_server "$DATA/server.out"
 unset LLVM_PROFILE_FILE
 trap stop_server EXIT
-run() { # run PATH ARGS...: one load run against the instrumented server
-  local path=$1
-  shift
-  echo "   $*"
-  "$LOADGEN" "$@" --url "ws://$ADDR$path" > "$DATA/load.out" 2>&1 || { cat "$DATA/load.out" >&2; exit 1; }
-}
-run /rooms/echo/pgo echo --connections 100 --in-flight 16 --size 20 --seconds "$SECS"
-run /rooms/echo/pgo echo --connections 100 --in-flight 1 --size 20 --seconds "$SECS"
-run /rooms/echo/pgo echo --connections 100 --in-flight 16 --size 16384 --binary --seconds "$SECS"
-run /rooms/broadcast/pgo broadcast --subscribers 1000 --in-flight 16 --size 32 --seconds "$SECS"
-run /rooms/broadcast/pgo1 broadcast --subscribers 1000 --in-flight 1 --size 32 --seconds "$SECS"
-run /rooms/echo/churn churn --concurrency 50 --size 20 --seconds "$SECS"
-run /rooms/echo/idle idle --connections "$idle" --rooms 100 --concurrency 64
+load_shapes "$LOADGEN" "$ADDR" "$SECS" "$idle" "$DATA/load.out"
 stop_server
 trap - EXIT
 compgen -G "$DATA/server-*.profraw" > /dev/null || { echo "the instrumented server wrote no profile" >&2; exit 1; }

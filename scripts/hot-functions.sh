@@ -21,15 +21,17 @@
 # 3) and targets only 127.0.0.1. Takes about half a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 BINARY=${BINARY:-target/release/switchboard}
 LOADGEN=${LOADGEN:-target/release/switchboard-loadgen}
 SECONDS_EACH=${SECONDS_EACH:-3}
-OUT=crates/switchboard/hot-functions.txt
+OUT=${OUT:-crates/switchboard/hot-functions.txt}
 for tool in valgrind callgrind_control; do
   command -v "$tool" > /dev/null || { echo "$tool not found (apt install valgrind)" >&2; exit 1; }
 done
 for bin in "$BINARY" "$LOADGEN"; do
-  [ -x "$bin" ] || { echo "$bin not found: cargo build --release -p switchboard -p switchboard-loadgen" >&2; exit 1; }
+  [ -x "$bin" ] || { echo "$bin not found: cargo build --release -p switchboard; cargo build --release -p switchboard-loadgen" >&2; exit 1; }
 done
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -39,31 +41,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-: > "$WORK/out"
-valgrind --tool=callgrind --demangle=no --callgrind-out-file="$WORK/cg.%p" "$BINARY" serve --listen 127.0.0.1:0 --memory > "$WORK/out" 2> "$WORK/err" &
-SERVER_PID=$!
-ADDR=""
-for _ in $(seq 1 600); do
-  ADDR=$(sed -n 's#^switchboard listening on http://##p' "$WORK/out")
-  [ -n "$ADDR" ] && break
-  sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "the server did not start:" >&2; cat "$WORK/err" >&2; exit 1; }
+# Names left mangled: the linker knows them so.
+start_callgrind "$BINARY" "$WORK" --demangle=no
 # Start-up is not what the connections run.
 callgrind_control -z "$SERVER_PID" > /dev/null 2>&1
 
-load() {
-  echo "  $*" >&2
-  "$LOADGEN" "$@" > "$WORK/load" 2>&1 || { echo "the load generator failed:" >&2; tail -5 "$WORK/load" >&2; exit 1; }
-}
 echo "profiling $BINARY (about $((SECONDS_EACH * 6 + 60)) s):" >&2
-load echo --url "ws://$ADDR/rooms/echo/hot16" --connections 100 --in-flight 16 --seconds "$SECONDS_EACH"
-load echo --url "ws://$ADDR/rooms/echo/hot1" --connections 100 --in-flight 1 --seconds "$SECONDS_EACH"
-load echo --url "ws://$ADDR/rooms/echo/hotbig" --connections 20 --in-flight 16 --size 16384 --binary --seconds "$SECONDS_EACH"
-load broadcast --url "ws://$ADDR/rooms/broadcast/hot16" --subscribers 1000 --in-flight 16 --seconds "$SECONDS_EACH"
-load broadcast --url "ws://$ADDR/rooms/broadcast/hot1" --subscribers 1000 --in-flight 1 --seconds "$SECONDS_EACH"
-load churn --url "ws://$ADDR/rooms/echo/hotchurn" --concurrency 10 --seconds "$SECONDS_EACH"
-load idle --url "ws://$ADDR/rooms/echo/hotidle" --connections 1000 --rooms 100
+load_shapes "$LOADGEN" "$ADDR" "$SECONDS_EACH" 1000 "$WORK/load"
 callgrind_control -d "$SERVER_PID" > /dev/null 2>&1
 kill -INT "$SERVER_PID"
 wait "$SERVER_PID" || true

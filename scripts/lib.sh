@@ -52,18 +52,20 @@ stop_server() {
   SERVER_PID=""
 }
 
-# start_callgrind BINARY DIR: starts `BINARY serve` on a free loopback port
-# with in-memory storage under callgrind, its dumps as DIR/cg.PID[.N], its
+# start_callgrind BINARY DIR [VALGRIND_OPTION...]: starts `BINARY serve` on
+# a free loopback port with in-memory storage under callgrind (with any
+# further valgrind options given), its dumps as DIR/cg.PID[.N], its
 # stdout in DIR/out and stderr in DIR/err. Sets SERVER_PID and ADDR; exits
 # the script if no address appears within 60 s (valgrind starts slowly).
 # Stop it with SIGINT: at once, with or without a drain (binaries from
 # before the drain existed have no flags for it).
 start_callgrind() {
   local binary=$1 dir=$2
+  shift 2
   # Emptied here, not by the redirection below: that happens in the
   # background job, possibly after the wait has read a previous run's.
   : > "$dir/out"
-  valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$binary" serve --listen 127.0.0.1:0 --memory > "$dir/out" 2> "$dir/err" &
+  valgrind --tool=callgrind "$@" --callgrind-out-file="$dir/cg.%p" "$binary" serve --listen 127.0.0.1:0 --memory > "$dir/out" 2> "$dir/err" &
   SERVER_PID=$!
   ADDR=""
   for _ in $(seq 1 600); do
@@ -75,4 +77,27 @@ start_callgrind() {
   cat "$dir/err" >&2
   kill "$SERVER_PID" 2>/dev/null
   exit 1
+}
+
+# load_shapes LOADGEN ADDR SECONDS IDLE OUT: the matrix's load shapes, one
+# after the other, against the server at ADDR (echo of 20 B at 16 and 1 in
+# flight and of 16 KiB, broadcast to 1,000 at 16 and 1 in flight, SECONDS
+# each, churn for SECONDS, then IDLE idle connections), for a profile of
+# what connections run (build-pgo.sh, hot-functions.sh). Each run's output
+# goes to OUT; exits the script with it if a run fails.
+load_shapes() {
+  local loadgen=$1 addr=$2 secs=$3 idle=$4 out=$5
+  run_shape() {
+    local path=$1
+    shift
+    echo "   $*" >&2
+    "$loadgen" "$@" --url "ws://$addr$path" > "$out" 2>&1 || { cat "$out" >&2; exit 1; }
+  }
+  run_shape /rooms/echo/shape echo --connections 100 --in-flight 16 --size 20 --seconds "$secs"
+  run_shape /rooms/echo/shape echo --connections 100 --in-flight 1 --size 20 --seconds "$secs"
+  run_shape /rooms/echo/shape echo --connections 100 --in-flight 16 --size 16384 --binary --seconds "$secs"
+  run_shape /rooms/broadcast/shape broadcast --subscribers 1000 --in-flight 16 --size 32 --seconds "$secs"
+  run_shape /rooms/broadcast/shape1 broadcast --subscribers 1000 --in-flight 1 --size 32 --seconds "$secs"
+  run_shape /rooms/echo/churn churn --concurrency 50 --size 20 --seconds "$secs"
+  run_shape /rooms/echo/idle idle --connections "$idle" --rooms 100 --concurrency 64
 }
